@@ -15,10 +15,14 @@ from iii_rx.errors import (
     IIIRegistrationRejectedError,
     IIITimeoutError,
 )
+from iii_rx.http import ApiRequest, ApiResponse, HttpInvocationConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiRequest",
+    "ApiResponse",
+    "HttpInvocationConfig",
     "IIIConnectionError",
     "IIIError",
     "IIIForbiddenError",
