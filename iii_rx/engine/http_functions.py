@@ -1,0 +1,387 @@
+"""HTTP-invoked functions of the embedded engine (spec 9, 12.7; DECISIONS 7, 8).
+
+A worker may register a function with an ``invocation`` (:class:`HttpInvocationRef`) instead of
+handling it: the engine then serves every call of it by making one HTTP request.
+
+* :class:`HttpFunctionSettings` is the URL policy: loopback over plain http is always fine
+  (same machine); other private, link-local and non-global addresses are refused unless
+  ``allow_http_private``; anything else needs https unless ``require_https=False``; the host
+  must match ``url_allowlist`` (globs). The URL is checked at registration and at every call.
+* :meth:`HttpFunctionInvoker.prepare` checks a registration: the URL, and the auth secrets,
+  read from the engine's environment now. A problem raises :class:`RegistrationRefused`,
+  whose ``reason`` the engine logs and repeats to callers as ``function_not_found``.
+* :meth:`HttpFunctionInvoker.invoke` performs a call exactly as spec 9.2-9.4: JSON body,
+  ``x-iii-*`` headers, HMAC signature, no retries, no redirects, a timeout, and the outcome
+  mapping by status. It never raises for a failed call; it returns an :class:`HttpOutcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import ValidationError
+
+from iii_rx.http import sign
+from iii_rx.protocol import ApiKeyAuth, BearerAuth, HmacAuth, HttpInvocationRef
+
+__all__ = [
+    "HttpFunction",
+    "HttpFunctionInvoker",
+    "HttpFunctionSettings",
+    "HttpOutcome",
+    "RegistrationRefused",
+    "UrlRefused",
+    "check_url",
+]
+
+log = logging.getLogger(__name__)
+
+_MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpFunctionSettings:
+    """URL policy and limits of HTTP-invoked functions (defaults are the safe ones).
+
+    ``allow_http_private`` is ``--allow-http-private`` (the Rust engine's
+    ``block_private_ips: false``); ``require_https=False`` allows plain http to public hosts.
+    """
+
+    require_https: bool = True
+    allow_http_private: bool = False
+    url_allowlist: tuple[str, ...] = ("*",)
+    default_timeout_ms: int = 30_000
+    max_timeout_ms: int = 60_000
+    max_response_bytes: int = 64 * _MiB
+
+
+class UrlRefused(Exception):
+    """A URL the policy refuses; ``str()`` is the spec's reason (``HTTPS is required``...)."""
+
+
+class RegistrationRefused(Exception):
+    """An HTTP-invoked registration the engine will not accept.
+
+    ``code`` is machine-readable (``url_validation_failed``, ``secret_not_found``,
+    ``token_not_found``, ``api_key_not_found``, ``invalid_invocation``); ``reason`` is the
+    sentence to log and to hand callers.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def reason(self) -> str:
+        """``"{code}: {message}"``."""
+        return str(self)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOutcome:
+    """The result of one call: ``error`` (``{"code", "message"}``) set means failure."""
+
+    result: Any = None
+    error: dict[str, str] | None = None
+
+    @classmethod
+    def failed(cls, code: str, message: str) -> HttpOutcome:
+        """A failed outcome."""
+        return cls(error={"code": code, "message": message})
+
+
+@dataclass(frozen=True)
+class HttpFunction:
+    """A registration that passed :meth:`HttpFunctionInvoker.prepare`, secrets resolved."""
+
+    function_id: str
+    url: str
+    method: str
+    timeout_ms: int
+    headers: Mapping[str, str]
+    auth_kind: Literal["hmac", "bearer", "api_key"] | None = None
+    auth_header: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    invocation: HttpInvocationRef | None = field(default=None, repr=False, compare=False)
+
+
+# ----------------------------------------------------------------------------- URL policy
+
+_Kind = Literal["loopback", "private", "public"]
+
+
+def _kind_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> _Kind:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
+    if not address.is_global or address.is_multicast:
+        return "private"
+    return "public"
+
+
+async def _host_kind(host: str, port: int) -> _Kind:
+    """Classify a host; a name is resolved and its most restricted address wins."""
+    if host.rstrip(".").lower() == "localhost":
+        return "loopback"
+    try:
+        return _kind_of(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        raise UrlRefused("DNS lookup failed") from None
+    kinds = {_kind_of(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in infos}
+    if not kinds:
+        raise UrlRefused("DNS lookup failed")
+    if kinds == {"loopback"}:
+        return "loopback"
+    return "private" if kinds - {"public"} else "public"
+
+
+async def check_url(url: str, settings: HttpFunctionSettings) -> None:
+    """Raise :class:`UrlRefused` unless ``settings`` allow calling ``url`` (DECISIONS 7)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UrlRefused("Invalid URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise UrlRefused("Invalid URL")
+    if not any(fnmatchcase(host, pattern.lower()) or fnmatchcase(url, pattern)
+               for pattern in settings.url_allowlist):
+        raise UrlRefused("URL not in allowlist")
+    kind = await _host_kind(host, port)
+    if kind == "loopback":
+        return
+    if kind == "private":
+        if not settings.allow_http_private:
+            raise UrlRefused("Private IP blocked")
+        return
+    if settings.require_https and parts.scheme != "https":
+        raise UrlRefused("HTTPS is required")
+
+
+# ----------------------------------------------------------------------------- invoker
+
+
+class HttpFunctionInvoker:
+    """Checks registrations of HTTP-invoked functions and performs their calls.
+
+    Owns one :class:`aiohttp.ClientSession` (no cookies, no proxies from the environment,
+    redirects never followed); use it as an async context manager or call :meth:`close`.
+    ``environ`` is where secrets are read (default: the engine's ``os.environ``).
+    """
+
+    def __init__(
+        self,
+        settings: HttpFunctionSettings | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings or HttpFunctionSettings()
+        self._environ = environ
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpFunctionInvoker:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session (calls in flight fail with ``http_request_failed``)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=True,
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64),
+            )
+        return self._session
+
+    # ------------------------------------------------------------------ registration
+
+    async def prepare(self, function_id: str, invocation: Any) -> HttpFunction:
+        """Check a registration and resolve its secrets; raise :class:`RegistrationRefused`.
+
+        ``invocation`` is an :class:`HttpInvocationRef` or the equivalent dict.
+        """
+        try:
+            ref = (invocation if isinstance(invocation, HttpInvocationRef)
+                   else HttpInvocationRef.model_validate(invocation))
+        except ValidationError as exc:
+            raise RegistrationRefused(
+                "invalid_invocation", f"invalid invocation of {function_id!r}: "
+                f"{exc.errors(include_url=False, include_input=False)[0]['msg']}") from None
+        try:
+            await check_url(ref.url, self.settings)
+        except UrlRefused as exc:
+            raise RegistrationRefused("url_validation_failed", str(exc)) from None
+        kind, header, secret = self._resolve_auth(ref)
+        timeout = ref.timeout_ms or self.settings.default_timeout_ms
+        return HttpFunction(
+            function_id=function_id,
+            url=ref.url,
+            method=ref.method or "POST",
+            timeout_ms=min(timeout, self.settings.max_timeout_ms),
+            headers=dict(ref.headers or {}),
+            auth_kind=kind,
+            auth_header=header,
+            secret=secret,
+            invocation=ref,
+        )
+
+    def _resolve_auth(
+        self, ref: HttpInvocationRef,
+    ) -> tuple[Literal["hmac", "bearer", "api_key"] | None, str | None, str | None]:
+        environ = os.environ if self._environ is None else self._environ
+        auth = ref.auth
+        if auth is None:
+            return None, None, None
+        if isinstance(auth, HmacAuth):
+            return "hmac", None, self._secret(environ, auth.secret_key, "secret_not_found")
+        if isinstance(auth, BearerAuth):
+            return "bearer", None, self._secret(environ, auth.token_key, "token_not_found")
+        if isinstance(auth, ApiKeyAuth):
+            value = self._secret(environ, auth.value_key, "api_key_not_found")
+            return "api_key", auth.header, value
+        raise RegistrationRefused("invalid_invocation", "unknown auth type")
+
+    @staticmethod
+    def _secret(environ: Mapping[str, str], name: str, code: str) -> str:
+        value = environ.get(name)
+        if value is None:
+            raise RegistrationRefused(
+                code, f"environment variable {name!r} is not set in the engine's environment")
+        return value
+
+    # ------------------------------------------------------------------ calls
+
+    async def invoke(self, function: HttpFunction, data: Any) -> HttpOutcome:
+        """Call ``function`` with ``data`` as its JSON body; map the answer (spec 9.4)."""
+        try:
+            await check_url(function.url, self.settings)
+        except UrlRefused as exc:
+            return HttpOutcome.failed("url_validation_failed", str(exc))
+        try:
+            body = json.dumps(data, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            return HttpOutcome.failed("serialization_error", str(exc))
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "x-iii-Function-Path": function.function_id,
+            "x-iii-Invocation-ID": str(uuid.uuid4()),
+            "x-iii-Timestamp": timestamp,
+            **function.headers,
+        }
+        if function.auth_kind == "hmac" and function.secret is not None:
+            headers["x-iii-Signature"] = sign(function.secret, timestamp, body)
+        elif function.auth_kind == "bearer":
+            headers["Authorization"] = f"Bearer {function.secret}"
+        elif function.auth_kind == "api_key" and function.auth_header:
+            headers[function.auth_header] = function.secret or ""
+        try:
+            return await asyncio.wait_for(self._exchange(function, headers, body),
+                                          function.timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            return HttpOutcome.failed(
+                "http_request_failed",
+                f"request to {function.url} timed out after {function.timeout_ms} ms")
+
+    async def _exchange(self, function: HttpFunction, headers: dict[str, str],
+                        body: bytes) -> HttpOutcome:
+        try:
+            response = await self._client().request(
+                function.method, function.url, data=body, headers=headers,
+                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=None),
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            return HttpOutcome.failed("http_request_failed", _cause_chain(exc))
+        async with response:
+            try:
+                payload = await self._read(response)
+            except (aiohttp.ClientError, OSError, _TooLarge) as exc:
+                return HttpOutcome.failed("http_response_failed", _cause_chain(exc))
+            return _map_response(response.status, response.reason, payload)
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self.settings.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge(f"response body exceeds {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _cause_chain(exc: BaseException) -> str:
+    """``str(exc)`` followed by its causes, as the Rust engine reports request errors."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current) or type(current).__name__
+        if not parts or parts[-1] != text:
+            parts.append(text)
+        current = current.__cause__ or current.__context__
+    return ": ".join(parts)
+
+
+def _map_response(status: int, reason: str | None, payload: bytes) -> HttpOutcome:
+    """Spec 9.4: 2xx JSON/empty succeed, 1xx/3xx succeed leniently, >= 400 fail."""
+    if 200 <= status < 300:
+        if not payload:
+            return HttpOutcome()
+        try:
+            return HttpOutcome(result=json.loads(payload))
+        except ValueError as exc:
+            return HttpOutcome.failed("invalid_response", str(exc))
+    if status < 400:
+        try:
+            return HttpOutcome(result=json.loads(payload) if payload else None)
+        except ValueError:
+            return HttpOutcome()
+    try:
+        parsed = json.loads(payload) if payload else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "error" in parsed:
+        error = parsed["error"]
+        code = error.get("code") if isinstance(error, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        return HttpOutcome.failed(
+            code if isinstance(code, str) else "http_error",
+            message if isinstance(message, str) else "HTTP request failed")
+    return HttpOutcome.failed("http_error", f"HTTP {status} {reason or ''}".rstrip())
