@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import ValidationError
 
+from iii_rx.errors import IIIInvocationError
 from iii_rx.http import sign
 from iii_rx.protocol import ApiKeyAuth, BearerAuth, HmacAuth, HttpInvocationRef
 
@@ -45,6 +46,7 @@ __all__ = [
     "RegistrationRefused",
     "UrlRefused",
     "check_url",
+    "registration_hook",
 ]
 
 log = logging.getLogger(__name__)
@@ -385,3 +387,44 @@ def _map_response(status: int, reason: str | None, payload: bytes) -> HttpOutcom
             code if isinstance(code, str) else "http_error",
             message if isinstance(message, str) else "HTTP request failed")
     return HttpOutcome.failed("http_error", f"HTTP {status} {reason or ''}".rstrip())
+
+
+# ----------------------------------------------------------------------------- engine hook
+
+
+def registration_hook(invoker: HttpFunctionInvoker) -> Callable[[Any, Any], Awaitable[Any]]:
+    """The engine's HTTP-function hook (:attr:`Dispatcher.http_function_hook`).
+
+    ``await hook(conn, frame)`` for a ``registerfunction`` with ``invocation`` returns the
+    in-process handler ``handler(data, ctx)`` serving the function, or a string: the reason
+    it was refused (the engine logs it and repeats it in ``function_not_found``, DECISIONS 8).
+    The handler raises :class:`IIIInvocationError` with the codes of spec 9.4.
+    """
+
+    async def hook(conn: Any, frame: Any) -> Any:
+        function_id: str = frame.id
+        try:
+            function = await invoker.prepare(function_id, frame.invocation)
+        except RegistrationRefused as exc:
+            host = _host_of(frame.invocation)
+            return f"{exc.reason} (host {host})" if host and exc.code.startswith("url") else (
+                exc.reason)
+
+        async def handler(data: Any, ctx: Any) -> Any:
+            outcome = await invoker.invoke(function, data)
+            if outcome.error is not None:
+                raise IIIInvocationError(outcome.error["code"], outcome.error["message"],
+                                         function_id=function_id)
+            return outcome.result
+
+        return handler
+
+    return hook
+
+
+def _host_of(invocation: Any) -> str | None:
+    url = getattr(invocation, "url", None)
+    try:
+        return urlsplit(url).hostname if isinstance(url, str) else None
+    except ValueError:
+        return None

@@ -1,0 +1,596 @@
+"""The REST API of the embedded engine: ``http`` triggers served over HTTP (spec 6.5).
+
+One aiohttp low-level server on ``rest_port`` (no aiohttp router: routes live in a
+:class:`~iii_rx.engine.rest_routes.RouteTable` fed by ``http`` bindings). Per request:
+
+1. match ``(METHOD, path)``, else ``404 {"error": {"code": "NOT_FOUND", ...}}``;
+2. read the body: JSON requests (``Content-Type`` containing ``application/json``) are read
+   whole and parsed into ``body``; other bodies are streamed into the ``request_body`` channel
+   while the handler runs;
+3. run the binding's ``condition_function_id`` (result ``false`` ⇒ ``422 CONDITION_NOT_MET``,
+   error ⇒ 500) and ``middleware_function_ids`` (spec 6.5.2);
+4. invoke the bound function in the binding's namespace with its ``metadata`` and race the
+   result against the ``response`` channel (6.5.4): text frames before the first binary frame
+   set status and headers, the first binary frame starts a streamed response, closing the
+   writer ends it; a non-null result before that is the buffered envelope of 6.5.3 (both
+   ``status_code`` and ``statusCode``); an error is ``500`` with an ``error_id``;
+5. everything until the response head is bounded by ``timeout_ms`` (``504``, empty body).
+
+Divergence from the Rust engine (DECISIONS 9): a handler that returns ``null`` and whose
+``response`` writer never connects gets a ``500 NO_RESPONSE`` after ``no_response_grace_ms``
+instead of hanging until the 504.
+
+The server reaches the rest of the engine through two narrow interfaces, :data:`Invoke` and
+:class:`RestChannels`, so it can be driven without a worker socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from iii_rx.engine.rest_routes import Route, RouteError, RouteTable, route_from_config
+from iii_rx.errors import IIIInvocationError
+
+__all__ = [
+    "Invoke",
+    "LocalReader",
+    "LocalWriter",
+    "RestApi",
+    "RestChannels",
+    "RouteError",
+    "encode_envelope",
+]
+
+log = logging.getLogger("iii_rx.engine.rest")
+
+Invoke = Callable[[str, str, Any, Any], Awaitable[Any]]
+"""``await invoke(namespace, function_id, data, metadata)``: the result, or raises
+:class:`IIIInvocationError` (its ``code``/``message`` go into the 500 envelope)."""
+
+
+class LocalWriter(Protocol):
+    """The engine's own writing end of a channel (the request body)."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalReader(Protocol):
+    """The engine's own reading end of a channel (the streamed response)."""
+
+    @property
+    def writer_connected(self) -> bool:
+        """Whether a writer (the handler's socket) has attached to the channel."""
+        ...
+
+    async def receive(self) -> bytes | str | None:
+        """The next frame (``bytes`` binary, ``str`` text), ``None`` once the writer closed."""
+        ...
+
+
+class RestChannels(Protocol):
+    """What the REST API needs from the channel hub."""
+
+    def create(self, buffer_size: int | None = None) -> dict[str, Any]:
+        """A new channel: ``{"writer": ref, "reader": ref}`` (refs as JSON dicts)."""
+        ...
+
+    def local_writer(self, channel_id: str) -> LocalWriter: ...
+
+    def local_reader(self, channel_id: str) -> LocalReader: ...
+
+    def remove(self, channel_id: str) -> None:
+        """Drop a channel and end whatever is still attached to it."""
+        ...
+
+
+_CHUNK = 64 * 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_DROPPED_HEADERS = frozenset({"transfer-encoding", "connection", "keep-alive", "upgrade"})
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+# ----------------------------------------------------------------------------- responses
+
+
+def _error_id() -> str:
+    return secrets.token_hex(6)
+
+
+def _json_response(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=_dumps(body), content_type="application/json")
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_response(status: int, code: str, message: str, *, error_id: str | None = None,
+                   **extra: Any) -> web.Response:
+    """The engine's error envelope ``{"error": {"code", "message", "error_id"?}, ...}``."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if error_id is not None:
+        error["error_id"] = error_id
+    return _json_response(status, {"error": error, **extra})
+
+
+def _valid_header(name: Any, value: Any) -> bool:
+    return (isinstance(name, str) and isinstance(value, str) and bool(_TOKEN.fullmatch(name))
+            and not any(c in value for c in "\r\n\0"))
+
+
+def _headers_of(value: Any) -> list[tuple[str, str]]:
+    """Response headers from a dict or from ``"Name: value"`` lines; invalid ones dropped."""
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        pairs = [(k, v) for k, v in value.items() if isinstance(v, str)]
+    elif isinstance(value, list):
+        for line in value:
+            if isinstance(line, str) and ":" in line:
+                name, _, text = line.partition(":")
+                pairs.append((name.strip(), text.strip()))
+    return [(k, v) for k, v in pairs
+            if _valid_header(k, v) and k.lower() not in _DROPPED_HEADERS]
+
+
+def _status_of(result: Mapping[str, Any]) -> int:
+    for key in ("status_code", "statusCode"):  # DECISIONS 1: status_code first
+        value = result.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value if 100 <= value <= 599 else 200
+    return 200
+
+
+def encode_envelope(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body bytes of a buffered response envelope (spec 6.5.3)."""
+    envelope: Mapping[str, Any] = result if isinstance(result, Mapping) else {}
+    status = _status_of(envelope)
+    headers = [(k, v) for k, v in _headers_of(envelope.get("headers"))
+               if k.lower() != "content-length"]
+    body = envelope.get("body", {})
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    if content_type is None:
+        headers.append(("Content-Type", "application/json"))
+        data = _dumps(body)
+    elif isinstance(body, str):
+        data = body.encode()
+    elif body is None:
+        data = b""
+    else:
+        data = _dumps(body)
+    return status, headers, data
+
+
+def _buffered(result: Any, head_only: bool) -> web.Response:
+    status, headers, data = encode_envelope(result)
+    response = web.Response(status=status)
+    for name, value in headers:
+        response.headers.add(name, value)
+    if status not in _NO_BODY_STATUS and status >= 200 and not head_only:
+        response.body = data
+    return response
+
+
+# ----------------------------------------------------------------------------- exchange
+
+
+@dataclass
+class _Head:
+    """A streamed response ready to start: status and headers set, first chunk (if any)."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    first: bytes | None = None
+    ended: bool = False
+
+    def control(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == "set_status":
+            code = message.get("status_code")
+            if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+                self.status = code
+        elif message.get("type") == "set_headers":
+            headers = message.get("headers")
+            if isinstance(headers, dict):
+                self.headers.update((k, v) for k, v in headers.items() if isinstance(v, str))
+
+
+@dataclass(eq=False)
+class _Exchange:
+    """Per-request state that must be cleaned up whatever the outcome."""
+
+    route: Route
+    payload: dict[str, Any]
+    channel_ids: list[str] = field(default_factory=list)
+    reader: LocalReader | None = None
+    pump: asyncio.Task[None] | None = None
+    recv: asyncio.Task[bytes | str | None] | None = None
+
+
+# ----------------------------------------------------------------------------- server
+
+
+class RestApi:
+    """The REST API server and its route table.
+
+    ``invoke`` and ``channels`` connect it to the engine; ``timeout_ms`` is the spec's
+    ``default_timeout`` (504), ``no_response_grace_ms`` the grace of DECISIONS 9,
+    ``max_concurrency`` the in-flight bound (excess requests wait), ``max_json_bytes`` the
+    largest JSON body read into memory (413 above it).
+    """
+
+    def __init__(
+        self,
+        invoke: Invoke,
+        channels: RestChannels,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        timeout_ms: int = 30_000,
+        no_response_grace_ms: int = 1_000,
+        max_concurrency: int = 1024,
+        max_json_bytes: int = 64 * 1024 * 1024,
+        channel_buffer: int = 64,
+    ) -> None:
+        self.invoke = invoke
+        self.channels = channels
+        self.host = host
+        self.port = port
+        self.timeout = timeout_ms / 1000
+        self.no_response_grace = no_response_grace_ms / 1000
+        self.max_json_bytes = max_json_bytes
+        self.channel_buffer = channel_buffer
+        self.routes = RouteTable()
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._runner: web.ServerRunner | None = None
+        self._calls: set[asyncio.Task[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and serve (``port=0`` picks an ephemeral port, read it from :attr:`port`)."""
+        server = web.Server(self._handle, handler_cancellation=False, access_log=None)
+        runner = web.ServerRunner(server, shutdown_timeout=0.25)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        address = runner.addresses[0]
+        self.port = int(address[1])
+
+    async def close(self) -> None:
+        """Stop serving; calls still in flight are cancelled."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        calls, self._calls = self._calls, set()
+        for task in calls:
+            task.cancel()
+        if calls:
+            await asyncio.gather(*calls, return_exceptions=True)
+
+    async def __aenter__(self) -> RestApi:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ bindings
+
+    def bind(self, trigger_id: str, function_id: str, config: Any, *,
+             namespace: str = "default", metadata: Any = None, owner: Any = None) -> Route:
+        """Add (or replace) the route of an ``http`` binding; raises :class:`RouteError`."""
+        route = route_from_config(trigger_id, function_id, config, namespace=namespace,
+                                  metadata=metadata, owner=owner)
+        replaced = self.routes.add(route)
+        if replaced is not None and replaced.trigger_id != trigger_id:
+            log.info("http route %s now served by %s (replaces binding %s)",
+                     route.label, function_id, replaced.trigger_id)
+        else:
+            log.debug("http route %s -> %s", route.label, function_id)
+        return route
+
+    def unbind(self, trigger_id: str, config: Any, owner: Any = None) -> bool:
+        """Remove the route of binding ``trigger_id`` if it still owns it."""
+        if isinstance(config, Mapping) and isinstance(config.get("api_path"), str):
+            method = config.get("http_method")
+            return self.routes.remove(trigger_id, method if isinstance(method, str) else "GET",
+                                      config["api_path"], owner)
+        return self.routes.remove_trigger(trigger_id) is not None
+
+    # ------------------------------------------------------------------ requests
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        async with self._limit:
+            response = await self._dispatch(request)
+        if "Origin" in request.headers and not response.prepared:
+            response.headers.setdefault("Access-Control-Allow-Origin", "*")
+            response.headers.setdefault("Access-Control-Expose-Headers", "*")
+        return response
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        method = request.method.upper()
+        if (method == "OPTIONS" and "Origin" in request.headers
+                and "Access-Control-Request-Method" in request.headers):
+            return _preflight(request)
+        found = self.routes.match(method, request.raw_path.split("?", 1)[0])
+        if found is None:
+            return error_response(404, "NOT_FOUND", "Not Found")
+        route, params = found
+        try:
+            return await asyncio.wait_for(self._serve(request, route, params), self.timeout)
+        except asyncio.TimeoutError:
+            return web.Response(status=504)
+
+    async def _serve(self, request: web.BaseRequest, route: Route,
+                     params: dict[str, str]) -> web.StreamResponse:
+        content_type = request.headers.get("Content-Type", "")
+        is_json = "application/json" in content_type
+        raw: bytes | None = None
+        body: Any = None
+        if is_json:
+            raw = await self._read_all(request)
+            if raw is None:
+                return error_response(413, "PAYLOAD_TOO_LARGE", "Request body too large")
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+        payload: dict[str, Any] = {
+            "query_params": dict(request.rel_url.query.items()),
+            "path_params": params,
+            "headers": _request_headers(request),
+            "path": route.path,
+            "method": request.method.upper(),
+            "body": body,
+            "trigger": {"type": "http", "path": route.path, "method": route.method},
+        }
+        exchange = _Exchange(route, payload)
+        try:
+            early = await self._preconditions(exchange)
+            if early is not None:
+                return early
+            self._open_channels(exchange, request, raw)
+            return await self._respond(exchange, request)
+        finally:
+            await self._finish(exchange)
+
+    async def _read_all(self, request: web.BaseRequest) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > self.max_json_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _preconditions(self, exchange: _Exchange) -> web.StreamResponse | None:
+        """Condition function then per-route middleware; a response ends the request."""
+        route = exchange.route
+        if route.condition_function_id is not None:
+            try:
+                verdict = await self.invoke(route.namespace, route.condition_function_id,
+                                            exchange.payload, None)
+            except Exception as exc:
+                return self._failure(exc, route, "condition function failed")
+            if verdict is False:
+                return error_response(422, "CONDITION_NOT_MET", "Request condition not met",
+                                       skipped=True)
+        for middleware_id in route.middleware_function_ids:
+            request_view = {key: exchange.payload[key]
+                            for key in ("path_params", "query_params", "headers", "method")}
+            try:
+                outcome = await self.invoke(
+                    route.namespace, middleware_id,
+                    {"phase": "preHandler", "request": request_view, "context": {}}, None)
+            except Exception as exc:
+                return self._failure(exc, route, "middleware failed")
+            if isinstance(outcome, Mapping) and outcome.get("action") == "respond":
+                answer = outcome.get("response")
+                answer = answer if isinstance(answer, Mapping) else {}
+                return _buffered({"status_code": answer.get("status_code", 200),
+                                  "headers": answer.get("headers") or {},
+                                  "body": answer.get("body")}, False)
+        return None
+
+    def _open_channels(self, exchange: _Exchange, request: web.BaseRequest,
+                       raw: bytes | None) -> None:
+        request_channel = self.channels.create(self.channel_buffer)
+        response_channel = self.channels.create(self.channel_buffer)
+        request_id = request_channel["writer"]["channel_id"]
+        response_id = response_channel["reader"]["channel_id"]
+        exchange.channel_ids += [request_id, response_id]
+        exchange.payload["request_body"] = request_channel["reader"]
+        exchange.payload["response"] = response_channel["writer"]
+        exchange.reader = self.channels.local_reader(response_id)
+        writer = self.channels.local_writer(request_id)
+        exchange.pump = asyncio.get_running_loop().create_task(
+            _pump(writer, request, raw), name=f"iii-rest-body-{request_id}")
+
+    async def _respond(self, exchange: _Exchange,
+                       request: web.BaseRequest) -> web.StreamResponse:
+        route = exchange.route
+        call = asyncio.get_running_loop().create_task(
+            self.invoke(route.namespace, route.function_id, exchange.payload, route.metadata),
+            name=f"iii-rest-call-{route.function_id}")
+        self._calls.add(call)
+        call.add_done_callback(self._call_done)
+        head = await self._race(exchange, call)
+        if isinstance(head, web.StreamResponse):
+            return head
+        return await self._stream(exchange, request, head)
+
+    def _call_done(self, task: asyncio.Task[Any]) -> None:
+        self._calls.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: _race reports it when the request still waited
+
+    async def _race(self, exchange: _Exchange,
+                    call: asyncio.Task[Any]) -> _Head | web.StreamResponse:
+        """Result versus response channel, until a response head is known (spec 6.5.4)."""
+        reader = exchange.reader
+        assert reader is not None
+        loop = asyncio.get_running_loop()
+        head = _Head()
+        returned_none = False
+        writer_seen = False
+        grace_end = 0.0
+        while True:
+            if exchange.recv is None:
+                exchange.recv = loop.create_task(reader.receive())
+            recv = exchange.recv
+            wait_for: set[asyncio.Future[Any]] = {recv} if returned_none else {recv, call}
+            timeout = None
+            if returned_none and not writer_seen:
+                timeout = max(0.0, grace_end - loop.time())
+            done, _ = await asyncio.wait(wait_for, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if recv in done:
+                exchange.recv = None
+                item = recv.result()
+                writer_seen = True
+                if item is None:
+                    head.ended = True
+                    return head
+                if isinstance(item, str):
+                    head.control(item)
+                    continue
+                head.first = item
+                return head
+            if call in done and not returned_none:
+                try:
+                    result = call.result()
+                except Exception as exc:
+                    return self._failure(exc, exchange.route, "handler failed")
+                if result is not None:
+                    return _buffered(result, exchange.payload["method"] == "HEAD")
+                returned_none = True
+                writer_seen = writer_seen or reader.writer_connected
+                grace_end = loop.time() + self.no_response_grace
+                continue
+            if reader.writer_connected:
+                writer_seen = True
+                continue
+            error_id = _error_id()
+            log.error("http %s: %s returned no response and never opened the response "
+                      "channel (error_id %s)", exchange.route.label,
+                      exchange.route.function_id, error_id)
+            return error_response(
+                500, "NO_RESPONSE", "The handler returned no response and did not write to "
+                "the response channel", error_id=error_id)
+
+    async def _stream(self, exchange: _Exchange, request: web.BaseRequest,
+                      head: _Head) -> web.StreamResponse:
+        reader = exchange.reader
+        assert reader is not None
+        response = web.StreamResponse(status=head.status)
+        for name, value in _headers_of(head.headers):
+            response.headers[name] = value
+        if "Origin" in request.headers:
+            response.headers.setdefault("Access-Control-Allow-Origin", "*")
+            response.headers.setdefault("Access-Control-Expose-Headers", "*")
+        no_body = (head.status in _NO_BODY_STATUS or head.status < 200
+                   or request.method.upper() == "HEAD")
+        if head.ended and not no_body and "Content-Length" not in response.headers:
+            response.content_length = 0
+        try:
+            await response.prepare(request)
+            if head.first is not None and not no_body:
+                await response.write(head.first)
+            while not head.ended:
+                item = await reader.receive()
+                if item is None:
+                    break
+                if isinstance(item, bytes) and not no_body:
+                    await response.write(item)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("http %s: client went away while streaming: %s",
+                      exchange.route.label, exc)
+        return response
+
+    def _failure(self, exc: BaseException, route: Route, what: str) -> web.Response:
+        error_id = _error_id()
+        if isinstance(exc, IIIInvocationError):
+            log.error("http %s: %s (%s: %s, error_id %s)", route.label, what, exc.code,
+                      exc.message, error_id)
+            return error_response(500, exc.code, exc.message, error_id=error_id)
+        log.error("http %s: %s (error_id %s)", route.label, what, error_id, exc_info=exc)
+        return error_response(500, "INTERNAL_ERROR", "internal server error",
+                              error_id=error_id)
+
+    async def _finish(self, exchange: _Exchange) -> None:
+        for task in (exchange.recv, exchange.pump):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for channel_id in exchange.channel_ids:
+            self.channels.remove(channel_id)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+async def _pump(writer: LocalWriter, request: web.BaseRequest, raw: bytes | None) -> None:
+    """Copy the request body into the ``request_body`` channel in 64 KiB frames, then close."""
+    try:
+        if raw is not None:
+            for start in range(0, len(raw), _CHUNK):
+                await writer.write(raw[start:start + _CHUNK])
+        else:
+            async for chunk in request.content.iter_chunked(_CHUNK):
+                await writer.write(chunk)
+    except Exception as exc:
+        log.debug("request body copy stopped: %s", exc)
+    finally:
+        with contextlib.suppress(Exception):
+            await writer.close()
+
+
+def _request_headers(request: web.BaseRequest) -> dict[str, str]:
+    """Lower-case names, one value per name (the last), non-UTF-8 values as ``""``."""
+    headers: dict[str, str] = {}
+    for name, value in request.raw_headers:
+        try:
+            headers[name.decode("latin-1").lower()] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            headers[name.decode("latin-1").lower()] = ""
+    return headers
+
+
+def _preflight(request: web.BaseRequest) -> web.Response:
+    """Permissive CORS preflight answer (the Rust engine's default)."""
+    wanted_headers = request.headers.get("Access-Control-Request-Headers", "*")
+    return web.Response(status=200, headers={
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": request.headers.get("Access-Control-Request-Method",
+                                                            "*"),
+        "Access-Control-Allow-Headers": wanted_headers,
+        "Access-Control-Max-Age": "600",
+    })
