@@ -32,7 +32,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,7 +53,7 @@ __all__ = [
 
 log = logging.getLogger("iii_rx.engine.rest")
 
-Invoke = Callable[[str, str, Any, Any], Awaitable[Any]]
+Invoke = Callable[[str, str, Any, Any], Coroutine[Any, Any, Any]]
 """``await invoke(namespace, function_id, data, metadata)``: the result, or raises
 :class:`IIIInvocationError` (its ``code``/``message`` go into the 500 envelope)."""
 
@@ -435,7 +435,7 @@ class RestApi:
     async def _respond(self, exchange: _Exchange,
                        request: web.BaseRequest) -> web.StreamResponse:
         route = exchange.route
-        call = asyncio.get_running_loop().create_task(
+        call: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
             self.invoke(route.namespace, route.function_id, exchange.payload, route.metadata),
             name=f"iii-rest-call-{route.function_id}")
         self._calls.add(call)
