@@ -1,0 +1,324 @@
+"""Engine throughput: invocations per second through the iii_rx engine, against its ceiling.
+
+Caller, worker and engine each run in a process of their own. Scenarios (all in one run):
+
+  (a) raw-frame caller -> iii_rx engine -> raw-frame echo worker
+  (b) the same raw peers through a bare relay that only routes (the ceiling of any engine)
+  (c) official iii-sdk caller -> iii_rx engine -> official iii-sdk worker (context)
+  (d) raw peers through the real Rust iii engine, when ~/.cache/iii-engine/iii is built
+
+Each scenario is measured sequentially (one call in flight) and with a window of calls in
+flight (64 by default); the rounds are interleaved across scenarios so that load from other
+processes on the machine spreads over all of them. Figures are the median of the rounds with
+the range beside it. The target is a/b >= 0.7 (DECISIONS 19).
+
+    python benchmarks/engine_throughput.py [--duration 1.0] [--rounds 3] [--scenarios a,b,c,d]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RAWPEERS = str(HERE / "rawpeers.py")
+RUST_BINARY = Path(os.environ.get("III_BIN", Path.home() / ".cache/iii-engine/iii"))
+RUST_LAUNCHER = Path(
+    os.environ.get("III_REAL_ENGINE", ROOT.parent / "shared/tools/real-engine.py")
+)
+FUNCTION = "bench::echo"
+
+
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    engine: str  # "iii_rx" | "relay" | "rust"
+    peers: str  # "raw" | "sdk"
+    results: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    caller: Peer | None = None
+    failure: str | None = None
+
+
+SCENARIOS = [
+    Scenario("a", "raw -> iii_rx engine -> raw", "iii_rx", "raw"),
+    Scenario("b", "raw -> bare relay -> raw (ceiling)", "relay", "raw"),
+    Scenario("c", "iii-sdk -> iii_rx engine -> iii-sdk", "iii_rx", "sdk"),
+    Scenario("d", "raw -> Rust iii engine -> raw", "rust", "raw"),
+]
+
+
+class Peer:
+    """A child process whose stdout carries JSON lines; stderr goes to a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: str) -> None:
+        self.name = name
+        self.log_path = os.path.join(log_dir, f"{name}.log")
+        self._log: IO[bytes] = open(self.log_path, "wb")  # closed in stop()
+        env = {**os.environ, "OTEL_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def read_json(self, timeout: float) -> dict[str, Any]:
+        """The next JSON object the process prints (other lines are skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self._lines.get(timeout=max(0.0, remaining))
+            except queue.Empty:
+                raise TimeoutError(f"{self.name}: no answer within {timeout:.0f} s") from None
+            if line is None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.wait()}): {self.log_tail()}")
+            if line.startswith("{"):
+                return dict(json.loads(line))
+
+    def send(self, command: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def log_tail(self, lines: int = 8) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return " | ".join(f.read().strip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(peer: Peer, port: int, timeout: float = 20.0) -> None:
+    """Poll until the engine accepts connections (no event exists across processes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if peer.proc.poll() is not None:
+            raise RuntimeError(f"{peer.name} exited ({peer.proc.returncode}): {peer.log_tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{peer.name} did not listen on port {port}: {peer.log_tail()}")
+
+
+def engine_argv(kind: str, port: int) -> list[str]:
+    if kind == "iii_rx":
+        return [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", str(port)]
+    if kind == "relay":
+        return [sys.executable, RAWPEERS, "relay", "--port", str(port)]
+    rest = str(free_port())
+    return [sys.executable, str(RUST_LAUNCHER), "--port", str(port), "--rest-port", rest]
+
+
+def start(
+    sc: Scenario, args: argparse.Namespace, log_dir: str, stack: contextlib.ExitStack
+) -> None:
+    """Engine, then worker, then a caller in control mode that answers one command a figure."""
+    port = free_port()
+    engine = Peer(f"{sc.key}-engine-{sc.engine}", engine_argv(sc.engine, port), log_dir)
+    stack.callback(engine.stop)
+    wait_for_port(engine, port)
+    url = f"ws://127.0.0.1:{port}"
+    raw = sc.peers == "raw"
+    worker_role, caller_role = ("worker", "caller") if raw else ("sdk-worker", "sdk-caller")
+    worker_argv = [sys.executable, RAWPEERS, worker_role, "--url", url, "--function", FUNCTION]
+    worker_argv += ["--control", "--name", f"bench-{sc.key}-worker"]
+    if sc.peers == "sdk":
+        worker_argv += ["--handler", args.sdk_handler]
+    worker = Peer(f"{sc.key}-{worker_role}", worker_argv, log_dir)
+    stack.callback(worker.stop)
+    worker.read_json(timeout=60)
+    caller_argv = [sys.executable, RAWPEERS, caller_role, "--url", url, "--function", FUNCTION]
+    caller_argv += ["--control", "--name", f"bench-{sc.key}-caller"]
+    caller_argv += ["--payload-bytes", str(args.payload_bytes)]
+    caller = Peer(f"{sc.key}-{caller_role}", caller_argv, log_dir)
+    stack.callback(caller.stop)
+    caller.read_json(timeout=60)
+    sc.caller = caller
+
+
+def measure(sc: Scenario, window: int, args: argparse.Namespace) -> None:
+    assert sc.caller is not None
+    sc.caller.send({"window": window, "duration": args.duration, "warmup": args.warmup})
+    result = sc.caller.read_json(timeout=args.duration + args.warmup + 60)
+    sc.results.setdefault(window, []).append(result)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """Median [min-max] of the rounds."""
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return format(med, fmt)
+    return f"{med:{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
+def row(sc: Scenario, window: int) -> str:
+    runs = sc.results.get(window, [])
+    rate = spread([r["rate"] for r in runs], ",.0f")
+    p50 = statistics.median(r["p50_ms"] for r in runs) if runs else float("nan")
+    p99 = statistics.median(r["p99_ms"] for r in runs) if runs else float("nan")
+    return f"{rate:>26}  {p50:6.2f} / {p99:6.2f}"
+
+
+def ratios(top: Scenario, bottom: Scenario, window: int) -> list[float]:
+    """Per-round ratios (rounds are interleaved, so each pair saw the same load)."""
+    a, b = top.results.get(window, []), bottom.results.get(window, [])
+    return [x["rate"] / y["rate"] for x, y in zip(a, b, strict=False) if y["rate"] > 0]
+
+
+def report(scenarios: list[Scenario], args: argparse.Namespace, load: list[float]) -> None:
+    by_key = {sc.key: sc for sc in scenarios}
+    windows = (1, args.window)
+    print()
+    print(
+        f"engine throughput: sync calls of {FUNCTION} (JSON echo, ~{args.payload_bytes} B payload),"
+        f" {args.duration:g} s per figure after {args.warmup:g} s warm-up, {args.rounds} rounds"
+        f" interleaved; median [min-max] of rounds; latency in ms = median of rounds' p50 / p99"
+    )
+    print(f"official SDK worker handler: {args.sdk_handler}; {os.cpu_count()} cores")
+    head = f"{'scenario':<44}"
+    for w in windows:
+        title = "sequential" if w == 1 else f"{w} in flight"
+        head += f"{title + ' inv/s':>26}  {'p50 / p99 ms':>15}"
+    print(head)
+    for sc in scenarios:
+        line = f"({sc.key}) {sc.label:<40}"
+        if sc.failure:
+            print(line + f"  not measured: {sc.failure}")
+            continue
+        for w in windows:
+            line += row(sc, w)
+        runs = [r for w in windows for r in sc.results.get(w, [])]
+        errors, lost = sum(r["errors"] for r in runs), sum(r.get("lost", 0) for r in runs)
+        if errors or lost:
+            line += f"  ({errors} calls failed, {lost} results never came back)"
+        print(line)
+    print()
+    pairs = [("a", "b", "engine / ceiling, target >= 0.7"), ("c", "a", "official SDK peers / raw")]
+    pairs.append(("a", "d", "iii_rx engine / Rust engine"))
+    for top, bottom, meaning in pairs:
+        if top not in by_key or bottom not in by_key:
+            continue
+        t, b = by_key[top], by_key[bottom]
+        if t.failure or b.failure:
+            continue
+        parts = [
+            f"{'sequential' if w == 1 else f'{w} in flight'} {spread(ratios(t, b, w), '.2f')}"
+            for w in windows
+        ]
+        print(f"ratio {top}/{bottom} ({meaning}): " + ", ".join(parts))
+    print(
+        f"load average (1 min) before {load[0]:.2f}, after {load[1]:.2f}: the machine is shared;"
+        " ranges show the noise"
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=1.0, help="seconds per figure")
+    parser.add_argument("--warmup", type=float, default=0.3, help="seconds before each figure")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--window", type=int, default=64, help="calls in flight")
+    parser.add_argument("--payload-bytes", type=int, default=64)
+    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset")
+    parser.add_argument("--sdk-handler", choices=("sync", "async"), default="sync")
+    return parser.parse_args(argv)
+
+
+def selected(args: argparse.Namespace) -> Iterator[Scenario]:
+    wanted = {k.strip() for k in args.scenarios.split(",")}
+    for sc in SCENARIOS:
+        if sc.key not in wanted:
+            continue
+        if sc.engine == "rust" and not (RUST_BINARY.exists() and RUST_LAUNCHER.exists()):
+            sc.failure = f"Rust engine absent ({RUST_BINARY} or {RUST_LAUNCHER} missing)"
+        yield sc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    scenarios = list(selected(args))
+    load = [os.getloadavg()[0]]
+    with (
+        tempfile.TemporaryDirectory(prefix="iii-bench-") as log_dir,
+        contextlib.ExitStack() as stack,
+    ):
+        for sc in scenarios:
+            if sc.failure:
+                continue
+            try:
+                start(sc, args, log_dir, stack)
+            except (RuntimeError, TimeoutError) as exc:
+                sc.failure = f"could not start: {exc}"
+            print(f"({sc.key}) {'ready' if not sc.failure else sc.failure}", flush=True)
+        live = [sc for sc in scenarios if not sc.failure]
+        for round_no in range(args.rounds):
+            shift = round_no % max(1, len(live))
+            for sc in live[shift:] + live[:shift]:
+                if sc.failure:
+                    continue
+                try:
+                    for window in (1, args.window):
+                        measure(sc, window, args)
+                except (RuntimeError, TimeoutError) as exc:
+                    sc.failure = f"failed in round {round_no + 1}: {exc}"
+            print(f"round {round_no + 1}/{args.rounds} done", flush=True)
+        load.append(os.getloadavg()[0])
+    report(scenarios, args, load)
+    return 1 if any(sc.failure and sc.engine != "rust" for sc in scenarios) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
