@@ -1,0 +1,14 @@
+"""The embedded iii engine: serve official-SDK workers (and iii_rx clients) from this process.
+
+``async with Engine(port=0) as engine: engine.url``, or ``Engine.start_in_thread()`` from sync
+code. Implements spec sections 12.1-12.5 (transport, registration, invocation, triggers, engine
+functions); channels live in :mod:`iii_rx.engine.channels`. This package never imports the
+client. See ``docs/engine.md``.
+"""
+
+from __future__ import annotations
+
+from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
+from iii_rx.engine.engine import Engine, EngineExtension, EngineThread
+
+__all__ = ["DEFAULT_NAMESPACE", "Engine", "EngineConfig", "EngineExtension", "EngineThread"]

@@ -1,0 +1,116 @@
+"""The built-in discovery trigger types of spec 6.6, as in-process trigger providers.
+
+* ``engine::workers-available`` fires ``{"event", "worker_id"}`` on every worker connect,
+  ``engine::workers::register`` and disconnect, at once.
+* ``engine::functions-available`` fires ``{"event": "functions_changed", "functions": [...]}``
+  (every function, builtins included) when the set of ``(namespace, function_id)`` keys changed.
+  It is event-driven and throttled: the first change after a quiet period is announced after a
+  short settle delay (so one worker's burst of registrations makes one notification), and then
+  at most once per ``functions_available_poll_ms`` (the Rust engine's poll period). A binding
+  made later gets no initial snapshot, only later changes, as in the Rust engine.
+
+Both fire each binding in the binding's namespace with its metadata, through
+:meth:`iii_rx.engine.router.Router.fire`. They ignore ``config``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from iii_rx.engine.triggers import Binding
+
+if TYPE_CHECKING:
+    from iii_rx.engine.discovery import Discovery
+    from iii_rx.engine.registry import Registry
+    from iii_rx.engine.router import Router
+
+__all__ = ["FUNCTIONS_AVAILABLE", "WORKERS_AVAILABLE", "FunctionsAvailable", "WorkersAvailable"]
+
+log = logging.getLogger("iii_rx.engine")
+
+WORKERS_AVAILABLE = "engine::workers-available"
+FUNCTIONS_AVAILABLE = "engine::functions-available"
+_SETTLE_S = 0.02
+
+
+class _BindingSet:
+    """The bindings an in-process provider fires; the :class:`TriggerProvider` half."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.bindings: dict[str, Binding] = {}
+
+    def bind(self, binding: Binding) -> None:
+        self.bindings[binding.id] = binding
+
+    def unbind(self, binding: Binding) -> None:
+        self.bindings.pop(binding.id, None)
+
+    def _fire_all(self, make_payload: Any) -> None:
+        for binding in list(self.bindings.values()):
+            self.router.fire(binding.function_id, make_payload(), namespace=binding.namespace,
+                             metadata=binding.metadata)
+
+
+class WorkersAvailable(_BindingSet):
+    """Provider of ``engine::workers-available``."""
+
+    def notify(self, event: str, worker_id: str) -> None:
+        """Fire every binding with ``{"event": event, "worker_id": worker_id}``."""
+        if self.bindings:
+            self._fire_all(lambda: {"event": event, "worker_id": worker_id})
+
+
+class FunctionsAvailable(_BindingSet):
+    """Provider of ``engine::functions-available``."""
+
+    def __init__(self, router: Router, registry: Registry, discovery: Discovery,
+                 interval_ms: int) -> None:
+        super().__init__(router)
+        self.registry = registry
+        self.discovery = discovery
+        self.interval = interval_ms / 1000
+        self._last: frozenset[tuple[str, str]] = frozenset()
+        self._last_fire = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        registry.on_functions_changed(self._changed)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._last = frozenset(self.registry.functions)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._loop = None
+
+    def bind(self, binding: Binding) -> None:
+        if not self.bindings:
+            # Changes made while nobody listened are not news to a first binding.
+            self._last = frozenset(self.registry.functions)
+        super().bind(binding)
+
+    def _changed(self) -> None:
+        loop = self._loop
+        if loop is None or self._timer is not None or not self.bindings:
+            return
+        delay = max(_SETTLE_S, self._last_fire + self.interval - loop.time())
+        self._timer = loop.call_later(delay, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._loop is None:
+            return
+        keys = frozenset(self.registry.functions)
+        if keys == self._last:
+            return
+        self._last = keys
+        self._last_fire = self._loop.time()
+        if self.bindings:
+            log.debug("functions changed: %d functions", len(keys))
+            self._fire_all(lambda: {"event": "functions_changed",
+                                    "functions": self.discovery.all_function_summaries()})

@@ -1,0 +1,40 @@
+"""Settings of the embedded engine.
+
+Every timer of the spec is a field here with the spec's value as default (DECISIONS 5, 6), so
+tests pass milliseconds instead of sleeping through real periods. ``Engine(**kwargs)`` builds one
+:class:`EngineConfig`; extensions (the REST API, HTTP-invoked functions) read their settings
+from the same object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_NAMESPACE", "MAX_MESSAGE_BYTES", "EngineConfig"]
+
+DEFAULT_NAMESPACE = "default"
+"""The namespace of every worker that declares none, and of every engine builtin."""
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Largest websocket message accepted (spec 1.5): the official SDK fragments up to 64 MiB."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """All knobs of one engine; see :class:`iii_rx.engine.Engine` for their meaning."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    rest_port: int = 0
+    namespace_grace_ms: int = 5000
+    functions_available_poll_ms: int = 5000
+    unique_worker_names: bool = True
+    provider_ack_timeout_ms: int = 10_000
+    invocation_timeout_ms: int = 30_000
+    rest_timeout_ms: int = 30_000
+    channel_sweep_interval_ms: int = 60_000
+    channel_max_age_ms: int = 300_000
+    pending_max_age_ms: int = 3_600_000
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    allow_http_private: bool = False
+    require_https: bool = True

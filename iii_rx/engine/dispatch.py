@@ -1,0 +1,404 @@
+"""The life of one worker connection: its reader loop, registrations, reattach, cleanup.
+
+Frames of one connection are handled **in arrival order** by its reader (spec 12.2 item 9a):
+a trigger may name a function registered in the previous frame, and a reconnect's replay must
+land before later calls. Nothing in the reader waits on another worker: calls are forwarded
+through the target's outbound queue, and in-process functions that may take time run as tasks.
+
+Registrations wait in the connection's buffer until ``engine::workers::register`` fixes the
+namespace, or the grace period (``namespace_grace_ms``) fixes it to ``default`` (spec 2.5).
+
+**HTTP-invoked functions.** A ``registerfunction`` with ``invocation`` is handed to
+:attr:`Dispatcher.http_function_hook`, an async callable ``hook(conn, frame)`` that returns
+either an in-process handler (registered as the function, owned by the connection) or a string:
+the reason it was refused. A refusal is logged, the function is not registered, and a call of
+it fails with ``function_not_found`` naming the reason (DECISIONS 8; never
+``registrationrejected``, which the official SDK treats as fatal). Without a hook every such
+registration is refused with "HTTP-invoked functions are not enabled".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import ConnectionClosed
+
+from iii_rx.engine.config import DEFAULT_NAMESPACE
+from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.registry import FunctionEntry, InProcessHandler
+from iii_rx.engine.triggers import Binding, TriggerType
+from iii_rx.errors import IIIInvocationError
+from iii_rx.protocol import (
+    ErrorBody,
+    Frame,
+    FrameError,
+    InvocationResult,
+    InvokeFunction,
+    Ping,
+    Pong,
+    Reattach,
+    RegisterFunction,
+    RegisterService,
+    RegisterTrigger,
+    RegisterTriggerType,
+    RegistrationRejected,
+    TriggerRegistrationResult,
+    UnknownFrame,
+    UnregisterFunction,
+    UnregisterTrigger,
+    UnregisterTriggerType,
+    WorkerRegistered,
+    decode,
+    encode,
+)
+
+if TYPE_CHECKING:
+    from iii_rx.engine.engine import Engine
+
+__all__ = ["HTTP_FUNCTIONS_DISABLED", "Dispatcher", "HttpFunctionHook", "sanitize_text"]
+
+log = logging.getLogger("iii_rx.engine")
+
+HttpFunctionHook = Callable[[WorkerConnection, RegisterFunction], Awaitable[InProcessHandler | str]]
+"""``await hook(conn, frame)`` → the handler of an HTTP-invoked function, or a refusal reason."""
+
+HTTP_FUNCTIONS_DISABLED = "HTTP-invoked functions are not enabled"
+
+_REGISTRATIONS = (
+    RegisterFunction,
+    UnregisterFunction,
+    RegisterTriggerType,
+    UnregisterTriggerType,
+    RegisterTrigger,
+    UnregisterTrigger,
+    RegisterService,
+)
+_TELEMETRY_PREFIXES = (b"OTLP", b"LOGS", b"MTRC")
+_PONG = encode(Pong())
+_NAME_MAX = 280
+_UNSAFE = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029)}
+
+
+def sanitize_text(value: Any) -> str | None:
+    """Worker name/description as stored: no control or bidi characters, ≤280 chars, trimmed."""
+    if not isinstance(value, str):
+        return None
+    cleaned = "".join(
+        c for c in value if c not in _UNSAFE and unicodedata.category(c) != "Cc"
+    )[:_NAME_MAX].strip()
+    return cleaned or None
+
+
+class Dispatcher:
+    """Reads worker connections and applies their frames to the engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.registry = engine.registry
+        self.router = engine.router
+        self.triggers = engine.triggers
+        self.http_function_hook: HttpFunctionHook | None = None
+        self._drains: dict[WorkerConnection, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ connection life
+
+    async def serve(self, conn: WorkerConnection) -> None:
+        """Run one worker connection from ``workerregistered`` to cleanup."""
+        self.registry.add_worker(conn)
+        conn.start_writer()
+        conn.send(encode(WorkerRegistered(worker_id=conn.id, reattach_token=conn.reattach_token)))
+        grace = self.engine.config.namespace_grace_ms / 1000
+        conn.grace_timer = asyncio.get_running_loop().call_later(grace, self._grace_over, conn)
+        log.info("worker connected: %s from %s", conn.id, conn.ip_address)
+        self.engine.workers_available.notify("worker_connected", conn.id)
+        try:
+            await self._read(conn)
+        finally:
+            self.cleanup(conn)
+            await conn.stop_writer()
+            ws = conn.ws
+            code = ws.close_code if ws is not None else None
+            reason = ws.close_reason if ws is not None else None
+            log.info("worker disconnected: %s (code %s%s)", conn.label, code,
+                     f", {reason}" if reason else "")
+
+    async def _read(self, conn: WorkerConnection) -> None:
+        ws = conn.ws
+        assert ws is not None
+        router = self.router
+        try:
+            async for message in ws:
+                if type(message) is bytes and message[:4] in _TELEMETRY_PREFIXES:
+                    continue
+                try:
+                    frame = decode(message)
+                except FrameError as exc:
+                    log.warning("dropped a bad frame from worker %s: %s", conn.label, exc)
+                    continue
+                try:
+                    kind = type(frame)
+                    if kind is InvokeFunction:
+                        inline = router.invoke(conn, frame)  # type: ignore[arg-type]
+                        if inline is not None:
+                            await inline
+                    elif kind is InvocationResult:
+                        router.result(conn, frame, message)  # type: ignore[arg-type]
+                    else:
+                        await self._other(conn, frame)
+                except Exception:
+                    log.exception("failed to handle a %s frame from worker %s",
+                                  frame.type, conn.label)
+        except ConnectionClosed:
+            pass
+
+    async def _other(self, conn: WorkerConnection, frame: Frame) -> None:
+        if isinstance(frame, _REGISTRATIONS):
+            if conn.rejected:
+                return
+            if conn.buffer is not None:
+                conn.buffer.append(frame)
+            else:
+                await self.apply(conn, frame)
+        elif isinstance(frame, TriggerRegistrationResult):
+            self.triggers.ack(conn, frame)
+        elif isinstance(frame, Reattach):
+            self.reattach(conn, frame)
+        elif isinstance(frame, Ping):
+            conn.send(_PONG)
+        elif isinstance(frame, (Pong, WorkerRegistered, RegistrationRejected)):
+            pass
+        elif isinstance(frame, UnknownFrame):
+            log.warning("dropped a frame of unknown type %r from worker %s", frame.type,
+                        conn.label)
+        else:
+            log.debug("ignored a %s frame from worker %s", frame.type, conn.label)
+
+    def cleanup(self, conn: WorkerConnection) -> None:
+        """Spec 2.10, once: everything the connection owned goes, callers are told."""
+        if conn.closed:
+            return
+        conn.closed = True
+        conn.buffer = None
+        if conn.grace_timer is not None:
+            conn.grace_timer.cancel()
+            conn.grace_timer = None
+        drain = self._drains.pop(conn, None)
+        if drain is not None:
+            drain.cancel()
+        for key in list(conn.functions):
+            entry = self.registry.functions.get(key)
+            if entry is not None and entry.owner is conn:
+                self.registry.remove_function(key)
+        conn.functions.clear()
+        for key in list(conn.refused):
+            self.registry.clear_refusal(key)
+        self.router.halt(conn)
+        self.triggers.connection_closed(conn)
+        self.registry.remove_worker(conn)
+        self.engine.workers_available.notify("worker_disconnected", conn.id)
+
+    def reattach(self, conn: WorkerConnection, frame: Reattach) -> None:
+        """Spec 2.6: retire the previous connection before the replay that follows."""
+        old = self.registry.workers.get(frame.previous_worker_id)
+        if old is None or old is conn or old.closed:
+            return
+        if frame.reattach_token is None or frame.reattach_token != old.reattach_token:
+            log.info("ignored reattach of %s by %s: wrong token", old.id, conn.id)
+            return
+        log.info("worker %s reattached as %s; retiring the old connection", old.label, conn.id)
+        self.cleanup(old)
+        self.router.spawn(_close_quietly(old, 1000, "reattached"))
+
+    # ------------------------------------------------------------------ namespace
+
+    def _grace_over(self, conn: WorkerConnection) -> None:
+        conn.grace_timer = None
+        if conn.closed or conn.namespace is not None:
+            return
+        log.info("worker %s sent no engine::workers::register within the grace period; "
+                 "its namespace is %s", conn.id, DEFAULT_NAMESPACE)
+        conn.namespace = DEFAULT_NAMESPACE
+        if conn.buffer is not None and conn not in self._drains:
+            self._drains[conn] = self.router.spawn(self._drain(conn))
+
+    async def _drain(self, conn: WorkerConnection) -> None:
+        try:
+            buffer = conn.buffer
+            while buffer and not conn.closed and not conn.rejected:
+                frame = buffer.popleft()
+                try:
+                    await self.apply(conn, frame)
+                except Exception:
+                    log.exception("failed to apply a buffered %s frame of worker %s",
+                                  frame.type, conn.label)
+            conn.buffer = None
+        finally:
+            if self._drains.get(conn) is asyncio.current_task():
+                del self._drains[conn]
+
+    async def register_worker(self, conn: WorkerConnection, data: dict[str, Any]) -> bool:
+        """``engine::workers::register``: metadata, name lease, namespace, drain (spec 8.10)."""
+        raw_ns = data.get("namespace")
+        if raw_ns is not None and (not isinstance(raw_ns, str) or not raw_ns.strip()):
+            raise IIIInvocationError("INVALID_NAMESPACE", "namespace must be a non-blank string")
+        namespace = raw_ns if raw_ns is not None else DEFAULT_NAMESPACE
+        if conn.namespace is not None and conn.namespace != namespace:
+            log.warning("worker %s declared namespace %r after its namespace was fixed to %r; "
+                        "keeping %r", conn.label, namespace, conn.namespace, conn.namespace)
+            namespace = conn.namespace
+        name = sanitize_text(data.get("name"))
+        if name is not None and self.engine.config.unique_worker_names:
+            holder = self.registry.claim_lease(conn, namespace, name)
+            if holder is not None:
+                self._reject_name(conn, namespace, name, holder)
+                return False
+        conn.name = name
+        conn.info = {
+            "runtime": _text(data.get("runtime")),
+            "version": _text(data.get("version")),
+            "os": _text(data.get("os")),
+            "pid": data.get("pid") if isinstance(data.get("pid"), int) else None,
+            "isolation": _text(data.get("isolation")),
+            "description": sanitize_text(data.get("description")),
+            "telemetry": data.get("telemetry"),
+        }
+        conn.registered = True
+        conn.namespace = namespace
+        if conn.grace_timer is not None:
+            conn.grace_timer.cancel()
+            conn.grace_timer = None
+        if conn.buffer is not None and conn not in self._drains:
+            await self._drain(conn)
+        self.engine.workers_available.notify("worker_metadata_updated", conn.id)
+        return True
+
+    def _reject_name(self, conn: WorkerConnection, namespace: str, name: str,
+                     holder: WorkerConnection) -> None:
+        log.warning("worker %s refused: name %r is taken in namespace %r by %s", conn.id, name,
+                    namespace, holder.id)
+        conn.rejected = True
+        conn.buffer = None
+        conn.send(encode(RegistrationRejected(
+            code="WORKER_NAMESPACE_CONFLICT", namespace=namespace, worker_name=name,
+            owner_worker_id=holder.id)))
+        self.router.spawn(_close_quietly(conn, 1008, "worker name conflict"))
+
+    # ------------------------------------------------------------------ registrations
+
+    async def apply(self, conn: WorkerConnection, frame: Frame) -> None:
+        """Apply one registration frame under the connection's (now fixed) namespace."""
+        if isinstance(frame, RegisterFunction):
+            await self._register_function(conn, frame)
+        elif isinstance(frame, UnregisterFunction):
+            key = (conn.effective_namespace, frame.id)
+            entry = self.registry.functions.get(key)
+            if entry is not None and entry.owner is conn:
+                self.registry.remove_function(key)
+            if key in conn.refused:
+                self.registry.clear_refusal(key)
+        elif isinstance(frame, RegisterTriggerType):
+            self._register_trigger_type(conn, frame)
+        elif isinstance(frame, UnregisterTriggerType):
+            namespace = frame.namespace if frame.namespace is not None else conn.effective_namespace
+            self.triggers.remove_type((namespace, frame.id), conn)
+        elif isinstance(frame, RegisterTrigger):
+            self._register_trigger(conn, frame)
+        elif isinstance(frame, UnregisterTrigger):
+            self.triggers.unbind(frame.id, conn)
+        elif isinstance(frame, RegisterService):
+            log.debug("worker %s registered service %s (ignored)", conn.label, frame.id)
+
+    async def _register_function(self, conn: WorkerConnection, frame: RegisterFunction) -> None:
+        namespace = conn.effective_namespace
+        key = (namespace, frame.id)
+        if frame.id.startswith("engine::") and namespace != DEFAULT_NAMESPACE:
+            self._reject_function(conn, namespace, frame.id, "")
+            return
+        existing = self.registry.functions.get(key)
+        if existing is not None and existing.owner is not conn:
+            if existing.owner is None:
+                self._reject_function(conn, namespace, frame.id, "")
+                return
+            if not existing.owner.closed:
+                self._reject_function(conn, namespace, frame.id, existing.owner.id)
+                return
+        handler: InProcessHandler | None = None
+        if frame.invocation is not None:
+            outcome = await self._http_function(conn, frame)
+            if isinstance(outcome, str):
+                log.warning("HTTP-invoked function %s of worker %s not registered: %s",
+                            frame.id, conn.label, outcome)
+                self.registry.refuse(conn, key, outcome)
+                if existing is not None and existing.owner is conn:
+                    self.registry.remove_function(key)
+                return
+            handler = outcome
+        self.registry.clear_refusal(key)
+        self.registry.add_function(FunctionEntry(
+            frame.id, namespace, owner=conn, handler=handler,
+            description=frame.description, request_format=frame.request_format,
+            response_format=frame.response_format, metadata=frame.metadata))
+
+    async def _http_function(self, conn: WorkerConnection,
+                             frame: RegisterFunction) -> InProcessHandler | str:
+        hook = self.http_function_hook
+        if hook is None:
+            return HTTP_FUNCTIONS_DISABLED
+        try:
+            return await hook(conn, frame)
+        except Exception as exc:
+            log.exception("HTTP-function hook failed for %s", frame.id)
+            return f"registration failed: {exc}"
+
+    def _reject_function(self, conn: WorkerConnection, namespace: str, function_id: str,
+                         owner: str) -> None:
+        log.warning("worker %s may not register %s in namespace %s (owner %r)", conn.label,
+                    function_id, namespace, owner)
+        conn.send(encode(RegistrationRejected(
+            code="FUNCTION_NAMESPACE_CONFLICT", namespace=namespace, function_id=function_id,
+            owner_worker_id=owner)))
+
+    def _register_trigger_type(self, conn: WorkerConnection, frame: RegisterTriggerType) -> None:
+        namespace = frame.namespace if frame.namespace is not None else conn.effective_namespace
+        if not namespace.strip():
+            log.warning("ignored trigger type %s of worker %s: blank namespace", frame.id,
+                        conn.label)
+            return
+        current = self.triggers.types.get((namespace, frame.id))
+        if current is not None and not isinstance(current.provider, WorkerConnection):
+            log.warning("ignored trigger type %s of worker %s: provided by the engine",
+                        frame.id, conn.label)
+            return
+        self.triggers.add_type(TriggerType(
+            frame.id, namespace, frame.description, provider=conn,
+            trigger_request_format=frame.trigger_request_format,
+            call_request_format=frame.call_request_format))
+
+    def _register_trigger(self, conn: WorkerConnection, frame: RegisterTrigger) -> None:
+        for value in (frame.namespace, frame.trigger_namespace):
+            if value is not None and not value.strip():
+                conn.send(encode(TriggerRegistrationResult(
+                    id=frame.id, trigger_type=frame.trigger_type, function_id=frame.function_id,
+                    error=ErrorBody(code="INVALID_NAMESPACE",
+                                    message="namespace must not be blank"))))
+                return
+        self.triggers.bind(Binding(
+            frame.id, frame.trigger_type, frame.function_id, frame.config, frame.metadata,
+            namespace=frame.namespace if frame.namespace is not None else DEFAULT_NAMESPACE,
+            home_namespace=conn.effective_namespace, trigger_namespace=frame.trigger_namespace,
+            owner=conn))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+async def _close_quietly(conn: WorkerConnection, code: int, reason: str) -> None:
+    try:
+        await conn.close(code, reason)
+    except Exception:  # the socket may already be gone
+        log.debug("closing %s failed", conn.label, exc_info=True)

@@ -1,0 +1,372 @@
+"""Invocation routing: sync, void and enqueue calls, the pending map, result relay.
+
+The hot path (a worker calls a function of another worker) is one decode, one dict lookup, one
+encode and one queue append each way:
+
+* ``invokefunction`` in: resolve ``(namespace or "default", function_id)``, add
+  ``_caller_worker_id`` to an object payload (spec 4.3), queue the handler's frame;
+* ``invocationresult`` in: pop the pending entry of the *handler's* connection by id and queue
+  the handler's frame text to the caller **unchanged** (the caller's id is reused toward the
+  handler, so the text is already the caller's answer; spec 12.3 item 11).
+
+Pending entries live on the handler's connection keyed by the id sent to it, so a buggy client
+reusing ids can only confuse itself (spec 4.2); an id already in flight to the same handler
+gets a fresh id toward the handler and its result is re-encoded. Entries are also remembered
+on the caller's connection so both sides' cleanup can find them, and a sweep expires very old
+ones (``pending_max_age_ms``) with ``invocation_error`` (spec 12.3 item 13).
+
+In-process functions (``engine::*`` builtins, HTTP-invoked functions) are awaited inline in the
+caller's reader when marked ``inline`` and run as tasks otherwise. :meth:`Router.call` is the
+entry point for engine-originated calls (trigger fires, the REST API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
+from iii_rx.engine.registry import CallContext, FunctionEntry, Registry
+from iii_rx.engine.wire import (
+    error_body,
+    function_not_found_message,
+    invoke_text,
+    result_text,
+)
+from iii_rx.errors import IIIInvocationError, IIITimeoutError
+from iii_rx.protocol import EnqueueAction, InvocationResult, InvokeFunction
+
+if TYPE_CHECKING:
+    from iii_rx.engine.connection import WorkerConnection
+
+__all__ = ["QUEUE_FUNCTION", "Pending", "Router"]
+
+log = logging.getLogger("iii_rx.engine")
+
+QUEUE_FUNCTION = "engine::queue::enqueue"
+"""Provider of the ``enqueue`` action (a queue worker); absent ⇒ ``enqueue_error``."""
+
+_STOPPED = error_body("invocation_stopped", "Invocation stopped")
+
+
+@dataclass(eq=False, slots=True)
+class Pending:
+    """One call in flight to a worker."""
+
+    wire_id: str
+    """The id sent to the handler (the caller's id unless it collided)."""
+    caller_id: str | None
+    function_id: str
+    handler: WorkerConnection
+    caller: WorkerConnection | None
+    future: asyncio.Future[InvocationResult] | None
+    created: float
+
+
+class Router:
+    """Routes invocations between workers and in-process functions."""
+
+    def __init__(self, registry: Registry, config: EngineConfig) -> None:
+        self.registry = registry
+        self.config = config
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self.config.pending_max_age_ms > 0 and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_loop(), name="iii-engine-pending-sweep"
+            )
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        if self._sweeper is not None:
+            tasks.append(self._sweeper)
+            self._sweeper = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the engine cancels on stop."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine task failed", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ from workers
+
+    def invoke(self, conn: WorkerConnection, frame: InvokeFunction) -> Awaitable[None] | None:
+        """Handle a worker's ``invokefunction``; returns an awaitable for inline builtins."""
+        namespace = frame.namespace
+        action = frame.action
+        reply_id = frame.invocation_id if action is None or type(action) is EnqueueAction else None
+        function_id = frame.function_id
+        if namespace is None:
+            namespace = DEFAULT_NAMESPACE
+        elif not namespace.strip():
+            if reply_id is not None:
+                conn.send(result_text(reply_id, function_id, error=error_body(
+                    "INVALID_NAMESPACE", "namespace must not be blank")))
+            return None
+        if type(action) is EnqueueAction:
+            self.spawn(self._enqueue(conn, frame, namespace, action, reply_id))
+            return None
+        entry = self.registry.functions.get((namespace, function_id))
+        if entry is None:
+            if reply_id is not None:
+                conn.send(result_text(reply_id, function_id, error=self.not_found(
+                    function_id, namespace)))
+            else:
+                log.debug("void call of missing function %s/%s from %s",
+                          namespace, function_id, conn.label)
+            return None
+        data = frame.data
+        if type(data) is dict:
+            data["_caller_worker_id"] = conn.id
+        if entry.handler is None:
+            self._to_worker(conn, entry, frame, data, reply_id)
+            return None
+        ctx = CallContext(function_id, namespace, conn, reply_id, frame.metadata,
+                          frame.traceparent, frame.baggage)
+        run = self._run_local(conn, entry, data, ctx)
+        if entry.inline:
+            return run
+        self.spawn(run)
+        return None
+
+    def _to_worker(self, conn: WorkerConnection, entry: FunctionEntry, frame: InvokeFunction,
+                   data: Any, reply_id: str | None) -> None:
+        handler = entry.owner
+        assert handler is not None
+        if handler.closed:
+            if reply_id is not None:
+                conn.send(result_text(reply_id, entry.function_id, error=_STOPPED))
+            return
+        wire_id = reply_id
+        if reply_id is not None:
+            if reply_id in handler.inbound:
+                wire_id = str(uuid.uuid4())
+            assert wire_id is not None
+            pending = Pending(wire_id, reply_id, entry.function_id, handler, conn, None,
+                              time.monotonic())
+            handler.inbound[wire_id] = pending
+            conn.outbound.add(pending)
+        handler.send(invoke_text(wire_id, entry.function_id, data, frame.metadata,
+                                 frame.traceparent, frame.baggage))
+
+    async def _run_local(self, conn: WorkerConnection | None, entry: FunctionEntry, data: Any,
+                         ctx: CallContext) -> None:
+        assert entry.handler is not None
+        result: Any = None
+        error: dict[str, Any] | None = None
+        try:
+            result = await entry.handler(data, ctx)
+        except IIIInvocationError as exc:
+            error = error_body(exc.code, exc.message, exc.stacktrace)
+        except Exception as exc:
+            error = _failure_body(exc)
+        if conn is not None and ctx.invocation_id is not None:
+            conn.send(result_text(ctx.invocation_id, entry.function_id, result, error))
+        elif error is not None:
+            log.warning("void call of %s failed: %s", entry.function_id, error["message"])
+
+    def result(self, conn: WorkerConnection, frame: InvocationResult, raw: str | bytes) -> None:
+        """Handle a handler's ``invocationresult``: complete and relay, or drop if unknown."""
+        pending = conn.inbound.pop(frame.invocation_id, None)
+        if pending is None:
+            return
+        caller = pending.caller
+        if caller is not None:
+            caller.outbound.discard(pending)
+            if pending.caller_id == pending.wire_id and type(raw) is str:
+                caller.send(raw)
+            else:
+                caller.send(_reencode(frame, pending))
+        elif pending.future is not None and not pending.future.done():
+            pending.future.set_result(frame)
+
+    async def _enqueue(self, conn: WorkerConnection, frame: InvokeFunction, namespace: str,
+                       action: EnqueueAction, reply_id: str | None) -> None:
+        receipt = str(uuid.uuid4())
+        error: dict[str, Any] | None = None
+        if (DEFAULT_NAMESPACE, QUEUE_FUNCTION) not in self.registry.functions:
+            error = error_body("enqueue_error", f"Cannot enqueue {frame.function_id}: no queue "
+                               f"provider is installed ({QUEUE_FUNCTION} is not registered)")
+        else:
+            payload: dict[str, Any] = {
+                "queue": action.queue, "function_id": frame.function_id, "data": frame.data,
+                "messageReceiptId": receipt,
+            }
+            if frame.traceparent is not None:
+                payload["traceparent"] = frame.traceparent
+            if frame.baggage is not None:
+                payload["baggage"] = frame.baggage
+            if namespace != DEFAULT_NAMESPACE:
+                payload["namespace"] = namespace
+            try:
+                await self.call(QUEUE_FUNCTION, payload)
+            except IIIInvocationError as exc:
+                error = error_body("enqueue_error", exc.message)
+        if reply_id is not None:
+            conn.send(result_text(reply_id, frame.function_id,
+                                  None if error else {"messageReceiptId": receipt}, error))
+
+    # ------------------------------------------------------------------ engine-originated
+
+    async def call(self, function_id: str, data: Any, *, namespace: str = DEFAULT_NAMESPACE,
+                   metadata: Any = None, traceparent: str | None = None,
+                   baggage: str | None = None, timeout: float | None = None) -> Any:
+        """Invoke a function from inside the engine; returns its result.
+
+        Raises :class:`IIIInvocationError` with the error's code (``function_not_found``,
+        ``invocation_stopped``, the handler's ``invocation_failed``, ...) and
+        :class:`IIITimeoutError` when ``timeout`` (seconds) passes first.
+        """
+        entry = self.registry.functions.get((namespace, function_id))
+        if entry is None:
+            body = self.not_found(function_id, namespace)
+            raise IIIInvocationError(body["code"], body["message"], function_id=function_id)
+        if entry.handler is not None:
+            ctx = CallContext(function_id, namespace, None, None, metadata, traceparent, baggage)
+            try:
+                return await asyncio.wait_for(entry.handler(data, ctx), timeout)
+            except asyncio.TimeoutError:
+                raise _timeout(function_id, None, timeout) from None
+            except IIIInvocationError:
+                raise
+            except Exception as exc:
+                body = _failure_body(exc)
+                raise IIIInvocationError(body["code"], body["message"], function_id=function_id,
+                                         stacktrace=body.get("stacktrace")) from exc
+        handler = entry.owner
+        assert handler is not None
+        wire_id = str(uuid.uuid4())
+        future: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
+        pending = Pending(wire_id, None, function_id, handler, None, future, time.monotonic())
+        if handler.closed:
+            _complete_stopped(pending)
+        else:
+            handler.inbound[wire_id] = pending
+            handler.send(invoke_text(wire_id, function_id, data, metadata, traceparent, baggage))
+        try:
+            frame = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            if handler.inbound.get(wire_id) is pending:
+                del handler.inbound[wire_id]
+            raise _timeout(function_id, wire_id, timeout) from None
+        except asyncio.CancelledError:
+            if handler.inbound.get(wire_id) is pending:
+                del handler.inbound[wire_id]
+            raise
+        if frame.error is not None:
+            raise IIIInvocationError(frame.error.code, frame.error.message,
+                                     function_id=function_id, stacktrace=frame.error.stacktrace,
+                                     invocation_id=wire_id)
+        return frame.result
+
+    def fire(self, function_id: str, data: Any, *, namespace: str = DEFAULT_NAMESPACE,
+             metadata: Any = None) -> None:
+        """Call without waiting (trigger fires); failures are logged."""
+        self.spawn(self._fire(function_id, data, namespace, metadata))
+
+    async def _fire(self, function_id: str, data: Any, namespace: str, metadata: Any) -> None:
+        try:
+            await self.call(function_id, data, namespace=namespace, metadata=metadata)
+        except IIIInvocationError as exc:
+            log.info("trigger call of %s/%s failed: %s", namespace, function_id, exc)
+
+    # ------------------------------------------------------------------ errors, cleanup
+
+    def not_found(self, function_id: str, namespace: str) -> dict[str, Any]:
+        """The ``function_not_found`` body of spec 4.3 (plus a refusal reason, DECISIONS 8)."""
+        elsewhere = [ns for ns in self.registry.namespaces_of(function_id) if ns != namespace]
+        refused = self.registry.refusal_reason((namespace, function_id))
+        return error_body("function_not_found",
+                          function_not_found_message(function_id, namespace, elsewhere, refused))
+
+    def halt(self, conn: WorkerConnection) -> None:
+        """Spec 2.10 step 3: stop every call sent to ``conn`` and forget those it made."""
+        inbound = list(conn.inbound.values())
+        conn.inbound.clear()
+        for pending in inbound:
+            _complete_stopped(pending)
+        for pending in conn.outbound:
+            handler = pending.handler
+            if handler.inbound.get(pending.wire_id) is pending:
+                del handler.inbound[pending.wire_id]
+        conn.outbound.clear()
+
+    async def _sweep_loop(self) -> None:
+        max_age = self.config.pending_max_age_ms / 1000
+        period = min(max(max_age / 4, 0.01), 60.0)
+        while True:
+            await asyncio.sleep(period)
+            self.expire(max_age)
+
+    def expire(self, max_age: float) -> int:
+        """Drop entries older than ``max_age`` seconds, failing them with ``invocation_error``."""
+        cutoff = time.monotonic() - max_age
+        expired = 0
+        for conn in list(self.registry.workers.values()):
+            old = [p for p in conn.inbound.values() if p.created < cutoff]
+            for pending in old:
+                del conn.inbound[pending.wire_id]
+                if pending.caller is not None:
+                    pending.caller.outbound.discard(pending)
+                _complete(pending, error_body(
+                    "invocation_error", f"Invocation expired after {max_age:g} s without result"))
+                expired += 1
+        return expired
+
+    def pending_count(self) -> int:
+        return sum(len(conn.inbound) for conn in self.registry.workers.values())
+
+
+def _complete_stopped(pending: Pending) -> None:
+    _complete(pending, _STOPPED)
+
+
+def _complete(pending: Pending, error: dict[str, Any]) -> None:
+    caller = pending.caller
+    if caller is not None:
+        caller.outbound.discard(pending)
+        if pending.caller_id is not None:
+            caller.send(result_text(pending.caller_id, pending.function_id, error=error))
+    elif pending.future is not None and not pending.future.done():
+        pending.future.set_result(InvocationResult(
+            invocation_id=pending.wire_id, function_id=pending.function_id, error=error))
+
+
+def _reencode(frame: InvocationResult, pending: Pending) -> str:
+    assert pending.caller_id is not None
+    error = frame.error.model_dump(exclude_unset=True) if frame.error is not None else None
+    return result_text(pending.caller_id, frame.function_id, frame.result, error,
+                       frame.traceparent, frame.baggage)
+
+
+def _failure_body(exc: BaseException) -> dict[str, Any]:
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, NotImplementedError):
+        message = f"not implemented: {message}"
+    return error_body("invocation_failed", message,
+                      "".join(traceback.format_exception(exc)))
+
+
+def _timeout(function_id: str, invocation_id: str | None, timeout: float | None) -> IIITimeoutError:
+    return IIITimeoutError("TIMEOUT", f"invocation timed out after {(timeout or 0) * 1000:g}ms",
+                           function_id=function_id, invocation_id=invocation_id)

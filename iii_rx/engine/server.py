@@ -1,0 +1,120 @@
+"""The engine's websocket port: one server, three kinds of path (spec 1.2).
+
+* ``/`` — a worker connection, run by :class:`iii_rx.engine.dispatch.Dispatcher`;
+* ``/otel`` — telemetry: accepted and read, frames discarded (spec 10.2: the SDKs would
+  otherwise retry forever);
+* ``/ws/channels/{id}?key=..&dir=read|write`` — one end of a channel, handed to the channel hub
+  after the handshake checks: 400 when ``key``/``dir`` are missing or ``dir`` is invalid, 404
+  when the hub does not know the id or the key;
+* anything else — 404.
+
+Messages up to 64 MiB (fragmented or not) are accepted; bigger ones close that connection with
+1009 (DECISIONS 3). permessage-deflate is off (DECISIONS 4). The engine answers websocket pings
+(the library does) and never pings on its own, like the Rust engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from iii_rx.engine.connection import WorkerConnection
+
+if TYPE_CHECKING:
+    from iii_rx.engine.engine import Engine
+
+__all__ = ["CHANNEL_PREFIX", "EngineServer"]
+
+log = logging.getLogger("iii_rx.engine")
+
+_ws_log = logging.getLogger("iii_rx.engine.websockets")
+# The library logs every connection at INFO; the engine logs its own line per worker instead.
+_ws_log.setLevel(logging.WARNING)
+
+CHANNEL_PREFIX = "/ws/channels/"
+
+
+class EngineServer:
+    """Owns the websocket server of one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._server: Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Listen on the configured host and port; returns the bound port."""
+        config = self.engine.config
+        self._server = await serve(
+            self._handle,
+            config.host,
+            config.port,
+            process_request=self._check_request,
+            compression=None,
+            max_size=config.max_message_bytes,
+            ping_interval=None,
+            max_queue=64,
+            write_limit=2**20,
+            logger=_ws_log,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection (1001) and wait for their handlers."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    # ------------------------------------------------------------------ handshake
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        path = parts.path
+        if path in ("/", "/otel"):
+            return None
+        if path.startswith(CHANNEL_PREFIX):
+            channel_id = unquote(path[len(CHANNEL_PREFIX):])
+            query = parse_qs(parts.query)
+            key = query.get("key", [None])[0]
+            direction = query.get("dir", [None])[0]
+            if not channel_id or "/" in channel_id or key is None or direction is None:
+                return connection.respond(HTTPStatus.BAD_REQUEST, "Missing channel id, key or dir")
+            if direction not in ("read", "write"):
+                return connection.respond(HTTPStatus.BAD_REQUEST, "dir must be read or write")
+            if not self.engine.hub.authorize(channel_id, key):
+                return connection.respond(HTTPStatus.NOT_FOUND, "Channel not found")
+            return None
+        return connection.respond(HTTPStatus.NOT_FOUND, "Not Found")
+
+    # ------------------------------------------------------------------ connections
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        parts = urlsplit(ws.request.path if ws.request is not None else "/")
+        try:
+            if parts.path == "/":
+                await self._serve_worker(ws)
+            elif parts.path == "/otel":
+                async for _ in ws:
+                    pass
+            else:
+                channel_id = unquote(parts.path[len(CHANNEL_PREFIX):])
+                direction = parse_qs(parts.query)["dir"][0]
+                await self.engine.hub.serve(ws, channel_id,
+                                            "read" if direction == "read" else "write")
+        except ConnectionClosed:
+            pass
+
+    async def _serve_worker(self, ws: ServerConnection) -> None:
+        remote = ws.remote_address
+        ip = str(remote[0]) if isinstance(remote, tuple) and remote else None
+        conn = WorkerConnection(ws, str(uuid.uuid4()), str(uuid.uuid4()), ip_address=ip)
+        await self.engine.dispatcher.serve(conn)
