@@ -147,7 +147,8 @@ def wait_for_port(peer: Peer, port: int, timeout: float = 20.0) -> None:
 
 def engine_argv(kind: str, port: int) -> list[str]:
     if kind == "iii_rx":
-        return [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", str(port)]
+        return [*argv, "--rest-port", "0", "--log-level", "WARNING"]
     if kind == "relay":
         return [sys.executable, RAWPEERS, "relay", "--port", str(port)]
     rest = str(free_port())
