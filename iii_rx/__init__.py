@@ -7,6 +7,9 @@ engine so that everything runs on one machine.
 
 from __future__ import annotations
 
+from iii_rx.client import Client
+from iii_rx.connect import connect, connect_sync
+from iii_rx.context import Context, Logger, current_invocation, get_context
 from iii_rx.errors import (
     IIIConnectionError,
     IIIError,
@@ -15,13 +18,24 @@ from iii_rx.errors import (
     IIIRegistrationRejectedError,
     IIITimeoutError,
 )
+from iii_rx.functions import FunctionHandle, FunctionStream
 from iii_rx.http import ApiRequest, ApiResponse, HttpInvocationConfig
+from iii_rx.invocation import Invocation, TriggerAction
+from iii_rx.single import EmptySingleError, Single
+from iii_rx.state import ConnectionState, ReconnectConfig
+from iii_rx.triggers import TriggerConfig, TriggerHandle, TriggerTypeHandle
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ApiRequest",
     "ApiResponse",
+    "Client",
+    "ConnectionState",
+    "Context",
+    "EmptySingleError",
+    "FunctionHandle",
+    "FunctionStream",
     "HttpInvocationConfig",
     "IIIConnectionError",
     "IIIError",
@@ -29,5 +43,17 @@ __all__ = [
     "IIIInvocationError",
     "IIIRegistrationRejectedError",
     "IIITimeoutError",
+    "Invocation",
+    "Logger",
+    "ReconnectConfig",
+    "Single",
+    "TriggerAction",
+    "TriggerConfig",
+    "TriggerHandle",
+    "TriggerTypeHandle",
     "__version__",
+    "connect",
+    "connect_sync",
+    "current_invocation",
+    "get_context",
 ]

@@ -1,0 +1,240 @@
+"""``connect()`` and ``connect_sync()``: address, identity and headers, then a running client.
+
+Resolution follows spec 1.4: the address is the argument, else ``III_URL``, else an embedded
+engine started in-process on ephemeral ports and owned (stopped) by the client. ``III_TOKEN``
+adds ``Authorization: Bearer ...`` unless the caller passed an ``Authorization`` header;
+``III_NAMESPACE`` is the namespace when none is given; a non-empty ``III_WORKER_NAME``
+overrides ``name``. The default name is ``hostname:pid`` (``hostname:pid:N`` for the N-th client
+of a process, so two clients of one script do not collide on the engine's name lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import platform
+import re
+import socket
+from collections.abc import Generator, Mapping
+from typing import Any
+
+from iii_rx._loop import LoopThread
+from iii_rx.client import Client
+from iii_rx.state import ReconnectConfig
+
+__all__ = ["Connector", "connect", "connect_sync", "resolve_headers", "worker_metadata"]
+
+_client_numbers = itertools.count(1)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("iii-rx")
+    except Exception:
+        from iii_rx import __version__
+
+        return __version__
+
+
+def resolve_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The caller's headers plus ``Authorization: Bearer $III_TOKEN`` (spec 1.3)."""
+    resolved = dict(headers or {})
+    token = os.environ.get("III_TOKEN", "").strip()
+    if token and not any(key.lower() == "authorization" for key in resolved):
+        resolved["Authorization"] = f"Bearer {token}"
+    return resolved
+
+
+def _resolve_namespace(namespace: str | None) -> str | None:
+    if namespace is not None:
+        if not namespace.strip():
+            raise ValueError("namespace must not be blank")
+        return namespace
+    env = os.environ.get("III_NAMESPACE", "")
+    return env if env.strip() else None
+
+
+def _resolve_name(name: str | None) -> str:
+    env = os.environ.get("III_WORKER_NAME", "").strip()
+    if env:
+        return env
+    if name:
+        return name
+    n = next(_client_numbers)
+    base = f"{socket.gethostname()}:{os.getpid()}"
+    return base if n == 1 else f"{base}:{n}"
+
+
+def _project_name() -> str:
+    cwd = os.getcwd()
+    try:
+        with open(os.path.join(cwd, "pyproject.toml"), encoding="utf-8") as f:
+            text = f.read()
+        section = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+        if section:
+            found = re.search(r'^name\s*=\s*["\']([^"\']+)["\']', section.group(1), re.M)
+            if found:
+                return found.group(1)
+    except OSError:
+        pass
+    return os.path.basename(cwd) or "unknown"
+
+
+def worker_metadata(name: str, namespace: str | None, description: str | None) -> dict[str, Any]:
+    """The ``engine::workers::register`` payload (spec 2.4), as iii_rx describes itself."""
+    lang = os.environ.get("LANG", "")
+    data: dict[str, Any] = {
+        "runtime": "python",
+        "version": _version(),
+        "name": name,
+        "os": f"{platform.system()} {platform.release()} ({platform.machine()})",
+        "pid": os.getpid(),
+        "isolation": os.environ.get("III_ISOLATION") or None,
+        "namespace": namespace,
+        "telemetry": {
+            "language": lang.split(".")[0] or None,
+            "project_name": _project_name(),
+            "framework": "iii-rx",
+        },
+        # Only what this client really does: it sends and accepts messages up to 64 MiB.
+        "features": ["large-messages.v1"],
+    }
+    if description is not None:
+        data["description"] = description
+    return data
+
+
+async def _open(
+    url: str | None,
+    *,
+    name: str | None,
+    namespace: str | None,
+    description: str | None,
+    headers: Mapping[str, str] | None,
+    reconnect: ReconnectConfig,
+    timeout_ms: int,
+    connect_timeout: float,
+    max_workers: int | None,
+    loop_thread: LoopThread | None = None,
+) -> Client:
+    """Build a client on the running loop and wait until the engine accepted it."""
+    resolved_ns = _resolve_namespace(namespace)
+    resolved_name = _resolve_name(name)
+    engine: Any = None
+    address = url or os.environ.get("III_URL", "").strip() or None
+    if address is None:
+        from iii_rx.engine import Engine
+
+        engine = Engine(port=0)
+        await engine.__aenter__()
+        address = str(engine.url)
+    client = Client(
+        url=address,
+        headers=resolve_headers(headers),
+        name=resolved_name,
+        namespace=resolved_ns,
+        worker_metadata=worker_metadata(resolved_name, resolved_ns, description),
+        reconnect=reconnect,
+        timeout_ms=timeout_ms,
+        loop=asyncio.get_running_loop(),
+        max_workers=max_workers,
+        engine=engine,
+        loop_thread=loop_thread,
+    )
+    client._start()
+    try:
+        await client._wait_connected(connect_timeout)
+    except BaseException:
+        await asyncio.shield(client._close_soon())
+        raise
+    return client
+
+
+def _validate(namespace: str | None, timeout_ms: int) -> None:
+    if namespace is not None and not namespace.strip():
+        raise ValueError("namespace must not be blank")
+    if timeout_ms <= 0:
+        raise ValueError("timeout_ms must be positive")
+
+
+class Connector:
+    """What :func:`connect` returns: ``await`` it, or use it as ``async with``."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._client: Client | None = None
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return _open(**self._options).__await__()
+
+    async def __aenter__(self) -> Client:
+        self._client = await _open(**self._options)
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def connect(
+    url: str | None = None,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    description: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    reconnect: ReconnectConfig | None = None,
+    timeout_ms: int = 30000,
+    connect_timeout: float = 30.0,
+    max_workers: int | None = None,
+) -> Connector:
+    """Connect a worker to an iii engine on the running loop.
+
+    ``async with iii_rx.connect(url) as iii:`` or ``iii = await iii_rx.connect(url)`` (then
+    ``await iii.close()``). Waits up to ``connect_timeout`` seconds for the engine to accept
+    the worker (raises :class:`~iii_rx.errors.IIIConnectionError`, or
+    :class:`~iii_rx.errors.IIIRegistrationRejectedError` on a name conflict). ``timeout_ms``
+    is the default timeout of calls; ``max_workers`` sizes the thread pool of sync handlers.
+    """
+    _validate(namespace, timeout_ms)
+    return Connector(url=url, name=name, namespace=namespace, description=description,
+                     headers=headers, reconnect=reconnect or ReconnectConfig(),
+                     timeout_ms=timeout_ms, connect_timeout=connect_timeout,
+                     max_workers=max_workers)
+
+
+def connect_sync(
+    url: str | None = None,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    description: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    reconnect: ReconnectConfig | None = None,
+    timeout_ms: int = 30000,
+    connect_timeout: float = 30.0,
+    max_workers: int | None = None,
+) -> Client:
+    """Like :func:`connect`, for sync code: the client runs on its own loop thread.
+
+    Returns once connected. Close with ``iii.close()`` or use ``with iii_rx.connect_sync() as
+    iii:``. Its Singles can be blocked on (``.result()``) from any thread and awaited from any
+    loop, which is what a notebook needs.
+    """
+    _validate(namespace, timeout_ms)
+    loop_thread = LoopThread()
+    future = asyncio.run_coroutine_threadsafe(
+        _open(url, name=name, namespace=namespace, description=description, headers=headers,
+              reconnect=reconnect or ReconnectConfig(), timeout_ms=timeout_ms,
+              connect_timeout=connect_timeout, max_workers=max_workers,
+              loop_thread=loop_thread),
+        loop_thread.loop)
+    try:
+        return future.result()
+    except BaseException:
+        loop_thread.stop()
+        raise

@@ -1,0 +1,191 @@
+"""The invocation context: ``get_context()``, ``current_invocation()`` and a bound ``Logger``.
+
+The context travels in a :class:`contextvars.ContextVar`, so it follows a handler into the tasks
+it starts, into the pool thread of a sync handler, and into the ``trigger`` calls it makes
+(which forward its ``traceparent``/``baggage``).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from iii_rx.telemetry import (
+    format_traceparent,
+    new_span_id,
+    new_trace_id,
+    otel_trace_headers,
+    parse_traceparent,
+)
+
+if TYPE_CHECKING:
+    from iii_rx.invocation import Invocation
+
+__all__ = ["Context", "Logger", "current_invocation", "get_context"]
+
+_current: ContextVar[Context | None] = ContextVar("iii_rx_context", default=None)
+_log = logging.getLogger("iii_rx.logger")
+
+
+class Context:
+    """Who is running: function and invocation ids, metadata, trace ids, and a logger.
+
+    ``trace_id`` continues the caller's trace (a new one starts when the frame carried none);
+    ``span_id`` identifies this invocation's own span and is the parent of nested calls. Both
+    are lower-case hex. Outside a handler every id is ``None`` unless an OpenTelemetry span is
+    active.
+    """
+
+    __slots__ = (
+        "_logger",
+        "_parent",
+        "_span_id",
+        "_trace_id",
+        "baggage",
+        "function_id",
+        "invocation_id",
+        "metadata",
+        "traceparent",
+    )
+
+    def __init__(
+        self,
+        function_id: str | None = None,
+        invocation_id: str | None = None,
+        metadata: Any = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> None:
+        self.function_id = function_id
+        self.invocation_id = invocation_id
+        self.metadata = metadata
+        self.traceparent = traceparent
+        self.baggage = baggage
+        self._parent: tuple[str, str, str] | bool | None = False
+        self._trace_id: str | None = None
+        self._span_id: str | None = None
+        self._logger: Logger | None = None
+
+    def _parsed(self) -> tuple[str, str, str] | None:
+        parent = self._parent
+        if parent is False:
+            parent = self._parent = parse_traceparent(self.traceparent)
+        return parent  # type: ignore[return-value]
+
+    @property
+    def is_invocation(self) -> bool:
+        return self.function_id is not None
+
+    @property
+    def trace_id(self) -> str | None:
+        if self._trace_id is None:
+            parent = self._parsed()
+            if parent is not None:
+                self._trace_id = parent[0]
+            elif self.is_invocation:
+                self._trace_id = new_trace_id()
+            else:
+                self._trace_id = _otel_ids()[0]
+        return self._trace_id
+
+    @property
+    def span_id(self) -> str | None:
+        if self._span_id is None:
+            self._span_id = new_span_id() if self.is_invocation else _otel_ids()[1]
+        return self._span_id
+
+    @property
+    def parent_span_id(self) -> str | None:
+        parent = self._parsed()
+        return parent[1] if parent else None
+
+    @property
+    def logger(self) -> Logger:
+        """A :class:`Logger` whose records carry this context's ids."""
+        if self._logger is None:
+            self._logger = Logger(context=self)
+        return self._logger
+
+    def outgoing_trace(self) -> tuple[str | None, str | None]:
+        """``(traceparent, baggage)`` for a call made from inside this context."""
+        if not self.is_invocation:
+            return otel_trace_headers()
+        trace_id, span_id = self.trace_id, self.span_id
+        assert trace_id is not None and span_id is not None
+        parent = self._parsed()
+        return format_traceparent(trace_id, span_id, parent[2] if parent else "01"), self.baggage
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(function_id={self.function_id!r}, "
+                f"invocation_id={self.invocation_id!r})")
+
+
+def _otel_ids() -> tuple[str | None, str | None]:
+    parsed = parse_traceparent(otel_trace_headers()[0])
+    return (parsed[0], parsed[1]) if parsed else (None, None)
+
+
+def get_context() -> Context:
+    """The context of the running invocation, or an empty one outside handlers."""
+    ctx = _current.get()
+    return ctx if ctx is not None else Context()
+
+
+def current_invocation() -> Invocation | None:
+    """The :class:`~iii_rx.invocation.Invocation` being handled here, or ``None``."""
+    from iii_rx.invocation import Invocation
+
+    ctx = _current.get()
+    return ctx if isinstance(ctx, Invocation) else None
+
+
+class Logger:
+    """Structured logs tied to an invocation.
+
+    Records go to the standard :mod:`logging` logger ``iii_rx.logger`` with the attributes
+    ``function_id``, ``invocation_id``, ``trace_id``, ``span_id``, ``service_name`` and ``data``
+    (the optional structured payload), so any formatter or handler can pick them up. A logger
+    made without a context follows whatever invocation is current when it logs.
+    """
+
+    def __init__(
+        self,
+        trace_id: str | None = None,
+        service_name: str | None = None,
+        span_id: str | None = None,
+        *,
+        context: Context | None = None,
+    ) -> None:
+        self._trace_id = trace_id
+        self._span_id = span_id
+        self.service_name = service_name
+        self._context = context
+
+    def _emit(self, level: int, message: str, data: Any) -> None:
+        if not _log.isEnabledFor(level):
+            return
+        ctx = self._context if self._context is not None else get_context()
+        extra = {
+            "function_id": ctx.function_id,
+            "invocation_id": ctx.invocation_id,
+            "trace_id": self._trace_id or ctx.trace_id,
+            "span_id": self._span_id or ctx.span_id,
+            "service_name": self.service_name,
+            "data": data,
+        }
+        _log.log(level, message, extra=extra, stacklevel=3)
+
+    def debug(self, message: str, data: Any = None) -> None:
+        self._emit(logging.DEBUG, message, data)
+
+    def info(self, message: str, data: Any = None) -> None:
+        self._emit(logging.INFO, message, data)
+
+    def warn(self, message: str, data: Any = None) -> None:
+        self._emit(logging.WARNING, message, data)
+
+    warning = warn
+
+    def error(self, message: str, data: Any = None) -> None:
+        self._emit(logging.ERROR, message, data)

@@ -1,0 +1,285 @@
+"""``Single``: a lazy observable of exactly one value, awaitable and blockable.
+
+``iii.trigger(...)`` returns a Single. Nothing happens until it is used; every use starts its own
+call (so ``retry`` re-invokes, and awaiting twice calls twice):
+
+* ``await single`` — on the client's loop it takes a direct path (no Rx machinery, no thread
+  hop); from another loop (a notebook cell with a ``connect_sync`` client) it hops with
+  ``asyncio.wrap_future``. Cancelling the awaiting task cancels the call.
+* ``single.result(timeout=None)`` — blocks any thread but the client's loop thread, where it
+  raises instead of deadlocking.
+* ``single.future()`` — a :class:`concurrent.futures.Future`; cancelling it cancels the call.
+* ``single.subscribe(...)`` — plain Rx; disposing before the answer frees the pending call.
+* ``single.pipe(*ops)`` — another Single (DECISIONS 12): its value is the last one the piped
+  observable emits, and it fails with :class:`EmptySingleError` if there is none.
+
+Rx signals of a call are delivered on the client's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Generator
+from typing import Any, Generic, Protocol, TypeVar
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+from iii_rx._loop import check_not_loop_thread
+from iii_rx.errors import IIIError, IIITimeoutError
+
+__all__ = ["CallStarter", "Done", "EmptySingleError", "Single"]
+
+T = TypeVar("T")
+log = logging.getLogger("iii_rx.single")
+
+Done = Callable[[Any, "BaseException | None"], None]
+"""Completion callback of a call: ``(value, None)`` or ``(None, error)``."""
+
+
+class EmptySingleError(IIIError, LookupError):
+    """A piped Single completed without emitting a value."""
+
+
+class CallStarter(Protocol):
+    """Starts one call on the client's loop; returns a function that cancels it."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def loop_thread(self) -> int | None: ...
+
+    def start(self, done: Done | asyncio.Future[Any]) -> Callable[[], None]: ...
+
+
+class _CallSubscription:
+    """One subscription of a call Single: forwards the answer to an Rx observer once."""
+
+    __slots__ = ("cancel", "disposed", "observer", "starter")
+
+    def __init__(self, starter: CallStarter, observer: abc.ObserverBase[Any]) -> None:
+        self.starter = starter
+        self.observer = observer
+        self.disposed = False
+        self.cancel: Callable[[], None] | None = None
+
+    def begin(self) -> None:
+        if not self.disposed:
+            self.cancel = self.starter.start(self.done)
+
+    def done(self, value: Any, error: BaseException | None) -> None:
+        if self.disposed:
+            return
+        self.disposed = True
+        try:
+            if error is not None:
+                self.observer.on_error(error if isinstance(error, Exception)
+                                       else RuntimeError(repr(error)))
+            else:
+                self.observer.on_next(value)
+                self.observer.on_completed()
+        except Exception:
+            log.exception("subscriber of a trigger result raised")
+
+    def dispose(self) -> None:
+        if self.disposed:
+            return
+        self.disposed = True
+        cancel = self.cancel
+        if cancel is None:
+            return  # not started yet: begin() will see ``disposed``
+        if threading.get_ident() == self.starter.loop_thread():
+            cancel()
+        elif not self.starter.loop.is_closed():
+            self.starter.loop.call_soon_threadsafe(cancel)
+
+
+class Single(Observable[T], Generic[T]):
+    """A lazy single-value observable (see the module docstring)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        starter: CallStarter | None = None,
+        source: Observable[T] | None = None,
+        loop_thread: Callable[[], int | None] | None = None,
+        description: str = "call",
+    ) -> None:
+        if (starter is None) == (source is None):
+            raise ValueError("a Single needs exactly one of starter or source")
+        super().__init__()
+        self._loop = loop
+        self._starter = starter
+        self._source = source
+        self._loop_thread = loop_thread or (starter.loop_thread if starter else (lambda: None))
+        self._description = description
+        self._active: set[concurrent.futures.Future[Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Single {self._description}>"
+
+    # ------------------------------------------------------------------ Rx
+
+    def _subscribe_core(
+        self,
+        observer: abc.ObserverBase[T],
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> abc.DisposableBase:
+        if self._source is not None:
+            return self._source.subscribe(observer, scheduler=scheduler)
+        assert self._starter is not None
+        sub = _CallSubscription(self._starter, observer)
+        if threading.get_ident() == self._loop_thread():
+            sub.begin()
+        else:
+            self._loop.call_soon_threadsafe(sub.begin)
+        return Disposable(sub.dispose)
+
+    def pipe(self, *operators: Callable[[Any], Any]) -> Single[Any]:  # type: ignore[override]
+        """Apply Rx operators; the result is a Single of the last value they emit."""
+        piped: Observable[Any] = Observable.pipe(self, *operators)
+        return Single(self._loop, source=piped, loop_thread=self._loop_thread,
+                      description=f"{self._description} | {len(operators)} operator(s)")
+
+    # ------------------------------------------------------------------ await
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> T:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            return await asyncio.wrap_future(self.future())
+        fut: asyncio.Future[T] = loop.create_future()
+        if self._starter is not None:
+            cancel = self._starter.start(fut)  # the direct path: no Rx, no hop
+            try:
+                return await fut
+            finally:
+                if not fut.done() or fut.cancelled():
+                    cancel()
+        disposable = self._subscribe_into(_LoopSetter(loop, fut))
+        try:
+            return await fut
+        finally:
+            disposable.dispose()
+
+    # ------------------------------------------------------------------ blocking
+
+    def future(self) -> concurrent.futures.Future[T]:
+        """Start the call; a thread-safe future of its value (cancel it to cancel the call)."""
+        cf: concurrent.futures.Future[T] = concurrent.futures.Future()
+        cf.set_running_or_notify_cancel()
+        disposable = self._subscribe_into(_FutureSetter(cf))
+        self._active.add(cf)
+
+        def finished(f: concurrent.futures.Future[T]) -> None:
+            self._active.discard(f)
+            if f.cancelled():
+                disposable.dispose()
+
+        cf.add_done_callback(finished)
+        return cf
+
+    def result(self, timeout: float | None = None) -> T:
+        """Block until the value arrives (not on the client's loop thread, where it raises).
+
+        ``timeout`` (seconds) bounds this wait only and raises
+        :class:`~iii_rx.errors.IIITimeoutError`; the call's own ``timeout_ms`` still applies.
+        """
+        if self._loop_thread() == threading.get_ident():
+            raise RuntimeError("Single.result() blocks, and this is the iii_rx client's own "
+                               "event-loop thread: waiting here would deadlock the client. "
+                               "Use `await` instead (or call it from another thread).")
+        check_not_loop_thread(self._loop, "Single.result()")
+        cf = self.future()
+        try:
+            return cf.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if cf.done() and not cf.cancelled():
+                return cf.result()  # raced to completion
+            cf.cancel()
+            raise IIITimeoutError("TIMEOUT", f"no result within {timeout}s "
+                                  f"(Single.result timeout) for {self._description}") from None
+
+    def cancel(self) -> None:
+        """Cancel every call started through ``future()``/``result()`` that is still running."""
+        for cf in list(self._active):
+            cf.cancel()
+
+    def _subscribe_into(self, setter: _Setter[T]) -> abc.DisposableBase:
+        return self.subscribe(on_next=setter.on_next, on_error=setter.on_error,
+                              on_completed=setter.on_completed)
+
+
+class _Setter(Generic[T]):
+    """Collects the last value of a subscription and settles one future with it."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+        self.has_value = False
+
+    def on_next(self, value: T) -> None:
+        self.last = value
+        self.has_value = True
+
+    def on_error(self, error: Exception) -> None:
+        self.settle(None, error)
+
+    def on_completed(self) -> None:
+        if self.has_value:
+            self.settle(self.last, None)
+        else:
+            self.settle(None, EmptySingleError("the observable completed without a value"))
+
+    def settle(self, value: Any, error: BaseException | None) -> None:
+        raise NotImplementedError
+
+
+class _FutureSetter(_Setter[T]):
+    def __init__(self, cf: concurrent.futures.Future[T]) -> None:
+        super().__init__()
+        self.cf = cf
+
+    def settle(self, value: Any, error: BaseException | None) -> None:
+        if self.cf.done():
+            return
+        try:
+            if error is not None:
+                self.cf.set_exception(error)
+            else:
+                self.cf.set_result(value)
+        except concurrent.futures.InvalidStateError:  # cancelled meanwhile
+            pass
+
+
+class _LoopSetter(_Setter[T]):
+    """Settles an asyncio future of ``loop`` from whatever thread the signal comes on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[T]) -> None:
+        super().__init__()
+        self.loop = loop
+        self.fut = fut
+
+    def settle(self, value: Any, error: BaseException | None) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            _settle(self.fut, value, error)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(_settle, self.fut, value, error)
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)

@@ -1,0 +1,275 @@
+"""Hot multicast streams that emit on the client's loop and never let a subscriber hurt it.
+
+:class:`HotStream` is the Subject behind the client's low-volume streams (connection state,
+invocations for monitoring). Three rules from REACTIVE-NOTES shape it:
+
+* every signal is emitted on the client's loop thread; a subscription made from another thread
+  is attached on the loop (``call_soon_threadsafe``), so subscribers never see a foreign thread;
+* a subscriber whose callback raises is logged and detached, and the producer (our frame reader)
+  carries on: one faulty observer cannot stop the client;
+* the async-iterator view subscribes eagerly and buffers in a bounded deque with a named overflow
+  policy, because Rx has no backpressure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from typing import Any, Generic, Literal, TypeVar
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+__all__ = ["HotStream", "Overflow", "StreamIterator", "StreamOverflowError"]
+
+T = TypeVar("T")
+log = logging.getLogger("iii_rx.streams")
+
+Overflow = Literal["drop_oldest", "error"]
+
+
+class StreamOverflowError(RuntimeError):
+    """An async iterator over a stream fell more than its buffer behind (policy ``error``)."""
+
+
+class _Guarded(Generic[T]):
+    """One subscriber: forwards signals, detaches itself if a callback raises."""
+
+    __slots__ = ("disposed", "observer", "stream")
+
+    def __init__(self, stream: HotStream[T], observer: abc.ObserverBase[T]) -> None:
+        self.stream = stream
+        self.observer = observer
+        self.disposed = False
+
+    def on_next(self, value: T) -> None:
+        if self.disposed:
+            return
+        try:
+            self.observer.on_next(value)
+        except Exception:
+            log.exception("subscriber of %s raised in on_next; it is detached", self.stream.name)
+            self.dispose()
+
+    def on_error(self, error: Exception) -> None:
+        if self.disposed:
+            return
+        self.disposed = True
+        try:
+            self.observer.on_error(error)
+        except Exception:
+            log.exception("subscriber of %s raised in on_error", self.stream.name)
+
+    def on_completed(self) -> None:
+        if self.disposed:
+            return
+        self.disposed = True
+        try:
+            self.observer.on_completed()
+        except Exception:
+            log.exception("subscriber of %s raised in on_completed", self.stream.name)
+
+    def dispose(self) -> None:
+        if self.disposed:
+            return
+        self.disposed = True
+        self.stream._detach_soon(self)
+
+
+class HotStream(Observable[T], Generic[T]):
+    """A multicast stream fed on ``loop``; with ``replay`` it replays its last value."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str, *, replay: bool = False) -> None:
+        super().__init__()
+        self.loop = loop
+        self.name = name
+        self._replay = replay
+        self._has_value = False
+        self._value: Any = None
+        self._observers: tuple[_Guarded[T], ...] = ()
+        self._terminal: tuple[str, Exception | None] | None = None
+        self._loop_thread: int | None = None
+
+    # ------------------------------------------------------------------ producer side (loop)
+
+    @property
+    def has_observers(self) -> bool:
+        return bool(self._observers)
+
+    @property
+    def value(self) -> T:
+        """The last value emitted (replaying streams only)."""
+        if not self._has_value:
+            raise LookupError(f"{self.name} has no value yet")
+        return self._value  # type: ignore[no-any-return]
+
+    def on_next(self, value: T) -> None:
+        if self._terminal is not None:
+            return
+        if self._replay:
+            self._value = value
+            self._has_value = True
+        for sub in self._observers:
+            sub.on_next(value)
+
+    def on_error(self, error: Exception) -> None:
+        if self._terminal is not None:
+            return
+        self._terminal = ("error", error)
+        subs, self._observers = self._observers, ()
+        for sub in subs:
+            sub.on_error(error)
+
+    def on_completed(self) -> None:
+        if self._terminal is not None:
+            return
+        self._terminal = ("completed", None)
+        subs, self._observers = self._observers, ()
+        for sub in subs:
+            sub.on_completed()
+
+    # ------------------------------------------------------------------ subscribers (any thread)
+
+    def _on_loop_thread(self) -> bool:
+        if self._loop_thread is None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                return False
+            if running is not self.loop:
+                return False
+            self._loop_thread = threading.get_ident()
+            return True
+        return threading.get_ident() == self._loop_thread
+
+    def _subscribe_core(
+        self,
+        observer: abc.ObserverBase[T],
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> abc.DisposableBase:
+        sub = _Guarded(self, observer)
+        if self._on_loop_thread():
+            self._attach(sub)
+        else:
+            self.loop.call_soon_threadsafe(self._attach, sub)
+        return Disposable(sub.dispose)
+
+    def _attach(self, sub: _Guarded[T]) -> None:
+        if sub.disposed:
+            return
+        if self._terminal is not None:
+            kind, error = self._terminal
+            if kind == "error" and error is not None:
+                sub.on_error(error)
+            else:
+                sub.on_completed()
+            return
+        self._observers = (*self._observers, sub)
+        if self._replay and self._has_value:
+            sub.on_next(self._value)
+
+    def _detach_soon(self, sub: _Guarded[T]) -> None:
+        if self._on_loop_thread():
+            self._detach(sub)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._detach, sub)
+
+    def _detach(self, sub: _Guarded[T]) -> None:
+        self._observers = tuple(s for s in self._observers if s is not sub)
+
+    # ------------------------------------------------------------------ async iteration
+
+    def iterate(self, maxsize: int = 64, overflow: Overflow = "drop_oldest") -> StreamIterator[T]:
+        """An async iterator over this stream, subscribed now, buffering up to ``maxsize``.
+
+        ``overflow`` says what happens when the consumer falls behind: ``drop_oldest`` keeps the
+        newest values, ``error`` ends the iteration with :class:`StreamOverflowError`.
+        """
+        return StreamIterator(self, maxsize, overflow)
+
+    def __aiter__(self) -> StreamIterator[T]:
+        return self.iterate()
+
+
+class StreamIterator(Generic[T]):
+    """Pull view of a hot stream: bounded buffer, signals marshalled onto the consumer's loop."""
+
+    def __init__(self, stream: Observable[T], maxsize: int, overflow: Overflow) -> None:
+        self._buffer: deque[T] = deque()
+        self._maxsize = maxsize
+        self._overflow = overflow
+        self._terminal: BaseException | None = None
+        self._done = False
+        self._waiter: asyncio.Future[None] | None = None
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._thread = threading.get_ident()
+        self._subscription = stream.subscribe(
+            on_next=lambda v: self._marshal(self._push, v),
+            on_error=lambda e: self._marshal(self._finish, e),
+            on_completed=lambda: self._marshal(self._finish, None),
+        )
+
+    def _marshal(self, fn: Any, arg: Any) -> None:
+        if self._loop is None or threading.get_ident() == self._thread:
+            fn(arg)
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, arg)
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _push(self, value: T) -> None:
+        if self._done:
+            return
+        if len(self._buffer) >= self._maxsize:
+            if self._overflow == "error":
+                self._finish(StreamOverflowError(
+                    f"consumer fell more than {self._maxsize} items behind"))
+                self._subscription.dispose()
+                return
+            self._buffer.popleft()
+        self._buffer.append(value)
+        self._wake()
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._terminal = error
+        self._wake()
+
+    def __aiter__(self) -> StreamIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while True:
+            if self._buffer:
+                return self._buffer.popleft()
+            if self._done:
+                if self._terminal is not None:
+                    raise self._terminal
+                raise StopAsyncIteration
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._waiter = self._loop.create_future()
+            await self._waiter
+
+    async def aclose(self) -> None:
+        """Stop iterating and unsubscribe."""
+        self._subscription.dispose()
+        self._finish(None)
+        self._buffer.clear()
+
+    async def __aenter__(self) -> StreamIterator[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+

@@ -1,0 +1,81 @@
+"""W3C trace context on the wire (spec 5.5, 10.4), cheap when OpenTelemetry is off.
+
+A handler acts as the ``execute`` span of its invocation: it keeps the caller's trace id (or
+starts a trace when the frame had none), gets a span id of its own, and forwards
+``traceparent`` = ``00-{trace_id}-{span_id}-{flags}`` plus the caller's ``baggage`` on nested
+calls and on its result. Outside handlers, an active OpenTelemetry span (when OTel is enabled and
+installed) is injected through the OTel propagator instead. Spans and metrics are a later issue;
+this module only moves the ids.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+__all__ = [
+    "format_traceparent",
+    "new_span_id",
+    "new_trace_id",
+    "otel_enabled",
+    "otel_trace_headers",
+    "parse_traceparent",
+]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def new_trace_id() -> str:
+    """32 lower-case hex digits, never all zero."""
+    return os.urandom(16).hex()
+
+
+def new_span_id() -> str:
+    """16 lower-case hex digits."""
+    return os.urandom(8).hex()
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
+    """``(trace_id, parent_span_id, flags)`` of a valid version-00 ``traceparent``, else None."""
+    if not value or len(value) < 55:
+        return None
+    parts = value.strip().lower().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    trace_id, span_id, flags = parts[1], parts[2], parts[3]
+    if (len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2
+            or not _HEX.issuperset(trace_id + span_id + flags)
+            or trace_id == "0" * 32 or span_id == "0" * 16):
+        return None
+    return trace_id, span_id, flags
+
+
+def format_traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
+    return f"00-{trace_id}-{span_id}-{flags}"
+
+
+@lru_cache(maxsize=1)
+def otel_enabled() -> bool:
+    """``OTEL_ENABLED`` is not false/0/no/off and the OpenTelemetry API is importable."""
+    if os.environ.get("OTEL_ENABLED", "").strip().lower() in {"false", "0", "no", "off"}:
+        return False
+    try:
+        import opentelemetry.propagate
+        import opentelemetry.trace  # noqa: F401
+    except ImportError:  # pragma: no cover - opentelemetry is a dependency
+        return False
+    return True
+
+
+def otel_trace_headers() -> tuple[str | None, str | None]:
+    """``(traceparent, baggage)`` of the active OpenTelemetry context, if any."""
+    if not otel_enabled():
+        return None, None
+    from opentelemetry import propagate, trace
+
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None, None
+    carrier: dict[str, Any] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent"), carrier.get("baggage")

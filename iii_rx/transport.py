@@ -1,0 +1,342 @@
+"""One websocket to the engine, kept open: connect, reconnect with backoff, ordered writes.
+
+The transport knows frames only as text. Its caller (the client) says what to send first on
+every new connection (the replay of spec 2.3) and receives every message, every loss and every
+state change. Rules it keeps:
+
+* **Ordered, cheap writes.** ``send`` appends to an outbox drained by one writer task per
+  connection, so frames leave in the order they were sent and a burst costs one wake-up.
+  ``send_threadsafe`` does the same from any thread with one loop hop per burst.
+* **Nothing lost silently.** While disconnected, calls (``CALL`` frames) wait in a bounded queue
+  (``ReconnectConfig.max_queued``; one more raises :class:`~iii_rx.errors.IIIConnectionError`)
+  and go out after the replay. Registrations are not queued: the client replays its registries
+  on every connection, which is the authoritative state. Results of invocations that arrived on
+  a lost connection are dropped: the engine has already answered their callers with
+  ``invocation_stopped``.
+* **Large messages** (spec 1.5): above 16 MiB a message is sent in 1 MiB fragments, above 64 MiB
+  it is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from iii_rx.errors import IIIConnectionError
+from iii_rx.state import ConnectionState, ReconnectConfig
+from iii_rx.streams import HotStream
+
+__all__ = [
+    "CALL",
+    "CONTROL",
+    "MAX_FRAME",
+    "MAX_MESSAGE",
+    "RESULT",
+    "PayloadTooLargeError",
+    "Transport",
+]
+
+log = logging.getLogger("iii_rx.transport")
+
+CONTROL = 0
+"""Registration and other state frames: dropped while disconnected (the replay covers them)."""
+CALL = 1
+"""Calls (``invokefunction``): queued while disconnected, bounded."""
+RESULT = 2
+"""Results of invocations: dropped while disconnected (the engine already failed them)."""
+
+MAX_FRAME = 16 * 1024 * 1024
+"""Largest message sent as one frame; the Rust engine refuses bigger frames."""
+MAX_MESSAGE = 64 * 1024 * 1024
+"""Largest message sent or received at all."""
+_FRAGMENT = 1024 * 1024
+
+OnOpen = Callable[[], tuple[list[str], list[str]]]
+"""Called on every new connection: ``(head, tail)`` frames around the queued calls."""
+
+
+class PayloadTooLargeError(ValueError):
+    """A message above 64 MiB (spec 1.5)."""
+
+
+class Transport:
+    """The engine websocket, its reconnect loop, its outbox and its state stream."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        config: ReconnectConfig,
+        state: HotStream[ConnectionState],
+        *,
+        on_open: OnOpen,
+        on_message: Callable[[str | bytes], None],
+        on_lost: Callable[[set[str]], None],
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+    ) -> None:
+        self.url = url
+        self.headers = dict(headers)
+        self.config = config
+        self.state = state
+        self._on_open = on_open
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._open_timeout = open_timeout
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self.loop = state.loop
+        self._ws: ClientConnection | None = None
+        self._outbox: deque[tuple[str, int, str | None]] = deque()
+        self._held: deque[tuple[str, int, str | None]] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._xthread: deque[tuple[str, int, str | None]] = deque()
+        self._xthread_scheduled = False
+        self._run_task: asyncio.Task[None] | None = None
+        self._sleep_wakeup: asyncio.Future[None] | None = None
+        self._closing = False
+        self._failed = False
+        self.connections = 0
+        """How many times a websocket was opened (1 after the first connection)."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None
+
+    def start(self) -> None:
+        """Start connecting (on the loop thread)."""
+        self._run_task = self.loop.create_task(self._run(), name="iii-rx transport")
+
+    def set_state(self, state: ConnectionState) -> None:
+        if not self.state._has_value or self.state.value is not state:
+            self.state.on_next(state)
+
+    def fail(self) -> None:
+        """Stop for good (fatal rejection): no more reconnects, state ``failed``."""
+        self._failed = True
+        self._drop_held()
+        self.set_state(ConnectionState.FAILED)
+        self._kick()
+        task = self._run_task
+        if task is not None and not task.done():
+            task.cancel()  # its finally closes the socket
+
+    async def close(self) -> None:
+        """Close the socket and stop reconnecting; state ``disconnected`` unless ``failed``."""
+        self._closing = True
+        self._kick()
+        ws = self._ws
+        if ws is not None:
+            try:
+                await ws.close()
+            except Exception:  # already broken: nothing to do
+                pass
+        task = self._run_task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._drop_held()
+        if not self._failed:
+            self.set_state(ConnectionState.DISCONNECTED)
+
+    def _drop_held(self) -> None:
+        self._held.clear()
+        self._xthread.clear()
+
+    def _kick(self) -> None:
+        """Wake the backoff sleep (close/fail)."""
+        fut, self._sleep_wakeup = self._sleep_wakeup, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._sleep_wakeup = self.loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._sleep_wakeup), seconds)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._sleep_wakeup = None
+
+    async def _connect_once(self) -> ClientConnection:
+        return await websockets.connect(
+            self.url,
+            additional_headers=self.headers or None,
+            compression=None,
+            max_size=MAX_MESSAGE,
+            max_queue=256,
+            open_timeout=self._open_timeout,
+            ping_interval=self._ping_interval,
+            ping_timeout=self._ping_timeout,
+            user_agent_header="iii-rx",
+        )
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not (self._closing or self._failed):
+            self.set_state(ConnectionState.CONNECTING if self.connections == 0
+                           else ConnectionState.RECONNECTING)
+            try:
+                ws = await self._connect_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._closing or self._failed:
+                    return
+                if 0 <= self.config.max_retries <= attempt:
+                    log.error("giving up on %s after %d attempts: %s", self.url, attempt + 1, exc)
+                    self._failed = True
+                    self._drop_held()
+                    self.set_state(ConnectionState.FAILED)
+                    return
+                delay = self.config.delay(attempt)
+                attempt += 1
+                log.info("cannot reach %s (%s); retrying in %.2fs", self.url, exc, delay)
+                await self._sleep(delay)
+                continue
+            if self._closing or self._failed:
+                await ws.close()
+                return
+            await self._serve(ws)
+            attempt = 0
+            if self._closing or self._failed:
+                return
+            self.set_state(ConnectionState.RECONNECTING)
+            delay = self.config.delay(attempt)
+            attempt += 1
+            log.warning("connection to %s lost; reconnecting in %.2fs", self.url, delay)
+            await self._sleep(delay)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        """Replay, flush the queue, then read until the socket closes."""
+        self.connections += 1
+        head, tail = self._on_open()
+        outbox = self._outbox
+        outbox.clear()
+        outbox.extend((text, CONTROL, None) for text in head)
+        outbox.extend(self._held)
+        self._held.clear()
+        outbox.extend((text, CONTROL, None) for text in tail)
+        self._ws = ws
+        writer = self.loop.create_task(self._write_loop(ws), name="iii-rx writer")
+        on_message = self._on_message
+        try:
+            async for message in ws:
+                try:
+                    on_message(message)
+                except Exception:
+                    log.exception("error while handling a frame from the engine")
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("reader of %s failed", self.url)
+        finally:
+            self._ws = None
+            writer.cancel()
+            try:
+                await writer
+            except (asyncio.CancelledError, Exception):
+                pass
+            # Calls not yet written go back to the queue; everything else is stale.
+            for item in outbox:
+                if item[1] == CALL:
+                    self._held.append(item)
+            outbox.clear()
+            held_ids = {iid for _, _, iid in self._held if iid is not None}
+            try:
+                self._on_lost(held_ids)
+            except Exception:
+                log.exception("error while failing calls of a lost connection")
+            try:
+                await ws.close()
+            except Exception:
+                pass
+
+    async def _write_loop(self, ws: ClientConnection) -> None:
+        outbox = self._outbox
+        while True:
+            if not outbox:
+                self._wakeup = self.loop.create_future()
+                await self._wakeup
+                continue
+            text = outbox[0][0]
+            if len(text) > MAX_FRAME:
+                await ws.send(_fragments(text))
+            else:
+                await ws.send(text)
+            outbox.popleft()
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, text: str, kind: int = CONTROL, invocation_id: str | None = None) -> bool:
+        """Send (or queue) one frame; loop thread only. ``False`` when dropped.
+
+        Raises :class:`PayloadTooLargeError` above 64 MiB and
+        :class:`~iii_rx.errors.IIIConnectionError` when a call cannot be queued.
+        """
+        if len(text) > MAX_FRAME and len(text.encode()) > MAX_MESSAGE:
+            raise PayloadTooLargeError(
+                f"message of {len(text.encode())} bytes exceeds the 64 MiB limit")
+        if self._ws is not None:
+            self._outbox.append((text, kind, invocation_id))
+            wakeup = self._wakeup
+            if wakeup is not None:
+                self._wakeup = None
+                if not wakeup.done():
+                    wakeup.set_result(None)
+            return True
+        if kind != CALL:
+            return False
+        if self._closing or self._failed:
+            raise IIIConnectionError("the client is closed; the call was not sent")
+        if len(self._held) >= self.config.max_queued:
+            raise IIIConnectionError(
+                f"not connected to {self.url} and {self.config.max_queued} calls are already "
+                "queued (ReconnectConfig.max_queued); the call was not sent")
+        self._held.append((text, kind, invocation_id))
+        return True
+
+    def send_threadsafe(self, text: str, kind: int = CONTROL) -> None:
+        """Send from any thread (results of sync handlers); errors are logged, not raised."""
+        self._xthread.append((text, kind, None))
+        if not self._xthread_scheduled:
+            self._xthread_scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain_xthread)
+            except RuntimeError:  # loop closed: the client is gone
+                self._xthread.clear()
+
+    def _drain_xthread(self) -> None:
+        self._xthread_scheduled = False
+        pending = self._xthread
+        while pending:
+            text, kind, iid = pending.popleft()
+            try:
+                self.send(text, kind, iid)
+            except Exception as exc:
+                log.warning("frame dropped: %s", exc)
+
+    def held_count(self) -> int:
+        return len(self._held)
+
+    @staticmethod
+    def on_thread(thread_id: int) -> bool:
+        return threading.get_ident() == thread_id
+
+
+def _fragments(text: str) -> Iterator[str]:
+    for start in range(0, len(text), _FRAGMENT):
+        yield text[start:start + _FRAGMENT]

@@ -1,0 +1,189 @@
+"""Trigger bindings (consumer side, spec 6.1) and trigger types (provider side, spec 6.2).
+
+Both are kept in registries that the client replays on every connection: bindings keep their
+ids across reconnects, so the engine sees the same triggers again. A provider receives each
+binding routed to it as a :class:`TriggerConfig` in ``on_register`` (sync or async; a raise
+rejects the binding with ``trigger_registration_failed``) and ``on_unregister`` when it goes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from iii_rx.protocol import (
+    RegisterTrigger,
+    RegisterTriggerType,
+    UnregisterTrigger,
+    UnregisterTriggerType,
+    encode,
+)
+
+__all__ = [
+    "TriggerBinding",
+    "TriggerConfig",
+    "TriggerHandle",
+    "TriggerHost",
+    "TriggerType",
+    "TriggerTypeHandle",
+]
+
+
+@dataclass
+class TriggerConfig:
+    """A binding delivered to a provider.
+
+    ``namespace`` is where the bound function lives: the engine leaves it out for
+    ``"default"``, so it is filled with ``"default"`` here (pass it on to ``trigger`` as is).
+    """
+
+    id: str
+    trigger_type: str
+    function_id: str
+    config: Any = None
+    metadata: Any = None
+    namespace: str = "default"
+    trigger_namespace: str | None = None
+
+
+@dataclass
+class TriggerBinding:
+    """A binding this worker registered (replayed with the same id on reconnect)."""
+
+    id: str
+    trigger_type: str
+    function_id: str
+    config: Any
+    metadata: Any = None
+    namespace: str | None = None
+    trigger_namespace: str | None = None
+
+    @staticmethod
+    def new(trigger_type: str, function_id: str, config: Any, metadata: Any,
+            namespace: str | None, trigger_namespace: str | None) -> TriggerBinding:
+        return TriggerBinding(str(uuid.uuid4()), trigger_type, function_id,
+                              {} if config is None else config, metadata, namespace,
+                              trigger_namespace)
+
+    def register_frame(self) -> str:
+        fields: dict[str, Any] = {
+            "id": self.id, "trigger_type": self.trigger_type, "function_id": self.function_id,
+            "config": self.config,
+        }
+        if self.metadata is not None:
+            fields["metadata"] = self.metadata
+        if self.namespace is not None:
+            fields["namespace"] = self.namespace
+        if self.trigger_namespace is not None:
+            fields["trigger_namespace"] = self.trigger_namespace
+        return encode(RegisterTrigger(**fields))
+
+    def unregister_frame(self) -> str:
+        return encode(UnregisterTrigger(id=self.id, trigger_type=self.trigger_type))
+
+
+OnRegister = Callable[[TriggerConfig], Any]
+OnUnregister = Callable[[TriggerConfig], Any]
+
+
+@dataclass
+class TriggerType:
+    """A trigger type this worker provides, and the bindings the engine routed to it."""
+
+    id: str
+    description: str
+    on_register: OnRegister | None
+    on_unregister: OnUnregister | None
+    trigger_request_format: Any = None
+    call_request_format: Any = None
+
+    def __post_init__(self) -> None:
+        self.bindings: dict[str, TriggerConfig] = {}
+
+    def register_frame(self) -> str:
+        fields: dict[str, Any] = {"id": self.id, "description": self.description}
+        if self.trigger_request_format is not None:
+            fields["trigger_request_format"] = self.trigger_request_format
+        if self.call_request_format is not None:
+            fields["call_request_format"] = self.call_request_format
+        return encode(RegisterTriggerType(**fields))
+
+    def unregister_frame(self) -> str:
+        return encode(UnregisterTriggerType(id=self.id))
+
+
+class TriggerHost(Protocol):
+    def _unregister_trigger(self, binding: TriggerBinding) -> None: ...
+
+    def _unregister_trigger_type(self, trigger_type: TriggerType) -> None: ...
+
+
+class TriggerHandle:
+    """A registered trigger binding; :meth:`unregister` removes it (idempotent).
+
+    ``error`` holds the last error the engine or the provider reported for it, if any.
+    """
+
+    def __init__(self, host: TriggerHost, binding: TriggerBinding) -> None:
+        self._host = host
+        self.binding = binding
+        self.error: Exception | None = None
+        self._registered = True
+
+    @property
+    def id(self) -> str:
+        return self.binding.id
+
+    @property
+    def registered(self) -> bool:
+        return self._registered
+
+    def unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            self._host._unregister_trigger(self.binding)
+
+    def __enter__(self) -> TriggerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unregister()
+
+    def __repr__(self) -> str:
+        b = self.binding
+        return f"<TriggerHandle {b.trigger_type} -> {b.function_id!r} id={b.id}>"
+
+
+class TriggerTypeHandle:
+    """A provided trigger type; :meth:`unregister` stops providing it (idempotent).
+
+    Note: the Rust engine 0.23 does not understand ``unregistertriggertype`` (spec 3.4); there
+    the type stays until this worker disconnects.
+    """
+
+    def __init__(self, host: TriggerHost, trigger_type: TriggerType) -> None:
+        self._host = host
+        self.trigger_type = trigger_type
+        self._registered = True
+
+    @property
+    def id(self) -> str:
+        return self.trigger_type.id
+
+    @property
+    def bindings(self) -> dict[str, TriggerConfig]:
+        """The bindings currently routed to this provider, by id."""
+        return dict(self.trigger_type.bindings)
+
+    def unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            self._host._unregister_trigger_type(self.trigger_type)
+
+    def __enter__(self) -> TriggerTypeHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unregister()

@@ -1,0 +1,188 @@
+"""Connecting: address and identity resolution, handshake, worker metadata, rejection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+from client_helpers import fd_count, other_tasks, unique_name
+
+import iii_rx
+from iii_rx import ConnectionState, IIIConnectionError, IIIRegistrationRejectedError
+from iii_rx.connect import resolve_headers, worker_metadata
+from iii_rx.engine import Engine
+
+
+async def workers(iii: iii_rx.Client) -> list[dict[str, Any]]:
+    listing = await iii.trigger("engine::workers::list", {})
+    return listing["workers"]  # type: ignore[no-any-return]
+
+
+async def test_async_with_connects_and_closes(engine: Engine, name: str) -> None:
+    tasks_before = other_tasks()
+    fds_before = fd_count()
+    async with iii_rx.connect(engine.url, name=name, description="the test worker") as iii:
+        assert iii.connection_state is ConnectionState.CONNECTED
+        assert iii.url == engine.url
+        assert iii.worker_id
+        mine = [w for w in await workers(iii) if w["id"] == iii.worker_id]
+        assert len(mine) == 1
+        assert mine[0]["name"] == name
+        assert mine[0]["runtime"] == "python"
+        assert mine[0]["version"] == iii_rx.__version__
+        assert mine[0].get("description") == "the test worker"
+    assert iii.connection_state is ConnectionState.DISCONNECTED
+    assert other_tasks() == tasks_before
+    assert fd_count() <= fds_before
+
+
+async def test_await_connect_then_close(engine: Engine, name: str) -> None:
+    iii = await iii_rx.connect(engine.url, name=name)
+    try:
+        assert iii.connection_state == "connected"
+    finally:
+        await iii.close()
+    assert iii.closed
+    assert iii.connection_state is ConnectionState.DISCONNECTED
+
+
+async def test_state_stream_replays_and_completes(engine: Engine, name: str) -> None:
+    seen: list[ConnectionState] = []
+    completed = asyncio.Event()
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.state.subscribe(on_next=seen.append, on_completed=completed.set)
+        assert seen == [ConnectionState.CONNECTED]  # the current state, replayed at once
+    await asyncio.wait_for(completed.wait(), 5)
+    assert seen == [ConnectionState.CONNECTED, ConnectionState.DISCONNECTED]
+
+
+async def test_state_async_iteration(engine: Engine, name: str) -> None:
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        async with iii.state.iterate() as states:
+            assert await states.__anext__() is ConnectionState.CONNECTED
+
+
+async def test_url_from_env(engine: Engine, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("III_URL", engine.url)
+    async with iii_rx.connect(name=name) as iii:
+        assert iii.url == engine.url
+        assert iii.connection_state is ConnectionState.CONNECTED
+
+
+async def test_embedded_engine_when_no_address(monkeypatch: pytest.MonkeyPatch,
+                                               name: str) -> None:
+    monkeypatch.delenv("III_URL", raising=False)
+    tasks_before = other_tasks()
+    async with iii_rx.connect(name=name) as iii:
+        iii.register_function("emb::double", lambda x: x * 2)
+        assert await iii.trigger("emb::double", 21) == 42
+        url = iii.url
+    assert other_tasks() == tasks_before
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    with pytest.raises(OSError):  # the owned engine stopped with the client
+        socket.create_connection((host, int(port)), timeout=1).close()
+
+
+def test_headers_from_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("III_TOKEN", "s3cret")
+    assert resolve_headers({"X-A": "1"}) == {"X-A": "1", "Authorization": "Bearer s3cret"}
+    assert resolve_headers({"authorization": "Basic x"}) == {"authorization": "Basic x"}
+    monkeypatch.setenv("III_TOKEN", "   ")
+    assert resolve_headers(None) == {}
+
+
+async def test_token_and_headers_reach_the_handshake(monkeypatch: pytest.MonkeyPatch,
+                                                     name: str) -> None:
+    import websockets
+
+    seen: list[Any] = []
+
+    async def handler(ws: Any) -> None:
+        seen.append(ws.request.headers)
+        await ws.close()
+
+    monkeypatch.setenv("III_TOKEN", "tok")
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(IIIConnectionError):
+            await iii_rx.connect(f"ws://127.0.0.1:{port}", name=name, headers={"X-Team": "a"},
+                                 connect_timeout=0.3)
+    assert seen, "the client never reached the server"
+    assert seen[0]["Authorization"] == "Bearer tok"
+    assert seen[0]["X-Team"] == "a"
+
+
+async def test_namespace_and_name_from_env(engine: Engine,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    env_name = unique_name("env")
+    monkeypatch.setenv("III_NAMESPACE", "team-a")
+    monkeypatch.setenv("III_WORKER_NAME", env_name)
+    async with iii_rx.connect(engine.url, name="ignored") as iii:
+        assert iii.namespace == "team-a"
+        assert iii.name == env_name
+        mine = [w for w in await workers(iii) if w["id"] == iii.worker_id]
+        assert mine and mine[0]["name"] == env_name
+        assert mine[0].get("namespace") == "team-a"
+        # functions land in the worker's namespace; calls default to it too
+        iii.register_function("ns::f", lambda _: "in team-a")
+        assert await iii.trigger("ns::f") == "in team-a"
+        with pytest.raises(iii_rx.IIIInvocationError) as info:
+            await iii.trigger("ns::f", namespace="default")
+        assert info.value.code == "function_not_found"
+
+
+def test_blank_namespace_refused() -> None:
+    with pytest.raises(ValueError):
+        iii_rx.connect("ws://127.0.0.1:1", namespace="  ")
+    with pytest.raises(ValueError):
+        iii_rx.connect_sync("ws://127.0.0.1:1", namespace="")
+
+
+def test_worker_metadata_shape() -> None:
+    data = worker_metadata("w", None, None)
+    assert data["runtime"] == "python"
+    assert data["telemetry"]["framework"] == "iii-rx"
+    assert data["namespace"] is None and "isolation" in data
+    assert "description" not in data
+    assert set(data.get("features", [])) <= {"large-messages.v1"}
+
+
+async def test_connect_timeout_when_nothing_listens(name: str) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    tasks_before = other_tasks()
+    with pytest.raises(IIIConnectionError, match="within"):
+        await iii_rx.connect(f"ws://127.0.0.1:{port}", name=name, connect_timeout=0.3,
+                             reconnect=iii_rx.ReconnectConfig(initial_delay_ms=20))
+    assert other_tasks() == tasks_before
+
+
+async def test_retries_exhausted_fail(name: str) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(IIIConnectionError, match="exhausted"):
+        await iii_rx.connect(f"ws://127.0.0.1:{port}", name=name, connect_timeout=5,
+                             reconnect=iii_rx.ReconnectConfig(initial_delay_ms=10,
+                                                              max_retries=2))
+
+
+async def test_name_conflict_is_fatal(engine: Engine, name: str) -> None:
+    async with iii_rx.connect(engine.url, name=name) as first:
+        with pytest.raises(IIIRegistrationRejectedError) as info:
+            await iii_rx.connect(engine.url, name=name, connect_timeout=5)
+        assert info.value.code == "WORKER_NAMESPACE_CONFLICT"
+        assert first.connection_state is ConnectionState.CONNECTED
+
+
+async def test_default_names_do_not_collide(engine: Engine,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("III_WORKER_NAME", raising=False)
+    async with iii_rx.connect(engine.url) as a, iii_rx.connect(engine.url) as b:
+        assert a.name != b.name
+        assert b.connection_state is ConnectionState.CONNECTED
