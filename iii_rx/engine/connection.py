@@ -1,9 +1,12 @@
 """One worker connection: its identity, what it owns, and its outbound queue.
 
-Sending never blocks the sender. :meth:`WorkerConnection.send` appends the text to a queue that
-one writer task per connection drains into the websocket, so a slow or stuck worker can delay
-only its own frames, never the reader of the worker that called it (spec 12.2 item 9a). Under
-load the writer drains several frames per wake-up.
+Sending never blocks the sender. :meth:`WorkerConnection.send` writes the frame straight into
+the socket's transport when nothing is queued and the transport is not applying back-pressure
+(the common case: no task switch on the relay path); otherwise it appends the text to a queue
+that one writer task per connection drains with flow control. Either way a slow or stuck worker
+can delay only its own frames, never the reader of the worker that called it (spec 12.2 item
+9a). The direct write uses the websockets connection's sans-I/O ``protocol`` and
+``send_data()``; where a websockets version lacks them, every frame takes the queue.
 
 The sets on the connection are what the disconnect cleanup of spec 2.10 walks: the functions,
 trigger bindings and trigger types it owns, and the invocations in flight in both directions.
@@ -15,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
@@ -72,6 +76,7 @@ class WorkerConnection:
         self.inbound: dict[str, Pending] = {}
         self.outbound: set[Pending] = set()
 
+        self._direct = _direct_writer(ws) if ws is not None else None
         self._queue: deque[str] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._drained = asyncio.Event()
@@ -103,6 +108,8 @@ class WorkerConnection:
     def send(self, text: str) -> None:
         """Queue one frame for this worker; never blocks, silently dropped once closed."""
         if self.closed:
+            return
+        if not self._queue and self._direct is not None and self._direct(text):
             return
         self._queue.append(text)
         self._drained.clear()
@@ -165,3 +172,25 @@ class WorkerConnection:
             pass
         except Exception:  # pragma: no cover - the loop only ends by close or cancel
             log.exception("writer of %s failed", self.label)
+
+
+def _direct_writer(ws: ServerConnection) -> Callable[[str], bool] | None:
+    """A synchronous ``write(text) -> bool`` into ``ws``'s transport, or ``None`` if unsupported.
+
+    It declines (returns ``False``) unless the connection is open and its transport is not
+    paused by flow control, so the caller queues instead and ordering is kept.
+    """
+    protocol = getattr(ws, "protocol", None)
+    send_data = getattr(ws, "send_data", None)
+    if protocol is None or send_data is None or not hasattr(ws, "paused"):
+        return None
+    send_text = protocol.send_text
+
+    def write(text: str) -> bool:
+        if ws.paused or protocol.state is not State.OPEN:
+            return False
+        send_text(text.encode())
+        send_data()
+        return True
+
+    return write

@@ -63,6 +63,7 @@ class EngineServer:
             max_queue=64,
             write_limit=2**20,
             logger=_ws_log,
+            backlog=1024,  # asyncio's 100 drops SYNs when many workers connect at once
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
