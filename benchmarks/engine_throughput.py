@@ -42,6 +42,8 @@ RUST_LAUNCHER = Path(
     os.environ.get("III_REAL_ENGINE", ROOT.parent / "shared/tools/real-engine.py")
 )
 FUNCTION = "bench::echo"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+ROLES = ("engine", "worker", "caller")
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Scenario:
     peers: str  # "raw" | "sdk"
     results: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     caller: Peer | None = None
+    procs: dict[str, Peer] = field(default_factory=dict)  # "engine", "worker", "caller"
     failure: str | None = None
 
 
@@ -108,6 +111,15 @@ class Peer:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the process used so far (Linux /proc; None elsewhere)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def log_tail(self, lines: int = 8) -> str:
         with open(self.log_path, errors="replace") as f:
@@ -180,12 +192,22 @@ def start(
     stack.callback(caller.stop)
     caller.read_json(timeout=60)
     sc.caller = caller
+    sc.procs = {"engine": engine, "worker": worker, "caller": caller}
 
 
 def measure(sc: Scenario, window: int, args: argparse.Namespace) -> None:
+    """One figure: a warm-up run, then the measured run with the CPU each process spent."""
     assert sc.caller is not None
-    sc.caller.send({"window": window, "duration": args.duration, "warmup": args.warmup})
-    result = sc.caller.read_json(timeout=args.duration + args.warmup + 60)
+    if args.warmup > 0:
+        sc.caller.send({"window": window, "duration": args.warmup})
+        sc.caller.read_json(timeout=args.warmup + 60)
+    before = {role: peer.cpu_seconds() for role, peer in sc.procs.items()}
+    sc.caller.send({"window": window, "duration": args.duration})
+    result = sc.caller.read_json(timeout=args.duration + 60)
+    for role, peer in sc.procs.items():
+        start, end = before[role], peer.cpu_seconds()
+        if start is not None and end is not None and result["calls"]:
+            result[f"cpu_us_{role}"] = (end - start) / result["calls"] * 1e6
     sc.results.setdefault(window, []).append(result)
 
 
@@ -244,6 +266,19 @@ def report(scenarios: list[Scenario], args: argparse.Namespace, load: list[float
             line += f"  ({errors} calls failed, {lost} results never came back)"
         print(line)
     print()
+    w = args.window
+    print(f"CPU per call at {w} in flight, microseconds (median of rounds; what limits the rate)")
+    print(f"{'scenario':<44}" + "".join(f"{role:>10}" for role in ROLES))
+    for sc in scenarios:
+        runs = sc.results.get(w, [])
+        if sc.failure or not runs:
+            continue
+        cells = []
+        for role in ROLES:
+            values = [r[f"cpu_us_{role}"] for r in runs if f"cpu_us_{role}" in r]
+            cells.append(f"{statistics.median(values):10.1f}" if values else f"{'-':>10}")
+        print(f"({sc.key}) {sc.label:<40}" + "".join(cells))
+    print()
     pairs = [("a", "b", "engine / ceiling, target >= 0.7"), ("c", "a", "official SDK peers / raw")]
     pairs.append(("a", "d", "iii_rx engine / Rust engine"))
     for top, bottom, meaning in pairs:
@@ -257,6 +292,17 @@ def report(scenarios: list[Scenario], args: argparse.Namespace, load: list[float
             for w in windows
         ]
         print(f"ratio {top}/{bottom} ({meaning}): " + ", ".join(parts))
+    a, b = by_key.get("a"), by_key.get("b")
+    if a and b and not (a.failure or b.failure):
+        costs = [
+            y["cpu_us_engine"] / x["cpu_us_engine"]
+            for x, y in zip(a.results.get(w, []), b.results.get(w, []), strict=False)
+            if x.get("cpu_us_engine") and y.get("cpu_us_engine")
+        ]
+        print(
+            f"engine CPU per call, relay/iii_rx at {w} in flight: {spread(costs, '.2f')}"
+            " (the a/b ratio the engine would reach if it, not the peers, set the pace)"
+        )
     print(
         f"load average (1 min) before {load[0]:.2f}, after {load[1]:.2f}: the machine is shared;"
         " ranges show the noise"
