@@ -1,20 +1,38 @@
-"""Client side of channels (spec section 7): STUB, owned by the channels work.
+"""Client side of channels (spec section 7): one-way streams of bytes, text and CBOR items.
 
-The client core calls :func:`resolve_channel_refs` on every invocation's data and delegates
-``create_channel_async`` to :func:`open_channel`. The signatures are fixed.
+``await client.create_channel_async()`` (through :func:`open_channel`) gives a
+:class:`Channel` with a :class:`ChannelWriter` and a :class:`ChannelReader`; refs found in a
+handler's payload become live ends (:func:`resolve_channel_refs`). See docs/channels.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from iii_rx.channels.cborseq import CborSequenceDecoder, encode_item
+from iii_rx.channels.errors import (
+    CborDecodeError,
+    ChannelClosedError,
+    ChannelError,
+    TruncatedStreamError,
+)
+from iii_rx.channels.reader import ChannelReader
+from iii_rx.channels.refs import Channel, is_channel_ref, open_channel, resolve_channel_refs
+from iii_rx.channels.url import build_channel_url
+from iii_rx.channels.writer import ChannelWriter
+from iii_rx.protocol import StreamChannelRef
 
-
-def resolve_channel_refs(value: Any, *, engine_url: str, headers: Mapping[str, str]) -> Any:
-    """Replace channel refs anywhere in ``value`` by live readers/writers (spec 7.6)."""
-    return value
-
-
-async def open_channel(client: Any, buffer_size: int | None = None) -> Any:
-    """Create a channel through ``engine::channels::create`` and return a ``Channel``."""
-    raise NotImplementedError("channels are not implemented yet")
+__all__ = [
+    "CborDecodeError",
+    "CborSequenceDecoder",
+    "Channel",
+    "ChannelClosedError",
+    "ChannelError",
+    "ChannelReader",
+    "ChannelWriter",
+    "StreamChannelRef",
+    "TruncatedStreamError",
+    "build_channel_url",
+    "encode_item",
+    "is_channel_ref",
+    "open_channel",
+    "resolve_channel_refs",
+]

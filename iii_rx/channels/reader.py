@@ -1,0 +1,454 @@
+"""The reading end of a channel: pull first, with push views derived from it.
+
+The primary form is the async iterator: ``async for chunk in reader`` asks the websocket for
+the next frame only when the loop body is done, and websockets stops reading the socket once a
+few frames wait unread, so a slow consumer slows the engine and, through it, the writer
+(REACTIVE-NOTES 0.3). Memory stays bounded by those few frames.
+
+One consumer reads the socket at a time; a second concurrent consumer gets
+:class:`ChannelError` (as websockets' own concurrent ``recv``). Text frames are not data: while
+any consumer reads, each text frame goes to the ``on_message`` callbacks and to the
+``messages`` observable, in order with the chunks around it.
+
+``chunks`` and ``messages`` are observables: subscribing starts one pump that reads the channel
+(if no async iterator already does) and emits on the channel's loop; synchronous observers pace
+it, so backpressure holds. A ``messages``-only pump drops binary chunks, and hands the socket
+over when an async iterator starts reading, after which ``messages`` follows that iterator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+from reactivex.subject import Subject
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from iii_rx.channels._affinity import LoopAffinity
+from iii_rx.channels._socket import CLEAN_CLOSE_CODES, closed_error, open_socket
+from iii_rx.channels.cborseq import CborSequenceDecoder
+from iii_rx.channels.errors import ChannelClosedError, ChannelError
+from iii_rx.channels.url import build_channel_url
+from iii_rx.protocol import StreamChannelRef
+
+__all__ = ["ChannelReader"]
+
+log = logging.getLogger("iii_rx.channels")
+
+T = TypeVar("T")
+Frame = bytes | str
+
+
+class ChannelReader:
+    """Reads binary chunks, text messages and CBOR items from a channel.
+
+    - ``async for chunk in reader`` / ``for chunk in reader``: binary chunks, in order.
+    - ``await reader.read_all()``: every chunk, joined.
+    - ``reader.objects()``: the CBOR items written with ``write_obj`` (raises
+      :class:`~iii_rx.channels.errors.TruncatedStreamError` if the stream was cut in an item).
+    - ``reader.on_message(cb)``, ``reader.messages``: text frames.
+    - ``reader.chunks``: binary chunks as an observable.
+
+    The end of the stream is the writer's clean close; any other ending raises
+    :class:`ChannelClosedError` after the chunks that did arrive (on the Rust engine, a writer
+    that died also looks like a clean end, spec 7.4). The websocket opens on first use;
+    ``close()`` (or ``async with reader``) closes it, which fails a writer still writing.
+    """
+
+    def __init__(
+        self,
+        engine_url: str,
+        ref: StreamChannelRef | Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+        *,
+        max_queue: int = 16,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.ref = ref if isinstance(ref, StreamChannelRef) else StreamChannelRef(**ref)
+        self.url = build_channel_url(engine_url, self.ref.channel_id, self.ref.access_key,
+                                     "read")
+        self._headers = dict(headers or {})
+        self._max_queue = max_queue
+        self._open_timeout = open_timeout
+        self._affinity = LoopAffinity()
+        self._ws: ClientConnection | None = None
+        self._opening: asyncio.Task[ClientConnection] | None = None
+        self._receiving: object | None = None  # who is in recv() now
+        self._ended = False
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[str], Any]] = []
+        self._messages: Subject[str] = Subject()
+        self._chunks: Subject[bytes] = Subject()
+        self._pump: asyncio.Task[None] | None = None
+        self._pump_chunk_subscribers = 0
+        self._pump_subscribers = 0
+        self._pulled = False  # an async iterator has read: pumps never start again
+
+    def __repr__(self) -> str:
+        state = ("ended" if self._ended else "open" if self._ws else "not connected")
+        return f"<ChannelReader {self.ref.channel_id} {state}>"
+
+    @property
+    def channel_id(self) -> str:
+        return self.ref.channel_id
+
+    @property
+    def ended(self) -> bool:
+        """Whether the stream is over (cleanly, by error, or closed by this side)."""
+        return self._ended
+
+    # ------------------------------------------------------------------ pull API
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Chunks(self)
+
+    async def read_all(self) -> bytes:
+        """Every binary chunk until the end, joined (text frames go to the callbacks)."""
+        parts = [chunk async for chunk in _Chunks(self)]
+        return b"".join(parts)
+
+    def objects(self) -> AsyncIterator[Any]:
+        """The CBOR sequence carried by the binary chunks, one decoded item at a time."""
+        return _Objects(self)
+
+    def on_message(self, callback: Callable[[str], Any]) -> Callable[[], None]:
+        """Call ``callback(text)`` for every text frame; returns a function that unregisters.
+
+        Callbacks run on the channel's loop, in order with the chunks; an exception in one is
+        logged and does not stop the stream.
+        """
+        self._callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return remove
+
+    async def close(self) -> None:
+        """Close the websocket. A writer that has not finished is failed by the engine."""
+        if not self._affinity.here():
+            return await self._affinity.hop(self.close())
+        self._finish(None)
+        if self._pump is not None:
+            await _cancel(self._pump)
+        if self._opening is not None and not self._opening.done():
+            await _cancel(self._opening)
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def __aenter__(self) -> ChannelReader:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ sync twins
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Blocking iteration over the binary chunks (not on the channel's own loop)."""
+        chunks = _Chunks(self)
+        while True:
+            try:
+                yield self._affinity.block(chunks.__anext__(), "iterating a ChannelReader")
+            except StopAsyncIteration:
+                return
+
+    def read_all_sync(self) -> bytes:
+        """Blocking :meth:`read_all`."""
+        return self._affinity.block(self.read_all(), "read_all_sync")
+
+    def objects_sync(self) -> Iterator[Any]:
+        """Blocking :meth:`objects`."""
+        objects = _Objects(self)
+        while True:
+            try:
+                yield self._affinity.block(objects.__anext__(), "objects_sync")
+            except StopAsyncIteration:
+                return
+
+    def close_sync(self) -> None:
+        """Blocking :meth:`close`."""
+        self._affinity.block(self.close(), "close_sync")
+
+    def __enter__(self) -> ChannelReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close_sync()
+
+    # ------------------------------------------------------------------ push views
+
+    @property
+    def chunks(self) -> Observable[bytes]:
+        """Binary chunks as an observable; each subscription shares one pump.
+
+        Only one consumer can read the channel: subscribing while an async iterator reads it
+        fails the subscription. Use ``ops.share()`` to fan out, and ``observe_on`` a pool
+        scheduler for observers that block (which then lose the pacing).
+        """
+        def subscribe(
+            observer: abc.ObserverBase[bytes], _: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            return self._subscribe(observer, chunks=True)
+
+        return Observable(subscribe)
+
+    @property
+    def messages(self) -> Observable[str]:
+        """Text frames as an observable; completes or fails with the stream.
+
+        With no other consumer, subscribing starts reading the channel (binary chunks read that
+        way are dropped); otherwise it follows the consumer that reads.
+        """
+        def subscribe(
+            observer: abc.ObserverBase[str], _: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            return self._subscribe(observer, chunks=False)
+
+        return Observable(subscribe)
+
+    def _subscribe(self, observer: abc.ObserverBase[Any], *, chunks: bool) -> abc.DisposableBase:
+        subject: Subject[Any] = self._chunks if chunks else self._messages
+        if self._ended:
+            if self._error is not None:
+                observer.on_error(self._error)  # type: ignore[arg-type]
+            else:
+                observer.on_completed()
+            return Disposable()
+        if chunks and self._pulled:
+            observer.on_error(ChannelError(
+                f"channel {self.channel_id} is already read by an async iterator"))
+            return Disposable()
+        inner = subject.subscribe(_Guarded(observer))
+        self._call_on_loop(lambda: self._pump_acquire(chunks))
+        disposed = False
+
+        def dispose() -> None:
+            nonlocal disposed
+            if not disposed:
+                disposed = True
+                inner.dispose()
+                self._call_on_loop(lambda: self._pump_release(chunks))
+
+        return Disposable(dispose)
+
+    def _call_on_loop(self, action: Callable[[], None]) -> None:
+        loop = self._affinity.claim()
+        if _on_loop(loop):
+            action()
+        else:
+            loop.call_soon_threadsafe(action)
+
+    def _pump_acquire(self, chunks: bool) -> None:
+        self._pump_subscribers += 1
+        self._pump_chunk_subscribers += chunks
+        if self._pump is None and not self._pulled and not self._ended:
+            self._pump = asyncio.get_running_loop().create_task(
+                self._run_pump(), name=f"iii-rx-channel-pump-{self.channel_id}"
+            )
+
+    def _pump_release(self, chunks: bool) -> None:
+        self._pump_subscribers -= 1
+        self._pump_chunk_subscribers -= chunks
+        if self._pump_subscribers == 0 and self._pump is not None:
+            self._pump.cancel()  # recv() may be cancelled without losing a frame
+            self._pump = None
+
+    async def _run_pump(self) -> None:
+        owner = object()
+        try:
+            while (frame := await self._next(owner)) is not None:
+                if isinstance(frame, bytes) and self._pump_chunk_subscribers:
+                    self._chunks.on_next(frame)
+        except ChannelError:
+            pass  # already delivered to the subscribers by _finish
+        except Exception as exc:
+            log.exception("channel %s: reading failed", self.channel_id)
+            self._finish(exc)
+        finally:
+            if self._pump is asyncio.current_task():
+                self._pump = None
+
+    # ------------------------------------------------------------------ frames
+
+    async def _next(self, owner: object) -> Frame | None:
+        """The next frame for ``owner``; text frames are dispatched before being returned."""
+        if self._error is not None:
+            raise self._error
+        if self._ended:
+            return None
+        if self._receiving is not None and self._receiving is not owner:
+            await self._take_over_from_pump(owner)
+        self._receiving = owner
+        try:
+            ws = self._ws if self._ws is not None else await self._open()
+            frame = await ws.recv()
+        except ConnectionClosed as exc:
+            frame_in = exc.rcvd
+            if frame_in is not None and frame_in.code in CLEAN_CLOSE_CODES:
+                self._finish(None)
+                return None
+            error = closed_error(exc, f"channel {self.channel_id} reader")
+            self._finish(error)
+            raise error from None
+        except ChannelError as exc:
+            self._finish(exc)
+            raise
+        finally:
+            if self._receiving is owner:
+                self._receiving = None
+        if isinstance(frame, str):
+            self._dispatch_text(frame)
+        return frame
+
+    async def _take_over_from_pump(self, owner: object) -> None:
+        pump = self._pump
+        if pump is None or self._pump_chunk_subscribers:
+            raise ChannelError(
+                f"channel {self.channel_id} is already being read by another consumer"
+            )
+        self._pump = None
+        await _cancel(pump)
+
+    def _dispatch_text(self, text: str) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(text)
+            except Exception:
+                log.exception("channel %s: on_message callback failed", self.channel_id)
+        self._messages.on_next(text)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._error = error
+        if error is None:
+            self._messages.on_completed()
+            self._chunks.on_completed()
+        else:
+            self._messages.on_error(error)  # type: ignore[arg-type]
+            self._chunks.on_error(error)  # type: ignore[arg-type]
+
+    async def _open(self) -> ClientConnection:
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(
+                open_socket(self.url, self._headers, open_timeout=self._open_timeout,
+                            max_queue=self._max_queue)
+            )
+        try:
+            ws = await asyncio.shield(self._opening)
+        except ChannelClosedError:
+            self._opening = None
+            raise
+        self._ws = ws
+        return ws
+
+
+class _Chunks(AsyncIterator[bytes]):
+    """One pass of binary chunks; breaking out leaves the socket open for another pass."""
+
+    __slots__ = ("_owner", "_reader")
+
+    def __init__(self, reader: ChannelReader) -> None:
+        self._reader = reader
+        self._owner = object()
+
+    async def __anext__(self) -> bytes:
+        reader = self._reader
+        if not reader._affinity.here():
+            return await reader._affinity.hop(self.__anext__())
+        reader._pulled = True
+        while True:
+            frame = await reader._next(self._owner)
+            if frame is None:
+                raise StopAsyncIteration
+            if isinstance(frame, bytes):
+                return frame
+
+
+class _Objects(AsyncIterator[Any]):
+    """The CBOR items of the binary chunks; a stream cut inside an item raises at the end."""
+
+    __slots__ = ("_chunks", "_decoder", "_ready")
+
+    def __init__(self, reader: ChannelReader) -> None:
+        self._chunks = _Chunks(reader)
+        self._decoder = CborSequenceDecoder()
+        self._ready: deque[Any] = deque()
+
+    async def __anext__(self) -> Any:
+        while not self._ready:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._decoder.finish()
+                raise
+            self._ready.extend(self._decoder.feed(chunk))
+        return self._ready.popleft()
+
+
+class _Guarded(abc.ObserverBase[Any]):
+    """Shields the reader from an observer that raises: log it and stop calling that observer."""
+
+    __slots__ = ("_inner", "_stopped")
+
+    def __init__(self, inner: abc.ObserverBase[Any]) -> None:
+        self._inner = inner
+        self._stopped = False
+
+    def on_next(self, value: Any) -> None:
+        if self._stopped:
+            return
+        try:
+            self._inner.on_next(value)
+        except Exception:
+            self._stopped = True
+            log.exception("a channel observer raised in on_next; it gets nothing more")
+
+    def on_error(self, error: Exception) -> None:
+        if not self._stopped:
+            self._stopped = True
+            try:
+                self._inner.on_error(error)
+            except Exception:
+                log.exception("a channel observer raised in on_error")
+
+    def on_completed(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            try:
+                self._inner.on_completed()
+            except Exception:
+                log.exception("a channel observer raised in on_completed")
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
+    try:
+        return loop is not None and asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it to finish; our own cancellation still propagates."""
+    task.cancel()
+    await asyncio.wait({task})

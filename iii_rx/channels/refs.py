@@ -1,0 +1,98 @@
+"""Channels as values: the ``Channel`` pair, refs in payloads, and creating a channel."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from iii_rx.channels.reader import ChannelReader
+from iii_rx.channels.writer import ChannelWriter
+from iii_rx.protocol import StreamChannelRef
+
+__all__ = ["Channel", "is_channel_ref", "open_channel", "resolve_channel_refs"]
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Both ends of a new channel: the live ``writer`` and ``reader``, and their refs.
+
+    Typically one end is used here and the other's ref is passed to a function, e.g.
+    ``await client.trigger("resize", {"out": channel.writer_ref})`` then
+    ``await channel.reader.read_all()``. Refs go into payloads as they are (pydantic models or
+    their dicts); the receiving SDK turns them back into live ends.
+    """
+
+    writer: ChannelWriter
+    reader: ChannelReader
+    writer_ref: StreamChannelRef
+    reader_ref: StreamChannelRef
+
+
+def is_channel_ref(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """Whether ``value`` is a ref: string ``channel_id`` and ``access_key``, ``direction``
+    ``read`` or ``write`` (extra keys allowed, spec 7.6)."""
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("channel_id"), str)
+        and isinstance(value.get("access_key"), str)
+        and value.get("direction") in ("read", "write")
+    )
+
+
+def resolve_channel_refs(value: Any, *, engine_url: str, headers: Mapping[str, str]) -> Any:
+    """Replace channel refs anywhere in ``value`` by live readers/writers (spec 7.6).
+
+    Dicts, lists and tuples are walked at any depth and rebuilt only where a ref was found;
+    a ``read`` ref becomes a :class:`ChannelReader`, a ``write`` ref a :class:`ChannelWriter`.
+    The ends connect lazily, on first use.
+    """
+    if isinstance(value, dict):
+        if is_channel_ref(value):
+            return _live_end(value, engine_url, headers)
+        changed = False
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            resolved = resolve_channel_refs(item, engine_url=engine_url, headers=headers)
+            changed = changed or resolved is not item
+            out[key] = resolved
+        return out if changed else value
+    if isinstance(value, (list, tuple)):
+        items = [resolve_channel_refs(item, engine_url=engine_url, headers=headers)
+                 for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, StreamChannelRef):
+        return _live_end(value.model_dump(), engine_url, headers)
+    return value
+
+
+def _live_end(
+    ref: Mapping[str, Any], engine_url: str, headers: Mapping[str, str]
+) -> ChannelReader | ChannelWriter:
+    model = StreamChannelRef(channel_id=ref["channel_id"], access_key=ref["access_key"],
+                             direction=ref["direction"])
+    if model.direction == "read":
+        return ChannelReader(engine_url, model, headers)
+    return ChannelWriter(engine_url, model, headers)
+
+
+async def open_channel(client: Any, buffer_size: int | None = None) -> Channel:
+    """Create a channel through ``engine::channels::create`` and return a ``Channel``.
+
+    ``client`` provides ``trigger(function_id, payload)`` (awaitable), ``url`` (the engine's
+    websocket address) and ``headers`` (the handshake headers, sent on channel sockets too).
+    ``buffer_size`` counts frames the engine holds for a slow or late reader (default 64, at
+    most 1024).
+    """
+    result = await client.trigger("engine::channels::create", {"buffer_size": buffer_size})
+    writer_ref = StreamChannelRef(**result["writer"])
+    reader_ref = StreamChannelRef(**result["reader"])
+    headers: Mapping[str, str] = getattr(client, "headers", None) or {}
+    return Channel(
+        writer=ChannelWriter(client.url, writer_ref, headers),
+        reader=ChannelReader(client.url, reader_ref, headers),
+        writer_ref=writer_ref,
+        reader_ref=reader_ref,
+    )

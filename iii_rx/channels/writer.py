@@ -1,0 +1,222 @@
+"""The writing end of a channel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from iii_rx.channels._affinity import LoopAffinity
+from iii_rx.channels._socket import FRAME_SIZE, closed_error, open_socket
+from iii_rx.channels.cborseq import encode_item
+from iii_rx.channels.errors import ChannelClosedError
+from iii_rx.channels.url import build_channel_url
+from iii_rx.protocol import StreamChannelRef
+
+__all__ = ["ChannelWriter"]
+
+T = TypeVar("T")
+
+
+class ChannelWriter:
+    """Writes binary data, text messages and CBOR items into a channel.
+
+    The websocket opens on first use. Every method waits for flow control: when the reader
+    (or the engine's buffer in front of it) is full, ``write`` does not return until there is
+    room, so memory stays bounded on both sides. Methods raise :class:`ChannelClosedError` once
+    the reader has gone away or the engine dropped the channel.
+
+    ``close()`` ends the stream; leaving ``async with writer:`` through an exception ends it
+    with :meth:`abort` instead, which an iii_rx reader on the embedded engine reports as an
+    error (a reader on the Rust engine cannot tell, spec 7.4). Sync twins (``write_sync``,
+    ...) block the calling thread; don't call them on the channel's own event loop.
+    """
+
+    def __init__(
+        self,
+        engine_url: str,
+        ref: StreamChannelRef | Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+        *,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.ref = ref if isinstance(ref, StreamChannelRef) else StreamChannelRef(**ref)
+        self.url = build_channel_url(engine_url, self.ref.channel_id, self.ref.access_key,
+                                     "write")
+        self._headers = dict(headers or {})
+        self._open_timeout = open_timeout
+        self._affinity = LoopAffinity()
+        self._ws: ClientConnection | None = None
+        self._opening: asyncio.Task[ClientConnection] | None = None
+        self._closed = False
+        self._lock: asyncio.Lock | None = None  # keeps a multi-frame write's frames together
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._ws else "not connected"
+        return f"<ChannelWriter {self.ref.channel_id} {state}>"
+
+    @property
+    def channel_id(self) -> str:
+        return self.ref.channel_id
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`abort` was called (or the channel failed)."""
+        return self._closed
+
+    # ------------------------------------------------------------------ async API
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` as binary frames of at most 64 KiB, waiting for flow control."""
+        if not self._affinity.here():
+            return await self._affinity.hop(self.write(data))
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        size = view.nbytes
+        if size == 0:
+            return
+        ws = self._ws if self._ws is not None and not self._closed else await self._socket()
+        lock = self._lock
+        try:
+            if size <= FRAME_SIZE and (lock is None or not lock.locked()):
+                await ws.send(data if isinstance(data, bytes) else bytes(view))
+                return
+            # Frames of one write stay together even if other writes run concurrently.
+            async with lock or self._new_lock():
+                for start in range(0, size, FRAME_SIZE):
+                    await ws.send(view[start : start + FRAME_SIZE])
+        except ConnectionClosed as exc:
+            self._closed = True
+            raise closed_error(exc, f"channel {self.channel_id} writer") from None
+
+    async def send_message(self, text: str) -> None:
+        """Send one text frame (an application message, typically JSON)."""
+        if not self._affinity.here():
+            return await self._affinity.hop(self.send_message(text))
+        ws = await self._socket()
+        try:
+            if self._lock is not None and self._lock.locked():
+                async with self._lock:
+                    await ws.send(text)
+            else:
+                await ws.send(text)
+        except ConnectionClosed as exc:
+            self._closed = True
+            raise closed_error(exc, f"channel {self.channel_id} writer") from None
+
+    async def write_obj(self, obj: Any) -> None:
+        """Send ``obj`` as one CBOR item of the channel's CBOR sequence (see docs/channels.md).
+
+        A reader decodes the sequence with ``reader.objects()`` (or ``decode_cbor``); item
+        boundaries do not depend on frames, so large items are split like any data.
+        """
+        await self.write(encode_item(obj))
+
+    async def close(self) -> None:
+        """End the stream cleanly: the reader gets everything written, then the end.
+
+        A writer that never wrote connects just to close, so that the reader sees an empty
+        stream instead of waiting for the engine's sweep. Idempotent.
+        """
+        await self._end(1000, "")
+
+    async def abort(self, reason: str = "writer failed") -> None:
+        """End the stream as failed (close code 1011): on the embedded engine an iii_rx reader
+        raises :class:`ChannelClosedError` after the data already sent."""
+        await self._end(1011, reason)
+
+    async def _end(self, code: int, reason: str) -> None:
+        if not self._affinity.here():
+            return await self._affinity.hop(self._end(code, reason))
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            ws = self._ws or await self._open()
+        except ChannelClosedError:
+            return
+        await ws.close(code, reason)
+
+    async def __aenter__(self) -> ChannelWriter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.close()
+        else:
+            await self.abort(f"writer failed: {exc_type.__name__ if exc_type else 'error'}")
+
+    # ------------------------------------------------------------------ sync twins
+
+    def write_sync(self, data: bytes | bytearray | memoryview) -> None:
+        """Blocking :meth:`write`."""
+        self._block(self.write, data, what="write_sync")
+
+    def send_message_sync(self, text: str) -> None:
+        """Blocking :meth:`send_message`."""
+        self._block(self.send_message, text, what="send_message_sync")
+
+    def write_obj_sync(self, obj: Any) -> None:
+        """Blocking :meth:`write_obj`."""
+        self._block(self.write_obj, obj, what="write_obj_sync")
+
+    def close_sync(self) -> None:
+        """Blocking :meth:`close`."""
+        self._block(self.close, what="close_sync")
+
+    def abort_sync(self, reason: str = "writer failed") -> None:
+        """Blocking :meth:`abort`."""
+        self._block(self.abort, reason, what="abort_sync")
+
+    def __enter__(self) -> ChannelWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close_sync()
+        else:
+            self.abort_sync(f"writer failed: {exc_type.__name__ if exc_type else 'error'}")
+
+    def _block(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
+               what: str) -> T:
+        return self._affinity.block(method(*args), what)
+
+    # ------------------------------------------------------------------ connection
+
+    def _new_lock(self) -> asyncio.Lock:
+        self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _socket(self) -> ClientConnection:
+        if self._closed:
+            raise ChannelClosedError(f"channel {self.channel_id} writer is closed")
+        if self._ws is not None:
+            return self._ws
+        return await self._open()
+
+    async def _open(self) -> ClientConnection:
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(
+                open_socket(self.url, self._headers, open_timeout=self._open_timeout,
+                            max_queue=None)
+            )
+        try:
+            ws = await asyncio.shield(self._opening)
+        except ChannelClosedError:
+            self._opening = None
+            raise
+        self._ws = ws
+        return ws
