@@ -402,8 +402,12 @@ class Client:
 
     # ================================================================== connection events
 
-    def _on_open(self) -> tuple[list[str], list[str]]:
-        """The post-connect sequence of spec 2.3: reattach and replay, then register."""
+    def _on_open(self) -> list[str]:
+        """The post-connect sequence of spec 2.3: reattach, replay, register the worker.
+
+        Unlike the official SDK, calls queued while disconnected go out after the engine
+        confirmed ``engine::workers::register`` (see :meth:`Transport.set_ready`).
+        """
         head: list[str] = []
         if self.worker_id is not None:
             if self._reattach_token is not None:
@@ -423,9 +427,9 @@ class Client:
                            _REGISTER_WORKER, self.timeout_ms)
         pending.timer = self.loop.call_later(self.timeout_ms / 1000, self._on_timeout, iid)
         self._pending[iid] = pending
-        tail = [encode(InvokeFunction(function_id=_REGISTER_WORKER,
-                                      data=self._worker_metadata, invocation_id=iid))]
-        return head, tail
+        head.append(encode(InvokeFunction(function_id=_REGISTER_WORKER,
+                                          data=self._worker_metadata, invocation_id=iid)))
+        return head
 
     def _on_registered(self, connection: int, value: Any, error: BaseException | None) -> None:
         if self._closed or self._fatal is not None or connection != self._transport.connections:
@@ -441,8 +445,7 @@ class Client:
             if isinstance(error, IIIInvocationError) and error.code == "invocation_stopped":
                 return  # the connection went; the next one registers again
             log.warning("%s did not confirm: %s; carrying on", _REGISTER_WORKER, error)
-        if self._transport.is_open:
-            self._transport.set_state(ConnectionState.CONNECTED)
+        self._transport.set_ready()
 
     def _on_lost(self, queued: set[str]) -> None:
         """The socket closed: calls already written can never be answered (spec 4.3.6)."""

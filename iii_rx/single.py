@@ -29,7 +29,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from iii_rx._loop import check_not_loop_thread
-from iii_rx.errors import IIIError, IIITimeoutError
+from iii_rx.errors import IIIConnectionError, IIIError, IIITimeoutError
 
 __all__ = ["CallStarter", "Done", "EmptySingleError", "Single"]
 
@@ -136,7 +136,10 @@ class Single(Observable[T], Generic[T]):
         if threading.get_ident() == self._loop_thread():
             sub.begin()
         else:
-            self._loop.call_soon_threadsafe(sub.begin)
+            try:
+                self._loop.call_soon_threadsafe(sub.begin)
+            except RuntimeError:  # the client's loop is gone
+                sub.done(None, IIIConnectionError(f"the client is closed; {self} not sent"))
         return Disposable(sub.dispose)
 
     def pipe(self, *operators: Callable[[Any], Any]) -> Single[Any]:  # type: ignore[override]

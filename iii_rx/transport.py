@@ -9,8 +9,9 @@ state change. Rules it keeps:
   ``send_threadsafe`` does the same from any thread with one loop hop per burst.
 * **Nothing lost silently.** While disconnected, calls (``CALL`` frames) wait in a bounded queue
   (``ReconnectConfig.max_queued``; one more raises :class:`~iii_rx.errors.IIIConnectionError`)
-  and go out after the replay. Registrations are not queued: the client replays its registries
-  on every connection, which is the authoritative state. Results of invocations that arrived on
+  and go out once the engine has accepted the worker again (:meth:`Transport.set_ready`).
+  Registrations are not queued: the client replays its registries on every connection, which
+  is the authoritative state. Results of invocations that arrived on
   a lost connection are dropped: the engine has already answered their callers with
   ``invocation_stopped``.
 * **Large messages** (spec 1.5): above 16 MiB a message is sent in 1 MiB fragments, above 64 MiB
@@ -58,8 +59,8 @@ MAX_MESSAGE = 64 * 1024 * 1024
 """Largest message sent or received at all."""
 _FRAGMENT = 1024 * 1024
 
-OnOpen = Callable[[], tuple[list[str], list[str]]]
-"""Called on every new connection: ``(head, tail)`` frames around the queued calls."""
+OnOpen = Callable[[], list[str]]
+"""Called on every new connection: the frames to send first (the replay of spec 2.3)."""
 
 
 class PayloadTooLargeError(ValueError):
@@ -95,6 +96,7 @@ class Transport:
         self._ping_timeout = ping_timeout
         self.loop = state.loop
         self._ws: ClientConnection | None = None
+        self._ready = False
         self._outbox: deque[tuple[str, int, str | None]] = deque()
         self._held: deque[tuple[str, int, str | None]] = deque()
         self._wakeup: asyncio.Future[None] | None = None
@@ -116,6 +118,22 @@ class Transport:
     def start(self) -> None:
         """Start connecting (on the loop thread)."""
         self._run_task = self.loop.create_task(self._run(), name="iii-rx transport")
+
+    def set_ready(self) -> None:
+        """The engine accepted the worker: send the queued calls, then state ``connected``.
+
+        Calls wait for this (not just for the socket) so that a call to one of this worker's
+        own functions cannot overtake the registrations the engine buffers until
+        ``engine::workers::register`` (spec 2.5).
+        """
+        if self._ws is None or self._ready:
+            return
+        self._ready = True
+        if self._held:
+            self._outbox.extend(self._held)
+            self._held.clear()
+            self._wake_writer()
+        self.set_state(ConnectionState.CONNECTED)
 
     def set_state(self, state: ConnectionState) -> None:
         if not self.state._has_value or self.state.value is not state:
@@ -223,13 +241,10 @@ class Transport:
     async def _serve(self, ws: ClientConnection) -> None:
         """Replay, flush the queue, then read until the socket closes."""
         self.connections += 1
-        head, tail = self._on_open()
         outbox = self._outbox
         outbox.clear()
-        outbox.extend((text, CONTROL, None) for text in head)
-        outbox.extend(self._held)
-        self._held.clear()
-        outbox.extend((text, CONTROL, None) for text in tail)
+        outbox.extend((text, CONTROL, None) for text in self._on_open())
+        self._ready = False
         self._ws = ws
         writer = self.loop.create_task(self._write_loop(ws), name="iii-rx writer")
         on_message = self._on_message
@@ -245,6 +260,7 @@ class Transport:
             log.exception("reader of %s failed", self.url)
         finally:
             self._ws = None
+            self._ready = False
             writer.cancel()
             try:
                 await writer
@@ -290,13 +306,10 @@ class Transport:
         if len(text) > MAX_FRAME and len(text.encode()) > MAX_MESSAGE:
             raise PayloadTooLargeError(
                 f"message of {len(text.encode())} bytes exceeds the 64 MiB limit")
-        if self._ws is not None:
+        if self._ws is not None and (self._ready or kind != CALL):
             self._outbox.append((text, kind, invocation_id))
-            wakeup = self._wakeup
-            if wakeup is not None:
-                self._wakeup = None
-                if not wakeup.done():
-                    wakeup.set_result(None)
+            if self._wakeup is not None:
+                self._wake_writer()
             return True
         if kind != CALL:
             return False
@@ -308,6 +321,11 @@ class Transport:
                 "queued (ReconnectConfig.max_queued); the call was not sent")
         self._held.append((text, kind, invocation_id))
         return True
+
+    def _wake_writer(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     def send_threadsafe(self, text: str, kind: int = CONTROL) -> None:
         """Send from any thread (results of sync handlers); errors are logged, not raised."""

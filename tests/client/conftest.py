@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -51,20 +52,18 @@ def no_leaked_threads() -> Iterator[None]:
 
 
 @pytest.fixture
-def official() -> Iterator[Callable[..., Any]]:
-    """Start official ``iii-sdk`` workers (each with a distinct name); shut down after."""
+async def official() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Start official ``iii-sdk`` workers (distinct names) off the loop; shut down after."""
     from iii import InitOptions, register_worker
 
     workers: list[Any] = []
 
-    def start(url: str, **options: Any) -> Any:
+    async def start(url: str, **options: Any) -> Any:
         options.setdefault("worker_name", unique_name("official"))
-        worker = register_worker(url, InitOptions(**options))
+        worker = await asyncio.to_thread(register_worker, url, InitOptions(**options))
         workers.append(worker)
         return worker
 
     yield start
     for worker in workers:
-        worker.shutdown()
-
-
+        await asyncio.to_thread(worker.shutdown)

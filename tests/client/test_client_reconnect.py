@@ -1,0 +1,106 @@
+"""Reconnecting: engine restarts, replay, calls queued while disconnected, calls lost."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from client_helpers import ENGINE_TIMERS, wait_for
+
+import iii_rx
+from iii_rx import ConnectionState, IIIConnectionError, IIIInvocationError, ReconnectConfig
+from iii_rx.engine import Engine
+
+FAST = ReconnectConfig(initial_delay_ms=20, max_delay_ms=200)
+
+
+async def test_engine_restart_reconnects_and_replays(name: str) -> None:
+    first = Engine(port=0, **ENGINE_TIMERS)
+    await first.start()
+    port = first.port
+    try:
+        async with iii_rx.connect(first.url, name=name, reconnect=FAST) as iii:
+            states: list[ConnectionState] = []
+            iii.state.subscribe(states.append)
+            provided: list[str] = []
+            iii.register_trigger_type("rc::tick", "ticks", on_register=lambda c:
+                                      provided.append(c.id))
+            trigger = iii.register_trigger({"type": "rc::tick", "function_id": "rc::double"})
+            iii.register_function("rc::double", lambda x: x * 2)
+            await wait_for(lambda: provided == [trigger.id])
+            assert await iii.trigger("rc::double", 2) == 4
+            old_worker = iii.worker_id
+
+            await first.stop()
+            await wait_for(lambda: iii.connection_state is ConnectionState.RECONNECTING)
+            queued = asyncio.ensure_future(iii.trigger("rc::double", 5))  # made while away
+            await asyncio.sleep(0.05)
+            assert not queued.done()
+
+            second = Engine(port=port, **ENGINE_TIMERS)
+            await second.start()
+            try:
+                await wait_for(lambda: iii.connection_state is ConnectionState.CONNECTED)
+                assert states == [ConnectionState.CONNECTED, ConnectionState.RECONNECTING,
+                                  ConnectionState.CONNECTED]
+                assert await asyncio.wait_for(queued, 5) == 10
+                assert await iii.trigger("rc::double", 21) == 42  # replayed, no user code
+                assert iii.worker_id != old_worker
+                # the trigger binding came back with the same id, to the re-registered type
+                await wait_for(lambda: provided == [trigger.id, trigger.id])
+            finally:
+                await iii.close()
+                await second.stop()
+    finally:
+        await first.stop()
+
+
+async def test_calls_in_flight_when_the_connection_drops(name: str) -> None:
+    engine = Engine(port=0, **ENGINE_TIMERS)
+    await engine.start()
+    try:
+        async with iii_rx.connect(engine.url, name=name,
+                                  reconnect=ReconnectConfig(initial_delay_ms=60_000)) as iii:
+            held: list[Any] = []
+            iii.function("rc::hold").subscribe(held.append)
+            call = asyncio.ensure_future(iii.trigger("rc::hold"))
+            await wait_for(lambda: bool(held))
+            await engine.stop()
+            with pytest.raises(IIIInvocationError) as info:
+                await asyncio.wait_for(call, 5)
+            assert info.value.code == "invocation_stopped"
+            assert "connection" in info.value.message
+            held.clear()
+    finally:
+        await engine.stop()
+
+
+async def test_bounded_queue_while_disconnected(name: str) -> None:
+    engine = Engine(port=0, **ENGINE_TIMERS)
+    await engine.start()
+    config = ReconnectConfig(initial_delay_ms=60_000, max_queued=2)
+    iii = await iii_rx.connect(engine.url, name=name, reconnect=config)
+    try:
+        await engine.stop()
+        await wait_for(lambda: iii.connection_state is ConnectionState.RECONNECTING)
+        queued = [asyncio.ensure_future(iii.trigger("rc::any", i)) for i in range(2)]
+        await wait_for(lambda: iii.pending_calls == 2)
+        with pytest.raises(IIIConnectionError, match="max_queued"):
+            await iii.trigger("rc::any", 3)
+        await iii.close()
+        for call in queued:
+            with pytest.raises(IIIConnectionError, match="closed"):
+                await call
+    finally:
+        await iii.close()
+        await engine.stop()
+
+
+def test_backoff_schedule() -> None:
+    config = ReconnectConfig(initial_delay_ms=1000, max_delay_ms=30000, jitter_factor=0.3)
+    for attempt, base in ((0, 1.0), (1, 2.0), (3, 8.0), (10, 30.0)):
+        delays = [config.delay(attempt) for _ in range(200)]
+        assert all(base * 0.7 - 1e-9 <= d <= base * 1.3 + 1e-9 for d in delays)
+        assert max(delays) - min(delays) > base * 0.1  # jitter spreads them
+    assert ReconnectConfig(jitter_factor=0).delay(2) == 4.0

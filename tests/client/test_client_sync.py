@@ -1,0 +1,138 @@
+"""The sync API: connect_sync from plain code, from many threads, and inside a running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from client_helpers import fd_count, wait_for_sync
+
+import iii_rx
+from iii_rx import ConnectionState, IIIConnectionError, Invocation
+
+
+def test_plain_script(engine_thread: Any, name: str) -> None:
+    fds_before = fd_count()
+    with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
+        assert iii.connection_state is ConnectionState.CONNECTED
+        handle = iii.register_function("sync::upper", lambda s: s.upper())
+        assert iii.trigger("sync::upper", "abc").result(timeout=5) == "ABC"
+        assert iii.trigger({"function_id": "sync::upper", "payload": "x"}).result(5) == "X"
+        handle.unregister()
+        loop_thread = iii._loop_thread
+        assert loop_thread is not None and loop_thread.thread.is_alive()
+    assert not loop_thread.thread.is_alive()
+    assert iii.connection_state is ConnectionState.DISCONNECTED
+    wait_for_sync(lambda: fd_count() <= fds_before, what="sockets closed")
+
+
+def test_close_is_blocking_and_idempotent(engine_thread: Any, name: str) -> None:
+    iii = iii_rx.connect_sync(engine_thread.url, name=name)
+    iii.register_function("sync::id", lambda x: x)
+    assert iii.trigger("sync::id", 1).result(5) == 1
+    iii.close()
+    assert iii.closed
+    iii.close()
+    with pytest.raises(IIIConnectionError):
+        iii.trigger("sync::id", 1).result(5)
+
+
+def test_many_threads_at_once(engine_thread: Any, name: str) -> None:
+    with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
+        iii.register_function("sync::square", lambda x: x * x)
+
+        def work(start: int) -> list[int]:
+            handle = iii.register_function(f"sync::own{start}", lambda x: x + start)
+            try:
+                values = [iii.trigger("sync::square", i).result(10) for i in range(start,
+                                                                                  start + 20)]
+                values.append(iii.trigger(f"sync::own{start}", 0).result(10))
+                return values
+            finally:
+                handle.unregister()
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(work, range(0, 160, 20)))
+        for start, values in zip(range(0, 160, 20), results, strict=True):
+            assert values == [i * i for i in range(start, start + 20)] + [start]
+
+
+def test_sync_handlers_may_block_on_nested_calls(engine_thread: Any, name: str) -> None:
+    with iii_rx.connect_sync(engine_thread.url, name=name, max_workers=4) as iii:
+        iii.register_function("sync::leaf", lambda x: x + 1)
+        iii.register_function("sync::branch",
+                              lambda x: iii.trigger("sync::leaf", x).result(5) * 10)
+        futures = [iii.trigger("sync::branch", i).future() for i in range(3)]
+        assert [f.result(10) for f in futures] == [10, 20, 30]
+
+
+def test_blocking_and_await_inside_a_running_loop(engine_thread: Any, name: str) -> None:
+    """A notebook: the kernel's loop runs in the main thread; cells await or block."""
+    iii = iii_rx.connect_sync(engine_thread.url, name=name)
+    try:
+        iii.register_function("nb::double", lambda x: x * 2)
+
+        async def cell() -> tuple[Any, Any, Any]:
+            awaited = await iii.trigger("nb::double", 2)  # loop-agnostic await
+            blocked = iii.trigger("nb::double", 3).result(timeout=5)  # blocking works too
+            many = await asyncio.gather(*(iii.trigger("nb::double", i) for i in range(50)))
+            return awaited, blocked, many
+
+        awaited, blocked, many = asyncio.run(cell())
+        assert (awaited, blocked) == (4, 6)
+        assert many == [i * 2 for i in range(50)]
+
+        async def cancel_cell() -> None:
+            held: list[Invocation] = []
+            iii.function("nb::hold").subscribe(held.append)
+            task = asyncio.ensure_future(iii.trigger("nb::hold"))
+            for _ in range(500):
+                if held:
+                    break
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            held.clear()
+
+        asyncio.run(cancel_cell())
+        wait_for_sync(lambda: iii.pending_calls == 0, what="cancelled call freed")
+
+        async def close_cell() -> None:
+            await iii.close()  # closing from a cell works with await as well
+
+        asyncio.run(close_cell())
+        assert iii.closed
+    finally:
+        iii.close()
+
+
+def test_async_client_refuses_sync_context_manager(engine_thread: Any, name: str) -> None:
+    async def main() -> None:
+        iii = await iii_rx.connect(engine_thread.url, name=name)
+        try:
+            with pytest.raises(RuntimeError):
+                iii.__exit__(None, None, None)
+        finally:
+            await iii.close()
+
+    asyncio.run(main())
+
+
+def test_subscribing_from_another_thread_emits_on_the_loop(engine_thread: Any,
+                                                           name: str) -> None:
+    with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
+        threads: list[int] = []
+        seen = threading.Event()
+        iii.state.subscribe(lambda s: (threads.append(threading.get_ident()), seen.set()))
+        assert seen.wait(5)
+        assert threads == [iii._thread_id]
+        got: list[Any] = []
+        sub = iii.function("sync::rx").subscribe(
+            lambda inv: (got.append(threading.get_ident()), inv.reply("ok")))
+        assert iii.trigger("sync::rx").result(5) == "ok"
+        assert got == [iii._thread_id]
+        sub.dispose()

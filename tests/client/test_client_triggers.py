@@ -1,0 +1,106 @@
+"""Triggers: bindings (consumer side) and trigger types (provider side), with handles."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from client_helpers import wait_for
+
+import iii_rx
+from iii_rx import TriggerConfig
+from iii_rx.engine import Engine
+
+
+async def test_provider_gets_bindings_and_fires_them(engine: Engine) -> None:
+    async with iii_rx.connect(engine.url, name="provider-1") as provider, \
+            iii_rx.connect(engine.url, name="consumer-1", namespace="team") as consumer:
+        registered: list[TriggerConfig] = []
+        removed: list[TriggerConfig] = []
+
+        async def on_register(config: TriggerConfig) -> None:
+            registered.append(config)
+
+        type_handle = provider.register_trigger_type(
+            "webhook", "incoming webhooks", on_register, removed.append)
+        fired: list[tuple[Any, Any]] = []
+        consumer.register_function("team::on_hook",
+                                   lambda data, metadata: fired.append((data, metadata)) or "ok")
+        handle = consumer.register_trigger({"type": "webhook", "function_id": "team::on_hook",
+                                            "config": {"path": "/x"}, "metadata": {"m": 1}})
+        await wait_for(lambda: len(registered) == 1)
+        config = registered[0]
+        assert config.id == handle.id
+        assert config.function_id == "team::on_hook"
+        assert config.config == {"path": "/x"}
+        assert config.metadata == {"m": 1}
+        assert config.namespace == "team"  # the consumer's namespace, filled in
+        assert handle.id in type_handle.bindings
+
+        # The provider fires the binding with an ordinary call.
+        result = await provider.trigger(config.function_id, {"event": 1},
+                                        namespace=config.namespace, metadata=config.metadata)
+        assert result == "ok"
+        data, metadata = fired[0]
+        assert data.pop("_caller_worker_id") == provider.worker_id
+        assert (data, metadata) == ({"event": 1}, {"m": 1})
+
+        handle.unregister()
+        await wait_for(lambda: len(removed) == 1)
+        assert removed[0].id == handle.id
+        assert removed[0].function_id == "team::on_hook"  # looked up by id
+        assert handle.id not in type_handle.bindings
+        type_handle.unregister()
+
+
+async def test_config_defaults_to_empty_object(engine: Engine) -> None:
+    async with iii_rx.connect(engine.url, name="provider-2") as provider:
+        configs: list[Any] = []
+        provider.register_trigger_type("plain", "no config", lambda c: configs.append(c.config))
+        provider.register_function("p::f", lambda x: x)
+        handle = provider.register_trigger(type="plain", function_id="p::f")
+        await wait_for(lambda: configs == [{}])
+        assert handle.binding.config == {}
+
+
+async def test_sync_provider_that_raises_rejects_the_binding(engine: Engine) -> None:
+    async with iii_rx.connect(engine.url, name="provider-3") as provider, \
+            iii_rx.connect(engine.url, name="consumer-3") as consumer:
+        attempts: list[str] = []
+
+        def refuse(config: TriggerConfig) -> None:
+            attempts.append(config.id)
+            raise ValueError("bad config")
+
+        type_handle = provider.register_trigger_type("strict", "refuses", refuse)
+        consumer.register_function("c::f", lambda x: x)
+        handle = consumer.register_trigger({"type": "strict", "function_id": "c::f"})
+        await wait_for(lambda: attempts == [handle.id])
+        await wait_for(lambda: handle.error is not None, what="the refusal forwarded")
+        assert isinstance(handle.error, iii_rx.IIIInvocationError)
+        assert handle.error.code == "trigger_registration_failed"
+        assert "bad config" in handle.error.message
+        assert handle.id not in type_handle.bindings
+
+
+async def test_built_in_trigger_type(engine: Engine, name: str,
+                                     official: Callable[..., Awaitable[Any]]) -> None:
+    """``engine::functions-available`` fires when a function appears (config sent as {})."""
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        events: list[Any] = []
+        got = asyncio.Event()
+
+        def on_change(data: Any) -> None:
+            events.append(data)
+            got.set()
+
+        iii.register_function("watch::functions", on_change)
+        handle = iii.register_trigger({"type": "engine::functions-available",
+                                       "function_id": "watch::functions"})
+        await asyncio.sleep(0.1)
+        peer = await official(engine.url)
+        peer.register_function("peer::new", lambda x: x)
+        await asyncio.wait_for(got.wait(), 5)
+        assert events
+        handle.unregister()
