@@ -8,9 +8,11 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .PHONY: demo test lint typecheck pytest install node bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
