@@ -32,6 +32,7 @@ import hmac
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -98,15 +99,22 @@ class _Pipe:
         """Whether the producer ended cleanly and the consumer took every frame."""
         return self.end is not None and self.end[0] == NORMAL and not self.frames
 
-    async def put(self, frame: Frame, lost: asyncio.Future[Any] | None = None) -> None:
+    async def put(
+        self,
+        frame: Frame,
+        lost: asyncio.Future[Any] | None = None,
+        lost_is_fatal: Callable[[], bool] = lambda: True,
+    ) -> None:
         """Append ``frame``, waiting while the pipe is full.
 
-        Raises ``_ReaderGone`` once the consumer is gone, and ``_WriterLost`` if ``lost`` (the
-        producer's own connection closing) completes while waiting.
+        Raises ``_ReaderGone`` once the consumer is gone. ``lost`` completes when the producer's
+        own connection closes; if ``lost_is_fatal()`` then says the producer failed, the wait
+        ends with ``_WriterLost`` (otherwise it goes on: frames it sent before closing cleanly
+        are still to be delivered).
         """
         while len(self.frames) >= self.capacity and self.gone is None:
             self._space.clear()
-            if lost is None:
+            if lost is None or (lost.done() and not lost_is_fatal()):
                 await self._space.wait()
                 continue
             if lost.done():
@@ -304,7 +312,7 @@ class ChannelHub:
         try:
             # While put() waits for space nothing reads the socket: TCP backpressure.
             async for frame in ws:
-                await pipe.put(frame, lost)
+                await pipe.put(frame, lost, lambda: not _writer_closed_cleanly(ws))
         except _ReaderGone:
             code, reason = pipe.gone or (INTERNAL, "channel reader went away")
             # Reading was paused by backpressure: drain the socket so the close handshake
@@ -323,7 +331,7 @@ class ChannelHub:
             return
         finally:
             lost.cancel()
-        if ws.close_code in (NORMAL, GOING_AWAY):
+        if _writer_closed_cleanly(ws):
             pipe.finish(NORMAL, "")
         else:
             pipe.finish(INTERNAL, f"channel writer closed with code {ws.close_code}")
@@ -576,6 +584,18 @@ def _capacity(buffer_size: object) -> int:
     if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
         raise ValueError(f"buffer_size must be an integer, got {buffer_size!r}")
     return max(1, min(MAX_BUFFER_SIZE, buffer_size))
+
+
+def _writer_closed_cleanly(ws: ServerConnection) -> bool:
+    """Whether the writer ended the stream itself with a normal close (1000 or 1001).
+
+    A close that the engine started (shutdown) or a connection dropped without a close frame
+    is not a clean end. Frames that arrived before a clean close are still delivered.
+    """
+    protocol = ws.protocol
+    received = protocol.close_rcvd
+    return (received is not None and received.code in (NORMAL, GOING_AWAY)
+            and protocol.close_rcvd_then_sent is not False)
 
 
 async def _discard(ws: ServerConnection) -> None:

@@ -184,9 +184,27 @@ async def test_engine_shutdown_ends_channels_with_1001() -> None:
     writer = await open_end(engine, refs["writer"])
     await writer.send(b"x")
     assert await reader.recv() == b"x"
+    # and a writer blocked on a full pipe whose reader never came must not hold the stop up
+    blocked = engine.hub.create(1)
+    stuck = await open_end(engine, blocked["writer"])
+    flood = asyncio.create_task(_flood(stuck))
+    pipe = engine.hub._channels[blocked["writer"]["channel_id"]].pipe
+    for _ in range(1000):  # no event for "the pipe filled up": a bounded poll
+        if pipe.frames:
+            break
+        await asyncio.sleep(0.005)
+    assert pipe.frames
     await asyncio.wait_for(engine.stop(), 10)
     _, code = await read_until_close(reader)
     assert code == 1001
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(flood, 10)
+
+
+async def _flood(ws: ClientConnection) -> None:
+    chunk = os.urandom(65536)
+    while True:
+        await ws.send(chunk)
 
 
 async def test_local_ends_for_the_engine_itself(engine: Engine) -> None:

@@ -1,0 +1,282 @@
+"""iii_rx channel readers and writers through the embedded engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any
+
+import pytest
+from reactivex import operators as ops
+
+import iii_rx
+from iii_rx.channels import (
+    Channel,
+    ChannelClosedError,
+    ChannelError,
+    ChannelReader,
+    ChannelWriter,
+    TruncatedStreamError,
+    build_channel_url,
+    encode_item,
+    resolve_channel_refs,
+)
+from iii_rx.engine import Engine
+from iii_rx.operators import batched, cbor_items
+
+
+async def test_large_writes_are_split_into_64k_frames(client: iii_rx.Client) -> None:
+    channel: Channel = await client.create_channel_async()
+    data = os.urandom(200_000)
+    async with channel.writer as writer:
+        await writer.write(data)
+    sizes = [len(chunk) async for chunk in channel.reader]
+    assert sizes == [65536, 65536, 65536, 200_000 - 3 * 65536]
+
+
+async def test_text_and_binary_interleave_in_order(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    events: list[Any] = []
+    channel.reader.on_message(lambda text: events.append(("text", text)))
+    sent: list[Any] = []
+
+    async def write() -> None:
+        async with channel.writer as writer:
+            for i in range(20):
+                if i % 4 == 1:
+                    await writer.send_message(f'{{"step": {i}}}')
+                    sent.append(("text", f'{{"step": {i}}}'))
+                else:
+                    chunk = os.urandom(100 + i)
+                    await writer.write(chunk)
+                    sent.append(("bytes", chunk))
+
+    task = asyncio.create_task(write())
+    async for chunk in channel.reader:
+        events.append(("bytes", chunk))
+    await task
+    assert events == sent
+
+
+async def test_late_reader_gets_everything(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async(buffer_size=32)
+    parts = [os.urandom(5000) for _ in range(20)]
+    async with channel.writer as writer:
+        for part in parts:
+            await writer.write(part)
+        await writer.send_message("end of parts")
+    assert channel.writer.closed
+    messages: list[str] = []
+    channel.reader.on_message(messages.append)
+    assert await channel.reader.read_all() == b"".join(parts)
+    assert messages == ["end of parts"]
+
+
+async def test_objects_roundtrip_and_truncation(client: iii_rx.Client) -> None:
+    items = [{"id": i, "blob": os.urandom(i * 1000)} for i in range(100)]
+    channel = await client.create_channel_async()
+
+    async def write() -> None:
+        async with channel.writer as writer:
+            for item in items:
+                await writer.write_obj(item)
+
+    task = asyncio.create_task(write())
+    assert [x async for x in channel.reader.objects()] == items
+    await task
+
+    cut = await client.create_channel_async()
+    async with cut.writer as writer:
+        await writer.write_obj("whole")
+        await writer.write(encode_item({"half": b"x" * 100})[:-10])  # cut inside an item
+    got: list[Any] = []
+    with pytest.raises(TruncatedStreamError):
+        async for item in cut.reader.objects():
+            got.append(item)
+    assert got == ["whole"]
+
+
+async def test_async_operators_over_a_reader(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+
+    async def write() -> None:
+        async with channel.writer as writer:
+            for i in range(25):
+                await writer.write_obj(i)
+
+    task = asyncio.create_task(write())
+    async with batched(cbor_items(channel.reader), max_items=10) as batches:
+        assert [b async for b in batches] == [
+            list(range(10)), list(range(10, 20)), list(range(20, 25))]
+    await task
+
+
+async def test_a_failed_writer_is_reported_to_an_iii_rx_reader(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    with pytest.raises(RuntimeError):
+        async with channel.writer as writer:
+            await writer.write(b"some")
+            raise RuntimeError("producer crashed")
+    chunks: list[bytes] = []
+    with pytest.raises(ChannelClosedError) as info:
+        async for chunk in channel.reader:
+            chunks.append(chunk)
+    assert chunks == [b"some"]
+    assert info.value.code == 1011
+
+
+async def test_closing_the_reader_fails_the_writer(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async(buffer_size=1)
+    await channel.writer.write(b"first")
+    async for chunk in channel.reader:
+        assert chunk == b"first"
+        break
+    await channel.reader.close()
+    with pytest.raises(ChannelClosedError):
+        for _ in range(1000):
+            await channel.writer.write(os.urandom(1000))
+            await asyncio.sleep(0.002)
+    with pytest.raises(ChannelClosedError):
+        await channel.writer.send_message("after the end")
+
+
+async def test_one_consumer_at_a_time(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    first = asyncio.create_task(channel.reader.read_all())
+    await asyncio.sleep(0)  # let it start its recv
+    for _ in range(100):
+        if channel.reader._receiving is not None:
+            break
+        await asyncio.sleep(0.001)
+    with pytest.raises(ChannelError, match="another consumer"):
+        await channel.reader.read_all()
+    await channel.writer.write(b"ok")
+    await channel.writer.close()
+    assert await first == b"ok"
+
+
+async def test_observables_chunks_and_messages(client: iii_rx.Client) -> None:
+    loop = asyncio.get_running_loop()
+    channel = await client.create_channel_async()
+    chunks: list[bytes] = []
+    messages: list[str] = []
+    done: asyncio.Future[None] = loop.create_future()
+    shared = channel.reader.chunks.pipe(ops.share())
+    shared.subscribe(chunks.append)
+    shared.pipe(ops.count()).subscribe(on_completed=lambda: done.set_result(None))
+    channel.reader.messages.subscribe(messages.append)
+    async with channel.writer as writer:
+        await writer.write(b"a")
+        await writer.send_message("m1")
+        await writer.write(b"b")
+    await asyncio.wait_for(done, 10)
+    assert chunks == [b"a", b"b"] and messages == ["m1"]
+
+    # messages alone drive the channel, then hand it over to an async iterator
+    other = await client.create_channel_async()
+    seen: list[str] = []
+    other.reader.messages.subscribe(seen.append)
+    await other.writer.send_message("before")
+    for _ in range(500):
+        if seen:
+            break
+        await asyncio.sleep(0.002)
+    assert seen == ["before"]
+    read_all = asyncio.ensure_future(other.reader.read_all())  # takes the socket over
+    for _ in range(500):
+        if other.reader._pump is None:
+            break
+        await asyncio.sleep(0.002)
+    await other.writer.write(b"data")
+    await other.writer.send_message("after")
+    await other.writer.close()
+    assert await read_all == b"data"
+    assert seen == ["before", "after"]
+
+
+async def test_refs_in_payloads_become_live_ends(client: iii_rx.Client) -> None:
+    async def produce(data: dict[str, Any]) -> int:
+        (job,) = data["jobs"]
+        out = job["out"]
+        assert isinstance(out, ChannelWriter) and isinstance(data["pair"][1], ChannelReader)
+        async with out:
+            for i in range(job["count"]):
+                await out.write_obj(i)
+        return job["count"]
+
+    client.register_function("chan::produce", produce)
+    channel = await client.create_channel_async()
+    spare = await client.create_channel_async()
+    call = asyncio.ensure_future(client.trigger("chan::produce", {
+        "jobs": [{"out": channel.writer_ref, "count": 50}],  # the pydantic model, as it is
+        "pair": ["x", spare.reader_ref.model_dump()],  # or its dict
+    }))
+    assert [x async for x in channel.reader.objects()] == list(range(50))
+    assert await call == 50
+
+
+async def test_sync_handler_reads_with_the_sync_twins(client: iii_rx.Client) -> None:
+    def consume(data: dict[str, Any]) -> dict[str, Any]:
+        reader: ChannelReader = data["in"]
+        assert threading.current_thread() is not threading.main_thread()
+        total = sum(len(chunk) for chunk in reader)
+        return {"total": total}
+
+    client.register_function("chan::consume", consume)
+    channel = await client.create_channel_async()
+    call = asyncio.ensure_future(client.trigger("chan::consume", {"in": channel.reader_ref}))
+    payload = os.urandom(300_000)
+
+    def write_from_a_thread() -> None:
+        with channel.writer as writer:
+            writer.write_sync(payload)
+            writer.send_message_sync("text is not counted")
+
+    await asyncio.to_thread(write_from_a_thread)
+    assert await call == {"total": len(payload)}
+
+    with pytest.raises(RuntimeError, match="deadlock"):
+        channel.reader.read_all_sync()  # on the channel's own loop thread
+
+
+async def test_ends_can_be_awaited_from_another_loop(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+
+    def other_loop() -> bytes:
+        async def main() -> bytes:
+            await channel.writer.write(b"from elsewhere")
+            await channel.writer.close()
+            return await channel.reader.read_all()
+
+        return asyncio.run(main())
+
+    assert await asyncio.to_thread(other_loop) == b"from elsewhere"
+
+
+async def test_unknown_channel_fails_clearly(engine: Engine) -> None:
+    ref = {"channel_id": "00000000-0000-4000-8000-000000000000", "access_key": "k",
+           "direction": "read"}
+    reader = ChannelReader(engine.url, ref)
+    with pytest.raises(ChannelClosedError, match="not found"):
+        await reader.read_all()
+
+
+def test_url_building() -> None:
+    assert build_channel_url("ws://h:1/", "c1", "k/1 2", "read") == (
+        "ws://h:1/ws/channels/c1?key=k%2F1%202&dir=read")
+    assert build_channel_url("wss://h:1/base?token=t", "c", "k", "write") == (
+        "wss://h:1/base/ws/channels/c?token=t&key=k&dir=write")
+
+
+def test_resolve_channel_refs_walks_any_depth() -> None:
+    ref = {"channel_id": "c", "access_key": "k", "direction": "write", "extra": 1}
+    data = {"a": [1, {"b": (ref, "x")}], "plain": {"channel_id": "c"}}
+    out = resolve_channel_refs(data, engine_url="ws://h:1", headers={"Authorization": "B t"})
+    writer = out["a"][1]["b"][0]
+    assert isinstance(writer, ChannelWriter) and writer.ref.channel_id == "c"
+    assert writer.url == "ws://h:1/ws/channels/c?key=k&dir=write"
+    assert out["a"][1]["b"][1] == "x" and isinstance(out["a"][1]["b"], tuple)
+    assert out["plain"] is data["plain"]
+    untouched = {"x": [1, 2]}
+    assert resolve_channel_refs(untouched, engine_url="ws://h", headers={}) is untouched
