@@ -32,6 +32,7 @@ class EngineConfig:
     provider_ack_timeout_ms: int = 10_000
     invocation_timeout_ms: int = 30_000
     rest_timeout_ms: int = 30_000
+    http_no_response_grace_ms: int = 1_000
     channel_sweep_interval_ms: int = 60_000
     channel_max_age_ms: int = 300_000
     pending_max_age_ms: int = 3_600_000

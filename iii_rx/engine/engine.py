@@ -50,8 +50,11 @@ class EngineExtension(Protocol):
 
 
 def default_extensions(engine: Engine) -> list[EngineExtension]:
-    """Extensions every engine starts with (the REST API / HTTP-invoked functions go here)."""
-    return []
+    """Extensions every engine starts with: the REST API and HTTP-invoked functions."""
+    from iii_rx.engine.http_functions import HttpFunctionsExtension
+    from iii_rx.engine.rest import RestExtension
+
+    return [RestExtension(), HttpFunctionsExtension()]
 
 
 class Engine:
@@ -67,6 +70,8 @@ class Engine:
       provider's answer before accepting (spec 8.11);
     * ``invocation_timeout_ms`` — default timeout of HTTP-invoked functions (spec 9.2);
     * ``rest_timeout_ms`` — REST API request timeout, then 504 (spec 6.5.1);
+    * ``http_no_response_grace_ms`` — how long the REST API waits for a response writer after a
+      handler returned ``None`` before answering 500 (DECISIONS 9);
     * ``channel_sweep_interval_ms`` / ``channel_max_age_ms`` — sweep of half-connected channels
       (spec 7.5);
     * ``pending_max_age_ms`` — calls without a result for this long are dropped with
@@ -90,6 +95,7 @@ class Engine:
         provider_ack_timeout_ms: int = 10_000,
         invocation_timeout_ms: int = 30_000,
         rest_timeout_ms: int = 30_000,
+        http_no_response_grace_ms: int = 1_000,
         channel_sweep_interval_ms: int = 60_000,
         channel_max_age_ms: int = 300_000,
         pending_max_age_ms: int = 3_600_000,
@@ -103,6 +109,7 @@ class Engine:
             unique_worker_names=unique_worker_names,
             provider_ack_timeout_ms=provider_ack_timeout_ms,
             invocation_timeout_ms=invocation_timeout_ms, rest_timeout_ms=rest_timeout_ms,
+            http_no_response_grace_ms=http_no_response_grace_ms,
             channel_sweep_interval_ms=channel_sweep_interval_ms,
             channel_max_age_ms=channel_max_age_ms, pending_max_age_ms=pending_max_age_ms,
             max_message_bytes=max_message_bytes, allow_http_private=allow_http_private,

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -38,9 +38,13 @@ from iii_rx.errors import IIIInvocationError
 from iii_rx.http import sign
 from iii_rx.protocol import ApiKeyAuth, BearerAuth, HmacAuth, HttpInvocationRef
 
+if TYPE_CHECKING:
+    from iii_rx.engine.engine import Engine
+
 __all__ = [
     "HttpFunction",
     "HttpFunctionInvoker",
+    "HttpFunctionsExtension",
     "HttpFunctionSettings",
     "HttpOutcome",
     "RegistrationRefused",
@@ -428,3 +432,33 @@ def _host_of(invocation: Any) -> str | None:
         return urlsplit(url).hostname if isinstance(url, str) else None
     except ValueError:
         return None
+
+
+class HttpFunctionsExtension:
+    """Engine extension: serves ``registerfunction`` frames that carry an ``invocation``.
+
+    Settings come from the engine (``require_https``, ``allow_http_private``, and
+    ``invocation_timeout_ms`` as the default timeout); secrets from ``os.environ``.
+    """
+
+    def __init__(self) -> None:
+        self.invoker: HttpFunctionInvoker | None = None
+        self._engine: Engine | None = None
+
+    async def start(self, engine: Engine) -> None:
+        config = engine.config
+        self.invoker = HttpFunctionInvoker(HttpFunctionSettings(
+            require_https=config.require_https,
+            allow_http_private=config.allow_http_private,
+            default_timeout_ms=config.invocation_timeout_ms,
+        ))
+        self._engine = engine
+        engine.dispatcher.http_function_hook = registration_hook(self.invoker)
+
+    async def stop(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispatcher.http_function_hook = None
+        invoker, self.invoker = self.invoker, None
+        if invoker is not None:
+            await invoker.close()

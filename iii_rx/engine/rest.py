@@ -34,19 +34,26 @@ import re
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from iii_rx.engine.config import DEFAULT_NAMESPACE
 from iii_rx.engine.rest_routes import Route, RouteError, RouteTable, route_from_config
+from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
 from iii_rx.errors import IIIInvocationError
 
+if TYPE_CHECKING:
+    from iii_rx.engine.engine import Engine
+
 __all__ = [
+    "HttpTriggerProvider",
     "Invoke",
     "LocalReader",
     "LocalWriter",
     "RestApi",
     "RestChannels",
+    "RestExtension",
     "RouteError",
     "encode_envelope",
 ]
@@ -263,8 +270,11 @@ class RestApi:
 
     @property
     def url(self) -> str:
-        """``http://host:port`` of the running server."""
-        return f"http://{self.host}:{self.port}"
+        """``http://host:port`` of the running server (a wildcard host reads as loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(self.host)
+        if host is None:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
         """Bind and serve (``port=0`` picks an ephemeral port, read it from :attr:`port`)."""
@@ -594,3 +604,65 @@ def _preflight(request: web.BaseRequest) -> web.Response:
         "Access-Control-Allow-Headers": wanted_headers,
         "Access-Control-Max-Age": "600",
     })
+
+
+# ----------------------------------------------------------------------------- engine wiring
+
+
+class HttpTriggerProvider:
+    """The in-process provider of the ``http`` trigger type: bindings become routes."""
+
+    def __init__(self, api: RestApi) -> None:
+        self.api = api
+
+    def bind(self, binding: Binding) -> None:
+        """Add the binding's route; a bad config or a shape conflict refuses it."""
+        try:
+            self.api.bind(binding.id, binding.function_id, binding.config,
+                          namespace=binding.namespace, metadata=binding.metadata,
+                          owner=binding.owner)
+        except RouteError as exc:
+            raise BindingRefused(str(exc)) from None
+
+    def unbind(self, binding: Binding) -> None:
+        """Remove the binding's route if it still owns it."""
+        self.api.unbind(binding.id, binding.config, binding.owner)
+
+
+class RestExtension:
+    """Engine extension: the REST API on ``rest_port`` and the ``http`` trigger type.
+
+    Engine-originated calls of bound functions are bounded by ``rest_timeout_ms`` too, so a
+    handler that never answers does not keep its pending call after the 504.
+    """
+
+    WORKER_NAME = "iii-http"
+
+    def __init__(self) -> None:
+        self.api: RestApi | None = None
+        self._type: TriggerType | None = None
+
+    async def start(self, engine: Engine) -> None:
+        config = engine.config
+        timeout = config.rest_timeout_ms / 1000
+
+        async def invoke(namespace: str, function_id: str, data: Any, metadata: Any) -> Any:
+            return await engine.router.call(function_id, data, namespace=namespace,
+                                            metadata=metadata, timeout=timeout)
+
+        api = RestApi(invoke, engine.hub, host=config.host, port=config.rest_port,
+                      timeout_ms=config.rest_timeout_ms,
+                      no_response_grace_ms=config.http_no_response_grace_ms)
+        await api.start()
+        self.api = api
+        engine.rest_port = api.port
+        engine.registry.add_builtin_worker(self.WORKER_NAME, "Expose functions as HTTP endpoints")
+        self._type = TriggerType("http", DEFAULT_NAMESPACE, "HTTP API trigger",
+                                 provider=HttpTriggerProvider(api), worker_name=self.WORKER_NAME)
+        engine.triggers.add_type(self._type)
+        log.info("REST API listening on %s", api.url)
+
+    async def stop(self) -> None:
+        api, self.api = self.api, None
+        if api is not None:
+            await api.close()

@@ -27,11 +27,15 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"worker websocket port (default {CLI_PORT}, 0 = ephemeral)")
     parser.add_argument("--rest-port", type=int, default=CLI_REST_PORT,
                         help=f"REST API port for http triggers (default {CLI_REST_PORT})")
+    parser.add_argument("--allow-http-private", action="store_true",
+                        help="let HTTP-invoked functions call private and link-local "
+                             "addresses (loopback is always allowed)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
 
 
-async def serve(host: str, port: int, rest_port: int) -> None:
+async def serve(host: str, port: int, rest_port: int, *,
+                allow_http_private: bool = False) -> None:
     """Run an engine until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -43,7 +47,8 @@ async def serve(host: str, port: int, rest_port: int) -> None:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
             pass
     try:
-        async with Engine(host, port, rest_port=rest_port) as engine:
+        async with Engine(host, port, rest_port=rest_port,
+                          allow_http_private=allow_http_private) as engine:
             print(f"iii engine listening on {engine.url}", flush=True)
             await stop.wait()
             logging.getLogger("iii_rx.engine").info("stopping")
@@ -65,7 +70,8 @@ def run_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(args.host, args.port, args.rest_port))
+        asyncio.run(serve(args.host, args.port, args.rest_port,
+                          allow_http_private=getattr(args, "allow_http_private", False)))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     except OSError as exc:

@@ -100,10 +100,12 @@ async def test_triggers_list_and_info(engine: Engine, world: dict[str, RawWorker
     caller = world["caller"]
     listed = await caller.result_of("engine::triggers::list", {})
     assert listed == {"triggers": [{"id": "hook", "namespace": "default",
-                                    "worker_name": "hooks", "description": "Hooks"}]}
+                                    "worker_name": "hooks", "description": "Hooks"},
+                                   {"id": "http", "namespace": "default",
+                                    "worker_name": "iii-http", "description": "HTTP API trigger"}]}
     internal = await caller.result_of("engine::triggers::list", {"include_internal": True})
     assert {t["id"] for t in internal["triggers"]} == {
-        "hook", "engine::functions-available", "engine::workers-available"}
+        "hook", "http", "engine::functions-available", "engine::workers-available"}
     info = await caller.result_of("engine::triggers::info", {"id": "hook"})
     assert info == {"id": "hook", "namespace": "default", "worker_name": "hooks",
                     "description": "Hooks", "configuration_schema": {"type": "object"},
@@ -133,8 +135,9 @@ async def test_registered_triggers(engine: Engine, world: dict[str, RawWorker]) 
 async def test_workers_list_and_info(engine: Engine, world: dict[str, RawWorker]) -> None:
     caller = world["caller"]
     workers = (await caller.result_of("engine::workers::list", {}))["workers"]
-    assert [w["name"] for w in workers] == ["hooks", "iii-engine-functions", "orders-worker"]
-    orders = workers[2]
+    assert [w["name"] for w in workers] == ["hooks", "iii-engine-functions", "iii-http",
+                                            "orders-worker"]
+    orders = workers[3]
     assert set(orders) == {"name", "description", "version", "id", "namespace", "runtime",
                            "os", "status", "function_count", "connected_at_ms",
                            "active_invocations", "isolation", "ip_address"}

@@ -192,13 +192,12 @@ async def test_http_invoked_function_is_refused_with_a_reason(
     await worker.register("httpw")
     with caplog.at_level(logging.WARNING, logger="iii_rx.engine"):
         await worker.register_function("ext::charge", invocation={
-            "url": "http://127.0.0.1:9/x", "method": "POST"})
+            "url": "http://10.0.0.1:9/x", "method": "POST"})  # private: refused (DECISIONS 7)
         answer = await worker.call("ext::charge", {})
     await worker.nothing("registrationrejected")
     assert answer["error"]["code"] == "function_not_found"
-    assert "HTTP-invoked functions are not enabled" in answer["error"]["message"]
-    assert any("HTTP-invoked functions are not enabled" in r.getMessage()
-               for r in caplog.records)
+    assert "Private IP blocked" in answer["error"]["message"]
+    assert any("Private IP blocked" in r.getMessage() for r in caplog.records)
     await worker.close()
     await wait_until(lambda: engine.registry.is_empty())
 
