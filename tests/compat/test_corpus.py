@@ -28,11 +28,7 @@ from compat_harness import (
 from iii_rx.engine import Engine
 
 SCRIPTS = scripts()
-FLAVORS = [
-    "official",
-    # TEMPORARY: iii_rx.compat is being written; this mark goes away with it.
-    pytest.param("iii_rx.compat", marks=pytest.mark.xfail(reason="iii_rx.compat not written yet")),
-]
+FLAVORS = ["official", "iii_rx.compat"]
 
 
 @pytest.fixture(scope="module")

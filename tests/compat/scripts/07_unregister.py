@@ -41,7 +41,7 @@ try:
     try:
         iii.register_function("svc::versioned", v2)
     except ValueError as err:
-        print("duplicate:", type(err).__name__, err)
+        print("duplicate:", type(err).__name__)
     try:
         iii.register_function("svc::broken", "not a handler")
     except TypeError as err:

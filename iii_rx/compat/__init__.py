@@ -1,0 +1,158 @@
+"""The conventional ``iii-sdk`` API over the reactive client: switch by changing imports.
+
+Every public name of the official SDK 0.25 that iii_rx supports is importable from here,
+whichever module the official SDK keeps it in (``iii``, ``iii.helpers``, ``iii.channel``,
+``iii.trigger``, ``iii.iii_types``, ``iii_helpers.observability``, ``iii_helpers.http``), and so
+are the spellings of older releases (``get_context``, ``ApiRequest`` / ``ApiResponse``,
+``on_connection_state_change``, ``iii.create_channel()`` as a method). So::
+
+    from iii import register_worker, InitOptions        # becomes
+    from iii_rx.compat import register_worker, InitOptions
+
+    from iii.helpers import create_channel_async        # becomes
+    from iii_rx.compat import create_channel_async
+
+What still differs, and why, is in ``docs/migration.md``. The worker object is a thin facade:
+``iii.client`` is the :class:`iii_rx.Client` underneath, for the streams and operators.
+"""
+
+from __future__ import annotations
+
+from iii_rx.compat.channels import (
+    Channel,
+    ChannelDirection,
+    ChannelItem,
+    ChannelReader,
+    ChannelWriter,
+    StreamChannelRef,
+    create_channel,
+    create_channel_async,
+    extract_channel_refs,
+    is_channel_ref,
+)
+from iii_rx.compat.client import (
+    III,
+    ConnectionStateCallback,
+    TriggerTypeRef,
+    register_worker,
+    resolve_engine_url,
+)
+from iii_rx.compat.handlers import HandlerExit, current_invocation
+from iii_rx.compat.logger import Logger
+from iii_rx.compat.models import (
+    EnqueueResult,
+    FunctionRef,
+    InvocationContext,
+    RegisterFunctionFormat,
+    RegisterTriggerInput,
+    RegisterTriggerTypeInput,
+    Trigger,
+    TriggerActionEnqueue,
+    TriggerActionVoid,
+    TriggerConfig,
+    TriggerHandler,
+    TriggerRequest,
+)
+from iii_rx.compat.options import (
+    DEFAULT_ENGINE_URL,
+    EngineFunctions,
+    EngineTriggers,
+    IIIConnectionState,
+    InitOptions,
+    OtelConfig,
+    ReconnectionConfig,
+    TelemetryOptions,
+)
+from iii_rx.context import get_context
+from iii_rx.errors import (
+    IIIConnectionError,
+    IIIError,
+    IIIForbiddenError,
+    IIIInvocationError,
+    IIIRegistrationRejectedError,
+    IIITimeoutError,
+)
+from iii_rx.http import (
+    ApiRequest,
+    ApiResponse,
+    HttpAuthApiKey,
+    HttpAuthBearer,
+    HttpAuthConfig,
+    HttpAuthHmac,
+    HttpInvocationConfig,
+    HttpMethod,
+)
+from iii_rx.invocation import TriggerAction
+
+InvocationError = IIIInvocationError
+"""The official SDK's name of :class:`~iii_rx.errors.IIIInvocationError`."""
+RegistrationRejectedError = IIIRegistrationRejectedError
+"""The official SDK's name of :class:`~iii_rx.errors.IIIRegistrationRejectedError`."""
+IIIClient = III
+"""The official SDK's protocol name of the worker client."""
+HttpRequest = ApiRequest
+"""``iii_helpers.http.HttpRequest``: the payload of an ``http`` trigger."""
+HttpResponse = ApiResponse
+"""``iii_helpers.http.HttpResponse``: accepts ``statusCode``, sends ``status_code``."""
+
+__all__ = [
+    "DEFAULT_ENGINE_URL",
+    "III",
+    "ApiRequest",
+    "ApiResponse",
+    "Channel",
+    "ChannelDirection",
+    "ChannelItem",
+    "ChannelReader",
+    "ChannelWriter",
+    "ConnectionStateCallback",
+    "EngineFunctions",
+    "EngineTriggers",
+    "EnqueueResult",
+    "FunctionRef",
+    "HandlerExit",
+    "HttpAuthApiKey",
+    "HttpAuthBearer",
+    "HttpAuthConfig",
+    "HttpAuthHmac",
+    "HttpInvocationConfig",
+    "HttpMethod",
+    "HttpRequest",
+    "HttpResponse",
+    "IIIClient",
+    "IIIConnectionError",
+    "IIIConnectionState",
+    "IIIError",
+    "IIIForbiddenError",
+    "IIIInvocationError",
+    "IIIRegistrationRejectedError",
+    "IIITimeoutError",
+    "InitOptions",
+    "InvocationContext",
+    "InvocationError",
+    "Logger",
+    "OtelConfig",
+    "ReconnectionConfig",
+    "RegisterFunctionFormat",
+    "RegisterTriggerInput",
+    "RegisterTriggerTypeInput",
+    "RegistrationRejectedError",
+    "StreamChannelRef",
+    "TelemetryOptions",
+    "Trigger",
+    "TriggerAction",
+    "TriggerActionEnqueue",
+    "TriggerActionVoid",
+    "TriggerConfig",
+    "TriggerHandler",
+    "TriggerRequest",
+    "TriggerTypeRef",
+    "create_channel",
+    "create_channel_async",
+    "current_invocation",
+    "extract_channel_refs",
+    "get_context",
+    "is_channel_ref",
+    "register_worker",
+    "resolve_engine_url",
+]

@@ -1,0 +1,306 @@
+"""Channels with the official SDK's method shapes, wrapping iii_rx's channel ends.
+
+The reactive ends (:class:`iii_rx.channels.ChannelWriter` / ``ChannelReader``) have awaitable
+methods only. The conventional API also has fire-and-forget ones (DECISIONS 18):
+``writer.send_message(text)`` and ``writer.close()`` return at once and run on the client's
+loop; ``send_message_async`` / ``close_async`` / ``write`` are awaitable. Every operation of a
+writer, fire-and-forget or awaited, runs in the order it was made, so
+``await w.write(b); w.send_message("done"); w.close()`` arrives as written.
+
+Handlers receive these wrappers wherever a channel ref was in their payload; ``create_channel``
+/ ``create_channel_async`` (functions taking the worker, as ``iii.helpers`` spells them, and
+methods of the worker) make new pairs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from iii_rx.channels import ChannelReader as RxChannelReader
+from iii_rx.channels import ChannelWriter as RxChannelWriter
+from iii_rx.channels import is_channel_ref
+from iii_rx.protocol import StreamChannelRef
+
+if TYPE_CHECKING:
+    from iii_rx.compat.client import III
+
+__all__ = [
+    "Channel",
+    "ChannelDirection",
+    "ChannelItem",
+    "ChannelReader",
+    "ChannelWriter",
+    "ReadableStream",
+    "StreamChannelRef",
+    "WritableStream",
+    "create_channel",
+    "create_channel_async",
+    "extract_channel_refs",
+    "is_channel_ref",
+    "wrap_channel_ends",
+]
+
+log = logging.getLogger("iii_rx.compat.channels")
+T = TypeVar("T")
+
+
+class ChannelDirection(str, Enum):
+    """Direction of a ref, as on the wire."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass
+class ChannelItem:
+    """One frame of a channel: exactly one of ``text`` or ``binary``."""
+
+    text: str | None = None
+    binary: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.binary is None):
+            raise ValueError("ChannelItem holds exactly one of text or binary")
+
+    @classmethod
+    def text_item(cls, value: str) -> ChannelItem:
+        return cls(text=value)
+
+    @classmethod
+    def binary_item(cls, value: bytes) -> ChannelItem:
+        return cls(binary=value)
+
+    @property
+    def is_text(self) -> bool:
+        return self.text is not None
+
+    @property
+    def is_binary(self) -> bool:
+        return self.binary is not None
+
+
+class _Ordered:
+    """Runs one end's operations on its loop, one after the other, in call order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, what: str) -> None:
+        self._loop = loop
+        self._what = what
+        self._tail: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def _in_turn(self, op: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        previous = self._tail
+        mine: asyncio.Future[None] = self._loop.create_future()
+        self._tail = mine
+        try:
+            if previous is not None:
+                await previous
+            return await op()
+        finally:
+            mine.set_result(None)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    async def run(self, op: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Await ``op`` in turn, from any loop."""
+        if self._on_loop():
+            return await self._in_turn(op)
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self._in_turn(op), self._loop))
+
+    def fire(self, op: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Start ``op`` in turn and return at once; a failure is logged."""
+        if self._on_loop():
+            task = self._loop.create_task(self._in_turn(op))
+            self._background.add(task)
+            task.add_done_callback(self._finished)
+        else:
+            future = asyncio.run_coroutine_threadsafe(self._in_turn(op), self._loop)
+            future.add_done_callback(self._log_failure)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        self._log_failure(task)
+
+    def _log_failure(self, future: Any) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("%s failed: %s", self._what, future.exception())
+
+
+class WritableStream:
+    """Node-style view of a writer: fire-and-forget ``write`` and ``end``."""
+
+    def __init__(self, writer: ChannelWriter) -> None:
+        self._writer = writer
+
+    def write(self, data: bytes) -> None:
+        self._writer._ops.fire(lambda: self._writer.inner.write(data))
+
+    def end(self, data: bytes | None = None) -> None:
+        if data is not None:
+            self.write(data)
+        self._writer.close()
+
+
+class ReadableStream:
+    """Node-style view of a reader: async iteration over the binary chunks."""
+
+    def __init__(self, reader: ChannelReader) -> None:
+        self._reader = reader
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._reader:
+            yield chunk
+
+
+class ChannelWriter:
+    """The writing end: ``await write(data)``, ``send_message(text)`` (fire and forget),
+    ``await send_message_async(text)``, ``close()`` (fire and forget), ``await close_async()``.
+
+    :attr:`inner` is the reactive :class:`iii_rx.channels.ChannelWriter` (``write_obj``,
+    ``abort``, sync twins).
+    """
+
+    def __init__(self, inner: RxChannelWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = inner
+        self._ops = _Ordered(loop, f"channel {inner.channel_id} writer")
+        self.stream = WritableStream(self)
+
+    def __repr__(self) -> str:
+        return f"<compat {self.inner!r}>"
+
+    @property
+    def ref(self) -> StreamChannelRef:
+        return self.inner.ref
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` (split into 64 KiB frames), waiting for flow control."""
+        await self._ops.run(lambda: self.inner.write(data))
+
+    def send_message(self, msg: str) -> None:
+        """Send a text frame without waiting (it still goes out in call order)."""
+        self._ops.fire(lambda: self.inner.send_message(msg))
+
+    async def send_message_async(self, msg: str) -> None:
+        await self._ops.run(lambda: self.inner.send_message(msg))
+
+    def close(self) -> None:
+        """End the stream without waiting, after everything sent before."""
+        self._ops.fire(self.inner.close)
+
+    async def close_async(self) -> None:
+        """End the stream, after everything sent before."""
+        await self._ops.run(self.inner.close)
+
+
+class ChannelReader:
+    """The reading end: ``async for chunk in reader``, ``await read_all()``,
+    ``on_message(callback)`` for text frames, ``await close_async()``.
+
+    A stream that ends abnormally raises :class:`iii_rx.channels.ChannelClosedError` after the
+    chunks that arrived (``docs/migration.md``). :attr:`inner` is the reactive reader.
+    """
+
+    def __init__(self, inner: RxChannelReader) -> None:
+        self.inner = inner
+        self.stream = ReadableStream(self)
+
+    def __repr__(self) -> str:
+        return f"<compat {self.inner!r}>"
+
+    @property
+    def ref(self) -> StreamChannelRef:
+        return self.inner.ref
+
+    def on_message(self, callback: Callable[[str], Any]) -> Callable[[], None]:
+        """Call ``callback(text)`` for each text frame read; returns a remover."""
+        return self.inner.on_message(callback)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.inner.__aiter__()
+
+    async def read_all(self) -> bytes:
+        return await self.inner.read_all()
+
+    async def close_async(self) -> None:
+        await self.inner.close()
+
+
+@dataclass
+class Channel:
+    """A new channel: local ``writer`` and ``reader`` and the refs to pass to functions."""
+
+    writer: ChannelWriter
+    reader: ChannelReader
+    writer_ref: StreamChannelRef
+    reader_ref: StreamChannelRef
+
+
+def _wrap_channel(channel: Any, loop: asyncio.AbstractEventLoop) -> Channel:
+    return Channel(writer=ChannelWriter(channel.writer, loop),
+                   reader=ChannelReader(channel.reader),
+                   writer_ref=channel.writer_ref, reader_ref=channel.reader_ref)
+
+
+def create_channel(iii: III, buffer_size: int | None = None) -> Channel:
+    """A new channel (blocking; not from the worker's own loop thread)."""
+    client = iii.client
+    return _wrap_channel(client.create_channel(buffer_size), client.loop)
+
+
+async def create_channel_async(iii: III, buffer_size: int | None = None) -> Channel:
+    """A new channel; ``buffer_size`` frames wait in the engine for a late reader (64)."""
+    client = iii.client
+    return _wrap_channel(await client.create_channel_async(buffer_size), client.loop)
+
+
+def wrap_channel_ends(value: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    """``value`` with the reactive channel ends in it replaced by these wrappers."""
+    if isinstance(value, RxChannelReader):
+        return ChannelReader(value)
+    if isinstance(value, RxChannelWriter):
+        return ChannelWriter(value, loop)
+    if isinstance(value, dict):
+        changed = None
+        for key, item in value.items():
+            new = wrap_channel_ends(item, loop)
+            if new is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+    if isinstance(value, (list, tuple)):
+        items = [wrap_channel_ends(item, loop) for item in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
+def extract_channel_refs(data: Any) -> list[tuple[str, StreamChannelRef]]:
+    """Every channel ref in ``data`` with its path (``a.b``, ``items[0].writer``)."""
+    found: list[tuple[str, StreamChannelRef]] = []
+
+    def walk(value: Any, path: str) -> None:
+        if is_channel_ref(value):
+            found.append((path, StreamChannelRef(channel_id=value["channel_id"],
+                                                 access_key=value["access_key"],
+                                                 direction=value["direction"])))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+
+    walk(data, "")
+    return found

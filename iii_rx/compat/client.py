@@ -1,0 +1,320 @@
+"""``register_worker()`` and the synchronous client of the conventional API.
+
+:class:`III` is a thin facade over :class:`iii_rx.Client` (made by :func:`iii_rx.connect_sync`,
+so it runs on a private loop thread): every method translates the official SDK's arguments and
+return values and delegates. Blocking methods raise ``RuntimeError`` on the client's own loop
+thread (from an async handler, use the ``*_async`` methods).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from iii_rx._loop import check_not_loop_thread
+from iii_rx.client import Client
+from iii_rx.compat.handlers import adapt_handler, current_invocation, to_wire_value
+from iii_rx.compat.models import (
+    FunctionRef,
+    InvocationContext,
+    RegisterTriggerInput,
+    RegisterTriggerTypeInput,
+    Trigger,
+    TriggerConfig,
+    TriggerHandler,
+    TriggerRequest,
+)
+from iii_rx.compat.options import (
+    DEFAULT_ENGINE_URL,
+    IIIConnectionState,
+    InitOptions,
+    connect_options,
+)
+from iii_rx.connect import connect_sync
+from iii_rx.single import Single
+from iii_rx.triggers import TriggerConfig as RxTriggerConfig
+from iii_rx.triggers import TriggerTypeHandle
+
+__all__ = ["III", "ConnectionStateCallback", "TriggerTypeRef", "register_worker",
+           "resolve_engine_url"]
+
+log = logging.getLogger("iii_rx.compat")
+
+ConnectionStateCallback = Callable[[IIIConnectionState], None]
+
+#: Upper bound of the pool that runs sync handlers. The official SDK starts a thread per call so
+#: that sync handlers may block on nested sync calls; a pool this large keeps that safe in
+#: practice while reusing idle threads.
+SYNC_HANDLER_THREADS = 512
+
+#: How long ``register_worker`` waits for the engine, as the official SDK does.
+CONNECT_TIMEOUT_S = 30.0
+
+
+def resolve_engine_url(address: str | None = None) -> str:
+    """The engine address: the argument, else ``III_URL``, else :data:`DEFAULT_ENGINE_URL`."""
+    return address or os.environ.get("III_URL") or DEFAULT_ENGINE_URL
+
+
+def register_worker(address: str | None = None, options: InitOptions | None = None) -> III:
+    """Connect a worker to the engine and return its client once connected.
+
+    Raises ``ConnectionError`` (:class:`~iii_rx.errors.IIIConnectionError`) if the engine cannot
+    be reached within 30 seconds or the retries run out, and ``RegistrationRejectedError`` if the
+    engine refuses the worker (e.g. its name is taken in the namespace).
+    """
+    return III(resolve_engine_url(address), options)
+
+
+class III:
+    """A connected worker (see the module docstring); made by :func:`register_worker`."""
+
+    def __init__(self, address: str, options: InitOptions | None = None) -> None:
+        self._address = address
+        self._options = options or InitOptions()
+        self._trigger_types: dict[str, TriggerTypeHandle] = {}
+        self._lock = threading.Lock()
+        self._client: Client = connect_sync(
+            address, **connect_options(self._options), connect_timeout=CONNECT_TIMEOUT_S,
+            max_workers=SYNC_HANDLER_THREADS)
+
+    @property
+    def client(self) -> Client:
+        """The reactive :class:`iii_rx.Client` underneath (streams, Singles, operators)."""
+        return self._client
+
+    def __repr__(self) -> str:
+        return f"<iii_rx.compat.III {self._client.name!r} {self._address}>"
+
+    # ------------------------------------------------------------------ connection
+
+    def get_address(self) -> str:
+        return self._address
+
+    @property
+    def worker_id(self) -> str | None:
+        """The engine's id of this worker's connection (``None`` until the engine said it)."""
+        return self._client.worker_id
+
+    def get_connection_state(self) -> IIIConnectionState:
+        return self._client.connection_state.value
+
+    def add_connection_state_listener(self, handler: ConnectionStateCallback) -> Callable[[],
+                                                                                       None]:
+        """Call ``handler`` now with the current state (on this thread), then on every change
+        (on the client's loop thread: keep it quick, and use no blocking API there). Returns an
+        idempotent unsubscribe function. A handler that raises is logged and kept."""
+        lock = threading.Lock()
+        last: list[str | None] = [None]
+
+        def deliver(state: str) -> None:
+            with lock:
+                if state == last[0]:
+                    return
+                last[0] = state
+            try:
+                handler(state)  # type: ignore[arg-type]
+            except Exception:
+                log.exception("connection state listener raised")
+
+        deliver(self.get_connection_state())
+        subscription = self._client.state.subscribe(on_next=lambda state: deliver(state.value))
+        done = [False]
+
+        def unsubscribe() -> None:
+            if not done[0]:
+                done[0] = True
+                subscription.dispose()
+
+        return unsubscribe
+
+    on_connection_state_change = add_connection_state_listener
+    """The name older SDK releases used."""
+
+    def shutdown(self) -> None:
+        """Close the connection: calls in flight fail, handlers stop, the loop thread ends."""
+        check_not_loop_thread(self._client.loop, "shutdown()")
+        self._client.close()
+
+    async def shutdown_async(self) -> None:
+        await self._client.aclose()
+
+    # ------------------------------------------------------------------ functions
+
+    def register_function(
+        self,
+        function_id: str,
+        handler_or_invocation: Callable[..., Any] | BaseModel,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        request_format: Any = None,
+        response_format: Any = None,
+        observe: Any = None,
+        local_dispatch: bool = True,
+    ) -> FunctionRef:
+        """Register a handler (sync or async, ``(data)`` or ``(data, metadata)``) or an
+        ``HttpInvocationConfig`` (the engine then calls its URL). ``local_dispatch`` is accepted
+        and has no effect (every call goes through the engine); ``observe`` is not supported."""
+        if not isinstance(function_id, str):
+            raise TypeError(f"function_id must be str, got {type(function_id).__name__}")
+        if not function_id.strip():
+            raise ValueError("id is required")
+        if observe is not None:
+            raise NotImplementedError("observe descriptors are not supported by iii_rx.compat")
+        if function_id in self._client.function_ids:
+            raise ValueError(f"function {function_id!r} is already registered by this worker")
+        target: Any
+        if isinstance(handler_or_invocation, BaseModel) and hasattr(handler_or_invocation,
+                                                                    "url"):
+            target = handler_or_invocation
+        elif callable(handler_or_invocation):
+            target = adapt_handler(handler_or_invocation, self._client.loop)
+        else:
+            raise TypeError("handler_or_invocation must be callable or HttpInvocationConfig, "
+                            f"got {type(handler_or_invocation).__name__}")
+        handle = self._client.register_function(
+            function_id, target, description=description, metadata=metadata,
+            request_format=to_wire_value(request_format),
+            response_format=to_wire_value(response_format))
+        return FunctionRef(id=function_id, unregister=handle.unregister)
+
+    def current_invocation(self) -> InvocationContext | None:
+        """The invocation the calling code runs in, or ``None`` outside handlers."""
+        return current_invocation()
+
+    # ------------------------------------------------------------------ calls
+
+    def _single(self, request: Mapping[str, Any] | TriggerRequest) -> Single[Any]:
+        if isinstance(request, BaseModel):
+            fields = {name: getattr(request, name, None) for name in
+                      ("function_id", "payload", "action", "timeout_ms", "metadata",
+                       "namespace", "dispatch")}
+        else:
+            fields = dict(request)
+        dispatch = fields.get("dispatch")
+        if dispatch not in (None, "auto", "remote"):
+            raise ValueError(f"dispatch must be 'auto' or 'remote', got {dispatch!r}")
+        return self._client.trigger(
+            fields["function_id"], to_wire_value(fields.get("payload")),
+            action=fields.get("action"), timeout_ms=fields.get("timeout_ms"),
+            metadata=to_wire_value(fields.get("metadata")), namespace=fields.get("namespace"))
+
+    def trigger(self, request: Mapping[str, Any] | TriggerRequest) -> Any:
+        """Call a function and wait: its result, ``None`` for ``TriggerAction.Void()``, a
+        ``{"messageReceiptId": ...}`` dict for ``TriggerAction.Enqueue(...)``. Failures raise
+        ``InvocationError`` (``code`` says which: ``TIMEOUT``, ``function_not_found``, ...)."""
+        return self._single(request).result()
+
+    async def trigger_async(self, request: Mapping[str, Any] | TriggerRequest) -> Any:
+        """:meth:`trigger` for async code, from any event loop."""
+        return await self._single(request)
+
+    # ------------------------------------------------------------------ triggers
+
+    def register_trigger(self, trigger: RegisterTriggerInput | Mapping[str, Any]) -> Trigger:
+        """Bind a function to a trigger type (``{"type", "function_id", "config", ...}``)."""
+        spec = (trigger if isinstance(trigger, RegisterTriggerInput)
+                else RegisterTriggerInput(**trigger))
+        handle = self._client.register_trigger({
+            "type": spec.type, "function_id": spec.function_id,
+            "config": to_wire_value(spec.config), "metadata": to_wire_value(spec.metadata),
+            "namespace": spec.namespace, "trigger_namespace": spec.trigger_namespace,
+        })
+        return Trigger(handle.unregister)
+
+    def register_trigger_type(
+        self,
+        trigger_type: RegisterTriggerTypeInput | Mapping[str, Any],
+        handler: TriggerHandler[Any],
+    ) -> TriggerTypeRef:
+        """Provide a trigger type: ``handler`` learns each binding routed here and its end."""
+        spec = (trigger_type if isinstance(trigger_type, RegisterTriggerTypeInput)
+                else RegisterTriggerTypeInput(**trigger_type))
+
+        async def on_register(config: RxTriggerConfig) -> None:
+            await _maybe_await(handler.register_trigger(_provider_config(config)))
+
+        async def on_unregister(config: RxTriggerConfig) -> None:
+            await _maybe_await(handler.unregister_trigger(_provider_config(config)))
+
+        with self._lock:
+            previous = self._trigger_types.pop(spec.id, None)
+        if previous is not None:  # registering an id again replaces its handler
+            previous.unregister()
+        handle = self._client.register_trigger_type(
+            spec.id, spec.description, on_register, on_unregister,
+            trigger_request_format=_schema(spec.trigger_request_format),
+            call_request_format=_schema(spec.call_request_format))
+        with self._lock:
+            self._trigger_types[spec.id] = handle
+        return TriggerTypeRef(self, spec.id)
+
+    def unregister_trigger_type(
+        self, trigger_type: RegisterTriggerTypeInput | Mapping[str, Any]
+    ) -> None:
+        """Stop providing a trigger type (a ``RegisterTriggerTypeInput`` or ``{"id": ...}``)."""
+        type_id = (trigger_type.id if isinstance(trigger_type, RegisterTriggerTypeInput)
+                   else trigger_type["id"])
+        with self._lock:
+            handle = self._trigger_types.pop(type_id, None)
+        if handle is not None:
+            handle.unregister()
+
+    # ------------------------------------------------------------------ channels
+
+    def create_channel(self, buffer_size: int | None = None) -> Any:
+        """A channel pair (blocking); same as ``create_channel(iii, buffer_size)``."""
+        from iii_rx.compat.channels import create_channel
+
+        return create_channel(self, buffer_size)
+
+    async def create_channel_async(self, buffer_size: int | None = None) -> Any:
+        """A channel pair; same as ``await create_channel_async(iii, buffer_size)``."""
+        from iii_rx.compat.channels import create_channel_async
+
+        return await create_channel_async(self, buffer_size)
+
+
+class TriggerTypeRef:
+    """What :meth:`III.register_trigger_type` returns: binds functions to that type."""
+
+    def __init__(self, iii: III, trigger_type_id: str) -> None:
+        self._iii = iii
+        self._trigger_type_id = trigger_type_id
+
+    def register_trigger(self, function_id: str, config: Any,
+                         metadata: dict[str, Any] | None = None) -> Trigger:
+        """Bind ``function_id`` (in this worker's namespace) to this trigger type."""
+        return self._iii.register_trigger(RegisterTriggerInput(
+            type=self._trigger_type_id, function_id=function_id, config=to_wire_value(config),
+            metadata=metadata, namespace=self._iii.client.namespace))
+
+    def register_function(self, function_id: str, handler: Callable[..., Any], *,
+                          description: str | None = None) -> FunctionRef:
+        return self._iii.register_function(function_id, handler, description=description)
+
+
+def _provider_config(config: RxTriggerConfig) -> TriggerConfig[Any]:
+    # The engine leaves `namespace` out for `default`; providers see None there (spec 6.2).
+    namespace = None if config.namespace == "default" else config.namespace
+    return TriggerConfig(id=config.id, function_id=config.function_id, config=config.config,
+                         metadata=config.metadata, namespace=namespace)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+def _schema(fmt: Any) -> Any:
+    """A pydantic model class becomes its JSON schema; anything else is sent as is."""
+    if isinstance(fmt, type) and issubclass(fmt, BaseModel):
+        return fmt.model_json_schema()
+    return to_wire_value(fmt)
