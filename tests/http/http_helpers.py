@@ -49,3 +49,16 @@ async def wait_for_routes(handle: EngineThread, *function_ids: str) -> None:
         return set(function_ids) <= await asyncio.to_thread(http_routes, handle)
 
     await poll(bound, f"http routes of {function_ids}")
+
+
+async def on_engine_until(handle: EngineThread, condition: Callable[[], bool], what: str,
+                          timeout: float = WAIT) -> None:
+    """Poll ``condition()``, evaluated on the engine's loop, until it holds."""
+
+    async def check() -> bool:
+        async def read() -> bool:
+            return condition()
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(read(), handle.loop))
+
+    await poll(check, what, timeout)
