@@ -1,0 +1,340 @@
+"""http trigger throughput: requests/s and latency through an engine's REST API.
+
+A load generator (this process, aiohttp on loopback) sends GET requests to an ``http`` route
+bound to a function; the function runs in a worker process of its own and returns a small JSON
+envelope. Handlers, in one run:
+
+  rx   an iii_rx worker      (async handler returning {"status_code": 200, "body": {...}})
+  sdk  an official iii-sdk worker (the same handler)
+
+through the iii_rx engine, and (context, when ``~/.cache/iii-engine/iii`` is built) through the
+real Rust iii engine. Engine, each worker and the load generator are separate processes. Each
+figure is measured with ``--concurrency`` requests in flight and sequentially (one in flight);
+rounds are interleaved across scenarios and the median of the rounds is printed with the range
+beside it. The machine has 2 cores shared by every process here (and by whatever else runs):
+the load generator competes with the engine and the worker, so read ratios, not absolutes.
+
+    python benchmarks/http_trigger.py [--duration 2] [--rounds 3] [--concurrency 64]
+                                      [--engines iii_rx,rust] [--handlers rx,sdk]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+RUST_BINARY = Path(os.environ.get("III_BIN", Path.home() / ".cache/iii-engine/iii"))
+RUST_LAUNCHER = Path(os.environ.get("III_REAL_ENGINE",
+                                    ROOT.parent / "shared/tools/real-engine.py"))
+ANSWER = {"status_code": 200, "headers": {"x-bench": "1"}, "body": {"ok": True}}
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+async def handler(data: Any) -> Any:
+    return ANSWER
+
+
+def run_worker(kind: str, url: str, path: str) -> None:
+    """Register ``bench::<kind>`` behind ``GET <path>`` and serve until stdin closes."""
+    function_id = f"bench::{kind}"
+    trigger = {"type": "http", "function_id": function_id,
+               "config": {"api_path": path, "http_method": "GET"}}
+    name = f"bench-http-{kind}-{uuid.uuid4().hex[:6]}"
+    if kind == "sdk":
+        from iii import InitOptions, register_worker
+
+        sdk = register_worker(url, InitOptions(worker_name=name))
+        sdk.register_function(function_id, handler)
+        sdk.register_trigger(trigger)
+        print(json.dumps({"ready": True}), flush=True)
+        sys.stdin.read()
+        sdk.shutdown()
+        return
+
+    import iii_rx
+
+    async def serve() -> None:
+        async with iii_rx.connect(url, name=name) as iii:
+            iii.register_function(function_id, handler)
+            iii.register_trigger(trigger)
+            print(json.dumps({"ready": True}), flush=True)
+            await asyncio.to_thread(sys.stdin.read)
+
+    asyncio.run(serve())
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+class Peer:
+    """A child process: JSON lines on stdout, stderr to a log file, stdin closed to stop."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: str) -> None:
+        self.name = name
+        self.log_path = os.path.join(log_dir, f"{name}.log")
+        self._log: IO[bytes] = open(self.log_path, "wb")  # closed in stop()
+        env = {**os.environ, "OTEL_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, text=True, env=env, cwd=ROOT)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def read_json(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"{self.name}: not ready in {timeout:.0f} s") from None
+            if line is None:
+                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+            if line.startswith("{"):
+                return dict(json.loads(line))
+
+    def log_tail(self, lines: int = 6) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return " | ".join(f.read().strip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(peer: Peer, port: int, timeout: float = 30.0) -> None:
+    """Poll until the engine accepts connections (no event exists across processes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if peer.proc.poll() is not None:
+            raise RuntimeError(f"{peer.name} exited: {peer.log_tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{peer.name} did not listen on {port}: {peer.log_tail()}")
+
+
+def engine_argv(kind: str, port: int, rest_port: int) -> list[str]:
+    if kind == "iii_rx":
+        return [sys.executable, "-m", "iii_rx.engine", "--port", str(port),
+                "--rest-port", str(rest_port), "--log-level", "WARNING"]
+    return [sys.executable, str(RUST_LAUNCHER), "--port", str(port),
+            "--rest-port", str(rest_port)]
+
+
+# ----------------------------------------------------------------------------- load
+
+
+@dataclass
+class Scenario:
+    engine: str
+    handler: str
+    url: str = ""
+    results: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    failure: str | None = None
+
+    @property
+    def label(self) -> str:
+        who = "iii_rx worker" if self.handler == "rx" else "official iii-sdk worker"
+        return f"{self.engine} engine -> {who}"
+
+
+async def load(url: str, concurrency: int, duration: float, warmup: float) -> dict[str, float]:
+    """Requests/s and latency percentiles with ``concurrency`` requests always in flight."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        measure_from = start + warmup
+        stop_at = measure_from + duration
+
+        async def client() -> None:
+            nonlocal errors
+            while True:
+                sent = time.perf_counter()
+                if sent >= stop_at:
+                    return
+                async with session.get(url) as response:
+                    await response.read()
+                    ok = response.status == 200
+                done = time.perf_counter()
+                if sent >= measure_from:
+                    if ok:
+                        latencies.append(done - sent)
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    latencies.sort()
+    count = len(latencies)
+    if not count:
+        return {"rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "errors": errors}
+    return {
+        "rps": count / duration,
+        "p50_ms": latencies[count // 2] * 1000,
+        "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000,
+        "errors": float(errors),
+    }
+
+
+async def wait_routed(url: str, timeout: float = 30.0) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{url} never answered 200")
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    return f"{med:,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
+def summary_ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def report(scenarios: list[Scenario], windows: list[int]) -> None:
+    for window in windows:
+        kind = "sequential" if window == 1 else f"{window} in flight"
+        print(f"\n{kind}: requests/s median (range), latency ms median (range)")
+        print(f"  {'scenario':<44} {'req/s':>22} {'p50 ms':>20} {'p99 ms':>20}")
+        for sc in scenarios:
+            rows = sc.results.get(window, [])
+            if sc.failure:
+                print(f"  {sc.label:<44} failed: {sc.failure}")
+                continue
+            print(f"  {sc.label:<44} {summary([r['rps'] for r in rows]):>22} "
+                  f"{summary_ms([r['p50_ms'] for r in rows]):>20} "
+                  f"{summary_ms([r['p99_ms'] for r in rows]):>20}")
+            errors = sum(r["errors"] for r in rows)
+            if errors:
+                print(f"  {'':<44} ({errors:.0f} non-200 answers)")
+        for engine in sorted({sc.engine for sc in scenarios}):
+            pair = {sc.handler: sc for sc in scenarios if sc.engine == engine and not sc.failure}
+            if {"rx", "sdk"} <= set(pair):
+                rx = statistics.median(r["rps"] for r in pair["rx"].results[window])
+                sdk = statistics.median(r["rps"] for r in pair["sdk"].results[window])
+                if sdk:
+                    print(f"  ratio iii_rx / official worker through {engine}: {rx / sdk:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="role")
+    worker = sub.add_parser("worker", help="(internal) run one handler worker")
+    worker.add_argument("--kind", choices=["rx", "sdk"], required=True)
+    worker.add_argument("--url", required=True)
+    worker.add_argument("--path", required=True)
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--warmup", type=float, default=0.3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--engines", default="iii_rx,rust")
+    parser.add_argument("--handlers", default="rx,sdk")
+    args = parser.parse_args(argv)
+    if args.role == "worker":
+        run_worker(args.kind, args.url, args.path)
+        return 0
+
+    engines = [e for e in args.engines.split(",") if e]
+    if "rust" in engines and not RUST_BINARY.exists():
+        print(f"(skipping the Rust engine: {RUST_BINARY} is not built)")
+        engines.remove("rust")
+    handlers = [h for h in args.handlers.split(",") if h]
+    windows = [args.concurrency, 1]
+    scenarios = [Scenario(e, h) for e in engines for h in handlers]
+    print(f"http trigger benchmark: GET -> function -> JSON envelope; {args.rounds} rounds of "
+          f"{args.duration:.1f} s per figure; {os.cpu_count()} CPUs shared by all processes")
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as log_dir, \
+            contextlib.ExitStack() as stack:
+        for engine in engines:
+            port, rest_port = free_port(), free_port()
+            peer = Peer(f"engine-{engine}", engine_argv(engine, port, rest_port), log_dir)
+            stack.callback(peer.stop)
+            wait_for_port(peer, port)
+            wait_for_port(peer, rest_port)
+            for sc in scenarios:
+                if sc.engine != engine:
+                    continue
+                path = f"/bench/{sc.handler}"
+                worker_peer = Peer(f"worker-{engine}-{sc.handler}", [
+                    sys.executable, str(HERE), "worker", "--kind", sc.handler,
+                    "--url", f"ws://127.0.0.1:{port}", "--path", path], log_dir)
+                stack.callback(worker_peer.stop)
+                try:
+                    worker_peer.read_json(timeout=60)
+                    sc.url = f"http://127.0.0.1:{rest_port}{path}"
+                    asyncio.run(wait_routed(sc.url))
+                except (TimeoutError, RuntimeError) as exc:
+                    sc.failure = str(exc)
+        for round_no in range(args.rounds):
+            for window in windows:
+                for sc in scenarios:
+                    if sc.failure:
+                        continue
+                    figure = asyncio.run(load(sc.url, window, args.duration, args.warmup))
+                    sc.results.setdefault(window, []).append(figure)
+            print(f"  round {round_no + 1}/{args.rounds} done", flush=True)
+    report(scenarios, windows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
