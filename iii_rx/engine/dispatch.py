@@ -120,9 +120,7 @@ class Dispatcher:
         finally:
             self.cleanup(conn)
             await conn.stop_writer()
-            ws = conn.ws
-            code = ws.close_code if ws is not None else None
-            reason = ws.close_reason if ws is not None else None
+            code, reason = _close_of(conn)
             log.info("worker disconnected: %s (code %s%s)", conn.label, code,
                      f", {reason}" if reason else "")
 
@@ -391,6 +389,20 @@ class Dispatcher:
             namespace=frame.namespace if frame.namespace is not None else DEFAULT_NAMESPACE,
             home_namespace=conn.effective_namespace, trigger_namespace=frame.trigger_namespace,
             owner=conn))
+
+
+def _close_of(conn: WorkerConnection) -> tuple[int | None, str]:
+    """The close code and reason of whichever side closed first (1006: nobody did)."""
+    ws = conn.ws
+    if ws is None:
+        return None, ""
+    protocol = ws.protocol
+    sent, rcvd = protocol.close_sent, protocol.close_rcvd
+    first = sent if sent is not None and (rcvd is None or not protocol.close_rcvd_then_sent) \
+        else rcvd
+    if first is None:
+        return 1006, ""
+    return int(first.code), first.reason
 
 
 def _text(value: Any) -> str | None:

@@ -107,7 +107,10 @@ class Registry:
     def add_function(self, entry: FunctionEntry) -> None:
         """Store ``entry``, replacing any entry with the same key (callers check ownership)."""
         key = entry.key
-        new_key = key not in self.functions
+        old = self.functions.get(key)
+        if old is not None and old.owner is not None and old.owner is not entry.owner:
+            old.owner.functions.discard(key)
+        new_key = old is None
         self.functions[key] = entry
         if entry.owner is not None:
             entry.owner.functions.add(key)

@@ -66,15 +66,19 @@ async def test_garbage_is_dropped_and_the_worker_keeps_working(
     assert caller.worker_id in engine.registry.workers
 
 
-async def test_oversize_message_closes_only_that_connection() -> None:
+async def test_oversize_message_closes_only_that_connection(
+        caplog: pytest.LogCaptureFixture) -> None:
     async with Engine(port=0, max_message_bytes=1024 * 1024) as engine:
         worker, caller = await _echo_pair(engine)
         offender = await RawWorker.connect(engine.url)
-        await offender.send(json.dumps({"type": "ping", "pad": "x" * (2 * 1024 * 1024)}))
-        with pytest.raises(ConnectionClosed) as closed:
-            await offender.recv(timeout=5)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-        await wait_until(lambda: offender.worker_id not in engine.registry.workers)
+        with caplog.at_level(logging.INFO, logger="iii_rx.engine"):
+            await offender.send(json.dumps({"type": "ping", "pad": "x" * (2 * 1024 * 1024)}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await offender.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+            await wait_until(lambda: offender.worker_id not in engine.registry.workers)
+        assert any(offender.worker_id in r.getMessage() and "1009" in r.getMessage()
+                   for r in caplog.records)
         assert await _round_trip(worker, caller, [1]) == [1]
 
 
