@@ -11,13 +11,52 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LoopThread", "check_not_loop_thread", "run_blocking"]
+__all__ = ["Hopper", "LoopThread", "check_not_loop_thread", "run_blocking"]
 
 T = TypeVar("T")
+log = logging.getLogger("iii_rx.loop")
+
+
+class Hopper:
+    """Runs callables on a loop from other threads with one wake-up per burst.
+
+    ``call_soon_threadsafe`` writes to the loop's self-pipe on every call; when many threads
+    hand work to the loop at once (blocking calls from a thread pool), queueing them here and
+    waking the loop once per burst saves most of those writes.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._scheduled = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop soon; raises ``RuntimeError`` if the loop is closed."""
+        self._queue.append((fn, args))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                self._scheduled = False
+                self._queue.clear()
+                raise
+
+    def _drain(self) -> None:
+        self._scheduled = False  # before draining: a later submit schedules another drain
+        queue = self._queue
+        while queue:
+            fn, args = queue.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("callback handed to the client's loop raised")
 
 
 class LoopThread:

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from iii_rx import channels as _channels
-from iii_rx._loop import LoopThread, check_not_loop_thread
+from iii_rx._loop import Hopper, LoopThread, check_not_loop_thread
 from iii_rx.context import _current
 from iii_rx.errors import (
     IIIConnectionError,
@@ -155,6 +155,9 @@ class _Call:
     def start(self, done: Done | asyncio.Future[Any]) -> Callable[[], None]:
         return self.client._start_call(self, done)
 
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.client._hopper.submit(fn, *args)
+
 
 class _Closed:
     """What a sync client's ``close()`` returns: already done, and awaitable for symmetry."""
@@ -208,6 +211,7 @@ class Client:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._next_id = _id_source()
+        self._hopper = Hopper(loop)
         self._fatal: IIIRegistrationRejectedError | None = None
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Generator
@@ -53,6 +54,9 @@ class CallStarter(Protocol):
     def loop_thread(self) -> int | None: ...
 
     def start(self, done: Done | asyncio.Future[Any]) -> Callable[[], None]: ...
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop from another thread (``RuntimeError`` if closed)."""
 
 
 class _CallSubscription:
@@ -93,8 +97,89 @@ class _CallSubscription:
             return  # not started yet: begin() will see ``disposed``
         if threading.get_ident() == self.starter.loop_thread():
             cancel()
-        elif not self.starter.loop.is_closed():
-            self.starter.loop.call_soon_threadsafe(cancel)
+        else:
+            with contextlib.suppress(RuntimeError):  # loop closed: nothing left to cancel
+                self.starter.submit(cancel)
+
+
+class _FutureCall:
+    """A call settling a :class:`concurrent.futures.Future` directly (no Rx in between)."""
+
+    __slots__ = ("cancel", "cf", "starter")
+
+    def __init__(self, starter: CallStarter, cf: concurrent.futures.Future[Any]) -> None:
+        self.starter = starter
+        self.cf = cf
+        self.cancel: Callable[[], None] | None = None
+
+    def begin(self) -> None:
+        if not self.cf.done():
+            self.cancel = self.starter.start(self.done)
+
+    def done(self, value: Any, error: BaseException | None) -> None:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+            if error is not None:
+                self.cf.set_exception(error)
+            else:
+                self.cf.set_result(value)
+
+    def finished(self, cf: concurrent.futures.Future[Any]) -> None:
+        if not cf.cancelled():
+            return
+        if threading.get_ident() == self.starter.loop_thread():
+            self.abort()
+        else:
+            with contextlib.suppress(RuntimeError):
+                self.starter.submit(self.abort)
+
+    def abort(self) -> None:
+        cancel, self.cancel = self.cancel, None
+        if cancel is not None:
+            cancel()
+
+
+class _BlockingCall:
+    """A call a thread waits for in ``result()``: the loop releases ``lock`` when it ends."""
+
+    __slots__ = ("cancel", "error", "lock", "over", "starter", "value")
+
+    def __init__(self, starter: CallStarter) -> None:
+        self.starter = starter
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.cancel: Callable[[], None] | None = None
+        self.over = False
+
+    def begin(self) -> None:
+        if not self.over:
+            self.cancel = self.starter.start(self.done)
+
+    def done(self, value: Any, error: BaseException | None) -> None:
+        if self.over:
+            return
+        self.over = True
+        self.value, self.error = value, error
+        self.lock.release()
+
+    def interrupt(self, error: BaseException | None) -> None:
+        """Stop waiting (any thread): cancel the call on the loop, wake the waiter with
+        ``error`` if one is given."""
+        try:
+            self.starter.submit(self._stop, error)
+        except RuntimeError:  # loop closed: nothing to cancel, just wake the waiter
+            self._stop(error)
+
+    def _stop(self, error: BaseException | None) -> None:
+        cancel, self.cancel = self.cancel, None
+        if cancel is not None:
+            cancel()
+        if not self.over:
+            self.over = True
+            if error is not None:
+                self.error = error
+                self.lock.release()
 
 
 class Single(Observable[T], Generic[T]):
@@ -117,7 +202,7 @@ class Single(Observable[T], Generic[T]):
         self._source = source
         self._loop_thread = loop_thread or (starter.loop_thread if starter else (lambda: None))
         self._description = description
-        self._active: set[concurrent.futures.Future[Any]] = set()
+        self._active: set[concurrent.futures.Future[Any] | _BlockingCall] = set()
 
     def __repr__(self) -> str:
         return f"<Single {self._description}>"
@@ -137,10 +222,13 @@ class Single(Observable[T], Generic[T]):
             sub.begin()
         else:
             try:
-                self._loop.call_soon_threadsafe(sub.begin)
+                self._starter.submit(sub.begin)
             except RuntimeError:  # the client's loop is gone
-                sub.done(None, IIIConnectionError(f"the client is closed; {self} not sent"))
+                sub.done(None, self._closed_error())
         return Disposable(sub.dispose)
+
+    def _closed_error(self) -> IIIConnectionError:
+        return IIIConnectionError(f"the client is closed; {self._description} was not sent")
 
     def pipe(self, *operators: Callable[[Any], Any]) -> Single[Any]:  # type: ignore[override]
         """Apply Rx operators; the result is a Single of the last value they emit."""
@@ -176,12 +264,22 @@ class Single(Observable[T], Generic[T]):
     def future(self) -> concurrent.futures.Future[T]:
         """Start the call; a thread-safe future of its value (cancel it to cancel the call)."""
         cf: concurrent.futures.Future[T] = concurrent.futures.Future()
-        cf.set_running_or_notify_cancel()
-        disposable = self._subscribe_into(_FutureSetter(cf))
         self._active.add(cf)
+        cf.add_done_callback(self._active.discard)
+        if self._starter is not None:  # the direct path: no Rx, one batched hop
+            call = _FutureCall(self._starter, cf)
+            cf.add_done_callback(call.finished)
+            if threading.get_ident() == self._loop_thread():
+                call.begin()
+            else:
+                try:
+                    self._starter.submit(call.begin)
+                except RuntimeError:
+                    call.done(None, self._closed_error())
+            return cf
+        disposable = self._subscribe_into(_FutureSetter(cf))
 
         def finished(f: concurrent.futures.Future[T]) -> None:
-            self._active.discard(f)
             if f.cancelled():
                 disposable.dispose()
 
@@ -199,6 +297,8 @@ class Single(Observable[T], Generic[T]):
                                "event-loop thread: waiting here would deadlock the client. "
                                "Use `await` instead (or call it from another thread).")
         check_not_loop_thread(self._loop, "Single.result()")
+        if self._starter is not None:
+            return self._result_direct(self._starter, timeout)  # type: ignore[no-any-return]
         cf = self.future()
         try:
             return cf.result(timeout)
@@ -209,10 +309,37 @@ class Single(Observable[T], Generic[T]):
             raise IIITimeoutError("TIMEOUT", f"no result within {timeout}s "
                                   f"(Single.result timeout) for {self._description}") from None
 
+    def _result_direct(self, starter: CallStarter, timeout: float | None) -> Any:
+        """``result()`` of a call: a lock handed over by the loop, no future, no Rx."""
+        call = _BlockingCall(starter)
+        self._active.add(call)
+        try:
+            try:
+                starter.submit(call.begin)
+            except RuntimeError:
+                raise self._closed_error() from None
+            if not call.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+                if not call.lock.acquire(blocking=False):  # not answered meanwhile
+                    call.interrupt(None)
+                    raise IIITimeoutError(
+                        "TIMEOUT", f"no result within {timeout}s (Single.result timeout) "
+                        f"for {self._description}")
+        finally:
+            self._active.discard(call)
+        if call.error is not None:
+            raise call.error
+        return call.value
+
     def cancel(self) -> None:
-        """Cancel every call started through ``future()``/``result()`` that is still running."""
-        for cf in list(self._active):
-            cf.cancel()
+        """Cancel every call started through ``future()``/``result()`` that is still running.
+
+        A thread blocked in ``result()`` gets :class:`concurrent.futures.CancelledError`.
+        """
+        for active in list(self._active):
+            if isinstance(active, _BlockingCall):
+                active.interrupt(concurrent.futures.CancelledError())
+            else:
+                active.cancel()
 
     def _subscribe_into(self, setter: _Setter[T]) -> abc.DisposableBase:
         return self.subscribe(on_next=setter.on_next, on_error=setter.on_error,

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from iii_rx.errors import IIIConnectionError
 from iii_rx.state import ConnectionState, ReconnectConfig
@@ -58,6 +59,7 @@ MAX_FRAME = 16 * 1024 * 1024
 MAX_MESSAGE = 64 * 1024 * 1024
 """Largest message sent or received at all."""
 _FRAGMENT = 1024 * 1024
+_BATCH = 512  # frames written at once at most (bounds the loop's time per burst)
 
 OnOpen = Callable[[], list[str]]
 """Called on every new connection: the frames to send first (the replay of spec 2.3)."""
@@ -282,12 +284,39 @@ class Transport:
                 pass
 
     async def _write_loop(self, ws: ClientConnection) -> None:
+        """Drain the outbox: bursts in one socket write, ``ws.send`` when flow control bites.
+
+        Every ``ws.send`` is one ``socket.send``: with many calls in flight that is one system
+        call (and one GIL hand-off) per frame. When the connection is open and its write buffer
+        is below the high-water mark, the frames waiting are framed with the sans-I/O protocol
+        and written together; otherwise (buffer full, a fragmented message, closing) the regular
+        ``ws.send`` path applies, with its flow control and its errors.
+        """
         outbox = self._outbox
+        protocol = getattr(ws, "protocol", None)
+        transport = getattr(ws, "transport", None)
+        batch = protocol is not None and transport is not None
+        high = transport.get_write_buffer_limits()[1] if batch and transport else 0
         while True:
             if not outbox:
                 self._wakeup = self.loop.create_future()
                 await self._wakeup
                 continue
+            if (batch and transport is not None and protocol is not None
+                    and protocol.state is State.OPEN and ws.send_in_progress is None
+                    and not transport.is_closing()
+                    and transport.get_write_buffer_size() <= high):
+                framed = 0
+                while outbox and framed < _BATCH:
+                    text = outbox[0][0]
+                    if len(text) > MAX_FRAME:
+                        break
+                    protocol.send_text(text.encode())
+                    outbox.popleft()
+                    framed += 1
+                if framed:
+                    transport.writelines([data for data in protocol.data_to_send() if data])
+                    continue
             text = outbox[0][0]
             if len(text) > MAX_FRAME:
                 await ws.send(_fragments(text))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -38,6 +38,39 @@ def test_close_is_blocking_and_idempotent(engine_thread: Any, name: str) -> None
     iii.close()
     with pytest.raises(IIIConnectionError):
         iii.trigger("sync::id", 1).result(5)
+
+
+def test_blocking_result_timeout_cancels_the_call(engine_thread: Any, name: str) -> None:
+    with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
+        held: list[Invocation] = []
+        iii.function("sync::hold").subscribe(held.append)
+        single = iii.trigger("sync::hold")
+        with pytest.raises(iii_rx.IIITimeoutError):
+            single.result(timeout=0.1)
+        wait_for_sync(lambda: iii.pending_calls == 0, what="the timed-out wait freed")
+        future = single.future()
+        wait_for_sync(lambda: iii.pending_calls == 1)
+        single.cancel()
+        assert future.cancelled()
+        wait_for_sync(lambda: iii.pending_calls == 0, what="Single.cancel() freed")
+        errors: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                single.result()
+            except BaseException as exc:
+                errors.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        wait_for_sync(lambda: iii.pending_calls == 1)
+        single.cancel()  # wakes the blocked thread and frees the call
+        waiter.join(5)
+        assert not waiter.is_alive()
+        assert errors and isinstance(errors[0], CancelledError)
+        wait_for_sync(lambda: iii.pending_calls == 0)
+        assert len(held) == 3 and not any(inv.answered for inv in held)
+        held.clear()
 
 
 def test_many_threads_at_once(engine_thread: Any, name: str) -> None:
@@ -96,10 +129,15 @@ def test_blocking_and_await_inside_a_running_loop(engine_thread: Any, name: str)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            for _ in range(500):  # the cancel hops to the client's loop
+                if iii.pending_calls == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert iii.pending_calls == 0  # freed by the cancel, not by an answer
+            assert not held[0].answered
             held.clear()
 
         asyncio.run(cancel_cell())
-        wait_for_sync(lambda: iii.pending_calls == 0, what="cancelled call freed")
 
         async def close_cell() -> None:
             await iii.close()  # closing from a cell works with await as well

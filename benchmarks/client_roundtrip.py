@@ -1,0 +1,443 @@
+"""Client round trips: iii_rx against the official iii-sdk, as a caller and as a worker.
+
+One role at a time, against raw-frame peers that are never the bottleneck (BENCHMARKING.md):
+
+* **callers** — iii_rx and the official SDK call the same raw-frame echo worker through the same
+  engine: sequential latency (p50/p99) and throughput with 1, 64 and 512 calls in flight, for
+  ``async`` calls (``await iii.trigger(...)`` on the client's loop / ``await trigger_async``) and
+  for ``blocking`` calls (N threads each blocking in ``.result()`` / ``trigger``).
+  Targets (DECISIONS 19, issue 3): iii_rx >= 1.3x the official SDK (>= 1.5x at 64 in flight),
+  p99 no worse.
+* **workers** — a raw-frame caller calls an iii_rx worker and an official-SDK worker (sync
+  handler in a thread, async handler as a task) through the same engine. Target: >= 3x.
+
+Every contender runs in its own process, figures are interleaved round by round, and the ratios
+are taken per round (each pair saw the same load)::
+
+    .venv/bin/python benchmarks/client_roundtrip.py
+    .venv/bin/python benchmarks/client_roundtrip.py --part callers --windows 1,64 --rounds 5
+    .venv/bin/python benchmarks/client_roundtrip.py --engine rust    # the Rust engine, if built
+
+The roles it starts are subcommands of this file (``rx-caller``, ``sdk-caller``, ``rx-worker``);
+the raw-frame peers and the official-SDK worker come from ``rawpeers.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from engine_throughput import Peer, engine_argv, free_port, wait_for_port  # noqa: E402
+from rawpeers import emit, make_payload, read_commands, summarize  # noqa: E402
+
+RAWPEERS = str(HERE / "rawpeers.py")
+SELF = str(Path(__file__).resolve())
+ECHO = "bench::echo"
+
+
+# =========================================================================== roles
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def _lanes_async(call: Callable[[], Any], window: int, duration: float) -> Any:
+    async def run() -> dict[str, Any]:
+        latencies: list[float] = []
+        errors = 0
+        start = time.perf_counter()
+        deadline = start + duration
+        end = start
+        perf = time.perf_counter
+
+        async def lane() -> None:
+            nonlocal errors, end
+            now = perf()
+            while now < deadline:
+                began = now
+                try:
+                    await call()
+                except Exception:
+                    errors += 1
+                now = perf()
+                latencies.append(now - began)
+            end = max(end, now)
+
+        cpu = _cpu()
+        await asyncio.gather(*(lane() for _ in range(window)))
+        result = summarize(window, latencies, end - start, errors)
+        result["cpu_us"] = (_cpu() - cpu) / max(1, len(latencies)) * 1e6
+        return result
+
+    return run()
+
+
+def _lanes_blocking(call: Callable[[], Any], window: int, duration: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = [0]
+    ends: list[float] = []
+    lock = threading.Lock()
+    start = time.perf_counter()
+    deadline = start + duration
+
+    def lane() -> None:
+        perf = time.perf_counter
+        mine: list[float] = []
+        failed = 0
+        now = perf()
+        while now < deadline:
+            began = now
+            try:
+                call()
+            except Exception:
+                failed += 1
+            now = perf()
+            mine.append(now - began)
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+            ends.append(now)
+
+    cpu = _cpu()
+    if window == 1:
+        lane()
+    else:
+        threads = [threading.Thread(target=lane) for _ in range(window)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    result = summarize(window, latencies, max(ends) - start, errors[0])
+    result["cpu_us"] = (_cpu() - cpu) / max(1, len(latencies)) * 1e6
+    return result
+
+
+def run_rx_caller(args: argparse.Namespace) -> None:
+    """iii_rx as the caller: ``await iii.trigger`` on the client's loop, or ``.result()``."""
+    import iii_rx
+
+    payload = make_payload(args.payload_bytes)
+    options: dict[str, Any] = {"name": args.name, "timeout_ms": 30_000}
+
+    if args.mode == "async":
+        async def main() -> None:
+            async with iii_rx.connect(args.url, **options) as iii:
+                await _wait_served(lambda: iii.trigger(ECHO, payload, timeout_ms=2000))
+                emit({"ready": True, "role": "rx-caller", "mode": "async"})
+
+                async def run(command: dict[str, Any]) -> None:
+                    emit(await _lanes_async(lambda: iii.trigger(ECHO, payload),
+                                            int(command["window"]), float(command["duration"])))
+
+                await read_commands(run)
+
+        asyncio.run(main())
+        return
+
+    with iii_rx.connect_sync(args.url, **options) as iii:
+        _wait_served_blocking(lambda: iii.trigger(ECHO, payload, timeout_ms=2000).result())
+        emit({"ready": True, "role": "rx-caller", "mode": "blocking"})
+        for line in sys.stdin:
+            if line.strip():
+                command = json.loads(line)
+                emit(_lanes_blocking(lambda: iii.trigger(ECHO, payload).result(),
+                                     int(command["window"]), float(command["duration"])))
+
+
+def run_sdk_caller(args: argparse.Namespace) -> None:
+    """The official SDK as the caller: ``await trigger_async`` or blocking ``trigger``."""
+    from iii import InitOptions, register_worker
+
+    client = register_worker(args.url, InitOptions(worker_name=args.name,
+                                                   otel={"enabled": False},
+                                                   invocation_timeout_ms=30_000))
+    request = {"function_id": ECHO, "payload": make_payload(args.payload_bytes)}
+    try:
+        _wait_served_blocking(lambda: client.trigger({**request, "timeout_ms": 2000}))
+        emit({"ready": True, "role": "sdk-caller", "mode": args.mode})
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            command = json.loads(line)
+            window, duration = int(command["window"]), float(command["duration"])
+            if args.mode == "async":
+                emit(asyncio.run(_lanes_async(lambda: client.trigger_async(request),
+                                              window, duration)))
+            else:
+                emit(_lanes_blocking(lambda: client.trigger(request), window, duration))
+    finally:
+        client.shutdown()
+
+
+def run_rx_worker(args: argparse.Namespace) -> None:
+    """iii_rx as the worker: an echo handler, sync (thread pool) or async (task)."""
+    import iii_rx
+
+    async def main() -> None:
+        async with iii_rx.connect(args.url, name=args.name) as iii:
+            if args.handler == "async":
+                async def echo_async(data: Any) -> Any:
+                    return data
+
+                for function_id in args.function:
+                    iii.register_function(function_id, echo_async)
+            else:
+                def echo(data: Any) -> Any:
+                    return data
+
+                for function_id in args.function:
+                    iii.register_function(function_id, echo)
+            await iii.trigger(args.function[0], None)  # registered and served
+            emit({"ready": True, "role": "rx-worker", "handler": args.handler})
+
+            async def ignore(_: dict[str, Any]) -> None:
+                return None
+
+            await read_commands(ignore)
+
+    asyncio.run(main())
+
+
+async def _wait_served(call: Callable[[], Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await call()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)  # no event tells a caller that a function appeared
+
+
+def _wait_served_blocking(call: Callable[[], Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # no event tells a caller that a function appeared
+
+
+# =========================================================================== orchestration
+
+
+class Contender:
+    """One measured process (a caller, or the raw caller in front of a worker)."""
+
+    def __init__(self, key: str, label: str, caller: Peer, worker: Peer | None = None) -> None:
+        self.key = key
+        self.label = label
+        self.caller = caller
+        self.worker = worker
+        self.results: dict[int, list[dict[str, Any]]] = {}
+
+    def measure(self, window: int, duration: float, warmup: float) -> None:
+        if warmup > 0:
+            self.caller.send({"window": window, "duration": warmup})
+            self.caller.read_json(timeout=warmup + 120)
+        worker_cpu = self.worker.cpu_seconds() if self.worker else None
+        self.caller.send({"window": window, "duration": duration})
+        result = self.caller.read_json(timeout=duration + 120)
+        if self.worker is not None and worker_cpu is not None and result["calls"]:
+            end = self.worker.cpu_seconds()
+            if end is not None:
+                result["cpu_us"] = (end - worker_cpu) / result["calls"] * 1e6
+        self.results.setdefault(window, []).append(result)
+
+
+def spread(values: list[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return format(med, fmt)
+    return f"{med:{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio_row(label: str, ours: Contender, theirs: Contender, window: int) -> str:
+    a, b = ours.results.get(window, []), theirs.results.get(window, [])
+    ratios = [x["rate"] / y["rate"] for x, y in zip(a, b, strict=False) if y["rate"] > 0]
+    flight = "sequential" if window == 1 else f"{window} in flight"
+    cells = []
+    for c in (ours, theirs):
+        runs = c.results.get(window, [])
+        failures = sum(r["errors"] for r in runs)
+        note = f" ({failures} failed)" if failures else ""
+        cells.append(
+            f"{spread([r['rate'] for r in runs], ',.0f'):>22} "
+            f"{med([r['p50_ms'] for r in runs]):6.2f}/{med([r['p99_ms'] for r in runs]):6.2f}"
+            f" {med([r.get('cpu_us', float('nan')) for r in runs]):6.1f}{note}"
+        )
+    return (f"{label:<18}{flight:<15}" + "".join(f"{c:<46}" for c in cells)
+            + f"{spread(ratios, '.2f')}")
+
+
+def header(first: str, second: str) -> str:
+    cols = "inv/s median [range]   p50/p99 ms  cpu us"
+    return (f"{'':<18}{'':<15}{first:<46}{second:<46}ratio\n"
+            f"{'':<18}{'':<15}{cols:<46}{cols:<46}median [range]")
+
+
+def start_engine(args: argparse.Namespace, log_dir: str,
+                 stack: contextlib.ExitStack) -> str:
+    port = free_port()
+    engine = Peer(f"engine-{args.engine}", engine_argv(args.engine, port), log_dir)
+    stack.callback(engine.stop)
+    wait_for_port(engine, port)
+    return f"ws://127.0.0.1:{port}"
+
+
+def peer(name: str, argv: list[str], log_dir: str, stack: contextlib.ExitStack) -> Peer:
+    p = Peer(name, argv, log_dir)
+    stack.callback(p.stop)
+    p.read_json(timeout=90)
+    return p
+
+
+def bench_callers(args: argparse.Namespace, url: str, log_dir: str,
+                  stack: contextlib.ExitStack) -> None:
+    peer("raw-worker", [sys.executable, RAWPEERS, "worker", "--url", url, "--function", ECHO,
+                        "--control", "--name", "bench-raw-echo"], log_dir, stack)
+    contenders: dict[tuple[str, str], Contender] = {}
+    for mode in args.modes:
+        for impl, role in (("rx", "rx-caller"), ("sdk", "sdk-caller")):
+            argv = [sys.executable, SELF, role, "--url", url, "--mode", mode,
+                    "--payload-bytes", str(args.payload_bytes),
+                    "--name", f"bench-{impl}-{mode}-{uuid.uuid4().hex[:6]}"]
+            caller = peer(f"{impl}-caller-{mode}", argv, log_dir, stack)
+            contenders[impl, mode] = Contender(f"{impl}-{mode}", f"{impl} {mode}", caller)
+    for _ in range(args.rounds):
+        for window in args.windows:
+            for mode in args.modes:
+                for impl in ("rx", "sdk"):
+                    contenders[impl, mode].measure(window, args.duration, args.warmup)
+    print()
+    print("CALLERS: iii_rx vs official iii-sdk calling a raw-frame echo worker "
+          f"(engine: {args.engine}); cpu us = caller CPU per call")
+    print(header("iii_rx", "official iii-sdk"))
+    for mode in args.modes:
+        for window in args.windows:
+            print(ratio_row(f"{mode}", contenders["rx", mode], contenders["sdk", mode], window))
+
+
+def bench_workers(args: argparse.Namespace, url: str, log_dir: str,
+                  stack: contextlib.ExitStack) -> None:
+    contenders: dict[tuple[str, str], Contender] = {}
+    for handler in args.handlers:
+        for impl in ("rx", "sdk"):
+            function_id = f"bench::{impl}_{handler}"
+            name = f"bench-{impl}-worker-{handler}-{uuid.uuid4().hex[:6]}"
+            if impl == "rx":
+                argv = [sys.executable, SELF, "rx-worker", "--url", url, "--function",
+                        function_id, "--handler", handler, "--name", name]
+            else:
+                argv = [sys.executable, RAWPEERS, "sdk-worker", "--url", url, "--function",
+                        function_id, "--handler", handler, "--control", "--name", name]
+            worker = peer(f"{impl}-worker-{handler}", argv, log_dir, stack)
+            caller = peer(f"raw-caller-{impl}-{handler}",
+                          [sys.executable, RAWPEERS, "caller", "--url", url, "--function",
+                           function_id, "--control", "--payload-bytes",
+                           str(args.payload_bytes)], log_dir, stack)
+            contenders[impl, handler] = Contender(f"{impl}-{handler}", f"{impl} {handler}",
+                                                  caller, worker)
+    windows = [w for w in args.windows if w <= 64] or [1]
+    for _ in range(args.rounds):
+        for window in windows:
+            for handler in args.handlers:
+                for impl in ("rx", "sdk"):
+                    contenders[impl, handler].measure(window, args.duration, args.warmup)
+    print()
+    print("WORKERS: a raw-frame caller calls an iii_rx worker vs an official iii-sdk worker "
+          f"(engine: {args.engine}); cpu us = worker CPU per call")
+    print(header("iii_rx", "official iii-sdk"))
+    for handler in args.handlers:
+        for window in windows:
+            print(ratio_row(f"{handler} handler", contenders["rx", handler],
+                            contenders["sdk", handler], window))
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    load = [os.getloadavg()[0]]
+    print(f"client round trips: ~{args.payload_bytes} B JSON echo, {args.duration:g} s per "
+          f"figure after {args.warmup:g} s warm-up, {args.rounds} rounds interleaved, "
+          f"{os.cpu_count()} cores; median [min-max] of rounds", flush=True)
+    with tempfile.TemporaryDirectory(prefix="iii-rx-bench-") as log_dir, \
+            contextlib.ExitStack() as stack:
+        url = start_engine(args, log_dir, stack)
+        if "callers" in args.parts:
+            bench_callers(args, url, log_dir, stack)
+        if "workers" in args.parts:
+            bench_workers(args, url, log_dir, stack)
+    load.append(os.getloadavg()[0])
+    print(f"\nload average (1 min) before {load[0]:.2f}, after {load[1]:.2f}: the machine is "
+          "shared; trust ratios within a run more than figures across runs")
+
+
+# =========================================================================== command line
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("OTEL_ENABLED", "false")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine", choices=("iii_rx", "rust", "relay"), default="iii_rx")
+    parser.add_argument("--part", default="callers,workers")
+    parser.add_argument("--windows", default="1,64,512")
+    parser.add_argument("--modes", default="async,blocking")
+    parser.add_argument("--handlers", default="sync,async")
+    parser.add_argument("--duration", type=float, default=1.0)
+    parser.add_argument("--warmup", type=float, default=0.3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--payload-bytes", type=int, default=64)
+    roles = parser.add_subparsers(dest="role")
+    for role in ("rx-caller", "sdk-caller"):
+        p = roles.add_parser(role)
+        p.add_argument("--url", required=True)
+        p.add_argument("--mode", choices=("async", "blocking"), default="async")
+        p.add_argument("--payload-bytes", type=int, default=64)
+        p.add_argument("--name", default=f"bench-{role}-{uuid.uuid4().hex[:6]}")
+    p = roles.add_parser("rx-worker")
+    p.add_argument("--url", required=True)
+    p.add_argument("--function", action="append", required=True)
+    p.add_argument("--handler", choices=("sync", "async"), default="sync")
+    p.add_argument("--name", default=f"bench-rx-worker-{uuid.uuid4().hex[:6]}")
+    args = parser.parse_args(argv)
+    if args.role == "rx-caller":
+        run_rx_caller(args)
+    elif args.role == "sdk-caller":
+        run_sdk_caller(args)
+    elif args.role == "rx-worker":
+        run_rx_worker(args)
+    else:
+        args.parts = {p.strip() for p in args.part.split(",")}
+        args.windows = [int(w) for w in args.windows.split(",")]
+        args.modes = [m.strip() for m in args.modes.split(",")]
+        args.handlers = [h.strip() for h in args.handlers.split(",")]
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()
