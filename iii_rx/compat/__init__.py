@@ -38,6 +38,7 @@ from iii_rx.compat.client import (
     resolve_engine_url,
 )
 from iii_rx.compat.handlers import HandlerExit, current_invocation
+from iii_rx.compat.http import StreamRequest, StreamResponse, http
 from iii_rx.compat.logger import Logger
 from iii_rx.compat.models import (
     EnqueueResult,
@@ -138,6 +139,8 @@ __all__ = [
     "RegisterTriggerTypeInput",
     "RegistrationRejectedError",
     "StreamChannelRef",
+    "StreamRequest",
+    "StreamResponse",
     "TelemetryOptions",
     "Trigger",
     "TriggerAction",
@@ -152,6 +155,7 @@ __all__ = [
     "current_invocation",
     "extract_channel_refs",
     "get_context",
+    "http",
     "is_channel_ref",
     "register_worker",
     "resolve_engine_url",

@@ -88,6 +88,9 @@ def to_wire_value(value: Any) -> Any:
     Returns ``value`` itself when it holds no model, so plain payloads are not copied.
     """
     if isinstance(value, BaseModel):
+        to_wire = getattr(value, "to_wire", None)  # iii_rx models that know their wire form
+        if callable(to_wire):
+            return to_wire()
         return value.model_dump(mode="json", by_alias=True, exclude_none=True)
     if isinstance(value, dict):
         changed = None

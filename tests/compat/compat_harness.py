@@ -13,7 +13,12 @@ Every import of ``iii`` must sit between the ``# --- iii imports ---`` and
 
 By hand, against any engine (e.g. the real Rust engine, see COMMON.md)::
 
-    python tests/compat/compat_harness.py --url ws://127.0.0.1:49134 [--compat] [NAME ...]
+    python tests/compat/compat_harness.py --url ws://127.0.0.1:49134 \
+        [--rest-url http://127.0.0.1:3111] [--compat] [--stderr] [NAME ...]
+
+and against the embedded engine (``--write-expected`` stores the official SDK's outputs)::
+
+    python tests/compat/compat_harness.py --embedded [--compat] [--write-expected] [NAME ...]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS_DIR = HERE / "scripts"
@@ -46,6 +52,8 @@ SCRUBBED = ("III_URL", "III_TOKEN", "III_NAMESPACE", "III_WORKER_NAME", "III_ISO
 #: Secret an HTTP-invoked function of the corpus names; the *engine* must see it (spec 9.1).
 HTTP_TOKEN_ENV = "COMPAT_HTTP_TOKEN"
 HTTP_TOKEN_VALUE = "compat-secret-token"
+#: Where scripts that make HTTP requests find the engine's REST API (http triggers).
+REST_URL_ENV = "COMPAT_REST_URL"
 
 
 class RewriteError(ValueError):
@@ -108,8 +116,9 @@ class Outcome:
 
 
 def run_script(script: Path, url: str, workdir: Path, *, compat: bool,
-               timeout: float = 90.0) -> Outcome:
-    """Run one script (rewritten when ``compat``) in ``workdir`` against the engine at ``url``."""
+               rest_url: str | None = None, timeout: float = 90.0) -> Outcome:
+    """Run one script (rewritten when ``compat``) in ``workdir`` against the engine at ``url``
+    (its REST API at ``rest_url``, for the scripts that make HTTP requests)."""
     source = script.read_text()
     if compat:
         source = to_compat(source)
@@ -119,6 +128,8 @@ def run_script(script: Path, url: str, workdir: Path, *, compat: bool,
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     env.update(BASE_ENV)
     env["III_URL"] = url
+    if rest_url is not None:
+        env[REST_URL_ENV] = rest_url
     env["HOME"] = str(workdir)  # the official SDK writes a process marker under ~/.iii
     try:
         proc = subprocess.run([sys.executable, str(target)], cwd=workdir, env=env,
@@ -131,6 +142,11 @@ def run_script(script: Path, url: str, workdir: Path, *, compat: bool,
     return Outcome(proc.stdout, proc.stderr, proc.returncode)
 
 
+def rest_url_of(handle: Any) -> str:
+    """The REST API address of an embedded engine started with ``Engine.start_in_thread()``."""
+    return f"http://127.0.0.1:{handle.engine.rest_port}"
+
+
 def expected_path(script: Path) -> Path:
     return EXPECTED_DIR / f"{script.stem}.out"
 
@@ -141,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--url", help="engine address, e.g. ws://127.0.0.1:49134")
     where.add_argument("--embedded", action="store_true",
                        help="start an embedded iii_rx engine per script")
+    ap.add_argument("--rest-url", help="the engine's REST API with --url, e.g. http://127.0.0.1:3111")
     ap.add_argument("--compat", action="store_true", help="run the iii_rx.compat rewrite")
     ap.add_argument("--stderr", action="store_true", help="show stderr too")
     ap.add_argument("--write-expected", action="store_true",
@@ -159,12 +176,12 @@ def main(argv: list[str] | None = None) -> int:
                 handle = Engine.start_in_thread()
                 try:
                     outcome = run_script(script, handle.url, Path(tmp) / script.stem,
-                                         compat=args.compat)
+                                         compat=args.compat, rest_url=rest_url_of(handle))
                 finally:
                     handle.stop()
             else:
                 outcome = run_script(script, args.url, Path(tmp) / script.stem,
-                                     compat=args.compat)
+                                     compat=args.compat, rest_url=args.rest_url)
             print(f"===== {script.name}")
             print(outcome.observable(), end="")
             if args.stderr:

@@ -20,6 +20,7 @@ from compat_harness import (
     HTTP_TOKEN_VALUE,
     RewriteError,
     expected_path,
+    rest_url_of,
     run_script,
     scripts,
     to_compat,
@@ -32,14 +33,14 @@ FLAVORS = ["official", "iii_rx.compat"]
 
 
 @pytest.fixture(scope="module")
-def engine_url() -> Iterator[str]:
+def engine() -> Iterator[tuple[str, str]]:
     """One engine serves every run of the module, as a long-lived engine serves its workers."""
     # The HTTP-invoked functions of the corpus name this variable; the engine resolves it.
     previous = os.environ.get(HTTP_TOKEN_ENV)
     os.environ[HTTP_TOKEN_ENV] = HTTP_TOKEN_VALUE
     handle = Engine.start_in_thread()
     try:
-        yield handle.url
+        yield handle.url, rest_url_of(handle)
     finally:
         handle.stop()
         if previous is None:
@@ -56,9 +57,12 @@ def test_the_corpus_has_at_least_15_scripts() -> None:
 
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
-def test_script_output(script: Path, flavor: str, engine_url: str, tmp_path: Path) -> None:
+def test_script_output(script: Path, flavor: str, engine: tuple[str, str],
+                       tmp_path: Path) -> None:
     """Both runs must print exactly the expected output (so, the same output as each other)."""
-    outcome = run_script(script, engine_url, tmp_path, compat=flavor == "iii_rx.compat")
+    url, rest_url = engine
+    outcome = run_script(script, url, tmp_path, compat=flavor == "iii_rx.compat",
+                         rest_url=rest_url)
     assert outcome.observable() == expected_path(script).read_text(), (
         f"{flavor} run of {script.name} differs; its stderr ends with:\n"
         f"{outcome.stderr[-3000:]}")
