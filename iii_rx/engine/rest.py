@@ -384,7 +384,7 @@ class RestApi:
             early = await self._preconditions(exchange)
             if early is not None:
                 return early
-            self._open_channels(exchange, request, raw)
+            await self._open_channels(exchange, request, raw)
             return await self._respond(exchange, request)
         finally:
             await self._finish(exchange)
@@ -428,8 +428,8 @@ class RestApi:
                                   "body": answer.get("body")}, False)
         return None
 
-    def _open_channels(self, exchange: _Exchange, request: web.BaseRequest,
-                       raw: bytes | None) -> None:
+    async def _open_channels(self, exchange: _Exchange, request: web.BaseRequest,
+                             raw: bytes | None) -> None:
         request_channel = self.channels.create(self.channel_buffer)
         response_channel = self.channels.create(self.channel_buffer)
         request_id = request_channel["writer"]["channel_id"]
@@ -439,8 +439,13 @@ class RestApi:
         exchange.payload["response"] = response_channel["writer"]
         exchange.reader = self.channels.local_reader(response_id)
         writer = self.channels.local_writer(request_id)
-        exchange.pump = asyncio.get_running_loop().create_task(
-            _pump(writer, request, raw), name=f"iii-rest-body-{request_id}")
+        if raw is None and not request.body_exists:
+            raw = b""
+        if raw is not None and len(raw) <= self.channel_buffer // 2 * _CHUNK:
+            await _pump(writer, request, raw)  # fits in the pipe: no task needed
+        else:
+            exchange.pump = asyncio.get_running_loop().create_task(
+                _pump(writer, request, raw), name=f"iii-rest-body-{request_id}")
 
     async def _respond(self, exchange: _Exchange,
                        request: web.BaseRequest) -> web.StreamResponse:
