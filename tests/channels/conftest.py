@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from channel_helpers import unique
 
 import iii_rx
 from iii_rx.engine import Engine
-
-_names = itertools.count(1)
-
-
-def unique(prefix: str) -> str:
-    """A worker name no other worker of this run uses."""
-    return f"{prefix}-{os.getpid()}-{next(_names)}"
 
 
 @pytest.fixture
@@ -33,18 +26,21 @@ async def client(engine: Engine) -> AsyncIterator[iii_rx.Client]:
 
 
 @pytest.fixture
-def official() -> Iterator[Callable[..., Any]]:
-    """Start official ``iii-sdk`` workers (each with a distinct name); shut down after."""
+async def official() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await official(url)`` starts an official ``iii-sdk`` worker with a distinct name.
+
+    Its blocking calls run in a thread, off the loop that runs the engine.
+    """
     from iii import InitOptions, register_worker
 
     workers: list[Any] = []
 
-    def start(url: str, **options: Any) -> Any:
+    async def start(url: str, **options: Any) -> Any:
         options.setdefault("worker_name", unique("official-chan"))
-        worker = register_worker(url, InitOptions(**options))
+        worker = await asyncio.to_thread(register_worker, url, InitOptions(**options))
         workers.append(worker)
         return worker
 
     yield start
     for worker in workers:
-        worker.shutdown()
+        await asyncio.to_thread(worker.shutdown)
