@@ -28,6 +28,7 @@ from reactivex.disposable import Disposable
 
 from iii_rx.context import _current
 from iii_rx.protocol import HttpInvocationRef, RegisterFunction, UnregisterFunction, encode
+from iii_rx.streams import StreamIterator
 
 if TYPE_CHECKING:
     from iii_rx.invocation import Invocation
@@ -39,6 +40,7 @@ __all__ = [
     "FunctionSpec",
     "FunctionStream",
     "HandlerSink",
+    "InvocationIterator",
     "Sink",
 ]
 
@@ -124,6 +126,31 @@ class FunctionStream(Observable["Invocation"]):
             host._remove_sink(function_id, sink)
 
         return Disposable(dispose)
+
+    def iterate(self, maxsize: int = 1024) -> InvocationIterator:
+        """Pull invocations with ``async for`` (registers now; ``aclose()`` unregisters).
+
+        At most ``maxsize`` invocations wait in the buffer; one more is failed at once with
+        ``invocation_failed`` (the caller learns it, nothing is dropped silently).
+        """
+        return InvocationIterator(self, maxsize)
+
+    def __aiter__(self) -> InvocationIterator:
+        return self.iterate()
+
+
+class InvocationIterator(StreamIterator["Invocation"]):
+    """Async iterator over a function's invocations with a bounded backlog."""
+
+    def __init__(self, stream: FunctionStream, maxsize: int) -> None:
+        super().__init__(stream, maxsize, "error")
+
+    def _push(self, value: Invocation) -> None:
+        if not self._done and len(self._buffer) >= self._maxsize:
+            value.fail(f"the consumer of {value.function_id!r} has {self._maxsize} invocations "
+                       "waiting already (FunctionStream.iterate maxsize)")
+            return
+        super()._push(value)
 
 
 class _ObserverSink:

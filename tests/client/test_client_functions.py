@@ -316,3 +316,22 @@ async def test_incoming_traceparent_reaches_the_handler(engine: Engine, name: st
         assert traceparent.startswith("00-0af7651916cd43dd8448eb211c80319c-")
         assert traceparent.split("-")[2] != "b7ad6b7169203331"  # the caller's own span
         assert baggage == "k=v"
+
+
+async def test_invocations_as_an_async_iterator(engine: Engine, name: str) -> None:
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        stream = iii.function("pull::work")
+        async with stream.iterate(maxsize=2) as invocations:  # registers now
+            calls = [asyncio.ensure_future(iii.trigger("pull::work", i)) for i in range(3)]
+            done, _ = await asyncio.wait(calls, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            overflowed = done.pop()  # the third found the backlog full and failed at once
+            with pytest.raises(IIIInvocationError, match="waiting already"):
+                await overflowed
+            handled = []
+            for _ in range(2):
+                invocation = await invocations.__anext__()
+                invocation.reply(invocation.data * 10)
+                handled.append(invocation.data)
+            results = [await c for c in calls if c is not overflowed]
+            assert sorted(results) == sorted(x * 10 for x in handled)
+        await wait_for_gone(iii, "pull::work")  # closing the iterator unregistered
