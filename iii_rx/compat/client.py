@@ -36,6 +36,7 @@ from iii_rx.compat.options import (
     connect_options,
 )
 from iii_rx.connect import connect_sync
+from iii_rx.errors import IIIConnectionError, IIIInvocationError
 from iii_rx.single import Single
 from iii_rx.triggers import TriggerConfig as RxTriggerConfig
 from iii_rx.triggers import TriggerTypeHandle
@@ -208,12 +209,29 @@ class III:
     def trigger(self, request: Mapping[str, Any] | TriggerRequest) -> Any:
         """Call a function and wait: its result, ``None`` for ``TriggerAction.Void()``, a
         ``{"messageReceiptId": ...}`` dict for ``TriggerAction.Enqueue(...)``. Failures raise
-        ``InvocationError`` (``code`` says which: ``TIMEOUT``, ``function_not_found``, ...)."""
-        return self._single(request).result()
+        ``InvocationError`` (``code`` says which: ``TIMEOUT``, ``function_not_found``, ...);
+        a call cut short by :meth:`shutdown` fails with code ``SHUTDOWN``."""
+        single = self._single(request)
+        try:
+            return single.result()
+        except IIIConnectionError as exc:
+            raise self._shutdown_error(exc, request) from exc
 
     async def trigger_async(self, request: Mapping[str, Any] | TriggerRequest) -> Any:
         """:meth:`trigger` for async code, from any event loop."""
-        return await self._single(request)
+        single = self._single(request)
+        try:
+            return await single
+        except IIIConnectionError as exc:
+            raise self._shutdown_error(exc, request) from exc
+
+    def _shutdown_error(self, exc: IIIConnectionError,
+                        request: Mapping[str, Any] | TriggerRequest) -> Exception:
+        if not self._client.closed:
+            return exc
+        function_id = (request.get("function_id") if isinstance(request, Mapping)
+                       else getattr(request, "function_id", None))
+        return IIIInvocationError("SHUTDOWN", str(exc), function_id=function_id)
 
     # ------------------------------------------------------------------ triggers
 
