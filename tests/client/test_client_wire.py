@@ -1,0 +1,166 @@
+"""The exact frames the client sends, checked against a scripted engine on a real socket.
+
+The Rust engine decodes strictly (a missing ``data`` or ``config`` makes it drop the frame), so
+these tests pin the shapes of spec 2.3-2.5, 3.5, 3.9 and section 11 rather than what our lenient
+embedded engine happens to accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import websockets
+from client_helpers import wait_for
+
+import iii_rx
+from iii_rx import ConnectionState, IIIRegistrationRejectedError, ReconnectConfig
+
+
+class ScriptedEngine:
+    """Greets with ``workerregistered``, acks ``engine::workers::register``, records frames."""
+
+    def __init__(self) -> None:
+        self.connections: list[list[dict[str, Any]]] = []
+        self.sockets: list[Any] = []
+        self.reject: dict[str, Any] | None = None
+        self.ack_register = True
+        self.extra_greeting: list[str] = []
+        self.port = 0
+
+    async def handler(self, ws: Any) -> None:
+        n = len(self.connections) + 1
+        frames: list[dict[str, Any]] = []
+        self.connections.append(frames)
+        self.sockets.append(ws)
+        await ws.send(json.dumps({"type": "workerregistered", "worker_id": f"w{n}",
+                                  "reattach_token": f"t{n}"}))
+        for text in self.extra_greeting:
+            await ws.send(text)
+        async for message in ws:
+            frame = json.loads(message)
+            frames.append(frame)
+            if frame.get("function_id") == "engine::workers::register":
+                if self.reject is not None:
+                    await ws.send(json.dumps({"type": "registrationrejected", **self.reject}))
+                    await ws.close()
+                    return
+                if self.ack_register and frame.get("invocation_id"):
+                    await ws.send(json.dumps({
+                        "type": "invocationresult", "invocation_id": frame["invocation_id"],
+                        "function_id": "engine::workers::register",
+                        "result": {"success": True}}))
+            elif frame.get("type") == "invokefunction" and frame.get("invocation_id"):
+                await ws.send(json.dumps({
+                    "type": "invocationresult", "invocation_id": frame["invocation_id"],
+                    "function_id": frame["function_id"], "result": frame.get("data")}))
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedEngine]:
+    engine = ScriptedEngine()
+    async with websockets.serve(engine.handler, "127.0.0.1", 0, compression=None) as server:
+        engine.port = server.sockets[0].getsockname()[1]
+        yield engine
+
+
+def of_type(frames: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [f for f in frames if f["type"] == kind]
+
+
+async def test_frame_shapes(scripted: ScriptedEngine, name: str) -> None:
+    async with iii_rx.connect(scripted.url, name=name, namespace="team",
+                              description="d") as iii:
+        frames = scripted.connections[0]
+        register = frames[-1]
+        assert register["type"] == "invokefunction"
+        assert register["function_id"] == "engine::workers::register"
+        assert "action" not in register and register["invocation_id"]
+        data = register["data"]
+        assert data["name"] == name and data["namespace"] == "team"
+        assert data["runtime"] == "python" and data["telemetry"]["framework"] == "iii-rx"
+        assert data["description"] == "d" and isinstance(data["pid"], int)
+        assert set(data.get("features", [])) <= {"large-messages.v1"}
+
+        iii.register_function("team::f", lambda x: x, description="f")
+        iii.register_trigger({"type": "cron", "function_id": "team::f"})
+        iii.register_trigger({"type": "engine::functions-available",
+                              "function_id": "engine::watch"})
+        assert await iii.trigger("engine::functions::list") is None
+        assert await iii.trigger("team::f", {"a": 1}, metadata={"m": 1}) == {"a": 1}
+        assert await iii.trigger("team::f", 1, namespace="other") == 1
+        assert await iii.trigger("team::f", action=iii_rx.TriggerAction.void()) is None
+        await wait_for(lambda: len(of_type(frames, "invokefunction")) == 5)
+
+        (function,) = of_type(frames, "registerfunction")
+        assert function == {"type": "registerfunction", "id": "team::f", "description": "f"}
+        cron, available = of_type(frames, "registertrigger")
+        assert cron["config"] == {} and cron["namespace"] == "team"  # config always sent
+        assert cron["trigger_type"] == "cron" and cron["function_id"] == "team::f"
+        assert available["namespace"] == "default"  # engine::* targets live in default
+        calls = of_type(frames, "invokefunction")[1:]
+        assert calls[0]["data"] is None and "data" in calls[0]  # always sent, even None
+        assert calls[0]["namespace"] == "default"
+        assert calls[1]["namespace"] == "team" and calls[1]["metadata"] == {"m": 1}
+        assert calls[2]["namespace"] == "other"
+        assert calls[3]["action"] == {"type": "void"} and "invocation_id" not in calls[3]
+        assert calls[3]["data"] is None
+        assert len({c["invocation_id"] for c in calls[:3]}) == 3
+
+
+async def test_reconnect_replays_in_order_after_reattach(scripted: ScriptedEngine,
+                                                         name: str) -> None:
+    config = ReconnectConfig(initial_delay_ms=10, max_delay_ms=50)
+    async with iii_rx.connect(scripted.url, name=name, reconnect=config) as iii:
+        iii.register_trigger_type("tick", "ticks")
+        iii.register_function("a::f", lambda x: x)
+        trigger = iii.register_trigger({"type": "tick", "function_id": "a::f"})
+        await wait_for(lambda: len(scripted.connections[0]) == 4)
+        await scripted.sockets[0].close()
+        await wait_for(lambda: len(scripted.connections) == 2
+                       and len(scripted.connections[1]) == 5)
+        await wait_for(lambda: iii.connection_state is ConnectionState.CONNECTED)
+        replay = scripted.connections[1]
+        assert [f["type"] for f in replay] == ["reattach", "registertriggertype",
+                                               "registerfunction", "registertrigger",
+                                               "invokefunction"]
+        assert replay[0] == {"type": "reattach", "previous_worker_id": "w1",
+                             "reattach_token": "t1"}
+        assert replay[3]["id"] == trigger.id  # the same binding id as before
+        assert replay[4]["function_id"] == "engine::workers::register"
+        assert iii.worker_id == "w2"
+
+
+async def test_fatal_rejection(scripted: ScriptedEngine, name: str) -> None:
+    scripted.reject = {"code": "WORKER_NAMESPACE_CONFLICT", "namespace": "default",
+                       "worker_name": name, "owner_worker_id": "w0"}
+    with pytest.raises(IIIRegistrationRejectedError) as info:
+        await iii_rx.connect(scripted.url, name=name,
+                             reconnect=ReconnectConfig(initial_delay_ms=10))
+    assert info.value.code == "WORKER_NAMESPACE_CONFLICT"
+    assert info.value.worker_name == name and info.value.owner_worker_id == "w0"
+    await asyncio.sleep(0.1)
+    assert len(scripted.connections) == 1  # fatal: no reconnect
+
+
+async def test_garbage_from_the_engine_is_dropped(scripted: ScriptedEngine, name: str) -> None:
+    scripted.extra_greeting = ["not json", '{"type": "mystery", "x": 1}',
+                               '{"type": "invocationresult"}', '{"type": "ping"}']
+    async with iii_rx.connect(scripted.url, name=name) as iii:
+        assert await iii.trigger("x::y", 5) == 5
+        await wait_for(lambda: bool(of_type(scripted.connections[0], "pong")))
+
+
+async def test_engine_without_register_ack(scripted: ScriptedEngine, name: str) -> None:
+    """An engine that treats the register as void still lets the client connect."""
+    scripted.ack_register = False
+    async with iii_rx.connect(scripted.url, name=name, timeout_ms=200) as iii:
+        assert iii.connection_state is ConnectionState.CONNECTED
+        assert await iii.trigger("x::y", 1) == 1
