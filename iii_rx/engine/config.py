@@ -9,8 +9,15 @@ from the same object.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
 
-__all__ = ["DEFAULT_NAMESPACE", "MAX_MESSAGE_BYTES", "EngineConfig"]
+__all__ = ["DEFAULT_NAMESPACE", "ENGINE_VERSION", "MAX_MESSAGE_BYTES", "EngineConfig"]
+
+try:
+    ENGINE_VERSION = metadata.version("iii-rx")
+    """Version reported for the engine's in-process workers."""
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    ENGINE_VERSION = "0.0.0"
 
 DEFAULT_NAMESPACE = "default"
 """The namespace of every worker that declares none, and of every engine builtin."""

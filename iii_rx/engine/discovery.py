@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from iii_rx import __version__
-from iii_rx.engine.config import DEFAULT_NAMESPACE
+from iii_rx.engine.config import DEFAULT_NAMESPACE, ENGINE_VERSION
 from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.registry import BuiltinWorker, FunctionEntry
 from iii_rx.engine.triggers import Binding, TriggerType
@@ -162,7 +161,7 @@ class Discovery:
         return {
             "name": worker.name,
             "description": worker.description,
-            "version": __version__,
+            "version": ENGINE_VERSION,
             "id": worker.name,
             "namespace": DEFAULT_NAMESPACE,
             "runtime": "engine",

@@ -15,6 +15,7 @@ Messages up to 64 MiB (fragmented or not) are accepted; bigger ones close that c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from http import HTTPStatus
@@ -68,11 +69,27 @@ class EngineServer:
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
-    async def close(self) -> None:
-        """Stop accepting, close every connection (1001) and wait for their handlers."""
+    async def close(self, grace: float = 2.0) -> None:
+        """Stop accepting, close every connection (1001) and wait for their handlers.
+
+        A peer that does not read cannot complete the closing handshake: after ``grace``
+        seconds the remaining connections are aborted.
+        """
         server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        if server is None:
+            return
+        server.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(server.wait_closed()), grace)
+        except asyncio.TimeoutError:
+            # ``connections`` lists only open ones; closing ones are found by the engine's
+            # registry (workers) and, where the library has it, its set of every connection.
+            stuck: set[ServerConnection] = set(getattr(server, "all_connections", ()))
+            stuck.update(server.connections)
+            stuck.update(c.ws for c in self.engine.registry.workers.values() if c.ws is not None)
+            log.warning("aborting %d connection(s) that did not close in time", len(stuck))
+            for connection in stuck:
+                connection.transport.abort()
             await server.wait_closed()
 
     # ------------------------------------------------------------------ handshake

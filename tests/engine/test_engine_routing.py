@@ -224,3 +224,33 @@ async def test_binary_json_frames_are_accepted(engine: Engine) -> None:
                                      "result": 2}).encode())
     answer = await caller.recv("invocationresult")
     assert answer["invocation_id"] == invocation_id and answer["result"] == 2
+
+
+async def test_a_stuck_handler_never_blocks_its_callers_reader(engine: Engine) -> None:
+    stuck, caller = await _pair(engine)  # ``stuck`` never reads its socket from here on
+    chunk = "z" * (64 * 1024)
+    for _ in range(400):  # ~25 MiB toward a worker that does not read
+        await caller.send({"type": "invokefunction", "function_id": "math::add",
+                           "data": chunk, "action": {"type": "void"}})
+    conn = engine.registry.workers[stuck.worker_id]
+    await wait_until(lambda: bool(conn._queue))  # back-pressure reached: frames queue up
+    # The caller's other frames are still handled at once.
+    listed = await caller.result_of("engine::workers::list", {}, timeout=2)
+    assert {w["name"] for w in listed["workers"]} >= {"worker", "caller"}
+    other = await RawWorker.connect(engine.url)
+    assert (await other.result_of("engine::functions::list", {}, timeout=2))["functions"]
+    stuck.ws.transport.abort()
+    await wait_until(lambda: stuck.worker_id not in engine.registry.workers)
+
+
+async def test_stop_is_bounded_when_a_peer_does_not_read() -> None:
+    engine = Engine(port=0, namespace_grace_ms=50)
+    await engine.start()
+    stuck, caller = await _pair(engine)
+    for _ in range(400):
+        await caller.send({"type": "invokefunction", "function_id": "math::add",
+                           "data": "z" * (64 * 1024), "action": {"type": "void"}})
+    conn = engine.registry.workers[stuck.worker_id]
+    await wait_until(lambda: bool(conn._queue))
+    await asyncio.wait_for(engine.stop(), 10)  # the closing handshake cannot finish
+    assert not engine.registry.workers
