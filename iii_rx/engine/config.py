@@ -46,3 +46,4 @@ class EngineConfig:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     allow_http_private: bool = False
     require_https: bool = True
+    http_url_allowlist: tuple[str, ...] = ("*",)

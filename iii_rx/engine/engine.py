@@ -79,8 +79,9 @@ class Engine:
 
     ``port=0`` and ``rest_port=0`` pick ephemeral ports (DECISIONS 5).
     ``unique_worker_names`` enforces one live worker per ``(namespace, name)``
-    (``WORKER_NAMESPACE_CONFLICT``). ``allow_http_private`` / ``require_https`` are the URL
-    policy of HTTP-invoked functions (DECISIONS 7).
+    (``WORKER_NAMESPACE_CONFLICT``). ``allow_http_private`` / ``require_https`` /
+    ``http_url_allowlist`` (host globs) are the URL policy of HTTP-invoked functions
+    (DECISIONS 7).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class Engine:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         allow_http_private: bool = False,
         require_https: bool = True,
+        http_url_allowlist: tuple[str, ...] = ("*",),
     ) -> None:
         self.config = EngineConfig(
             host=host, port=port, rest_port=rest_port, namespace_grace_ms=namespace_grace_ms,
@@ -113,7 +115,7 @@ class Engine:
             channel_sweep_interval_ms=channel_sweep_interval_ms,
             channel_max_age_ms=channel_max_age_ms, pending_max_age_ms=pending_max_age_ms,
             max_message_bytes=max_message_bytes, allow_http_private=allow_http_private,
-            require_https=require_https,
+            require_https=require_https, http_url_allowlist=tuple(http_url_allowlist),
         )
         self.registry = Registry()
         self.router = Router(self.registry, self.config)

@@ -437,8 +437,9 @@ def _host_of(invocation: Any) -> str | None:
 class HttpFunctionsExtension:
     """Engine extension: serves ``registerfunction`` frames that carry an ``invocation``.
 
-    Settings come from the engine (``require_https``, ``allow_http_private``, and
-    ``invocation_timeout_ms`` as the default timeout); secrets from ``os.environ``.
+    Settings come from the engine (``require_https``, ``allow_http_private``,
+    ``http_url_allowlist``, and ``invocation_timeout_ms`` as the default timeout); secrets from
+    ``os.environ``.
     """
 
     def __init__(self) -> None:
@@ -450,6 +451,7 @@ class HttpFunctionsExtension:
         self.invoker = HttpFunctionInvoker(HttpFunctionSettings(
             require_https=config.require_https,
             allow_http_private=config.allow_http_private,
+            url_allowlist=config.http_url_allowlist,
             default_timeout_ms=config.invocation_timeout_ms,
         ))
         self._engine = engine

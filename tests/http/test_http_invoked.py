@@ -247,3 +247,21 @@ async def test_missing_secret_refuses_the_registration(
             assert code == "function_not_found"
             assert "token_not_found" in message and "IIIRX_T_TOKEN" in message
             assert TOKEN not in message
+
+
+async def test_engine_settings_reach_the_url_policy() -> None:
+    """``Engine(allow_http_private=True, http_url_allowlist=...)`` relax and tighten 9.1."""
+    from iii_rx.engine import Engine
+
+    async with Engine(port=0, namespace_grace_ms=50, allow_http_private=True,
+                      http_url_allowlist=("10.*", "*.test")) as engine, \
+            iii_rx.connect(engine.url, name=f"policy-{uuid.uuid4().hex[:8]}") as rx:
+        # Private but allowed: registered (not called: this network may answer anything).
+        rx.register_function("p::private", HttpInvocationConfig("http://10.255.255.1:9/f"))
+        rx.register_function("p::loopback", HttpInvocationConfig("http://127.0.0.1:9/f"))
+        info = await rx.trigger("engine::functions::info", {"function_id": "p::private"})
+        assert info["function_id"] == "p::private"
+        with pytest.raises(IIIInvocationError) as refused:
+            await rx.trigger("p::loopback", {}, timeout_ms=5000)
+        assert refused.value.code == "function_not_found"
+        assert "URL not in allowlist" in refused.value.message
