@@ -7,7 +7,16 @@ engine so that everything runs on one machine.
 
 from __future__ import annotations
 
+from iii_rx.channels import (
+    Channel,
+    ChannelClosedError,
+    ChannelError,
+    ChannelReader,
+    ChannelWriter,
+    TruncatedStreamError,
+)
 from iii_rx.client import Client
+from iii_rx.compat import InitOptions, InvocationError, register_worker
 from iii_rx.connect import connect, connect_sync
 from iii_rx.context import Context, Logger, current_invocation, get_context
 from iii_rx.errors import (
@@ -30,6 +39,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ApiRequest",
     "ApiResponse",
+    "Channel",
+    "ChannelClosedError",
+    "ChannelError",
+    "ChannelReader",
+    "ChannelWriter",
     "Client",
     "ConnectionState",
     "Context",
@@ -43,7 +57,9 @@ __all__ = [
     "IIIInvocationError",
     "IIIRegistrationRejectedError",
     "IIITimeoutError",
+    "InitOptions",
     "Invocation",
+    "InvocationError",
     "Logger",
     "ReconnectConfig",
     "Single",
@@ -51,9 +67,11 @@ __all__ = [
     "TriggerConfig",
     "TriggerHandle",
     "TriggerTypeHandle",
+    "TruncatedStreamError",
     "__version__",
     "connect",
     "connect_sync",
     "current_invocation",
     "get_context",
+    "register_worker",
 ]
