@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -16,6 +16,9 @@ from iii_rx.channels.cborseq import encode_item
 from iii_rx.channels.errors import ChannelClosedError
 from iii_rx.channels.url import build_channel_url
 from iii_rx.protocol import StreamChannelRef
+
+if TYPE_CHECKING:
+    from iii_rx.channels.buffered import BufferedChannelWriter
 
 __all__ = ["ChannelWriter"]
 
@@ -72,9 +75,20 @@ class ChannelWriter:
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data`` as binary frames of at most 64 KiB, waiting for flow control."""
+        ws = self._ws
+        lock = self._lock
+        if (ws is not None and type(data) is bytes and 0 < len(data) <= FRAME_SIZE
+                and not self._closed and (lock is None or not lock.locked())
+                and asyncio.get_running_loop() is self._affinity.loop):
+            try:  # the common case, kept short: one frame on an open socket, on its loop
+                await ws.send(data)
+                return
+            except ConnectionClosed as exc:
+                self._closed = True
+                raise closed_error(exc, f"channel {self.channel_id} writer") from None
         if not self._affinity.here():
             return await self._affinity.hop(self.write(data))
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        view = memoryview(data).cast("B")
         size = view.nbytes
         if size == 0:
             return
@@ -114,6 +128,16 @@ class ChannelWriter:
         boundaries do not depend on frames, so large items are split like any data.
         """
         await self.write(encode_item(obj))
+
+    def buffered(self, size: int = FRAME_SIZE) -> BufferedChannelWriter:
+        """A buffering front that gathers small writes into frames of up to ``size`` bytes.
+
+        Much faster for many small writes; the reader's chunks then no longer match the writes.
+        Call ``flush()``/``close()`` on it (or use it as ``async with``).
+        """
+        from iii_rx.channels.buffered import BufferedChannelWriter
+
+        return BufferedChannelWriter(self, size)
 
     async def close(self) -> None:
         """End the stream cleanly: the reader gets everything written, then the end.

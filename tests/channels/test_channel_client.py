@@ -280,3 +280,29 @@ def test_resolve_channel_refs_walks_any_depth() -> None:
     assert out["plain"] is data["plain"]
     untouched = {"x": [1, 2]}
     assert resolve_channel_refs(untouched, engine_url="ws://h", headers={}) is untouched
+
+
+async def test_buffered_writer_gathers_small_writes(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    pieces = [os.urandom(1000) for _ in range(200)]
+    events: list[Any] = []
+    channel.reader.on_message(lambda text: events.append(text))
+
+    async def write() -> None:
+        async with channel.writer.buffered() as out:
+            for piece in pieces[:100]:
+                await out.write(piece)
+            await out.send_message("half")  # flushes the bytes before it: order holds
+            for piece in pieces[100:]:
+                await out.write(piece)
+            await out.write_obj("tail")
+            assert out.pending > 0  # waits for close()
+
+    task = asyncio.create_task(write())
+    async for chunk in channel.reader:
+        events.append(len(chunk))
+    await task
+    half = events.index("half")
+    assert sum(events[:half]) == 100_000 and all(n <= 65536 for n in events[:half])
+    assert sum(events[half + 1:]) == 100_000 + len(encode_item("tail"))
+    assert len(events) <= 6  # not 201 frames

@@ -1,0 +1,394 @@
+"""Channel throughput: MB/s from a writer to a reader through the iii_rx engine.
+
+Writer, reader and engine each run in a process of their own. Scenarios (all in one run):
+
+  rx-64k   iii_rx ChannelWriter -> iii_rx engine -> iii_rx ChannelReader, 64 KiB writes
+  sdk-64k  official iii-sdk ChannelWriter/ChannelReader through the same engine, 64 KiB writes
+  rx-1k    as rx-64k with 1 KiB writes
+  rxbuf-1k as rx-1k through ``writer.buffered()`` (small writes gathered into 64 KiB frames)
+  sdk-1k   as sdk-64k with 1 KiB writes
+  bare-64k bare websockets writer -> bare relay -> bare websockets reader, 64 KiB writes:
+           the ceiling (two hops, no queue, no checks)
+  bare-1k  the same with 1 KiB writes
+
+The relay speaks the engine's channel URLs, so every peer runs unchanged against either. A
+measurement creates a channel, lets the reader connect, then times from the writer's first write
+to the reader's end of stream. Rounds are interleaved across scenarios so that load from other
+processes spreads over all of them; figures are the median of the rounds with the range beside.
+Targets (DECISIONS 19, issue 4): rx-64k >= 1.5x sdk-64k and >= 0.6x bare-64k.
+
+    python benchmarks/channel_throughput.py [--rounds 3] [--mb-64k 96] [--mb-1k 8]
+
+Roles (internal): ``relay --port P``, ``reader --impl rx|sdk|raw --url U``,
+``writer --impl rx|sdk|raw --url U``; the peers take one JSON command per stdin line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+MB = 1_000_000
+
+
+# --------------------------------------------------------------------------- peers
+
+
+async def _raw_connect(url: str) -> Any:
+    from websockets.asyncio.client import connect
+
+    return await connect(url, compression=None, max_size=2**24, ping_interval=None)
+
+
+async def read_channel(impl: str, url: str, ref: dict[str, str]) -> dict[str, Any]:
+    """Read a channel to its end; returns byte count and end time."""
+    total = 0
+    if impl in ("rx", "rx-buffered"):
+        from iii_rx.channels import ChannelReader
+
+        reader = ChannelReader(url, ref)
+        async for chunk in reader:
+            total += len(chunk)
+        await reader.close()
+    elif impl == "sdk":
+        from iii.channels import ChannelReader as SdkReader
+        from iii.iii_types import StreamChannelRef
+
+        sdk_reader = SdkReader(url, StreamChannelRef(**ref))
+        async for chunk in sdk_reader:
+            total += len(chunk)
+    else:
+        from iii_rx.channels import build_channel_url
+
+        ws = await _raw_connect(build_channel_url(url, ref["channel_id"], ref["access_key"],
+                                                  "read"))
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for message in ws:
+                total += len(message)
+        except ConnectionClosed:
+            pass
+    return {"bytes": total, "t_end": time.monotonic()}
+
+
+async def write_channel(impl: str, url: str, ref: dict[str, str], size: int,
+                        total: int) -> dict[str, Any]:
+    """Write ``total`` bytes in writes of ``size``; returns the start time."""
+    block = os.urandom(size)
+    count = total // size
+    if impl in ("rx", "rx-buffered"):
+        from iii_rx.channels import ChannelWriter
+
+        start = time.monotonic()  # every writer's time includes its connection
+        writer = ChannelWriter(url, ref)
+        out = writer.buffered() if impl == "rx-buffered" else writer
+        for _ in range(count):
+            await out.write(block)
+        await out.close()
+    elif impl == "sdk":
+        from iii.channels import ChannelWriter as SdkWriter
+        from iii.iii_types import StreamChannelRef
+
+        start = time.monotonic()
+        sdk_writer = SdkWriter(url, StreamChannelRef(**ref))
+        for _ in range(count):
+            await sdk_writer.write(block)
+        await sdk_writer.close_async()
+    else:
+        from iii_rx.channels import build_channel_url
+
+        start = time.monotonic()
+        ws = await _raw_connect(build_channel_url(url, ref["channel_id"], ref["access_key"],
+                                                  "write"))
+        for _ in range(count):
+            await ws.send(block)
+        await ws.close()
+    return {"t_start": start}
+
+
+def run_peer(role: str, impl: str, url: str) -> None:
+    """A long-lived reader or writer: one JSON command per stdin line, one result line each."""
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if role == "reader":
+            print(json.dumps({"connected": True}), flush=True)
+            result = asyncio.run(read_channel(impl, url, cmd["ref"]))
+        else:
+            result = asyncio.run(write_channel(impl, url, cmd["ref"], cmd["size"], cmd["total"]))
+        print(json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------- bare relay
+
+
+def run_relay(port: int) -> None:
+    """Pairs the writer and reader sockets of one channel id and forwards frames, nothing else."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def main() -> None:
+        readers: dict[str, asyncio.Future[ServerConnection]] = {}
+        ends: dict[str, asyncio.Event] = {}
+
+        def slot(channel_id: str) -> tuple[asyncio.Future[ServerConnection], asyncio.Event]:
+            if channel_id not in readers:
+                readers[channel_id] = asyncio.get_running_loop().create_future()
+                ends[channel_id] = asyncio.Event()
+            return readers[channel_id], ends[channel_id]
+
+        async def handle(ws: ServerConnection) -> None:
+            assert ws.request is not None
+            parts = urlsplit(ws.request.path)
+            channel_id = parts.path.rsplit("/", 1)[-1]
+            direction = parse_qs(parts.query)["dir"][0]
+            reader, done = slot(channel_id)
+            if direction == "read":
+                reader.set_result(ws)
+                await done.wait()
+                await ws.close()
+                return
+            out = await reader
+            async for message in ws:
+                await out.send(message)
+            done.set()
+
+        async with serve(handle, "127.0.0.1", port, compression=None, max_size=2**24,
+                         ping_interval=None, max_queue=64, write_limit=2**20):
+            print(json.dumps({"ready": True}), flush=True)
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- coordinator
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of ``pid`` so far (nanosecond schedstat, not 10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        except FileNotFoundError:  # a thread that just ended
+            continue
+    return total / 1e9
+
+
+class Proc:
+    """A child process spoken to in JSON lines."""
+
+    def __init__(self, args: list[str], wait_for: Callable[[str], bool]) -> None:
+        env = {**os.environ, "OTEL_ENABLED": "false", "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=env)
+        while True:
+            line = self.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{args} exited before it was ready")
+            if wait_for(line):
+                break
+
+    @property
+    def stdout(self) -> IO[str]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        line = self.stdout.readline()
+        if not line:
+            raise RuntimeError("peer exited")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@dataclass
+class Scenario:
+    key: str
+    impl: str  # rx | sdk | raw
+    via: str  # engine | relay
+    size: int
+    mbps: list[float] = field(default_factory=list)
+    cpu_per_mb: list[float] = field(default_factory=list)  # engine/relay CPU ms per MB
+    writer_cpu: list[float] = field(default_factory=list)  # writer process CPU ms per MB
+    reader_cpu: list[float] = field(default_factory=list)  # reader process CPU ms per MB
+
+
+def create_channel_refs(url: str) -> dict[str, Any]:
+    """``engine::channels::create`` over a bare socket: the refs of a new channel."""
+    from websockets.sync.client import connect
+
+    with connect(url, compression=None) as ws:
+        invocation_id = str(uuid.uuid4())
+        ws.send(json.dumps({"type": "invokefunction", "function_id": "engine::channels::create",
+                            "data": {"buffer_size": None}, "invocation_id": invocation_id}))
+        while True:
+            frame = json.loads(ws.recv())
+            if frame.get("type") == "invocationresult" and frame["invocation_id"] == invocation_id:
+                result: dict[str, Any] = frame["result"]
+                return result
+
+
+def relay_refs() -> dict[str, Any]:
+    ref = {"channel_id": str(uuid.uuid4()), "access_key": "k"}
+    return {"writer": {**ref, "direction": "write"}, "reader": {**ref, "direction": "read"}}
+
+
+def measure(scenario: Scenario, url: str, hub_pid: int, peers: dict[tuple[str, str], Proc],
+            total: int) -> None:
+    refs = create_channel_refs(url) if scenario.via == "engine" else relay_refs()
+    reader, writer = peers[("reader", scenario.impl)], peers[("writer", scenario.impl)]
+    cpu_before = cpu_seconds(hub_pid)
+    writer_before, reader_before = cpu_seconds(writer.proc.pid), cpu_seconds(reader.proc.pid)
+    reader.send({"ref": refs["reader"]})
+    reader.receive()  # about to connect
+    writer.send({"ref": refs["writer"], "size": scenario.size, "total": total})
+    started = writer.receive()["t_start"]
+    result = reader.receive()
+    if result["bytes"] != total // scenario.size * scenario.size:
+        raise RuntimeError(f"{scenario.key}: read {result['bytes']} bytes of {total}")
+    elapsed = result["t_end"] - started
+    scenario.mbps.append(result["bytes"] / MB / elapsed)
+    megabytes = result["bytes"] / MB
+    scenario.cpu_per_mb.append((cpu_seconds(hub_pid) - cpu_before) * 1000 / megabytes)
+    scenario.writer_cpu.append((cpu_seconds(writer.proc.pid) - writer_before) * 1000 / megabytes)
+    scenario.reader_cpu.append((cpu_seconds(reader.proc.pid) - reader_before) * 1000 / megabytes)
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):8.1f} [{min(values):.1f}-{max(values):.1f}]"
+
+
+def cpu_note() -> str:
+    return ("CPU ms per MB: CPU time of each process during the measurement over the megabytes "
+            "moved (engine column: the relay for bare-*); steadier than MB/s on a busy machine")
+
+
+def ratio(a: Scenario, b: Scenario) -> str:
+    ratios = [x / y for x, y in zip(a.mbps, b.mbps, strict=True)]
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+
+
+def coordinate(args: argparse.Namespace) -> None:
+    py = sys.executable
+    engine_port, relay_port = free_port(), free_port()
+    engine_url, relay_url = f"ws://127.0.0.1:{engine_port}", f"ws://127.0.0.1:{relay_port}"
+    load_before = os.getloadavg()
+    engine = Proc([py, "-m", "iii_rx.engine", "--port", str(engine_port), "--rest-port",
+                   str(free_port()), "--log-level", "WARNING"], lambda line: "listening" in line)
+    relay = Proc([py, str(HERE), "relay", "--port", str(relay_port)], lambda line: "ready" in line)
+    peers: dict[tuple[str, str], Proc] = {}
+    scenarios = [
+        Scenario("rx-64k", "rx", "engine", 65536),
+        Scenario("sdk-64k", "sdk", "engine", 65536),
+        Scenario("bare-64k", "raw", "relay", 65536),
+        Scenario("rx-1k", "rx", "engine", 1024),
+        Scenario("rxbuf-1k", "rx-buffered", "engine", 1024),
+        Scenario("sdk-1k", "sdk", "engine", 1024),
+        Scenario("bare-1k", "raw", "relay", 1024),
+    ]
+    try:
+        for role in ("reader", "writer"):
+            for impl, url in (("rx", engine_url), ("rx-buffered", engine_url),
+                              ("sdk", engine_url), ("raw", relay_url)):
+                peers[(role, impl)] = Proc([py, str(HERE), role, "--impl", impl, "--url", url],
+                                           lambda line: "ready" in line)
+        for scenario in scenarios:  # warm-up: connections, imports, JIT-free but cache-warm
+            measure(scenario, engine_url if scenario.via == "engine" else relay_url,
+                    engine.proc.pid if scenario.via == "engine" else relay.proc.pid, peers,
+                    4 * MB)
+            for figures in (scenario.mbps, scenario.cpu_per_mb, scenario.writer_cpu,
+                            scenario.reader_cpu):
+                figures.clear()
+        for _ in range(args.rounds):
+            for scenario in scenarios:
+                total = (args.mb_64k if scenario.size >= 65536 else args.mb_1k) * MB
+                via_engine = scenario.via == "engine"
+                measure(scenario, engine_url if via_engine else relay_url,
+                        engine.proc.pid if via_engine else relay.proc.pid, peers, total)
+    finally:
+        for proc in [*peers.values(), engine, relay]:
+            proc.stop()
+    by_key = {s.key: s for s in scenarios}
+    print(f"channel throughput, {args.rounds} rounds, {args.mb_64k} MB per 64 KiB figure, "
+          f"{args.mb_1k} MB per 1 KiB figure; median [min-max]")
+    print(f"{'scenario':<10} {'MB/s':>26}   CPU ms per MB: {'writer':>9} {'engine':>9} "
+          f"{'reader':>9}")
+    for scenario in scenarios:
+        cpu = [statistics.median(v) for v in (scenario.writer_cpu, scenario.cpu_per_mb,
+                                               scenario.reader_cpu)]
+        print(f"{scenario.key:<10} {summary(scenario.mbps):>26}   {'':>14} "
+              + " ".join(f"{v:9.2f}" for v in cpu))
+    print(cpu_note())
+    print(f"rx-64k / sdk-64k  (target >= 1.5): {ratio(by_key['rx-64k'], by_key['sdk-64k'])}")
+    print(f"rx-64k / bare-64k (target >= 0.6): {ratio(by_key['rx-64k'], by_key['bare-64k'])}")
+    print(f"rx-1k  / sdk-1k                  : {ratio(by_key['rx-1k'], by_key['sdk-1k'])}")
+    print(f"rx-1k  / bare-1k                 : {ratio(by_key['rx-1k'], by_key['bare-1k'])}")
+    print(f"rxbuf-1k / sdk-1k (writer.buffered()): {ratio(by_key['rxbuf-1k'], by_key['sdk-1k'])}")
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          f"({os.cpu_count()} CPUs; figures on a shared machine are noisy)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="role")
+    bench = sub.add_parser("run", help="run the benchmark (the default)")
+    for p in (parser, bench):
+        p.add_argument("--rounds", type=int, default=3)
+        p.add_argument("--mb-64k", type=int, default=96, help="MB per 64 KiB measurement")
+        p.add_argument("--mb-1k", type=int, default=8, help="MB per 1 KiB measurement")
+    relay = sub.add_parser("relay")
+    relay.add_argument("--port", type=int, required=True)
+    for role in ("reader", "writer"):
+        peer = sub.add_parser(role)
+        peer.add_argument("--impl", choices=("rx", "rx-buffered", "sdk", "raw"), required=True)
+        peer.add_argument("--url", required=True)
+    args = parser.parse_args()
+    if args.role == "relay":
+        run_relay(args.port)
+    elif args.role in ("reader", "writer"):
+        run_peer(args.role, args.impl, args.url)
+    else:
+        coordinate(args)
+
+
+if __name__ == "__main__":
+    main()
