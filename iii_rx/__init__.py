@@ -16,6 +16,7 @@ from iii_rx.channels import (
     TruncatedStreamError,
 )
 from iii_rx.client import Client
+from iii_rx.compat import InitOptions, InvocationError, register_worker
 from iii_rx.connect import connect, connect_sync
 from iii_rx.context import Context, Logger, current_invocation, get_context
 from iii_rx.errors import (
@@ -56,7 +57,9 @@ __all__ = [
     "IIIInvocationError",
     "IIIRegistrationRejectedError",
     "IIITimeoutError",
+    "InitOptions",
     "Invocation",
+    "InvocationError",
     "Logger",
     "ReconnectConfig",
     "Single",
@@ -70,4 +73,5 @@ __all__ = [
     "connect_sync",
     "current_invocation",
     "get_context",
+    "register_worker",
 ]
