@@ -19,13 +19,14 @@ This module is shared by the client and the embedded engine, so it imports neith
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import inspect
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -51,6 +52,7 @@ __all__ = [
     "HttpInvocationConfig",
     "HttpMethod",
     "ResponseStream",
+    "api_handler",
     "looks_like_secret",
     "set_headers",
     "set_status",
@@ -294,6 +296,34 @@ class ApiResponse(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The envelope as sent on the wire."""
         return {"status_code": self.status_code, "headers": self.headers, "body": self.body}
+
+
+def api_handler(
+    handler: Callable[[ApiRequest], Awaitable[Any]] | Callable[[ApiRequest], Any],
+) -> Callable[[Any], Any]:
+    """Adapt a handler that takes an :class:`ApiRequest` to the raw payload an engine sends.
+
+    ``iii.register_function("users::get", api_handler(get_user))`` where ``get_user(request)``
+    returns an :class:`ApiResponse`, an envelope dict, or ``None`` after streaming. An async
+    handler stays async; a sync one stays sync (the client runs it in its thread pool).
+    """
+    if inspect.iscoroutinefunction(handler):
+
+        @functools.wraps(handler)
+        async def run_async(data: Any) -> Any:
+            return _wire(await handler(ApiRequest.model_validate(data)))
+
+        return run_async
+
+    @functools.wraps(handler)
+    def run_sync(data: Any) -> Any:
+        return _wire(handler(ApiRequest.model_validate(data)))
+
+    return run_sync
+
+
+def _wire(result: Any) -> Any:
+    return result.to_wire() if isinstance(result, ApiResponse) else result
 
 
 # ----------------------------------------------------------------------------- streaming

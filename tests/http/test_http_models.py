@@ -21,6 +21,7 @@ from iii_rx.http import (
     HttpAuthHmac,
     HttpInvocationConfig,
     ResponseStream,
+    api_handler,
     looks_like_secret,
     sign,
     verify_request,
@@ -151,6 +152,21 @@ def test_api_request_reads_the_engine_payload() -> None:
     assert request.body == {"name": "x"}
     with pytest.raises(RuntimeError):
         request.stream()  # still a ref, not a live writer
+
+
+async def test_api_handler_adapts_async_and_sync_handlers() -> None:
+    async def get_async(request: ApiRequest) -> ApiResponse:
+        return ApiResponse(statusCode=201, body=request.path_params)  # type: ignore[call-arg]
+
+    def get_sync(request: ApiRequest) -> dict[str, Any]:
+        return {"status_code": 202, "body": request.query_params}
+
+    payload = {"path_params": {"id": "1"}, "query_params": {"q": "x"}}
+    wrapped_async = api_handler(get_async)
+    assert wrapped_async.__name__ == "get_async"
+    assert await wrapped_async(payload) == {"status_code": 201, "headers": {},
+                                            "body": {"id": "1"}}
+    assert api_handler(get_sync)(payload) == {"status_code": 202, "body": {"q": "x"}}
 
 
 # ------------------------------------------------------------------ streaming helpers

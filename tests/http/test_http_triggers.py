@@ -23,6 +23,7 @@ from iii_helpers.http import HttpResponse, http
 import iii_rx
 from iii_rx import ApiRequest, ApiResponse
 from iii_rx.engine import EngineThread
+from iii_rx.http import api_handler
 
 pytestmark = pytest.mark.filterwarnings("ignore:register_trigger is deprecated")
 
@@ -53,8 +54,9 @@ def echo_body(data: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ iii_rx handlers
 
 
-async def rx_echo(data: dict[str, Any]) -> ApiResponse:
-    request = ApiRequest.model_validate(data)
+@api_handler
+async def rx_echo(request: ApiRequest) -> ApiResponse:
+    data = request.model_dump()
     assert request.header("X-Test") == data["headers"].get("x-test")
     return ApiResponse(status_code=201, headers={"x-handler": "rx"}, body=echo_body(data))
 
