@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE
-from iii_rx.engine.rest_routes import Route, RouteError, RouteTable, route_from_config
+from iii_rx.engine.rest_routes import (
+    HTTP_METHODS,
+    Route,
+    RouteError,
+    RouteTable,
+    route_from_config,
+)
 from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
 from iii_rx.errors import IIIInvocationError
 
@@ -634,6 +640,30 @@ class HttpTriggerProvider:
         self.api.unbind(binding.id, binding.config, binding.owner)
 
 
+HTTP_CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "api_path": {"type": "string"},
+        "http_method": {"type": "string", "enum": sorted(HTTP_METHODS), "default": "GET"},
+        "condition_function_id": {"type": "string"},
+        "middleware_function_ids": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["api_path"],
+}
+"""``configuration_schema`` of the ``http`` trigger type (spec 6.4)."""
+
+HTTP_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status_code": {"type": "integer", "minimum": 100, "maximum": 599, "default": 200},
+        "headers": {"oneOf": [{"type": "object", "additionalProperties": {"type": "string"}},
+                              {"type": "array", "items": {"type": "string"}}]},
+        "body": {},
+    },
+}
+"""``response_schema`` of the ``http`` trigger type: the buffered envelope (spec 6.5.3, 8.5)."""
+
+
 class RestExtension:
     """Engine extension: the REST API on ``rest_port`` and the ``http`` trigger type.
 
@@ -663,7 +693,9 @@ class RestExtension:
         engine.rest_port = api.port
         engine.registry.add_builtin_worker(self.WORKER_NAME, "Expose functions as HTTP endpoints")
         self._type = TriggerType("http", DEFAULT_NAMESPACE, "HTTP API trigger",
-                                 provider=HttpTriggerProvider(api), worker_name=self.WORKER_NAME)
+                                 provider=HttpTriggerProvider(api), worker_name=self.WORKER_NAME,
+                                 trigger_request_format=HTTP_CONFIG_SCHEMA,
+                                 response_format=HTTP_RESPONSE_SCHEMA)
         engine.triggers.add_type(self._type)
         log.info("REST API listening on %s", api.url)
 

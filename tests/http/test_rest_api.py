@@ -194,3 +194,10 @@ async def test_middleware_and_cors(engine: EngineThread, rx: Client,
         assert response.status == 200
         assert response.headers["access-control-allow-origin"] == "*"
         assert response.headers["access-control-allow-methods"] == "POST"
+
+
+async def test_http_trigger_type_is_described(engine: EngineThread, rx: Client) -> None:
+    info = await rx.trigger("engine::triggers::info", {"id": "http"})
+    assert info["worker_name"] == "iii-http"
+    assert info["configuration_schema"]["required"] == ["api_path"]
+    assert "status_code" in info["response_schema"]["properties"]
