@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 
 from iii_rx.engine.engine import Engine
@@ -30,12 +31,20 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-http-private", action="store_true",
                         help="let HTTP-invoked functions call private and link-local "
                              "addresses (loopback is always allowed)")
+    parser.add_argument("--namespace-grace-ms", type=int, default=_env_grace(),
+                        help="how long registrations wait for engine::workers::register "
+                             "(default $III_NAMESPACE_GRACE_MS or 5000)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
 
 
+def _env_grace() -> int:
+    value = os.environ.get("III_NAMESPACE_GRACE_MS", "").strip()
+    return int(value) if value.isdigit() else 5000
+
+
 async def serve(host: str, port: int, rest_port: int, *,
-                allow_http_private: bool = False) -> None:
+                allow_http_private: bool = False, namespace_grace_ms: int = 5000) -> None:
     """Run an engine until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -48,7 +57,8 @@ async def serve(host: str, port: int, rest_port: int, *,
             pass
     try:
         async with Engine(host, port, rest_port=rest_port,
-                          allow_http_private=allow_http_private) as engine:
+                          allow_http_private=allow_http_private,
+                          namespace_grace_ms=namespace_grace_ms) as engine:
             print(f"iii engine listening on {engine.url}", flush=True)
             await stop.wait()
             logging.getLogger("iii_rx.engine").info("stopping")
@@ -71,7 +81,8 @@ def run_args(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(serve(args.host, args.port, args.rest_port,
-                          allow_http_private=getattr(args, "allow_http_private", False)))
+                          allow_http_private=getattr(args, "allow_http_private", False),
+                          namespace_grace_ms=args.namespace_grace_ms))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     except OSError as exc:
