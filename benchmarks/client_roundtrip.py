@@ -364,12 +364,20 @@ def bench_workers(args: argparse.Namespace, url: str, log_dir: str,
                            str(args.payload_bytes)], log_dir, stack)
             contenders[impl, handler] = Contender(f"{impl}-{handler}", f"{impl} {handler}",
                                                   caller, worker)
+    raw_worker = peer("raw-worker-ceiling", [sys.executable, RAWPEERS, "worker", "--url", url,
+                                             "--function", "bench::raw", "--control",
+                                             "--name", "bench-raw-ceiling"], log_dir, stack)
+    ceiling = Contender("raw", "raw", peer(
+        "raw-caller-raw", [sys.executable, RAWPEERS, "caller", "--url", url, "--function",
+                           "bench::raw", "--control", "--payload-bytes",
+                           str(args.payload_bytes)], log_dir, stack), raw_worker)
     windows = [w for w in args.windows if w <= 64] or [1]
     for _ in range(args.rounds):
         for window in windows:
             for handler in args.handlers:
                 for impl in ("rx", "sdk"):
                     contenders[impl, handler].measure(window, args.duration, args.warmup)
+            ceiling.measure(window, args.duration, args.warmup)
     print()
     print("WORKERS: a raw-frame caller calls an iii_rx worker vs an official iii-sdk worker "
           f"(engine: {args.engine}); cpu us = worker CPU per call")
@@ -378,6 +386,13 @@ def bench_workers(args: argparse.Namespace, url: str, log_dir: str,
         for window in windows:
             print(ratio_row(f"{handler} handler", contenders["rx", handler],
                             contenders["sdk", handler], window))
+    for window in windows:
+        runs = ceiling.results.get(window, [])
+        flight = "sequential" if window == 1 else f"{window} in flight"
+        print(f"{'raw-frame worker':<18}{flight:<15}{spread([r['rate'] for r in runs], ',.0f'):>22}"
+              f" {med([r['p50_ms'] for r in runs]):6.2f}/{med([r['p99_ms'] for r in runs]):6.2f}"
+              f" {med([r.get('cpu_us', float('nan')) for r in runs]):6.1f}"
+              "   (the ceiling: what this engine and caller allow)")
 
 
 def orchestrate(args: argparse.Namespace) -> None:
