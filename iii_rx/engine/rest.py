@@ -30,8 +30,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
-import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,6 +37,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE
+from iii_rx.engine.rest_envelope import (
+    NO_BODY_STATUS,
+    buffered_response,
+    error_response,
+    headers_of,
+    new_error_id,
+    preflight,
+    request_headers,
+)
 from iii_rx.engine.rest_routes import (
     HTTP_METHODS,
     Route,
@@ -61,7 +68,6 @@ __all__ = [
     "RestChannels",
     "RestExtension",
     "RouteError",
-    "encode_envelope",
 ]
 
 log = logging.getLogger("iii_rx.engine.rest")
@@ -109,92 +115,6 @@ class RestChannels(Protocol):
 
 
 _CHUNK = 64 * 1024
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_DROPPED_HEADERS = frozenset({"transfer-encoding", "connection", "keep-alive", "upgrade"})
-_NO_BODY_STATUS = frozenset({204, 304})
-
-
-# ----------------------------------------------------------------------------- responses
-
-
-def _error_id() -> str:
-    return secrets.token_hex(6)
-
-
-def _json_response(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, body=_dumps(body), content_type="application/json")
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def error_response(status: int, code: str, message: str, *, error_id: str | None = None,
-                   **extra: Any) -> web.Response:
-    """The engine's error envelope ``{"error": {"code", "message", "error_id"?}, ...}``."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if error_id is not None:
-        error["error_id"] = error_id
-    return _json_response(status, {"error": error, **extra})
-
-
-def _valid_header(name: Any, value: Any) -> bool:
-    return (isinstance(name, str) and isinstance(value, str) and bool(_TOKEN.fullmatch(name))
-            and not any(c in value for c in "\r\n\0"))
-
-
-def _headers_of(value: Any) -> list[tuple[str, str]]:
-    """Response headers from a dict or from ``"Name: value"`` lines; invalid ones dropped."""
-    pairs: list[tuple[str, str]] = []
-    if isinstance(value, Mapping):
-        pairs = [(k, v) for k, v in value.items() if isinstance(v, str)]
-    elif isinstance(value, list):
-        for line in value:
-            if isinstance(line, str) and ":" in line:
-                name, _, text = line.partition(":")
-                pairs.append((name.strip(), text.strip()))
-    return [(k, v) for k, v in pairs
-            if _valid_header(k, v) and k.lower() not in _DROPPED_HEADERS]
-
-
-def _status_of(result: Mapping[str, Any]) -> int:
-    for key in ("status_code", "statusCode"):  # DECISIONS 1: status_code first
-        value = result.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value if 100 <= value <= 599 else 200
-    return 200
-
-
-def encode_envelope(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Status, headers and body bytes of a buffered response envelope (spec 6.5.3)."""
-    envelope: Mapping[str, Any] = result if isinstance(result, Mapping) else {}
-    status = _status_of(envelope)
-    headers = [(k, v) for k, v in _headers_of(envelope.get("headers"))
-               if k.lower() != "content-length"]
-    body = envelope.get("body", {})
-    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
-    if content_type is None:
-        headers.append(("Content-Type", "application/json"))
-        data = _dumps(body)
-    elif isinstance(body, str):
-        data = body.encode()
-    elif body is None:
-        data = b""
-    else:
-        data = _dumps(body)
-    return status, headers, data
-
-
-def _buffered(result: Any, head_only: bool) -> web.Response:
-    status, headers, data = encode_envelope(result)
-    response = web.Response(status=status)
-    for name, value in headers:
-        response.headers.add(name, value)
-    if status not in _NO_BODY_STATUS and status >= 200 and not head_only:
-        response.body = data
-    return response
-
-
 # ----------------------------------------------------------------------------- exchange
 
 
@@ -352,7 +272,7 @@ class RestApi:
         method = request.method.upper()
         if (method == "OPTIONS" and "Origin" in request.headers
                 and "Access-Control-Request-Method" in request.headers):
-            return _preflight(request)
+            return preflight(request)
         found = self.routes.match(method, request.raw_path.split("?", 1)[0])
         if found is None:
             return error_response(404, "NOT_FOUND", "Not Found")
@@ -379,7 +299,7 @@ class RestApi:
         payload: dict[str, Any] = {
             "query_params": dict(request.rel_url.query.items()),
             "path_params": params,
-            "headers": _request_headers(request),
+            "headers": request_headers(request),
             "path": route.path,
             "method": request.method.upper(),
             "body": body,
@@ -429,7 +349,7 @@ class RestApi:
             if isinstance(outcome, Mapping) and outcome.get("action") == "respond":
                 answer = outcome.get("response")
                 answer = answer if isinstance(answer, Mapping) else {}
-                return _buffered({"status_code": answer.get("status_code", 200),
+                return buffered_response({"status_code": answer.get("status_code", 200),
                                   "headers": answer.get("headers") or {},
                                   "body": answer.get("body")}, False)
         return None
@@ -509,7 +429,7 @@ class RestApi:
                 except Exception as exc:
                     return self._failure(exc, exchange.route, "handler failed")
                 if result is not None:
-                    return _buffered(result, exchange.payload["method"] == "HEAD")
+                    return buffered_response(result, exchange.payload["method"] == "HEAD")
                 returned_none = True
                 writer_seen = writer_seen or reader.writer_connected
                 grace_end = loop.time() + self.no_response_grace
@@ -517,7 +437,7 @@ class RestApi:
             if reader.writer_connected:
                 writer_seen = True
                 continue
-            error_id = _error_id()
+            error_id = new_error_id()
             log.error("http %s: %s returned no response and never opened the response "
                       "channel (error_id %s)", exchange.route.label,
                       exchange.route.function_id, error_id)
@@ -530,12 +450,12 @@ class RestApi:
         reader = exchange.reader
         assert reader is not None
         response = web.StreamResponse(status=head.status)
-        for name, value in _headers_of(head.headers):
+        for name, value in headers_of(head.headers):
             response.headers[name] = value
         if "Origin" in request.headers:
             response.headers.setdefault("Access-Control-Allow-Origin", "*")
             response.headers.setdefault("Access-Control-Expose-Headers", "*")
-        no_body = (head.status in _NO_BODY_STATUS or head.status < 200
+        no_body = (head.status in NO_BODY_STATUS or head.status < 200
                    or request.method.upper() == "HEAD")
         if head.ended and not no_body and "Content-Length" not in response.headers:
             response.content_length = 0
@@ -556,7 +476,7 @@ class RestApi:
         return response
 
     def _failure(self, exc: BaseException, route: Route, what: str) -> web.Response:
-        error_id = _error_id()
+        error_id = new_error_id()
         if isinstance(exc, IIIInvocationError):
             log.error("http %s: %s (%s: %s, error_id %s)", route.label, what, exc.code,
                       exc.message, error_id)
@@ -592,29 +512,6 @@ async def _pump(writer: LocalWriter, request: web.BaseRequest, raw: bytes | None
     finally:
         with contextlib.suppress(Exception):
             await writer.close()
-
-
-def _request_headers(request: web.BaseRequest) -> dict[str, str]:
-    """Lower-case names, one value per name (the last), non-UTF-8 values as ``""``."""
-    headers: dict[str, str] = {}
-    for name, value in request.raw_headers:
-        try:
-            headers[name.decode("latin-1").lower()] = value.decode("utf-8")
-        except UnicodeDecodeError:
-            headers[name.decode("latin-1").lower()] = ""
-    return headers
-
-
-def _preflight(request: web.BaseRequest) -> web.Response:
-    """Permissive CORS preflight answer (the Rust engine's default)."""
-    wanted_headers = request.headers.get("Access-Control-Request-Headers", "*")
-    return web.Response(status=200, headers={
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Allow-Methods": request.headers.get("Access-Control-Request-Method",
-                                                            "*"),
-        "Access-Control-Allow-Headers": wanted_headers,
-        "Access-Control-Max-Age": "600",
-    })
 
 
 # ----------------------------------------------------------------------------- engine wiring

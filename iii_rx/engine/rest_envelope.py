@@ -1,0 +1,136 @@
+"""HTTP responses of the REST API: the buffered envelope (spec 6.5.3) and the engine's errors.
+
+A handler's result becomes status, headers and body here: ``status_code`` is read first, then
+``statusCode`` (DECISIONS 1); headers come as a dict or as ``"Name: value"`` lines, invalid
+ones dropped; the body is JSON unless a ``Content-Type`` says otherwise. The engine's own
+answers use the envelope ``{"error": {"code", "message", "error_id"?}}``. Also here: request
+headers as handlers see them, and the permissive CORS preflight answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "NO_BODY_STATUS",
+    "buffered_response",
+    "encode_envelope",
+    "error_response",
+    "headers_of",
+    "new_error_id",
+    "preflight",
+    "request_headers",
+]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_DROPPED_HEADERS = frozenset({"transfer-encoding", "connection", "keep-alive", "upgrade"})
+NO_BODY_STATUS = frozenset({204, 304})
+
+
+def new_error_id() -> str:
+    """A short random hex id that ties an error answer to the engine's log line."""
+    return secrets.token_hex(6)
+
+
+def _json_response(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=_dumps(body), content_type="application/json")
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_response(status: int, code: str, message: str, *, error_id: str | None = None,
+                   **extra: Any) -> web.Response:
+    """The engine's error envelope ``{"error": {"code", "message", "error_id"?}, ...}``."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if error_id is not None:
+        error["error_id"] = error_id
+    return _json_response(status, {"error": error, **extra})
+
+
+def _valid_header(name: Any, value: Any) -> bool:
+    return (isinstance(name, str) and isinstance(value, str) and bool(_TOKEN.fullmatch(name))
+            and not any(c in value for c in "\r\n\0"))
+
+
+def headers_of(value: Any) -> list[tuple[str, str]]:
+    """Response headers from a dict or from ``"Name: value"`` lines; invalid ones dropped."""
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        pairs = [(k, v) for k, v in value.items() if isinstance(v, str)]
+    elif isinstance(value, list):
+        for line in value:
+            if isinstance(line, str) and ":" in line:
+                name, _, text = line.partition(":")
+                pairs.append((name.strip(), text.strip()))
+    return [(k, v) for k, v in pairs
+            if _valid_header(k, v) and k.lower() not in _DROPPED_HEADERS]
+
+
+def _status_of(result: Mapping[str, Any]) -> int:
+    for key in ("status_code", "statusCode"):  # DECISIONS 1: status_code first
+        value = result.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value if 100 <= value <= 599 else 200
+    return 200
+
+
+def encode_envelope(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body bytes of a buffered response envelope (spec 6.5.3)."""
+    envelope: Mapping[str, Any] = result if isinstance(result, Mapping) else {}
+    status = _status_of(envelope)
+    headers = [(k, v) for k, v in headers_of(envelope.get("headers"))
+               if k.lower() != "content-length"]
+    body = envelope.get("body", {})
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    if content_type is None:
+        headers.append(("Content-Type", "application/json"))
+        data = _dumps(body)
+    elif isinstance(body, str):
+        data = body.encode()
+    elif body is None:
+        data = b""
+    else:
+        data = _dumps(body)
+    return status, headers, data
+
+
+def buffered_response(result: Any, head_only: bool) -> web.Response:
+    """The aiohttp response of a buffered envelope (no body for HEAD, 1xx, 204, 304)."""
+    status, headers, data = encode_envelope(result)
+    response = web.Response(status=status)
+    for name, value in headers:
+        response.headers.add(name, value)
+    if status not in NO_BODY_STATUS and status >= 200 and not head_only:
+        response.body = data
+    return response
+
+
+def request_headers(request: web.BaseRequest) -> dict[str, str]:
+    """Lower-case names, one value per name (the last), non-UTF-8 values as ``""``."""
+    headers: dict[str, str] = {}
+    for name, value in request.raw_headers:
+        try:
+            headers[name.decode("latin-1").lower()] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            headers[name.decode("latin-1").lower()] = ""
+    return headers
+
+
+def preflight(request: web.BaseRequest) -> web.Response:
+    """Permissive CORS preflight answer (the Rust engine's default)."""
+    wanted_headers = request.headers.get("Access-Control-Request-Headers", "*")
+    return web.Response(status=200, headers={
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": request.headers.get("Access-Control-Request-Method",
+                                                            "*"),
+        "Access-Control-Allow-Headers": wanted_headers,
+        "Access-Control-Max-Age": "600",
+    })
