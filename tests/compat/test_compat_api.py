@@ -363,3 +363,39 @@ def test_logger_falls_back_to_the_iii_logger(caplog: pytest.LogCaptureFixture) -
     records = [r for r in caplog.records if r.name == "iii.logger"]
     assert [(r.levelname, r.getMessage(), getattr(r, "data", None)) for r in records] == [
         ("WARNING", "[svc] careful", {"n": 1}), ("DEBUG", "[] quiet", None)]
+
+
+def test_listeners_see_a_reconnect_and_functions_come_back() -> None:
+    first = Engine.start_in_thread()
+    port = first.port
+    iii = register_worker(first.url, InitOptions(
+        worker_name="api-reconnect",
+        reconnection_config=ReconnectionConfig(initial_delay_ms=20, max_delay_ms=50)))
+    states: list[str] = []
+    changed = threading.Condition()
+
+    def on_state(state: str) -> None:
+        with changed:
+            states.append(state)
+            changed.notify_all()
+
+    second = None
+    try:
+        iii.add_connection_state_listener(on_state)
+        iii.register_function("api::echo", lambda data: data["v"])
+        wait_for_function(iii, "api::echo")
+        first.stop()
+        with changed:
+            assert changed.wait_for(lambda: "reconnecting" in states, timeout=10)
+        second = Engine.start_in_thread(port=port)
+        with changed:
+            assert changed.wait_for(lambda: states[-1] == "connected", timeout=10), states
+        wait_for_function(iii, "api::echo")
+        assert iii.trigger({"function_id": "api::echo", "payload": {"v": 7}}) == 7
+        assert states[:2] == ["connected", "reconnecting"] and states[-1] == "connected"
+        assert all(isinstance(s, str) and type(s) is str for s in states)
+    finally:
+        iii.shutdown()
+        if second is not None:
+            second.stop()
+        first.stop()
