@@ -216,3 +216,23 @@ async def test_blank_function_id_and_namespace(engine: Engine, name: str) -> Non
             iii.trigger("x", namespace=" ")
         with pytest.raises(TypeError):
             iii.trigger({"payload": 1})
+
+
+async def test_large_messages_are_fragmented_and_bounded(engine: Engine, name: str) -> None:
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("big::echo", lambda s: s)
+        big = "x" * (17 * 1024 * 1024)  # above the 16 MiB frame limit: sent in fragments
+        assert await iii.trigger("big::echo", big) == big
+        with pytest.raises(IIIInvocationError) as info:
+            await iii.trigger("big::echo", "y" * (65 * 1024 * 1024))
+        assert info.value.code == "payload_too_large"
+
+
+def test_public_names() -> None:
+    for exported in ("connect", "connect_sync", "Client", "ConnectionState", "ReconnectConfig",
+                     "TriggerAction", "Single", "Invocation", "get_context", "Logger",
+                     "IIIInvocationError", "IIIForbiddenError", "IIITimeoutError",
+                     "IIIConnectionError", "IIIRegistrationRejectedError"):
+        assert exported in iii_rx.__all__ and hasattr(iii_rx, exported)
+    assert TriggerAction.void() == TriggerAction.Void()
+    assert TriggerAction.enqueue("q").queue == "q"
