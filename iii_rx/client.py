@@ -84,6 +84,9 @@ __all__ = ["Client"]
 log = logging.getLogger("iii_rx.client")
 
 _REGISTER_WORKER = "engine::workers::register"
+DEFAULT_MAX_WORKERS = 64
+"""Threads for sync handlers (created on demand). Sync handlers that block on nested calls
+each hold one while they wait, so the pool must be larger than such handlers run at once."""
 _FATAL_ON_REGISTER = frozenset({"INVALID_NAMESPACE", "FORBIDDEN"})
 
 
@@ -789,7 +792,8 @@ class Client:
         if pool is None:
             with self._lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=self._max_workers,
+                    self._pool = ThreadPoolExecutor(max_workers=self._max_workers
+                                                    or DEFAULT_MAX_WORKERS,
                                                     thread_name_prefix="iii-rx-handler")
                 pool = self._pool
         return pool

@@ -198,7 +198,8 @@ def connect(
     ``await iii.close()``). Waits up to ``connect_timeout`` seconds for the engine to accept
     the worker (raises :class:`~iii_rx.errors.IIIConnectionError`, or
     :class:`~iii_rx.errors.IIIRegistrationRejectedError` on a name conflict). ``timeout_ms``
-    is the default timeout of calls; ``max_workers`` sizes the thread pool of sync handlers.
+    is the default timeout of calls; ``max_workers`` sizes the thread pool of sync handlers
+    (default 64, threads started on demand).
     """
     _validate(namespace, timeout_ms)
     return Connector(url=url, name=name, namespace=namespace, description=description,
