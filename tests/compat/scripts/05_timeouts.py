@@ -11,14 +11,14 @@ from iii import InitOptions, InvocationError, register_worker
 # --- end iii imports ---
 
 iii = register_worker(
-    os.environ["III_URL"], InitOptions(worker_name="compat-timeouts", invocation_timeout_ms=300)
+    os.environ["III_URL"], InitOptions(worker_name="compat-timeouts", invocation_timeout_ms=600)
 )
 release = threading.Event()
 
 
 def wait_for_function(function_id: str) -> None:
     for _ in range(1000):
-        listed = iii.trigger({"function_id": "engine::functions::list", "payload": {}})
+        listed = iii.trigger({"function_id": "engine::functions::list", "payload": {}, "timeout_ms": 5000})
         if any(f["function_id"] == function_id for f in listed["functions"]):
             return
         time.sleep(0.01)
@@ -45,9 +45,9 @@ try:
     except InvocationError as err:
         print("default timeout:", err.code, err.message)
     release.set()
-    print("worker still answers:", iii.trigger({"function_id": "slow::op", "payload": {}}))
+    print("worker still answers:", iii.trigger({"function_id": "slow::op", "payload": {}, "timeout_ms": 5000}))
     # Not caught: the script must end with exit code 1.
-    iii.trigger({"function_id": "slow::missing", "payload": {}})
+    iii.trigger({"function_id": "slow::missing", "payload": {}, "timeout_ms": 5000})
     print("not reached")
 finally:
     release.set()
