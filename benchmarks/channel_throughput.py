@@ -12,15 +12,19 @@ Writer, reader and engine each run in a process of their own. Scenarios (all in 
   bare-1k  the same with 1 KiB writes
 
 The relay speaks the engine's channel URLs, so every peer runs unchanged against either. A
-measurement creates a channel, lets the reader connect, then times from the writer's first write
-to the reader's end of stream. Rounds are interleaved across scenarios so that load from other
-processes spreads over all of them; figures are the median of the rounds with the range beside.
-Targets (DECISIONS 19, issue 4): rx-64k >= 1.5x sdk-64k and >= 0.6x bare-64k.
+measurement creates a channel, lets the reader connect, then times from the writer's connection
+to the reader's end of stream. Rounds are interleaved across scenarios (in a rotating order) so
+that load from other processes spreads over all of them; figures are the median of the rounds
+with the range beside. Targets: rx-64k >= 0.6x bare-64k and not slower than sdk-64k
+(DECISIONS 19); issue 4 asks rx-64k >= 1.5x sdk-64k.
 
     python benchmarks/channel_throughput.py [--rounds 3] [--mb-64k 96] [--mb-1k 8]
 
-Roles (internal): ``relay --port P``, ``reader --impl rx|sdk|raw --url U``,
-``writer --impl rx|sdk|raw --url U``; the peers take one JSON command per stdin line.
+With ``--rust`` (and the Rust engine built, see ../shared/tools), rx-64k and sdk-64k also run
+through the Rust iii engine for reference.
+
+Roles (internal): ``relay --port P``, ``reader --impl I``, ``writer --impl I``; the peers take
+one JSON command per stdin line.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ from urllib.parse import parse_qs, urlsplit
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
+RUST_BINARY = Path(os.environ.get("III_BIN", Path.home() / ".cache/iii-engine/iii"))
+RUST_LAUNCHER = Path(
+    os.environ.get("III_REAL_ENGINE", ROOT.parent / "shared/tools/real-engine.py")
+)
 MB = 1_000_000
 
 
@@ -122,11 +130,12 @@ async def write_channel(impl: str, url: str, ref: dict[str, str], size: int,
     return {"t_start": start}
 
 
-def run_peer(role: str, impl: str, url: str) -> None:
+def run_peer(role: str, impl: str) -> None:
     """A long-lived reader or writer: one JSON command per stdin line, one result line each."""
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
+        url = cmd["url"]
         if role == "reader":
             print(json.dumps({"connected": True}), flush=True)
             result = asyncio.run(read_channel(impl, url, cmd["ref"]))
@@ -201,10 +210,24 @@ def cpu_seconds(pid: int) -> float:
 class Proc:
     """A child process spoken to in JSON lines."""
 
-    def __init__(self, args: list[str], wait_for: Callable[[str], bool]) -> None:
+    def __init__(self, args: list[str], wait_for: Callable[[str], bool] | None = None,
+                 port: int | None = None) -> None:
         env = {**os.environ, "OTEL_ENABLED": "false", "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=env)
+        quiet = wait_for is None  # a process whose output is not ours to read (the Rust engine)
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, env=env)
+        if wait_for is None:
+            assert port is not None
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return
+                except OSError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise RuntimeError(f"{args} did not start listening") from None
+                    time.sleep(0.05)
         while True:
             line = self.stdout.readline()
             if not line:
@@ -243,7 +266,7 @@ class Proc:
 class Scenario:
     key: str
     impl: str  # rx | sdk | raw
-    via: str  # engine | relay
+    via: str  # engine | relay | rust
     size: int
     mbps: list[float] = field(default_factory=list)
     cpu_per_mb: list[float] = field(default_factory=list)  # engine/relay CPU ms per MB
@@ -273,13 +296,13 @@ def relay_refs() -> dict[str, Any]:
 
 def measure(scenario: Scenario, url: str, hub_pid: int, peers: dict[tuple[str, str], Proc],
             total: int) -> None:
-    refs = create_channel_refs(url) if scenario.via == "engine" else relay_refs()
+    refs = relay_refs() if scenario.via == "relay" else create_channel_refs(url)
     reader, writer = peers[("reader", scenario.impl)], peers[("writer", scenario.impl)]
     cpu_before = cpu_seconds(hub_pid)
     writer_before, reader_before = cpu_seconds(writer.proc.pid), cpu_seconds(reader.proc.pid)
-    reader.send({"ref": refs["reader"]})
+    reader.send({"url": url, "ref": refs["reader"]})
     reader.receive()  # about to connect
-    writer.send({"ref": refs["writer"], "size": scenario.size, "total": total})
+    writer.send({"url": url, "ref": refs["writer"], "size": scenario.size, "total": total})
     started = writer.receive()["t_start"]
     result = reader.receive()
     if result["bytes"] != total // scenario.size * scenario.size:
@@ -308,12 +331,20 @@ def ratio(a: Scenario, b: Scenario) -> str:
 
 def coordinate(args: argparse.Namespace) -> None:
     py = sys.executable
-    engine_port, relay_port = free_port(), free_port()
-    engine_url, relay_url = f"ws://127.0.0.1:{engine_port}", f"ws://127.0.0.1:{relay_port}"
+    ports = {"engine": free_port(), "relay": free_port(), "rust": free_port()}
+    urls = {via: f"ws://127.0.0.1:{port}" for via, port in ports.items()}
     load_before = os.getloadavg()
-    engine = Proc([py, "-m", "iii_rx.engine", "--port", str(engine_port), "--rest-port",
-                   str(free_port()), "--log-level", "WARNING"], lambda line: "listening" in line)
-    relay = Proc([py, str(HERE), "relay", "--port", str(relay_port)], lambda line: "ready" in line)
+    hubs = {
+        "engine": Proc([py, "-m", "iii_rx.engine", "--port", str(ports["engine"]),
+                        "--rest-port", str(free_port()), "--log-level", "WARNING"],
+                       lambda line: "listening" in line),
+        "relay": Proc([py, str(HERE), "relay", "--port", str(ports["relay"])],
+                      lambda line: "ready" in line),
+    }
+    rust = args.rust and RUST_BINARY.exists() and RUST_LAUNCHER.exists()
+    if rust:
+        hubs["rust"] = Proc([py, str(RUST_LAUNCHER), "--port", str(ports["rust"]),
+                             "--rest-port", str(free_port())], port=ports["rust"])
     peers: dict[tuple[str, str], Proc] = {}
     scenarios = [
         Scenario("rx-64k", "rx", "engine", 65536),
@@ -324,27 +355,27 @@ def coordinate(args: argparse.Namespace) -> None:
         Scenario("sdk-1k", "sdk", "engine", 1024),
         Scenario("bare-1k", "raw", "relay", 1024),
     ]
+    if rust:
+        scenarios += [Scenario("rx-64k-rust", "rx", "rust", 65536),
+                      Scenario("sdk-64k-rust", "sdk", "rust", 65536)]
     try:
         for role in ("reader", "writer"):
-            for impl, url in (("rx", engine_url), ("rx-buffered", engine_url),
-                              ("sdk", engine_url), ("raw", relay_url)):
-                peers[(role, impl)] = Proc([py, str(HERE), role, "--impl", impl, "--url", url],
+            for impl in ("rx", "rx-buffered", "sdk", "raw"):
+                peers[(role, impl)] = Proc([py, str(HERE), role, "--impl", impl],
                                            lambda line: "ready" in line)
-        for scenario in scenarios:  # warm-up: connections, imports, JIT-free but cache-warm
-            measure(scenario, engine_url if scenario.via == "engine" else relay_url,
-                    engine.proc.pid if scenario.via == "engine" else relay.proc.pid, peers,
-                    4 * MB)
+        for scenario in scenarios:  # warm-up: connections, imports, caches
+            measure(scenario, urls[scenario.via], hubs[scenario.via].proc.pid, peers, 4 * MB)
             for figures in (scenario.mbps, scenario.cpu_per_mb, scenario.writer_cpu,
                             scenario.reader_cpu):
                 figures.clear()
-        for _ in range(args.rounds):
-            for scenario in scenarios:
+        for round_index in range(args.rounds):
+            # rotate the order each round so that no scenario always follows the same one
+            shift = round_index % len(scenarios)
+            for scenario in scenarios[shift:] + scenarios[:shift]:
                 total = (args.mb_64k if scenario.size >= 65536 else args.mb_1k) * MB
-                via_engine = scenario.via == "engine"
-                measure(scenario, engine_url if via_engine else relay_url,
-                        engine.proc.pid if via_engine else relay.proc.pid, peers, total)
+                measure(scenario, urls[scenario.via], hubs[scenario.via].proc.pid, peers, total)
     finally:
-        for proc in [*peers.values(), engine, relay]:
+        for proc in [*peers.values(), *hubs.values()]:
             proc.stop()
     by_key = {s.key: s for s in scenarios}
     print(f"channel throughput, {args.rounds} rounds, {args.mb_64k} MB per 64 KiB figure, "
@@ -357,11 +388,17 @@ def coordinate(args: argparse.Namespace) -> None:
         print(f"{scenario.key:<10} {summary(scenario.mbps):>26}   {'':>14} "
               + " ".join(f"{v:9.2f}" for v in cpu))
     print(cpu_note())
-    print(f"rx-64k / sdk-64k  (target >= 1.5): {ratio(by_key['rx-64k'], by_key['sdk-64k'])}")
+    print(f"rx-64k / sdk-64k  (target >= 1.0, issue: 1.5): "
+          f"{ratio(by_key['rx-64k'], by_key['sdk-64k'])}")
     print(f"rx-64k / bare-64k (target >= 0.6): {ratio(by_key['rx-64k'], by_key['bare-64k'])}")
     print(f"rx-1k  / sdk-1k                  : {ratio(by_key['rx-1k'], by_key['sdk-1k'])}")
     print(f"rx-1k  / bare-1k                 : {ratio(by_key['rx-1k'], by_key['bare-1k'])}")
     print(f"rxbuf-1k / sdk-1k (writer.buffered()): {ratio(by_key['rxbuf-1k'], by_key['sdk-1k'])}")
+    if "rx-64k-rust" in by_key:
+        print(f"rx-64k / rx-64k-rust (our engine / Rust engine): "
+              f"{ratio(by_key['rx-64k'], by_key['rx-64k-rust'])}")
+    elif args.rust:
+        print(f"(Rust engine not found at {RUST_BINARY}: its scenarios were skipped)")
     load_after = os.getloadavg()
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
           f"({os.cpu_count()} CPUs; figures on a shared machine are noisy)")
@@ -375,17 +412,18 @@ def main() -> None:
         p.add_argument("--rounds", type=int, default=3)
         p.add_argument("--mb-64k", type=int, default=96, help="MB per 64 KiB measurement")
         p.add_argument("--mb-1k", type=int, default=8, help="MB per 1 KiB measurement")
+        p.add_argument("--rust", action="store_true",
+                       help="add rx-64k and sdk-64k through the Rust engine (if it is built)")
     relay = sub.add_parser("relay")
     relay.add_argument("--port", type=int, required=True)
     for role in ("reader", "writer"):
         peer = sub.add_parser(role)
         peer.add_argument("--impl", choices=("rx", "rx-buffered", "sdk", "raw"), required=True)
-        peer.add_argument("--url", required=True)
     args = parser.parse_args()
     if args.role == "relay":
         run_relay(args.port)
     elif args.role in ("reader", "writer"):
-        run_peer(args.role, args.impl, args.url)
+        run_peer(args.role, args.impl)
     else:
         coordinate(args)
 

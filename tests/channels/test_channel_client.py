@@ -306,3 +306,36 @@ async def test_buffered_writer_gathers_small_writes(client: iii_rx.Client) -> No
     assert sum(events[:half]) == 100_000 and all(n <= 65536 for n in events[:half])
     assert sum(events[half + 1:]) == 100_000 + len(encode_item("tail"))
     assert len(events) <= 6  # not 201 frames
+
+
+async def test_close_without_writing_ends_an_empty_stream(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    await channel.writer.close()
+    assert await channel.reader.read_all() == b""
+
+
+async def test_break_leaves_the_socket_for_the_next_pass(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    async with channel.writer as writer:
+        for i in range(3):
+            await writer.write(bytes([i]) * 10)
+    async for chunk in channel.reader:
+        assert chunk == b"\x00" * 10
+        break
+    assert [chunk async for chunk in channel.reader] == [b"\x01" * 10, b"\x02" * 10]
+
+
+async def test_a_second_reader_is_refused(engine: Engine, client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    first = asyncio.ensure_future(channel.reader.read_all())
+    for _ in range(500):  # wait for the first reader's socket (no event for "attached")
+        if channel.reader._ws is not None:
+            break
+        await asyncio.sleep(0.002)
+    second = ChannelReader(engine.url, channel.reader_ref)
+    with pytest.raises(ChannelClosedError) as info:
+        await second.read_all()
+    assert info.value.code == 1008
+    await channel.writer.write(b"for the first")
+    await channel.writer.close()
+    assert await first == b"for the first"
