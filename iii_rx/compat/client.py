@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -192,12 +192,10 @@ class III:
     # ------------------------------------------------------------------ calls
 
     def _single(self, request: Mapping[str, Any] | TriggerRequest) -> Single[Any]:
-        if isinstance(request, BaseModel):
-            fields = {name: getattr(request, name, None) for name in
-                      ("function_id", "payload", "action", "timeout_ms", "metadata",
-                       "namespace", "dispatch")}
-        else:
-            fields = dict(request)
+        fields = _fields(request, ("function_id", "payload", "action", "timeout_ms", "metadata",
+                                   "namespace", "dispatch"))
+        if not isinstance(fields.get("function_id"), str):
+            raise TypeError("a trigger request needs a function_id string")
         dispatch = fields.get("dispatch")
         if dispatch not in (None, "auto", "remote"):
             raise ValueError(f"dispatch must be 'auto' or 'remote', got {dispatch!r}")
@@ -237,8 +235,8 @@ class III:
 
     def register_trigger(self, trigger: RegisterTriggerInput | Mapping[str, Any]) -> Trigger:
         """Bind a function to a trigger type (``{"type", "function_id", "config", ...}``)."""
-        spec = (trigger if isinstance(trigger, RegisterTriggerInput)
-                else RegisterTriggerInput(**trigger))
+        spec = (trigger if isinstance(trigger, RegisterTriggerInput) else
+                RegisterTriggerInput(**_fields(trigger, RegisterTriggerInput.model_fields)))
         handle = self._client.register_trigger({
             "type": spec.type, "function_id": spec.function_id,
             "config": to_wire_value(spec.config), "metadata": to_wire_value(spec.metadata),
@@ -252,8 +250,9 @@ class III:
         handler: TriggerHandler[Any],
     ) -> TriggerTypeRef:
         """Provide a trigger type: ``handler`` learns each binding routed here and its end."""
-        spec = (trigger_type if isinstance(trigger_type, RegisterTriggerTypeInput)
-                else RegisterTriggerTypeInput(**trigger_type))
+        spec = (trigger_type if isinstance(trigger_type, RegisterTriggerTypeInput) else
+                RegisterTriggerTypeInput(**_fields(trigger_type,
+                                                   RegisterTriggerTypeInput.model_fields)))
 
         async def on_register(config: RxTriggerConfig) -> None:
             await _maybe_await(handler.register_trigger(_provider_config(config)))
@@ -277,8 +276,7 @@ class III:
         self, trigger_type: RegisterTriggerTypeInput | Mapping[str, Any]
     ) -> None:
         """Stop providing a trigger type (a ``RegisterTriggerTypeInput`` or ``{"id": ...}``)."""
-        type_id = (trigger_type.id if isinstance(trigger_type, RegisterTriggerTypeInput)
-                   else trigger_type["id"])
+        type_id = _fields(trigger_type, ("id",))["id"]
         with self._lock:
             handle = self._trigger_types.pop(type_id, None)
         if handle is not None:
@@ -316,6 +314,14 @@ class TriggerTypeRef:
     def register_function(self, function_id: str, handler: Callable[..., Any], *,
                           description: str | None = None) -> FunctionRef:
         return self._iii.register_function(function_id, handler, description=description)
+
+
+def _fields(value: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The named fields of a mapping (only those present) or of any object with attributes
+    (a pydantic model or dataclass, the official SDK's own models included)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {name: getattr(value, name) for name in names if hasattr(value, name)}
 
 
 def _provider_config(config: RxTriggerConfig) -> TriggerConfig[Any]:

@@ -136,6 +136,27 @@ def test_api_request_and_response_of_older_releases(worker: compat.III) -> None:
     assert compat.HttpResponse is ApiResponse and compat.HttpRequest is ApiRequest
 
 
+def test_request_objects_of_other_shapes_are_read_by_field(worker: compat.III) -> None:
+    # Half-migrated code may still build the official SDK's own models, or its dataclasses.
+    from dataclasses import dataclass
+
+    from iii.iii_types import RegisterTriggerInput as OfficialTriggerInput
+    from iii.iii_types import TriggerRequest as OfficialRequest
+
+    @dataclass
+    class Call:
+        function_id: str
+        payload: Any = None
+
+    worker.register_function("shape::echo", lambda data: data["v"])
+    wait_for_function(worker, "shape::echo")
+    assert worker.trigger(OfficialRequest(function_id="shape::echo", payload={"v": 1})) == 1
+    assert worker.trigger(Call("shape::echo", {"v": 2})) == 2  # type: ignore[arg-type]
+    trigger = worker.register_trigger(OfficialTriggerInput(
+        type="engine::workers-available", function_id="shape::echo", config={}))
+    trigger.unregister()
+
+
 def test_trigger_action_has_both_spellings() -> None:
     assert TriggerAction.Void() == TriggerAction.void()
     assert TriggerAction.Enqueue(queue="q") == TriggerAction.enqueue("q")
