@@ -11,7 +11,9 @@ The rewrite is deliberately small and explicit (DECISIONS 16: only import lines 
 Every import of ``iii`` must sit between the ``# --- iii imports ---`` and
 ``# --- end iii imports ---`` markers, and nothing else in a script may change.
 
-By hand, against any engine (e.g. the real Rust engine, see COMMON.md)::
+By hand, against any engine, e.g. the real Rust engine started with
+``COMPAT_HTTP_TOKEN=compat-secret-token real-engine.py --port P --rest-port R
+--allow-http-private`` (the HTTP-invoked script needs both)::
 
     python tests/compat/compat_harness.py --url ws://127.0.0.1:49134 \
         [--rest-url http://127.0.0.1:3111] [--compat] [--stderr] [NAME ...]
