@@ -170,7 +170,7 @@ class Scenario:
     engine: str
     handler: str
     url: str = ""
-    results: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    results: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     failure: str | None = None
 
     @property
@@ -179,12 +179,12 @@ class Scenario:
         return f"{self.engine} engine -> {who}"
 
 
-async def load(url: str, concurrency: int, duration: float, warmup: float) -> dict[str, float]:
+async def load(url: str, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
     """Requests/s and latency percentiles with ``concurrency`` requests always in flight."""
     import aiohttp
 
     latencies: list[float] = []
-    errors = 0
+    errors: dict[int, int] = {}
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
         start = time.perf_counter()
@@ -192,20 +192,19 @@ async def load(url: str, concurrency: int, duration: float, warmup: float) -> di
         stop_at = measure_from + duration
 
         async def client() -> None:
-            nonlocal errors
             while True:
                 sent = time.perf_counter()
                 if sent >= stop_at:
                     return
                 async with session.get(url) as response:
                     await response.read()
-                    ok = response.status == 200
+                    status = response.status
                 done = time.perf_counter()
                 if sent >= measure_from:
-                    if ok:
+                    if status == 200:
                         latencies.append(done - sent)
                     else:
-                        errors += 1
+                        errors[status] = errors.get(status, 0) + 1
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
     latencies.sort()
@@ -216,7 +215,7 @@ async def load(url: str, concurrency: int, duration: float, warmup: float) -> di
         "rps": count / duration,
         "p50_ms": latencies[count // 2] * 1000,
         "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000,
-        "errors": float(errors),
+        "errors": errors,
     }
 
 
@@ -263,9 +262,13 @@ def report(scenarios: list[Scenario], windows: list[int]) -> None:
             print(f"  {sc.label:<44} {summary([r['rps'] for r in rows]):>22} "
                   f"{summary_ms([r['p50_ms'] for r in rows]):>20} "
                   f"{summary_ms([r['p99_ms'] for r in rows]):>20}")
-            errors = sum(r["errors"] for r in rows)
+            errors: dict[int, int] = {}
+            for r in rows:
+                for status, n in r["errors"].items():
+                    errors[status] = errors.get(status, 0) + n
             if errors:
-                print(f"  {'':<44} ({errors:.0f} non-200 answers)")
+                listed = ", ".join(f"{n} x {status}" for status, n in sorted(errors.items()))
+                print(f"  {'':<44} (non-200 answers: {listed})")
         for engine in sorted({sc.engine for sc in scenarios}):
             pair = {sc.handler: sc for sc in scenarios if sc.engine == engine and not sc.failure}
             if {"rx", "sdk"} <= set(pair):
