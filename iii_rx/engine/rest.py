@@ -115,6 +115,8 @@ class RestChannels(Protocol):
 
 
 _CHUNK = 64 * 1024
+
+
 # ----------------------------------------------------------------------------- exchange
 
 
@@ -277,13 +279,23 @@ class RestApi:
         if found is None:
             return error_response(404, "NOT_FOUND", "Not Found")
         route, params = found
+        exchange = _Exchange(route, {})
         try:
-            return await asyncio.wait_for(self._serve(request, route, params), self.timeout)
-        except asyncio.TimeoutError:
-            return web.Response(status=504)
+            try:
+                head = await asyncio.wait_for(self._until_head(request, exchange, params),
+                                              self.timeout)
+            except asyncio.TimeoutError:
+                return web.Response(status=504)
+            if isinstance(head, _Head):  # the timeout bounds the head, not a streamed body
+                return await self._stream(exchange, request, head)
+            return head
+        finally:
+            await self._finish(exchange)
 
-    async def _serve(self, request: web.BaseRequest, route: Route,
-                     params: dict[str, str]) -> web.StreamResponse:
+    async def _until_head(self, request: web.BaseRequest, exchange: _Exchange,
+                          params: dict[str, str]) -> _Head | web.StreamResponse:
+        """Everything up to a buffered response or the head of a streamed one."""
+        route = exchange.route
         content_type = request.headers.get("Content-Type", "")
         is_json = "application/json" in content_type
         raw: bytes | None = None
@@ -296,7 +308,7 @@ class RestApi:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = None
-        payload: dict[str, Any] = {
+        exchange.payload = {
             "query_params": dict(request.rel_url.query.items()),
             "path_params": params,
             "headers": request_headers(request),
@@ -305,15 +317,11 @@ class RestApi:
             "body": body,
             "trigger": {"type": "http", "path": route.path, "method": route.method},
         }
-        exchange = _Exchange(route, payload)
-        try:
-            early = await self._preconditions(exchange)
-            if early is not None:
-                return early
-            await self._open_channels(exchange, request, raw)
-            return await self._respond(exchange, request)
-        finally:
-            await self._finish(exchange)
+        early = await self._preconditions(exchange)
+        if early is not None:
+            return early
+        await self._open_channels(exchange, request, raw)
+        return await self._respond(exchange)
 
     async def _read_all(self, request: web.BaseRequest) -> bytes | None:
         chunks: list[bytes] = []
@@ -350,8 +358,8 @@ class RestApi:
                 answer = outcome.get("response")
                 answer = answer if isinstance(answer, Mapping) else {}
                 return buffered_response({"status_code": answer.get("status_code", 200),
-                                  "headers": answer.get("headers") or {},
-                                  "body": answer.get("body")}, False)
+                                          "headers": answer.get("headers") or {},
+                                          "body": answer.get("body")}, False)
         return None
 
     async def _open_channels(self, exchange: _Exchange, request: web.BaseRequest,
@@ -373,18 +381,14 @@ class RestApi:
             exchange.pump = asyncio.get_running_loop().create_task(
                 _pump(writer, request, raw), name=f"iii-rest-body-{request_id}")
 
-    async def _respond(self, exchange: _Exchange,
-                       request: web.BaseRequest) -> web.StreamResponse:
+    async def _respond(self, exchange: _Exchange) -> _Head | web.StreamResponse:
         route = exchange.route
         call: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
             self.invoke(route.namespace, route.function_id, exchange.payload, route.metadata),
             name=f"iii-rest-call-{route.function_id}")
         self._calls.add(call)
         call.add_done_callback(self._call_done)
-        head = await self._race(exchange, call)
-        if isinstance(head, web.StreamResponse):
-            return head
-        return await self._stream(exchange, request, head)
+        return await self._race(exchange, call)
 
     def _call_done(self, task: asyncio.Task[Any]) -> None:
         self._calls.discard(task)

@@ -4,13 +4,14 @@ CORS and middleware. The handlers run in an iii_rx worker."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from http_helpers import rest_url, wait_for_routes
+from http_helpers import REST_TIMEOUT_MS, rest_url, wait_for_routes
 
 import iii_rx
 from iii_rx import ApiRequest, IIIInvocationError
@@ -49,6 +50,12 @@ async def stream_cases(data: dict[str, Any]) -> Any:
     if case == "buffered-wins":  # control messages, then a value before any binary frame
         await out.set_status(299)
         return {"status_code": 200, "body": {"buffered": True}}
+    if case == "slow-body":  # the head comes at once, the body takes longer than the timeout
+        for _ in range(3):
+            await out.write(b"part;")
+            await asyncio.sleep(REST_TIMEOUT_MS / 1000 / 2)
+        await out.close()
+        return None
     raise AssertionError(case)
 
 
@@ -137,6 +144,10 @@ async def test_streaming_edge_cases(engine: EngineThread, rx: Client,
     async with http.get(rest_url(engine) + "/s?case=buffered-wins") as response:
         assert response.status == 200
         assert await response.json() == {"buffered": True}
+    # The REST timeout bounds the time to the response head, not a streamed body.
+    async with http.get(rest_url(engine) + "/s?case=slow-body") as response:
+        assert response.status == 200
+        assert await response.read() == b"part;" * 3
 
 
 async def test_binding_metadata_reaches_the_handler_and_head_uses_get(
