@@ -176,6 +176,9 @@ class Engine:
         if not self._running:
             return
         self._running = False
+        # Channels first: a writer blocked on a full pipe would otherwise hold the server's
+        # close for the channel sockets' whole close timeout.
+        await self.hub.close()
         await self._server.close()
         for extension in reversed(self._started):
             try:
@@ -185,7 +188,6 @@ class Engine:
         self._started.clear()
         self.functions_available.stop()
         await self.router.stop()
-        await self.hub.close()
 
     async def __aenter__(self) -> Engine:
         await self.start()
