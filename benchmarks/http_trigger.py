@@ -11,8 +11,10 @@ through the iii_rx engine, and (context, when ``~/.cache/iii-engine/iii`` is bui
 real Rust iii engine. Engine, each worker and the load generator are separate processes. Each
 figure is measured with ``--concurrency`` requests in flight and sequentially (one in flight);
 rounds are interleaved across scenarios and the median of the rounds is printed with the range
-beside it. The machine has 2 cores shared by every process here (and by whatever else runs):
-the load generator competes with the engine and the worker, so read ratios, not absolutes.
+beside it, with the CPU time the engine and the worker process spent per request (from
+/proc). The machine has 2 cores shared by every process here (and by whatever else runs): the
+load generator competes with the engine and the worker and often caps the requests/s, so the
+CPU per request is the steadier figure for comparing the two workers.
 
     python benchmarks/http_trigger.py [--duration 2] [--rounds 3] [--concurrency 64]
                                       [--engines iii_rx,rust] [--handlers rx,sdk]
@@ -43,6 +45,7 @@ ROOT = HERE.parent.parent
 RUST_BINARY = Path(os.environ.get("III_BIN", Path.home() / ".cache/iii-engine/iii"))
 RUST_LAUNCHER = Path(os.environ.get("III_REAL_ENGINE",
                                     ROOT.parent / "shared/tools/real-engine.py"))
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 ANSWER = {"status_code": 200, "headers": {"x-bench": "1"}, "body": {"ok": True}}
 
 
@@ -116,6 +119,15 @@ class Peer:
             if line.startswith("{"):
                 return dict(json.loads(line))
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (Linux /proc; 0 elsewhere)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
     def log_tail(self, lines: int = 6) -> str:
         with open(self.log_path, errors="replace") as f:
             return " | ".join(f.read().strip().splitlines()[-lines:])
@@ -170,6 +182,8 @@ class Scenario:
     engine: str
     handler: str
     url: str = ""
+    engine_peer: Peer | None = None
+    worker_peer: Peer | None = None
     results: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     failure: str | None = None
 
@@ -185,6 +199,7 @@ async def load(url: str, concurrency: int, duration: float, warmup: float) -> di
 
     latencies: list[float] = []
     errors: dict[int, int] = {}
+    total = 0
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
         start = time.perf_counter()
@@ -192,6 +207,7 @@ async def load(url: str, concurrency: int, duration: float, warmup: float) -> di
         stop_at = measure_from + duration
 
         async def client() -> None:
+            nonlocal total
             while True:
                 sent = time.perf_counter()
                 if sent >= stop_at:
@@ -200,6 +216,7 @@ async def load(url: str, concurrency: int, duration: float, warmup: float) -> di
                     await response.read()
                     status = response.status
                 done = time.perf_counter()
+                total += 1
                 if sent >= measure_from:
                     if status == 200:
                         latencies.append(done - sent)
@@ -210,12 +227,14 @@ async def load(url: str, concurrency: int, duration: float, warmup: float) -> di
     latencies.sort()
     count = len(latencies)
     if not count:
-        return {"rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "errors": errors}
+        return {"rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "errors": errors,
+                "total": total}
     return {
         "rps": count / duration,
         "p50_ms": latencies[count // 2] * 1000,
         "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000,
         "errors": errors,
+        "total": total,
     }
 
 
@@ -252,8 +271,9 @@ def summary_ms(values: list[float]) -> str:
 def report(scenarios: list[Scenario], windows: list[int]) -> None:
     for window in windows:
         kind = "sequential" if window == 1 else f"{window} in flight"
-        print(f"\n{kind}: requests/s median (range), latency ms median (range)")
-        print(f"  {'scenario':<44} {'req/s':>22} {'p50 ms':>20} {'p99 ms':>20}")
+        print(f"\n{kind}: requests/s, latency ms, CPU µs per request (median (range))")
+        print(f"  {'scenario':<44} {'req/s':>22} {'p50 ms':>20} {'p99 ms':>20} "
+              f"{'engine CPU µs':>18} {'worker CPU µs':>18}")
         for sc in scenarios:
             rows = sc.results.get(window, [])
             if sc.failure:
@@ -261,7 +281,9 @@ def report(scenarios: list[Scenario], windows: list[int]) -> None:
                 continue
             print(f"  {sc.label:<44} {summary([r['rps'] for r in rows]):>22} "
                   f"{summary_ms([r['p50_ms'] for r in rows]):>20} "
-                  f"{summary_ms([r['p99_ms'] for r in rows]):>20}")
+                  f"{summary_ms([r['p99_ms'] for r in rows]):>20} "
+                  f"{summary([r['engine_us'] for r in rows]):>18} "
+                  f"{summary([r['worker_us'] for r in rows]):>18}")
             errors: dict[int, int] = {}
             for r in rows:
                 for status, n in r["errors"].items():
@@ -274,8 +296,12 @@ def report(scenarios: list[Scenario], windows: list[int]) -> None:
             if {"rx", "sdk"} <= set(pair):
                 rx = statistics.median(r["rps"] for r in pair["rx"].results[window])
                 sdk = statistics.median(r["rps"] for r in pair["sdk"].results[window])
-                if sdk:
-                    print(f"  ratio iii_rx / official worker through {engine}: {rx / sdk:.2f}x")
+                rx_cpu = statistics.median(r["worker_us"] for r in pair["rx"].results[window])
+                sdk_cpu = statistics.median(r["worker_us"] for r in pair["sdk"].results[window])
+                if sdk and rx_cpu:
+                    print(f"  through {engine}: iii_rx / official worker requests/s "
+                          f"{rx / sdk:.2f}x; official / iii_rx worker CPU per request "
+                          f"{sdk_cpu / rx_cpu:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                     sys.executable, str(HERE), "worker", "--kind", sc.handler,
                     "--url", f"ws://127.0.0.1:{port}", "--path", path], log_dir)
                 stack.callback(worker_peer.stop)
+                sc.engine_peer, sc.worker_peer = peer, worker_peer
                 try:
                     worker_peer.read_json(timeout=60)
                     sc.url = f"http://127.0.0.1:{rest_port}{path}"
@@ -332,7 +359,12 @@ def main(argv: list[str] | None = None) -> int:
                 for sc in scenarios:
                     if sc.failure:
                         continue
+                    assert sc.engine_peer is not None and sc.worker_peer is not None
+                    cpu = (sc.engine_peer.cpu_seconds(), sc.worker_peer.cpu_seconds())
                     figure = asyncio.run(load(sc.url, window, args.duration, args.warmup))
+                    requests = max(1, figure["total"])
+                    figure["engine_us"] = (sc.engine_peer.cpu_seconds() - cpu[0]) / requests * 1e6
+                    figure["worker_us"] = (sc.worker_peer.cpu_seconds() - cpu[1]) / requests * 1e6
                     sc.results.setdefault(window, []).append(figure)
             print(f"  round {round_no + 1}/{args.rounds} done", flush=True)
     report(scenarios, windows)
