@@ -31,27 +31,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 HERE = Path(__file__).resolve()
-ROOT = HERE.parent.parent
-RUST_BINARY = Path(os.environ.get("III_BIN", Path.home() / ".cache/iii-engine/iii"))
-RUST_LAUNCHER = Path(
-    os.environ.get("III_REAL_ENGINE", ROOT.parent / "shared/tools/real-engine.py")
+sys.path.insert(0, str(HERE.parent))
+
+from _common import (  # noqa: E402
+    RUST_BINARY,
+    Peer,
+    free_port,
+    per_call_us,
+    rust_available,
+    spread,
+    start_engine,
+    start_peer,
 )
+
 MB = 1_000_000
+PEER_TIMEOUT = 600.0  # seconds for one figure: generous, a measurement must never hang
 
 
 # --------------------------------------------------------------------------- peers
@@ -188,80 +196,6 @@ def run_relay(port: int) -> None:
 # --------------------------------------------------------------------------- coordinator
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of ``pid`` so far (nanosecond schedstat, not 10 ms ticks)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
-                total += int(stat.read().split()[0])
-        except FileNotFoundError:  # a thread that just ended
-            continue
-    return total / 1e9
-
-
-class Proc:
-    """A child process spoken to in JSON lines."""
-
-    def __init__(self, args: list[str], wait_for: Callable[[str], bool] | None = None,
-                 port: int | None = None) -> None:
-        env = {**os.environ, "OTEL_ENABLED": "false", "PYTHONPATH": str(ROOT)}
-        quiet = wait_for is None  # a process whose output is not ours to read (the Rust engine)
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, env=env)
-        if wait_for is None:
-            assert port is not None
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    return
-                except OSError:
-                    if time.monotonic() > deadline or self.proc.poll() is not None:
-                        raise RuntimeError(f"{args} did not start listening") from None
-                    time.sleep(0.05)
-        while True:
-            line = self.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{args} exited before it was ready")
-            if wait_for(line):
-                break
-
-    @property
-    def stdout(self) -> IO[str]:
-        assert self.proc.stdout is not None
-        return self.proc.stdout
-
-    def send(self, obj: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(obj) + "\n")
-        self.proc.stdin.flush()
-
-    def receive(self) -> dict[str, Any]:
-        line = self.stdout.readline()
-        if not line:
-            raise RuntimeError("peer exited")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 @dataclass
 class Scenario:
     key: str
@@ -294,29 +228,29 @@ def relay_refs() -> dict[str, Any]:
     return {"writer": {**ref, "direction": "write"}, "reader": {**ref, "direction": "read"}}
 
 
-def measure(scenario: Scenario, url: str, hub_pid: int, peers: dict[tuple[str, str], Proc],
+def measure(scenario: Scenario, url: str, hub: Peer, peers: dict[tuple[str, str], Peer],
             total: int) -> None:
     refs = relay_refs() if scenario.via == "relay" else create_channel_refs(url)
     reader, writer = peers[("reader", scenario.impl)], peers[("writer", scenario.impl)]
-    cpu_before = cpu_seconds(hub_pid)
-    writer_before, reader_before = cpu_seconds(writer.proc.pid), cpu_seconds(reader.proc.pid)
+    before = [p.cpu_seconds() for p in (writer, hub, reader)]
     reader.send({"url": url, "ref": refs["reader"]})
-    reader.receive()  # about to connect
+    reader.read_json(timeout=60)  # about to connect
     writer.send({"url": url, "ref": refs["writer"], "size": scenario.size, "total": total})
-    started = writer.receive()["t_start"]
-    result = reader.receive()
+    started = writer.read_json(timeout=PEER_TIMEOUT)["t_start"]
+    result = reader.read_json(timeout=PEER_TIMEOUT)
     if result["bytes"] != total // scenario.size * scenario.size:
         raise RuntimeError(f"{scenario.key}: read {result['bytes']} bytes of {total}")
     elapsed = result["t_end"] - started
-    scenario.mbps.append(result["bytes"] / MB / elapsed)
     megabytes = result["bytes"] / MB
-    scenario.cpu_per_mb.append((cpu_seconds(hub_pid) - cpu_before) * 1000 / megabytes)
-    scenario.writer_cpu.append((cpu_seconds(writer.proc.pid) - writer_before) * 1000 / megabytes)
-    scenario.reader_cpu.append((cpu_seconds(reader.proc.pid) - reader_before) * 1000 / megabytes)
-
-
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):8.1f} [{min(values):.1f}-{max(values):.1f}]"
+    scenario.mbps.append(megabytes / elapsed)
+    # per_call_us over megabytes is microseconds per MB; the table shows milliseconds per MB
+    writer_cpu, hub_cpu, reader_cpu = (
+        per_call_us(b, p.cpu_seconds(), 1) / 1000 / megabytes
+        for b, p in zip(before, (writer, hub, reader), strict=True)
+    )
+    scenario.writer_cpu.append(writer_cpu)
+    scenario.cpu_per_mb.append(hub_cpu)
+    scenario.reader_cpu.append(reader_cpu)
 
 
 def cpu_note() -> str:
@@ -325,27 +259,29 @@ def cpu_note() -> str:
 
 
 def ratio(a: Scenario, b: Scenario) -> str:
-    ratios = [x / y for x, y in zip(a.mbps, b.mbps, strict=True)]
-    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+    return spread([x / y for x, y in zip(a.mbps, b.mbps, strict=True)], ".2f")
+
+
+def start_hubs(rust: bool, log_dir: str,
+               stack: contextlib.ExitStack) -> tuple[dict[str, Peer], dict[str, str]]:
+    """The engine, the bare relay and (when asked and built) the Rust engine; peers and URLs."""
+    hubs: dict[str, Peer] = {}
+    urls: dict[str, str] = {}
+    hubs["engine"], port = start_engine("iii_rx", log_dir, stack)
+    urls["engine"] = f"ws://127.0.0.1:{port}"
+    port = free_port()
+    hubs["relay"] = start_peer("relay", [sys.executable, str(HERE), "relay", "--port", str(port)],
+                               log_dir, stack)
+    urls["relay"] = f"ws://127.0.0.1:{port}"
+    if rust:
+        hubs["rust"], port = start_engine("rust", log_dir, stack)
+        urls["rust"] = f"ws://127.0.0.1:{port}"
+    return hubs, urls
 
 
 def coordinate(args: argparse.Namespace) -> None:
-    py = sys.executable
-    ports = {"engine": free_port(), "relay": free_port(), "rust": free_port()}
-    urls = {via: f"ws://127.0.0.1:{port}" for via, port in ports.items()}
     load_before = os.getloadavg()
-    hubs = {
-        "engine": Proc([py, "-m", "iii_rx.engine", "--port", str(ports["engine"]),
-                        "--rest-port", str(free_port()), "--log-level", "WARNING"],
-                       lambda line: "listening" in line),
-        "relay": Proc([py, str(HERE), "relay", "--port", str(ports["relay"])],
-                      lambda line: "ready" in line),
-    }
-    rust = args.rust and RUST_BINARY.exists() and RUST_LAUNCHER.exists()
-    if rust:
-        hubs["rust"] = Proc([py, str(RUST_LAUNCHER), "--port", str(ports["rust"]),
-                             "--rest-port", str(free_port())], port=ports["rust"])
-    peers: dict[tuple[str, str], Proc] = {}
+    rust = args.rust and rust_available()
     scenarios = [
         Scenario("rx-64k", "rx", "engine", 65536),
         Scenario("sdk-64k", "sdk", "engine", 65536),
@@ -358,13 +294,17 @@ def coordinate(args: argparse.Namespace) -> None:
     if rust:
         scenarios += [Scenario("rx-64k-rust", "rx", "rust", 65536),
                       Scenario("sdk-64k-rust", "sdk", "rust", 65536)]
-    try:
-        for role in ("reader", "writer"):
-            for impl in ("rx", "rx-buffered", "sdk", "raw"):
-                peers[(role, impl)] = Proc([py, str(HERE), role, "--impl", impl],
-                                           lambda line: "ready" in line)
+    with tempfile.TemporaryDirectory(prefix="iii-bench-channels-") as log_dir, \
+            contextlib.ExitStack() as stack:
+        hubs, urls = start_hubs(rust, log_dir, stack)
+        peers = {
+            (role, impl): start_peer(f"{role}-{impl}",
+                                     [sys.executable, str(HERE), role, "--impl", impl],
+                                     log_dir, stack)
+            for role in ("reader", "writer") for impl in ("rx", "rx-buffered", "sdk", "raw")
+        }
         for scenario in scenarios:  # warm-up: connections, imports, caches
-            measure(scenario, urls[scenario.via], hubs[scenario.via].proc.pid, peers, 4 * MB)
+            measure(scenario, urls[scenario.via], hubs[scenario.via], peers, 4 * MB)
             for figures in (scenario.mbps, scenario.cpu_per_mb, scenario.writer_cpu,
                             scenario.reader_cpu):
                 figures.clear()
@@ -373,10 +313,7 @@ def coordinate(args: argparse.Namespace) -> None:
             shift = round_index % len(scenarios)
             for scenario in scenarios[shift:] + scenarios[:shift]:
                 total = (args.mb_64k if scenario.size >= 65536 else args.mb_1k) * MB
-                measure(scenario, urls[scenario.via], hubs[scenario.via].proc.pid, peers, total)
-    finally:
-        for proc in [*peers.values(), *hubs.values()]:
-            proc.stop()
+                measure(scenario, urls[scenario.via], hubs[scenario.via], peers, total)
     by_key = {s.key: s for s in scenarios}
     print(f"channel throughput, {args.rounds} rounds, {args.mb_64k} MB per 64 KiB figure, "
           f"{args.mb_1k} MB per 1 KiB figure; median [min-max]")
@@ -385,7 +322,7 @@ def coordinate(args: argparse.Namespace) -> None:
     for scenario in scenarios:
         cpu = [statistics.median(v) for v in (scenario.writer_cpu, scenario.cpu_per_mb,
                                                scenario.reader_cpu)]
-        print(f"{scenario.key:<10} {summary(scenario.mbps):>26}   {'':>14} "
+        print(f"{scenario.key:<10} {spread(scenario.mbps, '8.1f'):>26}   {'':>14} "
               + " ".join(f"{v:9.2f}" for v in cpu))
     print(cpu_note())
     print(f"rx-64k / sdk-64k  (target >= 1.0, issue: 1.5): "

@@ -29,103 +29,32 @@ import asyncio
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine_throughput import Peer, engine_argv, free_port, wait_for_port  # noqa: E402
-from rawpeers import emit, make_payload, read_commands, summarize  # noqa: E402
+from _common import Peer, rawpeer_argv, spread, start_engine, start_peer  # noqa: E402
+from _common import median as med  # noqa: E402
+from rawpeers import (  # noqa: E402
+    emit,
+    lanes_async,
+    lanes_blocking,
+    make_payload,
+    read_commands,
+    wait_served,
+    wait_served_blocking,
+)
 
-RAWPEERS = str(HERE / "rawpeers.py")
 SELF = str(Path(__file__).resolve())
 ECHO = "bench::echo"
 
 
 # =========================================================================== roles
-
-
-def _cpu() -> float:
-    return time.process_time()
-
-
-def _lanes_async(call: Callable[[], Any], window: int, duration: float) -> Any:
-    async def run() -> dict[str, Any]:
-        latencies: list[float] = []
-        errors = 0
-        start = time.perf_counter()
-        deadline = start + duration
-        end = start
-        perf = time.perf_counter
-
-        async def lane() -> None:
-            nonlocal errors, end
-            now = perf()
-            while now < deadline:
-                began = now
-                try:
-                    await call()
-                except Exception:
-                    errors += 1
-                now = perf()
-                latencies.append(now - began)
-            end = max(end, now)
-
-        cpu = _cpu()
-        await asyncio.gather(*(lane() for _ in range(window)))
-        result = summarize(window, latencies, end - start, errors)
-        result["cpu_us"] = (_cpu() - cpu) / max(1, len(latencies)) * 1e6
-        return result
-
-    return run()
-
-
-def _lanes_blocking(call: Callable[[], Any], window: int, duration: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = [0]
-    ends: list[float] = []
-    lock = threading.Lock()
-    start = time.perf_counter()
-    deadline = start + duration
-
-    def lane() -> None:
-        perf = time.perf_counter
-        mine: list[float] = []
-        failed = 0
-        now = perf()
-        while now < deadline:
-            began = now
-            try:
-                call()
-            except Exception:
-                failed += 1
-            now = perf()
-            mine.append(now - began)
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failed
-            ends.append(now)
-
-    cpu = _cpu()
-    if window == 1:
-        lane()
-    else:
-        threads = [threading.Thread(target=lane) for _ in range(window)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    result = summarize(window, latencies, max(ends) - start, errors[0])
-    result["cpu_us"] = (_cpu() - cpu) / max(1, len(latencies)) * 1e6
-    return result
 
 
 def run_rx_caller(args: argparse.Namespace) -> None:
@@ -138,11 +67,11 @@ def run_rx_caller(args: argparse.Namespace) -> None:
     if args.mode == "async":
         async def main() -> None:
             async with iii_rx.connect(args.url, **options) as iii:
-                await _wait_served(lambda: iii.trigger(ECHO, payload, timeout_ms=2000))
+                await wait_served(lambda: iii.trigger(ECHO, payload, timeout_ms=2000))
                 emit({"ready": True, "role": "rx-caller", "mode": "async"})
 
                 async def run(command: dict[str, Any]) -> None:
-                    emit(await _lanes_async(lambda: iii.trigger(ECHO, payload),
+                    emit(await lanes_async(lambda: iii.trigger(ECHO, payload),
                                             int(command["window"]), float(command["duration"])))
 
                 await read_commands(run)
@@ -151,12 +80,12 @@ def run_rx_caller(args: argparse.Namespace) -> None:
         return
 
     with iii_rx.connect_sync(args.url, **options) as iii:
-        _wait_served_blocking(lambda: iii.trigger(ECHO, payload, timeout_ms=2000).result())
+        wait_served_blocking(lambda: iii.trigger(ECHO, payload, timeout_ms=2000).result())
         emit({"ready": True, "role": "rx-caller", "mode": "blocking"})
         for line in sys.stdin:
             if line.strip():
                 command = json.loads(line)
-                emit(_lanes_blocking(lambda: iii.trigger(ECHO, payload).result(),
+                emit(lanes_blocking(lambda: iii.trigger(ECHO, payload).result(),
                                      int(command["window"]), float(command["duration"])))
 
 
@@ -169,7 +98,7 @@ def run_sdk_caller(args: argparse.Namespace) -> None:
                                                    invocation_timeout_ms=30_000))
     request = {"function_id": ECHO, "payload": make_payload(args.payload_bytes)}
     try:
-        _wait_served_blocking(lambda: client.trigger({**request, "timeout_ms": 2000}))
+        wait_served_blocking(lambda: client.trigger({**request, "timeout_ms": 2000}))
         emit({"ready": True, "role": "sdk-caller", "mode": args.mode})
         for line in sys.stdin:
             if not line.strip():
@@ -177,10 +106,10 @@ def run_sdk_caller(args: argparse.Namespace) -> None:
             command = json.loads(line)
             window, duration = int(command["window"]), float(command["duration"])
             if args.mode == "async":
-                emit(asyncio.run(_lanes_async(lambda: client.trigger_async(request),
+                emit(asyncio.run(lanes_async(lambda: client.trigger_async(request),
                                               window, duration)))
             else:
-                emit(_lanes_blocking(lambda: client.trigger(request), window, duration))
+                emit(lanes_blocking(lambda: client.trigger(request), window, duration))
     finally:
         client.shutdown()
 
@@ -214,30 +143,6 @@ def run_rx_worker(args: argparse.Namespace) -> None:
     asyncio.run(main())
 
 
-async def _wait_served(call: Callable[[], Any], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await call()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)  # no event tells a caller that a function appeared
-
-
-def _wait_served_blocking(call: Callable[[], Any], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            call()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # no event tells a caller that a function appeared
-
-
 # =========================================================================== orchestration
 
 
@@ -265,19 +170,6 @@ class Contender:
         self.results.setdefault(window, []).append(result)
 
 
-def spread(values: list[float], fmt: str) -> str:
-    if not values:
-        return "-"
-    med = statistics.median(values)
-    if len(values) == 1:
-        return format(med, fmt)
-    return f"{med:{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def ratio_row(label: str, ours: Contender, theirs: Contender, window: int) -> str:
     a, b = ours.results.get(window, []), theirs.results.get(window, [])
     ratios = [x["rate"] / y["rate"] for x, y in zip(a, b, strict=False) if y["rate"] > 0]
@@ -302,33 +194,17 @@ def header(first: str, second: str) -> str:
             f"{'':<18}{'':<15}{cols:<46}{cols:<46}median [range]")
 
 
-def start_engine(args: argparse.Namespace, log_dir: str,
-                 stack: contextlib.ExitStack) -> str:
-    port = free_port()
-    engine = Peer(f"engine-{args.engine}", engine_argv(args.engine, port), log_dir)
-    stack.callback(engine.stop)
-    wait_for_port(engine, port)
-    return f"ws://127.0.0.1:{port}"
-
-
-def peer(name: str, argv: list[str], log_dir: str, stack: contextlib.ExitStack) -> Peer:
-    p = Peer(name, argv, log_dir)
-    stack.callback(p.stop)
-    p.read_json(timeout=90)
-    return p
-
-
 def bench_callers(args: argparse.Namespace, url: str, log_dir: str,
                   stack: contextlib.ExitStack) -> None:
-    peer("raw-worker", [sys.executable, RAWPEERS, "worker", "--url", url, "--function", ECHO,
-                        "--control", "--name", "bench-raw-echo"], log_dir, stack)
+    start_peer("raw-worker", rawpeer_argv("worker", url, ECHO, "--name", "bench-raw-echo"),
+               log_dir, stack)
     contenders: dict[tuple[str, str], Contender] = {}
     for mode in args.modes:
         for impl, role in (("rx", "rx-caller"), ("sdk", "sdk-caller")):
             argv = [sys.executable, SELF, role, "--url", url, "--mode", mode,
                     "--payload-bytes", str(args.payload_bytes),
                     "--name", f"bench-{impl}-{mode}-{uuid.uuid4().hex[:6]}"]
-            caller = peer(f"{impl}-caller-{mode}", argv, log_dir, stack)
+            caller = start_peer(f"{impl}-caller-{mode}", argv, log_dir, stack)
             contenders[impl, mode] = Contender(f"{impl}-{mode}", f"{impl} {mode}", caller)
     for _ in range(args.rounds):
         for window in args.windows:
@@ -347,6 +223,7 @@ def bench_callers(args: argparse.Namespace, url: str, log_dir: str,
 def bench_workers(args: argparse.Namespace, url: str, log_dir: str,
                   stack: contextlib.ExitStack) -> None:
     contenders: dict[tuple[str, str], Contender] = {}
+    payload = ("--payload-bytes", str(args.payload_bytes))
     for handler in args.handlers:
         for impl in ("rx", "sdk"):
             function_id = f"bench::{impl}_{handler}"
@@ -355,22 +232,19 @@ def bench_workers(args: argparse.Namespace, url: str, log_dir: str,
                 argv = [sys.executable, SELF, "rx-worker", "--url", url, "--function",
                         function_id, "--handler", handler, "--name", name]
             else:
-                argv = [sys.executable, RAWPEERS, "sdk-worker", "--url", url, "--function",
-                        function_id, "--handler", handler, "--control", "--name", name]
-            worker = peer(f"{impl}-worker-{handler}", argv, log_dir, stack)
-            caller = peer(f"raw-caller-{impl}-{handler}",
-                          [sys.executable, RAWPEERS, "caller", "--url", url, "--function",
-                           function_id, "--control", "--payload-bytes",
-                           str(args.payload_bytes)], log_dir, stack)
+                argv = rawpeer_argv("sdk-worker", url, function_id, "--handler", handler,
+                                    "--name", name)
+            worker = start_peer(f"{impl}-worker-{handler}", argv, log_dir, stack)
+            caller = start_peer(f"raw-caller-{impl}-{handler}",
+                                rawpeer_argv("caller", url, function_id, *payload), log_dir,
+                                stack)
             contenders[impl, handler] = Contender(f"{impl}-{handler}", f"{impl} {handler}",
                                                   caller, worker)
-    raw_worker = peer("raw-worker-ceiling", [sys.executable, RAWPEERS, "worker", "--url", url,
-                                             "--function", "bench::raw", "--control",
-                                             "--name", "bench-raw-ceiling"], log_dir, stack)
-    ceiling = Contender("raw", "raw", peer(
-        "raw-caller-raw", [sys.executable, RAWPEERS, "caller", "--url", url, "--function",
-                           "bench::raw", "--control", "--payload-bytes",
-                           str(args.payload_bytes)], log_dir, stack), raw_worker)
+    raw_worker = start_peer("raw-worker-ceiling", rawpeer_argv(
+        "worker", url, "bench::raw", "--name", "bench-raw-ceiling"), log_dir, stack)
+    raw_caller = start_peer("raw-caller-raw", rawpeer_argv("caller", url, "bench::raw", *payload),
+                            log_dir, stack)
+    ceiling = Contender("raw", "raw", raw_caller, raw_worker)
     windows = [w for w in args.windows if w <= 64] or [1]
     for _ in range(args.rounds):
         for window in windows:
@@ -402,7 +276,8 @@ def orchestrate(args: argparse.Namespace) -> None:
           f"{os.cpu_count()} cores; median [min-max] of rounds", flush=True)
     with tempfile.TemporaryDirectory(prefix="iii-rx-bench-") as log_dir, \
             contextlib.ExitStack() as stack:
-        url = start_engine(args, log_dir, stack)
+        _, port = start_engine(args.engine, log_dir, stack)
+        url = f"ws://127.0.0.1:{port}"
         if "callers" in args.parts:
             bench_callers(args, url, log_dir, stack)
         if "workers" in args.parts:

@@ -19,30 +19,36 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import queue
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RAWPEERS = str(HERE / "rawpeers.py")
-RUST_BINARY = Path(os.environ.get("III_BIN", Path.home() / ".cache/iii-engine/iii"))
-RUST_LAUNCHER = Path(
-    os.environ.get("III_REAL_ENGINE", ROOT.parent / "shared/tools/real-engine.py")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The ``X as X`` imports are re-exports: other benchmarks import them from here; their home
+# is _common.
+from _common import CLOCK_TICKS as CLOCK_TICKS
+from _common import (
+    RUST_BINARY,
+    RUST_LAUNCHER,
+    Peer,
+    median,
+    rawpeer_argv,
+    rust_available,
+    spread,
+    start_engine,
+    start_peer,
 )
+from _common import engine_argv as engine_argv
+from _common import free_port as free_port
+from _common import wait_for_port as wait_for_port
+
 FUNCTION = "bench::echo"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 ROLES = ("engine", "worker", "caller")
 
 
@@ -66,131 +72,21 @@ SCENARIOS = [
 ]
 
 
-class Peer:
-    """A child process whose stdout carries JSON lines; stderr goes to a log file."""
-
-    def __init__(self, name: str, argv: list[str], log_dir: str) -> None:
-        self.name = name
-        self.log_path = os.path.join(log_dir, f"{name}.log")
-        self._log: IO[bytes] = open(self.log_path, "wb")  # closed in stop()
-        env = {**os.environ, "OTEL_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def read_json(self, timeout: float) -> dict[str, Any]:
-        """The next JSON object the process prints (other lines are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                line = self._lines.get(timeout=max(0.0, remaining))
-            except queue.Empty:
-                raise TimeoutError(f"{self.name}: no answer within {timeout:.0f} s") from None
-            if line is None:
-                raise RuntimeError(f"{self.name} exited ({self.proc.wait()}): {self.log_tail()}")
-            if line.startswith("{"):
-                return dict(json.loads(line))
-
-    def send(self, command: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(command) + "\n")
-        self.proc.stdin.flush()
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time the process used so far (Linux /proc; None elsewhere)."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def log_tail(self, lines: int = 8) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return " | ".join(f.read().strip().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(peer: Peer, port: int, timeout: float = 20.0) -> None:
-    """Poll until the engine accepts connections (no event exists across processes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if peer.proc.poll() is not None:
-            raise RuntimeError(f"{peer.name} exited ({peer.proc.returncode}): {peer.log_tail()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{peer.name} did not listen on port {port}: {peer.log_tail()}")
-
-
-def engine_argv(kind: str, port: int) -> list[str]:
-    if kind == "iii_rx":
-        argv = [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", str(port)]
-        return [*argv, "--rest-port", "0", "--log-level", "WARNING"]
-    if kind == "relay":
-        return [sys.executable, RAWPEERS, "relay", "--port", str(port)]
-    rest = str(free_port())
-    return [sys.executable, str(RUST_LAUNCHER), "--port", str(port), "--rest-port", rest]
-
-
 def start(
     sc: Scenario, args: argparse.Namespace, log_dir: str, stack: contextlib.ExitStack
 ) -> None:
     """Engine, then worker, then a caller in control mode that answers one command a figure."""
-    port = free_port()
-    engine = Peer(f"{sc.key}-engine-{sc.engine}", engine_argv(sc.engine, port), log_dir)
-    stack.callback(engine.stop)
-    wait_for_port(engine, port)
+    engine, port = start_engine(sc.engine, log_dir, stack, name=f"{sc.key}-engine-{sc.engine}")
     url = f"ws://127.0.0.1:{port}"
     raw = sc.peers == "raw"
     worker_role, caller_role = ("worker", "caller") if raw else ("sdk-worker", "sdk-caller")
-    worker_argv = [sys.executable, RAWPEERS, worker_role, "--url", url, "--function", FUNCTION]
-    worker_argv += ["--control", "--name", f"bench-{sc.key}-worker"]
+    worker_argv = rawpeer_argv(worker_role, url, FUNCTION, "--name", f"bench-{sc.key}-worker")
     if sc.peers == "sdk":
         worker_argv += ["--handler", args.sdk_handler]
-    worker = Peer(f"{sc.key}-{worker_role}", worker_argv, log_dir)
-    stack.callback(worker.stop)
-    worker.read_json(timeout=60)
-    caller_argv = [sys.executable, RAWPEERS, caller_role, "--url", url, "--function", FUNCTION]
-    caller_argv += ["--control", "--name", f"bench-{sc.key}-caller"]
-    caller_argv += ["--payload-bytes", str(args.payload_bytes)]
-    caller = Peer(f"{sc.key}-{caller_role}", caller_argv, log_dir)
-    stack.callback(caller.stop)
-    caller.read_json(timeout=60)
+    worker = start_peer(f"{sc.key}-{worker_role}", worker_argv, log_dir, stack)
+    caller_argv = rawpeer_argv(caller_role, url, FUNCTION, "--name", f"bench-{sc.key}-caller",
+                               "--payload-bytes", str(args.payload_bytes))
+    caller = start_peer(f"{sc.key}-{caller_role}", caller_argv, log_dir, stack)
     sc.caller = caller
     sc.procs = {"engine": engine, "worker": worker, "caller": caller}
 
@@ -214,21 +110,11 @@ def measure(sc: Scenario, window: int, args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def spread(values: list[float], fmt: str) -> str:
-    """Median [min-max] of the rounds."""
-    if not values:
-        return "-"
-    med = statistics.median(values)
-    if len(values) == 1:
-        return format(med, fmt)
-    return f"{med:{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
-
-
 def row(sc: Scenario, window: int) -> str:
     runs = sc.results.get(window, [])
     rate = spread([r["rate"] for r in runs], ",.0f")
-    p50 = statistics.median(r["p50_ms"] for r in runs) if runs else float("nan")
-    p99 = statistics.median(r["p99_ms"] for r in runs) if runs else float("nan")
+    p50 = median([r["p50_ms"] for r in runs])
+    p99 = median([r["p99_ms"] for r in runs])
     return f"{rate:>26}  {p50:6.2f} / {p99:6.2f}"
 
 
@@ -329,7 +215,7 @@ def selected(args: argparse.Namespace) -> Iterator[Scenario]:
     for sc in SCENARIOS:
         if sc.key not in wanted:
             continue
-        if sc.engine == "rust" and not (RUST_BINARY.exists() and RUST_LAUNCHER.exists()):
+        if sc.engine == "rust" and not rust_available():
             sc.failure = f"Rust engine absent ({RUST_BINARY} or {RUST_LAUNCHER} missing)"
         yield sc
 

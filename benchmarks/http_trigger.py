@@ -27,25 +27,28 @@ import asyncio
 import contextlib
 import json
 import os
-import queue
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 HERE = Path(__file__).resolve()
-ROOT = HERE.parent.parent
-RUST_BINARY = Path(os.environ.get("III_BIN", Path.home() / ".cache/iii-engine/iii"))
-RUST_LAUNCHER = Path(os.environ.get("III_REAL_ENGINE",
-                                    ROOT.parent / "shared/tools/real-engine.py"))
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+sys.path.insert(0, str(HERE.parent))
+
+from _common import (  # noqa: E402
+    Peer,
+    free_port,
+    per_call_us,
+    rust_available,
+    spread,
+    start_engine,
+    wait_for_port,
+)
+
 ANSWER = {"status_code": 200, "headers": {"x-bench": "1"}, "body": {"ok": True}}
 
 
@@ -83,95 +86,6 @@ def run_worker(kind: str, url: str, path: str) -> None:
             await asyncio.to_thread(sys.stdin.read)
 
     asyncio.run(serve())
-
-
-# ----------------------------------------------------------------------------- processes
-
-
-class Peer:
-    """A child process: JSON lines on stdout, stderr to a log file, stdin closed to stop."""
-
-    def __init__(self, name: str, argv: list[str], log_dir: str) -> None:
-        self.name = name
-        self.log_path = os.path.join(log_dir, f"{name}.log")
-        self._log: IO[bytes] = open(self.log_path, "wb")  # closed in stop()
-        env = {**os.environ, "OTEL_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, env=env, cwd=ROOT)
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def read_json(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"{self.name}: not ready in {timeout:.0f} s") from None
-            if line is None:
-                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
-            if line.startswith("{"):
-                return dict(json.loads(line))
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far (Linux /proc; 0 elsewhere)."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def log_tail(self, lines: int = 6) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return " | ".join(f.read().strip().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(peer: Peer, port: int, timeout: float = 30.0) -> None:
-    """Poll until the engine accepts connections (no event exists across processes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if peer.proc.poll() is not None:
-            raise RuntimeError(f"{peer.name} exited: {peer.log_tail()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{peer.name} did not listen on {port}: {peer.log_tail()}")
-
-
-def engine_argv(kind: str, port: int, rest_port: int) -> list[str]:
-    if kind == "iii_rx":
-        return [sys.executable, "-m", "iii_rx.engine", "--port", str(port),
-                "--rest-port", str(rest_port), "--log-level", "WARNING"]
-    return [sys.executable, str(RUST_LAUNCHER), "--port", str(port),
-            "--rest-port", str(rest_port)]
 
 
 # ----------------------------------------------------------------------------- load
@@ -255,23 +169,10 @@ async def wait_routed(url: str, timeout: float = 30.0) -> None:
 # ----------------------------------------------------------------------------- report
 
 
-def summary(values: list[float]) -> str:
-    if not values:
-        return "-"
-    med = statistics.median(values)
-    return f"{med:,.0f} ({min(values):,.0f}-{max(values):,.0f})"
-
-
-def summary_ms(values: list[float]) -> str:
-    if not values:
-        return "-"
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
 def report(scenarios: list[Scenario], windows: list[int]) -> None:
     for window in windows:
         kind = "sequential" if window == 1 else f"{window} in flight"
-        print(f"\n{kind}: requests/s, latency ms, CPU µs per request (median (range))")
+        print(f"\n{kind}: requests/s, latency ms, CPU µs per request (median [range])")
         print(f"  {'scenario':<44} {'req/s':>22} {'p50 ms':>20} {'p99 ms':>20} "
               f"{'engine CPU µs':>18} {'worker CPU µs':>18}")
         for sc in scenarios:
@@ -279,11 +180,11 @@ def report(scenarios: list[Scenario], windows: list[int]) -> None:
             if sc.failure:
                 print(f"  {sc.label:<44} failed: {sc.failure}")
                 continue
-            print(f"  {sc.label:<44} {summary([r['rps'] for r in rows]):>22} "
-                  f"{summary_ms([r['p50_ms'] for r in rows]):>20} "
-                  f"{summary_ms([r['p99_ms'] for r in rows]):>20} "
-                  f"{summary([r['engine_us'] for r in rows]):>18} "
-                  f"{summary([r['worker_us'] for r in rows]):>18}")
+            print(f"  {sc.label:<44} {spread([r['rps'] for r in rows], ',.0f'):>22} "
+                  f"{spread([r['p50_ms'] for r in rows], '.2f'):>20} "
+                  f"{spread([r['p99_ms'] for r in rows], '.2f'):>20} "
+                  f"{spread([r['engine_us'] for r in rows], ',.0f'):>18} "
+                  f"{spread([r['worker_us'] for r in rows], ',.0f'):>18}")
             errors: dict[int, int] = {}
             for r in rows:
                 for status, n in r["errors"].items():
@@ -323,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     engines = [e for e in args.engines.split(",") if e]
-    if "rust" in engines and not RUST_BINARY.exists():
-        print(f"(skipping the Rust engine: {RUST_BINARY} is not built)")
+    if "rust" in engines and not rust_available():
+        print("(skipping the Rust engine: it is not built)")
         engines.remove("rust")
     handlers = [h for h in args.handlers.split(",") if h]
     windows = [args.concurrency, 1]
@@ -334,10 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-http-") as log_dir, \
             contextlib.ExitStack() as stack:
         for engine in engines:
-            port, rest_port = free_port(), free_port()
-            peer = Peer(f"engine-{engine}", engine_argv(engine, port, rest_port), log_dir)
-            stack.callback(peer.stop)
-            wait_for_port(peer, port)
+            rest_port = free_port()
+            peer, port = start_engine(engine, log_dir, stack, rest_port=rest_port)
             wait_for_port(peer, rest_port)
             for sc in scenarios:
                 if sc.engine != engine:
@@ -345,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = f"/bench/{sc.handler}"
                 worker_peer = Peer(f"worker-{engine}-{sc.handler}", [
                     sys.executable, str(HERE), "worker", "--kind", sc.handler,
-                    "--url", f"ws://127.0.0.1:{port}", "--path", path], log_dir)
+                    "--url", f"ws://127.0.0.1:{port}", "--path", path], log_dir, stop_grace=5)
                 stack.callback(worker_peer.stop)
                 sc.engine_peer, sc.worker_peer = peer, worker_peer
                 try:
@@ -363,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
                     cpu = (sc.engine_peer.cpu_seconds(), sc.worker_peer.cpu_seconds())
                     figure = asyncio.run(load(sc.url, window, args.duration, args.warmup))
                     requests = max(1, figure["total"])
-                    figure["engine_us"] = (sc.engine_peer.cpu_seconds() - cpu[0]) / requests * 1e6
-                    figure["worker_us"] = (sc.worker_peer.cpu_seconds() - cpu[1]) / requests * 1e6
+                    figure["engine_us"] = per_call_us(cpu[0], sc.engine_peer.cpu_seconds(),
+                                                      requests)
+                    figure["worker_us"] = per_call_us(cpu[1], sc.worker_peer.cpu_seconds(),
+                                                      requests)
                     sc.results.setdefault(window, []).append(figure)
             print(f"  round {round_no + 1}/{args.rounds} done", flush=True)
     report(scenarios, windows)

@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -369,6 +369,113 @@ async def run_relay(host: str, port: int) -> None:
         await server.serve_forever()
 
 
+# --------------------------------------------------------------------------- call lanes
+
+
+def lanes_async(call: Callable[[], Awaitable[Any]], window: int,
+                duration: float) -> Awaitable[dict[str, Any]]:
+    """``window`` lanes on the running loop, each awaiting ``call()`` back to back for
+    ``duration`` seconds: the measurement as :func:`summarize` gives it, plus ``cpu_us`` (the
+    CPU time of this process per call). Used to time SDK clients, which bring their own
+    connection."""
+
+    async def run() -> dict[str, Any]:
+        latencies: list[float] = []
+        errors = 0
+        perf = time.perf_counter
+        start = end = perf()
+        deadline = start + duration
+
+        async def lane() -> None:
+            nonlocal errors, end
+            now = perf()
+            while now < deadline:
+                began = now
+                try:
+                    await call()
+                except Exception:
+                    errors += 1
+                now = perf()
+                latencies.append(now - began)
+            end = max(end, now)
+
+        cpu = time.process_time()
+        await asyncio.gather(*(lane() for _ in range(window)))
+        return _with_cpu(summarize(window, latencies, end - start, errors), cpu)
+
+    return run()
+
+
+def lanes_blocking(call: Callable[[], Any], window: int, duration: float) -> dict[str, Any]:
+    """As :func:`lanes_async` with blocking calls: ``window`` threads (one lane runs inline)."""
+    latencies: list[float] = []
+    errors = [0]
+    ends: list[float] = []
+    lock = threading.Lock()
+    start = time.perf_counter()
+    deadline = start + duration
+
+    def lane() -> None:
+        perf = time.perf_counter
+        mine: list[float] = []
+        failed = 0
+        now = perf()
+        while now < deadline:
+            began = now
+            try:
+                call()
+            except Exception:
+                failed += 1
+            now = perf()
+            mine.append(now - began)
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+            ends.append(now)
+
+    cpu = time.process_time()
+    if window == 1:
+        lane()
+    else:
+        threads = [threading.Thread(target=lane) for _ in range(window)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return _with_cpu(summarize(window, latencies, max(ends) - start, errors[0]), cpu)
+
+
+def _with_cpu(result: dict[str, Any], cpu_before: float) -> dict[str, Any]:
+    result["cpu_us"] = (time.process_time() - cpu_before) / max(1, result["calls"]) * 1e6
+    return result
+
+
+async def wait_served(call: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> None:
+    """Await ``call()`` until it succeeds (the worker may still be registering)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await call()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)  # no event tells a caller that a function appeared
+
+
+def wait_served_blocking(call: Callable[[], Any], timeout: float = 30.0) -> None:
+    """Blocking :func:`wait_served`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # no event tells a caller that a function appeared
+
+
 # --------------------------------------------------------------------------- official SDK
 
 
@@ -414,33 +521,25 @@ def run_sdk_worker(args: argparse.Namespace) -> None:
 
 def run_sdk_caller(args: argparse.Namespace) -> None:
     """The official SDK as the caller: sequential `trigger`, `trigger_async` for a window."""
-    from iii import InvocationError, register_worker
+    from iii import register_worker
 
     client = register_worker(args.url, _sdk_options(args.name))
     request = {"function_id": args.function, "payload": make_payload(args.payload_bytes)}
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.trigger({**request, "timeout_ms": 2000})
-                break
-            except InvocationError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # no event tells a caller that a function appeared
+        wait_served_blocking(lambda: client.trigger({**request, "timeout_ms": 2000}))
+
+        def measure(window: int, duration: float) -> dict[str, Any]:
+            if window == 1:
+                return lanes_blocking(lambda: client.trigger(request), 1, duration)
+            return asyncio.run(lanes_async(lambda: client.trigger_async(request), window,
+                                           duration))
 
         def run(command: dict[str, Any]) -> None:
             window = int(command.get("window", 1))
             warmup = float(command.get("warmup", 0.0))
-            duration = float(command.get("duration", 1.0))
-            if window == 1:
-                if warmup > 0:
-                    _sdk_sequential(client, request, warmup)
-                emit(_sdk_sequential(client, request, duration))
-            else:
-                if warmup > 0:
-                    asyncio.run(_sdk_window(client, request, window, warmup))
-                emit(asyncio.run(_sdk_window(client, request, window, duration)))
+            if warmup > 0:
+                measure(window, warmup)
+            emit(measure(window, float(command.get("duration", 1.0))))
 
         if args.control:
             emit({"ready": True, "role": "sdk-caller"})
@@ -452,49 +551,6 @@ def run_sdk_caller(args: argparse.Namespace) -> None:
                 run({"window": args.window, "duration": args.duration, "warmup": 0.2})
     finally:
         client.shutdown()
-
-
-def _sdk_sequential(client: Any, request: dict[str, Any], duration: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    start = time.perf_counter()
-    deadline = start + duration
-    now = start
-    while now < deadline:
-        began = time.perf_counter()
-        try:
-            client.trigger(request)
-        except Exception:
-            errors += 1
-        now = time.perf_counter()
-        latencies.append(now - began)
-    return summarize(1, latencies, now - start, errors)
-
-
-async def _sdk_window(
-    client: Any, request: dict[str, Any], window: int, duration: float
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    start = time.perf_counter()
-    deadline = start + duration
-    end = start
-
-    async def lane() -> None:
-        nonlocal errors, end
-        now = time.perf_counter()
-        while now < deadline:
-            began = now
-            try:
-                await client.trigger_async(request)
-            except Exception:
-                errors += 1
-            now = time.perf_counter()
-            latencies.append(now - began)
-            end = max(end, now)
-
-    await asyncio.gather(*(lane() for _ in range(window)))
-    return summarize(window, latencies, end - start, errors)
 
 
 # --------------------------------------------------------------------------- command line
