@@ -266,13 +266,10 @@ class Router:
         try:
             frame = await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
-            if handler.inbound.get(wire_id) is pending:
-                del handler.inbound[wire_id]
             raise _timeout(function_id, wire_id, timeout) from None
-        except asyncio.CancelledError:
+        finally:  # timed out or cancelled: a late result must find nothing
             if handler.inbound.get(wire_id) is pending:
                 del handler.inbound[wire_id]
-            raise
         if frame.error is not None:
             raise IIIInvocationError(frame.error.code, frame.error.message,
                                      function_id=function_id, stacktrace=frame.error.stacktrace,
