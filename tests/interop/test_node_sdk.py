@@ -24,16 +24,16 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 from iii import InitOptions, InvocationError, TriggerAction, register_worker
+from interop_helpers import WAIT, wait_until
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
-WAIT = 15.0  # seconds; generous bound for polls and replies on a busy 2-core machine
 MISSING = object()
 
 PY = "pyside"
@@ -42,18 +42,6 @@ NODE_FUNCTIONS = {f"{NODE}::{n}" for n in ("echo", "fail", "record", "hang", "fo
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll `condition` until it returns a truthy value; there is no event for topology here."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class NodeWorker:

@@ -31,28 +31,16 @@ from iii import (
 from iii.iii import III
 from iii.triggers import TriggerConfig, TriggerHandler
 from iii_helpers.observability import ReconnectionConfig
+from interop_helpers import WAIT, wait_until
 
 from iii_rx.engine import Engine, EngineThread
 
 # register_trigger / register_trigger_type are deprecated in 0.25 but still the wire API.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-WAIT = 15.0  # seconds; a generous bound for polls on a busy 2-core machine
 VICTIM = Path(__file__).resolve().parent / "python_workers" / "victim.py"
 FAST_RECONNECT = ReconnectionConfig(initial_delay_ms=50, max_delay_ms=300, jitter_factor=0.1)
 T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], what: str, timeout: float = WAIT) -> T:
-    """Poll `condition` until it is truthy (engine topology has no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def on_engine(handle: EngineThread, fn: Callable[[], T]) -> T:
