@@ -119,9 +119,11 @@ class ErrorBody(_WireModel):
 
 
 def _coerce_error_body(value: Any) -> Any:
-    if value is None or isinstance(value, (dict, ErrorBody)):
-        if isinstance(value, dict):
-            value = {"code": value.get("code"), "message": value.get("message"), **value}
+    """Read any ``error`` value as an :class:`ErrorBody`, the way the official SDK does."""
+    if isinstance(value, dict):
+        # A missing code or message goes through ErrorBody's coercing validators too.
+        return {"code": None, "message": None, **value}
+    if value is None or isinstance(value, ErrorBody):
         return value
     return {"code": "UNKNOWN", "message": str(value)}
 
