@@ -123,7 +123,7 @@ class _Pipe:
             try:
                 await asyncio.wait((space, lost), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                space.cancel()
+                await _stop(space)
         if self.gone is not None:
             raise _ReaderGone(self.gone[1])
         self.frames.append(frame)
@@ -209,9 +209,7 @@ class ChannelHub:
         self._closed = True
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await _stop(sweeper)
         for channel in list(self._channels.values()):
             channel.pipe.drop(GOING_AWAY, "engine shutting down")
         self._channels.clear()
@@ -321,16 +319,14 @@ class ChannelHub:
             try:
                 await ws.close(code, reason)
             finally:
-                drain.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await drain
+                await _stop(drain)
             return
         except (ConnectionClosed, _WriterLost) as exc:
             log.debug("channel %s: writer connection lost (%r)", channel.id, exc)
             pipe.finish(INTERNAL, "channel writer disconnected before closing")
             return
         finally:
-            lost.cancel()
+            await _stop(lost)
         if _writer_closed_cleanly(ws):
             pipe.finish(NORMAL, "")
         else:
@@ -352,9 +348,7 @@ class ChannelHub:
         except ConnectionClosed:
             pipe.consumer_gone(INTERNAL, "channel reader went away")
         finally:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            await _stop(watch)
 
     def _forget_if_done(self, channel: _Channel) -> None:
         if channel.writer_done and channel.reader_done:
@@ -596,6 +590,20 @@ def _writer_closed_cleanly(ws: ServerConnection) -> bool:
     received = protocol.close_rcvd
     return (received is not None and received.code in (NORMAL, GOING_AWAY)
             and protocol.close_rcvd_then_sent is not False)
+
+
+async def _stop(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` unless it is done, and wait until it is.
+
+    A cancellation of the caller still propagates (``asyncio.wait`` does not raise the task's
+    own ``CancelledError``, so nothing needs suppressing); a failure of the task is raised
+    here rather than left unretrieved.
+    """
+    if not task.done():
+        task.cancel()
+        await asyncio.wait((task,))
+    if not task.cancelled():
+        task.result()
 
 
 async def _discard(ws: ServerConnection) -> None:
