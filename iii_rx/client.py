@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from iii_rx import channels as _channels
+from iii_rx._fastjson import result_frame
 from iii_rx._loop import Hopper, LoopThread, check_not_loop_thread
 from iii_rx.context import _current
 from iii_rx.errors import (
@@ -676,30 +677,39 @@ class Client:
 
     def _send_reply(self, invocation: Invocation, result: Any, error: ErrorBody | None) -> None:
         """Encode and send an ``invocationresult`` (any thread)."""
-        iid = invocation.invocation_id
-        assert iid is not None
-        fields: dict[str, Any] = {"invocation_id": iid, "function_id": invocation.function_id}
-        if invocation.traceparent is not None:
-            fields["traceparent"] = invocation.outgoing_trace()[0]
+        iid, function_id = invocation.invocation_id, invocation.function_id
+        assert iid is not None and function_id is not None
+        traceparent = (invocation.outgoing_trace()[0] if invocation.traceparent is not None
+                       else None)
+        text: str | None = None
         if error is None:
             if isinstance(result, BaseModel):
                 to_wire = getattr(result, "to_wire", None)
                 result = (to_wire() if callable(to_wire)
                           else result.model_dump(mode="json", by_alias=True, exclude_none=True))
-            try:
-                text = encode(InvocationResult(result=result, **fields))
-            except Exception as exc:
-                text = encode(InvocationResult(error=error_body_of(exc), **fields))
+            text = result_frame(iid, function_id, result, traceparent)
+            if text is None:
+                text = self._model_result(iid, function_id, result, traceparent)
             if len(text) > MAX_FRAME and len(text.encode()) > MAX_MESSAGE:
-                text = encode(InvocationResult(error=ErrorBody(
-                    code="payload_too_large",
-                    message=f"the result is larger than {MAX_MESSAGE} bytes"), **fields))
-        else:
-            text = encode(InvocationResult(error=error, **fields))
+                error = ErrorBody(code="payload_too_large",
+                                  message=f"the result is larger than {MAX_MESSAGE} bytes")
+        if error is not None:
+            text = encode(InvocationResult(error=error, **_result_fields(
+                iid, function_id, traceparent)))
+        assert text is not None
         if threading.get_ident() == self._thread_id:
             self._transport.send(text, RESULT)
         else:
             self._transport.send_threadsafe(text, RESULT)
+
+    @staticmethod
+    def _model_result(iid: str, function_id: str, result: Any, traceparent: str | None) -> str:
+        """The ``invocationresult`` of a result plain ``json`` cannot write (pydantic's way)."""
+        fields = _result_fields(iid, function_id, traceparent)
+        try:
+            return encode(InvocationResult(result=result, **fields))
+        except Exception as exc:
+            return encode(InvocationResult(error=error_body_of(exc), **fields))
 
     def function(
         self,
@@ -991,6 +1001,13 @@ def _http_invocation(handler: Any) -> HttpInvocationRef | None:
         wire = to_wire() if callable(to_wire) else handler.model_dump(exclude_none=True)
         return HttpInvocationRef.model_validate(wire)
     return None
+
+
+def _result_fields(iid: str, function_id: str, traceparent: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"invocation_id": iid, "function_id": function_id}
+    if traceparent is not None:
+        fields["traceparent"] = traceparent
+    return fields
 
 
 def _action(action: Any) -> VoidAction | EnqueueAction | None:

@@ -1,0 +1,53 @@
+"""Result frames: the ``json`` fast path writes what the model path writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+import iii_rx
+from iii_rx._fastjson import result_frame
+from iii_rx.engine import Engine
+from iii_rx.protocol import InvocationResult, encode
+
+PLAIN: list[Any] = [
+    None, True, 0, -1, 2**70, 1.0, 0.1, -0.0, 2.5e300, 12345678.9, "", "é \u2028 \x00\x1f\"\\",
+    [], {}, [1, "a", None, {"b": [1.5, False]}], {"k": {"n": {"é": "ü"}}}, (1, 2), {1: "int key"},
+]
+
+
+@pytest.mark.parametrize("value", PLAIN)
+@pytest.mark.parametrize("traceparent", [None, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71692"
+                                               "03331-01"])
+def test_fast_result_text_is_the_model_text(value: Any, traceparent: str | None) -> None:
+    fields: dict[str, Any] = {"invocation_id": "i-\u00e9\"1", "function_id": "fn::\u00fc"}
+    if traceparent is not None:
+        fields["traceparent"] = traceparent
+    expected = encode(InvocationResult(result=value, **fields))
+    assert result_frame(fields["invocation_id"], fields["function_id"], value,
+                        traceparent) == expected
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize("value", [{1, 2}, _Point(1), {"when": object()}, float("nan")])
+def test_fast_path_declines_what_json_cannot_write(value: Any) -> None:
+    assert result_frame("i", "f", value) is None
+
+
+async def test_results_of_every_kind_round_trip(engine: Engine, name: str) -> None:
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("res::echo", lambda data: data["v"])  # the engine adds keys
+        iii.register_function("res::set", lambda _: {3})
+        iii.register_function("res::point", lambda _: _Point(4))
+        for value in [None, 1, "é", [1, {"a": None}], {"x": 1.5}]:
+            assert await iii.trigger("res::echo", {"v": value}) == value
+        assert await iii.trigger("res::set") == [3]  # pydantic writes a set as a list
+        assert await iii.trigger("res::point") == {"x": 4}
+        assert json.dumps(await iii.trigger("res::echo", {"v": 2**70})) == str(2**70)
