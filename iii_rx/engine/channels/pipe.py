@@ -1,0 +1,158 @@
+"""The bounded pipe of frames inside one channel, and the record of who is attached to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "GOING_AWAY",
+    "INTERNAL",
+    "NORMAL",
+    "POLICY",
+    "ChannelState",
+    "Frame",
+    "Pipe",
+    "ReaderGone",
+    "WriterLost",
+    "stop",
+]
+
+Frame = bytes | str
+
+NORMAL, GOING_AWAY, POLICY, INTERNAL = 1000, 1001, 1008, 1011
+
+
+class ReaderGone(Exception):
+    """Raised in a writer when the pipe can no longer deliver anything."""
+
+
+class WriterLost(Exception):
+    """The writer's connection closed while it waited for room in the pipe."""
+
+
+class Pipe:
+    """Bounded FIFO of frames between one producer and one consumer.
+
+    ``end`` is set once the producer is done (the consumer gets the queued frames, then the
+    end); ``gone`` once the consumer is (producers fail, the consumer stops at once).
+    """
+
+    __slots__ = ("_data", "_space", "capacity", "end", "frames", "gone")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.frames: deque[Frame] = deque()
+        self.end: tuple[int, str] | None = None
+        self.gone: tuple[int, str] | None = None
+        self._data = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the producer ended cleanly and the consumer took every frame."""
+        return self.end is not None and self.end[0] == NORMAL and not self.frames
+
+    async def put(
+        self,
+        frame: Frame,
+        lost: asyncio.Future[Any] | None = None,
+        lost_is_fatal: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Append ``frame``, waiting while the pipe is full.
+
+        Raises ``ReaderGone`` once the consumer is gone. ``lost`` completes when the producer's
+        own connection closes; if ``lost_is_fatal()`` then says the producer failed, the wait
+        ends with ``WriterLost`` (otherwise it goes on: frames it sent before closing cleanly
+        are still to be delivered).
+        """
+        while len(self.frames) >= self.capacity and self.gone is None:
+            self._space.clear()
+            if lost is None or (lost.done() and not lost_is_fatal()):
+                await self._space.wait()
+                continue
+            if lost.done():
+                raise WriterLost
+            space = asyncio.ensure_future(self._space.wait())
+            try:
+                await asyncio.wait((space, lost), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await stop(space)
+        if self.gone is not None:
+            raise ReaderGone(self.gone[1])
+        self.frames.append(frame)
+        self._data.set()
+
+    async def get(self) -> Frame | None:
+        """The next frame, or None at the end. Cancelling it never loses a frame."""
+        while not self.frames and self.end is None and self.gone is None:
+            self._data.clear()
+            await self._data.wait()
+        if self.gone is not None or not self.frames:
+            return None
+        frame = self.frames.popleft()
+        if len(self.frames) < self.capacity:
+            self._space.set()
+        return frame
+
+    def finish(self, code: int, reason: str) -> None:
+        """The producer is done; the first call decides the code the consumer ends with."""
+        if self.end is None:
+            self.end = (code, reason)
+        self._data.set()
+
+    def consumer_gone(self, code: int, reason: str) -> None:
+        """The consumer will read no more: producers fail with ``code``/``reason``."""
+        if self.gone is None:
+            self.gone = (code, reason)
+        self._space.set()
+        self._data.set()
+
+    def drop(self, code: int, reason: str) -> None:
+        """Discard what is queued and end both sides now (removal, sweep, shutdown)."""
+        self.frames.clear()
+        self.finish(code, reason)
+        self._space.set()
+        if self.gone is None:
+            # A consumer still waiting is told the end, not "gone", so it can close properly.
+            self.gone = (INTERNAL if code == NORMAL else code, reason or "channel removed")
+
+
+class ChannelState:
+    """One channel as the hub holds it: its pipe and which sides attached and finished.
+
+    A side is *attached* from the moment a socket or a local end takes it (it never detaches:
+    a second taker is refused) and *done* once that end has finished.
+    """
+
+    __slots__ = (
+        "created", "id", "key", "pipe", "reader_attached", "reader_done", "writer_attached",
+        "writer_done",
+    )
+
+    def __init__(self, channel_id: str, key: str, capacity: int, created: float) -> None:
+        self.id = channel_id
+        self.key = key
+        self.created = created
+        self.pipe = Pipe(capacity)
+        self.writer_attached = False
+        self.reader_attached = False
+        self.writer_done = False
+        self.reader_done = False
+
+
+async def stop(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` unless it is done, and wait until it is.
+
+    A cancellation of the caller still propagates (``asyncio.wait`` does not raise the task's
+    own ``CancelledError``, so nothing needs suppressing); a failure of the task is raised
+    here rather than left unretrieved.
+    """
+    if not task.done():
+        task.cancel()
+        await asyncio.wait((task,))
+    if not task.cancelled():
+        task.result()
