@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,6 +27,7 @@ from pydantic import BaseModel
 from iii_rx import channels as _channels
 from iii_rx._fastjson import result_frame
 from iii_rx._loop import Hopper, LoopThread, check_not_loop_thread
+from iii_rx._pool import HandlerPool
 from iii_rx.context import _current
 from iii_rx.errors import (
     IIIConnectionError,
@@ -213,7 +213,7 @@ class Client:
         self._types: dict[str, TriggerType] = {}
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: HandlerPool | None = None
         self._next_id = _id_source()
         self._hopper = Hopper(loop)
         self._fatal: IIIRegistrationRejectedError | None = None
@@ -371,25 +371,28 @@ class Client:
                 log.exception("stopping the embedded engine failed")
 
     async def _shutdown_pool(self, timeout: float = 10.0) -> None:
+        """Drop sync handlers not started yet; wait (bounded) for the running ones."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        pool.shutdown(wait=False, cancel_futures=True)
-        done = self.loop.create_future()
+        ended = self.loop.create_future()
+        loop = self.loop
 
-        def join() -> None:
-            pool.shutdown(wait=True)
-            self.loop.call_soon_threadsafe(_settle, done, None, None)
+        def on_ended() -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, ended, None, None)
+            except RuntimeError:  # loop closed
+                pass
 
-        joiner = threading.Thread(target=join, name="iii-rx pool shutdown", daemon=True)
-        joiner.start()
+        threads = pool.shutdown(on_ended)
         try:
-            await asyncio.wait_for(done, timeout)
+            await asyncio.wait_for(ended, timeout)
         except asyncio.TimeoutError:
             log.warning("sync handlers still running %ss after close; not waiting for them",
                         timeout)
             return
-        joiner.join()
+        for thread in threads:
+            thread.join()
 
     async def __aenter__(self) -> Client:
         return self
@@ -797,14 +800,15 @@ class Client:
         if self._closed:
             raise IIIConnectionError("the client is closed")
 
-    def _executor(self) -> Executor:
+    def _executor(self) -> HandlerPool:
         pool = self._pool
         if pool is None:
             with self._lock:
+                if self._closed:
+                    raise RuntimeError("the client is closed")
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=self._max_workers
-                                                    or DEFAULT_MAX_WORKERS,
-                                                    thread_name_prefix="iii-rx-handler")
+                    self._pool = HandlerPool(self._max_workers or DEFAULT_MAX_WORKERS,
+                                             "iii-rx-handler")
                 pool = self._pool
         return pool
 
@@ -926,7 +930,7 @@ class Client:
                 if asyncio.iscoroutinefunction(callback):
                     await callback(config)
                 else:
-                    result = await self.loop.run_in_executor(self._executor(), callback, config)
+                    result = await self._executor().call(self.loop, callback, config)
                     if asyncio.iscoroutine(result):
                         await result
             except asyncio.CancelledError:

@@ -19,7 +19,6 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +30,7 @@ from iii_rx.protocol import HttpInvocationRef, RegisterFunction, UnregisterFunct
 from iii_rx.streams import StreamIterator
 
 if TYPE_CHECKING:
+    from iii_rx._pool import HandlerPool
     from iii_rx.invocation import Invocation
 
 __all__ = [
@@ -93,7 +93,7 @@ class FunctionHost(Protocol):
 
     def _remove_sink(self, function_id: str, sink: Sink) -> None: ...
 
-    def _executor(self) -> Executor: ...
+    def _executor(self) -> HandlerPool: ...
 
     def _track(self, task: asyncio.Task[Any]) -> None: ...
 
@@ -262,7 +262,10 @@ class HandlerSink:
                 _current.reset(token)
             self._host._track(task)
         else:
-            self._host._executor().submit(self._run_sync, invocation)
+            try:
+                self._host._executor().submit(self._run_sync, invocation)
+            except RuntimeError:  # the client is closing: the engine answers the caller
+                invocation._claim()
 
     def _call(self, invocation: Invocation) -> Any:
         if not self._metadata:
