@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from iii_rx import channels as _channels
-from iii_rx._fastjson import result_frame
+from iii_rx._fastjson import NON_FINITE, find_non_finite, result_frame
 from iii_rx._loop import Hopper, LoopThread, check_not_loop_thread
 from iii_rx._pool import HandlerPool
 from iii_rx.context import _current
@@ -707,12 +707,20 @@ class Client:
 
     @staticmethod
     def _model_result(iid: str, function_id: str, result: Any, traceparent: str | None) -> str:
-        """The ``invocationresult`` of a result plain ``json`` cannot write (pydantic's way)."""
+        """The ``invocationresult`` of a result plain ``json`` cannot write (pydantic's way),
+        or an ``invocation_failed`` error if it holds a NaN or an infinity."""
         fields = _result_fields(iid, function_id, traceparent)
         try:
-            return encode(InvocationResult(result=result, **fields))
+            text = encode(InvocationResult(result=result, **fields))
         except Exception as exc:
             return encode(InvocationResult(error=error_body_of(exc), **fields))
+        if find_non_finite(result):  # pydantic would have written null: refuse (spec 5.4)
+            log.warning("result of %r (invocation %s) refused: %s", function_id, iid,
+                        NON_FINITE)
+            return encode(InvocationResult(error=ErrorBody(
+                code="invocation_failed",
+                message=f"the result of {function_id!r} was refused: {NON_FINITE}"), **fields))
+        return text
 
     def function(
         self,

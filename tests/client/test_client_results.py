@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import iii_rx
+from iii_rx import IIIInvocationError
 from iii_rx._fastjson import result_frame
 from iii_rx.engine import Engine
 from iii_rx.protocol import InvocationResult, encode
@@ -51,3 +53,29 @@ async def test_results_of_every_kind_round_trip(engine: Engine, name: str) -> No
         assert await iii.trigger("res::set") == [3]  # pydantic writes a set as a list
         assert await iii.trigger("res::point") == {"x": 4}
         assert json.dumps(await iii.trigger("res::echo", {"v": 2**70})) == str(2**70)
+
+
+class _Measure(BaseModel):
+    value: float
+
+
+@pytest.mark.parametrize("result", [
+    float("nan"), {"x": [1.0, float("inf")]}, [-float("inf")], {"set": {float("nan")}},
+    _Measure(value=float("nan")), {"model": _Measure(value=float("inf"))},
+])
+async def test_nan_and_infinity_in_a_result_fail_the_invocation(
+        engine: Engine, name: str, result: Any) -> None:
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("res::nan", lambda _: result)
+
+        async def async_nan(_: Any) -> Any:
+            return result
+
+        iii.register_function("res::nan_async", async_nan)
+        for function_id in ("res::nan", "res::nan_async"):
+            with pytest.raises(IIIInvocationError) as info:
+                await iii.trigger(function_id)
+            assert info.value.code == "invocation_failed"
+            assert "NaN and Infinity cannot be sent" in info.value.message
+        iii.register_function("res::text", lambda _: {"s": "NaN Infinity"})  # text is fine
+        assert await iii.trigger("res::text") == {"s": "NaN Infinity"}
