@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from iii_rx.channels._end import abort_reason
 from iii_rx.channels._socket import FRAME_SIZE
 from iii_rx.channels.cborseq import encode_item
 from iii_rx.channels.writer import ChannelWriter
@@ -94,4 +95,4 @@ class BufferedChannelWriter:
         if exc is None:
             await self.close()
         else:
-            await self.abort(f"writer failed: {exc_type.__name__ if exc_type else 'error'}")
+            await self.abort(abort_reason(exc_type))

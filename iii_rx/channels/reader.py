@@ -28,14 +28,12 @@ from typing import Any, TypeVar
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 from reactivex.subject import Subject
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from iii_rx.channels._affinity import LoopAffinity
-from iii_rx.channels._socket import CLEAN_CLOSE_CODES, closed_error, open_socket
+from iii_rx.channels._end import ChannelEnd
+from iii_rx.channels._socket import CLEAN_CLOSE_CODES, closed_error
 from iii_rx.channels.cborseq import CborSequenceDecoder
-from iii_rx.channels.errors import ChannelClosedError, ChannelError
-from iii_rx.channels.url import build_channel_url
+from iii_rx.channels.errors import ChannelError
 from iii_rx.protocol import StreamChannelRef
 
 __all__ = ["ChannelReader"]
@@ -46,7 +44,7 @@ T = TypeVar("T")
 Frame = bytes | str
 
 
-class ChannelReader:
+class ChannelReader(ChannelEnd):
     """Reads binary chunks, text messages and CBOR items from a channel.
 
     - ``async for chunk in reader`` / ``for chunk in reader``: binary chunks, in order.
@@ -71,15 +69,8 @@ class ChannelReader:
         max_queue: int = 16,
         open_timeout: float = 10.0,
     ) -> None:
-        self.ref = ref if isinstance(ref, StreamChannelRef) else StreamChannelRef(**ref)
-        self.url = build_channel_url(engine_url, self.ref.channel_id, self.ref.access_key,
-                                     "read")
-        self._headers = dict(headers or {})
-        self._max_queue = max_queue
-        self._open_timeout = open_timeout
-        self._affinity = LoopAffinity()
-        self._ws: ClientConnection | None = None
-        self._opening: asyncio.Task[ClientConnection] | None = None
+        super().__init__(engine_url, ref, headers, "read", open_timeout=open_timeout,
+                         max_queue=max_queue)
         self._receiving: object | None = None  # who is in recv() now
         self._ended = False
         self._error: BaseException | None = None
@@ -94,10 +85,6 @@ class ChannelReader:
     def __repr__(self) -> str:
         state = ("ended" if self._ended else "open" if self._ws else "not connected")
         return f"<ChannelReader {self.ref.channel_id} {state}>"
-
-    @property
-    def channel_id(self) -> str:
-        return self.ref.channel_id
 
     @property
     def ended(self) -> bool:
@@ -347,20 +334,6 @@ class ChannelReader:
         else:
             self._messages.on_error(error)  # type: ignore[arg-type]
             self._chunks.on_error(error)  # type: ignore[arg-type]
-
-    async def _open(self) -> ClientConnection:
-        if self._opening is None:
-            self._opening = asyncio.get_running_loop().create_task(
-                open_socket(self.url, self._headers, open_timeout=self._open_timeout,
-                            max_queue=self._max_queue)
-            )
-        try:
-            ws = await asyncio.shield(self._opening)
-        except ChannelClosedError:
-            self._opening = None
-            raise
-        self._ws = ws
-        return ws
 
 
 class _Chunks(AsyncIterator[bytes]):

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from iii_rx.channels._affinity import LoopAffinity
-from iii_rx.channels._socket import FRAME_SIZE, closed_error, open_socket
+from iii_rx.channels._end import ChannelEnd, abort_reason
+from iii_rx.channels._socket import FRAME_SIZE, closed_error
 from iii_rx.channels.cborseq import encode_item
 from iii_rx.channels.errors import ChannelClosedError
-from iii_rx.channels.url import build_channel_url
 from iii_rx.protocol import StreamChannelRef
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ __all__ = ["ChannelWriter"]
 T = TypeVar("T")
 
 
-class ChannelWriter:
+class ChannelWriter(ChannelEnd):
     """Writes binary data, text messages and CBOR items into a channel.
 
     The websocket opens on first use. Every method waits for flow control: when the reader
@@ -47,24 +46,15 @@ class ChannelWriter:
         *,
         open_timeout: float = 10.0,
     ) -> None:
-        self.ref = ref if isinstance(ref, StreamChannelRef) else StreamChannelRef(**ref)
-        self.url = build_channel_url(engine_url, self.ref.channel_id, self.ref.access_key,
-                                     "write")
-        self._headers = dict(headers or {})
-        self._open_timeout = open_timeout
-        self._affinity = LoopAffinity()
-        self._ws: ClientConnection | None = None
-        self._opening: asyncio.Task[ClientConnection] | None = None
+        # The engine's pipe bounds what waits for the reader; no queue of our own is needed.
+        super().__init__(engine_url, ref, headers, "write", open_timeout=open_timeout,
+                         max_queue=None)
         self._closed = False
         self._lock: asyncio.Lock | None = None  # keeps a multi-frame write's frames together
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._ws else "not connected"
         return f"<ChannelWriter {self.ref.channel_id} {state}>"
-
-    @property
-    def channel_id(self) -> str:
-        return self.ref.channel_id
 
     @property
     def closed(self) -> bool:
@@ -176,7 +166,7 @@ class ChannelWriter:
         if exc is None:
             await self.close()
         else:
-            await self.abort(f"writer failed: {exc_type.__name__ if exc_type else 'error'}")
+            await self.abort(abort_reason(exc_type))
 
     # ------------------------------------------------------------------ sync twins
 
@@ -212,7 +202,7 @@ class ChannelWriter:
         if exc is None:
             self.close_sync()
         else:
-            self.abort_sync(f"writer failed: {exc_type.__name__ if exc_type else 'error'}")
+            self.abort_sync(abort_reason(exc_type))
 
     def _block(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any,
                what: str) -> T:
@@ -230,17 +220,3 @@ class ChannelWriter:
         if self._ws is not None:
             return self._ws
         return await self._open()
-
-    async def _open(self) -> ClientConnection:
-        if self._opening is None:
-            self._opening = asyncio.get_running_loop().create_task(
-                open_socket(self.url, self._headers, open_timeout=self._open_timeout,
-                            max_queue=None)
-            )
-        try:
-            ws = await asyncio.shield(self._opening)
-        except ChannelClosedError:
-            self._opening = None
-            raise
-        self._ws = ws
-        return ws

@@ -1,0 +1,70 @@
+"""What a channel's reader and writer share: the ref and URL, the end's loop, and one socket
+opened on first use."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from websockets.asyncio.client import ClientConnection
+
+from iii_rx.channels._affinity import LoopAffinity
+from iii_rx.channels._socket import open_socket
+from iii_rx.channels.errors import ChannelClosedError
+from iii_rx.channels.url import build_channel_url
+from iii_rx.protocol import StreamChannelRef
+
+__all__ = ["ChannelEnd", "abort_reason"]
+
+
+class ChannelEnd:
+    """Base of :class:`ChannelReader` and :class:`ChannelWriter`.
+
+    The websocket is opened once, by the first operation that needs it; concurrent first
+    operations share that opening, and one that fails lets the next try again.
+    """
+
+    def __init__(
+        self,
+        engine_url: str,
+        ref: StreamChannelRef | Mapping[str, Any],
+        headers: Mapping[str, str] | None,
+        direction: Literal["read", "write"],
+        *,
+        open_timeout: float,
+        max_queue: int | None,
+    ) -> None:
+        self.ref = ref if isinstance(ref, StreamChannelRef) else StreamChannelRef(**ref)
+        self.url = build_channel_url(engine_url, self.ref.channel_id, self.ref.access_key,
+                                     direction)
+        self._headers = dict(headers or {})
+        self._open_timeout = open_timeout
+        self._max_queue = max_queue
+        self._affinity = LoopAffinity()
+        self._ws: ClientConnection | None = None
+        self._opening: asyncio.Task[ClientConnection] | None = None
+
+    @property
+    def channel_id(self) -> str:
+        return self.ref.channel_id
+
+    async def _open(self) -> ClientConnection:
+        """The end's socket, opening it if no operation has yet (on the end's loop)."""
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(
+                open_socket(self.url, self._headers, open_timeout=self._open_timeout,
+                            max_queue=self._max_queue)
+            )
+        try:
+            ws = await asyncio.shield(self._opening)
+        except ChannelClosedError:
+            self._opening = None
+            raise
+        self._ws = ws
+        return ws
+
+
+def abort_reason(exc_type: type[BaseException] | None) -> str:
+    """The close reason of a writer ended by an exception leaving its ``with`` block."""
+    return f"writer failed: {exc_type.__name__ if exc_type else 'error'}"
