@@ -64,6 +64,15 @@ class ChannelEnd:
         self._ws = ws
         return ws
 
+    def _opened(self) -> ClientConnection | None:
+        """The end's socket if one is open, also one whose opener was cancelled meanwhile
+        (the opening is shielded, so it completes anyway and must not be left unclosed)."""
+        opening = self._opening
+        if (self._ws is None and opening is not None and opening.done()
+                and not opening.cancelled() and opening.exception() is None):
+            self._ws = opening.result()
+        return self._ws
+
 
 def abort_reason(exc_type: type[BaseException] | None) -> str:
     """The close reason of a writer ended by an exception leaving its ``with`` block."""

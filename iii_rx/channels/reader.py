@@ -128,8 +128,9 @@ class ChannelReader(ChannelEnd):
             await _cancel(self._pump)
         if self._opening is not None and not self._opening.done():
             await _cancel(self._opening)
-        if self._ws is not None:
-            await self._ws.close()
+        ws = self._opened()
+        if ws is not None:
+            await ws.close()
 
     async def __aenter__(self) -> ChannelReader:
         return self

@@ -141,6 +141,30 @@ async def test_closing_the_reader_fails_the_writer(client: iii_rx.Client) -> Non
         await channel.writer.send_message("after the end")
 
 
+async def test_close_after_a_cancelled_first_read_closes_the_socket(
+    client: iii_rx.Client,
+) -> None:
+    # The socket opening is shielded: cancelling the read that started it lets it complete
+    # unseen. close() must still close that socket, or the engine keeps the reader attached.
+    channel = await client.create_channel_async(buffer_size=1)
+    reader = channel.reader
+    read = asyncio.ensure_future(reader.read_all())
+    for _ in range(1000):  # no event tells that the opening started: a bounded poll
+        if reader._opening is not None:
+            break
+        await asyncio.sleep(0)
+    opening = reader._opening
+    assert opening is not None
+    read.cancel()
+    await asyncio.wait({read})
+    await asyncio.wait({opening})
+    await reader.close()
+    with pytest.raises(ChannelClosedError):
+        for _ in range(1000):
+            await channel.writer.write(os.urandom(1000))
+            await asyncio.sleep(0.002)
+
+
 async def test_one_consumer_at_a_time(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async()
     first = asyncio.create_task(channel.reader.read_all())
