@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from iii_rx.channels import ChannelReader as RxChannelReader
 from iii_rx.channels import ChannelWriter as RxChannelWriter
 from iii_rx.channels import is_channel_ref
+from iii_rx.compat._nested import map_leaves
 from iii_rx.protocol import StreamChannelRef
 
 if TYPE_CHECKING:
@@ -265,25 +266,15 @@ async def create_channel_async(iii: III, buffer_size: int | None = None) -> Chan
 
 def wrap_channel_ends(value: Any, loop: asyncio.AbstractEventLoop) -> Any:
     """``value`` with the reactive channel ends in it replaced by these wrappers."""
-    if isinstance(value, RxChannelReader):
-        return ChannelReader(value)
-    if isinstance(value, RxChannelWriter):
-        return ChannelWriter(value, loop)
-    if isinstance(value, dict):
-        changed = None
-        for key, item in value.items():
-            new = wrap_channel_ends(item, loop)
-            if new is not item:
-                if changed is None:
-                    changed = dict(value)
-                changed[key] = new
-        return value if changed is None else changed
-    if isinstance(value, (list, tuple)):
-        items = [wrap_channel_ends(item, loop) for item in value]
-        if all(a is b for a, b in zip(items, value, strict=True)):
-            return value
-        return items if isinstance(value, list) else tuple(items)
-    return value
+
+    def wrap(item: Any) -> Any:
+        if isinstance(item, RxChannelReader):
+            return ChannelReader(item)
+        if isinstance(item, RxChannelWriter):
+            return ChannelWriter(item, loop)
+        return item
+
+    return map_leaves(value, wrap)
 
 
 def extract_channel_refs(data: Any) -> list[tuple[str, StreamChannelRef]]:

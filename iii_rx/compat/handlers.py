@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from iii_rx import context as _rx_context
+from iii_rx.compat._nested import map_leaves
 from iii_rx.compat.channels import wrap_channel_ends
 from iii_rx.compat.models import InvocationContext
 
@@ -83,29 +84,21 @@ def is_async_handler(handler: Callable[..., Any]) -> bool:
 
 
 def to_wire_value(value: Any) -> Any:
-    """``value`` with every pydantic model replaced by its JSON form (by alias, no ``None``).
+    """``value`` with every pydantic model replaced by its JSON form (by alias, no ``None``),
+    and tuples by lists.
 
-    Returns ``value`` itself when it holds no model, so plain payloads are not copied.
+    Returns ``value`` itself when it holds no model and no tuple, so plain payloads are not
+    copied.
     """
+    return map_leaves(value, _model_to_wire, tuples_to_lists=True)
+
+
+def _model_to_wire(value: Any) -> Any:
     if isinstance(value, BaseModel):
         to_wire = getattr(value, "to_wire", None)  # iii_rx models that know their wire form
         if callable(to_wire):
             return to_wire()
         return value.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if isinstance(value, dict):
-        changed = None
-        for key, item in value.items():
-            new = to_wire_value(item)
-            if new is not item:
-                if changed is None:
-                    changed = dict(value)
-                changed[key] = new
-        return value if changed is None else changed
-    if isinstance(value, (list, tuple)):
-        items = [to_wire_value(item) for item in value]
-        if isinstance(value, list) and all(a is b for a, b in zip(items, value, strict=True)):
-            return value
-        return items
     return value
 
 
