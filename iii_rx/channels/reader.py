@@ -78,6 +78,7 @@ class ChannelReader(ChannelEnd):
         self._messages: Subject[str] = Subject()
         self._chunks: Subject[bytes] = Subject()
         self._pump: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()  # pumps cancelled, not yet finished
         self._pump_chunk_subscribers = 0
         self._pump_subscribers = 0
         self._pulled = False  # an async iterator has read: pumps never start again
@@ -126,6 +127,8 @@ class ChannelReader(ChannelEnd):
         self._finish(None)
         if self._pump is not None:
             await _cancel(self._pump)
+        if self._stopping:
+            await asyncio.wait(self._stopping)
         if self._opening is not None and not self._opening.done():
             await _cancel(self._opening)
         ws = self._opened()
@@ -257,8 +260,12 @@ class ChannelReader(ChannelEnd):
         self._pump_subscribers -= 1
         self._pump_chunk_subscribers -= chunks
         if self._pump_subscribers == 0 and self._pump is not None:
-            self._pump.cancel()  # recv() may be cancelled without losing a frame
-            self._pump = None
+            # recv() may be cancelled without losing a frame. This runs in a plain callback,
+            # so the pump is awaited later, by close(), if it has not finished by then.
+            pump, self._pump = self._pump, None
+            pump.cancel()
+            self._stopping.add(pump)
+            pump.add_done_callback(self._stopping.discard)
 
     async def _run_pump(self) -> None:
         owner = object()
