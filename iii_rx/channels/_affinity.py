@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 __all__ = ["LoopAffinity"]
@@ -89,3 +89,15 @@ class LoopAffinity:
                 "would deadlock it. Use the async method (await) instead."
             )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def iterate(self, iterator: AsyncIterator[T], what: str) -> Iterator[T]:
+        """Blocking iteration of ``iterator``: each step is one :meth:`block`."""
+        while True:
+            try:
+                yield self.block(_anext(iterator), what)
+            except StopAsyncIteration:
+                return
+
+
+async def _anext(iterator: AsyncIterator[T]) -> T:
+    return await iterator.__anext__()

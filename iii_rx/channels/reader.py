@@ -150,12 +150,7 @@ class ChannelReader(ChannelEnd):
 
     def __iter__(self) -> Iterator[bytes]:
         """Blocking iteration over the binary chunks (not on the channel's own loop)."""
-        chunks = _Chunks(self)
-        while True:
-            try:
-                yield self._affinity.block(chunks.__anext__(), "iterating a ChannelReader")
-            except StopAsyncIteration:
-                return
+        return self._affinity.iterate(_Chunks(self), "iterating a ChannelReader")
 
     def read_all_sync(self) -> bytes:
         """Blocking :meth:`read_all`."""
@@ -163,12 +158,7 @@ class ChannelReader(ChannelEnd):
 
     def objects_sync(self) -> Iterator[Any]:
         """Blocking :meth:`objects`."""
-        objects = _Objects(self)
-        while True:
-            try:
-                yield self._affinity.block(objects.__anext__(), "objects_sync")
-            except StopAsyncIteration:
-                return
+        return self._affinity.iterate(_Objects(self), "objects_sync")
 
     def close_sync(self) -> None:
         """Blocking :meth:`close`."""

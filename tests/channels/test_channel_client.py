@@ -264,6 +264,15 @@ async def test_sync_handler_reads_with_the_sync_twins(client: iii_rx.Client) -> 
         channel.reader.read_all_sync()  # on the channel's own loop thread
 
 
+async def test_objects_sync_reads_cbor_items_from_a_thread(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    async with channel.writer as writer:
+        for i in range(5):
+            await writer.write_obj({"i": i})
+    items = await asyncio.to_thread(lambda: list(channel.reader.objects_sync()))
+    assert items == [{"i": i} for i in range(5)]
+
+
 async def test_ends_can_be_awaited_from_another_loop(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async()
 
