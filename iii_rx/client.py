@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from iii_rx import channels as _channels
-from iii_rx._fastjson import NON_FINITE, find_non_finite, result_frame
+from iii_rx._fastjson import NON_FINITE, call_frame, find_non_finite, result_frame
 from iii_rx._loop import Hopper, LoopThread, check_not_loop_thread
 from iii_rx._pool import HandlerPool
 from iii_rx.context import _current
@@ -584,23 +584,9 @@ class Client:
             _settle(target, None, IIIConnectionError(
                 f"the client is closed; cannot call {call.function_id!r}"))
             return _noop
-        fields: dict[str, Any] = {"function_id": call.function_id, "data": call.data}
-        void = isinstance(call.action, VoidAction)
-        iid = None
-        if not void:
-            iid = fields["invocation_id"] = self._next_id()
-        if call.metadata is not None:
-            fields["metadata"] = call.metadata
-        if call.traceparent is not None:
-            fields["traceparent"] = call.traceparent
-        if call.baggage is not None:
-            fields["baggage"] = call.baggage
-        if call.action is not None:
-            fields["action"] = call.action
-        if call.namespace is not None:
-            fields["namespace"] = call.namespace
+        iid = None if isinstance(call.action, VoidAction) else self._next_id()
         try:
-            text = encode(InvokeFunction(**fields))
+            text = _call_text(call, iid)
             if iid is None:
                 self._transport.send(text, CALL)
         except Exception as exc:
@@ -1013,6 +999,26 @@ def _http_invocation(handler: Any) -> HttpInvocationRef | None:
         wire = to_wire() if callable(to_wire) else handler.model_dump(exclude_none=True)
         return HttpInvocationRef.model_validate(wire)
     return None
+
+
+def _call_text(call: _Call, iid: str | None) -> str:
+    """The ``invokefunction`` of ``call``; ``ValueError`` if its payload holds NaN/Infinity."""
+    if call.action is None:
+        text = call_frame(call.function_id, call.data, iid, call.metadata, call.traceparent,
+                          call.baggage, call.namespace)
+        if text is not None:
+            return text
+    fields: dict[str, Any] = {"function_id": call.function_id, "data": call.data}
+    if iid is not None:
+        fields["invocation_id"] = iid
+    for name in ("metadata", "traceparent", "baggage", "action", "namespace"):
+        value = getattr(call, name)
+        if value is not None:
+            fields[name] = value
+    text = encode(InvokeFunction(**fields))
+    if find_non_finite(call.data) or find_non_finite(call.metadata):
+        raise ValueError(f"the call to {call.function_id!r} was not sent: {NON_FINITE}")
+    return text
 
 
 def _result_fields(iid: str, function_id: str, traceparent: str | None) -> dict[str, Any]:

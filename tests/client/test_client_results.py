@@ -11,9 +11,9 @@ from pydantic import BaseModel
 
 import iii_rx
 from iii_rx import IIIInvocationError
-from iii_rx._fastjson import result_frame
+from iii_rx._fastjson import call_frame, result_frame
 from iii_rx.engine import Engine
-from iii_rx.protocol import InvocationResult, encode
+from iii_rx.protocol import InvocationResult, InvokeFunction, encode
 
 PLAIN: list[Any] = [
     None, True, 0, -1, 2**70, 1.0, 0.1, -0.0, 2.5e300, 12345678.9, "", "é \u2028 \x00\x1f\"\\",
@@ -79,3 +79,38 @@ async def test_nan_and_infinity_in_a_result_fail_the_invocation(
             assert "NaN and Infinity cannot be sent" in info.value.message
         iii.register_function("res::text", lambda _: {"s": "NaN Infinity"})  # text is fine
         assert await iii.trigger("res::text") == {"s": "NaN Infinity"}
+
+
+@pytest.mark.parametrize("data", PLAIN)
+@pytest.mark.parametrize("extra", [
+    {}, {"invocation_id": "i\u00e9"}, {"metadata": {"m": [1]}, "namespace": "team"},
+    {"invocation_id": "i", "metadata": "m", "traceparent": "00-a-b-01", "baggage": "k=v",
+     "namespace": "n"},
+])
+def test_fast_call_text_is_the_model_text(data: Any, extra: dict[str, Any]) -> None:
+    expected = encode(InvokeFunction(function_id="fn::\u00fc", data=data, **extra))
+    assert call_frame("fn::\u00fc", data, extra.get("invocation_id"), extra.get("metadata"),
+                      extra.get("traceparent"), extra.get("baggage"),
+                      extra.get("namespace")) == expected
+
+
+@pytest.mark.parametrize(("payload", "metadata"), [
+    ({"x": float("nan")}, None), ([float("inf")], None), ({"m": _Measure(value=float("nan"))},
+                                                          None), ({}, {"score": -float("inf")}),
+])
+async def test_nan_and_infinity_in_a_call_raise_value_error(
+        engine: Engine, name: str, payload: Any, metadata: Any) -> None:
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        seen: list[Any] = []
+        iii.register_function("res::seen", seen.append)
+        for action in (None, iii_rx.TriggerAction.void()):
+            with pytest.raises(ValueError, match="NaN and Infinity cannot be sent"):
+                await iii.trigger("res::seen", payload, metadata=metadata, action=action)
+        assert await iii.trigger("res::seen", {"fine": 1.5}) is None
+        assert len(seen) == 1  # only the last call went out
+
+
+def test_nan_in_a_blocking_call_raises_value_error(engine_thread: Any, name: str) -> None:
+    with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
+        with pytest.raises(ValueError, match="NaN and Infinity cannot be sent"):
+            iii.trigger("anything", {"x": float("nan")}).result(5)
