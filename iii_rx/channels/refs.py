@@ -47,20 +47,38 @@ def resolve_channel_refs(value: Any, *, engine_url: str, headers: Mapping[str, s
     a ``read`` ref becomes a :class:`ChannelReader`, a ``write`` ref a :class:`ChannelWriter`.
     The ends connect lazily, on first use.
     """
+    return _resolve(value, engine_url, headers)
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
+"""Types that hold no ref: skipped without a call (most of a payload's values)."""
+
+
+def _resolve(value: Any, engine_url: str, headers: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
-        if is_channel_ref(value):
+        if "access_key" in value and is_channel_ref(value):
             return _live_end(value, engine_url, headers)
-        changed = False
-        out: dict[Any, Any] = {}
+        out: dict[Any, Any] | None = None
         for key, item in value.items():
-            resolved = resolve_channel_refs(item, engine_url=engine_url, headers=headers)
-            changed = changed or resolved is not item
-            out[key] = resolved
-        return out if changed else value
+            if type(item) in _LEAVES:
+                continue
+            resolved = _resolve(item, engine_url, headers)
+            if resolved is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = resolved
+        return value if out is None else out
     if isinstance(value, (list, tuple)):
-        items = [resolve_channel_refs(item, engine_url=engine_url, headers=headers)
-                 for item in value]
-        if all(new is old for new, old in zip(items, value, strict=True)):
+        items: list[Any] | None = None
+        for index, item in enumerate(value):
+            if type(item) in _LEAVES:
+                continue
+            resolved = _resolve(item, engine_url, headers)
+            if resolved is not item:
+                if items is None:
+                    items = list(value)
+                items[index] = resolved
+        if items is None:
             return value
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, StreamChannelRef):
