@@ -741,7 +741,8 @@ class Client:
         Sync handlers run in the client's thread pool, async ones as tasks on its loop; the
         return value is the result, a raise fails the call with ``invocation_failed``.
         ``max_concurrency`` bounds the invocations running at once; the rest wait in arrival
-        order. ``handler`` may also be an HTTP invocation config (spec 9): the engine then
+        order. ``handler`` may also be an HTTP invocation config (spec 9), a
+        :class:`~iii_rx.http.HttpInvocationConfig` or the same as a dict: the engine then
         calls its URL. Raises ``ValueError`` if ``function_id`` is already registered here.
         """
         spec = FunctionSpec(_check_id(function_id), description, metadata, request_format,
@@ -992,8 +993,15 @@ def _check_id(function_id: str) -> str:
 
 
 def _http_invocation(handler: Any) -> HttpInvocationRef | None:
+    """The ``invocation`` of an HTTP-invoked function: from our wire model, from a dict
+    (checked as :class:`~iii_rx.http.HttpInvocationConfig`, so raw secrets are refused) or
+    from any model with a ``url`` (ours, the official SDK's); ``None`` for a handler."""
     if isinstance(handler, HttpInvocationRef):
         return handler
+    if isinstance(handler, Mapping):
+        from iii_rx.http import HttpInvocationConfig
+
+        handler = HttpInvocationConfig.model_validate(dict(handler))
     if isinstance(handler, BaseModel) and hasattr(handler, "url"):
         to_wire = getattr(handler, "to_wire", None)
         wire = to_wire() if callable(to_wire) else handler.model_dump(exclude_none=True)

@@ -164,3 +164,27 @@ async def test_engine_without_register_ack(scripted: ScriptedEngine, name: str) 
     async with iii_rx.connect(scripted.url, name=name, timeout_ms=200) as iii:
         assert iii.connection_state is ConnectionState.CONNECTED
         assert await iii.trigger("x::y", 1) == 1
+
+
+async def test_http_invocation_config_as_model_or_dict(scripted: ScriptedEngine,
+                                                       name: str) -> None:
+    async with iii_rx.connect(scripted.url, name=name) as iii:
+        auth = {"type": "bearer", "token_key": "CHARGE_TOKEN"}
+        iii.register_function("ext::model", iii_rx.HttpInvocationConfig(
+            "https://pay.example/charge", auth=auth, timeout_ms=5000))
+        iii.register_function("ext::dict", {"url": "https://pay.example/charge", "auth": auth,
+                                            "timeout_ms": 5000})
+        frames = scripted.connections[0]
+        await wait_for(lambda: len(of_type(frames, "registerfunction")) == 2)
+        model, plain = of_type(frames, "registerfunction")
+        assert model["invocation"] == plain["invocation"] == {
+            "url": "https://pay.example/charge", "method": "POST", "timeout_ms": 5000,
+            "auth": auth}
+        assert plain["id"] == "ext::dict"
+        with pytest.raises(ValueError, match="environment variable"):  # a raw secret
+            iii.register_function("ext::leak", {"url": "https://x.example/",
+                                                "auth": {"type": "bearer",
+                                                         "token_key": "sk_live_abcdefgh1234"}})
+        with pytest.raises(ValueError):
+            iii.register_function("ext::nourl", {"method": "GET"})
+        assert "ext::leak" not in iii.function_ids and "ext::nourl" not in iii.function_ids
