@@ -655,8 +655,7 @@ class Client:
         entry = self._functions.get(frame.function_id)
         if entry is None or not entry.sinks:
             if entry is not None and entry.spec.invocation is not None:
-                invocation.fail("Function is HTTP-invoked and cannot be invoked locally",
-                                code="function_not_invokable")
+                _never(invocation)
             else:
                 invocation.fail(f"Function '{frame.function_id}' not found",
                                 code="function_not_found")
@@ -686,7 +685,7 @@ class Client:
             text = encode(InvocationResult(error=error, **_result_fields(
                 iid, function_id, traceparent)))
         assert text is not None
-        if threading.get_ident() == self._thread_id:
+        if self._on_loop():
             self._transport.send(text, RESULT)
         else:
             self._transport.send_threadsafe(text, RESULT)
@@ -933,8 +932,7 @@ class Client:
             except Exception as exc:
                 log.warning("provider of %r %s binding %s failed: %s", trigger_type.id,
                             "accepting" if register else "removing", config.id, exc)
-                error = error_body_of(exc, "trigger_registration_failed")
-                error = ErrorBody(code=error.code, message=error.message)
+                error = ErrorBody(code="trigger_registration_failed", message=str(exc))
         if register:
             if error is not None:
                 trigger_type.bindings.pop(config.id, None)
@@ -942,12 +940,11 @@ class Client:
 
     def _ack_trigger(self, trigger_id: str, trigger_type: str, function_id: str,
                      error: ErrorBody | None) -> None:
-        frame = TriggerRegistrationResult(id=trigger_id, trigger_type=trigger_type,
-                                          function_id=function_id)
+        fields: dict[str, Any] = {"id": trigger_id, "trigger_type": trigger_type,
+                                  "function_id": function_id}
         if error is not None:
-            frame = TriggerRegistrationResult(id=trigger_id, trigger_type=trigger_type,
-                                              function_id=function_id, error=error)
-        self._transport.send(encode(frame))
+            fields["error"] = error
+        self._transport.send(encode(TriggerRegistrationResult(**fields)))
 
     def _on_trigger_result(self, frame: TriggerRegistrationResult, raw: str | bytes) -> None:
         if frame.error is None:

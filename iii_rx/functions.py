@@ -187,25 +187,27 @@ class _ObserverSink:
                 log.exception("subscriber raised in on_error")
 
 
-def _wants_metadata(handler: Callable[..., Any]) -> bool:
-    """Pass ``metadata`` when the handler names it or takes a second required positional."""
+_NO_METADATA, _METADATA_POSITIONAL, _METADATA_KEYWORD = 0, 1, 2
+
+
+def _metadata_mode(handler: Callable[..., Any]) -> int:
+    """How to pass ``metadata``: not at all, as the second positional, or by keyword.
+
+    It is passed when the handler names a ``metadata`` parameter or takes a second required
+    positional one.
+    """
     try:
         params = list(inspect.signature(handler).parameters.values())
     except (TypeError, ValueError):
-        return False
-    if any(p.name == "metadata" and p.kind is not p.VAR_KEYWORD for p in params):
-        return True
+        return _NO_METADATA
+    for p in params:
+        if p.name == "metadata" and p.kind is not p.VAR_KEYWORD:
+            return _METADATA_KEYWORD if p.kind is p.KEYWORD_ONLY else _METADATA_POSITIONAL
     positional = [p for p in params
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
-
-
-def _metadata_keyword_only(handler: Callable[..., Any]) -> bool:
-    try:
-        param = inspect.signature(handler).parameters.get("metadata")
-    except (TypeError, ValueError):
-        return False
-    return param is not None and param.kind is param.KEYWORD_ONLY
+    if len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
+        return _METADATA_POSITIONAL
+    return _NO_METADATA
 
 
 def _is_async(handler: Callable[..., Any]) -> bool:
@@ -230,8 +232,7 @@ class HandlerSink:
         self._loop = host.loop
         self._handler = handler
         self._async = _is_async(handler)
-        self._metadata = _wants_metadata(handler)
-        self._metadata_kw = self._metadata and _metadata_keyword_only(handler)
+        self._metadata = _metadata_mode(handler)
         self._limit = max_concurrency
         self._inflight = 0
         self._waiting: deque[Invocation] = deque()
@@ -268,9 +269,9 @@ class HandlerSink:
                 invocation._claim()
 
     def _call(self, invocation: Invocation) -> Any:
-        if not self._metadata:
+        if self._metadata == _NO_METADATA:
             return self._handler(invocation.data)
-        if self._metadata_kw:
+        if self._metadata == _METADATA_KEYWORD:
             return self._handler(invocation.data, metadata=invocation.metadata)
         return self._handler(invocation.data, invocation.metadata)
 

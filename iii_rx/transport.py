@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 
@@ -112,10 +111,6 @@ class Transport:
         """How many times a websocket was opened (1 after the first connection)."""
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def is_open(self) -> bool:
-        return self._ws is not None
 
     def start(self) -> None:
         """Start connecting (on the loop thread)."""
@@ -375,13 +370,6 @@ class Transport:
                 self.send(text, kind, iid)
             except Exception as exc:
                 log.warning("frame dropped: %s", exc)
-
-    def held_count(self) -> int:
-        return len(self._held)
-
-    @staticmethod
-    def on_thread(thread_id: int) -> bool:
-        return threading.get_ident() == thread_id
 
 
 def _fragments(text: str) -> Iterator[str]:
