@@ -93,9 +93,10 @@ class FunctionHost(Protocol):
 
     def _remove_sink(self, function_id: str, sink: Sink) -> None: ...
 
-    def _executor(self) -> HandlerPool: ...
+    _tasks: set[asyncio.Task[Any]]
+    """Tasks the client cancels and awaits on close (a task removes itself when done)."""
 
-    def _track(self, task: asyncio.Task[Any]) -> None: ...
+    def _executor(self) -> HandlerPool: ...
 
 
 class FunctionStream(Observable["Invocation"]):
@@ -230,6 +231,7 @@ class HandlerSink:
             raise ValueError("max_concurrency must be at least 1 (or None for no limit)")
         self._host = host
         self._loop = host.loop
+        self._tasks = host._tasks
         self._handler = handler
         self._async = _is_async(handler)
         self._metadata = _metadata_mode(handler)
@@ -261,7 +263,7 @@ class HandlerSink:
                 task = self._loop.create_task(self._run_async(invocation))
             finally:
                 _current.reset(token)
-            self._host._track(task)
+            self._tasks.add(task)
         else:
             try:
                 self._host._executor().submit(self._run_sync, invocation)
@@ -286,6 +288,8 @@ class HandlerSink:
         else:
             invocation.reply(result)
         finally:
+            # Here rather than in a done callback: that would cost one more loop callback.
+            self._tasks.discard(asyncio.current_task(self._loop))
             if self._limit is not None:
                 self._finished()
 

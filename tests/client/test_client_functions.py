@@ -335,3 +335,29 @@ async def test_invocations_as_an_async_iterator(engine: Engine, name: str) -> No
             results = [await c for c in calls if c is not overflowed]
             assert sorted(results) == sorted(x * 10 for x in handled)
         await wait_for_gone(iii, "pull::work")  # closing the iterator unregistered
+
+
+async def test_async_handler_tasks_are_forgotten_when_done_and_cancelled_on_close(
+        engine: Engine, name: str) -> None:
+    started = asyncio.Event()
+
+    async def echo(data: Any) -> Any:
+        return data
+
+    async def stuck(data: Any) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("tasks::echo", echo)
+        iii.register_function("tasks::stuck", stuck)
+        assert await asyncio.gather(*(iii.trigger("tasks::echo", n) for n in range(20))) == [
+            *range(20)]
+        assert not iii._tasks  # each task removed itself
+        call = asyncio.ensure_future(iii.trigger("tasks::stuck"))
+        await started.wait()
+        assert len(iii._tasks) == 1
+        stuck_task = next(iter(iii._tasks))
+    assert stuck_task.cancelled()
+    with pytest.raises(iii_rx.IIIConnectionError):
+        await call
