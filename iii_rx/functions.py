@@ -15,6 +15,7 @@ waiting in arrival order (DECISIONS 14).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 from collections import deque
@@ -298,7 +299,10 @@ class HandlerSink:
         try:
             result = self._call(invocation)
             if inspect.isawaitable(result):
-                result = asyncio.run_coroutine_threadsafe(_await(result), self._loop).result()
+                result = asyncio.run_coroutine_threadsafe(self._await(result),
+                                                          self._loop).result()
+        except concurrent.futures.CancelledError:
+            invocation._claim()  # the client is closing: the engine answers the caller
         except BaseException as exc:
             invocation.fail(exc)
         else:
@@ -311,6 +315,16 @@ class HandlerSink:
                 except RuntimeError:  # loop closed
                     pass
 
+    async def _await(self, awaitable: Awaitable[Any]) -> Any:
+        """Await what a sync handler returned, as a task the client cancels on close."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            return await awaitable
+        finally:
+            self._tasks.discard(task)
+
     def _finished(self) -> None:
         self._inflight -= 1
         while self._waiting and self._inflight < (self._limit or 0):
@@ -322,10 +336,6 @@ class HandlerSink:
         waiting = list(self._waiting)
         self._waiting.clear()
         return waiting
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 
 
 class FunctionHandle:

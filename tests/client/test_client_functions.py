@@ -361,3 +361,28 @@ async def test_async_handler_tasks_are_forgotten_when_done_and_cancelled_on_clos
     assert stuck_task.cancelled()
     with pytest.raises(iii_rx.IIIConnectionError):
         await call
+
+
+async def test_sync_handler_returning_an_awaitable(engine: Engine, name: str) -> None:
+    started = asyncio.Event()
+
+    async def double(data: Any) -> Any:
+        await asyncio.sleep(0)
+        return {"twice": data * 2, "function": iii_rx.get_context().function_id}
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("await::double", lambda data: double(data))
+        iii.register_function("await::hang", lambda data: hang())
+        assert await iii.trigger("await::double", 4) == {"twice": 8,
+                                                         "function": "await::double"}
+        call = asyncio.ensure_future(iii.trigger("await::hang"))
+        await started.wait()
+        assert len(iii._tasks) == 1  # the awaitable runs as a task the client owns
+        hanging = next(iter(iii._tasks))
+    assert hanging.cancelled()  # cancelled on close; its pool thread was freed at once
+    with pytest.raises(iii_rx.IIIConnectionError):
+        await call
