@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from iii_rx.context import Context
-from iii_rx.protocol import EnqueueAction, VoidAction
-
-if TYPE_CHECKING:
-    from iii_rx.protocol import ErrorBody
+from iii_rx.protocol import EnqueueAction, ErrorBody, VoidAction
 
 __all__ = ["Invocation", "ReplySink", "TriggerAction", "error_body_of"]
 
@@ -34,8 +31,6 @@ def error_body_of(
     error: BaseException | str, code: str = "invocation_failed", stacktrace: str | None = None
 ) -> ErrorBody:
     """The wire error of an exception (message ``str(exc)``, formatted traceback) or a text."""
-    from iii_rx.protocol import ErrorBody
-
     if isinstance(error, BaseException):
         message = str(error)
         if stacktrace is None:
@@ -115,8 +110,6 @@ class Invocation(Context):
         try:
             if self._token and self._sink is not None and self.invocation_id is not None:
                 self._token.clear()
-                from iii_rx.protocol import ErrorBody
-
                 self._sink._send_reply(self, None, ErrorBody(
                     code="invocation_failed",
                     message=(f"invocation of {self.function_id!r} was dropped by every "
