@@ -87,8 +87,8 @@ def _echo_handler(kind: str) -> Any:
 class _ThreadProfiles:
     """cProfile in every handler thread of the client's pool (cProfile is per thread).
 
-    The client makes its pool with ``ThreadPoolExecutor``; the benchmark worker swaps in a
-    subclass whose tasks, while ``active`` is set, enable a profiler in their thread if it has
+    The client makes its pool with ``iii_rx._pool.HandlerPool``; the benchmark worker swaps in
+    a subclass whose tasks, while ``active`` is set, enable a profiler in their thread if it has
     none yet (so threads started before profiling are covered too); :meth:`stop_in_pool`
     disables them.
     """
@@ -119,10 +119,11 @@ class _ThreadProfiles:
         """Disable each thread's profiler from that thread: one task per thread, held at a
         barrier so that no thread takes two."""
         self.active = False
-        threads = len(getattr(pool, "_threads", ()))
+        threads = pool.threads
         if not threads:
             return
         barrier = threading.Barrier(threads, timeout=10)
+        stopped = threading.Semaphore(0)
 
         def stop() -> None:
             profile = getattr(self._local, "profile", None)
@@ -131,9 +132,13 @@ class _ThreadProfiles:
                 self._local.profile = None
             with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait()
+            stopped.release()
 
-        for future in [pool.submit(stop) for _ in range(threads)]:
-            future.result(timeout=15)
+        for _ in range(threads):
+            pool.submit(stop)
+        for _ in range(threads):
+            if not stopped.acquire(timeout=15):
+                raise TimeoutError("a handler thread did not stop its profiler")
 
 
 def run_rx_worker(args: argparse.Namespace) -> None:
@@ -142,19 +147,18 @@ def run_rx_worker(args: argparse.Namespace) -> None:
     ``{"profile": "start"}`` starts cProfile on the loop thread and in the handler threads;
     ``{"profile": "stop", "path": P}`` writes the merged statistics to ``P``.
     """
-    import concurrent.futures
-
     import iii_rx
     import iii_rx.client as client_module
+    from iii_rx._pool import HandlerPool
 
     threads = _ThreadProfiles()
 
-    class ProfiledPool(concurrent.futures.ThreadPoolExecutor):
-        def submit(self, fn: Any, /, *a: Any, **kw: Any) -> Any:
-            return super().submit(threads.wrap(fn), *a, **kw)
+    class ProfiledPool(HandlerPool):
+        def submit(self, fn: Any, *a: Any) -> None:
+            super().submit(threads.wrap(fn), *a)
 
     if args.profilable:
-        setattr(client_module, "ThreadPoolExecutor", ProfiledPool)  # noqa: B010
+        setattr(client_module, "HandlerPool", ProfiledPool)  # noqa: B010
 
     async def main() -> None:
         async with iii_rx.connect(args.url, name=args.name, max_workers=args.max_workers) as iii:
