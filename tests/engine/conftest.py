@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from raw_engine_client import close_live_workers
 
 from iii_rx.engine import Engine
+
+
+@pytest.fixture(autouse=True)
+async def _close_raw_workers() -> AsyncIterator[None]:
+    yield
+    await close_live_workers()
 
 
 @pytest.fixture

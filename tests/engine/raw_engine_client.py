@@ -10,7 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -20,12 +20,17 @@ Frame = dict[str, Any]
 class RawWorker:
     """One websocket to the engine, speaking protocol frames as dicts."""
 
+    live: ClassVar[set[RawWorker]] = set()
+    """Workers not closed yet: the engine tests' conftest closes them after each test."""
+
     def __init__(self, ws: ClientConnection, hello: Frame) -> None:
         self.ws = ws
         self.worker_id: str = hello["worker_id"]
         self.reattach_token: str | None = hello.get("reattach_token")
         self.hello = hello
         self._backlog: list[Frame] = []
+        self.loop = asyncio.get_running_loop()
+        RawWorker.live.add(self)
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> RawWorker:
@@ -110,7 +115,18 @@ class RawWorker:
         return frame
 
     async def close(self) -> None:
+        RawWorker.live.discard(self)
         await self.ws.close()
+
+
+async def close_live_workers() -> None:
+    """Close the workers a test left open on this loop, so no socket outlives its loop."""
+    loop = asyncio.get_running_loop()
+    for worker in list(RawWorker.live):
+        if worker.loop is loop:
+            await worker.close()
+        else:
+            RawWorker.live.discard(worker)  # another loop's (asyncio.run): not closable here
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

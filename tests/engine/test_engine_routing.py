@@ -254,3 +254,6 @@ async def test_stop_is_bounded_when_a_peer_does_not_read() -> None:
     await wait_until(lambda: bool(conn._queue))
     await asyncio.wait_for(engine.stop(), 10)  # the closing handshake cannot finish
     assert not engine.registry.workers
+    stuck.ws.transport.abort()  # it never reads, so it never sees the engine go
+    await stuck.ws.wait_closed()
+    await caller.close()

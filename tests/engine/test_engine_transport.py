@@ -180,27 +180,30 @@ def test_command_line_runs_and_stops_cleanly(command: list[str], stop: signal.Si
 
 def test_command_line_reads_the_namespace_grace_from_the_environment() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "III_NAMESPACE_GRACE_MS": "50"}
-    process = subprocess.Popen([sys.executable, "-m", "iii_rx.engine", "--port", "0",
-                                "--rest-port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, env=env)
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().split()[-1]
+    with subprocess.Popen([sys.executable, "-m", "iii_rx.engine", "--port", "0",
+                           "--rest-port", "0"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True, env=env) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().split()[-1]
 
-        async def visit() -> list[str]:
-            worker = await RawWorker.connect(url)
-            await worker.register_function("graceful::f")  # no engine::workers::register
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 2  # well inside the default grace of 5 s
-            while loop.time() < deadline:
-                listed = await worker.result_of("engine::functions::list", {})
-                ids = [f["function_id"] for f in listed["functions"]]
-                if "graceful::f" in ids:
-                    return ids
-                await asyncio.sleep(0.02)
-            return []
+            async def visit() -> list[str]:
+                worker = await RawWorker.connect(url)
+                try:
+                    await worker.register_function("graceful::f")  # no workers::register
+                    loop = asyncio.get_running_loop()
+                    deadline = loop.time() + 2  # well inside the default grace of 5 s
+                    while loop.time() < deadline:
+                        listed = await worker.result_of("engine::functions::list", {})
+                        ids = [f["function_id"] for f in listed["functions"]]
+                        if "graceful::f" in ids:
+                            return ids
+                        await asyncio.sleep(0.02)
+                    return []
+                finally:
+                    await worker.close()
 
-        assert "graceful::f" in asyncio.run(visit())
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+            assert "graceful::f" in asyncio.run(visit())
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=15)

@@ -17,6 +17,7 @@ import iii_rx
 from iii_rx import ApiRequest, IIIInvocationError
 from iii_rx.client import Client
 from iii_rx.engine import EngineThread
+from iii_rx.http import ResponseStream
 
 ENVELOPES: dict[str, Any] = {
     "camel": {"statusCode": 202, "body": {"a": 1}},
@@ -38,6 +39,10 @@ async def envelope(data: dict[str, Any]) -> Any:
     return ENVELOPES[data["query_params"]["case"]]
 
 
+ABANDONED: list[ResponseStream] = []
+"""Response streams a handler left open (the engine abandons them): a socket to close."""
+
+
 async def stream_cases(data: dict[str, Any]) -> Any:
     request = ApiRequest.model_validate(data)
     case = request.query_params["case"]
@@ -49,6 +54,7 @@ async def stream_cases(data: dict[str, Any]) -> Any:
         return None
     if case == "buffered-wins":  # control messages, then a value before any binary frame
         await out.set_status(299)
+        ABANDONED.append(out)  # the test closes it once the buffered response has won
         return {"status_code": 200, "body": {"buffered": True}}
     if case == "slow-body":  # the head comes at once, the body takes longer than the timeout
         for _ in range(3):
@@ -144,6 +150,7 @@ async def test_streaming_edge_cases(engine: EngineThread, rx: Client,
     async with http.get(rest_url(engine) + "/s?case=buffered-wins") as response:
         assert response.status == 200
         assert await response.json() == {"buffered": True}
+    await ABANDONED.pop().close()
     # The REST timeout bounds the time to the response head, not a streamed body.
     async with http.get(rest_url(engine) + "/s?case=slow-body") as response:
         assert response.status == 200

@@ -14,6 +14,7 @@ Rust engine 0.23 drops an `invokefunction` without `data`, spec 11 #4, so
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import os
@@ -132,8 +133,10 @@ class NodeWorker:
             raise AssertionError(f"{self.name} never answered: {self.stderr()}") from None
 
     def close(self) -> None:
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            self.proc.stdin.close()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):  # a killed worker's pipe is gone
+                self.proc.stdin.close()
+        if self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

@@ -184,6 +184,8 @@ def test_killed_worker_gives_invocation_stopped(engine: EngineThread, worker: Fa
         if victim.poll() is None:
             victim.kill()
         victim.wait()
+        if victim.stdout is not None:
+            victim.stdout.close()
 
 
 # --------------------------------------------------------------------------- triggers
