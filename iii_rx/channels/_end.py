@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, TypeVar
 
 from websockets.asyncio.client import ClientConnection
 
@@ -15,7 +16,7 @@ from iii_rx.channels.errors import ChannelClosedError
 from iii_rx.channels.url import build_channel_url
 from iii_rx.protocol import StreamChannelRef
 
-__all__ = ["ChannelEnd", "abort_reason"]
+__all__ = ["ChannelEnd", "EndsWithBlock", "abort_reason"]
 
 
 class ChannelEnd:
@@ -77,3 +78,31 @@ class ChannelEnd:
 def abort_reason(exc_type: type[BaseException] | None) -> str:
     """The close reason of a writer ended by an exception leaving its ``with`` block."""
     return f"writer failed: {exc_type.__name__ if exc_type else 'error'}"
+
+
+_W = TypeVar("_W", bound="EndsWithBlock")
+
+
+class EndsWithBlock:
+    """``async with`` a writer: a block that finishes closes the stream cleanly, one that
+    raises aborts it (the reader then sees a failed stream, not a clean end)."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def abort(self, reason: str = "writer failed") -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self: _W) -> _W:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.close()
+        else:
+            await self.abort(abort_reason(exc_type))

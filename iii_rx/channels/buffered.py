@@ -3,10 +3,9 @@ few frames."""
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
-from iii_rx.channels._end import abort_reason
+from iii_rx.channels._end import EndsWithBlock
 from iii_rx.channels._socket import FRAME_SIZE
 from iii_rx.channels.cborseq import encode_item
 from iii_rx.channels.writer import ChannelWriter
@@ -14,7 +13,7 @@ from iii_rx.channels.writer import ChannelWriter
 __all__ = ["BufferedChannelWriter"]
 
 
-class BufferedChannelWriter:
+class BufferedChannelWriter(EndsWithBlock):
     """Collects small binary writes into frames of up to ``size`` bytes (default 64 KiB).
 
     Per-frame costs (framing, masking, a syscall, the engine's forwarding) dominate small
@@ -82,17 +81,3 @@ class BufferedChannelWriter:
     async def _send_in(self, data: bytes) -> None:
         for start in range(0, len(data), self._size):
             await self.writer.write(data[start : start + self._size])
-
-    async def __aenter__(self) -> BufferedChannelWriter:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            await self.close()
-        else:
-            await self.abort(abort_reason(exc_type))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from iii_rx.channels._end import ChannelEnd, abort_reason
+from iii_rx.channels._end import ChannelEnd, EndsWithBlock, abort_reason
 from iii_rx.channels._socket import FRAME_SIZE, closed_error
 from iii_rx.channels.cborseq import encode_item
 from iii_rx.channels.errors import ChannelClosedError
@@ -24,7 +24,7 @@ __all__ = ["ChannelWriter"]
 T = TypeVar("T")
 
 
-class ChannelWriter(ChannelEnd):
+class ChannelWriter(ChannelEnd, EndsWithBlock):
     """Writes binary data, text messages and CBOR items into a channel.
 
     The websocket opens on first use. Every method waits for flow control: when the reader
@@ -153,20 +153,6 @@ class ChannelWriter(ChannelEnd):
         except ChannelClosedError:
             return
         await ws.close(code, reason)
-
-    async def __aenter__(self) -> ChannelWriter:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            await self.close()
-        else:
-            await self.abort(abort_reason(exc_type))
 
     # ------------------------------------------------------------------ sync twins
 
