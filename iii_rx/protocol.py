@@ -210,10 +210,6 @@ class Frame(_WireModel):
 
     type: str
 
-    def model_post_init(self, context: Any, /) -> None:
-        # The tag is always on the wire, even when the model was built without naming it.
-        self.model_fields_set.add("type")
-
 
 class RegisterFunction(Frame):
     """W→E: register (or re-register) a function under the connection's namespace."""
@@ -573,6 +569,9 @@ def decode_obj(obj: Any) -> Frame:
 
 def encode(frame: Frame) -> str:
     """Compact JSON of ``frame``: the fields that were set, ``type`` always, non-ASCII as is."""
+    # A frame built without naming its tag still sends it. Marking it here rather than in a
+    # post-init hook keeps that hook off every decoded frame (decoded ones carry the tag).
+    frame.model_fields_set.add("type")
     return frame.model_dump_json(exclude_unset=True)
 
 
