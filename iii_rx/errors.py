@@ -1,10 +1,25 @@
-"""Typed errors of iii_rx.
+"""Typed errors of iii_rx: every error a user can meet derives from :class:`IIIError`.
 
-Every failure that comes back from the engine or a handler is an :class:`IIIInvocationError`
-carrying the wire ``code`` (authoritative: branch on it), ``message``, ``function_id``,
-``stacktrace`` and ``invocation_id``. Two codes get subclasses so they can be caught by type:
-``FORBIDDEN`` (:class:`IIIForbiddenError`) and ``TIMEOUT`` (:class:`IIITimeoutError`, raised by
-the client's own timer). ``str(err)`` is ``"{code}: {message}"`` as in the official SDK.
+The whole tree::
+
+    IIIError
+    ├── IIIInvocationError            a call failed; branch on ``code`` (the wire's, authoritative)
+    │   ├── IIIForbiddenError         code ``FORBIDDEN``: the engine refused the call
+    │   └── IIITimeoutError           code ``TIMEOUT``: the client's own timer (also TimeoutError)
+    ├── IIIConnectionError            cannot reach the engine, or closed while a call was in flight
+    │                                 (also ConnectionError)
+    ├── IIIRegistrationRejectedError  the engine refused this worker or one of its registrations
+    ├── PayloadTooLargeError          a message above 64 MiB (also ValueError)
+    ├── StreamOverflowError           an async iterator fell more than its buffer behind
+    ├── EmptySingleError              a piped Single completed without a value (also LookupError)
+    ├── LoopDeadlockError             a blocking call made on the client's own loop thread
+    │                                 (also RuntimeError)
+    └── ChannelError                  a channel failed
+        ├── ChannelClosedError        the channel ended abnormally (also ConnectionError)
+        ├── TruncatedStreamError      a CBOR sequence / JSON lines stream cut inside an item
+        └── CborDecodeError           bytes that are not CBOR where CBOR was expected
+
+``str(err)`` of an :class:`IIIInvocationError` is ``"{code}: {message}"`` as in the official SDK.
 """
 
 from __future__ import annotations
@@ -12,12 +27,20 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CborDecodeError",
+    "ChannelClosedError",
+    "ChannelError",
+    "EmptySingleError",
     "IIIConnectionError",
     "IIIError",
     "IIIForbiddenError",
     "IIIInvocationError",
     "IIIRegistrationRejectedError",
     "IIITimeoutError",
+    "LoopDeadlockError",
+    "PayloadTooLargeError",
+    "StreamOverflowError",
+    "TruncatedStreamError",
     "error_from_body",
 ]
 
@@ -96,6 +119,47 @@ class IIIRegistrationRejectedError(IIIError):
         self.worker_name = worker_name
         self.owner_worker_id = owner_worker_id
         self.function_id = function_id
+
+
+class PayloadTooLargeError(IIIError, ValueError):
+    """A message above 64 MiB: the engine would refuse it (see ``docs/protocol.md``)."""
+
+
+class StreamOverflowError(IIIError, RuntimeError):
+    """An async iterator over a stream fell more than its buffer behind (policy ``error``)."""
+
+
+class EmptySingleError(IIIError, LookupError):
+    """A piped Single completed without emitting a value."""
+
+
+class LoopDeadlockError(IIIError, RuntimeError):
+    """A blocking call was made on the event-loop thread it would have to wait for."""
+
+
+class ChannelError(IIIError):
+    """Base of every channel failure."""
+
+
+class ChannelClosedError(ChannelError, ConnectionError):
+    """The channel ended abnormally: the peer or the engine went away, or the side was taken.
+
+    ``code`` and ``reason`` are the websocket close code and reason when one was received
+    (``None`` when the connection dropped without a close frame).
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class TruncatedStreamError(ChannelError, ValueError):
+    """A structured stream (CBOR sequence, JSON lines) ended in the middle of an item."""
+
+
+class CborDecodeError(ChannelError, ValueError):
+    """Bytes that are not a valid CBOR item arrived where a CBOR sequence was expected."""
 
 
 def error_from_body(

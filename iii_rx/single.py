@@ -30,7 +30,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from iii_rx._loop import check_not_loop_thread
-from iii_rx.errors import IIIConnectionError, IIIError, IIITimeoutError
+from iii_rx.errors import EmptySingleError, IIIConnectionError, IIITimeoutError
 
 __all__ = ["CallStarter", "Done", "EmptySingleError", "Single"]
 
@@ -39,10 +39,6 @@ log = logging.getLogger("iii_rx.single")
 
 Done = Callable[[Any, "BaseException | None"], None]
 """Completion callback of a call: ``(value, None)`` or ``(None, error)``."""
-
-
-class EmptySingleError(IIIError, LookupError):
-    """A piped Single completed without emitting a value."""
 
 
 class CallStarter(Protocol):

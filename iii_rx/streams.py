@@ -22,16 +22,14 @@ from typing import Any, Generic, Literal, TypeVar
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from iii_rx.errors import StreamOverflowError
+
 __all__ = ["HotStream", "Overflow", "StreamIterator", "StreamOverflowError"]
 
 T = TypeVar("T")
 log = logging.getLogger("iii_rx.streams")
 
 Overflow = Literal["drop_oldest", "error"]
-
-
-class StreamOverflowError(RuntimeError):
-    """An async iterator over a stream fell more than its buffer behind (policy ``error``)."""
 
 
 class _Guarded(Generic[T]):

@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from iii_rx.errors import IIIConnectionError
+from iii_rx.errors import IIIConnectionError, PayloadTooLargeError
 from iii_rx.state import ConnectionState, ReconnectConfig
 from iii_rx.streams import HotStream
 
@@ -62,10 +62,6 @@ _BATCH = 512  # frames written at once at most (bounds the loop's time per burst
 
 OnOpen = Callable[[], list[str]]
 """Called on every new connection: the frames to send first (the replay of spec 2.3)."""
-
-
-class PayloadTooLargeError(ValueError):
-    """A message above 64 MiB (spec 1.5)."""
 
 
 class Transport:
