@@ -3,47 +3,50 @@
 The engine connection is a set of observable streams; functions subscribe to their invocation
 stream and ``trigger`` returns a single-value observable. ``iii_rx.engine`` holds an embedded
 engine so that everything runs on one machine.
+
+This namespace is the reactive API only, and every error of the one tree (:mod:`iii_rx.errors`).
+The official SDK's names live in :mod:`iii_rx.compat` alone; no name here means something else
+there. Where both APIs have a concept under one name, the reactive object is imported from its
+module: ``iii_rx.channels`` (``Channel``, ``ChannelReader``, ``ChannelWriter``),
+``iii_rx.context`` (``Logger``, ``current_invocation``), ``iii_rx.triggers`` (``TriggerConfig``).
 """
 
 from __future__ import annotations
 
-from iii_rx.channels import (
-    Channel,
+from iii_rx.client import Client
+from iii_rx.connect import connect, connect_sync
+from iii_rx.context import Context, get_context
+from iii_rx.errors import (
+    CborDecodeError,
     ChannelClosedError,
     ChannelError,
-    ChannelReader,
-    ChannelWriter,
-    TruncatedStreamError,
-)
-from iii_rx.client import Client
-from iii_rx.compat import InitOptions, InvocationError, register_worker
-from iii_rx.connect import connect, connect_sync
-from iii_rx.context import Context, Logger, current_invocation, get_context
-from iii_rx.errors import (
+    EmptySingleError,
     IIIConnectionError,
     IIIError,
     IIIForbiddenError,
     IIIInvocationError,
     IIIRegistrationRejectedError,
     IIITimeoutError,
+    LoopDeadlockError,
+    PayloadTooLargeError,
+    StreamOverflowError,
+    TruncatedStreamError,
 )
 from iii_rx.functions import FunctionHandle, FunctionStream
 from iii_rx.http import ApiRequest, ApiResponse, HttpInvocationConfig
 from iii_rx.invocation import Invocation, TriggerAction
-from iii_rx.single import EmptySingleError, Single
+from iii_rx.single import Single
 from iii_rx.state import ConnectionState, ReconnectConfig
-from iii_rx.triggers import TriggerConfig, TriggerHandle, TriggerTypeHandle
+from iii_rx.triggers import TriggerHandle, TriggerTypeHandle
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ApiRequest",
     "ApiResponse",
-    "Channel",
+    "CborDecodeError",
     "ChannelClosedError",
     "ChannelError",
-    "ChannelReader",
-    "ChannelWriter",
     "Client",
     "ConnectionState",
     "Context",
@@ -57,21 +60,18 @@ __all__ = [
     "IIIInvocationError",
     "IIIRegistrationRejectedError",
     "IIITimeoutError",
-    "InitOptions",
     "Invocation",
-    "InvocationError",
-    "Logger",
+    "LoopDeadlockError",
+    "PayloadTooLargeError",
     "ReconnectConfig",
     "Single",
+    "StreamOverflowError",
     "TriggerAction",
-    "TriggerConfig",
     "TriggerHandle",
     "TriggerTypeHandle",
     "TruncatedStreamError",
     "__version__",
     "connect",
     "connect_sync",
-    "current_invocation",
     "get_context",
-    "register_worker",
 ]

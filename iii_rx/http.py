@@ -38,6 +38,8 @@ from pydantic import (
     field_validator,
 )
 
+from iii_rx.errors import ChannelError
+
 __all__ = [
     "FUNCTION_PATH_HEADER",
     "INVOCATION_ID_HEADER",
@@ -51,6 +53,7 @@ __all__ = [
     "HttpAuthHmac",
     "HttpInvocationConfig",
     "HttpMethod",
+    "NoResponseChannelError",
     "ResponseStream",
     "api_handler",
     "looks_like_secret",
@@ -239,6 +242,11 @@ class HttpInvocationConfig(BaseModel):
 # ----------------------------------------------------------------------------- http trigger
 
 
+class NoResponseChannelError(ChannelError, RuntimeError):
+    """:meth:`ApiRequest.stream` on a request that holds no live response writer (one built by
+    hand, or whose ``response`` is still a ref)."""
+
+
 class ApiRequest(BaseModel):
     """The ``data`` an ``http`` trigger hands its function (spec 6.5.2).
 
@@ -271,8 +279,8 @@ class ApiRequest(BaseModel):
     def stream(self) -> ResponseStream:
         """A :class:`ResponseStream` over this request's ``response`` writer."""
         if self.response is None or isinstance(self.response, Mapping):
-            raise RuntimeError("the response channel is not open here (the client resolves it "
-                               "into a writer before the handler runs)")
+            raise NoResponseChannelError("the response channel is not open here (the client "
+                                         "resolves it into a writer before the handler runs)")
         return ResponseStream(self.response)
 
 

@@ -1,16 +1,31 @@
 """A buffering front for a :class:`~iii_rx.channels.writer.ChannelWriter`: many small writes,
-few frames."""
+few frames.
+
+It knows the writer only as :class:`FrameWriter`, so the writer can make buffered fronts of
+itself without the two modules importing each other.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from iii_rx.channels._end import EndsWithBlock
 from iii_rx.channels._socket import FRAME_SIZE
 from iii_rx.channels.cborseq import encode_item
-from iii_rx.channels.writer import ChannelWriter
 
-__all__ = ["BufferedChannelWriter"]
+__all__ = ["BufferedChannelWriter", "FrameWriter"]
+
+
+class FrameWriter(Protocol):
+    """What the buffered front sends through: the methods of a ``ChannelWriter`` it uses."""
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    async def send_message(self, text: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def abort(self, reason: str = ...) -> None: ...
 
 
 class BufferedChannelWriter(EndsWithBlock):
@@ -27,7 +42,7 @@ class BufferedChannelWriter(EndsWithBlock):
 
     __slots__ = ("_buffer", "_size", "writer")
 
-    def __init__(self, writer: ChannelWriter, size: int = FRAME_SIZE) -> None:
+    def __init__(self, writer: FrameWriter, size: int = FRAME_SIZE) -> None:
         if not 1 <= size <= FRAME_SIZE:
             raise ValueError(f"size must be within 1..{FRAME_SIZE}, got {size}")
         self.writer = writer

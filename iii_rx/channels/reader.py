@@ -30,6 +30,8 @@ from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 from websockets.exceptions import ConnectionClosed
 
+from iii_rx.aio import TaskSet
+from iii_rx.channels._affinity import running_loop
 from iii_rx.channels._end import ChannelEnd
 from iii_rx.channels._socket import CLEAN_CLOSE_CODES, closed_error
 from iii_rx.channels.cborseq import CborSequenceDecoder
@@ -78,7 +80,7 @@ class ChannelReader(ChannelEnd):
         self._messages: Subject[str] = Subject()
         self._chunks: Subject[bytes] = Subject()
         self._pump: asyncio.Task[None] | None = None
-        self._stopping: set[asyncio.Task[None]] = set()  # pumps cancelled, not yet finished
+        self._pumps = TaskSet(f"channel {self.ref.channel_id} reader")  # also cancelled ones
         self._pump_chunk_subscribers = 0
         self._pump_subscribers = 0
         self._pulled = False  # an async iterator has read: pumps never start again
@@ -125,10 +127,7 @@ class ChannelReader(ChannelEnd):
         if not self._affinity.here():
             return await self._affinity.hop(self.close())
         self._finish(None)
-        if self._pump is not None:
-            await _cancel(self._pump)
-        if self._stopping:
-            await asyncio.wait(self._stopping)
+        await self._pumps.aclose()
         if self._opening is not None and not self._opening.done():
             await _cancel(self._opening)
         ws = self._opened()
@@ -232,30 +231,27 @@ class ChannelReader(ChannelEnd):
         return Disposable(dispose)
 
     def _call_on_loop(self, action: Callable[[], None]) -> None:
-        loop = self._affinity.claim()
-        if _on_loop(loop):
+        bridge = self._affinity.claim()
+        if running_loop() is bridge.loop:
             action()
         else:
-            loop.call_soon_threadsafe(action)
+            bridge.run_sync_soon(action)
 
     def _pump_acquire(self, chunks: bool) -> None:
         self._pump_subscribers += 1
         self._pump_chunk_subscribers += chunks
         if self._pump is None and not self._pulled and not self._ended:
-            self._pump = asyncio.get_running_loop().create_task(
-                self._run_pump(), name=f"iii-rx-channel-pump-{self.channel_id}"
-            )
+            self._pump = self._pumps.spawn(self._run_pump(),
+                                           name=f"iii-rx-channel-pump-{self.channel_id}")
 
     def _pump_release(self, chunks: bool) -> None:
         self._pump_subscribers -= 1
         self._pump_chunk_subscribers -= chunks
         if self._pump_subscribers == 0 and self._pump is not None:
             # recv() may be cancelled without losing a frame. This runs in a plain callback,
-            # so the pump is awaited later, by close(), if it has not finished by then.
+            # so the pump stays in the task set and close() awaits it if still unwinding.
             pump, self._pump = self._pump, None
             pump.cancel()
-            self._stopping.add(pump)
-            pump.add_done_callback(self._stopping.discard)
 
     async def _run_pump(self) -> None:
         owner = object()
@@ -410,13 +406,6 @@ class _Guarded(abc.ObserverBase[Any]):
                 self._inner.on_completed()
             except Exception:
                 log.exception("a channel observer raised in on_completed")
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop | None) -> bool:
-    try:
-        return loop is not None and asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 from iii_rx.channels.reader import ChannelReader
 from iii_rx.channels.writer import ChannelWriter
 from iii_rx.protocol import StreamChannelRef
 
-__all__ = ["Channel", "is_channel_ref", "open_channel", "resolve_channel_refs"]
+__all__ = ["Channel", "ChannelOpener", "is_channel_ref", "open_channel", "resolve_channel_refs"]
 
 
 @dataclass(frozen=True)
@@ -96,18 +96,35 @@ def _live_end(
     return ChannelWriter(engine_url, model, headers)
 
 
-async def open_channel(client: Any, buffer_size: int | None = None) -> Channel:
+class ChannelOpener(Protocol):
+    """What :func:`open_channel` needs of a client, and nothing more (a :class:`iii_rx.Client`
+    is one): channels stay below the client and never import it."""
+
+    @property
+    def url(self) -> str:
+        """The engine's websocket address."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The handshake headers, sent on channel sockets too."""
+        ...
+
+    def trigger(self, function_id: str, payload: Any, /) -> Awaitable[Any]:
+        """Call an engine function."""
+        ...
+
+
+async def open_channel(client: ChannelOpener, buffer_size: int | None = None) -> Channel:
     """Create a channel through ``engine::channels::create`` and return a ``Channel``.
 
-    ``client`` provides ``trigger(function_id, payload)`` (awaitable), ``url`` (the engine's
-    websocket address) and ``headers`` (the handshake headers, sent on channel sockets too).
     ``buffer_size`` counts frames the engine holds for a slow or late reader (default 64, at
     most 1024).
     """
     result = await client.trigger("engine::channels::create", {"buffer_size": buffer_size})
     writer_ref = StreamChannelRef(**result["writer"])
     reader_ref = StreamChannelRef(**result["reader"])
-    headers: Mapping[str, str] = getattr(client, "headers", None) or {}
+    headers = client.headers
     return Channel(
         writer=ChannelWriter(client.url, writer_ref, headers),
         reader=ChannelReader(client.url, reader_ref, headers),

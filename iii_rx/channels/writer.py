@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from iii_rx.channels._end import ChannelEnd, EndsWithBlock, abort_reason
 from iii_rx.channels._socket import FRAME_SIZE, closed_error
+from iii_rx.channels.buffered import BufferedChannelWriter
 from iii_rx.channels.cborseq import encode_item
 from iii_rx.channels.errors import ChannelClosedError
 from iii_rx.protocol import StreamChannelRef
-
-if TYPE_CHECKING:
-    from iii_rx.channels.buffered import BufferedChannelWriter
 
 __all__ = ["ChannelWriter"]
 
@@ -125,8 +123,6 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         Much faster for many small writes; the reader's chunks then no longer match the writes.
         Call ``flush()``/``close()`` on it (or use it as ``async with``).
         """
-        from iii_rx.channels.buffered import BufferedChannelWriter
-
         return BufferedChannelWriter(self, size)
 
     async def close(self) -> None:

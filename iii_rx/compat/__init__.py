@@ -12,6 +12,13 @@ are the spellings of older releases (``get_context``, ``ApiRequest`` / ``ApiResp
     from iii.helpers import create_channel_async        # becomes
     from iii_rx.compat import create_channel_async
 
+Only the official SDK's names live here, and each means what it means there: ``Channel``,
+``ChannelReader``, ``ChannelWriter``, ``Logger``, ``TriggerConfig`` and ``current_invocation``
+are the official shapes, different objects from the reactive API's namesakes (which
+``iii_rx`` itself does not export, see ``docs/migration.md``). Errors are iii_rx's one tree:
+``InvocationError`` *is* :class:`iii_rx.IIIInvocationError`; the typed subclasses are
+imported from ``iii_rx``.
+
 What still differs, and why, is in ``docs/migration.md``. The worker object is a thin facade:
 ``iii.client`` is the :class:`iii_rx.Client` underneath, for the streams and operators.
 """
@@ -37,7 +44,8 @@ from iii_rx.compat.client import (
     register_worker,
     resolve_engine_url,
 )
-from iii_rx.compat.handlers import HandlerExit, current_invocation
+from iii_rx.compat.errors import HandlerExit, InvocationError, RegistrationRejectedError
+from iii_rx.compat.handlers import current_invocation
 from iii_rx.compat.http import StreamRequest, StreamResponse, http
 from iii_rx.compat.logger import Logger
 from iii_rx.compat.models import (
@@ -65,14 +73,6 @@ from iii_rx.compat.options import (
     TelemetryOptions,
 )
 from iii_rx.context import get_context
-from iii_rx.errors import (
-    IIIConnectionError,
-    IIIError,
-    IIIForbiddenError,
-    IIIInvocationError,
-    IIIRegistrationRejectedError,
-    IIITimeoutError,
-)
 from iii_rx.http import (
     ApiRequest,
     ApiResponse,
@@ -85,10 +85,6 @@ from iii_rx.http import (
 )
 from iii_rx.invocation import TriggerAction
 
-InvocationError = IIIInvocationError
-"""The official SDK's name of :class:`~iii_rx.errors.IIIInvocationError`."""
-RegistrationRejectedError = IIIRegistrationRejectedError
-"""The official SDK's name of :class:`~iii_rx.errors.IIIRegistrationRejectedError`."""
 IIIClient = III
 """The official SDK's protocol name of the worker client."""
 HttpRequest = ApiRequest
@@ -121,13 +117,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "IIIClient",
-    "IIIConnectionError",
     "IIIConnectionState",
-    "IIIError",
-    "IIIForbiddenError",
-    "IIIInvocationError",
-    "IIIRegistrationRejectedError",
-    "IIITimeoutError",
     "InitOptions",
     "InvocationContext",
     "InvocationError",

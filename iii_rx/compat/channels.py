@@ -15,20 +15,19 @@ methods of the worker) make new pairs.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from iii_rx.aio import LoopBridge, TaskSet
+from iii_rx.channels import Channel as RxChannel
 from iii_rx.channels import ChannelReader as RxChannelReader
 from iii_rx.channels import ChannelWriter as RxChannelWriter
 from iii_rx.channels import is_channel_ref
+from iii_rx.client import Client
 from iii_rx.compat._nested import map_leaves
 from iii_rx.protocol import StreamChannelRef
-
-if TYPE_CHECKING:
-    from iii_rx.compat.client import III
 
 __all__ = [
     "Channel",
@@ -46,7 +45,6 @@ __all__ = [
     "wrap_channel_ends",
 ]
 
-log = logging.getLogger("iii_rx.compat.channels")
 T = TypeVar("T")
 
 
@@ -86,28 +84,51 @@ class ChannelItem:
 
 
 class _Ordered:
-    """Runs one end's operations on its loop, one after the other, in call order."""
+    """Runs one end's operations on its loop, one after the other, in call order.
+
+    An operation takes its turn when it is made (on the loop; from elsewhere, when the hop
+    reaches the loop, in the order of the calls) and starts when the one before it is done.
+    Fire-and-forget ones are tasks of a :class:`~iii_rx.aio.TaskSet`, so they stay referenced
+    until done and a failure is logged (there is nobody else to tell); the loop's owner cancels
+    what is left when it stops.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, what: str) -> None:
-        self._loop = loop
-        self._what = what
+        self._bridge = LoopBridge(loop, None)
         self._tail: asyncio.Future[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._fired = TaskSet(what)
 
-    async def _in_turn(self, op: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def _claim(self, op: Callable[[], Coroutine[Any, Any, T]]
+               ) -> tuple[asyncio.Future[None], Coroutine[Any, Any, T]]:
+        """Take the next turn now (on the loop): the turn's end and the coroutine to run in it."""
         previous = self._tail
-        mine: asyncio.Future[None] = self._loop.create_future()
+        mine: asyncio.Future[None] = self._bridge.loop.create_future()
         self._tail = mine
+        return mine, self._turn(previous, mine, op)
+
+    @staticmethod
+    async def _turn(previous: asyncio.Future[None] | None, mine: asyncio.Future[None],
+                    op: Callable[[], Coroutine[Any, Any, T]]) -> T:
         try:
-            if previous is not None:
-                await previous
+            if previous is not None and not previous.done():
+                await asyncio.wait((previous,))  # being cancelled must not cancel `previous`
             return await op()
         finally:
-            mine.set_result(None)
+            _end_turn(mine)
+
+    async def _in_turn(self, op: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        _, turn = self._claim(op)
+        return await turn
+
+    async def _fired_in_turn(self, op: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._fired.add(task)
+        await self._in_turn(op)
 
     def _on_loop(self) -> bool:
         try:
-            return asyncio.get_running_loop() is self._loop
+            return asyncio.get_running_loop() is self._bridge.loop
         except RuntimeError:
             return False
 
@@ -115,26 +136,22 @@ class _Ordered:
         """Await ``op`` in turn, from any loop."""
         if self._on_loop():
             return await self._in_turn(op)
-        return await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(self._in_turn(op), self._loop))
+        return await self._bridge.run(self._in_turn(op))
 
-    def fire(self, op: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Start ``op`` in turn and return at once; a failure is logged."""
+    def fire(self, op: Callable[[], Coroutine[Any, Any, Any]], name: str) -> None:
+        """Start ``op`` in turn and return at once, from any thread; a failure is logged."""
         if self._on_loop():
-            task = self._loop.create_task(self._in_turn(op))
-            self._background.add(task)
-            task.add_done_callback(self._finished)
+            mine, turn = self._claim(op)
+            task = self._fired.spawn(turn, name=name)
+            # A task cancelled before its first step never runs its `finally`.
+            task.add_done_callback(lambda _: _end_turn(mine))
         else:
-            future = asyncio.run_coroutine_threadsafe(self._in_turn(op), self._loop)
-            future.add_done_callback(self._log_failure)
+            self._bridge.submit(self._fired_in_turn(op))
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        self._log_failure(task)
 
-    def _log_failure(self, future: Any) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("%s failed: %s", self._what, future.exception())
+def _end_turn(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_result(None)
 
 
 class WritableStream:
@@ -144,7 +161,7 @@ class WritableStream:
         self._writer = writer
 
     def write(self, data: bytes) -> None:
-        self._writer._ops.fire(lambda: self._writer.inner.write(data))
+        self._writer._ops.fire(lambda: self._writer.inner.write(data), "write")
 
     def end(self, data: bytes | None = None) -> None:
         if data is not None:
@@ -189,14 +206,14 @@ class ChannelWriter:
 
     def send_message(self, msg: str) -> None:
         """Send a text frame without waiting (it still goes out in call order)."""
-        self._ops.fire(lambda: self.inner.send_message(msg))
+        self._ops.fire(lambda: self.inner.send_message(msg), "send_message")
 
     async def send_message_async(self, msg: str) -> None:
         await self._ops.run(lambda: self.inner.send_message(msg))
 
     def close(self) -> None:
         """End the stream without waiting, after everything sent before."""
-        self._ops.fire(self.inner.close)
+        self._ops.fire(self.inner.close, "close")
 
     async def close_async(self) -> None:
         """End the stream, after everything sent before."""
@@ -246,19 +263,26 @@ class Channel:
     reader_ref: StreamChannelRef
 
 
-def _wrap_channel(channel: Any, loop: asyncio.AbstractEventLoop) -> Channel:
+class Worker(Protocol):
+    """What the channel helpers need of a worker: the reactive client underneath."""
+
+    @property
+    def client(self) -> Client: ...
+
+
+def _wrap_channel(channel: RxChannel, loop: asyncio.AbstractEventLoop) -> Channel:
     return Channel(writer=ChannelWriter(channel.writer, loop),
                    reader=ChannelReader(channel.reader),
                    writer_ref=channel.writer_ref, reader_ref=channel.reader_ref)
 
 
-def create_channel(iii: III, buffer_size: int | None = None) -> Channel:
+def create_channel(iii: Worker, buffer_size: int | None = None) -> Channel:
     """A new channel (blocking; not from the worker's own loop thread)."""
     client = iii.client
     return _wrap_channel(client.create_channel(buffer_size), client.loop)
 
 
-async def create_channel_async(iii: III, buffer_size: int | None = None) -> Channel:
+async def create_channel_async(iii: Worker, buffer_size: int | None = None) -> Channel:
     """A new channel; ``buffer_size`` frames wait in the engine for a late reader (64)."""
     client = iii.client
     return _wrap_channel(await client.create_channel_async(buffer_size), client.loop)

@@ -2,8 +2,9 @@
 
 :class:`III` is a thin facade over :class:`iii_rx.Client` (made by :func:`iii_rx.connect_sync`,
 so it runs on a private loop thread): every method translates the official SDK's arguments and
-return values and delegates. Blocking methods raise ``RuntimeError`` on the client's own loop
-thread (from an async handler, use the ``*_async`` methods).
+return values and delegates. Blocking methods raise :class:`~iii_rx.errors.LoopDeadlockError`
+(a ``RuntimeError``, as in the official SDK) on the client's own loop thread (from an async
+handler, use the ``*_async`` methods).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from iii_rx._loop import check_not_loop_thread
+from iii_rx.aio import LoopBridge
 from iii_rx.client import Client
+from iii_rx.compat.channels import Channel, create_channel, create_channel_async
+from iii_rx.compat.errors import NotSupportedError
 from iii_rx.compat.handlers import adapt_handler, current_invocation, to_wire_value
 from iii_rx.compat.models import (
     FunctionRef,
@@ -139,7 +142,7 @@ class III:
 
     def shutdown(self) -> None:
         """Close the connection: calls in flight fail, handlers stop, the loop thread ends."""
-        check_not_loop_thread(self._client.loop, "shutdown()")
+        LoopBridge(self._client.loop, None).check_blocking("shutdown()")
         self._client.close()
 
     async def shutdown_async(self) -> None:
@@ -167,7 +170,7 @@ class III:
         if not function_id.strip():
             raise ValueError("id is required")
         if observe is not None:
-            raise NotImplementedError("observe descriptors are not supported by iii_rx.compat")
+            raise NotSupportedError("observe descriptors are not supported by iii_rx.compat")
         if function_id in self._client.function_ids:
             raise ValueError(f"function {function_id!r} is already registered by this worker")
         target: Any
@@ -284,16 +287,12 @@ class III:
 
     # ------------------------------------------------------------------ channels
 
-    def create_channel(self, buffer_size: int | None = None) -> Any:
+    def create_channel(self, buffer_size: int | None = None) -> Channel:
         """A channel pair (blocking); same as ``create_channel(iii, buffer_size)``."""
-        from iii_rx.compat.channels import create_channel
-
         return create_channel(self, buffer_size)
 
-    async def create_channel_async(self, buffer_size: int | None = None) -> Any:
+    async def create_channel_async(self, buffer_size: int | None = None) -> Channel:
         """A channel pair; same as ``await create_channel_async(iii, buffer_size)``."""
-        from iii_rx.compat.channels import create_channel_async
-
         return await create_channel_async(self, buffer_size)
 
 

@@ -28,22 +28,15 @@ from pydantic import BaseModel
 from iii_rx import context as _rx_context
 from iii_rx.compat._nested import map_leaves
 from iii_rx.compat.channels import wrap_channel_ends
+from iii_rx.compat.errors import HandlerExit
 from iii_rx.compat.models import InvocationContext
 
-__all__ = ["HandlerExit", "adapt_handler", "current_invocation", "to_wire_value"]
+__all__ = ["adapt_handler", "current_invocation", "to_wire_value"]
 
 MetadataMode = Literal["positional", "keyword", "none"]
 
 _current: ContextVar[InvocationContext | None] = ContextVar("iii_rx_compat_invocation",
                                                             default=None)
-
-
-class HandlerExit(Exception):
-    """A ``BaseException`` that is not an ``Exception`` (``SystemExit``, ...) raised by a handler,
-    carried as an ordinary failure of that call; the original is its ``__cause__``."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(f"{type(error).__name__}: {error}")
 
 
 def current_invocation() -> InvocationContext | None:

@@ -4,7 +4,7 @@ Until iii_rx exports OpenTelemetry logs (a later issue), records take the offici
 fallback path: the standard :mod:`logging` logger ``iii.logger``, message ``"[service] text"``,
 the structured payload as the record attribute ``data``. Handlers and formatters written for
 the official SDK's fallback see the same records. The reactive API's context-bound logger is
-:class:`iii_rx.Logger`.
+:class:`iii_rx.context.Logger`, a different class.
 """
 
 from __future__ import annotations

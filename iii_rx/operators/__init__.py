@@ -19,13 +19,19 @@ from iii_rx.operators.aio import (
     retrying,
 )
 from iii_rx.operators.batch import batch
-from iii_rx.operators.decode import JsonLinesDecoder, decode_cbor, decode_json_lines
+from iii_rx.operators.decode import (
+    JsonLinesDecodeError,
+    JsonLinesDecoder,
+    decode_cbor,
+    decode_json_lines,
+)
 from iii_rx.operators.rate import rate_limit
 from iii_rx.operators.retry import is_retryable, retry_backoff
 from iii_rx.operators.timeout import timeout
 
 __all__ = [
     "AsyncStream",
+    "JsonLinesDecodeError",
     "JsonLinesDecoder",
     "batch",
     "batched",

@@ -15,9 +15,10 @@ from reactivex import Observable, abc
 from reactivex.disposable import SingleAssignmentDisposable
 
 from iii_rx.channels.cborseq import CborSequenceDecoder
-from iii_rx.channels.errors import TruncatedStreamError
+from iii_rx.channels.errors import ChannelError, TruncatedStreamError
 
-__all__ = ["ChunkDecoder", "JsonLinesDecoder", "decode_cbor", "decode_json_lines"]
+__all__ = ["ChunkDecoder", "JsonLinesDecodeError", "JsonLinesDecoder", "decode_cbor",
+           "decode_json_lines"]
 
 Chunk = bytes | bytearray | memoryview | str
 
@@ -28,6 +29,11 @@ class ChunkDecoder(Protocol):
     def feed(self, chunk: Any) -> list[Any]: ...
 
     def finish(self) -> list[Any]: ...
+
+
+class JsonLinesDecodeError(ChannelError, ValueError):
+    """A complete line of a JSON Lines stream that is not valid JSON (the twin of
+    :class:`~iii_rx.errors.CborDecodeError`)."""
 
 
 class JsonLinesDecoder:
@@ -42,15 +48,15 @@ class JsonLinesDecoder:
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._error: ValueError | None = None  # raised after the values before it
+        self._error: JsonLinesDecodeError | None = None  # raised after the values before it
         self._scan = 0  # where to resume looking for a newline
         self._line = 0  # lines decoded so far, for error messages
 
     def feed(self, chunk: Chunk) -> list[Any]:
         """Add ``chunk``; return the values of the lines it completed.
 
-        A line that is not JSON raises ``ValueError``; values of the lines before it in the
-        same chunk are returned first and the error is raised by the next call.
+        A line that is not JSON raises :class:`JsonLinesDecodeError`; values of the lines
+        before it in the same chunk are returned first and the error is raised by the next call.
         """
         if self._error is not None:
             raise self._error
@@ -65,7 +71,7 @@ class JsonLinesDecoder:
                     break
                 line, start = bytes(buf[start:newline]), newline + 1
                 self._parse(line, values)
-        except ValueError as exc:
+        except JsonLinesDecodeError as exc:
             if not values:
                 raise
             self._error = exc
@@ -84,7 +90,7 @@ class JsonLinesDecoder:
         if rest.strip():
             try:
                 self._parse(rest, values)
-            except ValueError as exc:
+            except JsonLinesDecodeError as exc:
                 raise TruncatedStreamError(
                     f"the stream ended inside JSON line {self._line + 1} "
                     f"({len(rest)} bytes without a newline that are not valid JSON)"
@@ -98,7 +104,7 @@ class JsonLinesDecoder:
         try:
             values.append(json.loads(line))
         except ValueError as exc:
-            raise ValueError(f"JSON line {self._line} is not valid JSON: {exc}") from exc
+            raise JsonLinesDecodeError(f"JSON line {self._line} is not valid JSON: {exc}") from exc
 
 
 class _CborDecoder:

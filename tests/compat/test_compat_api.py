@@ -334,6 +334,43 @@ def test_fire_and_forget_writes_from_a_plain_thread_arrive_in_order(worker: comp
     assert messages == ["first", "second"]
 
 
+def test_fire_and_forget_then_awaited_on_the_loop_keep_call_order(worker: compat.III) -> None:
+    channel = compat.create_channel(worker)
+    seen: list[tuple[str, Any]] = []
+    channel.reader.on_message(lambda text: seen.append(("text", text)))
+
+    async def on_the_workers_loop() -> None:
+        # The awaited write is made after the fire-and-forget message: it must go out after it.
+        channel.writer.send_message("first")
+        await channel.writer.write(b"second")
+        channel.writer.send_message("third")
+        await channel.writer.close_async()
+
+    asyncio.run_coroutine_threadsafe(on_the_workers_loop(), worker.client.loop).result(10)
+
+    async def read() -> None:
+        async for chunk in channel.reader:
+            seen.append(("bytes", chunk))
+
+    asyncio.run(read())
+    assert seen == [("text", "first"), ("bytes", b"second"), ("text", "third")]
+
+
+def test_a_failed_fire_and_forget_operation_is_logged(worker: compat.III,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    channel = compat.create_channel(worker)
+    channel.writer.close()
+    channel.writer.send_message("after the end")  # fails in turn: the writer is closed
+    asyncio.run(channel.reader.read_all())
+    for _ in range(200):
+        if any("crashed" in r.getMessage() for r in caplog.records):
+            break
+        time.sleep(0.01)
+    failures = [r for r in caplog.records if "crashed" in r.getMessage()]
+    assert failures and failures[0].exc_info is not None
+    assert isinstance(failures[0].exc_info[1], iii_rx.ChannelClosedError)
+
+
 def test_handlers_receive_the_conventional_channel_ends(worker: compat.III) -> None:
     async def produce(data: Any) -> str:
         writer = data["out"][0]

@@ -10,7 +10,8 @@ import reactivex
 
 from iii_rx.channels.cborseq import CborSequenceDecoder, encode_item
 from iii_rx.channels.errors import CborDecodeError, TruncatedStreamError
-from iii_rx.operators import decode_cbor, decode_json_lines
+from iii_rx.errors import IIIError
+from iii_rx.operators import JsonLinesDecodeError, decode_cbor, decode_json_lines
 
 ITEMS = [
     0, -1, 2**70, 1.5, "héllo", b"\x00" * 70_000, None, True, [1, [2, [3]]],
@@ -95,3 +96,4 @@ def test_json_lines_bad_line_names_its_number() -> None:
     values, error = collect(reactivex.of(b"1\n2\nnope\n4\n").pipe(decode_json_lines()))
     assert values == [1, 2]
     assert isinstance(error, ValueError) and "line 3" in str(error)
+    assert isinstance(error, JsonLinesDecodeError) and isinstance(error, IIIError)
