@@ -2,13 +2,23 @@
 
 ``async with Engine(port=0) as engine: engine.url``, or ``Engine.start_in_thread()`` from sync
 code. Implements spec sections 12.1-12.5 (transport, registration, invocation, triggers, engine
-functions); channels live in :mod:`iii_rx.engine.channels`. This package never imports the
-client. See ``docs/engine.md``.
+functions); channels live in :mod:`iii_rx.engine.channels`. Extensions (the REST API,
+HTTP-invoked functions, built-in workers) reach the engine through
+:class:`~iii_rx.engine.services.EngineServices`. This package never imports the client. See
+``docs/engine.md``.
 """
 
 from __future__ import annotations
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
-from iii_rx.engine.engine import Engine, EngineExtension, EngineThread
+from iii_rx.engine.engine import Engine, EngineThread
+from iii_rx.engine.services import EngineExtension, EngineServices
 
-__all__ = ["DEFAULT_NAMESPACE", "Engine", "EngineConfig", "EngineExtension", "EngineThread"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "Engine",
+    "EngineConfig",
+    "EngineExtension",
+    "EngineServices",
+    "EngineThread",
+]

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from iii_rx.engine.registry import Registry
+from iii_rx.engine.router import Router
 from iii_rx.engine.triggers import Binding
-
-if TYPE_CHECKING:
-    from iii_rx.engine.discovery import Discovery
-    from iii_rx.engine.registry import Registry
-    from iii_rx.engine.router import Router
 
 __all__ = ["FUNCTIONS_AVAILABLE", "WORKERS_AVAILABLE", "FunctionsAvailable", "WorkersAvailable"]
 
@@ -66,11 +64,12 @@ class WorkersAvailable(_BindingSet):
 class FunctionsAvailable(_BindingSet):
     """Provider of ``engine::functions-available``."""
 
-    def __init__(self, router: Router, registry: Registry, discovery: Discovery,
-                 interval_ms: int) -> None:
+    def __init__(self, router: Router, registry: Registry,
+                 summaries: Callable[[], list[dict[str, Any]]], interval_ms: int) -> None:
         super().__init__(router)
         self.registry = registry
-        self.discovery = discovery
+        self.summaries = summaries
+        """Every function's summary, the payload's ``functions`` (from the discovery part)."""
         self.interval = interval_ms / 1000
         self._last: frozenset[tuple[str, str]] = frozenset()
         self._last_fire = float("-inf")
@@ -113,4 +112,4 @@ class FunctionsAvailable(_BindingSet):
         if self.bindings:
             log.debug("functions changed: %d functions", len(keys))
             self._fire_all(lambda: {"event": "functions_changed",
-                                    "functions": self.discovery.all_function_summaries()})
+                                    "functions": self.summaries()})

@@ -5,6 +5,9 @@ Their input must be a JSON object: anything else fails with ``deserialization_er
 (``Failed to deserialize input for {id}: ...``), as in the Rust engine. Quick ones run inline in
 the caller's reader (so ``engine::workers::register`` is applied before the caller's next
 frame); ``engine::register_trigger``, which may wait for a provider's answer, runs as a task.
+
+:func:`install_builtins` gets the parts the functions read and the few operations they perform
+(declaring a worker's metadata, creating a channel), never the engine itself.
 """
 
 from __future__ import annotations
@@ -12,23 +15,25 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iii_rx.engine.available import FUNCTIONS_AVAILABLE, WORKERS_AVAILABLE
 from iii_rx.engine.config import DEFAULT_NAMESPACE
-from iii_rx.engine.registry import CallContext, FunctionEntry
-from iii_rx.engine.triggers import Binding, TriggerType
+from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.discovery import Discovery
+from iii_rx.engine.registry import CallContext, FunctionEntry, Registry
+from iii_rx.engine.triggers import Binding, TriggerProvider, Triggers, TriggerType
 from iii_rx.errors import IIIInvocationError
 
-if TYPE_CHECKING:
-    from iii_rx.engine.engine import Engine
-
-__all__ = ["ENGINE_WORKER", "install_builtins"]
+__all__ = ["ENGINE_WORKER", "RegisterWorker", "install_builtins"]
 
 ENGINE_WORKER = "iii-engine-functions"
 """Name of the in-process worker that owns the ``engine::*`` functions."""
 
 Handler = Callable[[dict[str, Any], CallContext], Awaitable[Any]]
+
+RegisterWorker = Callable[[WorkerConnection, dict[str, Any]], Awaitable[bool]]
+"""``await register_worker(conn, data)``: apply ``engine::workers::register`` (the dispatcher's)."""
 
 
 def _object_input(function_id: str, handler: Handler) -> Callable[[Any, CallContext],
@@ -69,42 +74,57 @@ def _sync(fn: Callable[[dict[str, Any]], Any]) -> Handler:
     return run
 
 
-def install_builtins(engine: Engine) -> None:
-    """Register the engine functions and the two discovery trigger types on ``engine``."""
-    registry = engine.registry
+def install_builtins(
+    registry: Registry,
+    triggers: Triggers,
+    discovery: Discovery,
+    *,
+    register_worker: RegisterWorker,
+    create_channel: Callable[[int | None], dict[str, Any]],
+    provider_ack_timeout_ms: int,
+    workers_available: TriggerProvider,
+    functions_available: TriggerProvider,
+) -> None:
+    """Register the engine functions and the two discovery trigger types.
+
+    ``register_worker`` applies ``engine::workers::register``; ``create_channel`` makes a
+    channel (the hub's ``create``); ``provider_ack_timeout_ms`` bounds
+    ``engine::register_trigger``'s wait for a worker provider; the two providers serve
+    ``engine::workers-available`` and ``engine::functions-available``.
+    """
     registry.add_builtin_worker(ENGINE_WORKER, "Engine functions: discovery, workers, triggers")
-    discovery = engine.discovery
+    ack_timeout = provider_ack_timeout_ms / 1000
 
     def add(function_id: str, handler: Handler, description: str, *, inline: bool = True) -> None:
         registry.add_function(FunctionEntry(
             function_id, DEFAULT_NAMESPACE, handler=_object_input(function_id, handler),
             inline=inline, builtin_worker=ENGINE_WORKER, description=description))
 
-    async def register_worker(data: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+    async def workers_register(data: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         if ctx.caller is None:
             raise IIIInvocationError("deserialization_error",
                                      "engine::workers::register needs a calling worker")
-        return {"success": await engine.dispatcher.register_worker(ctx.caller, data)}
+        return {"success": await register_worker(ctx.caller, data)}
 
-    async def create_channel(data: dict[str, Any], ctx: CallContext) -> Any:
+    async def channels_create(data: dict[str, Any], ctx: CallContext) -> Any:
         size = data.get("buffer_size")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise IIIInvocationError("deserialization_error",
                                      "buffer_size must be a non-negative integer or null")
-        return engine.hub.create(size)
+        return create_channel(size)
 
     async def register_trigger(data: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
-        return await _register_trigger(engine, data)
+        return await _register_trigger(triggers, ack_timeout, data)
 
     async def unregister_trigger(data: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         binding_id = data.get("id")
         if not isinstance(binding_id, str):
             raise IIIInvocationError("deserialization_error", "missing field `id` (a string)")
-        return {"removed": engine.triggers.unbind(binding_id, any_owner=True)}
+        return {"removed": triggers.unbind(binding_id, any_owner=True)}
 
-    add("engine::workers::register", register_worker,
+    add("engine::workers::register", workers_register,
         "Declare this worker's name, namespace and metadata")
-    add("engine::channels::create", create_channel, "Create a channel: a writer and a reader ref")
+    add("engine::channels::create", channels_create, "Create a channel: a writer and a reader ref")
     add("engine::register_trigger", register_trigger,
         "Bind a function to a trigger type (durable, ownerless)", inline=False)
     add("engine::unregister_trigger", unregister_trigger,
@@ -120,15 +140,16 @@ def install_builtins(engine: Engine) -> None:
     add("engine::workers::list", _sync(discovery.workers_list), "List connected workers")
     add("engine::workers::info", _sync(discovery.workers_info), "Describe a worker")
 
-    engine.triggers.add_type(TriggerType(
+    triggers.add_type(TriggerType(
         WORKERS_AVAILABLE, DEFAULT_NAMESPACE, "Fires when workers connect, register or leave",
-        provider=engine.workers_available, worker_name=ENGINE_WORKER))
-    engine.triggers.add_type(TriggerType(
+        provider=workers_available, worker_name=ENGINE_WORKER))
+    triggers.add_type(TriggerType(
         FUNCTIONS_AVAILABLE, DEFAULT_NAMESPACE, "Fires when the set of functions changes",
-        provider=engine.functions_available, worker_name=ENGINE_WORKER))
+        provider=functions_available, worker_name=ENGINE_WORKER))
 
 
-async def _register_trigger(engine: Engine, data: dict[str, Any]) -> dict[str, Any]:
+async def _register_trigger(triggers: Triggers, ack_timeout: float,
+                            data: dict[str, Any]) -> dict[str, Any]:
     """Spec 8.11: a durable binding; waits (bounded) for a worker provider's answer."""
     trigger_type = data.get("trigger_type")
     function_id = data.get("function_id")
@@ -141,14 +162,12 @@ async def _register_trigger(engine: Engine, data: dict[str, Any]) -> dict[str, A
         raise IIIInvocationError("INVALID_NAMESPACE", "trigger_namespace must not be blank")
     binding = Binding(str(uuid.uuid4()), trigger_type, function_id, data.get("config"),
                       data.get("metadata"), trigger_namespace=trigger_namespace)
-    triggers = engine.triggers
     error = triggers.bind(binding)
     if error is None:
         waiter = triggers.expect_ack(binding)
         if waiter is not None:
             try:
-                error = await asyncio.wait_for(
-                    waiter, engine.config.provider_ack_timeout_ms / 1000)
+                error = await asyncio.wait_for(waiter, ack_timeout)
             except asyncio.TimeoutError:
                 error = None
             finally:

@@ -9,7 +9,9 @@ can delay only its own frames, never the reader of the worker that called it (sp
 ``send_data()``; where a websockets version lacks them, every frame takes the queue.
 
 The sets on the connection are what the disconnect cleanup of spec 2.10 walks: the functions,
-trigger bindings and trigger types it owns, and the invocations in flight in both directions.
+trigger bindings and trigger types it owns, and the invocations in flight in both directions
+(:class:`Pending`, kept here because a call in flight and its two connections refer to each
+other).
 """
 
 from __future__ import annotations
@@ -19,20 +21,36 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from iii_rx.aio import TaskSet
+
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
-    from iii_rx.engine.router import Pending
-    from iii_rx.protocol import Frame
+    from iii_rx.protocol import Frame, InvocationResult
 
-__all__ = ["WorkerConnection"]
+__all__ = ["Pending", "WorkerConnection"]
 
 log = logging.getLogger("iii_rx.engine")
+
+
+@dataclass(eq=False, slots=True)
+class Pending:
+    """One call in flight to a worker (see :mod:`iii_rx.engine.router`)."""
+
+    wire_id: str
+    """The id sent to the handler (the caller's id unless it collided)."""
+    caller_id: str | None
+    function_id: str
+    handler: WorkerConnection
+    caller: WorkerConnection | None
+    future: asyncio.Future[InvocationResult] | None
+    created: float
 
 
 class WorkerConnection:
@@ -82,6 +100,7 @@ class WorkerConnection:
         self._drained = asyncio.Event()
         self._drained.set()
         self._writer: asyncio.Task[None] | None = None
+        self._tasks = TaskSet(f"worker connection {worker_id}")
 
     def __repr__(self) -> str:
         return f"<WorkerConnection {self.label}>"
@@ -101,9 +120,8 @@ class WorkerConnection:
     def start_writer(self) -> None:
         """Start the task that drains the outbound queue (call on the engine loop)."""
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(
-                self._write_loop(), name=f"iii-engine-writer-{self.id}"
-            )
+            self._writer = self._tasks.spawn(self._write_loop(),
+                                             name=f"iii-engine-writer-{self.id}")
 
     def send(self, text: str) -> None:
         """Queue one frame for this worker; never blocks, silently dropped once closed."""
@@ -156,22 +174,13 @@ class WorkerConnection:
         await self.ws.close(code, reason)
 
     async def stop_writer(self) -> None:
-        """End the writer task (after the socket closed)."""
+        """End the writer task (after the socket closed); a crash of it was logged."""
         self.closed = True
-        writer, self._writer = self._writer, None
-        if writer is None:
-            return
+        self._writer = None
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
-        if not writer.done():
-            writer.cancel()
-        try:
-            await writer
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # pragma: no cover - the loop only ends by close or cancel
-            log.exception("writer of %s failed", self.label)
+        await self._tasks.aclose()
 
 
 def _direct_writer(ws: ServerConnection) -> Callable[[str], bool] | None:

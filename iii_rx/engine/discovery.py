@@ -9,17 +9,14 @@ empty; the nullable strings of a worker summary are ``null``, as in the Rust eng
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, ENGINE_VERSION
 from iii_rx.engine.connection import WorkerConnection
-from iii_rx.engine.registry import BuiltinWorker, FunctionEntry
-from iii_rx.engine.triggers import Binding, TriggerType
+from iii_rx.engine.registry import BuiltinWorker, FunctionEntry, Registry
+from iii_rx.engine.triggers import Binding, Triggers, TriggerType
 from iii_rx.engine.wire import dumps
 from iii_rx.errors import IIIInvocationError
-
-if TYPE_CHECKING:
-    from iii_rx.engine.engine import Engine
 
 __all__ = ["Discovery"]
 
@@ -66,12 +63,11 @@ def _search_rank(function_id: str, needle: str) -> int:
 
 
 class Discovery:
-    """Builds the answers of the discovery functions from the engine's registries."""
+    """Builds the answers of the discovery functions from the engine's registries (read only)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.registry = engine.registry
-        self.triggers = engine.triggers
+    def __init__(self, registry: Registry, triggers: Triggers) -> None:
+        self.registry = registry
+        self.triggers = triggers
 
     # ------------------------------------------------------------------ shapes
 

@@ -14,7 +14,12 @@ either an in-process handler (registered as the function, owned by the connectio
 the reason it was refused. A refusal is logged, the function is not registered, and a call of
 it fails with ``function_not_found`` naming the reason (DECISIONS 8; never
 ``registrationrejected``, which the official SDK treats as fatal). Without a hook every such
-registration is refused with "HTTP-invoked functions are not enabled".
+registration is refused with "HTTP-invoked functions are not enabled". Extensions install it
+through :meth:`iii_rx.engine.services.EngineServices.set_http_function_hook`.
+
+**Worker events.** The dispatcher tells ``on_worker_event(event, worker_id)`` about
+``worker_connected``, ``worker_metadata_updated`` and ``worker_disconnected`` (the engine wires it
+to the ``engine::workers-available`` provider).
 """
 
 from __future__ import annotations
@@ -23,14 +28,15 @@ import asyncio
 import logging
 import unicodedata
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from iii_rx.engine.config import DEFAULT_NAMESPACE
+from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
 from iii_rx.engine.connection import WorkerConnection
-from iii_rx.engine.registry import FunctionEntry, InProcessHandler
-from iii_rx.engine.triggers import Binding, TriggerType
+from iii_rx.engine.registry import FunctionEntry, InProcessHandler, Registry
+from iii_rx.engine.router import Router
+from iii_rx.engine.triggers import Binding, Triggers, TriggerType
 from iii_rx.errors import IIIInvocationError
 from iii_rx.protocol import (
     ErrorBody,
@@ -56,10 +62,13 @@ from iii_rx.protocol import (
     encode,
 )
 
-if TYPE_CHECKING:
-    from iii_rx.engine.engine import Engine
-
-__all__ = ["HTTP_FUNCTIONS_DISABLED", "Dispatcher", "HttpFunctionHook", "sanitize_text"]
+__all__ = [
+    "HTTP_FUNCTIONS_DISABLED",
+    "Dispatcher",
+    "HttpFunctionHook",
+    "WorkerEvents",
+    "sanitize_text",
+]
 
 log = logging.getLogger("iii_rx.engine")
 
@@ -67,6 +76,9 @@ HttpFunctionHook = Callable[[WorkerConnection, RegisterFunction], Awaitable[InPr
 """``await hook(conn, frame)`` → the handler of an HTTP-invoked function, or a refusal reason."""
 
 HTTP_FUNCTIONS_DISABLED = "HTTP-invoked functions are not enabled"
+
+WorkerEvents = Callable[[str, str], None]
+"""``on_worker_event(event, worker_id)``: a worker connected, registered or left."""
 
 _REGISTRATIONS = (
     RegisterFunction,
@@ -94,13 +106,19 @@ def sanitize_text(value: Any) -> str | None:
 
 
 class Dispatcher:
-    """Reads worker connections and applies their frames to the engine."""
+    """Reads worker connections and applies their frames to the registry, router and triggers.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.registry = engine.registry
-        self.router = engine.router
-        self.triggers = engine.triggers
+    ``config`` gives the namespace grace period and the worker-name policy; ``on_worker_event``
+    hears of workers coming and going.
+    """
+
+    def __init__(self, registry: Registry, router: Router, triggers: Triggers,
+                 config: EngineConfig, on_worker_event: WorkerEvents) -> None:
+        self.registry = registry
+        self.router = router
+        self.triggers = triggers
+        self.config = config
+        self.on_worker_event = on_worker_event
         self.http_function_hook: HttpFunctionHook | None = None
         self._drains: dict[WorkerConnection, asyncio.Task[None]] = {}
 
@@ -111,18 +129,18 @@ class Dispatcher:
         self.registry.add_worker(conn)
         conn.start_writer()
         conn.send(encode(WorkerRegistered(worker_id=conn.id, reattach_token=conn.reattach_token)))
-        grace = self.engine.config.namespace_grace_ms / 1000
+        grace = self.config.namespace_grace_ms / 1000
         conn.grace_timer = asyncio.get_running_loop().call_later(grace, self._grace_over, conn)
         log.info("worker connected: %s from %s", conn.id, conn.ip_address)
-        self.engine.workers_available.notify("worker_connected", conn.id)
+        self.on_worker_event("worker_connected", conn.id)
         try:
             await self._read(conn)
         finally:
             self.cleanup(conn)
-            await conn.stop_writer()
             code, reason = _close_of(conn)
             log.info("worker disconnected: %s (code %s%s)", conn.label, code,
                      f", {reason}" if reason else "")
+            await conn.stop_writer()
 
     async def _read(self, conn: WorkerConnection) -> None:
         ws = conn.ws
@@ -197,7 +215,7 @@ class Dispatcher:
         self.router.halt(conn)
         self.triggers.connection_closed(conn)
         self.registry.remove_worker(conn)
-        self.engine.workers_available.notify("worker_disconnected", conn.id)
+        self.on_worker_event("worker_disconnected", conn.id)
 
     def reattach(self, conn: WorkerConnection, frame: Reattach) -> None:
         """Spec 2.6: retire the previous connection before the replay that follows."""
@@ -249,7 +267,7 @@ class Dispatcher:
                         "keeping %r", conn.label, namespace, conn.namespace, conn.namespace)
             namespace = conn.namespace
         name = sanitize_text(data.get("name"))
-        if name is not None and self.engine.config.unique_worker_names:
+        if name is not None and self.config.unique_worker_names:
             holder = self.registry.claim_lease(conn, namespace, name)
             if holder is not None:
                 self._reject_name(conn, namespace, name, holder)
@@ -271,7 +289,7 @@ class Dispatcher:
             conn.grace_timer = None
         if conn.buffer is not None and conn not in self._drains:
             await self._drain(conn)
-        self.engine.workers_available.notify("worker_metadata_updated", conn.id)
+        self.on_worker_event("worker_metadata_updated", conn.id)
         return True
 
     def _reject_name(self, conn: WorkerConnection, namespace: str, name: str,

@@ -8,53 +8,63 @@
     with Engine.start_in_thread(namespace_grace_ms=100) as handle:   # sync code, tests
         print(handle.url)
 
+**Wiring.** ``Engine.__init__`` is the one place where the parts meet; each part gets only
+what it uses:
+
+======================  ===========================================================
+part                    receives
+======================  ===========================================================
+``Registry``            nothing (functions, workers, leases)
+``Triggers``            nothing (trigger types and bindings)
+``Router``              the registry, the config (pending-call sweep)
+``ChannelHub``          its sweep timers
+``Discovery``           the registry, the triggers (read only)
+``WorkersAvailable``    the router (to fire its bindings)
+``FunctionsAvailable``  the router, the registry, discovery's function summaries, its
+                        interval
+``Dispatcher``          the registry, router, triggers, config, and the
+                        ``workers-available`` notify callback
+``install_builtins``    the registry, triggers, discovery, the dispatcher's
+                        ``register_worker``, the hub's ``create``, the ack timeout,
+                        the two ``*-available`` providers
+``EngineServer``        the config, the dispatcher's ``serve``, the hub
+``CoreServices``        the config, registry, triggers, router, hub, dispatcher
+extensions              the services (:class:`~iii_rx.engine.services.EngineServices`)
+======================  ===========================================================
+
 **Extensions.** Features that live in their own modules (the REST API for ``http`` triggers,
-HTTP-invoked functions) plug in as :class:`EngineExtension` objects: ``start(engine)`` runs
-after the registries exist and before the port opens, ``stop()`` after the port closed. They
-use the seams documented in :mod:`iii_rx.engine.triggers` (in-process trigger providers),
-:mod:`iii_rx.engine.registry` (in-process functions) and :mod:`iii_rx.engine.dispatch`
-(``http_function_hook``); engine-originated calls go through :meth:`Engine.call`.
-:func:`default_extensions` lists the ones every engine starts with.
+HTTP-invoked functions, built-in workers) are
+:class:`~iii_rx.engine.services.EngineExtension` objects: ``start(services)`` runs after the
+registries exist and before the port opens, ``stop()`` after the port closed. They reach the
+engine only through :class:`~iii_rx.engine.services.EngineServices`. Engine-originated calls go
+through :meth:`Engine.call`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
+from iii_rx.aio import LoopThread
 from iii_rx.engine.available import FunctionsAvailable, WorkersAvailable
 from iii_rx.engine.builtins import install_builtins
 from iii_rx.engine.channels import ChannelHub
 from iii_rx.engine.config import DEFAULT_NAMESPACE, MAX_MESSAGE_BYTES, EngineConfig
 from iii_rx.engine.discovery import Discovery
 from iii_rx.engine.dispatch import Dispatcher
+from iii_rx.engine.http_functions import HttpFunctionsExtension
 from iii_rx.engine.registry import Registry
+from iii_rx.engine.rest_trigger import RestExtension
 from iii_rx.engine.router import Router
 from iii_rx.engine.server import EngineServer
+from iii_rx.engine.services import CoreServices, EngineExtension
 from iii_rx.engine.triggers import Triggers
 
-__all__ = ["Engine", "EngineExtension", "EngineThread", "default_extensions"]
+__all__ = ["Engine", "EngineExtension", "EngineThread"]
 
 log = logging.getLogger("iii_rx.engine")
-
-
-class EngineExtension(Protocol):
-    """A feature started and stopped with the engine (see the module docstring)."""
-
-    async def start(self, engine: Engine) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-def default_extensions(engine: Engine) -> list[EngineExtension]:
-    """Extensions every engine starts with: the REST API and HTTP-invoked functions."""
-    from iii_rx.engine.http_functions import HttpFunctionsExtension
-    from iii_rx.engine.rest import RestExtension
-
-    return [RestExtension(), HttpFunctionsExtension()]
 
 
 class Engine:
@@ -82,6 +92,9 @@ class Engine:
     (``WORKER_NAMESPACE_CONFLICT``). ``allow_http_private`` / ``require_https`` /
     ``http_url_allowlist`` (host globs) are the URL policy of HTTP-invoked functions
     (DECISIONS 7).
+
+    The parts (``registry``, ``triggers``, ``router``, ``hub``, ``dispatcher``, ...) are
+    attributes so that tests and tools can look inside; extensions get :attr:`services`.
     """
 
     def __init__(
@@ -117,21 +130,32 @@ class Engine:
             max_message_bytes=max_message_bytes, allow_http_private=allow_http_private,
             require_https=require_https, http_url_allowlist=tuple(http_url_allowlist),
         )
+        config = self.config
         self.registry = Registry()
-        self.router = Router(self.registry, self.config)
         self.triggers = Triggers()
-        self.hub = ChannelHub(sweep_interval_s=channel_sweep_interval_ms / 1000,
-                              max_age_s=channel_max_age_ms / 1000)
-        self.discovery = Discovery(self)
+        self.router = Router(self.registry, config)
+        self.hub = ChannelHub(sweep_interval_s=config.channel_sweep_interval_ms / 1000,
+                              max_age_s=config.channel_max_age_ms / 1000)
+        self.discovery = Discovery(self.registry, self.triggers)
         self.workers_available = WorkersAvailable(self.router)
         self.functions_available = FunctionsAvailable(
-            self.router, self.registry, self.discovery, functions_available_poll_ms)
-        self.dispatcher = Dispatcher(self)
-        install_builtins(self)
-        self.rest_port: int | None = None
-        """Bound port of the REST API, set by its extension (``None`` without one)."""
-        self._server = EngineServer(self)
-        self._extensions: list[EngineExtension] = []
+            self.router, self.registry, self.discovery.all_function_summaries,
+            config.functions_available_poll_ms)
+        self.dispatcher = Dispatcher(self.registry, self.router, self.triggers, config,
+                                     self.workers_available.notify)
+        install_builtins(
+            self.registry, self.triggers, self.discovery,
+            register_worker=self.dispatcher.register_worker, create_channel=self.hub.create,
+            provider_ack_timeout_ms=config.provider_ack_timeout_ms,
+            workers_available=self.workers_available,
+            functions_available=self.functions_available)
+        self.services = CoreServices(config=config, registry=self.registry,
+                                     triggers=self.triggers, router=self.router,
+                                     channels=self.hub, dispatcher=self.dispatcher)
+        """What extensions get (:class:`~iii_rx.engine.services.EngineServices`)."""
+        self._server = EngineServer(config, self.dispatcher.serve, self.hub)
+        self._rest = RestExtension()
+        self._extensions: list[EngineExtension] = [self._rest, HttpFunctionsExtension()]
         self._started: list[EngineExtension] = []
         self._running = False
 
@@ -147,10 +171,16 @@ class Engine:
         """``ws://host:port`` for workers."""
         return f"ws://{_url_host(self.config.host)}:{self.port}"
 
+    @property
+    def rest_port(self) -> int | None:
+        """Bound port of the REST API (``None`` until the engine started)."""
+        return self._rest.port
+
     # ------------------------------------------------------------------ lifecycle
 
     def add_extension(self, extension: EngineExtension) -> None:
-        """Start ``extension`` with the engine (call before :meth:`start`)."""
+        """Start ``extension`` with the engine, after the built-in ones (the REST API and
+        HTTP-invoked functions); call before :meth:`start`."""
         self._extensions.append(extension)
 
     async def start(self) -> None:
@@ -162,8 +192,8 @@ class Engine:
             await self.hub.start()
             self.router.start()
             self.functions_available.start()
-            for extension in [*default_extensions(self), *self._extensions]:
-                await extension.start(self)
+            for extension in self._extensions:
+                await extension.start(self.services)
                 self._started.append(extension)
             await self._server.start()
         except BaseException:
@@ -216,58 +246,52 @@ class Engine:
 
 
 class EngineThread:
-    """An :class:`Engine` running on a private loop thread; a context manager."""
+    """An :class:`Engine` running on its own :class:`~iii_rx.aio.LoopThread`; a context manager.
+
+    Built by :meth:`Engine.start_in_thread`, which returns once the engine listens. Blocking
+    calls made on the engine's own loop thread raise
+    :class:`~iii_rx.errors.LoopDeadlockError` instead of deadlocking.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
-                                        name="iii-rx-engine", daemon=True)
-        self._thread.start()
+        self._thread = LoopThread(name="iii-rx-engine")
         try:
-            self._run(engine.start())
+            self._thread.bridge.run_blocking(engine.start(), "Engine.start_in_thread()")
         except BaseException:
-            self._shutdown_loop()
+            self._thread.stop()
             raise
 
     @property
     def url(self) -> str:
+        """``ws://host:port`` for workers."""
         return self.engine.url
 
     @property
     def port(self) -> int:
+        """The bound worker port."""
         return self.engine.port
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The loop the engine runs on (schedule coroutines with ``run_coroutine_threadsafe``)."""
-        return self._loop
-
-    def _run(self, coro: Any, timeout: float | None = None) -> Any:
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("blocking engine call made on the engine's own loop thread")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return self._thread.loop
 
     def call(self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NAMESPACE,
              timeout: float | None = 30.0) -> Any:
         """Blocking :meth:`Engine.call`."""
-        return self._run(self.engine.call(function_id, data, namespace=namespace,
-                                          timeout=timeout))
+        return self._thread.bridge.run_blocking(
+            self.engine.call(function_id, data, namespace=namespace, timeout=timeout),
+            "EngineThread.call()")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the engine and its thread (idempotent)."""
-        if self._loop.is_closed():
+        if self._thread.loop.is_closed():
             return
         try:
-            self._run(self.engine.stop(), timeout)
+            self._thread.bridge.run_blocking(self.engine.stop(), "EngineThread.stop()", timeout)
         finally:
-            self._shutdown_loop()
-
-    def _shutdown_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
+            self._thread.stop()
 
     def __enter__(self) -> EngineThread:
         return self

@@ -25,21 +25,22 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import ValidationError
 
+from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.dispatch import HttpFunctionHook
+from iii_rx.engine.registry import CallContext, InProcessHandler
+from iii_rx.engine.services import EngineServices
 from iii_rx.errors import IIIInvocationError
 from iii_rx.http import sign
-from iii_rx.protocol import ApiKeyAuth, BearerAuth, HmacAuth, HttpInvocationRef
-
-if TYPE_CHECKING:
-    from iii_rx.engine.engine import Engine
+from iii_rx.protocol import ApiKeyAuth, BearerAuth, HmacAuth, HttpInvocationRef, RegisterFunction
 
 __all__ = [
     "HttpFunction",
@@ -396,8 +397,8 @@ def _map_response(status: int, reason: str | None, payload: bytes) -> HttpOutcom
 # ----------------------------------------------------------------------------- engine hook
 
 
-def registration_hook(invoker: HttpFunctionInvoker) -> Callable[[Any, Any], Awaitable[Any]]:
-    """The engine's HTTP-function hook (:attr:`Dispatcher.http_function_hook`).
+def registration_hook(invoker: HttpFunctionInvoker) -> HttpFunctionHook:
+    """The engine's HTTP-function hook (see :mod:`iii_rx.engine.dispatch`).
 
     ``await hook(conn, frame)`` for a ``registerfunction`` with ``invocation`` returns the
     in-process handler ``handler(data, ctx)`` serving the function, or a string: the reason
@@ -405,8 +406,8 @@ def registration_hook(invoker: HttpFunctionInvoker) -> Callable[[Any, Any], Awai
     The handler raises :class:`IIIInvocationError` with the codes of spec 9.4.
     """
 
-    async def hook(conn: Any, frame: Any) -> Any:
-        function_id: str = frame.id
+    async def hook(conn: WorkerConnection, frame: RegisterFunction) -> InProcessHandler | str:
+        function_id = frame.id
         try:
             function = await invoker.prepare(function_id, frame.invocation)
         except RegistrationRefused as exc:
@@ -414,7 +415,7 @@ def registration_hook(invoker: HttpFunctionInvoker) -> Callable[[Any, Any], Awai
             return f"{exc.reason} (host {host})" if host and exc.code.startswith("url") else (
                 exc.reason)
 
-        async def handler(data: Any, ctx: Any) -> Any:
+        async def handler(data: Any, ctx: CallContext) -> Any:
             outcome = await invoker.invoke(function, data)
             if outcome.error is not None:
                 raise IIIInvocationError(outcome.error["code"], outcome.error["message"],
@@ -444,23 +445,25 @@ class HttpFunctionsExtension:
 
     def __init__(self) -> None:
         self.invoker: HttpFunctionInvoker | None = None
-        self._engine: Engine | None = None
+        self._services: EngineServices | None = None
 
-    async def start(self, engine: Engine) -> None:
-        config = engine.config
+    async def start(self, services: EngineServices) -> None:
+        """Install the registration hook, with the engine's URL policy."""
+        config = services.config
         self.invoker = HttpFunctionInvoker(HttpFunctionSettings(
             require_https=config.require_https,
             allow_http_private=config.allow_http_private,
             url_allowlist=config.http_url_allowlist,
             default_timeout_ms=config.invocation_timeout_ms,
         ))
-        self._engine = engine
-        engine.dispatcher.http_function_hook = registration_hook(self.invoker)
+        self._services = services
+        services.set_http_function_hook(registration_hook(self.invoker))
 
     async def stop(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.dispatcher.http_function_hook = None
+        """Remove the hook and close the HTTP session."""
+        services, self._services = self._services, None
+        if services is not None:
+            services.set_http_function_hook(None)
         invoker, self.invoker = self.invoker, None
         if invoker is not None:
             await invoker.close()

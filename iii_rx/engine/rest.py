@@ -21,22 +21,22 @@ Divergence from the Rust engine (DECISIONS 9): a handler that returns ``null`` a
 instead of hanging until the 504.
 
 The server reaches the rest of the engine through two narrow interfaces, :data:`Invoke` and
-:class:`RestChannels`, so it can be driven without a worker socket.
+:class:`~iii_rx.engine.services.ChannelService`, so it can be driven without a worker socket;
+:mod:`iii_rx.engine.rest_trigger` plugs it into the engine as the ``http`` trigger type.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
-from iii_rx.engine.config import DEFAULT_NAMESPACE
+from iii_rx.aio import TaskSet
 from iii_rx.engine.rest_envelope import (
     NO_BODY_STATUS,
     buffered_response,
@@ -46,72 +46,17 @@ from iii_rx.engine.rest_envelope import (
     preflight,
     request_headers,
 )
-from iii_rx.engine.rest_routes import (
-    HTTP_METHODS,
-    Route,
-    RouteError,
-    RouteTable,
-    route_from_config,
-)
-from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
+from iii_rx.engine.rest_routes import Route, RouteError, RouteTable, route_from_config
+from iii_rx.engine.services import ChannelService, LocalReader, LocalWriter
 from iii_rx.errors import IIIInvocationError
 
-if TYPE_CHECKING:
-    from iii_rx.engine.engine import Engine
-
-__all__ = [
-    "HttpTriggerProvider",
-    "Invoke",
-    "LocalReader",
-    "LocalWriter",
-    "RestApi",
-    "RestChannels",
-    "RestExtension",
-    "RouteError",
-]
+__all__ = ["Invoke", "RestApi", "RouteError"]
 
 log = logging.getLogger("iii_rx.engine.rest")
 
 Invoke = Callable[[str, str, Any, Any], Coroutine[Any, Any, Any]]
 """``await invoke(namespace, function_id, data, metadata)``: the result, or raises
 :class:`IIIInvocationError` (its ``code``/``message`` go into the 500 envelope)."""
-
-
-class LocalWriter(Protocol):
-    """The engine's own writing end of a channel (the request body)."""
-
-    async def write(self, data: bytes) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class LocalReader(Protocol):
-    """The engine's own reading end of a channel (the streamed response)."""
-
-    @property
-    def writer_connected(self) -> bool:
-        """Whether a writer (the handler's socket) has attached to the channel."""
-        ...
-
-    async def receive(self) -> bytes | str | None:
-        """The next frame (``bytes`` binary, ``str`` text), ``None`` once the writer closed."""
-        ...
-
-
-class RestChannels(Protocol):
-    """What the REST API needs from the channel hub."""
-
-    def create(self, buffer_size: int | None = None) -> dict[str, Any]:
-        """A new channel: ``{"writer": ref, "reader": ref}`` (refs as JSON dicts)."""
-        ...
-
-    def local_writer(self, channel_id: str) -> LocalWriter: ...
-
-    def local_reader(self, channel_id: str) -> LocalReader: ...
-
-    def remove(self, channel_id: str) -> None:
-        """Drop a channel and end whatever is still attached to it."""
-        ...
 
 
 _CHUNK = 64 * 1024
@@ -146,15 +91,35 @@ class _Head:
                 self.headers.update((k, v) for k, v in headers.items() if isinstance(v, str))
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How the bound function's call ended: its result, or the exception it raised."""
+
+    result: Any = None
+    error: Exception | None = None
+
+
+async def _settle(call: Coroutine[Any, Any, Any]) -> _Outcome:
+    """Await ``call``; its failure is a value (read by the request when it still waits)."""
+    try:
+        return _Outcome(await call)
+    except Exception as exc:
+        return _Outcome(error=exc)
+
+
 @dataclass(eq=False)
 class _Exchange:
-    """Per-request state that must be cleaned up whatever the outcome."""
+    """Per-request state that must be cleaned up whatever the outcome.
+
+    ``tasks`` owns the request's helpers (the body pump, the pending ``receive``): they end
+    with the request.
+    """
 
     route: Route
     payload: dict[str, Any]
+    tasks: TaskSet
     channel_ids: list[str] = field(default_factory=list)
     reader: LocalReader | None = None
-    pump: asyncio.Task[None] | None = None
     recv: asyncio.Task[bytes | str | None] | None = None
 
 
@@ -173,7 +138,7 @@ class RestApi:
     def __init__(
         self,
         invoke: Invoke,
-        channels: RestChannels,
+        channels: ChannelService,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -194,7 +159,8 @@ class RestApi:
         self.routes = RouteTable()
         self._limit = asyncio.Semaphore(max_concurrency)
         self._runner: web.ServerRunner | None = None
-        self._calls: set[asyncio.Task[Any]] = set()
+        self._calls = TaskSet("the REST API's calls")
+        """Calls of bound functions; they may outlive their request (a streamed response)."""
 
     @property
     def url(self) -> str:
@@ -206,6 +172,8 @@ class RestApi:
 
     async def start(self) -> None:
         """Bind and serve (``port=0`` picks an ephemeral port, read it from :attr:`port`)."""
+        if self._calls.closed:
+            self._calls = TaskSet("the REST API's calls")
         server = web.Server(self._handle, handler_cancellation=False, access_log=None)
         runner = web.ServerRunner(server, shutdown_timeout=0.25)
         await runner.setup()
@@ -224,11 +192,7 @@ class RestApi:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-        calls, self._calls = self._calls, set()
-        for task in calls:
-            task.cancel()
-        if calls:
-            await asyncio.gather(*calls, return_exceptions=True)
+        await self._calls.aclose()
 
     async def __aenter__(self) -> RestApi:
         await self.start()
@@ -279,7 +243,7 @@ class RestApi:
         if found is None:
             return error_response(404, "NOT_FOUND", "Not Found")
         route, params = found
-        exchange = _Exchange(route, {})
+        exchange = _Exchange(route, {}, TaskSet(f"http {route.label}"))
         try:
             try:
                 head = await asyncio.wait_for(self._until_head(request, exchange, params),
@@ -378,25 +342,18 @@ class RestApi:
         if raw is not None and len(raw) <= self.channel_buffer // 2 * _CHUNK:
             await _pump(writer, request, raw)  # fits in the pipe: no task needed
         else:
-            exchange.pump = asyncio.get_running_loop().create_task(
-                _pump(writer, request, raw), name=f"iii-rest-body-{request_id}")
+            exchange.tasks.spawn(_pump(writer, request, raw), name=f"iii-rest-body-{request_id}")
 
     async def _respond(self, exchange: _Exchange) -> _Head | web.StreamResponse:
         route = exchange.route
-        call: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
-            self.invoke(route.namespace, route.function_id, exchange.payload, route.metadata),
+        call = self._calls.spawn(
+            _settle(self.invoke(route.namespace, route.function_id, exchange.payload,
+                                route.metadata)),
             name=f"iii-rest-call-{route.function_id}")
-        self._calls.add(call)
-        call.add_done_callback(self._call_done)
         return await self._race(exchange, call)
 
-    def _call_done(self, task: asyncio.Task[Any]) -> None:
-        self._calls.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: _race reports it when the request still waited
-
     async def _race(self, exchange: _Exchange,
-                    call: asyncio.Task[Any]) -> _Head | web.StreamResponse:
+                    call: asyncio.Task[_Outcome]) -> _Head | web.StreamResponse:
         """Result versus response channel, until a response head is known (spec 6.5.4)."""
         reader = exchange.reader
         assert reader is not None
@@ -407,7 +364,7 @@ class RestApi:
         grace_end = 0.0
         while True:
             if exchange.recv is None:
-                exchange.recv = loop.create_task(reader.receive())
+                exchange.recv = exchange.tasks.spawn(reader.receive())
             recv = exchange.recv
             wait_for: set[asyncio.Future[Any]] = {recv} if returned_none else {recv, call}
             timeout = None
@@ -428,12 +385,12 @@ class RestApi:
                 head.first = item
                 return head
             if call in done and not returned_none:
-                try:
-                    result = call.result()
-                except Exception as exc:
-                    return self._failure(exc, exchange.route, "handler failed")
-                if result is not None:
-                    return buffered_response(result, exchange.payload["method"] == "HEAD")
+                outcome = call.result()
+                if outcome.error is not None:
+                    return self._failure(outcome.error, exchange.route, "handler failed")
+                if outcome.result is not None:
+                    return buffered_response(outcome.result,
+                                             exchange.payload["method"] == "HEAD")
                 returned_none = True
                 writer_seen = writer_seen or reader.writer_connected
                 grace_end = loop.time() + self.no_response_grace
@@ -490,13 +447,11 @@ class RestApi:
                               error_id=error_id)
 
     async def _finish(self, exchange: _Exchange) -> None:
-        for task in (exchange.recv, exchange.pump):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        for channel_id in exchange.channel_ids:
-            self.channels.remove(channel_id)
+        try:
+            await exchange.tasks.aclose()
+        finally:
+            for channel_id in exchange.channel_ids:
+                self.channels.remove(channel_id)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -514,93 +469,7 @@ async def _pump(writer: LocalWriter, request: web.BaseRequest, raw: bytes | None
     except Exception as exc:
         log.debug("request body copy stopped: %s", exc)
     finally:
-        with contextlib.suppress(Exception):
-            await writer.close()
-
-
-# ----------------------------------------------------------------------------- engine wiring
-
-
-class HttpTriggerProvider:
-    """The in-process provider of the ``http`` trigger type: bindings become routes."""
-
-    def __init__(self, api: RestApi) -> None:
-        self.api = api
-
-    def bind(self, binding: Binding) -> None:
-        """Add the binding's route; a bad config or a shape conflict refuses it."""
         try:
-            self.api.bind(binding.id, binding.function_id, binding.config,
-                          namespace=binding.namespace, metadata=binding.metadata,
-                          owner=binding.owner)
-        except RouteError as exc:
-            raise BindingRefused(str(exc)) from None
-
-    def unbind(self, binding: Binding) -> None:
-        """Remove the binding's route if it still owns it."""
-        self.api.unbind(binding.id, binding.config, binding.owner)
-
-
-HTTP_CONFIG_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "api_path": {"type": "string"},
-        "http_method": {"type": "string", "enum": sorted(HTTP_METHODS), "default": "GET"},
-        "condition_function_id": {"type": "string"},
-        "middleware_function_ids": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": ["api_path"],
-}
-"""``configuration_schema`` of the ``http`` trigger type (spec 6.4)."""
-
-HTTP_RESPONSE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "status_code": {"type": "integer", "minimum": 100, "maximum": 599, "default": 200},
-        "headers": {"oneOf": [{"type": "object", "additionalProperties": {"type": "string"}},
-                              {"type": "array", "items": {"type": "string"}}]},
-        "body": {},
-    },
-}
-"""``response_schema`` of the ``http`` trigger type: the buffered envelope (spec 6.5.3, 8.5)."""
-
-
-class RestExtension:
-    """Engine extension: the REST API on ``rest_port`` and the ``http`` trigger type.
-
-    Engine-originated calls of bound functions are bounded by ``rest_timeout_ms`` too, so a
-    handler that never answers does not keep its pending call after the 504.
-    """
-
-    WORKER_NAME = "iii-http"
-
-    def __init__(self) -> None:
-        self.api: RestApi | None = None
-        self._type: TriggerType | None = None
-
-    async def start(self, engine: Engine) -> None:
-        config = engine.config
-        timeout = config.rest_timeout_ms / 1000
-
-        async def invoke(namespace: str, function_id: str, data: Any, metadata: Any) -> Any:
-            return await engine.router.call(function_id, data, namespace=namespace,
-                                            metadata=metadata, timeout=timeout)
-
-        api = RestApi(invoke, engine.hub, host=config.host, port=config.rest_port,
-                      timeout_ms=config.rest_timeout_ms,
-                      no_response_grace_ms=config.http_no_response_grace_ms)
-        await api.start()
-        self.api = api
-        engine.rest_port = api.port
-        engine.registry.add_builtin_worker(self.WORKER_NAME, "Expose functions as HTTP endpoints")
-        self._type = TriggerType("http", DEFAULT_NAMESPACE, "HTTP API trigger",
-                                 provider=HttpTriggerProvider(api), worker_name=self.WORKER_NAME,
-                                 trigger_request_format=HTTP_CONFIG_SCHEMA,
-                                 response_format=HTTP_RESPONSE_SCHEMA)
-        engine.triggers.add_type(self._type)
-        log.info("REST API listening on %s", api.url)
-
-    async def stop(self) -> None:
-        api, self.api = self.api, None
-        if api is not None:
-            await api.close()
+            await writer.close()
+        except Exception as exc:
+            log.debug("request body channel did not close cleanly: %s", exc)

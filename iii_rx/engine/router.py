@@ -28,10 +28,11 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from iii_rx.aio import TaskSet
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
+from iii_rx.engine.connection import Pending, WorkerConnection
 from iii_rx.engine.registry import CallContext, FunctionEntry, Registry
 from iii_rx.engine.wire import (
     error_body,
@@ -41,9 +42,6 @@ from iii_rx.engine.wire import (
 )
 from iii_rx.errors import IIIInvocationError, IIITimeoutError
 from iii_rx.protocol import EnqueueAction, InvocationResult, InvokeFunction
-
-if TYPE_CHECKING:
-    from iii_rx.engine.connection import WorkerConnection
 
 __all__ = ["QUEUE_FUNCTION", "Pending", "Router"]
 
@@ -55,58 +53,30 @@ QUEUE_FUNCTION = "engine::queue::enqueue"
 _STOPPED = error_body("invocation_stopped", "Invocation stopped")
 
 
-@dataclass(eq=False, slots=True)
-class Pending:
-    """One call in flight to a worker."""
-
-    wire_id: str
-    """The id sent to the handler (the caller's id unless it collided)."""
-    caller_id: str | None
-    function_id: str
-    handler: WorkerConnection
-    caller: WorkerConnection | None
-    future: asyncio.Future[InvocationResult] | None
-    created: float
-
-
 class Router:
     """Routes invocations between workers and in-process functions."""
 
     def __init__(self, registry: Registry, config: EngineConfig) -> None:
         self.registry = registry
         self.config = config
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("the engine router")
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        if self.config.pending_max_age_ms > 0 and self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                self._sweep_loop(), name="iii-engine-pending-sweep"
-            )
+        """Start the sweep of very old pending calls (on the engine loop)."""
+        if self._tasks.closed:  # started again after a stop
+            self._tasks = TaskSet("the engine router")
+        if self.config.pending_max_age_ms > 0:
+            self._tasks.spawn(self._sweep_loop(), name="iii-engine-pending-sweep")
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        if self._sweeper is not None:
-            tasks.append(self._sweeper)
-            self._sweeper = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        """Cancel and await every task the router started (calls, fires, the sweep)."""
+        await self._tasks.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
-        """Run ``coro`` as a task the engine cancels on stop."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("engine task failed", exc_info=task.exception())
+        """Run ``coro`` as a task the engine cancels on stop; a crash of it is logged."""
+        return self._tasks.spawn(coro, name=name)
 
     # ------------------------------------------------------------------ from workers
 

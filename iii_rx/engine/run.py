@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 
-from iii_rx.engine.engine import Engine
+from iii_rx.engine import Engine
 
 __all__ = ["add_engine_arguments", "main", "serve"]
 

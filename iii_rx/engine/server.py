@@ -1,6 +1,6 @@
 """The engine's websocket port: one server, three kinds of path (spec 1.2).
 
-* ``/`` — a worker connection, run by :class:`iii_rx.engine.dispatch.Dispatcher`;
+* ``/`` — a worker connection, handed to ``serve_worker`` (the dispatcher's ``serve``);
 * ``/otel`` — telemetry: accepted and read, frames discarded (spec 10.2: the SDKs would
   otherwise retry forever);
 * ``/ws/channels/{id}?key=..&dir=read|write`` — one end of a channel, handed to the channel hub
@@ -18,20 +18,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from iii_rx.engine.channels import ChannelHub
+from iii_rx.engine.config import EngineConfig
 from iii_rx.engine.connection import WorkerConnection
 
-if TYPE_CHECKING:
-    from iii_rx.engine.engine import Engine
-
-__all__ = ["CHANNEL_PREFIX", "EngineServer"]
+__all__ = ["CHANNEL_PREFIX", "EngineServer", "ServeWorker"]
 
 log = logging.getLogger("iii_rx.engine")
 
@@ -41,18 +40,28 @@ _ws_log.setLevel(logging.WARNING)
 
 CHANNEL_PREFIX = "/ws/channels/"
 
+ServeWorker = Callable[[WorkerConnection], Awaitable[None]]
+"""``await serve_worker(conn)``: run one worker connection until it ends."""
+
 
 class EngineServer:
-    """Owns the websocket server of one engine."""
+    """Owns the websocket server of one engine.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    ``config`` gives the address and message limit, ``serve_worker`` runs worker sockets and
+    ``hub`` authorises and serves channel sockets.
+    """
+
+    def __init__(self, config: EngineConfig, serve_worker: ServeWorker, hub: ChannelHub) -> None:
+        self.config = config
+        self.serve_worker = serve_worker
+        self.hub = hub
         self._server: Server | None = None
+        self._live: set[ServerConnection] = set()
         self.port = 0
 
     async def start(self) -> int:
         """Listen on the configured host and port; returns the bound port."""
-        config = self.engine.config
+        config = self.config
         self._server = await serve(
             self._handle,
             config.host,
@@ -82,11 +91,11 @@ class EngineServer:
         try:
             await asyncio.wait_for(asyncio.shield(server.wait_closed()), grace)
         except asyncio.TimeoutError:
-            # ``connections`` lists only open ones; closing ones are found by the engine's
-            # registry (workers) and, where the library has it, its set of every connection.
+            # ``connections`` lists only open ones; closing ones are those whose handler still
+            # runs and, where the library has it, its set of every connection.
             stuck: set[ServerConnection] = set(getattr(server, "all_connections", ()))
             stuck.update(server.connections)
-            stuck.update(c.ws for c in self.engine.registry.workers.values() if c.ws is not None)
+            stuck.update(self._live)
             log.warning("aborting %d connection(s) that did not close in time", len(stuck))
             for connection in stuck:
                 connection.transport.abort()
@@ -108,7 +117,7 @@ class EngineServer:
                 return connection.respond(HTTPStatus.BAD_REQUEST, "Missing channel id, key or dir")
             if direction not in ("read", "write"):
                 return connection.respond(HTTPStatus.BAD_REQUEST, "dir must be read or write")
-            if not self.engine.hub.authorize(channel_id, key):
+            if not self.hub.authorize(channel_id, key):
                 return connection.respond(HTTPStatus.NOT_FOUND, "Channel not found")
             return None
         return connection.respond(HTTPStatus.NOT_FOUND, "Not Found")
@@ -117,6 +126,7 @@ class EngineServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         parts = urlsplit(ws.request.path if ws.request is not None else "/")
+        self._live.add(ws)
         try:
             if parts.path == "/":
                 await self._serve_worker(ws)
@@ -126,13 +136,14 @@ class EngineServer:
             else:
                 channel_id = unquote(parts.path[len(CHANNEL_PREFIX):])
                 direction = parse_qs(parts.query)["dir"][0]
-                await self.engine.hub.serve(ws, channel_id,
-                                            "read" if direction == "read" else "write")
+                await self.hub.serve(ws, channel_id, "read" if direction == "read" else "write")
         except ConnectionClosed:
             pass
+        finally:
+            self._live.discard(ws)
 
     async def _serve_worker(self, ws: ServerConnection) -> None:
         remote = ws.remote_address
         ip = str(remote[0]) if isinstance(remote, tuple) and remote else None
         conn = WorkerConnection(ws, str(uuid.uuid4()), str(uuid.uuid4()), ip_address=ip)
-        await self.engine.dispatcher.serve(conn)
+        await self.serve_worker(conn)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from raw_engine_client import RawWorker, wait_until
 
 from iii_rx.engine import Engine
+from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.registry import CallContext, InProcessHandler
+from iii_rx.protocol import RegisterFunction
 
 
 def _has(engine: Engine, namespace: str, function_id: str) -> bool:
@@ -203,12 +207,12 @@ async def test_http_invoked_function_is_refused_with_a_reason(
 
 
 async def test_http_function_hook_registers_in_process_handler(engine: Engine) -> None:
-    async def hook(conn: object, frame: object) -> object:
-        async def handler(data: object, ctx: object) -> object:
+    async def hook(conn: WorkerConnection, frame: RegisterFunction) -> InProcessHandler | str:
+        async def handler(data: Any, ctx: CallContext) -> Any:
             return {"echo": data}
         return handler
 
-    engine.dispatcher.http_function_hook = hook  # type: ignore[assignment]
+    engine.services.set_http_function_hook(hook)
     worker = await RawWorker.connect(engine.url)
     await worker.register("hooked")
     await worker.register_function("ext::echo", invocation={"url": "http://127.0.0.1:9/"})

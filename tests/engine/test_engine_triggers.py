@@ -238,8 +238,8 @@ async def test_in_process_provider_seam(engine: Engine) -> None:
             bound.remove(binding.id)
 
     provider = Provider()
-    engine.triggers.add_type(TriggerType("inproc", "default", "in-process",
-                                         provider=provider, worker_name="iii-test"))
+    engine.services.add_trigger_type(TriggerType("inproc", "default", "in-process",
+                                                 provider=provider, worker_name="iii-test"))
     consumer = await _consumer(engine)
     await consumer.send(_bind("ok-1", type_id="inproc"))
     await consumer.send(_bind("bad-1", type_id="inproc", config={"bad": True}))

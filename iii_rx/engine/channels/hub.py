@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from websockets.asyncio.server import ServerConnection
 
+from iii_rx.aio import TaskSet
 from iii_rx.engine.channels.local import LocalChannelReader, LocalChannelWriter
-from iii_rx.engine.channels.pipe import GOING_AWAY, INTERNAL, NORMAL, POLICY, ChannelState, stop
+from iii_rx.engine.channels.pipe import GOING_AWAY, INTERNAL, NORMAL, POLICY, ChannelState
 from iii_rx.engine.channels.sockets import serve_reader, serve_writer
 
 __all__ = [
@@ -54,24 +55,22 @@ class ChannelHub:
         self.sweep_interval_s = sweep_interval_s
         self.max_age_s = max_age_s
         self._channels: dict[str, ChannelState] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("the channel hub")
+        self._sweeping = False
         self._closed = False
 
     # ------------------------------------------------------------------ lifetime
 
     async def start(self) -> None:
         """Start the background sweep of half-open channels."""
-        if self._sweeper is None and not self._closed:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                self._sweep_forever(), name="iii-rx-channel-sweep"
-            )
+        if not self._sweeping and not self._closed:
+            self._sweeping = True
+            self._tasks.spawn(self._sweep_forever(), name="iii-rx-channel-sweep")
 
     async def close(self) -> None:
         """Stop the sweep and end every channel (attached sockets get a 1001 close)."""
         self._closed = True
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            await stop(sweeper)
+        await self._tasks.aclose()
         for channel in list(self._channels.values()):
             channel.pipe.drop(GOING_AWAY, "engine shutting down")
         self._channels.clear()
