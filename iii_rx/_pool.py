@@ -5,12 +5,14 @@ work item, a semaphore, its condition variables); a sync handler answers through
 invocation and needs none of that. This pool keeps what matters: threads start on demand up
 to ``max_workers`` and are reused, a task never waits while a thread could be started for it
 (sync handlers that block on nested calls rely on that), queued tasks run in order, and
-:meth:`HandlerPool.shutdown` drops what has not started and reports when every thread ended.
+:meth:`HandlerPool.shutdown` drops what has not started and reports when every thread ended
+(:meth:`HandlerPool.aclose` waits for that, bounded, on a loop: how the client closes it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -134,3 +136,33 @@ class HandlerPool:
         if ended:
             on_ended()
         return list(self._started)
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """:meth:`shutdown` on the running loop: drop the tasks not started, wait (at most
+        ``timeout`` seconds, then log and stop waiting) for the running ones, join the threads.
+
+        Idempotent. A sync handler that never returns cannot hold a closing client for ever.
+        """
+        with self._lock:
+            if self._closed:
+                return
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def set_ended() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        def on_ended() -> None:  # in the last thread to end, or here
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
+                loop.call_soon_threadsafe(set_ended)
+
+        threads = self.shutdown(on_ended)
+        try:
+            await asyncio.wait_for(ended, timeout)
+        except asyncio.TimeoutError:
+            log.warning("sync handlers still running %ss after close; not waiting for them",
+                        timeout)
+            return
+        for thread in threads:
+            thread.join()

@@ -10,17 +10,18 @@ of a process, so two clients of one script do not collide on the engine's name l
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import platform
 import re
 import socket
 from collections.abc import Generator, Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
-from iii_rx._loop import LoopThread
-from iii_rx.client import Client
+from iii_rx.aio import LoopThread
+from iii_rx.client import Client, open_client
+from iii_rx.lifecycle import ClientSettings
 from iii_rx.state import ReconnectConfig
 
 __all__ = ["Connector", "connect", "connect_sync", "resolve_headers", "worker_metadata"]
@@ -29,14 +30,14 @@ _client_numbers = itertools.count(1)
 
 
 def _version() -> str:
+    """The installed distribution's version (``"unknown"`` when run from a bare source tree:
+    reading ``iii_rx.__version__`` here would make the package import itself in a circle)."""
     try:
         from importlib.metadata import version
 
         return version("iii-rx")
     except Exception:
-        from iii_rx import __version__
-
-        return __version__
+        return "unknown"
 
 
 def resolve_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -120,37 +121,33 @@ async def _open(
     max_workers: int | None,
     loop_thread: LoopThread | None = None,
 ) -> Client:
-    """Build a client on the running loop and wait until the engine accepted it."""
-    resolved_ns = _resolve_namespace(namespace)
-    resolved_name = _resolve_name(name)
-    engine: Any = None
-    address = url or os.environ.get("III_URL", "").strip() or None
-    if address is None:
-        from iii_rx.engine import Engine
-
-        engine = Engine(port=0)
-        await engine.__aenter__()
-        address = str(engine.url)
-    client = Client(
-        url=address,
-        headers=resolve_headers(headers),
-        name=resolved_name,
-        namespace=resolved_ns,
-        worker_metadata=worker_metadata(resolved_name, resolved_ns, description),
-        reconnect=reconnect,
-        timeout_ms=timeout_ms,
-        loop=asyncio.get_running_loop(),
-        max_workers=max_workers,
-        engine=engine,
-        loop_thread=loop_thread,
-    )
-    client._start()
+    """Resolve the options, start an embedded engine if there is no address, and hand both
+    to the client, which owns what was started from then on (and closes it on failure)."""
+    resources = AsyncExitStack()
     try:
-        await client._wait_connected(connect_timeout)
+        resolved_ns = _resolve_namespace(namespace)
+        resolved_name = _resolve_name(name)
+        address = url or os.environ.get("III_URL", "").strip() or None
+        if address is None:
+            from iii_rx.engine import Engine
+
+            engine = await resources.enter_async_context(Engine(port=0))
+            address = str(engine.url)
+        settings = ClientSettings(
+            url=address,
+            headers=resolve_headers(headers),
+            name=resolved_name,
+            namespace=resolved_ns,
+            worker_metadata=worker_metadata(resolved_name, resolved_ns, description),
+            reconnect=reconnect,
+            timeout_ms=timeout_ms,
+            max_workers=max_workers,
+        )
     except BaseException:
-        await asyncio.shield(client._close_soon())
+        await resources.aclose()
         raise
-    return client
+    return await open_client(settings, resources, connect_timeout=connect_timeout,
+                             loop_thread=loop_thread)
 
 
 def _validate(namespace: str | None, timeout_ms: int) -> None:
@@ -228,14 +225,13 @@ def connect_sync(
     """
     _validate(namespace, timeout_ms)
     loop_thread = LoopThread()
-    future = asyncio.run_coroutine_threadsafe(
-        _open(url, name=name, namespace=namespace, description=description, headers=headers,
-              reconnect=reconnect or ReconnectConfig(), timeout_ms=timeout_ms,
-              connect_timeout=connect_timeout, max_workers=max_workers,
-              loop_thread=loop_thread),
-        loop_thread.loop)
     try:
-        return future.result()
+        return loop_thread.bridge.run_blocking(
+            _open(url, name=name, namespace=namespace, description=description,
+                  headers=headers, reconnect=reconnect or ReconnectConfig(),
+                  timeout_ms=timeout_ms, connect_timeout=connect_timeout,
+                  max_workers=max_workers, loop_thread=loop_thread),
+            "connect_sync()")
     except BaseException:
-        loop_thread.stop()
+        loop_thread.stop()  # the client closed what it started; this ends the thread
         raise

@@ -1,16 +1,25 @@
-"""The invocation context: ``get_context()``, ``current_invocation()`` and a bound ``Logger``.
+"""Who is running: the :class:`Context`, the :class:`Invocation` being answered, and a ``Logger``.
 
 The context travels in a :class:`contextvars.ContextVar`, so it follows a handler into the tasks
 it starts, into the pool thread of a sync handler, and into the ``trigger`` calls it makes
-(which forward its ``traceparent``/``baggage``).
+(which forward its ``traceparent``/``baggage``). An invocation *is* the context of its handler,
+which is why both live here: ``current_invocation()`` needs the class, and the class needs the
+context (one module, no import cycle).
+
+An :class:`Invocation` is answered exactly once, by :meth:`~Invocation.reply` or
+:meth:`~Invocation.fail`, from any thread; later answers are ignored. **Nothing is lost
+silently:** an invocation that is garbage-collected without an answer (every subscriber let go
+of it) is failed with ``invocation_failed`` and a message saying so.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from iii_rx.protocol import ErrorBody
 from iii_rx.telemetry import (
     format_traceparent,
     new_span_id,
@@ -19,13 +28,21 @@ from iii_rx.telemetry import (
     parse_traceparent,
 )
 
-if TYPE_CHECKING:
-    from iii_rx.invocation import Invocation
+__all__ = [
+    "Context",
+    "Invocation",
+    "Logger",
+    "ReplySink",
+    "current_invocation",
+    "current_context",
+    "error_body_of",
+    "get_context",
+]
 
-__all__ = ["Context", "Logger", "current_invocation", "get_context"]
-
-_current: ContextVar[Context | None] = ContextVar("iii_rx_context", default=None)
+current_context: ContextVar[Context | None] = ContextVar("iii_rx_context", default=None)
+"""The context of the running handler (``None`` outside handlers); the worker sets it."""
 _log = logging.getLogger("iii_rx.logger")
+log = logging.getLogger("iii_rx.invocation")
 
 
 class Context:
@@ -128,15 +145,13 @@ def _otel_ids() -> tuple[str | None, str | None]:
 
 def get_context() -> Context:
     """The context of the running invocation, or an empty one outside handlers."""
-    ctx = _current.get()
+    ctx = current_context.get()
     return ctx if ctx is not None else Context()
 
 
 def current_invocation() -> Invocation | None:
-    """The :class:`~iii_rx.invocation.Invocation` being handled here, or ``None``."""
-    from iii_rx.invocation import Invocation
-
-    ctx = _current.get()
+    """The :class:`Invocation` being handled here, or ``None``."""
+    ctx = current_context.get()
     return ctx if isinstance(ctx, Invocation) else None
 
 
@@ -189,3 +204,114 @@ class Logger:
 
     def error(self, message: str, data: Any = None) -> None:
         self._emit(logging.ERROR, message, data)
+
+
+class ReplySink(Protocol):
+    """Where answers go (the client): encodes and sends an ``invocationresult``."""
+
+    def send_reply(self, invocation: Invocation, result: Any, error: ErrorBody | None) -> None:
+        """Encode and send the ``invocationresult`` of ``invocation`` (any thread)."""
+
+
+def error_body_of(
+    error: BaseException | str, code: str = "invocation_failed", stacktrace: str | None = None
+) -> ErrorBody:
+    """The wire error of an exception (message ``str(exc)``, formatted traceback) or a text."""
+    if isinstance(error, BaseException):
+        message = str(error)
+        if stacktrace is None:
+            stacktrace = "".join(traceback.format_exception(type(error), error,
+                                                            error.__traceback__))
+        return ErrorBody(code=code, message=message, stacktrace=stacktrace)
+    if stacktrace is None:
+        return ErrorBody(code=code, message=str(error))
+    return ErrorBody(code=code, message=str(error), stacktrace=stacktrace)
+
+
+class Invocation(Context):
+    """One call of one of this worker's functions; also its :class:`Context`.
+
+    ``data`` is the payload (channel refs already made live), ``metadata`` the per-call sidecar,
+    ``action`` the caller's action when known (the engine does not forward it), and
+    ``traceparent``/``baggage`` the caller's trace context. ``invocation_id`` is ``None`` for
+    a void call the engine delivered without an id: then nobody waits and answers go nowhere.
+    """
+
+    __slots__ = ("_sink", "_token", "action", "data")
+
+    def __init__(
+        self,
+        sink: ReplySink | None,
+        function_id: str,
+        invocation_id: str | None,
+        data: Any,
+        metadata: Any = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        action: Any = None,
+    ) -> None:
+        Context.__init__(self, function_id, invocation_id, metadata, traceparent, baggage)
+        self.data = data
+        self.action = action
+        self._sink = sink
+        # A one-item list: ``pop()`` is atomic, so exactly one answer wins across threads.
+        self._token: list[bool] = [True]
+
+    @property
+    def answered(self) -> bool:
+        return not self._token
+
+    def _claim(self) -> bool:
+        try:
+            self._token.pop()
+        except IndexError:
+            return False
+        return True
+
+    def abandon(self) -> bool:
+        """Give the invocation up without answering (``False`` if it was answered already).
+
+        The worker does this when it closes with invocations still waiting or running: the
+        engine then tells their callers ``invocation_stopped``, so nothing is sent from here
+        and the garbage-collection safety net must not answer either.
+        """
+        return self._claim()
+
+    def reply(self, value: Any = None) -> bool:
+        """Answer with ``value``; ``False`` if the invocation was already answered."""
+        if not self._claim():
+            return False
+        if self._sink is not None and self.invocation_id is not None:
+            self._sink.send_reply(self, value, None)
+        return True
+
+    def fail(
+        self,
+        error: BaseException | str,
+        *,
+        code: str = "invocation_failed",
+        stacktrace: str | None = None,
+    ) -> bool:
+        """Answer with an error (``code``, ``str(error)``, the exception's traceback)."""
+        if not self._claim():
+            return False
+        if self._sink is not None and self.invocation_id is not None:
+            self._sink.send_reply(self, None, error_body_of(error, code, stacktrace))
+        elif self.invocation_id is None:
+            log.warning("void invocation of %r failed: %s", self.function_id, error)
+        return True
+
+    def __del__(self) -> None:
+        try:
+            if self._token and self._sink is not None and self.invocation_id is not None:
+                self._token.clear()
+                self._sink.send_reply(self, None, ErrorBody(
+                    code="invocation_failed",
+                    message=(f"invocation of {self.function_id!r} was dropped by every "
+                             "subscriber without a reply")))
+        except Exception:  # interpreter shutdown, closed loop: nothing left to tell
+            pass
+
+    def __repr__(self) -> str:
+        return (f"Invocation(function_id={self.function_id!r}, "
+                f"invocation_id={self.invocation_id!r}, data={self.data!r})")

@@ -1,4 +1,4 @@
-"""Functions as subscribers of their invocation streams, and handlers on top of them.
+"""Functions as subscribers of their invocation streams.
 
 ``iii.function(id)`` is a :class:`FunctionStream`: the first subscription registers ``id`` with
 the engine, disposing the last one unregisters it. Every invocation is pushed to every current
@@ -6,49 +6,44 @@ subscriber on the client's loop; the first answer wins. A subscriber whose ``on_
 fails that invocation (``invocation_failed`` with message and stacktrace) and stays subscribed:
 one bad request does not take a function down.
 
-``iii.register_function(id, handler)`` subscribes a :class:`HandlerSink`: async handlers run as
-tasks on the loop, sync handlers in the client's thread pool (the invocation context follows
-them), results are sent from where they are produced, and ``max_concurrency`` keeps the excess
-waiting in arrival order (DECISIONS 14).
+What receives a function's invocations is a :class:`Sink`: an Rx observer
+(:class:`ObserverSink`), a handler (:class:`iii_rx.worker.HandlerSink`) or the placeholder of an
+HTTP-invoked function (:class:`HttpInvokedSink`). Sinks are kept by the client's
+:class:`~iii_rx.registrations.Registrations`, reached here only through the narrow
+:class:`FunctionRegistry`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import inspect
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import BaseModel
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from iii_rx.context import _current
 from iii_rx.protocol import HttpInvocationRef, RegisterFunction, UnregisterFunction, encode
 from iii_rx.streams import StreamIterator
 
 if TYPE_CHECKING:
-    from iii_rx._pool import HandlerPool
-    from iii_rx.invocation import Invocation
+    from iii_rx.context import Invocation
 
 __all__ = [
     "FunctionEntry",
     "FunctionHandle",
-    "FunctionHost",
+    "FunctionRegistry",
     "FunctionSpec",
     "FunctionStream",
-    "HandlerSink",
+    "HttpInvokedSink",
     "InvocationIterator",
+    "ObserverSink",
     "Sink",
+    "http_invocation",
 ]
 
 log = logging.getLogger("iii_rx.functions")
-
-Sink = Callable[["Invocation"], None]
-"""Receives each invocation of a function, on the client's loop."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +70,31 @@ class FunctionSpec:
         return encode(UnregisterFunction(id=self.id))
 
 
+class Sink:
+    """Receives each invocation of one function, on the client's loop.
+
+    The base class says what every sink can be told besides an invocation: :meth:`close` when
+    the client closes, :meth:`fail` when the engine rejected the worker.
+    """
+
+    __slots__ = ()
+
+    exclusive = False
+    """Whether this sink must be its function's only one (a handler answers every call; an
+    Rx observer may share its function with other observers)."""
+
+    def __call__(self, invocation: Invocation) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """The client closed: no invocation comes any more."""
+
+    def fail(self, error: Exception) -> None:
+        """The engine rejected the worker: no invocation comes any more, because of ``error``."""
+
+
 class FunctionEntry:
-    """A registered function: its spec and its current subscribers."""
+    """A registered function: its spec and its current sinks."""
 
     __slots__ = ("sinks", "spec")
 
@@ -85,27 +103,24 @@ class FunctionEntry:
         self.sinks: tuple[Sink, ...] = ()
 
 
-class FunctionHost(Protocol):
-    """What functions need from the client."""
+class FunctionRegistry(Protocol):
+    """What functions need from the client: adding and removing sinks (which registers and
+    unregisters with the engine)."""
 
-    loop: asyncio.AbstractEventLoop
+    def add_sink(self, spec: FunctionSpec, sink: Sink) -> None:
+        """Add ``sink`` to function ``spec.id``, registering it if it is new (``ValueError``
+        if an exclusive sink is in the way, the client's error if it is closed)."""
 
-    def _add_sink(self, spec: FunctionSpec, sink: Sink, *, exclusive: bool = False) -> None: ...
-
-    def _remove_sink(self, function_id: str, sink: Sink) -> None: ...
-
-    _tasks: set[asyncio.Task[Any]]
-    """Tasks the client cancels and awaits on close (a task removes itself when done)."""
-
-    def _executor(self) -> HandlerPool: ...
+    def remove_sink(self, function_id: str, sink: Sink) -> None:
+        """Remove ``sink``; the last one gone unregisters the function."""
 
 
 class FunctionStream(Observable["Invocation"]):
     """Observable of one function's invocations; subscribing registers the function."""
 
-    def __init__(self, host: FunctionHost, spec: FunctionSpec) -> None:
+    def __init__(self, registry: FunctionRegistry, spec: FunctionSpec) -> None:
         super().__init__()
-        self._host = host
+        self._registry = registry
         self.spec = spec
 
     @property
@@ -117,15 +132,15 @@ class FunctionStream(Observable["Invocation"]):
         observer: abc.ObserverBase[Invocation],
         scheduler: abc.SchedulerBase | None = None,
     ) -> abc.DisposableBase:
-        sink = _ObserverSink(observer)
-        self._host._add_sink(self.spec, sink)
-        host, function_id = self._host, self.spec.id
+        sink = ObserverSink(observer)
+        self._registry.add_sink(self.spec, sink)
+        registry, function_id = self._registry, self.spec.id
 
         def dispose() -> None:
             if not sink.active:
                 return
             sink.active = False
-            host._remove_sink(function_id, sink)
+            registry.remove_sink(function_id, sink)
 
         return Disposable(dispose)
 
@@ -155,7 +170,7 @@ class InvocationIterator(StreamIterator["Invocation"]):
         super()._push(value)
 
 
-class _ObserverSink:
+class ObserverSink(Sink):
     """Adapts an Rx observer: a raising ``on_next`` fails the invocation, not the stream."""
 
     __slots__ = ("active", "observer")
@@ -172,7 +187,8 @@ class _ObserverSink:
                         invocation.function_id, invocation.invocation_id, exc)
             invocation.fail(exc)
 
-    def on_completed(self) -> None:
+    def close(self) -> None:
+        """Complete the observer (once)."""
         if self.active:
             self.active = False
             try:
@@ -180,7 +196,8 @@ class _ObserverSink:
             except Exception:
                 log.exception("subscriber raised in on_completed")
 
-    def on_error(self, error: Exception) -> None:
+    def fail(self, error: Exception) -> None:
+        """End the observer with ``error`` (once)."""
         if self.active:
             self.active = False
             try:
@@ -189,160 +206,24 @@ class _ObserverSink:
                 log.exception("subscriber raised in on_error")
 
 
-_NO_METADATA, _METADATA_POSITIONAL, _METADATA_KEYWORD = 0, 1, 2
+class HttpInvokedSink(Sink):
+    """The sink of an HTTP-invoked function: the engine calls its URL and never routes its
+    invocations here, so one that arrives anyway is refused."""
 
+    __slots__ = ()
 
-def _metadata_mode(handler: Callable[..., Any]) -> int:
-    """How to pass ``metadata``: not at all, as the second positional, or by keyword.
-
-    It is passed when the handler names a ``metadata`` parameter or takes a second required
-    positional one.
-    """
-    try:
-        params = list(inspect.signature(handler).parameters.values())
-    except (TypeError, ValueError):
-        return _NO_METADATA
-    for p in params:
-        if p.name == "metadata" and p.kind is not p.VAR_KEYWORD:
-            return _METADATA_KEYWORD if p.kind is p.KEYWORD_ONLY else _METADATA_POSITIONAL
-    positional = [p for p in params
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
-        return _METADATA_POSITIONAL
-    return _NO_METADATA
-
-
-def _is_async(handler: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(handler):
-        return True
-    call = getattr(handler, "__call__", None)  # noqa: B004 (callable objects)
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-class HandlerSink:
-    """Runs a handler for each invocation and answers with its result or its exception."""
-
-    def __init__(
-        self,
-        host: FunctionHost,
-        handler: Callable[..., Any],
-        max_concurrency: int | None = None,
-    ) -> None:
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1 (or None for no limit)")
-        self._host = host
-        self._loop = host.loop
-        self._tasks = host._tasks
-        self._handler = handler
-        self._async = _is_async(handler)
-        self._metadata = _metadata_mode(handler)
-        self._limit = max_concurrency
-        self._inflight = 0
-        self._waiting: deque[Invocation] = deque()
-        self.active = True
-
-    @property
-    def in_flight(self) -> int:
-        return self._inflight
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
+    exclusive = True
 
     def __call__(self, invocation: Invocation) -> None:
-        if self._limit is not None:
-            if self._inflight >= self._limit:
-                self._waiting.append(invocation)
-                return
-            self._inflight += 1
-        self._start(invocation)
-
-    def _start(self, invocation: Invocation) -> None:
-        if self._async:
-            token = _current.set(invocation)
-            try:
-                task = self._loop.create_task(self._run_async(invocation))
-            finally:
-                _current.reset(token)
-            self._tasks.add(task)
-        else:
-            try:
-                self._host._executor().submit(self._run_sync, invocation)
-            except RuntimeError:  # the client is closing: the engine answers the caller
-                invocation._claim()
-
-    def _call(self, invocation: Invocation) -> Any:
-        if self._metadata == _NO_METADATA:
-            return self._handler(invocation.data)
-        if self._metadata == _METADATA_KEYWORD:
-            return self._handler(invocation.data, metadata=invocation.metadata)
-        return self._handler(invocation.data, invocation.metadata)
-
-    async def _run_async(self, invocation: Invocation) -> None:
-        try:
-            result = await self._call(invocation)
-        except asyncio.CancelledError:
-            invocation._claim()  # the client is closing: the engine answers the caller
-            raise
-        except BaseException as exc:
-            invocation.fail(exc)
-        else:
-            invocation.reply(result)
-        finally:
-            # Here rather than in a done callback: that would cost one more loop callback.
-            self._tasks.discard(asyncio.current_task(self._loop))
-            if self._limit is not None:
-                self._finished()
-
-    def _run_sync(self, invocation: Invocation) -> None:
-        token = _current.set(invocation)
-        try:
-            result = self._call(invocation)
-            if inspect.isawaitable(result):
-                result = asyncio.run_coroutine_threadsafe(self._await(result),
-                                                          self._loop).result()
-        except concurrent.futures.CancelledError:
-            invocation._claim()  # the client is closing: the engine answers the caller
-        except BaseException as exc:
-            invocation.fail(exc)
-        else:
-            invocation.reply(result)
-        finally:
-            _current.reset(token)
-            if self._limit is not None:
-                try:
-                    self._loop.call_soon_threadsafe(self._finished)
-                except RuntimeError:  # loop closed
-                    pass
-
-    async def _await(self, awaitable: Awaitable[Any]) -> Any:
-        """Await what a sync handler returned, as a task the client cancels on close."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            return await awaitable
-        finally:
-            self._tasks.discard(task)
-
-    def _finished(self) -> None:
-        self._inflight -= 1
-        while self._waiting and self._inflight < (self._limit or 0):
-            invocation = self._waiting.popleft()
-            self._inflight += 1
-            self._start(invocation)
-
-    def drop_waiting(self) -> list[Invocation]:
-        waiting = list(self._waiting)
-        self._waiting.clear()
-        return waiting
+        invocation.fail("Function is HTTP-invoked and cannot be invoked locally",
+                        code="function_not_invokable")
 
 
 class FunctionHandle:
     """A registered function; :meth:`unregister` removes it (idempotent)."""
 
-    def __init__(self, host: FunctionHost, function_id: str, sink: Sink) -> None:
-        self._host = host
+    def __init__(self, registry: FunctionRegistry, function_id: str, sink: Sink) -> None:
+        self._registry = registry
         self.id = function_id
         self._sink = sink
         self._registered = True
@@ -354,9 +235,7 @@ class FunctionHandle:
     def unregister(self) -> None:
         if self._registered:
             self._registered = False
-            if isinstance(self._sink, HandlerSink):
-                self._sink.active = False
-            self._host._remove_sink(self.id, self._sink)
+            self._registry.remove_sink(self.id, self._sink)
 
     def __enter__(self) -> FunctionHandle:
         return self
@@ -367,3 +246,20 @@ class FunctionHandle:
     def __repr__(self) -> str:
         state = "registered" if self._registered else "unregistered"
         return f"<FunctionHandle {self.id!r} {state}>"
+
+
+def http_invocation(handler: Any) -> HttpInvocationRef | None:
+    """The ``invocation`` of an HTTP-invoked function: from our wire model, from a dict
+    (checked as :class:`~iii_rx.http.HttpInvocationConfig`, so raw secrets are refused) or
+    from any model with a ``url`` (ours, the official SDK's); ``None`` for a handler."""
+    if isinstance(handler, HttpInvocationRef):
+        return handler
+    if isinstance(handler, Mapping):
+        from iii_rx.http import HttpInvocationConfig
+
+        handler = HttpInvocationConfig.model_validate(dict(handler))
+    if isinstance(handler, BaseModel) and hasattr(handler, "url"):
+        to_wire = getattr(handler, "to_wire", None)
+        wire = to_wire() if callable(to_wire) else handler.model_dump(exclude_none=True)
+        return HttpInvocationRef.model_validate(wire)
+    return None

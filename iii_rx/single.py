@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from iii_rx._loop import check_not_loop_thread
+from iii_rx.aio import LoopBridge
 from iii_rx.errors import EmptySingleError, IIIConnectionError, IIITimeoutError
 
 __all__ = ["CallStarter", "Done", "EmptySingleError", "Single"]
@@ -42,17 +42,18 @@ Done = Callable[[Any, "BaseException | None"], None]
 
 
 class CallStarter(Protocol):
-    """Starts one call on the client's loop; returns a function that cancels it."""
+    """Starts one call on the client's loop (:class:`iii_rx.calls.Call` is one).
+
+    A Single knows nothing of frames or pending tables: it asks its starter to begin a call,
+    on the loop of :attr:`bridge`, and keeps the cancel function it gets back.
+    """
 
     @property
-    def loop(self) -> asyncio.AbstractEventLoop: ...
+    def bridge(self) -> LoopBridge:
+        """The client's loop: where :meth:`start` and the cancel function must run."""
 
-    def loop_thread(self) -> int | None: ...
-
-    def start(self, done: Done | asyncio.Future[Any]) -> Callable[[], None]: ...
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop from another thread (``RuntimeError`` if closed)."""
+    def start(self, done: Done | asyncio.Future[Any]) -> Callable[[], None]:
+        """Send the call; ``done`` is settled once with its outcome. Returns its canceller."""
 
 
 class _CallSubscription:
@@ -91,11 +92,12 @@ class _CallSubscription:
         cancel = self.cancel
         if cancel is None:
             return  # not started yet: begin() will see ``disposed``
-        if threading.get_ident() == self.starter.loop_thread():
+        bridge = self.starter.bridge
+        if bridge.on_loop():
             cancel()
         else:
             with contextlib.suppress(RuntimeError):  # loop closed: nothing left to cancel
-                self.starter.submit(cancel)
+                bridge.run_sync_soon(cancel)
 
 
 class _FutureCall:
@@ -122,11 +124,12 @@ class _FutureCall:
     def finished(self, cf: concurrent.futures.Future[Any]) -> None:
         if not cf.cancelled():
             return
-        if threading.get_ident() == self.starter.loop_thread():
+        bridge = self.starter.bridge
+        if bridge.on_loop():
             self.abort()
         else:
             with contextlib.suppress(RuntimeError):
-                self.starter.submit(self.abort)
+                bridge.run_sync_soon(self.abort)
 
     def abort(self) -> None:
         cancel, self.cancel = self.cancel, None
@@ -163,7 +166,7 @@ class _BlockingCall:
         """Stop waiting (any thread): cancel the call on the loop, wake the waiter with
         ``error`` if one is given."""
         try:
-            self.starter.submit(self._stop, error)
+            self.starter.bridge.run_sync_soon(self._stop, error)
         except RuntimeError:  # loop closed: nothing to cancel, just wake the waiter
             self._stop(error)
 
@@ -183,20 +186,18 @@ class Single(Observable[T], Generic[T]):
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        bridge: LoopBridge,
         *,
         starter: CallStarter | None = None,
         source: Observable[T] | None = None,
-        loop_thread: Callable[[], int | None] | None = None,
         description: str = "call",
     ) -> None:
         if (starter is None) == (source is None):
             raise ValueError("a Single needs exactly one of starter or source")
         super().__init__()
-        self._loop = loop
+        self._bridge = bridge
         self._starter = starter
         self._source = source
-        self._loop_thread = loop_thread or (starter.loop_thread if starter else (lambda: None))
         self._description = description
         self._active: set[concurrent.futures.Future[Any] | _BlockingCall] = set()
 
@@ -214,11 +215,11 @@ class Single(Observable[T], Generic[T]):
             return self._source.subscribe(observer, scheduler=scheduler)
         assert self._starter is not None
         sub = _CallSubscription(self._starter, observer)
-        if threading.get_ident() == self._loop_thread():
+        if self._bridge.on_loop():
             sub.begin()
         else:
             try:
-                self._starter.submit(sub.begin)
+                self._bridge.run_sync_soon(sub.begin)
             except RuntimeError:  # the client's loop is gone
                 sub.done(None, self._closed_error())
         return Disposable(sub.dispose)
@@ -229,7 +230,7 @@ class Single(Observable[T], Generic[T]):
     def pipe(self, *operators: Callable[[Any], Any]) -> Single[Any]:  # type: ignore[override]
         """Apply Rx operators; the result is a Single of the last value they emit."""
         piped: Observable[Any] = Observable.pipe(self, *operators)
-        return Single(self._loop, source=piped, loop_thread=self._loop_thread,
+        return Single(self._bridge, source=piped,
                       description=f"{self._description} | {len(operators)} operator(s)")
 
     # ------------------------------------------------------------------ await
@@ -239,7 +240,7 @@ class Single(Observable[T], Generic[T]):
 
     async def _wait(self) -> T:
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
+        if loop is not self._bridge.loop:
             return await asyncio.wrap_future(self.future())
         fut: asyncio.Future[T] = loop.create_future()
         if self._starter is not None:
@@ -265,11 +266,11 @@ class Single(Observable[T], Generic[T]):
         if self._starter is not None:  # the direct path: no Rx, one batched hop
             call = _FutureCall(self._starter, cf)
             cf.add_done_callback(call.finished)
-            if threading.get_ident() == self._loop_thread():
+            if self._bridge.on_loop():
                 call.begin()
             else:
                 try:
-                    self._starter.submit(call.begin)
+                    self._bridge.run_sync_soon(call.begin)
                 except RuntimeError:
                     call.done(None, self._closed_error())
             return cf
@@ -283,16 +284,13 @@ class Single(Observable[T], Generic[T]):
         return cf
 
     def result(self, timeout: float | None = None) -> T:
-        """Block until the value arrives (not on the client's loop thread, where it raises).
+        """Block until the value arrives (not on the client's loop thread, where it raises
+        :class:`~iii_rx.errors.LoopDeadlockError`).
 
         ``timeout`` (seconds) bounds this wait only and raises
         :class:`~iii_rx.errors.IIITimeoutError`; the call's own ``timeout_ms`` still applies.
         """
-        if self._loop_thread() == threading.get_ident():
-            raise RuntimeError("Single.result() blocks, and this is the iii_rx client's own "
-                               "event-loop thread: waiting here would deadlock the client. "
-                               "Use `await` instead (or call it from another thread).")
-        check_not_loop_thread(self._loop, "Single.result()")
+        self._bridge.check_blocking("Single.result()")
         if self._starter is not None:
             return self._result_direct(self._starter, timeout)  # type: ignore[no-any-return]
         cf = self.future()
@@ -311,7 +309,7 @@ class Single(Observable[T], Generic[T]):
         self._active.add(call)
         try:
             try:
-                starter.submit(call.begin)
+                self._bridge.run_sync_soon(call.begin)
             except RuntimeError:
                 raise self._closed_error() from None
             if not call.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
@@ -399,7 +397,8 @@ class _LoopSetter(_Setter[T]):
         if running is self.loop:
             _settle(self.fut, value, error)
         elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(_settle, self.fut, value, error)
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                self.loop.call_soon_threadsafe(_settle, self.fut, value, error)
 
 
 def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

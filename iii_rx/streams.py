@@ -4,7 +4,8 @@
 invocations for monitoring). Three rules from REACTIVE-NOTES shape it:
 
 * every signal is emitted on the client's loop thread; a subscription made from another thread
-  is attached on the loop (``call_soon_threadsafe``), so subscribers never see a foreign thread;
+  is attached on the loop (through the client's :class:`~iii_rx.aio.LoopBridge`), so
+  subscribers never see a foreign thread;
 * a subscriber whose callback raises is logged and detached, and the producer (our frame reader)
   carries on: one faulty observer cannot stop the client;
 * the async-iterator view subscribes eagerly and buffers in a bounded deque with a named overflow
@@ -14,14 +15,15 @@ invocations for monitoring). Three rules from REACTIVE-NOTES shape it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
 from collections import deque
 from typing import Any, Generic, Literal, TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from iii_rx.aio import LoopBridge
 from iii_rx.errors import StreamOverflowError
 
 __all__ = ["HotStream", "Overflow", "StreamIterator", "StreamOverflowError"]
@@ -77,24 +79,39 @@ class _Guarded(Generic[T]):
 
 
 class HotStream(Observable[T], Generic[T]):
-    """A multicast stream fed on ``loop``; with ``replay`` it replays its last value."""
+    """A multicast stream fed on one loop; with ``replay`` it replays its last value (the
+    connection state needs that: a late subscriber learns where things stand).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, name: str, *, replay: bool = False) -> None:
+    ``loop`` is the client's :class:`~iii_rx.aio.LoopBridge`, or a bare event loop whose
+    thread is then learnt from the first call made on it.
+    """
+
+    def __init__(self, loop: LoopBridge | asyncio.AbstractEventLoop, name: str, *,
+                 replay: bool = False) -> None:
         super().__init__()
-        self.loop = loop
+        if isinstance(loop, LoopBridge):
+            self._bridge: LoopBridge | None = loop
+            self.loop = loop.loop
+        else:
+            self._bridge = None
+            self.loop = loop
         self.name = name
         self._replay = replay
         self._has_value = False
         self._value: Any = None
         self._observers: tuple[_Guarded[T], ...] = ()
         self._terminal: tuple[str, Exception | None] | None = None
-        self._loop_thread: int | None = None
 
     # ------------------------------------------------------------------ producer side (loop)
 
     @property
     def has_observers(self) -> bool:
         return bool(self._observers)
+
+    @property
+    def has_value(self) -> bool:
+        """Whether a replaying stream has emitted a value yet."""
+        return self._has_value
 
     @property
     def value(self) -> T:
@@ -130,17 +147,24 @@ class HotStream(Observable[T], Generic[T]):
 
     # ------------------------------------------------------------------ subscribers (any thread)
 
-    def _on_loop_thread(self) -> bool:
-        if self._loop_thread is None:
+    def _on_loop(self) -> bool:
+        bridge = self._bridge
+        if bridge is None:  # a bare loop: learn its thread from a call made on it
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:
                 return False
             if running is not self.loop:
                 return False
-            self._loop_thread = threading.get_ident()
-            return True
-        return threading.get_ident() == self._loop_thread
+            bridge = self._bridge = LoopBridge.current()
+        return bridge.on_loop()
+
+    def _hop(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop soon (``RuntimeError`` if it is closed)."""
+        if self._bridge is not None:
+            self._bridge.run_sync_soon(fn, *args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
 
     def _subscribe_core(
         self,
@@ -148,10 +172,10 @@ class HotStream(Observable[T], Generic[T]):
         scheduler: abc.SchedulerBase | None = None,
     ) -> abc.DisposableBase:
         sub = _Guarded(self, observer)
-        if self._on_loop_thread():
+        if self._on_loop():
             self._attach(sub)
         else:
-            self.loop.call_soon_threadsafe(self._attach, sub)
+            self._hop(self._attach, sub)
         return Disposable(sub.dispose)
 
     def _attach(self, sub: _Guarded[T]) -> None:
@@ -169,10 +193,11 @@ class HotStream(Observable[T], Generic[T]):
             sub.on_next(self._value)
 
     def _detach_soon(self, sub: _Guarded[T]) -> None:
-        if self._on_loop_thread():
+        if self._on_loop():
             self._detach(sub)
-        elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._detach, sub)
+        else:
+            with contextlib.suppress(RuntimeError):  # loop closed: nothing left to detach from
+                self._hop(self._detach, sub)
 
     def _detach(self, sub: _Guarded[T]) -> None:
         self._observers = tuple(s for s in self._observers if s is not sub)
@@ -202,10 +227,9 @@ class StreamIterator(Generic[T]):
         self._done = False
         self._waiter: asyncio.Future[None] | None = None
         try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            self._bridge: LoopBridge | None = LoopBridge.current()  # the consumer's loop
         except RuntimeError:
-            self._loop = None
-        self._thread = threading.get_ident()
+            self._bridge = None
         self._subscription = stream.subscribe(
             on_next=lambda v: self._marshal(self._push, v),
             on_error=lambda e: self._marshal(self._finish, e),
@@ -213,10 +237,12 @@ class StreamIterator(Generic[T]):
         )
 
     def _marshal(self, fn: Any, arg: Any) -> None:
-        if self._loop is None or threading.get_ident() == self._thread:
+        bridge = self._bridge
+        if bridge is None or bridge.on_loop():
             fn(arg)
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn, arg)
+        else:
+            with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
+                bridge.run_sync_soon(fn, arg)
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -254,9 +280,9 @@ class StreamIterator(Generic[T]):
                 if self._terminal is not None:
                     raise self._terminal
                 raise StopAsyncIteration
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
-            self._waiter = self._loop.create_future()
+            if self._bridge is None:
+                self._bridge = LoopBridge.current()
+            self._waiter = self._bridge.loop.create_future()
             await self._waiter
 
     async def aclose(self) -> None:

@@ -1,9 +1,12 @@
 """Trigger bindings (consumer side, spec 6.1) and trigger types (provider side, spec 6.2).
 
-Both are kept in registries that the client replays on every connection: bindings keep their
-ids across reconnects, so the engine sees the same triggers again. A provider receives each
-binding routed to it as a :class:`TriggerConfig` in ``on_register`` (sync or async; a raise
-rejects the binding with ``trigger_registration_failed``) and ``on_unregister`` when it goes.
+Both are kept in the client's :class:`~iii_rx.registrations.Registrations`, replayed on every
+connection: bindings keep their ids across reconnects, so the engine sees the same triggers
+again. A provider receives each binding routed to it as a :class:`TriggerConfig` in
+``on_register`` (sync or async; a raise rejects the binding with
+``trigger_registration_failed``) and ``on_unregister`` when it goes (see
+:mod:`iii_rx.providers`). The handles reach the registrations only through the narrow
+:class:`TriggerRegistry`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ __all__ = [
     "TriggerBinding",
     "TriggerConfig",
     "TriggerHandle",
-    "TriggerHost",
+    "TriggerRegistry",
     "TriggerType",
     "TriggerTypeHandle",
 ]
@@ -114,10 +117,14 @@ class TriggerType:
         return encode(UnregisterTriggerType(id=self.id))
 
 
-class TriggerHost(Protocol):
-    def _unregister_trigger(self, binding: TriggerBinding) -> None: ...
+class TriggerRegistry(Protocol):
+    """What trigger handles need from the client: taking their registration back."""
 
-    def _unregister_trigger_type(self, trigger_type: TriggerType) -> None: ...
+    def remove_binding(self, binding: TriggerBinding) -> None:
+        """Forget ``binding`` and unregister it with the engine (idempotent)."""
+
+    def remove_trigger_type(self, trigger_type: TriggerType) -> None:
+        """Stop providing ``trigger_type`` (idempotent)."""
 
 
 class TriggerHandle:
@@ -126,8 +133,8 @@ class TriggerHandle:
     ``error`` holds the last error the engine or the provider reported for it, if any.
     """
 
-    def __init__(self, host: TriggerHost, binding: TriggerBinding) -> None:
-        self._host = host
+    def __init__(self, registry: TriggerRegistry, binding: TriggerBinding) -> None:
+        self._registry = registry
         self.binding = binding
         self.error: Exception | None = None
         self._registered = True
@@ -143,7 +150,7 @@ class TriggerHandle:
     def unregister(self) -> None:
         if self._registered:
             self._registered = False
-            self._host._unregister_trigger(self.binding)
+            self._registry.remove_binding(self.binding)
 
     def __enter__(self) -> TriggerHandle:
         return self
@@ -163,8 +170,8 @@ class TriggerTypeHandle:
     the type stays until this worker disconnects.
     """
 
-    def __init__(self, host: TriggerHost, trigger_type: TriggerType) -> None:
-        self._host = host
+    def __init__(self, registry: TriggerRegistry, trigger_type: TriggerType) -> None:
+        self._registry = registry
         self.trigger_type = trigger_type
         self._registered = True
 
@@ -180,7 +187,7 @@ class TriggerTypeHandle:
     def unregister(self) -> None:
         if self._registered:
             self._registered = False
-            self._host._unregister_trigger_type(self.trigger_type)
+            self._registry.remove_trigger_type(self.trigger_type)
 
     def __enter__(self) -> TriggerTypeHandle:
         return self

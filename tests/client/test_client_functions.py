@@ -292,18 +292,18 @@ async def test_context_inside_handlers(engine: Engine, name: str,
         assert len(nested["trace_id"]) == 32 and nested["parent"]
         outside = iii_rx.get_context()
         assert outside.function_id is None and outside.invocation_id is None
-        assert iii_rx.current_invocation() is None
+        assert iii_rx.context.current_invocation() is None
 
 
 def _as_caller(traceparent: str, make: Callable[[], iii_rx.Single[Any]]) -> iii_rx.Single[Any]:
     """Make a call as if from inside a handler whose caller sent ``traceparent``."""
-    from iii_rx.context import Context, _current
+    from iii_rx.context import Context, current_context
 
-    token = _current.set(Context("test::caller", "x", None, traceparent, "k=v"))
+    token = current_context.set(Context("test::caller", "x", None, traceparent, "k=v"))
     try:
         return make()  # the trace context is captured when the Single is made
     finally:
-        _current.reset(token)
+        current_context.reset(token)
 
 
 async def test_incoming_traceparent_reaches_the_handler(engine: Engine, name: str) -> None:
@@ -340,11 +340,13 @@ async def test_invocations_as_an_async_iterator(engine: Engine, name: str) -> No
 async def test_async_handler_tasks_are_forgotten_when_done_and_cancelled_on_close(
         engine: Engine, name: str) -> None:
     started = asyncio.Event()
+    running: list[asyncio.Task[Any] | None] = []
 
     async def echo(data: Any) -> Any:
         return data
 
     async def stuck(data: Any) -> None:
+        running.append(asyncio.current_task())
         started.set()
         await asyncio.Event().wait()
 
@@ -353,11 +355,12 @@ async def test_async_handler_tasks_are_forgotten_when_done_and_cancelled_on_clos
         iii.register_function("tasks::stuck", stuck)
         assert await asyncio.gather(*(iii.trigger("tasks::echo", n) for n in range(20))) == [
             *range(20)]
-        assert not iii._tasks  # each task removed itself
+        assert iii.running_tasks == 0  # each task removed itself
         call = asyncio.ensure_future(iii.trigger("tasks::stuck"))
         await started.wait()
-        assert len(iii._tasks) == 1
-        stuck_task = next(iter(iii._tasks))
+        assert iii.running_tasks == 1
+        stuck_task = running[0]
+        assert stuck_task is not None
     assert stuck_task.cancelled()
     with pytest.raises(iii_rx.IIIConnectionError):
         await call
@@ -370,7 +373,10 @@ async def test_sync_handler_returning_an_awaitable(engine: Engine, name: str) ->
         await asyncio.sleep(0)
         return {"twice": data * 2, "function": iii_rx.get_context().function_id}
 
+    running: list[asyncio.Task[Any] | None] = []
+
     async def hang() -> None:
+        running.append(asyncio.current_task())
         started.set()
         await asyncio.Event().wait()
 
@@ -381,8 +387,9 @@ async def test_sync_handler_returning_an_awaitable(engine: Engine, name: str) ->
                                                          "function": "await::double"}
         call = asyncio.ensure_future(iii.trigger("await::hang"))
         await started.wait()
-        assert len(iii._tasks) == 1  # the awaitable runs as a task the client owns
-        hanging = next(iter(iii._tasks))
+        assert iii.running_tasks == 1  # the awaitable runs as a task the client owns
+        hanging = running[0]
+        assert hanging is not None
     assert hanging.cancelled()  # cancelled on close; its pool thread was freed at once
     with pytest.raises(iii_rx.IIIConnectionError):
         await call

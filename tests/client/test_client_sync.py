@@ -22,9 +22,9 @@ def test_plain_script(engine_thread: Any, name: str) -> None:
         assert iii.trigger("sync::upper", "abc").result(timeout=5) == "ABC"
         assert iii.trigger({"function_id": "sync::upper", "payload": "x"}).result(5) == "X"
         handle.unregister()
-        loop_thread = iii._loop_thread
-        assert loop_thread is not None and loop_thread.thread.is_alive()
-    assert not loop_thread.thread.is_alive()
+        loop_thread = next(t for t in threading.enumerate() if t.ident == iii.bridge.thread_id)
+        assert loop_thread is not threading.current_thread() and loop_thread.is_alive()
+    assert not loop_thread.is_alive()
     assert iii.connection_state is ConnectionState.DISCONNECTED
     wait_for_sync(lambda: fd_count() <= fds_before, what="sockets closed")
 
@@ -170,10 +170,10 @@ def test_subscribing_from_another_thread_emits_on_the_loop(engine_thread: Any,
         seen = threading.Event()
         iii.state.subscribe(lambda s: (threads.append(threading.get_ident()), seen.set()))
         assert seen.wait(5)
-        assert threads == [iii._thread_id]
+        assert threads == [iii.bridge.thread_id]
         got: list[Any] = []
         sub = iii.function("sync::rx").subscribe(
             lambda inv: (got.append(threading.get_ident()), inv.reply("ok")))
         assert iii.trigger("sync::rx").result(5) == "ok"
-        assert got == [iii._thread_id]
+        assert got == [iii.bridge.thread_id]
         sub.dispose()

@@ -9,7 +9,7 @@ from typing import Any
 from client_helpers import wait_for
 
 import iii_rx
-from iii_rx import TriggerConfig
+from iii_rx.triggers import TriggerConfig
 from iii_rx.engine import Engine
 
 

@@ -1,0 +1,144 @@
+"""The lifecycle of a client: one state, and one kind of object for its close.
+
+:class:`Lifecycle` is where a :class:`~iii_rx.client.Client` stands, as one value rather than a
+set of flags. :class:`Closing` is what ``close()`` returns whatever the mode (async client or
+``connect_sync`` client, called on the client's loop or elsewhere): it starts the close once,
+on the client's loop, and can be awaited from any loop or waited for from any other thread.
+:class:`ClientSettings` is what ``connect()`` resolved before building the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+from collections.abc import Callable, Coroutine, Generator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from iii_rx.aio import LoopBridge
+from iii_rx.state import ReconnectConfig
+
+__all__ = ["ClientSettings", "Closing", "Lifecycle"]
+
+
+class Lifecycle(str, Enum):
+    """Where a client stands in its life (its connection has its own
+    :class:`~iii_rx.state.ConnectionState`: an open client may be reconnecting)."""
+
+    NEW = "new"
+    """Built, not started."""
+    CONNECTING = "connecting"
+    """Started; the engine has not accepted the worker yet."""
+    OPEN = "open"
+    """The engine accepted the worker once; calls and registrations work."""
+    FAILED = "failed"
+    """The engine rejected the worker: calls and registrations fail with its reason."""
+    CLOSING = "closing"
+    """``close()`` started: everything new is refused while it takes things down."""
+    CLOSED = "closed"
+    """Closed; nothing of it is left running."""
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What :func:`iii_rx.connect` resolved: the address, who this worker is, the defaults."""
+
+    url: str
+    headers: Mapping[str, str]
+    name: str
+    namespace: str | None
+    worker_metadata: dict[str, Any]
+    reconnect: ReconnectConfig
+    timeout_ms: int
+    max_workers: int | None = None
+
+
+class Closing:
+    """The close of a client: started once, on its loop; awaitable from any loop.
+
+    A sync client closed from outside its loop has finished closing when ``close()`` returns,
+    so awaiting it is immediate; otherwise ``await`` waits for the close, and :meth:`wait`
+    blocks for it (not on the client's loop thread).
+    """
+
+    __slots__ = ("_bridge", "_done", "_shutdown", "_task")
+
+    def __init__(self, bridge: LoopBridge,
+                 shutdown: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._bridge = bridge
+        self._shutdown = shutdown
+        self._task: asyncio.Task[None] | None = None
+        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def start(self) -> Closing:
+        """Start the close if it has not started (any thread); returns this object."""
+        if self._bridge.on_loop():
+            self._start_on_loop()
+        else:
+            try:
+                self._bridge.run_sync_soon(self._start_on_loop)
+            except RuntimeError:  # the loop is gone, and with it everything to close
+                self._finish()
+        return self
+
+    def _start_on_loop(self) -> None:
+        if self._task is not None or self._done.done():
+            return
+        if self._bridge.loop.is_closed():
+            self._finish()
+            return
+        self._task = self._bridge.loop.create_task(self._shutdown(), name="iii-rx close")
+        self._task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            if error is not None:
+                self._done.set_exception(error)
+            else:
+                self._done.set_result(None)
+
+    def _finish(self) -> None:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            self._done.set_result(None)
+
+    @property
+    def started(self) -> bool:
+        """Whether the close has started (it may have finished)."""
+        return self._task is not None or self._done.done()
+
+    def done(self) -> bool:
+        """Whether the client has finished closing."""
+        return self._done.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the client has closed; ``False`` if ``timeout`` seconds passed first.
+
+        On the client's loop thread it raises :class:`~iii_rx.errors.LoopDeadlockError`.
+        """
+        if not self._done.done():
+            self._bridge.check_blocking("Closing.wait()")
+        try:
+            self._done.result(timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+        return True
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        if self._done.done():
+            return self._done.result()
+        task = self._task
+        if task is not None and asyncio.get_running_loop() is self._bridge.loop:
+            await asyncio.shield(task)  # the close goes on if the awaiter is cancelled
+        else:
+            await asyncio.shield(asyncio.wrap_future(self._done))
+        return None
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "in progress" if self.started else "not started"
+        return f"<Closing {state}>"

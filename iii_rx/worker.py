@@ -1,0 +1,355 @@
+"""The worker side: an invocation comes in, a handler runs, its answer goes out.
+
+:class:`Worker` turns an ``invokefunction`` frame into an :class:`~iii_rx.context.Invocation`
+(channel refs made live), shows it on ``iii.invocations``, and pushes it to the sinks of its
+function (or answers ``function_not_found``). It is also the invocation's reply sink: it encodes
+the ``invocationresult`` on whatever thread the answer comes from and hands it to an outbox.
+
+:class:`HandlerSink` runs ``iii.register_function`` handlers: async handlers as tasks on the
+loop, sync handlers in the client's :class:`~iii_rx._pool.HandlerPool` (the invocation context
+follows them), results sent from where they are produced, and ``max_concurrency`` keeps the
+excess waiting in arrival order (DECISIONS 14). Its tasks belong to the client's
+:class:`WorkerTasks`, cancelled and awaited on close.
+
+Nothing here opens a socket: the outbox is anything with the transport's ``send`` and
+``send_threadsafe``, so tests feed frames in and read the frames out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from iii_rx import channels
+from iii_rx._fastjson import NON_FINITE, find_non_finite, result_frame
+from iii_rx._pool import HandlerPool
+from iii_rx.aio import LoopBridge, TaskSet
+from iii_rx.context import Invocation, current_context, error_body_of
+from iii_rx.functions import Sink
+from iii_rx.protocol import ErrorBody, InvocationResult, InvokeFunction, encode
+from iii_rx.registrations import Registrations
+from iii_rx.streams import HotStream
+from iii_rx.transport import MAX_FRAME, MAX_MESSAGE, RESULT
+
+__all__ = ["HandlerSink", "ReplyOutbox", "Worker", "WorkerTasks"]
+
+log = logging.getLogger("iii_rx.worker")
+
+
+class ReplyOutbox(Protocol):
+    """Where results go (the transport): ``send`` on the loop, ``send_threadsafe`` elsewhere."""
+
+    def send(self, text: str, kind: int = ..., invocation_id: str | None = None) -> bool: ...
+
+    def send_threadsafe(self, text: str, kind: int = ...) -> None: ...
+
+
+class WorkerTasks(TaskSet):
+    """The client's background tasks (handlers, providers), with a lean way in for handlers.
+
+    :meth:`own` and :meth:`release` skip the done callback of :meth:`TaskSet.add`: an async
+    handler's task catches its own errors and releases itself in its ``finally``, which saves
+    one loop callback per invocation on the worker's hot path.
+    """
+
+    __slots__ = ()
+
+    def own(self, task: asyncio.Task[Any]) -> None:
+        """Own a task that calls :meth:`release` when it ends (cancelled at once if closed)."""
+        if self.closed:
+            task.cancel()
+        self._tasks.add(task)
+
+    def release(self, task: asyncio.Task[Any] | None) -> None:
+        """Forget a task owned with :meth:`own`."""
+        self._tasks.discard(task)
+
+
+# ====================================================================== handlers
+
+
+_NO_METADATA, _METADATA_POSITIONAL, _METADATA_KEYWORD = 0, 1, 2
+
+
+def _metadata_mode(handler: Callable[..., Any]) -> int:
+    """How to pass ``metadata``: not at all, as the second positional, or by keyword.
+
+    It is passed when the handler names a ``metadata`` parameter or takes a second required
+    positional one.
+    """
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return _NO_METADATA
+    for p in params:
+        if p.name == "metadata" and p.kind is not p.VAR_KEYWORD:
+            return _METADATA_KEYWORD if p.kind is p.KEYWORD_ONLY else _METADATA_POSITIONAL
+    positional = [p for p in params
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
+        return _METADATA_POSITIONAL
+    return _NO_METADATA
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004 (callable objects)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class HandlerSink(Sink):
+    """Runs a handler for each invocation and answers with its result or its exception."""
+
+    exclusive = True
+
+    def __init__(
+        self,
+        worker: Worker,
+        handler: Callable[..., Any],
+        max_concurrency: int | None = None,
+    ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1 (or None for no limit)")
+        self._bridge = worker.bridge
+        self._loop = worker.bridge.loop
+        self._tasks = worker.tasks
+        self._pool = worker.pool
+        self._handler = handler
+        self._async = _is_async(handler)
+        self._metadata = _metadata_mode(handler)
+        self._limit = max_concurrency
+        self._inflight = 0
+        self._waiting: deque[Invocation] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        return self._inflight
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def __call__(self, invocation: Invocation) -> None:
+        if self._limit is not None:
+            if self._inflight >= self._limit:
+                self._waiting.append(invocation)
+                return
+            self._inflight += 1
+        self._start(invocation)
+
+    def _start(self, invocation: Invocation) -> None:
+        if self._async:
+            token = current_context.set(invocation)
+            try:
+                task = self._loop.create_task(self._run_async(invocation))
+            finally:
+                current_context.reset(token)
+            self._tasks.own(task)
+        else:
+            try:
+                self._pool.submit(self._run_sync, invocation)
+            except RuntimeError:  # the client is closing: the engine answers the caller
+                invocation.abandon()
+
+    def _call(self, invocation: Invocation) -> Any:
+        if self._metadata == _NO_METADATA:
+            return self._handler(invocation.data)
+        if self._metadata == _METADATA_KEYWORD:
+            return self._handler(invocation.data, metadata=invocation.metadata)
+        return self._handler(invocation.data, invocation.metadata)
+
+    async def _run_async(self, invocation: Invocation) -> None:
+        try:
+            result = await self._call(invocation)
+        except asyncio.CancelledError:
+            invocation.abandon()  # the client is closing: the engine answers the caller
+            raise
+        except BaseException as exc:
+            invocation.fail(exc)
+        else:
+            invocation.reply(result)
+        finally:
+            # Here rather than in a done callback: that would cost one more loop callback.
+            self._tasks.release(asyncio.current_task(self._loop))
+            if self._limit is not None:
+                self._finished()
+
+    def _run_sync(self, invocation: Invocation) -> None:
+        token = current_context.set(invocation)
+        try:
+            result = self._call(invocation)
+            if inspect.isawaitable(result):
+                result = self._bridge.submit(self._await(result)).result()
+        except concurrent.futures.CancelledError:
+            invocation.abandon()  # the client is closing: the engine answers the caller
+        except BaseException as exc:
+            invocation.fail(exc)
+        else:
+            invocation.reply(result)
+        finally:
+            current_context.reset(token)
+            if self._limit is not None:
+                try:
+                    self._bridge.run_sync_soon(self._finished)
+                except RuntimeError:  # loop closed
+                    pass
+
+    async def _await(self, awaitable: Awaitable[Any]) -> Any:
+        """Await what a sync handler returned, as a task the client cancels on close."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.own(task)
+        try:
+            return await awaitable
+        finally:
+            self._tasks.release(task)
+
+    def _finished(self) -> None:
+        self._inflight -= 1
+        while self._waiting and self._inflight < (self._limit or 0):
+            invocation = self._waiting.popleft()
+            self._inflight += 1
+            self._start(invocation)
+
+    def close(self) -> None:
+        """Invocations still waiting for a slot are abandoned: the engine answers them."""
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        for invocation in waiting:
+            invocation.abandon()
+
+
+# ====================================================================== the worker
+
+
+class Worker:
+    """Invocations in, answers out (see the module docstring).
+
+    ``invocations`` is the client's monitoring stream; ``url`` and ``headers`` are what live
+    channel ends found in payloads connect with.
+    """
+
+    def __init__(
+        self,
+        bridge: LoopBridge,
+        outbox: ReplyOutbox,
+        registrations: Registrations,
+        invocations: HotStream[Invocation],
+        pool: HandlerPool,
+        tasks: WorkerTasks,
+        *,
+        url: str,
+        headers: dict[str, str],
+    ) -> None:
+        self.bridge = bridge
+        self.pool = pool
+        """The threads of sync handlers (and of sync trigger-type callbacks)."""
+        self.tasks = tasks
+        """The tasks of async handlers, cancelled and awaited when the client closes."""
+        self._outbox = outbox
+        self._registrations = registrations
+        self._invocations = invocations
+        self._url = url
+        self._headers = headers
+
+    def handler(self, handler: Callable[..., Any],
+                max_concurrency: int | None = None) -> HandlerSink:
+        """A sink running ``handler`` for each invocation (see :class:`HandlerSink`)."""
+        return HandlerSink(self, handler, max_concurrency)
+
+    def on_invoke(self, frame: InvokeFunction, raw: str | bytes) -> None:
+        """An invocation for this worker (on the loop). ``raw`` is the frame's text: channel
+        refs are only looked for when it mentions an ``access_key``."""
+        data = frame.data
+        invocation = Invocation(self, frame.function_id, frame.invocation_id, data,
+                                frame.metadata, frame.traceparent, frame.baggage)
+        if isinstance(data, (dict, list)) and isinstance(raw, str) and '"access_key"' in raw:
+            try:
+                invocation.data = channels.resolve_channel_refs(
+                    data, engine_url=self._url, headers=self._headers)
+            except Exception as exc:
+                invocation.fail(exc)
+                return
+        if self._invocations.has_observers:
+            self._invocations.on_next(invocation)
+        entry = self._registrations.function(frame.function_id)
+        if entry is None or not entry.sinks:
+            if entry is not None and entry.spec.invocation is not None:
+                invocation.fail("Function is HTTP-invoked and cannot be invoked locally",
+                                code="function_not_invokable")
+            else:
+                invocation.fail(f"Function '{frame.function_id}' not found",
+                                code="function_not_found")
+            return
+        for sink in entry.sinks:
+            sink(invocation)
+
+    def send_reply(self, invocation: Invocation, result: Any, error: ErrorBody | None) -> None:
+        """Encode and send an ``invocationresult`` (any thread)."""
+        iid, function_id = invocation.invocation_id, invocation.function_id
+        assert iid is not None and function_id is not None
+        traceparent = (invocation.outgoing_trace()[0] if invocation.traceparent is not None
+                       else None)
+        text: str | None = None
+        if error is None:
+            if isinstance(result, BaseModel):
+                to_wire = getattr(result, "to_wire", None)
+                result = (to_wire() if callable(to_wire)
+                          else result.model_dump(mode="json", by_alias=True, exclude_none=True))
+            text = result_frame(iid, function_id, result, traceparent)
+            if text is None:
+                text = _model_result(iid, function_id, result, traceparent)
+            if len(text) > MAX_FRAME and len(text.encode()) > MAX_MESSAGE:
+                error = ErrorBody(code="payload_too_large",
+                                  message=f"the result is larger than {MAX_MESSAGE} bytes")
+        if error is not None:
+            text = encode(InvocationResult(error=error, **_result_fields(
+                iid, function_id, traceparent)))
+        assert text is not None
+        if self.bridge.on_loop():
+            self._outbox.send(text, RESULT)
+        else:
+            self._outbox.send_threadsafe(text, RESULT)
+
+    def close(self) -> None:
+        """The client is closing: forget the functions and tell each sink (observers
+        complete, invocations waiting for a handler slot are abandoned)."""
+        for entry in self._registrations.close():
+            for sink in entry.sinks:
+                sink.close()
+
+    def fail(self, error: Exception) -> None:
+        """The engine rejected the worker: end every function's observers with ``error``."""
+        for sink in self._registrations.sinks():
+            sink.fail(error)
+
+
+def _result_fields(iid: str, function_id: str, traceparent: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"invocation_id": iid, "function_id": function_id}
+    if traceparent is not None:
+        fields["traceparent"] = traceparent
+    return fields
+
+
+def _model_result(iid: str, function_id: str, result: Any, traceparent: str | None) -> str:
+    """The ``invocationresult`` of a result plain ``json`` cannot write (pydantic's way), or
+    an ``invocation_failed`` error if it holds a NaN or an infinity."""
+    fields = _result_fields(iid, function_id, traceparent)
+    try:
+        text = encode(InvocationResult(result=result, **fields))
+    except Exception as exc:
+        return encode(InvocationResult(error=error_body_of(exc), **fields))
+    if find_non_finite(result):  # pydantic would have written null: refuse (spec 5.4)
+        log.warning("result of %r (invocation %s) refused: %s", function_id, iid, NON_FINITE)
+        return encode(InvocationResult(error=ErrorBody(
+            code="invocation_failed",
+            message=f"the result of {function_id!r} was refused: {NON_FINITE}"), **fields))
+    return text
