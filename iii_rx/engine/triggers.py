@@ -3,18 +3,18 @@
 A **trigger type** is provided either by a worker connection (``registertriggertype``) or by an
 in-process :class:`TriggerProvider`. The in-process interface is the seam for engine-provided
 types: ``engine::functions-available`` / ``engine::workers-available`` use it
-(:mod:`iii_rx.engine.available`), and the REST API adds ``http`` through it from its own
-module::
+(:mod:`iii_rx.engine.available`), and extensions add theirs (the REST API's ``http``) through
+:meth:`iii_rx.engine.services.EngineServices.add_trigger_type`::
 
-    engine.triggers.add_type(TriggerType("http", DEFAULT_NAMESPACE, "HTTP requests",
-                                         provider=my_provider, worker_name="iii-http"))
+    services.add_trigger_type(TriggerType("http", DEFAULT_NAMESPACE, "HTTP requests",
+                                          provider=my_provider, worker_name="iii-http"))
 
 ``provider.bind(binding)`` is called for every binding that resolves to the type (it may
 raise :class:`BindingRefused` to refuse it: the binding is parked and the registering worker
 is told); ``provider.unbind(binding)`` when it goes away or moves to another provider. Both run
 synchronously on the engine loop; a provider fires a binding by calling
-``engine.router.fire(binding.function_id, payload, namespace=binding.namespace,
-metadata=binding.metadata)`` (or ``await router.call(...)`` for the result).
+``services.fire(binding.function_id, payload, namespace=binding.namespace,
+metadata=binding.metadata)`` (or ``await services.call(...)`` for the result).
 
 A **binding** is resolved to a provider key ``(namespace, type)`` per spec 6.3: an explicit
 ``trigger_namespace`` names exactly one key; otherwise the registering worker's home namespace
