@@ -56,20 +56,45 @@ class WorkerTasks(TaskSet):
 
     :meth:`own` and :meth:`release` skip the done callback of :meth:`TaskSet.add`: an async
     handler's task catches its own errors and releases itself in its ``finally``, which saves
-    one loop callback per invocation on the worker's hot path.
+    one loop callback per invocation on the worker's hot path. :meth:`aclose` cancels and
+    awaits those tasks first, then the others.
     """
 
-    __slots__ = ()
+    __slots__ = ("_lean",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._lean: set[asyncio.Task[Any]] = set()
 
     def own(self, task: asyncio.Task[Any]) -> None:
         """Own a task that calls :meth:`release` when it ends (cancelled at once if closed)."""
         if self.closed:
             task.cancel()
-        self._tasks.add(task)
+            return
+        self._lean.add(task)
 
     def release(self, task: asyncio.Task[Any] | None) -> None:
         """Forget a task owned with :meth:`own`."""
-        self._tasks.discard(task)
+        self._lean.discard(task)
+
+    def __len__(self) -> int:
+        return super().__len__() + len(self._lean)
+
+    async def aclose(self) -> None:
+        """Cancel and await the handler tasks (also those started meanwhile), then close the
+        rest as :meth:`TaskSet.aclose` does."""
+        current = asyncio.current_task()
+        while True:
+            # A task cancelled before its first step never runs its ``finally``, so it never
+            # releases itself: forget the ended ones here.
+            self._lean = {task for task in self._lean if not task.done()}
+            tasks = [task for task in self._lean if task is not current]
+            if not tasks:
+                break
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await super().aclose()
 
 
 # ====================================================================== handlers

@@ -9,8 +9,8 @@ from typing import Any
 from client_helpers import wait_for
 
 import iii_rx
-from iii_rx.triggers import TriggerConfig
 from iii_rx.engine import Engine
+from iii_rx.triggers import TriggerConfig
 
 
 async def test_provider_gets_bindings_and_fires_them(engine: Engine) -> None:
