@@ -52,7 +52,8 @@ class CallOutbox(Protocol):
     :class:`~iii_rx.errors.IIIConnectionError` when the frame cannot be sent or queued.
     """
 
-    def send(self, text: str, kind: int = ..., invocation_id: str | None = None) -> bool: ...
+    def send(self, text: str, kind: int = ..., invocation_id: str | None = None) -> bool:
+        """Send or queue one frame (on the loop); ``False`` when dropped."""
 
 
 def settle(target: Target, value: Any, error: BaseException | None) -> None:

@@ -92,10 +92,12 @@ class Context:
 
     @property
     def is_invocation(self) -> bool:
+        """Whether this is the context of a handler (not the empty one outside handlers)."""
         return self.function_id is not None
 
     @property
     def trace_id(self) -> str | None:
+        """The trace this context belongs to (hex), continued from the caller if it sent one."""
         if self._trace_id is None:
             parent = self._parsed()
             if parent is not None:
@@ -108,12 +110,14 @@ class Context:
 
     @property
     def span_id(self) -> str | None:
+        """This invocation's own span (hex): the parent of the calls it makes."""
         if self._span_id is None:
             self._span_id = new_span_id() if self.is_invocation else _otel_ids()[1]
         return self._span_id
 
     @property
     def parent_span_id(self) -> str | None:
+        """The caller's span, if the invocation carried a ``traceparent``."""
         parent = self._parsed()
         return parent[1] if parent else None
 
@@ -192,17 +196,21 @@ class Logger:
         _log.log(level, message, extra=extra, stacklevel=3)
 
     def debug(self, message: str, data: Any = None) -> None:
+        """Log at DEBUG with this context's ids."""
         self._emit(logging.DEBUG, message, data)
 
     def info(self, message: str, data: Any = None) -> None:
+        """Log at INFO with this context's ids."""
         self._emit(logging.INFO, message, data)
 
     def warn(self, message: str, data: Any = None) -> None:
+        """Log at WARNING with this context's ids (also ``warning``)."""
         self._emit(logging.WARNING, message, data)
 
     warning = warn
 
     def error(self, message: str, data: Any = None) -> None:
+        """Log at ERROR with this context's ids."""
         self._emit(logging.ERROR, message, data)
 
 
@@ -259,6 +267,7 @@ class Invocation(Context):
 
     @property
     def answered(self) -> bool:
+        """Whether an answer was given (or the invocation was abandoned)."""
         return not self._token
 
     def _claim(self) -> bool:

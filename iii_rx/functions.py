@@ -58,6 +58,7 @@ class FunctionSpec:
     invocation: HttpInvocationRef | None = None
 
     def register_frame(self) -> str:
+        """The ``registerfunction`` text (fields left out when ``None``)."""
         fields: dict[str, Any] = {"id": self.id}
         for name in ("description", "metadata", "request_format", "response_format",
                      "invocation"):
@@ -67,6 +68,7 @@ class FunctionSpec:
         return encode(RegisterFunction(**fields))
 
     def unregister_frame(self) -> str:
+        """The ``unregisterfunction`` text."""
         return encode(UnregisterFunction(id=self.id))
 
 
@@ -125,6 +127,7 @@ class FunctionStream(Observable["Invocation"]):
 
     @property
     def function_id(self) -> str:
+        """The id subscribing registers."""
         return self.spec.id
 
     def _subscribe_core(
@@ -230,9 +233,11 @@ class FunctionHandle:
 
     @property
     def registered(self) -> bool:
+        """Whether :meth:`unregister` has not been called yet."""
         return self._registered
 
     def unregister(self) -> None:
+        """Remove the handler (and the function with it, if it was its only sink)."""
         if self._registered:
             self._registered = False
             self._registry.remove_sink(self.id, self._sink)

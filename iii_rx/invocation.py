@@ -24,14 +24,17 @@ class TriggerAction:
 
     @staticmethod
     def void() -> VoidAction:
+        """Fire and forget: the call completes once handed over, with ``None``."""
         return VoidAction()
 
     @staticmethod
     def enqueue(queue: str) -> EnqueueAction:
+        """Queue the call on ``queue``: it completes with the engine's receipt."""
         return EnqueueAction(queue=queue)
 
     Void = void
 
     @staticmethod
     def Enqueue(queue: str) -> EnqueueAction:
+        """:meth:`enqueue`, spelled as in the official SDK."""
         return EnqueueAction(queue=queue)

@@ -106,6 +106,7 @@ class HotStream(Observable[T], Generic[T]):
 
     @property
     def has_observers(self) -> bool:
+        """Whether anyone subscribes now (producers skip building values nobody sees)."""
         return bool(self._observers)
 
     @property
@@ -121,6 +122,7 @@ class HotStream(Observable[T], Generic[T]):
         return self._value  # type: ignore[no-any-return]
 
     def on_next(self, value: T) -> None:
+        """Emit ``value`` (on the loop)."""
         if self._terminal is not None:
             return
         if self._replay:
@@ -130,6 +132,7 @@ class HotStream(Observable[T], Generic[T]):
             sub.on_next(value)
 
     def on_error(self, error: Exception) -> None:
+        """End the stream with ``error`` (on the loop); later subscribers get it too."""
         if self._terminal is not None:
             return
         self._terminal = ("error", error)
@@ -138,6 +141,7 @@ class HotStream(Observable[T], Generic[T]):
             sub.on_error(error)
 
     def on_completed(self) -> None:
+        """Complete the stream (on the loop); later subscribers complete at once."""
         if self._terminal is not None:
             return
         self._terminal = ("completed", None)

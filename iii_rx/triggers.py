@@ -66,11 +66,13 @@ class TriggerBinding:
     @staticmethod
     def new(trigger_type: str, function_id: str, config: Any, metadata: Any,
             namespace: str | None, trigger_namespace: str | None) -> TriggerBinding:
+        """A binding with a fresh id (kept across reconnects); ``config`` ``None`` is ``{}``."""
         return TriggerBinding(str(uuid.uuid4()), trigger_type, function_id,
                               {} if config is None else config, metadata, namespace,
                               trigger_namespace)
 
     def register_frame(self) -> str:
+        """The ``registertrigger`` text (``config`` always present: the Rust engine needs it)."""
         fields: dict[str, Any] = {
             "id": self.id, "trigger_type": self.trigger_type, "function_id": self.function_id,
             "config": self.config,
@@ -84,6 +86,7 @@ class TriggerBinding:
         return encode(RegisterTrigger(**fields))
 
     def unregister_frame(self) -> str:
+        """The ``unregistertrigger`` text."""
         return encode(UnregisterTrigger(id=self.id, trigger_type=self.trigger_type))
 
 
@@ -106,6 +109,7 @@ class TriggerType:
         self.bindings: dict[str, TriggerConfig] = {}
 
     def register_frame(self) -> str:
+        """The ``registertriggertype`` text."""
         fields: dict[str, Any] = {"id": self.id, "description": self.description}
         if self.trigger_request_format is not None:
             fields["trigger_request_format"] = self.trigger_request_format
@@ -114,6 +118,7 @@ class TriggerType:
         return encode(RegisterTriggerType(**fields))
 
     def unregister_frame(self) -> str:
+        """The ``unregistertriggertype`` text."""
         return encode(UnregisterTriggerType(id=self.id))
 
 
@@ -141,13 +146,16 @@ class TriggerHandle:
 
     @property
     def id(self) -> str:
+        """The binding's id (the engine's key for it)."""
         return self.binding.id
 
     @property
     def registered(self) -> bool:
+        """Whether :meth:`unregister` has not been called yet."""
         return self._registered
 
     def unregister(self) -> None:
+        """Remove the binding from the engine."""
         if self._registered:
             self._registered = False
             self._registry.remove_binding(self.binding)
@@ -177,6 +185,7 @@ class TriggerTypeHandle:
 
     @property
     def id(self) -> str:
+        """The trigger type's id."""
         return self.trigger_type.id
 
     @property
@@ -185,6 +194,7 @@ class TriggerTypeHandle:
         return dict(self.trigger_type.bindings)
 
     def unregister(self) -> None:
+        """Stop providing the type."""
         if self._registered:
             self._registered = False
             self._registry.remove_trigger_type(self.trigger_type)

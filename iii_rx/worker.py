@@ -46,9 +46,11 @@ log = logging.getLogger("iii_rx.worker")
 class ReplyOutbox(Protocol):
     """Where results go (the transport): ``send`` on the loop, ``send_threadsafe`` elsewhere."""
 
-    def send(self, text: str, kind: int = ..., invocation_id: str | None = None) -> bool: ...
+    def send(self, text: str, kind: int = ..., invocation_id: str | None = None) -> bool:
+        """Send one frame, on the loop."""
 
-    def send_threadsafe(self, text: str, kind: int = ...) -> None: ...
+    def send_threadsafe(self, text: str, kind: int = ...) -> None:
+        """Send one frame from any other thread."""
 
 
 class WorkerTasks(TaskSet):
@@ -156,10 +158,12 @@ class HandlerSink(Sink):
 
     @property
     def in_flight(self) -> int:
+        """Invocations running now (counted only with a ``max_concurrency``)."""
         return self._inflight
 
     @property
     def waiting(self) -> int:
+        """Invocations waiting for a ``max_concurrency`` slot."""
         return len(self._waiting)
 
     def __call__(self, invocation: Invocation) -> None:
