@@ -8,7 +8,7 @@ callable (the transport's ``send``, or ``list.append`` in a test).
 
 Threading: user calls add and remove entries from any thread, synchronously, so that they can
 raise (a duplicate id, a closed client); a lock guards the registries. The worker reads
-:meth:`Registrations.function` on the loop without the lock: a dict lookup is atomic, and a
+:attr:`Registrations.functions` on the loop without the lock: a dict lookup is atomic, and a
 function's sinks are replaced as a whole tuple, never changed in place.
 """
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 from iii_rx.errors import error_from_body
 from iii_rx.functions import FunctionEntry, FunctionSpec, Sink
@@ -46,6 +47,8 @@ class Registrations:
         self._send = send
         self._lock = threading.Lock()
         self._functions: dict[str, FunctionEntry] = {}
+        self.functions: Mapping[str, FunctionEntry] = MappingProxyType(self._functions)
+        """Live read-only view of the functions by id (lock-free: the worker's hot path)."""
         self._bindings: dict[str, TriggerHandle] = {}
         self._types: dict[str, TriggerType] = {}
         self._refusal: Callable[[], BaseException] | None = None
@@ -93,10 +96,6 @@ class Registrations:
             closed = self._closed
         if not closed:
             self._send(entry.spec.unregister_frame())
-
-    def function(self, function_id: str) -> FunctionEntry | None:
-        """The registered function ``function_id`` (lock-free: the worker's hot path)."""
-        return self._functions.get(function_id)
 
     @property
     def function_ids(self) -> list[str]:

@@ -56,10 +56,11 @@ class ReplyOutbox(Protocol):
 class WorkerTasks(TaskSet):
     """The client's background tasks (handlers, providers), with a lean way in for handlers.
 
-    :meth:`own` and :meth:`release` skip the done callback of :meth:`TaskSet.add`: an async
-    handler's task catches its own errors and releases itself in its ``finally``, which saves
-    one loop callback per invocation on the worker's hot path. :meth:`aclose` cancels and
-    awaits those tasks first, then the others.
+    :meth:`own` and :meth:`release` skip the done callback of :meth:`TaskSet.add`: a handler's
+    task catches its own errors and releases itself in its ``finally``, which saves one loop
+    callback per invocation on the worker's hot path (:attr:`lean` is the set behind them,
+    for a caller that cannot afford even a method call). :meth:`aclose` cancels and awaits
+    those tasks first, then the others.
     """
 
     __slots__ = ("_lean",)
@@ -67,6 +68,12 @@ class WorkerTasks(TaskSet):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._lean: set[asyncio.Task[Any]] = set()
+
+    @property
+    def lean(self) -> set[asyncio.Task[Any]]:
+        """The set :meth:`own` adds to and :meth:`release` discards from (always this object:
+        its bound ``add``/``discard`` may be kept). Adding to it skips the closed check."""
+        return self._lean
 
     def own(self, task: asyncio.Task[Any]) -> None:
         """Own a task that calls :meth:`release` when it ends (cancelled at once if closed)."""
@@ -89,7 +96,7 @@ class WorkerTasks(TaskSet):
         while True:
             # A task cancelled before its first step never runs its ``finally``, so it never
             # releases itself: forget the ended ones here.
-            self._lean = {task for task in self._lean if not task.done()}
+            self._lean.difference_update([task for task in self._lean if task.done()])
             tasks = [task for task in self._lean if task is not current]
             if not tasks:
                 break
@@ -148,6 +155,10 @@ class HandlerSink(Sink):
         self._bridge = worker.bridge
         self._loop = worker.bridge.loop
         self._tasks = worker.tasks
+        # The hot path of async handlers: a task is added before it starts and discarded in
+        # its finally, one C call each (an invocation arrives only while the client is open).
+        self._track = worker.tasks.lean.add
+        self._untrack = worker.tasks.lean.discard
         self._pool = worker.pool
         self._handler = handler
         self._async = _is_async(handler)
@@ -181,7 +192,7 @@ class HandlerSink(Sink):
                 task = self._loop.create_task(self._run_async(invocation))
             finally:
                 current_context.reset(token)
-            self._tasks.own(task)
+            self._track(task)
         else:
             try:
                 self._pool.submit(self._run_sync, invocation)
@@ -207,7 +218,7 @@ class HandlerSink(Sink):
             invocation.reply(result)
         finally:
             # Here rather than in a done callback: that would cost one more loop callback.
-            self._tasks.release(asyncio.current_task(self._loop))
+            self._untrack(asyncio.current_task(self._loop))
             if self._limit is not None:
                 self._finished()
 
@@ -285,6 +296,7 @@ class Worker:
         """The tasks of async handlers, cancelled and awaited when the client closes."""
         self._outbox = outbox
         self._registrations = registrations
+        self._functions = registrations.functions
         self._invocations = invocations
         self._url = url
         self._headers = headers
@@ -309,7 +321,7 @@ class Worker:
                 return
         if self._invocations.has_observers:
             self._invocations.on_next(invocation)
-        entry = self._registrations.function(frame.function_id)
+        entry = self._functions.get(frame.function_id)
         if entry is None or not entry.sinks:
             if entry is not None and entry.spec.invocation is not None:
                 invocation.fail("Function is HTTP-invoked and cannot be invoked locally",
