@@ -138,11 +138,11 @@ def contenders(frame: str, mode: str) -> dict[str, Encoder | None]:
         if _fastjson is not None:
             fj = _fastjson
 
-            def fastjson(result: Any) -> str:
+            def fastjson_result(result: Any) -> str:
                 text = fj.result_frame(IID, FUNCTION, result, TRACEPARENT)
                 return text if text is not None else _model_result(result, True)
 
-            found["_fastjson"] = fastjson
+            found["_fastjson"] = fastjson_result
         if wire is not None:
             w = wire
             found["engine.wire"] = lambda result: w.result_text(IID, FUNCTION, result, None,
