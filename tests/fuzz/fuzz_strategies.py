@@ -477,6 +477,38 @@ def http_requests(draw: st.DrawFn) -> bytes:
     return head + b"\r\n" + body
 
 
+ws_paths = st.one_of(
+    st.sampled_from([b"/", b"/otel", b"/ws/channels/", b"/ws/channels/x", b"/ws/channels/x?key=k",
+                     b"/ws/channels/x?key=k&dir=read", b"/ws/channels/x?key=k&dir=up",
+                     b"/ws/channels/%2F?key=&dir=write", b"/ws/channels/a/b?key=k&dir=read",
+                     b"/?x=1", b"/nope", b"*", b"/" + b"a" * 9000,
+                     b"/ws/channels/x?key=k&dir=read&dir=write&key=j"]),
+    st.text(max_size=30).map(lambda t: b"/" + _http_token(t)),
+    st.binary(max_size=30),
+)
+
+
+@st.composite
+def worker_port_requests(draw: st.DrawFn) -> bytes:
+    """Bytes to the websocket port: upgrade requests (well-formed or not) to any path,
+    plain HTTP, or garbage."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(http_requests())
+    if kind == 1:
+        return draw(garbage_bytes) + b"\r\n\r\n"
+    headers = [(b"Host", b"127.0.0.1"), (b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+               (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+               (b"Sec-WebSocket-Version", b"13")]
+    if kind == 3:  # drop, duplicate or garble some of them
+        for index in sorted(draw(st.sets(st.integers(0, 4), max_size=3)), reverse=True):
+            headers[index] = (headers[index][0], draw(header_values))
+        headers += draw(st.lists(st.tuples(header_names, header_values), max_size=3))
+    method = draw(st.sampled_from([b"GET", b"GET", b"POST", b"get"]))
+    head = method + b" " + draw(ws_paths) + b" HTTP/1.1\r\n"
+    return head + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n"
+
+
 # ----------------------------------------------------------------------------- envelopes
 
 

@@ -314,9 +314,9 @@ def _closed_port() -> int:
 
 
 def final_response(data: bytes) -> bytes:
-    """``data`` without the interim (1xx) responses in front of the final one."""
+    """``data`` without the interim (1xx but 101) responses in front of the final one."""
     while True:
-        match = re.match(rb"HTTP/1\.[01] 1\d\d", data)
+        match = re.match(rb"HTTP/1\.[01] 1(?!01)\d\d", data)
         head_end = data.find(b"\r\n\r\n")
         if not match or head_end < 0:
             return data
@@ -327,8 +327,10 @@ def _complete(data: bytes, head_only: bool = False) -> bool:
     """Whether ``data`` holds a whole final HTTP response (a 1xx is never final)."""
     data = final_response(data)
     head_end = data.find(b"\r\n\r\n")
-    if head_end < 0 or re.match(rb"HTTP/1\.[01] 1\d\d", data):
+    if head_end < 0 or re.match(rb"HTTP/1\.[01] 1(?!01)\d\d", data):
         return False
+    if data.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101")):
+        return True  # switched to websocket: the connection stays open by design
     head = data[:head_end].lower()
     body = data[head_end + 4:]
     if head_only or status_of(data) in (204, 304):
@@ -593,14 +595,23 @@ def _engine_stacktrace(frame: dict[str, Any]) -> str | None:
 
 
 def known_log_defect(record: logging.LogRecord) -> bool:
-    """Known defect D2 (issue 12, item 5): aiohttp logs a full traceback at ERROR for every
-    malformed HTTP request to the REST port. Tolerated by the main properties (else every
-    malformed request would fail them) unless ``III_FUZZ_INCLUDE_KNOWN=1``; its own strict
-    xfail test is in test_known_defects.py."""
-    if not tolerating_known_defects() or record.name != "aiohttp.server" \
-            or not record.exc_info:
+    """Tracebacks of known defects, tolerated by the main properties (else nearly every
+    malformed request would fail them) unless strict; each has its own strict xfail test in
+    test_known_defects.py.
+
+    * D2 (issue 12, item 5): aiohttp logs a full traceback at ERROR for every malformed HTTP
+      request to the REST port;
+    * D14: websockets' "unexpected internal error" (an ``AssertionError``) for a plain HTTP
+      request with bytes after its head to a path the worker port refuses.
+    """
+    if not tolerating_known_defects() or not record.exc_info:
         return False
-    return isinstance(record.exc_info[1], HttpProcessingError)
+    error = record.exc_info[1]
+    if record.name == "aiohttp.server":
+        return isinstance(error, HttpProcessingError)
+    return (record.name.startswith(("iii_rx.engine", "websockets"))
+            and isinstance(error, AssertionError)
+            and record.getMessage() == "unexpected internal error")
 
 
 REST_FAILURES = frozenset({500, 502, 503})
@@ -670,11 +681,14 @@ class FakeEngine:
 
     ECHO = "fake::echo"
 
-    def __init__(self) -> None:
+    def __init__(self, preamble: list[Msg] | None = None) -> None:
         self.connections = 0
         self.ws: ServerConnection | None = None
-        self.received: list[dict[str, Any]] = []
+        self.pongs = 0
+        """``pong`` frames received from the client so far."""
         self._changed = asyncio.Event()
+        self.preamble = preamble or []
+        """Messages sent before ``workerregistered`` on each connection."""
 
     async def start(self) -> FakeEngine:
         self.server = await serve(self._handle, LOOPBACK, 0, compression=None,
@@ -697,6 +711,8 @@ class FakeEngine:
     async def _handle(self, ws: ServerConnection) -> None:
         self.connections += 1
         self.ws = ws
+        for msg in self.preamble:
+            await ws.send(msg.data)
         await ws.send(json.dumps({"type": "workerregistered", "worker_id": str(uuid.uuid4()),
                                   "reattach_token": uuid.uuid4().hex}))
         try:
@@ -707,8 +723,9 @@ class FakeEngine:
                     continue
                 if not isinstance(frame, dict):
                     continue
-                self.received.append(frame)
-                self._changed.set()
+                if frame.get("type") == "pong":
+                    self.pongs += 1
+                    self._changed.set()
                 iid = frame.get("invocation_id")
                 if frame.get("type") == "invokefunction" and iid is not None:
                     if frame.get("function_id") == "engine::workers::register":
@@ -738,8 +755,11 @@ class FakeEngine:
 class ClientEnv:
     """An iii_rx client connected to a :class:`FakeEngine`, with a few functions."""
 
+    def __init__(self, preamble: list[Msg] | None = None) -> None:
+        self.preamble = [self.materialize(m) for m in preamble or []]
+
     async def start(self) -> ClientEnv:
-        self.fake = await FakeEngine().start()
+        self.fake = await FakeEngine(self.preamble).start()
         self.client = await iii_rx.connect(
             self.fake.url, name=f"fuzz-client-{uuid.uuid4().hex[:8]}", timeout_ms=5000,
             connect_timeout=WAIT)
@@ -787,15 +807,12 @@ async def check_client_batch(env: ClientEnv, messages: list[Msg]) -> None:
             pass
     ws, connections = fake.ws, fake.connections
     assert ws is not None
-    start = len(fake.received)
+    start = fake.pongs
     with LogWatch() as logs:
         for msg in sent:
             await ws.send(msg.data)
-
-        def pongs() -> int:
-            return sum(1 for f in fake.received[start:] if f.get("type") == "pong")
-
-        await fake.wait_for(lambda: pongs() >= pings, f"pong to each of {pings} ping(s)")
+        await fake.wait_for(lambda: fake.pongs - start >= pings,
+                            f"pong to each of {pings} ping(s)")
         nonce = uuid.uuid4().hex
         result = await asyncio.wait_for(client.trigger(FakeEngine.ECHO, {"nonce": nonce}), WAIT)
         assert result == {"nonce": nonce}, result
@@ -804,11 +821,39 @@ async def check_client_batch(env: ClientEnv, messages: list[Msg]) -> None:
     logs.assert_no_tracebacks("by the client")
 
 
+async def check_client_handshake(messages: list[Msg]) -> None:
+    """A fake engine that sends ``messages`` before ``workerregistered``: the client still
+    connects (on the first connection), calls, and logs no traceback."""
+    with LogWatch() as logs:
+        env = ClientEnv(messages)
+        try:
+            await env.start()
+            assert env.fake.connections == 1, f"{env.fake.connections} connections"
+            nonce = uuid.uuid4().hex
+            result = await asyncio.wait_for(
+                env.client.trigger(FakeEngine.ECHO, {"nonce": nonce}), WAIT)
+            assert result == {"nonce": nonce}, result
+        finally:
+            with contextlib.suppress(Exception):
+                await env.stop()
+    logs.assert_no_tracebacks("by the client")
+
+
+async def check_worker_port_request(env: EngineEnv, messages: list[Msg]) -> None:
+    """Raw bytes to the engine's *worker* port (garbage, HTTP, websocket upgrades to any path):
+    an answer or a close in time, no traceback, and the engine still serves."""
+    with LogWatch() as logs:
+        for msg in messages:
+            await raw_http(env.engine.port, msg.as_bytes())
+        await env.healthy()
+    logs.assert_no_tracebacks("by the engine's websocket port", known=known_log_defect)
+
+
 # ============================================================================ registry
 
 
-TARGETS = ("protocol_decode", "cbor_sequence", "json_lines", "engine_frames", "rest_requests",
-           "rest_envelopes", "client_frames")
+TARGETS = ("protocol_decode", "cbor_sequence", "json_lines", "engine_frames", "worker_port",
+           "rest_requests", "rest_envelopes", "client_frames", "client_handshake")
 """Every fuzz target (a directory of ``corpus/``)."""
 
 PURE_CHECKS: dict[str, Callable[[list[Msg]], None]] = {
@@ -816,8 +861,13 @@ PURE_CHECKS: dict[str, Callable[[list[Msg]], None]] = {
     "cbor_sequence": check_cbor,
     "json_lines": check_json_lines,
 }
+LOOP_CHECKS: dict[str, Callable[[list[Msg]], Any]] = {
+    "client_handshake": check_client_handshake,
+}
+"""Targets that need the loop but no shared environment."""
 ENGINE_CHECKS: dict[str, Callable[[EngineEnv, list[Msg]], Any]] = {
     "engine_frames": check_engine_batch,
+    "worker_port": check_worker_port_request,
     "rest_requests": check_rest_request,
     "rest_envelopes": check_envelope_messages,
 }

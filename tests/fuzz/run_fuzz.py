@@ -9,7 +9,8 @@ Usage (from the repository root)::
     .venv/bin/python tests/fuzz/run_fuzz.py --seconds 60 --include-known   # known defects too
 
 It cycles through the targets (``--targets``, default all: protocol_decode, cbor_sequence,
-json_lines, engine_frames, rest_requests, rest_envelopes, client_frames), running rounds of
+json_lines, engine_frames, worker_port, rest_requests, rest_envelopes, client_frames,
+client_handshake), running rounds of
 ``--batch`` fresh random examples each, until ``--seconds`` have passed. A failing example is
 shrunk by hypothesis, checked again (a failure that does not reproduce is reported as flaky,
 not kept), and written to ``corpus/<target>/<hash>.json``; ``test_fuzz_corpus.py`` replays
@@ -33,6 +34,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from fuzz_targets import (
         CLIENT_CHECKS,
         ENGINE_CHECKS,
+        LOOP_CHECKS,
         PURE_CHECKS,
         TARGETS,
         ClientEnv,
@@ -96,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     from hypothesis import HealthCheck, Phase, given, seed, settings
     from hypothesis import strategies as st
-    from hypothesis.errors import InvalidArgument
+    from hypothesis.errors import HypothesisWarning, InvalidArgument
+
+    # The engine and client run on another thread while examples are drawn; their use of
+    # ``random`` (reconnect jitter) is not the strategies', and big reprs are expected here.
+    warnings.simplefilter("ignore", HypothesisWarning)
 
     targets = list(TARGETS) if args.targets == "all" else args.targets.split(",")
     unknown = set(targets) - set(TARGETS)
@@ -122,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                    .map(lambda fl: [fs.REGISTER_WORKER, *fl])),
             frames(fs.http_function_batches()),
         ),
+        "worker_port": fs.worker_port_requests().map(lambda r: [Msg(r)]),
+        "client_handshake": fs.message_batches,
         "rest_requests": fs.http_requests().map(lambda r: [Msg(r)]),
         "rest_envelopes": st.tuples(fs.envelopes, st.sampled_from(["GET", "POST", "HEAD"]))
         .map(lambda pair: envelope_messages(*pair)),
@@ -145,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal engine_env, client_env
         if target in PURE_CHECKS:
             return PURE_CHECKS[target]
+        if target in LOOP_CHECKS:
+            return lambda msgs: loop.run(LOOP_CHECKS[target](msgs), 60)
         if target in ENGINE_CHECKS:
             if engine_env is None:
                 engine_env = loop.run(EngineEnv().start(), 60)

@@ -26,7 +26,7 @@ from fuzz_strategies import (
     nested_text,
 )
 from fuzz_support import LoopThread, Msg
-from fuzz_targets import ClientEnv, check_client_batch
+from fuzz_targets import ClientEnv, check_client_batch, check_client_handshake
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -72,6 +72,14 @@ def test_client_handlers_get_any_input(loop: LoopThread, client_env: ClientEnv,
     if iid is not None:
         frame["invocation_id"] = iid
     loop.run(check_client_batch(client_env, [Msg(dumps(frame))]), RUN_TIMEOUT)
+
+
+@fuzz_settings(15)
+@given(message_batches)
+def test_client_connects_through_any_preamble(loop: LoopThread, batch: list[Msg]) -> None:
+    """Garbage before the engine's ``workerregistered``: the client still connects (on its
+    first connection) and calls."""
+    loop.run(check_client_handshake(batch), RUN_TIMEOUT)
 
 
 def test_client_survives_deep_and_huge_frames(loop: LoopThread, client_env: ClientEnv) -> None:

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from conftest import RUN_TIMEOUT
 from fuzz_support import CORPUS_DIR, LoopThread, corpus_files, load_corpus_file
-from fuzz_targets import CLIENT_CHECKS, ENGINE_CHECKS, PURE_CHECKS, TARGETS, strict_checks
+from fuzz_targets import (
+    CLIENT_CHECKS,
+    ENGINE_CHECKS,
+    LOOP_CHECKS,
+    PURE_CHECKS,
+    TARGETS,
+    strict_checks,
+)
 
 
 def _param(path: Path) -> object:
@@ -48,6 +55,8 @@ def test_kept_input_still_passes(path: Path, request: pytest.FixtureRequest,
     with strict_checks(bool(entry.get("strict"))):
         if target in PURE_CHECKS:
             PURE_CHECKS[target](messages)
+        elif target in LOOP_CHECKS:
+            loop.run(LOOP_CHECKS[target](messages), RUN_TIMEOUT)
         elif target in ENGINE_CHECKS:
             env = request.getfixturevalue("engine_env")
             loop.run(ENGINE_CHECKS[target](env, messages), RUN_TIMEOUT)

@@ -122,26 +122,19 @@ def test_json_lines_cut_inside_a_line_is_truncated() -> None:
 # ---------------------------------------------------------------------- over a real channel
 
 
-@pytest.fixture(scope="module")
-def channel_engine(loop: LoopThread) -> EngineEnv:
-    env = loop.run(EngineEnv().start(), 60)
-    yield env
-    loop.run(env.stop(), 60)
-
-
 GARBAGE_STREAMS = [b"\xff\xfe\xfd", b"\x81" * 100_000 + b"\x00", b"\xc0\x01",
                    encode_item({"ok": 1}) + b"\x1f", encode_item([1, 2, 3])[:-1],
                    b"\x7f\x41a\xff", b"\x62\xff\xfe"]
 
 
 @pytest.mark.parametrize("payload", GARBAGE_STREAMS, ids=lambda p: p[:4].hex())
-def test_channel_reader_objects_on_garbage(loop: LoopThread, channel_engine: EngineEnv,
+def test_channel_reader_objects_on_garbage(loop: LoopThread, engine_env: EngineEnv,
                                            payload: bytes) -> None:
     """Bad CBOR written to a real channel: ``reader.objects()`` raises a typed error after
     the items before it, and the engine keeps serving."""
 
     async def scenario() -> tuple[list, BaseException | None]:
-        async with iii_rx.connect(channel_engine.engine.url, name=None,
+        async with iii_rx.connect(engine_env.engine.url, name=None,
                                   connect_timeout=10) as iii:
             channel = await iii.create_channel_async()
             items: list = []
@@ -166,4 +159,4 @@ def test_channel_reader_objects_on_garbage(loop: LoopThread, channel_engine: Eng
     items, error = loop.run(scenario(), 60)
     assert error is not None, items
     assert isinstance(error, IIIError), repr(error)
-    loop.run(channel_engine.healthy(), 60)
+    loop.run(engine_env.healthy(), 60)

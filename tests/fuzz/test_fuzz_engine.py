@@ -27,9 +27,10 @@ from fuzz_strategies import (
     invocation_ids,
     message_batches,
     nested_text,
+    worker_port_requests,
 )
 from fuzz_support import LogWatch, LoopThread, Msg
-from fuzz_targets import EngineEnv, RawWs, check_engine_batch
+from fuzz_targets import EngineEnv, RawWs, check_engine_batch, check_worker_port_request
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
@@ -107,6 +108,15 @@ def test_multi_megabyte_frames(loop: LoopThread, engine_env: EngineEnv) -> None:
 
 
 # ---------------------------------------------------------------------- transport-level
+
+
+@fuzz_settings(50)
+@given(worker_port_requests())
+def test_worker_port_survives_any_handshake(loop: LoopThread, engine_env: EngineEnv,
+                                            request: bytes) -> None:
+    """Garbage, plain HTTP and websocket upgrades (well-formed or not) to any path of the
+    worker port, channel paths with any id, key and direction included."""
+    loop.run(check_worker_port_request(engine_env, [Msg(request)]), RUN_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
