@@ -13,7 +13,10 @@ lifecycle of the client.
 ``closing`` → ``closed``, or ``failed`` when the engine rejected the worker (it still has to
 be closed). Only :func:`iii_rx.connect` and :func:`iii_rx.connect_sync` build a client (through
 :func:`open_client`), and one :class:`contextlib.AsyncExitStack` owns what they started on its
-loop (the embedded engine, the handler threads, the background tasks).
+loop (the embedded engine, the handler threads, the background tasks). A ``connect_sync``
+client's loop thread is not in it: the stack closes on that loop, and a loop thread stopped
+from inside cancels whatever still awaits the close there, so ``close()`` stops the thread
+from outside once the stack has closed.
 
 **Threads.** The client lives on one loop (:attr:`Client.bridge`). Every public method is safe
 from any thread; the core modules run on the loop, except the registries, which callers on
