@@ -21,10 +21,10 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
-from iii_rx._fastjson import NON_FINITE, call_frame, find_non_finite
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import IIIInvocationError, IIITimeoutError, PayloadTooLargeError, error_from_body
-from iii_rx.protocol import EnqueueAction, InvocationResult, InvokeFunction, VoidAction, encode
+from iii_rx.frame_text import NON_FINITE, NonFiniteError, invoke_text
+from iii_rx.protocol import EnqueueAction, InvocationResult, VoidAction
 from iii_rx.single import Done
 from iii_rx.transport import CALL
 
@@ -255,22 +255,14 @@ class Calls:
 
 def call_text(call: Call, iid: str | None) -> str:
     """The ``invokefunction`` of ``call``; ``ValueError`` if its payload holds NaN/Infinity."""
-    if call.action is None:
-        text = call_frame(call.function_id, call.data, iid, call.metadata, call.traceparent,
-                          call.baggage, call.namespace)
-        if text is not None:
-            return text
-    fields: dict[str, Any] = {"function_id": call.function_id, "data": call.data}
-    if iid is not None:
-        fields["invocation_id"] = iid
-    for name in ("metadata", "traceparent", "baggage", "action", "namespace"):
-        value = getattr(call, name)
-        if value is not None:
-            fields[name] = value
-    text = encode(InvokeFunction(**fields))
-    if find_non_finite(call.data) or find_non_finite(call.metadata):
-        raise ValueError(f"the call to {call.function_id!r} was not sent: {NON_FINITE}")
-    return text
+    try:
+        return invoke_text(call.function_id, call.data, invocation_id=iid,
+                           metadata=call.metadata, traceparent=call.traceparent,
+                           baggage=call.baggage, action=call.action, namespace=call.namespace,
+                           allow_nan=False)
+    except NonFiniteError:
+        raise ValueError(
+            f"the call to {call.function_id!r} was not sent: {NON_FINITE}") from None
 
 
 def trigger_action(action: Any) -> VoidAction | EnqueueAction | None:

@@ -28,12 +28,12 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from iii_rx import channels
-from iii_rx._fastjson import NON_FINITE, find_non_finite, result_frame
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.context import Invocation, current_context, error_body_of
+from iii_rx.frame_text import NON_FINITE, NonFiniteError, result_text
 from iii_rx.functions import Sink
-from iii_rx.protocol import ErrorBody, InvocationResult, InvokeFunction, encode
+from iii_rx.protocol import ErrorBody, InvokeFunction
 from iii_rx.registrations import Registrations
 from iii_rx.streams import HotStream
 from iii_rx.transport import MAX_FRAME, MAX_MESSAGE, RESULT
@@ -345,15 +345,23 @@ class Worker:
                 to_wire = getattr(result, "to_wire", None)
                 result = (to_wire() if callable(to_wire)
                           else result.model_dump(mode="json", by_alias=True, exclude_none=True))
-            text = result_frame(iid, function_id, result, traceparent)
-            if text is None:
-                text = _model_result(iid, function_id, result, traceparent)
-            if len(text) > MAX_FRAME and len(text.encode()) > MAX_MESSAGE:
-                error = ErrorBody(code="payload_too_large",
-                                  message=f"the result is larger than {MAX_MESSAGE} bytes")
+            try:
+                text = result_text(iid, function_id, result, traceparent=traceparent,
+                                   null_result=True, allow_nan=False)
+            except NonFiniteError:
+                log.warning("result of %r (invocation %s) refused: %s", function_id, iid,
+                            NON_FINITE)
+                error = ErrorBody(code="invocation_failed",
+                                  message=f"the result of {function_id!r} was refused: "
+                                          f"{NON_FINITE}")
+            except Exception as exc:  # cycles, types JSON cannot hold
+                error = error_body_of(exc)
+            else:
+                if len(text) > MAX_FRAME and len(text.encode()) > MAX_MESSAGE:
+                    error = ErrorBody(code="payload_too_large",
+                                      message=f"the result is larger than {MAX_MESSAGE} bytes")
         if error is not None:
-            text = encode(InvocationResult(error=error, **_result_fields(
-                iid, function_id, traceparent)))
+            text = result_text(iid, function_id, error=error, traceparent=traceparent)
         assert text is not None
         if self.bridge.on_loop():
             self._outbox.send(text, RESULT)
@@ -371,26 +379,3 @@ class Worker:
         """The engine rejected the worker: end every function's observers with ``error``."""
         for sink in self._registrations.sinks():
             sink.fail(error)
-
-
-def _result_fields(iid: str, function_id: str, traceparent: str | None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"invocation_id": iid, "function_id": function_id}
-    if traceparent is not None:
-        fields["traceparent"] = traceparent
-    return fields
-
-
-def _model_result(iid: str, function_id: str, result: Any, traceparent: str | None) -> str:
-    """The ``invocationresult`` of a result plain ``json`` cannot write (pydantic's way), or
-    an ``invocation_failed`` error if it holds a NaN or an infinity."""
-    fields = _result_fields(iid, function_id, traceparent)
-    try:
-        text = encode(InvocationResult(result=result, **fields))
-    except Exception as exc:
-        return encode(InvocationResult(error=error_body_of(exc), **fields))
-    if find_non_finite(result):  # pydantic would have written null: refuse (spec 5.4)
-        log.warning("result of %r (invocation %s) refused: %s", function_id, iid, NON_FINITE)
-        return encode(InvocationResult(error=ErrorBody(
-            code="invocation_failed",
-            message=f"the result of {function_id!r} was refused: {NON_FINITE}"), **fields))
-    return text

@@ -1,17 +1,18 @@
-"""Text of the frames on the engine's hot path, and the engine's error bodies.
+"""The engine's view of the hot-path frames, and its error bodies.
 
-The invoke/result relay is the engine's busiest code, so the two frames it builds for every
-call are written straight from dicts with the C JSON encoder (about as fast as
-:func:`iii_rx.protocol.encode` on a prebuilt model, and without building the model first).
-Compact separators and non-ASCII kept as is, like the official SDK; ``NaN`` stays ``NaN``,
-as the SDK writes it (spec 5.4). Every other frame the engine sends is built with
-:mod:`iii_rx.protocol` models.
+The invoke/result frames are written by :mod:`iii_rx.frame_text`, the one encoder that the
+client uses too; here the engine keeps its argument order and its defaults: ``NaN`` is relayed
+as the official SDK writes it (see ``docs/protocol.md``), a null result is left out, and
+``action``/``namespace`` are never sent to handlers. Every other frame the engine sends is built
+with :mod:`iii_rx.protocol` models.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from iii_rx.frame_text import dumps, result_text
+from iii_rx.frame_text import invoke_text as frame_invoke_text
 
 __all__ = [
     "dumps",
@@ -20,9 +21,6 @@ __all__ = [
     "invoke_text",
     "result_text",
 ]
-
-dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-"""Compact JSON text of a value (the encoding of every frame the engine builds here)."""
 
 
 def error_body(code: str, message: str, stacktrace: str | None = None) -> dict[str, Any]:
@@ -42,41 +40,8 @@ def invoke_text(
     baggage: str | None = None,
 ) -> str:
     """An E→W ``invokefunction``: ``action`` and ``namespace`` are never sent to handlers."""
-    frame: dict[str, Any] = {"type": "invokefunction", "function_id": function_id, "data": data}
-    if invocation_id is not None:
-        frame["invocation_id"] = invocation_id
-    if metadata is not None:
-        frame["metadata"] = metadata
-    if traceparent is not None:
-        frame["traceparent"] = traceparent
-    if baggage is not None:
-        frame["baggage"] = baggage
-    return dumps(frame)
-
-
-def result_text(
-    invocation_id: str,
-    function_id: str,
-    result: Any = None,
-    error: dict[str, Any] | None = None,
-    traceparent: str | None = None,
-    baggage: str | None = None,
-) -> str:
-    """An ``invocationresult``; ``result`` is left out when it is null (as the Rust engine)."""
-    frame: dict[str, Any] = {
-        "type": "invocationresult",
-        "invocation_id": invocation_id,
-        "function_id": function_id,
-    }
-    if error is not None:
-        frame["error"] = error
-    elif result is not None:
-        frame["result"] = result
-    if traceparent is not None:
-        frame["traceparent"] = traceparent
-    if baggage is not None:
-        frame["baggage"] = baggage
-    return dumps(frame)
+    return frame_invoke_text(function_id, data, invocation_id=invocation_id, metadata=metadata,
+                             traceparent=traceparent, baggage=baggage)
 
 
 def function_not_found_message(

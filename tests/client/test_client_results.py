@@ -1,4 +1,4 @@
-"""Result frames: the ``json`` fast path writes what the model path writes."""
+"""Result and call frames: the hot-path encoder writes what the model path writes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 import iii_rx
 from iii_rx import IIIInvocationError
-from iii_rx._fastjson import call_frame, result_frame
 from iii_rx.engine import Engine
+from iii_rx.frame_text import NonFiniteError, invoke_text, result_text
 from iii_rx.protocol import InvocationResult, InvokeFunction, encode
 
 PLAIN: list[Any] = [
@@ -29,8 +29,8 @@ def test_fast_result_text_is_the_model_text(value: Any, traceparent: str | None)
     if traceparent is not None:
         fields["traceparent"] = traceparent
     expected = encode(InvocationResult(result=value, **fields))
-    assert result_frame(fields["invocation_id"], fields["function_id"], value,
-                        traceparent) == expected
+    assert result_text(fields["invocation_id"], fields["function_id"], value,
+                       traceparent=traceparent, null_result=True, allow_nan=False) == expected
 
 
 @dataclasses.dataclass
@@ -38,9 +38,17 @@ class _Point:
     x: int
 
 
-@pytest.mark.parametrize("value", [{1, 2}, _Point(1), {"when": object()}, float("nan")])
-def test_fast_path_declines_what_json_cannot_write(value: Any) -> None:
-    assert result_frame("i", "f", value) is None
+@pytest.mark.parametrize("value", [{1, 2}, _Point(1)])
+def test_values_json_cannot_write_get_the_model_text(value: Any) -> None:
+    expected = encode(InvocationResult(result=value, invocation_id="i", function_id="f"))
+    assert result_text("i", "f", value, null_result=True, allow_nan=False) == expected
+
+
+def test_what_no_encoder_can_write_raises() -> None:
+    with pytest.raises(ValueError):
+        result_text("i", "f", {"when": object()}, null_result=True, allow_nan=False)
+    with pytest.raises(NonFiniteError):
+        result_text("i", "f", float("nan"), null_result=True, allow_nan=False)
 
 
 async def test_results_of_every_kind_round_trip(engine: Engine, name: str) -> None:
@@ -89,9 +97,10 @@ async def test_nan_and_infinity_in_a_result_fail_the_invocation(
 ])
 def test_fast_call_text_is_the_model_text(data: Any, extra: dict[str, Any]) -> None:
     expected = encode(InvokeFunction(function_id="fn::\u00fc", data=data, **extra))
-    assert call_frame("fn::\u00fc", data, extra.get("invocation_id"), extra.get("metadata"),
-                      extra.get("traceparent"), extra.get("baggage"),
-                      extra.get("namespace")) == expected
+    assert invoke_text("fn::\u00fc", data, invocation_id=extra.get("invocation_id"),
+                       metadata=extra.get("metadata"), traceparent=extra.get("traceparent"),
+                       baggage=extra.get("baggage"), namespace=extra.get("namespace"),
+                       allow_nan=False) == expected
 
 
 @pytest.mark.parametrize(("payload", "metadata"), [

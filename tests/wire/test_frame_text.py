@@ -1,8 +1,6 @@
 """The hot-path encoder writes exactly what the model path writes, and refuses what it must.
 
-``protocol.encode`` of the equivalent frame model is the reference for every payload; the
-encoders it replaces (the client's ``_fastjson``, the engine's ``engine.wire``) are compared too
-while they exist.
+``protocol.encode`` of the equivalent frame model is the reference for every payload.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import datetime
 import decimal
 import enum
 import gc
-import importlib
 import json
 import math
 import uuid
@@ -37,17 +34,6 @@ from iii_rx.protocol import (
 
 NAN, INF = float("nan"), float("inf")
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-def _old(module: str, name: str) -> Callable[..., Any]:
-    """An encoder this one replaces; the test skips once it is gone."""
-    try:
-        found = getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        found = None
-    if found is None:
-        pytest.skip(f"{module}.{name} is gone")
-    return found  # type: ignore[no-any-return]
 
 
 # ----------------------------------------------------------------------------- payloads
@@ -235,50 +221,6 @@ def test_unset_fields_of_nested_models_stay_out_as_in_the_model_path() -> None:
     assert json.loads(text)["data"] == {"p": {"x": 1.0}, "q": {"x": 2.0, "weight": 5}}
 
 
-# ----------------------------------------------------------------------------- the old encoders
-
-
-@pytest.mark.parametrize("data", PLAIN, ids=_ids)
-@pytest.mark.parametrize("fields", [f for f in INVOKE_FIELDS if "action" not in f
-                                    and not isinstance(f.get("metadata"), BaseModel)],
-                         ids=lambda f: ",".join(f) or "bare")
-def test_invoke_text_is_the_client_fast_path_text(data: Any, fields: dict[str, Any]) -> None:
-    call_frame = _old("iii_rx._fastjson", "call_frame")
-    expected = call_frame("fn::\u00fc", data, fields.get("invocation_id"), fields.get("metadata"),
-                          fields.get("traceparent"), fields.get("baggage"),
-                          fields.get("namespace"))
-    assert expected is not None
-    assert invoke_text("fn::\u00fc", data, allow_nan=False, **fields) == expected
-
-
-@pytest.mark.parametrize("result", PLAIN, ids=_ids)
-@pytest.mark.parametrize("traceparent", [None, TRACEPARENT])
-def test_result_text_is_the_client_fast_path_text(result: Any, traceparent: str | None) -> None:
-    result_frame = _old("iii_rx._fastjson", "result_frame")
-    expected = result_frame("i", "fn::\u00fc", result, traceparent)
-    assert result_text("i", "fn::\u00fc", result, traceparent=traceparent, null_result=True,
-                       allow_nan=False) == expected
-
-
-@pytest.mark.parametrize("data", [*PLAIN, NAN, [INF, -INF], {"m": {"x": NAN}}], ids=_ids)
-@pytest.mark.parametrize("fields", [{}, {"metadata": {"m": [1, NAN]}, "traceparent": TRACEPARENT,
-                                         "baggage": "k=v"}], ids=lambda f: ",".join(f) or "bare")
-def test_invoke_text_is_the_engine_text(data: Any, fields: dict[str, Any]) -> None:
-    old = _old("iii_rx.engine.wire", "invoke_text")
-    for iid in (None, "wire-1"):
-        expected = old(iid, "fn::\u00fc", data, fields.get("metadata"),
-                       fields.get("traceparent"), fields.get("baggage"))
-        assert invoke_text("fn::\u00fc", data, invocation_id=iid, **fields) == expected
-
-
-@pytest.mark.parametrize("result", [*PLAIN, NAN, [INF, -INF]], ids=_ids)
-@pytest.mark.parametrize("error", [None, {"code": "c", "message": "m"}])
-def test_result_text_is_the_engine_text(result: Any, error: dict[str, Any] | None) -> None:
-    old = _old("iii_rx.engine.wire", "result_text")
-    expected = old("i", "fn::\u00fc", result, error, TRACEPARENT, "k=v")
-    assert result_text("i", "fn::\u00fc", result, error, TRACEPARENT, "k=v") == expected
-
-
 @pytest.mark.parametrize("value", PLAIN, ids=_ids)
 def test_dumps_is_compact_json_with_non_ascii_as_is(value: Any) -> None:
     assert dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -439,11 +381,6 @@ def _has_non_finite(value: Any) -> bool:
 
 def test_the_refusal_text_is_todays() -> None:
     assert NON_FINITE == "NaN and Infinity cannot be sent: JSON has no such numbers (spec 5.4)"
-    try:
-        old = importlib.import_module("iii_rx._fastjson").NON_FINITE
-    except (ImportError, AttributeError):
-        return
-    assert old == NON_FINITE
 
 
 # ----------------------------------------------------------------------------- what cannot be sent
