@@ -509,6 +509,50 @@ def worker_port_requests(draw: st.DrawFn) -> bytes:
     return head + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n"
 
 
+@st.composite
+def http_responses(draw: st.DrawFn) -> bytes:
+    """The raw answer of an HTTP-invoked function's endpoint: any status, headers, framing
+    and body, or garbage, or nothing."""
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
+        return draw(st.one_of(garbage_bytes, st.just(b""), st.just(b"HTTP/1.1 200 OK\r\n")))
+    status = draw(st.one_of(st.sampled_from([b"200 OK", b"201 Created", b"204 No Content",
+                                             b"301 Moved", b"304 Not Modified", b"400 Bad",
+                                             b"404 Not Found", b"500 Oops", b"503 Busy",
+                                             b"999 What", b"100 Continue", b"abc", b""]),
+                            st.binary(max_size=12)))
+    version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2", b"ICY"]))
+    body = draw(st.one_of(json_bodies(), garbage_bytes, st.just(b"")))
+    headers: list[tuple[bytes, bytes]] = [(b"Content-Type", draw(st.sampled_from(
+        [b"application/json", b"application/json; charset=latin-1", b"text/plain", b"",
+         b"application/octet-stream"])))]
+    headers += draw(st.lists(st.tuples(
+        st.one_of(st.sampled_from([b"Location", b"Content-Encoding", b"Set-Cookie",
+                                   b"X-A"]), header_names),
+        st.one_of(st.sampled_from([b"gzip", b"br", b"deflate", b"http://10.0.0.1/"]),
+                  header_values)), max_size=3))
+    framing = draw(st.sampled_from(["exact", "exact", "none", "short", "long", "bad", "chunked",
+                                    "chunked-bad"]))
+    if framing == "exact":
+        headers.append((b"Content-Length", str(len(body)).encode()))
+    elif framing == "short":
+        headers.append((b"Content-Length", str(max(0, len(body) - 3)).encode()))
+    elif framing == "long":
+        headers.append((b"Content-Length", str(len(body) + 5).encode()))
+    elif framing == "bad":
+        headers.append((b"Content-Length", draw(st.sampled_from([b"-1", b"x", b"1e3"]))))
+    elif framing == "chunked":
+        headers.append((b"Transfer-Encoding", b"chunked"))
+        body = (f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n") if body \
+            else b"0\r\n\r\n"
+    elif framing == "chunked-bad":
+        headers.append((b"Transfer-Encoding", b"chunked"))
+        body = b"zz\r\n" + body
+    headers.append((b"Connection", b"close"))
+    head = version + b" " + status + b"\r\n"
+    return head + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n" + body
+
+
 # ----------------------------------------------------------------------------- envelopes
 
 

@@ -307,6 +307,37 @@ async def _http_stub(hits: list[str]) -> tuple[web.ServerRunner, int]:
     return runner, int(runner.addresses[0][1])
 
 
+class RawResponder:
+    """A loopback HTTP endpoint that answers every request with :attr:`response`, raw bytes
+    (the fuzzed answer of an HTTP-invoked function's endpoint), then closes."""
+
+    def __init__(self) -> None:
+        self.response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+    async def start(self) -> RawResponder:
+        self.server = await asyncio.start_server(self._handle, LOOPBACK, 0)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+        return self
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if length:
+                await asyncio.wait_for(reader.readexactly(int(length.group(1))), WAIT)
+            writer.write(self.response)
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
@@ -425,6 +456,8 @@ class EngineEnv:
         self.rest_port: int = self.engine.rest_port
         self.stub_port = stub_port
         self.ports = [stub_port, stub_port, self.rest_port, _closed_port()]
+        self.responder = await RawResponder().start()
+        self.stack.push_async_callback(self.responder.stop)
         self.good = await GoodWorker.start(self.engine.url)
         self.stack.push_async_callback(self.good.close)
         self.caller = await GoodWorker.start(self.engine.url)
@@ -497,6 +530,25 @@ class EngineEnv:
         return rewritten
 
 
+async def check_http_response(env: EngineEnv, messages: list[Msg],
+                              answer_wait: float = ANSWER_WAIT) -> None:
+    """An HTTP-invoked function whose endpoint answers with the raw bytes of ``messages[0]``:
+    its call is answered in time (a result or a typed error, never the engine's own
+    traceback), nothing is logged with a traceback, and the engine still serves."""
+    env.responder.response = messages[0].as_bytes()
+    function_id = f"{HTTP_FUNCTION_PREFIX}response-{uuid.uuid4()}"
+    frames = [
+        {"type": "invokefunction", "function_id": "engine::workers::register",
+         "data": {"name": function_id}, "invocation_id": "register-worker"},
+        {"type": "registerfunction", "id": function_id, "invocation": {
+            "url": f"http://{LOOPBACK}:{env.responder.port}/fuzzed-response",
+            "timeout_ms": 1500}},
+        {"type": "invokefunction", "function_id": function_id, "data": {"a": 1},
+         "invocation_id": "response-call"},
+    ]
+    await check_engine_batch(env, [Msg(json.dumps(f)) for f in frames], answer_wait)
+
+
 def expected_answers(messages: list[Msg]) -> set[str]:
     """Invocation ids the engine must answer: valid sync calls of engine functions, of
     functions nobody registers, and of HTTP-invoked functions (the engine makes the call)."""
@@ -534,7 +586,8 @@ def _invalid_call_id(msg: Msg) -> str | None:
     return None
 
 
-async def check_engine_batch(env: EngineEnv, messages: list[Msg]) -> None:
+async def check_engine_batch(env: EngineEnv, messages: list[Msg],
+                             answer_wait: float = ANSWER_WAIT) -> None:
     """Send ``messages`` on a fresh worker connection, then a ``ping``.
 
     The connection must stay open (the ``pong`` comes back, after every earlier frame was
@@ -569,9 +622,9 @@ async def check_engine_batch(env: EngineEnv, messages: list[Msg]) -> None:
                                      f"{ws.ws.close_code} {ws.ws.close_reason!r}")
 
             try:
-                await asyncio.wait_for(collect(), ANSWER_WAIT)
+                await asyncio.wait_for(collect(), answer_wait)
             except asyncio.TimeoutError:
-                raise AssertionError(f"no answer within {ANSWER_WAIT} s: pong={pong}, "
+                raise AssertionError(f"no answer within {answer_wait} s: pong={pong}, "
                                      f"unanswered calls {sorted(wanted - seen)}") from None
         finally:
             await ws.close()
@@ -853,7 +906,8 @@ async def check_worker_port_request(env: EngineEnv, messages: list[Msg]) -> None
 
 
 TARGETS = ("protocol_decode", "cbor_sequence", "json_lines", "engine_frames", "worker_port",
-           "rest_requests", "rest_envelopes", "client_frames", "client_handshake")
+           "http_responses", "rest_requests", "rest_envelopes", "client_frames",
+           "client_handshake")
 """Every fuzz target (a directory of ``corpus/``)."""
 
 PURE_CHECKS: dict[str, Callable[[list[Msg]], None]] = {
@@ -868,6 +922,7 @@ LOOP_CHECKS: dict[str, Callable[[list[Msg]], Any]] = {
 ENGINE_CHECKS: dict[str, Callable[[EngineEnv, list[Msg]], Any]] = {
     "engine_frames": check_engine_batch,
     "worker_port": check_worker_port_request,
+    "http_responses": check_http_response,
     "rest_requests": check_rest_request,
     "rest_envelopes": check_envelope_messages,
 }

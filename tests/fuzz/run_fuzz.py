@@ -9,8 +9,8 @@ Usage (from the repository root)::
     .venv/bin/python tests/fuzz/run_fuzz.py --seconds 60 --include-known   # known defects too
 
 It cycles through the targets (``--targets``, default all: protocol_decode, cbor_sequence,
-json_lines, engine_frames, worker_port, rest_requests, rest_envelopes, client_frames,
-client_handshake), running rounds of
+json_lines, engine_frames, worker_port, http_responses, rest_requests, rest_envelopes,
+client_frames, client_handshake), running rounds of
 ``--batch`` fresh random examples each, until ``--seconds`` have passed. A failing example is
 shrunk by hypothesis, checked again (a failure that does not reproduce is reported as flaky,
 not kept), and written to ``corpus/<target>/<hash>.json``; ``test_fuzz_corpus.py`` replays
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             frames(fs.http_function_batches()),
         ),
         "worker_port": fs.worker_port_requests().map(lambda r: [Msg(r)]),
+        "http_responses": fs.http_responses().map(lambda r: [Msg(r)]),
         "client_handshake": fs.message_batches,
         "rest_requests": fs.http_requests().map(lambda r: [Msg(r)]),
         "rest_envelopes": st.tuples(fs.envelopes, st.sampled_from(["GET", "POST", "HEAD"]))

@@ -17,7 +17,7 @@ import pytest
 from conftest import RUN_TIMEOUT
 from fuzz_strategies import envelopes, fuzz_settings, http_requests, json_bodies
 from fuzz_support import LoopThread, Msg
-from fuzz_targets import EngineEnv, check_envelope, check_rest_request
+from fuzz_targets import EngineEnv, check_envelope, check_rest_request, raw_http, status_of
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -53,3 +53,17 @@ def test_huge_json_body(loop: LoopThread, engine_env: EngineEnv, size: int) -> N
     request = (f"POST /fz/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
                f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
     loop.run(check_rest_request(engine_env, [Msg(request)]), RUN_TIMEOUT)
+
+
+def test_json_body_over_the_limit_is_413(loop: LoopThread, engine_env: EngineEnv) -> None:
+    """A JSON body above the 64 MiB read limit: 413, not a crash, and the engine serves."""
+    body = b'"' + b"x" * (64 * 1024 * 1024 + 16) + b'"'
+    request = (f"POST /fz/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+               f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+    async def scenario() -> None:
+        response = await raw_http(engine_env.rest_port, request)
+        assert status_of(response) == 413, response[:300]
+        await check_rest_request(engine_env, [])
+
+    loop.run(scenario(), RUN_TIMEOUT)

@@ -24,6 +24,7 @@ from fuzz_targets import (
     EngineEnv,
     RawWs,
     check_envelope,
+    check_http_response,
     check_rest_request,
     raw_http,
     status_of,
@@ -366,6 +367,33 @@ def test_d8_http_invoked_header_value_with_newline(loop: LoopThread, engine_env:
         assert error.get("code") == "function_not_found", error  # refused at registration
 
     loop.run(scenario(), RUN_TIMEOUT)
+
+
+def _json_answer(body: bytes) -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % len(body)) + body
+
+
+@pytest.mark.xfail(strict=True, reason="D15: an HTTP-invoked function whose endpoint answers "
+                   "JSON with an escaped lone surrogate crashes the engine's router task "
+                   "(UnicodeEncodeError writing the result): traceback logged, the caller is "
+                   "never answered")
+def test_d15_endpoint_answer_with_lone_surrogate(loop: LoopThread,
+                                                 engine_env: EngineEnv) -> None:
+    """The endpoint answers ``200`` with the JSON text ``"\\ud800"``: today "task ... of
+    the engine router crashed" and no ``invocationresult``."""
+    loop.run(check_http_response(engine_env, [Msg(_json_answer(b'"\\ud800"'))], 2.0),
+             RUN_TIMEOUT)
+
+
+@pytest.mark.xfail(strict=True, reason="D16: an HTTP-invoked function whose endpoint answers "
+                   "JSON nested ~1,000+ deep: RecursionError escapes, the call fails with "
+                   "invocation_failed carrying the engine's own traceback (not a typed "
+                   "invalid_response)")
+def test_d16_endpoint_answer_nested_deep(loop: LoopThread, engine_env: EngineEnv) -> None:
+    """The endpoint answers ``200`` with ``[[[...]]]`` 5,000 deep."""
+    body = nested_text(5000, "array").encode()
+    loop.run(check_http_response(engine_env, [Msg(_json_answer(body))]), RUN_TIMEOUT)
 
 
 # ------------------------------------------------------------------------ channel decoders
