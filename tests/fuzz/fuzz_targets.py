@@ -251,7 +251,9 @@ class GoodWorker:
     async def _serve(self) -> None:
         async for frame in self.ws.frames():
             kind = frame.get("type")
-            if kind == "invocationresult":
+            if kind == "ping":  # an engine that checks its workers' liveness gets its answer
+                await self.ws.send({"type": "pong"})
+            elif kind == "invocationresult":
                 waiter = self._calls.pop(str(frame.get("invocation_id")), None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(frame)
