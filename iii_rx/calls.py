@@ -35,6 +35,7 @@ __all__ = [
     "PendingCall",
     "call_text",
     "new_id_source",
+    "request_fields",
     "settle",
     "trigger_action",
 ]
@@ -263,6 +264,14 @@ def call_text(call: Call, iid: str | None) -> str:
     except NonFiniteError:
         raise ValueError(
             f"the call to {call.function_id!r} was not sent: {NON_FINITE}") from None
+
+
+def request_fields(request: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of a request given as a mapping or as an object with those attributes (the
+    official SDK's request models), keeping only ``keys`` from an object."""
+    if isinstance(request, Mapping):
+        return dict(request)
+    return {key: getattr(request, key, None) for key in keys}
 
 
 def trigger_action(action: Any) -> VoidAction | EnqueueAction | None:

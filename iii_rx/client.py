@@ -35,7 +35,7 @@ from typing import Any
 from iii_rx import channels
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, LoopThread
-from iii_rx.calls import Call, Calls, trigger_action
+from iii_rx.calls import Call, Calls, request_fields, trigger_action
 from iii_rx.context import Invocation, current_context
 from iii_rx.errors import IIIConnectionError, IIIInvocationError, IIIRegistrationRejectedError
 from iii_rx.functions import (
@@ -71,6 +71,7 @@ from iii_rx.single import Single
 from iii_rx.state import ConnectionState
 from iii_rx.streams import HotStream
 from iii_rx.telemetry import otel_trace_headers
+from iii_rx.topology import FunctionInfo, Topology, TopologyChange, TopologyStream, TopologyView
 from iii_rx.transport import CONTROL, Transport
 from iii_rx.triggers import (
     TriggerBinding,
@@ -90,6 +91,8 @@ DEFAULT_MAX_WORKERS = 64
 """Threads for sync handlers (created on demand). Sync handlers that block on nested calls
 each hold one while they wait, so the pool must be larger than such handlers run at once."""
 _FATAL_ON_REGISTER = frozenset({"INVALID_NAMESPACE", "FORBIDDEN"})
+_CALL_FIELDS = ("function_id", "payload", "action", "timeout_ms", "metadata", "namespace")
+_BINDING_FIELDS = ("type", "function_id", "config", "metadata", "namespace", "trigger_namespace")
 _CLOSE_WAIT = 30.0
 """Seconds a blocking ``close()`` waits for the close before it stops the loop anyway."""
 
@@ -123,7 +126,8 @@ class Client:
     :func:`iii_rx.connect_sync`): ``Client(...)`` itself raises ``TypeError``, because a client
     only works once connected and something must own what it starts.
 
-    Streams: :attr:`state`, :attr:`invocations`, :meth:`function`. Calls: :meth:`trigger`.
+    Streams: :attr:`state`, :attr:`invocations`, :attr:`topology`, :attr:`topology_changes`,
+    :meth:`function`. Calls: :meth:`trigger`, :meth:`wait_for_function`.
     Registration: :meth:`register_function`, :meth:`register_trigger`,
     :meth:`register_trigger_type`. Channels: :meth:`create_channel_async`.
     """
@@ -176,6 +180,12 @@ class Client:
                               self._pool, self._tasks, url=settings.url, headers=self.headers)
         self._providers = Providers(self._registrations, self._transport.send, self._tasks,
                                     self._pool)
+        self._topology = TopologyStream(self)
+        self.topology: TopologyView[Topology] = self._topology.snapshots
+        """Immutable topology snapshots of the engine, the latest replayed (docs/topology.md);
+        lazy and shared: discovery runs only while something subscribes."""
+        self.topology_changes: TopologyView[TopologyChange] = self._topology.changes
+        """Typed changes between consecutive topology snapshots, in order."""
         self._handlers: dict[type[Frame], Callable[[Any], None]] = {
             InvocationResult: self._calls.on_result,
             WorkerRegistered: self._on_worker_registered,
@@ -429,19 +439,9 @@ class Client:
         the connection; ``TriggerAction.enqueue(q)`` gives ``{"messageReceiptId": ...}``.
         """
         if not isinstance(function_id, str):
-            request = function_id
-            get: Callable[[str], Any]
-            if isinstance(request, Mapping):
-                get = request.get
-            else:
-                def get(key: str) -> Any:
-                    return getattr(request, key, None)
-            function_id = get("function_id")
-            payload = get("payload")
-            action = get("action")
-            timeout_ms = get("timeout_ms")
-            metadata = get("metadata")
-            namespace = get("namespace")
+            request = request_fields(function_id, _CALL_FIELDS)
+            function_id, payload, action, timeout_ms, metadata, namespace = (
+                request.get(key) for key in _CALL_FIELDS)
             if not isinstance(function_id, str):
                 raise TypeError("trigger() needs a function_id string")
         if not function_id or not function_id.strip():
@@ -472,6 +472,17 @@ class Client:
         """Background tasks running now: async handlers, awaitables of sync handlers,
         trigger-type callbacks (diagnostics; each leaves when done, close cancels them)."""
         return len(self._tasks)
+
+    async def wait_for_function(self, function_id: str, timeout: float = 30.0, *,
+                                namespace: str | None = None) -> FunctionInfo:
+        """Return once ``function_id`` is callable (listed in the client's namespace, or
+        ``namespace``); ``IIITimeoutError`` after ``timeout`` seconds."""
+        return await self._topology.wait_for_function(function_id, timeout, namespace=namespace)
+
+    def wait_for_function_sync(self, function_id: str, timeout: float = 30.0, *,
+                               namespace: str | None = None) -> FunctionInfo:
+        """Blocking :meth:`wait_for_function` (not on the client's loop thread)."""
+        return self._topology.wait_for_function_sync(function_id, timeout, namespace=namespace)
 
     # ================================================================== functions (worker side)
 
@@ -541,12 +552,7 @@ class Client:
         "namespace"?, "trigger_namespace"?}`` (a mapping, an object with those attributes, or
         keywords). ``config`` is sent as ``{}`` when absent. Returns a handle to unregister."""
         if trigger is not None:
-            if isinstance(trigger, Mapping):
-                fields = {**trigger, **fields}
-            else:
-                fields = {key: getattr(trigger, key, None) for key in
-                          ("type", "function_id", "config", "metadata", "namespace",
-                           "trigger_namespace")} | fields
+            fields = request_fields(trigger, _BINDING_FIELDS) | fields
         trigger_type = fields.get("type") or fields.get("trigger_type")
         function_id = fields.get("function_id")
         if not isinstance(trigger_type, str) or not trigger_type:
