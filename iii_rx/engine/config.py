@@ -8,7 +8,7 @@ from the same object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 __all__ = ["DEFAULT_NAMESPACE", "ENGINE_VERSION", "MAX_MESSAGE_BYTES", "EngineConfig"]
@@ -47,3 +47,23 @@ class EngineConfig:
     allow_http_private: bool = False
     require_https: bool = True
     http_url_allowlist: tuple[str, ...] = ("*",)
+    # Bounds and fault detection (docs/guarantees.md).
+    max_queue_bytes: int = 32 * 1024 * 1024
+    stuck_timeout_ms: int = 30_000
+    ping_interval_ms: int = 5_000
+    ping_timeout_ms: int = 5_000
+    channel_buffer_bytes: int = 1024 * 1024
+    max_channels_per_worker: int = 256
+    max_functions_per_worker: int = 10_000
+    max_triggers_per_worker: int = 10_000
+    max_trigger_types_per_worker: int = 1_000
+    # Authority and authentication (docs/guarantees.md).
+    token: str | None = field(default=None, repr=False)
+    http_secret_env_allowlist: tuple[str, ...] = ()
+    # REST API bounds (docs/http.md).
+    rest_max_concurrency: int = 1024
+    rest_header_timeout_ms: int = 10_000
+    rest_body_timeout_ms: int = 10_000
+    # Built-in workers (docs/engine.md, "Built-in workers").
+    state_file: str | None = None
+    """sqlite file of the state worker (``None``: state in memory)."""

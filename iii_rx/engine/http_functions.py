@@ -3,31 +3,29 @@
 A worker may register a function with an ``invocation`` (:class:`HttpInvocationRef`) instead of
 handling it: the engine then serves every call of it by making one HTTP request.
 
-* :class:`HttpFunctionSettings` is the URL policy: loopback over plain http is always fine
-  (same machine); other private, link-local and non-global addresses are refused unless
-  ``allow_http_private``; anything else needs https unless ``require_https=False``; the host
-  must match ``url_allowlist`` (globs). The URL is checked at registration and at every call.
-* :meth:`HttpFunctionInvoker.prepare` checks a registration: the URL, and the auth secrets,
-  read from the engine's environment now. A problem raises :class:`RegistrationRefused`,
+* :class:`HttpFunctionSettings` holds the policy, which :mod:`iii_rx.engine.http_policy`
+  applies: the URL (checked at registration and at every call), the configured headers, and
+  which environment variables auth may read (``secret_env_allowlist``, empty by default).
+* :meth:`HttpFunctionInvoker.prepare` checks a registration against it and reads the auth
+  secrets from the engine's environment now. A problem raises :class:`RegistrationRefused`,
   whose ``reason`` the engine logs and repeats to callers as ``function_not_found``.
 * :meth:`HttpFunctionInvoker.invoke` performs a call exactly as spec 9.2-9.4: JSON body,
   ``x-iii-*`` headers, HMAC signature, no retries, no redirects, a timeout, and the outcome
   mapping by status. It never raises for a failed call; it returns an :class:`HttpOutcome`.
+  It connects to the addresses the URL policy checked (:class:`PinnedResolver`), never to a
+  second lookup's answer, so a name cannot be rebound to a refused address in between.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
-import socket
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -36,6 +34,18 @@ from pydantic import ValidationError
 
 from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.dispatch import HttpFunctionHook
+from iii_rx.engine.http_policy import (
+    HttpFunctionSettings,
+    PinnedResolver,
+    RegistrationRefused,
+    UrlRefused,
+    check_header,
+    check_url,
+    has_control,
+    pinned,
+    secret_allowed,
+)
+from iii_rx.engine.json_bounds import loads_bounded
 from iii_rx.engine.registry import CallContext, InProcessHandler
 from iii_rx.engine.services import EngineServices
 from iii_rx.errors import IIIInvocationError
@@ -48,54 +58,15 @@ __all__ = [
     "HttpFunctionsExtension",
     "HttpFunctionSettings",
     "HttpOutcome",
+    "PinnedResolver",
     "RegistrationRefused",
     "UrlRefused",
     "check_url",
     "registration_hook",
+    "secret_allowed",
 ]
 
 log = logging.getLogger(__name__)
-
-_MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class HttpFunctionSettings:
-    """URL policy and limits of HTTP-invoked functions (defaults are the safe ones).
-
-    ``allow_http_private`` is ``--allow-http-private`` (the Rust engine's
-    ``block_private_ips: false``); ``require_https=False`` allows plain http to public hosts.
-    """
-
-    require_https: bool = True
-    allow_http_private: bool = False
-    url_allowlist: tuple[str, ...] = ("*",)
-    default_timeout_ms: int = 30_000
-    max_timeout_ms: int = 60_000
-    max_response_bytes: int = 64 * _MiB
-
-
-class UrlRefused(Exception):
-    """A URL the policy refuses; ``str()`` is the spec's reason (``HTTPS is required``...)."""
-
-
-class RegistrationRefused(Exception):
-    """An HTTP-invoked registration the engine will not accept.
-
-    ``code`` is machine-readable (``url_validation_failed``, ``secret_not_found``,
-    ``token_not_found``, ``api_key_not_found``, ``invalid_invocation``); ``reason`` is the
-    sentence to log and to hand callers.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-    @property
-    def reason(self) -> str:
-        """``"{code}: {message}"``."""
-        return str(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,66 +95,6 @@ class HttpFunction:
     auth_header: str | None = None
     secret: str | None = field(default=None, repr=False)
     invocation: HttpInvocationRef | None = field(default=None, repr=False, compare=False)
-
-
-# ----------------------------------------------------------------------------- URL policy
-
-_Kind = Literal["loopback", "private", "public"]
-
-
-def _kind_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> _Kind:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return "loopback"
-    if not address.is_global or address.is_multicast:
-        return "private"
-    return "public"
-
-
-async def _host_kind(host: str, port: int) -> _Kind:
-    """Classify a host; a name is resolved and its most restricted address wins."""
-    if host.rstrip(".").lower() == "localhost":
-        return "loopback"
-    try:
-        return _kind_of(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        raise UrlRefused("DNS lookup failed") from None
-    kinds = {_kind_of(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in infos}
-    if not kinds:
-        raise UrlRefused("DNS lookup failed")
-    if kinds == {"loopback"}:
-        return "loopback"
-    return "private" if kinds - {"public"} else "public"
-
-
-async def check_url(url: str, settings: HttpFunctionSettings) -> None:
-    """Raise :class:`UrlRefused` unless ``settings`` allow calling ``url`` (DECISIONS 7)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise UrlRefused("Invalid URL") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise UrlRefused("Invalid URL")
-    if not any(fnmatchcase(host, pattern.lower()) or fnmatchcase(url, pattern)
-               for pattern in settings.url_allowlist):
-        raise UrlRefused("URL not in allowlist")
-    kind = await _host_kind(host, port)
-    if kind == "loopback":
-        return
-    if kind == "private":
-        if not settings.allow_http_private:
-            raise UrlRefused("Private IP blocked")
-        return
-    if settings.require_https and parts.scheme != "https":
-        raise UrlRefused("HTTPS is required")
 
 
 # ----------------------------------------------------------------------------- invoker
@@ -225,7 +136,8 @@ class HttpFunctionInvoker:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
                 auto_decompress=True,
-                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64),
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64,
+                                               resolver=PinnedResolver(), use_dns_cache=False),
             )
         return self._session
 
@@ -247,6 +159,8 @@ class HttpFunctionInvoker:
             await check_url(ref.url, self.settings)
         except UrlRefused as exc:
             raise RegistrationRefused("url_validation_failed", str(exc)) from None
+        for name, value in (ref.headers or {}).items():
+            check_header(name, value)
         kind, header, secret = self._resolve_auth(ref)
         timeout = ref.timeout_ms or self.settings.default_timeout_ms
         return HttpFunction(
@@ -271,18 +185,30 @@ class HttpFunctionInvoker:
         if isinstance(auth, HmacAuth):
             return "hmac", None, self._secret(environ, auth.secret_key, "secret_not_found")
         if isinstance(auth, BearerAuth):
-            return "bearer", None, self._secret(environ, auth.token_key, "token_not_found")
+            token = self._secret(environ, auth.token_key, "token_not_found", in_header=True)
+            return "bearer", None, token
         if isinstance(auth, ApiKeyAuth):
-            value = self._secret(environ, auth.value_key, "api_key_not_found")
+            check_header(auth.header, "")
+            value = self._secret(environ, auth.value_key, "api_key_not_found", in_header=True)
             return "api_key", auth.header, value
         raise RegistrationRefused("invalid_invocation", "unknown auth type")
 
-    @staticmethod
-    def _secret(environ: Mapping[str, str], name: str, code: str) -> str:
+    def _secret(self, environ: Mapping[str, str], name: str, code: str, *,
+                in_header: bool = False) -> str:
+        # The allowlist comes first: a refusal must not tell whether the variable exists.
+        if not secret_allowed(name, self.settings.secret_env_allowlist):
+            raise RegistrationRefused(
+                "secret_not_allowed", f"environment variable {name!r} is not in the engine's "
+                "secret allowlist (Engine(http_secret_env_allowlist=...), "
+                "iii-rx engine --http-secret-env)")
         value = environ.get(name)
         if value is None:
             raise RegistrationRefused(
                 code, f"environment variable {name!r} is not set in the engine's environment")
+        if in_header and has_control(value):
+            raise RegistrationRefused(
+                "invalid_header", f"environment variable {name!r} holds a control character "
+                "and cannot be sent in an HTTP header")
         return value
 
     # ------------------------------------------------------------------ calls
@@ -290,7 +216,7 @@ class HttpFunctionInvoker:
     async def invoke(self, function: HttpFunction, data: Any) -> HttpOutcome:
         """Call ``function`` with ``data`` as its JSON body; map the answer (spec 9.4)."""
         try:
-            await check_url(function.url, self.settings)
+            addresses = await check_url(function.url, self.settings)
         except UrlRefused as exc:
             return HttpOutcome.failed("url_validation_failed", str(exc))
         try:
@@ -313,7 +239,7 @@ class HttpFunctionInvoker:
         elif function.auth_kind == "api_key" and function.auth_header:
             headers[function.auth_header] = function.secret or ""
         try:
-            return await asyncio.wait_for(self._exchange(function, headers, body),
+            return await asyncio.wait_for(self._exchange(function, headers, body, addresses),
                                           function.timeout_ms / 1000)
         except asyncio.TimeoutError:
             return HttpOutcome.failed(
@@ -321,7 +247,8 @@ class HttpFunctionInvoker:
                 f"request to {function.url} timed out after {function.timeout_ms} ms")
 
     async def _exchange(self, function: HttpFunction, headers: dict[str, str],
-                        body: bytes) -> HttpOutcome:
+                        body: bytes, addresses: tuple[str, ...]) -> HttpOutcome:
+        token = pinned.set(addresses)  # what PinnedResolver answers for this request
         try:
             response = await self._client().request(
                 function.method, function.url, data=body, headers=headers,
@@ -329,6 +256,8 @@ class HttpFunctionInvoker:
             )
         except (aiohttp.ClientError, OSError) as exc:
             return HttpOutcome.failed("http_request_failed", _cause_chain(exc))
+        finally:
+            pinned.reset(token)
         async with response:
             try:
                 payload = await self._read(response)
@@ -367,21 +296,23 @@ def _cause_chain(exc: BaseException) -> str:
 
 
 def _map_response(status: int, reason: str | None, payload: bytes) -> HttpOutcome:
-    """Spec 9.4: 2xx JSON/empty succeed, 1xx/3xx succeed leniently, >= 400 fail."""
+    """Spec 9.4: 2xx JSON/empty succeed, 1xx/3xx succeed leniently, >= 400 fail.
+
+    JSON no frame could carry (too deep, lone surrogates) counts as not JSON."""
     if 200 <= status < 300:
         if not payload:
             return HttpOutcome()
         try:
-            return HttpOutcome(result=json.loads(payload))
+            return HttpOutcome(result=loads_bounded(payload))
         except ValueError as exc:
             return HttpOutcome.failed("invalid_response", str(exc))
     if status < 400:
         try:
-            return HttpOutcome(result=json.loads(payload) if payload else None)
+            return HttpOutcome(result=loads_bounded(payload) if payload else None)
         except ValueError:
             return HttpOutcome()
     try:
-        parsed = json.loads(payload) if payload else None
+        parsed = loads_bounded(payload) if payload else None
     except ValueError:
         parsed = None
     if isinstance(parsed, dict) and "error" in parsed:
@@ -439,8 +370,8 @@ class HttpFunctionsExtension:
     """Engine extension: serves ``registerfunction`` frames that carry an ``invocation``.
 
     Settings come from the engine (``require_https``, ``allow_http_private``,
-    ``http_url_allowlist``, and ``invocation_timeout_ms`` as the default timeout); secrets from
-    ``os.environ``.
+    ``http_url_allowlist``, ``http_secret_env_allowlist``, and ``invocation_timeout_ms`` as the
+    default timeout); secrets from ``os.environ``, only the allowed variables.
     """
 
     def __init__(self) -> None:
@@ -454,6 +385,7 @@ class HttpFunctionsExtension:
             require_https=config.require_https,
             allow_http_private=config.allow_http_private,
             url_allowlist=config.http_url_allowlist,
+            secret_env_allowlist=config.http_secret_env_allowlist,
             default_timeout_ms=config.invocation_timeout_ms,
         ))
         self._services = services

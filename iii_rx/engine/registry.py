@@ -17,14 +17,28 @@ of target, which is the seam for everything that is not a worker socket:
 The registry is plain data with synchronous methods: everything runs on the engine's loop, so a
 frame's effect is complete when its handler returns. Listeners of the function key set (the
 ``engine::functions-available`` provider) are told after each change.
+
+**Worker names** (docs/guarantees.md, "Authority and authentication"). With
+``unique_worker_names`` a ``(namespace, name)`` lease belongs to one live connection, first come
+first served, and to that connection's successors: a worker that reconnects and proves, with
+the reattach token the engine gave its previous connection, that it *is* that worker
+(:meth:`Registry.reattaching`) gets its name back even if another connection took the name
+in the meantime (:meth:`Registry.inherits`; the dispatcher then evicts the squatter). A
+departed holder is remembered for ``RECLAIM_S`` seconds (at most ``MAX_DEPARTED`` of them).
+Who may connect at all is the engine token's business, not the lease's.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from iii_rx.engine.auth import same_secret
+from iii_rx.engine.logsafe import RateLimitedLog, printable
 
 if TYPE_CHECKING:
     from iii_rx.engine.connection import WorkerConnection
@@ -36,6 +50,16 @@ __all__ = [
     "InProcessHandler",
     "Registry",
 ]
+
+log = logging.getLogger("iii_rx.engine")
+_reattach_log = RateLimitedLog(log)
+
+RECLAIM_S = 120.0
+"""How long a departed lease holder's successor may reclaim its name (SDK backoff tops at
+~39 s between attempts)."""
+
+MAX_DEPARTED = 4096
+"""Departed lease holders remembered at most (the oldest are forgotten first)."""
 
 
 @dataclass(slots=True)
@@ -99,6 +123,9 @@ class Registry:
         self.leases: dict[tuple[str, str], WorkerConnection] = {}
         self.builtin_workers: dict[str, BuiltinWorker] = {}
         self.refusals: dict[tuple[str, str], tuple[WorkerConnection, str]] = {}
+        self.departed: OrderedDict[str, tuple[str, tuple[str, str], float]] = OrderedDict()
+        """Lease holders that left: worker id -> (reattach token, lease, when)."""
+        self._heirs: dict[WorkerConnection, tuple[str, str]] = {}
         self._namespaces: dict[str, set[str]] = {}
         self._function_listeners: list[Callable[[], None]] = []
 
@@ -175,7 +202,53 @@ class Registry:
     def remove_worker(self, conn: WorkerConnection) -> None:
         if self.workers.get(conn.id) is conn:
             del self.workers[conn.id]
+        self._heirs.pop(conn, None)
+        if conn.lease is not None and self.leases.get(conn.lease) is conn:
+            self._remember_departure(conn.id, conn.reattach_token, conn.lease)
         self.release_lease(conn)
+
+    def _remember_departure(self, worker_id: str, token: str, lease: tuple[str, str]) -> None:
+        now = time.monotonic()
+        departed = self.departed
+        departed[worker_id] = (token, lease, now)
+        departed.move_to_end(worker_id)
+        while departed:
+            oldest = next(iter(departed.values()))
+            if len(departed) <= MAX_DEPARTED and now - oldest[2] < RECLAIM_S:
+                break
+            departed.popitem(last=False)
+
+    def reattaching(self, conn: WorkerConnection, previous_id: str,
+                    token: str | None) -> WorkerConnection | None:
+        """Spec 2.6: ``conn`` claims to succeed ``previous_id`` with ``token``.
+
+        The token is compared in constant time. Returns the previous connection when it is
+        still live and the token is right (the caller retires it); ``None`` otherwise. With the
+        right token ``conn`` also inherits the previous connection's name lease, live or
+        recently departed (:meth:`inherits`).
+        """
+        old = self.workers.get(previous_id)
+        if old is conn or previous_id == conn.id:
+            return None
+        if old is not None and not old.closed:
+            if not same_secret(token, old.reattach_token):
+                _reattach_log.log(logging.INFO, "reattach", "ignored reattach of %s by %s: "
+                                  "wrong token", printable(previous_id), conn.id)
+                return None
+            if old.lease is not None:
+                self._heirs[conn] = old.lease
+            return old
+        departed = self.departed.get(previous_id)
+        if departed is not None and same_secret(token, departed[0]) \
+                and time.monotonic() - departed[2] < RECLAIM_S:
+            del self.departed[previous_id]
+            self._heirs[conn] = departed[1]
+        return None
+
+    def inherits(self, conn: WorkerConnection, namespace: str, name: str) -> bool:
+        """Whether ``conn`` proved to be the worker that held ``(namespace, name)`` before its
+        current holder (a reattach with the right token), so the holder must give it up."""
+        return self._heirs.get(conn) == (namespace, name)
 
     def claim_lease(self, conn: WorkerConnection, namespace: str,
                     name: str) -> WorkerConnection | None:
@@ -206,5 +279,6 @@ class Registry:
             not self.workers
             and not self.leases
             and not self.refusals
+            and not self._heirs
             and all(entry.owner is None for entry in self.functions.values())
         )

@@ -16,6 +16,17 @@ One aiohttp low-level server on ``rest_port`` (no aiohttp router: routes live in
    ``status_code`` and ``statusCode``); an error is ``500`` with an ``error_id``;
 5. everything until the response head is bounded by ``timeout_ms`` (``504``, empty body).
 
+Bounds, each an option (docs/http.md): ``token`` is required as ``Authorization: Bearer`` when
+set (401 otherwise); ``max_concurrency`` requests are handled at once, counted from after a JSON
+body was read, so slow uploads cannot starve other clients; a body that stalls for
+``body_timeout_ms`` between two chunks ends the request (408) or the ``request_body`` channel
+(aborted), and so does a client that stops reading a streamed response; request heads must
+arrive within ``header_timeout_ms`` (:mod:`iii_rx.engine.rest_protocol`); JSON bodies nested
+deeper than ``max_json_depth`` (or holding a lone surrogate escape, which no worker could
+receive) are refused with 400; a handler status of 100-199 is not a final response and
+answers 500 ``INVALID_STATUS``. Lines a client or worker can trigger are escaped and
+rate-limited (:mod:`iii_rx.engine.logsafe`).
+
 Divergence from the Rust engine (DECISIONS 9): a handler that returns ``null`` and whose
 ``response`` writer never connects gets a ``500 NO_RESPONSE`` after ``no_response_grace_ms``
 instead of hanging until the 504.
@@ -37,29 +48,42 @@ from typing import Any
 from aiohttp import web
 
 from iii_rx.aio import TaskSet
+from iii_rx.engine.auth import bearer_token_ok
+from iii_rx.engine.json_bounds import MAX_JSON_DEPTH
+from iii_rx.engine.logsafe import RateLimitedLog, printable
+from iii_rx.engine.rest_body import (
+    CHUNK,
+    Stalled,
+    parse_json_body,
+    pump,
+    read_body,
+    stalled_response,
+)
 from iii_rx.engine.rest_envelope import (
     NO_BODY_STATUS,
     buffered_response,
     error_response,
+    final_status,
     headers_of,
+    invalid_status_response,
     new_error_id,
     preflight,
     request_headers,
+    status_of,
 )
+from iii_rx.engine.rest_protocol import GuardedServer, request_finished
 from iii_rx.engine.rest_routes import Route, RouteError, RouteTable, route_from_config
-from iii_rx.engine.services import ChannelService, LocalReader, LocalWriter
+from iii_rx.engine.services import ChannelService, LocalReader
 from iii_rx.errors import IIIInvocationError
 
 __all__ = ["Invoke", "RestApi", "RouteError"]
 
 log = logging.getLogger("iii_rx.engine.rest")
+_limited = RateLimitedLog(log)
 
 Invoke = Callable[[str, str, Any, Any], Coroutine[Any, Any, Any]]
 """``await invoke(namespace, function_id, data, metadata)``: the result, or raises
 :class:`IIIInvocationError` (its ``code``/``message`` go into the 500 envelope)."""
-
-
-_CHUNK = 64 * 1024
 
 
 # ----------------------------------------------------------------------------- exchange
@@ -132,7 +156,10 @@ class RestApi:
     ``invoke`` and ``channels`` connect it to the engine; ``timeout_ms`` is the spec's
     ``default_timeout`` (504), ``no_response_grace_ms`` the grace of DECISIONS 9,
     ``max_concurrency`` the in-flight bound (excess requests wait), ``max_json_bytes`` the
-    largest JSON body read into memory (413 above it).
+    largest JSON body read into memory (413 above it), ``max_json_depth`` its deepest nesting
+    (400 above it). ``token`` (``None``: open) is the bearer token every request must carry;
+    ``header_timeout_ms`` and ``body_timeout_ms`` are the stall bounds of the module docstring
+    (0 disables one).
     """
 
     def __init__(
@@ -146,7 +173,11 @@ class RestApi:
         no_response_grace_ms: int = 1_000,
         max_concurrency: int = 1024,
         max_json_bytes: int = 64 * 1024 * 1024,
+        max_json_depth: int = MAX_JSON_DEPTH,
         channel_buffer: int = 64,
+        token: str | None = None,
+        header_timeout_ms: int = 10_000,
+        body_timeout_ms: int = 10_000,
     ) -> None:
         self.invoke = invoke
         self.channels = channels
@@ -155,7 +186,11 @@ class RestApi:
         self.timeout = timeout_ms / 1000
         self.no_response_grace = no_response_grace_ms / 1000
         self.max_json_bytes = max_json_bytes
+        self.max_json_depth = max_json_depth
         self.channel_buffer = channel_buffer
+        self.token = token or None
+        self.header_timeout = header_timeout_ms / 1000
+        self.body_timeout = body_timeout_ms / 1000 if body_timeout_ms > 0 else None
         self.routes = RouteTable()
         self._limit = asyncio.Semaphore(max_concurrency)
         self._runner: web.ServerRunner | None = None
@@ -174,7 +209,12 @@ class RestApi:
         """Bind and serve (``port=0`` picks an ephemeral port, read it from :attr:`port`)."""
         if self._calls.closed:
             self._calls = TaskSet("the REST API's calls")
-        server = web.Server(self._handle, handler_cancellation=False, access_log=None)
+        # After an early answer aiohttp reads ("lingers" on) the unread rest of a body before
+        # closing; a body that stalls gets no longer than any other stall.
+        lingering = min(10.0, self.body_timeout) if self.body_timeout else 10.0
+        server = GuardedServer(self._handle, header_timeout=self.header_timeout,
+                               handler_cancellation=False, access_log=None,
+                               lingering_time=lingering)
         runner = web.ServerRunner(server, shutdown_timeout=0.25)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
@@ -211,9 +251,10 @@ class RestApi:
         replaced = self.routes.add(route)
         if replaced is not None and replaced.trigger_id != trigger_id:
             log.info("http route %s now served by %s (replaces binding %s)",
-                     route.label, function_id, replaced.trigger_id)
+                     printable(route.label), printable(function_id),
+                     printable(replaced.trigger_id))
         else:
-            log.debug("http route %s -> %s", route.label, function_id)
+            log.debug("http route %s -> %s", printable(route.label), printable(function_id))
         return route
 
     def unbind(self, trigger_id: str, config: Any, owner: Any = None) -> bool:
@@ -227,27 +268,49 @@ class RestApi:
     # ------------------------------------------------------------------ requests
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        async with self._limit:
+        try:
+            if self.token is not None and not _is_preflight(request) and \
+                    not bearer_token_ok(request.headers.get("Authorization"), self.token):
+                return _unauthorized()
             response = await self._dispatch(request)
-        if "Origin" in request.headers and not response.prepared:
-            response.headers.setdefault("Access-Control-Allow-Origin", "*")
-            response.headers.setdefault("Access-Control-Expose-Headers", "*")
-        return response
+            if "Origin" in request.headers and not response.prepared:
+                response.headers.setdefault("Access-Control-Allow-Origin", "*")
+                response.headers.setdefault("Access-Control-Expose-Headers", "*")
+            return response
+        finally:
+            request_finished(request)
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        method = request.method.upper()
-        if (method == "OPTIONS" and "Origin" in request.headers
-                and "Access-Control-Request-Method" in request.headers):
+        if _is_preflight(request):
             return preflight(request)
-        found = self.routes.match(method, request.raw_path.split("?", 1)[0])
+        found = self.routes.match(request.method.upper(), request.raw_path.split("?", 1)[0])
         if found is None:
             return error_response(404, "NOT_FOUND", "Not Found")
         route, params = found
-        exchange = _Exchange(route, {}, TaskSet(f"http {route.label}"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        raw: bytes | None = None
+        body: Any = None
+        if "application/json" in request.headers.get("Content-Type", ""):
+            # Read before taking a concurrency slot: a slow upload holds only its connection.
+            try:
+                raw = await asyncio.wait_for(
+                    read_body(request, self.max_json_bytes, self.body_timeout), self.timeout)
+            except asyncio.TimeoutError:
+                return web.Response(status=504)
+            except Stalled:
+                return stalled_response(self.body_timeout)
+            if raw is None:
+                return error_response(413, "PAYLOAD_TOO_LARGE", "Request body too large")
+            body, refusal = parse_json_body(raw, self.max_json_depth)
+            if refusal is not None:
+                return error_response(400, "INVALID_JSON", refusal)
+        exchange = _Exchange(route, {}, TaskSet(f"http {printable(route.label)}"))
         try:
             try:
-                head = await asyncio.wait_for(self._until_head(request, exchange, params),
-                                              self.timeout)
+                head = await asyncio.wait_for(
+                    self._admitted(request, exchange, params, raw, body),
+                    max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 return web.Response(status=504)
             if isinstance(head, _Head):  # the timeout bounds the head, not a streamed body
@@ -256,22 +319,18 @@ class RestApi:
         finally:
             await self._finish(exchange)
 
+    async def _admitted(self, request: web.BaseRequest, exchange: _Exchange,
+                        params: dict[str, str], raw: bytes | None,
+                        body: Any) -> _Head | web.StreamResponse:
+        """:meth:`_until_head` in one of the ``max_concurrency`` slots."""
+        async with self._limit:
+            return await self._until_head(request, exchange, params, raw, body)
+
     async def _until_head(self, request: web.BaseRequest, exchange: _Exchange,
-                          params: dict[str, str]) -> _Head | web.StreamResponse:
+                          params: dict[str, str], raw: bytes | None,
+                          body: Any) -> _Head | web.StreamResponse:
         """Everything up to a buffered response or the head of a streamed one."""
         route = exchange.route
-        content_type = request.headers.get("Content-Type", "")
-        is_json = "application/json" in content_type
-        raw: bytes | None = None
-        body: Any = None
-        if is_json:
-            raw = await self._read_all(request)
-            if raw is None:
-                return error_response(413, "PAYLOAD_TOO_LARGE", "Request body too large")
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = None
         exchange.payload = {
             "query_params": dict(request.rel_url.query.items()),
             "path_params": params,
@@ -286,16 +345,6 @@ class RestApi:
             return early
         await self._open_channels(exchange, request, raw)
         return await self._respond(exchange)
-
-    async def _read_all(self, request: web.BaseRequest) -> bytes | None:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > self.max_json_bytes:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     async def _preconditions(self, exchange: _Exchange) -> web.StreamResponse | None:
         """Condition function then per-route middleware; a response ends the request."""
@@ -321,9 +370,9 @@ class RestApi:
             if isinstance(outcome, Mapping) and outcome.get("action") == "respond":
                 answer = outcome.get("response")
                 answer = answer if isinstance(answer, Mapping) else {}
-                return buffered_response({"status_code": answer.get("status_code", 200),
-                                          "headers": answer.get("headers") or {},
-                                          "body": answer.get("body")}, False)
+                return self._buffered({"status_code": answer.get("status_code", 200),
+                                       "headers": answer.get("headers") or {},
+                                       "body": answer.get("body")}, route, False)
         return None
 
     async def _open_channels(self, exchange: _Exchange, request: web.BaseRequest,
@@ -339,10 +388,11 @@ class RestApi:
         writer = self.channels.local_writer(request_id)
         if raw is None and not request.body_exists:
             raw = b""
-        if raw is not None and len(raw) <= self.channel_buffer // 2 * _CHUNK:
-            await _pump(writer, request, raw)  # fits in the pipe: no task needed
+        if raw is not None and len(raw) <= self.channel_buffer // 2 * CHUNK:
+            await pump(writer, request, raw, None)  # fits in the pipe: no task needed
         else:
-            exchange.tasks.spawn(_pump(writer, request, raw), name=f"iii-rest-body-{request_id}")
+            exchange.tasks.spawn(pump(writer, request, raw, self.body_timeout),
+                                 name=f"iii-rest-body-{request_id}")
 
     async def _respond(self, exchange: _Exchange) -> _Head | web.StreamResponse:
         route = exchange.route
@@ -389,8 +439,8 @@ class RestApi:
                 if outcome.error is not None:
                     return self._failure(outcome.error, exchange.route, "handler failed")
                 if outcome.result is not None:
-                    return buffered_response(outcome.result,
-                                             exchange.payload["method"] == "HEAD")
+                    return self._buffered(outcome.result, exchange.route,
+                                          exchange.payload["method"] == "HEAD")
                 returned_none = True
                 writer_seen = writer_seen or reader.writer_connected
                 grace_end = loop.time() + self.no_response_grace
@@ -399,9 +449,10 @@ class RestApi:
                 writer_seen = True
                 continue
             error_id = new_error_id()
-            log.error("http %s: %s returned no response and never opened the response "
-                      "channel (error_id %s)", exchange.route.label,
-                      exchange.route.function_id, error_id)
+            _limited.log(logging.ERROR, "no-response", "http %s: %s returned no response and "
+                         "never opened the response channel (error_id %s)",
+                         printable(exchange.route.label),
+                         printable(exchange.route.function_id), error_id)
             return error_response(
                 500, "NO_RESPONSE", "The handler returned no response and did not write to "
                 "the response channel", error_id=error_id)
@@ -410,39 +461,62 @@ class RestApi:
                       head: _Head) -> web.StreamResponse:
         reader = exchange.reader
         assert reader is not None
+        if not final_status(head.status):
+            return self._invalid_status(exchange.route, head.status)
         response = web.StreamResponse(status=head.status)
         for name, value in headers_of(head.headers):
             response.headers[name] = value
         if "Origin" in request.headers:
             response.headers.setdefault("Access-Control-Allow-Origin", "*")
             response.headers.setdefault("Access-Control-Expose-Headers", "*")
-        no_body = (head.status in NO_BODY_STATUS or head.status < 200
-                   or request.method.upper() == "HEAD")
+        no_body = head.status in NO_BODY_STATUS or request.method.upper() == "HEAD"
         if head.ended and not no_body and "Content-Length" not in response.headers:
             response.content_length = 0
+        stall = self.body_timeout
         try:
             await response.prepare(request)
             if head.first is not None and not no_body:
-                await response.write(head.first)
+                await asyncio.wait_for(response.write(head.first), stall)
             while not head.ended:
                 item = await reader.receive()
                 if item is None:
                     break
                 if isinstance(item, bytes) and not no_body:
-                    await response.write(item)
+                    # A client that stops reading would hold this request forever.
+                    await asyncio.wait_for(response.write(item), stall)
             await response.write_eof()
+        except asyncio.TimeoutError:
+            log.debug("http %s: client stopped reading the response for %s s; closing",
+                      printable(exchange.route.label), stall)
+            if request.transport is not None:
+                request.transport.close()
         except (ConnectionError, RuntimeError) as exc:
             log.debug("http %s: client went away while streaming: %s",
-                      exchange.route.label, exc)
+                      printable(exchange.route.label), printable(exc))
         return response
+
+    def _buffered(self, result: Any, route: Route, head_only: bool) -> web.Response:
+        status = status_of(result)
+        if not final_status(status):
+            return self._invalid_status(route, status)
+        return buffered_response(result, head_only)
+
+    def _invalid_status(self, route: Route, status: int) -> web.Response:
+        error_id = new_error_id()
+        _limited.log(logging.ERROR, "invalid-status", "http %s: %s answered status %d, which "
+                     "is not a final HTTP status; answering 500 (error_id %s)",
+                     printable(route.label), printable(route.function_id), status, error_id)
+        return invalid_status_response(status, error_id)
 
     def _failure(self, exc: BaseException, route: Route, what: str) -> web.Response:
         error_id = new_error_id()
         if isinstance(exc, IIIInvocationError):
-            log.error("http %s: %s (%s: %s, error_id %s)", route.label, what, exc.code,
-                      exc.message, error_id)
+            _limited.log(logging.ERROR, "handler-failed", "http %s: %s (%s: %s, error_id %s)",
+                         printable(route.label), what, printable(exc.code),
+                         printable(exc.message), error_id)
             return error_response(500, exc.code, exc.message, error_id=error_id)
-        log.error("http %s: %s (error_id %s)", route.label, what, error_id, exc_info=exc)
+        _limited.log(logging.ERROR, "handler-crashed", "http %s: %s (error_id %s)",
+                     printable(route.label), what, error_id, exc_info=exc)
         return error_response(500, "INTERNAL_ERROR", "internal server error",
                               error_id=error_id)
 
@@ -457,19 +531,13 @@ class RestApi:
 # ----------------------------------------------------------------------------- helpers
 
 
-async def _pump(writer: LocalWriter, request: web.BaseRequest, raw: bytes | None) -> None:
-    """Copy the request body into the ``request_body`` channel in 64 KiB frames, then close."""
-    try:
-        if raw is not None:
-            for start in range(0, len(raw), _CHUNK):
-                await writer.write(raw[start:start + _CHUNK])
-        else:
-            async for chunk in request.content.iter_chunked(_CHUNK):
-                await writer.write(chunk)
-    except Exception as exc:
-        log.debug("request body copy stopped: %s", exc)
-    finally:
-        try:
-            await writer.close()
-        except Exception as exc:
-            log.debug("request body channel did not close cleanly: %s", exc)
+def _is_preflight(request: web.BaseRequest) -> bool:
+    return (request.method.upper() == "OPTIONS" and "Origin" in request.headers
+            and "Access-Control-Request-Method" in request.headers)
+
+
+def _unauthorized() -> web.Response:
+    response = error_response(401, "UNAUTHORIZED",
+                              "this engine requires Authorization: Bearer <token>")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response

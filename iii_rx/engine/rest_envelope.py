@@ -22,13 +22,17 @@ __all__ = [
     "buffered_response",
     "encode_envelope",
     "error_response",
+    "final_status",
     "headers_of",
+    "invalid_status_response",
     "new_error_id",
     "preflight",
     "request_headers",
+    "status_of",
 ]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but TAB (RFC 9110)
 _DROPPED_HEADERS = frozenset({"transfer-encoding", "connection", "keep-alive", "upgrade"})
 NO_BODY_STATUS = frozenset({204, 304})
 
@@ -57,7 +61,7 @@ def error_response(status: int, code: str, message: str, *, error_id: str | None
 
 def _valid_header(name: Any, value: Any) -> bool:
     return (isinstance(name, str) and isinstance(value, str) and bool(_TOKEN.fullmatch(name))
-            and not any(c in value for c in "\r\n\0"))
+            and _FORBIDDEN_IN_VALUE.search(value) is None)
 
 
 def headers_of(value: Any) -> list[tuple[str, str]]:
@@ -75,6 +79,9 @@ def headers_of(value: Any) -> list[tuple[str, str]]:
 
 
 def _status_of(result: Mapping[str, Any]) -> int:
+    """``status_code`` then ``statusCode`` (DECISIONS 1), 200 when absent or outside 100-599;
+    1xx is kept so that callers refuse it (it is not a final status, see
+    :func:`final_status`)."""
     for key in ("status_code", "statusCode"):  # DECISIONS 1: status_code first
         value = result.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -102,15 +109,34 @@ def encode_envelope(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, headers, data
 
 
+def final_status(status: int) -> bool:
+    """Whether ``status`` may end a request: 1xx are interim answers, and sending one as the
+    response leaves the HTTP client waiting for a final one forever."""
+    return status >= 200
+
+
+def invalid_status_response(status: int, error_id: str) -> web.Response:
+    """The engine's 500 for a handler that answered a 1xx status."""
+    return error_response(500, "INVALID_STATUS", f"the handler answered status {status}, "
+                          "which is not a final HTTP status (200-599)", error_id=error_id)
+
+
 def buffered_response(result: Any, head_only: bool) -> web.Response:
-    """The aiohttp response of a buffered envelope (no body for HEAD, 1xx, 204, 304)."""
+    """The aiohttp response of a buffered envelope (no body for HEAD, 204, 304).
+
+    The caller checks :func:`final_status` first (``status_of``)."""
     status, headers, data = encode_envelope(result)
     response = web.Response(status=status)
     for name, value in headers:
         response.headers.add(name, value)
-    if status not in NO_BODY_STATUS and status >= 200 and not head_only:
+    if status not in NO_BODY_STATUS and not head_only:
         response.body = data
     return response
+
+
+def status_of(result: Any) -> int:
+    """The status a buffered envelope asks for (see :func:`encode_envelope`)."""
+    return _status_of(result) if isinstance(result, Mapping) else 200
 
 
 def request_headers(request: web.BaseRequest) -> dict[str, str]:

@@ -92,7 +92,10 @@ class RestExtension:
 
         api = RestApi(invoke, services.channels, host=config.host, port=config.rest_port,
                       timeout_ms=config.rest_timeout_ms,
-                      no_response_grace_ms=config.http_no_response_grace_ms)
+                      no_response_grace_ms=config.http_no_response_grace_ms,
+                      max_concurrency=config.rest_max_concurrency, token=config.token,
+                      header_timeout_ms=config.rest_header_timeout_ms,
+                      body_timeout_ms=config.rest_body_timeout_ms)
         await api.start()
         self.api = api
         self.port = api.port

@@ -3,6 +3,11 @@
 The command line uses the well-known ports (49134 for workers, 3111 for the REST API,
 DECISIONS 5); ``Engine()`` in Python defaults to ephemeral ones. SIGINT (Ctrl-C) and SIGTERM
 stop the engine cleanly: every worker sees its connection close and the process exits 0.
+
+Two settings also come from the environment, so that a secret need not appear in the process
+list: ``III_TOKEN`` (the token every peer must present, ``--token``) and
+``III_HTTP_SECRET_ENV`` (comma-separated names or ``PREFIX*`` patterns of the variables
+HTTP-invoked functions may use as secrets, ``--http-secret-env``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import signal
 
 from iii_rx.engine import Engine
 
-__all__ = ["add_engine_arguments", "main", "serve"]
+__all__ = ["add_engine_arguments", "main", "secret_env_allowlist", "serve"]
 
 CLI_PORT = 49134
 CLI_REST_PORT = 3111
@@ -31,11 +36,29 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-http-private", action="store_true",
                         help="let HTTP-invoked functions call private and link-local "
                              "addresses (loopback is always allowed)")
+    parser.add_argument("--token", default=os.environ.get("III_TOKEN", "").strip() or None,
+                        help="require 'Authorization: Bearer TOKEN' on the worker, channel and "
+                             "REST ports (default $III_TOKEN; prefer the variable: arguments "
+                             "are visible to other local users)")
+    parser.add_argument("--http-secret-env", action="append", default=None, metavar="NAMES",
+                        help="environment variables HTTP-invoked functions may use as auth "
+                             "secrets: names or PREFIX* patterns, comma-separated, repeatable "
+                             "(default $III_HTTP_SECRET_ENV; none when unset)")
+    parser.add_argument("--state-file", default=None, metavar="PATH",
+                        help="keep the state worker's values in this sqlite file (survives "
+                             "restarts; default: in memory)")
     parser.add_argument("--namespace-grace-ms", type=int, default=_env_grace(),
                         help="how long registrations wait for engine::workers::register "
                              "(default $III_NAMESPACE_GRACE_MS or 5000)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+
+
+def secret_env_allowlist(values: list[str] | None) -> tuple[str, ...]:
+    """``--http-secret-env`` values (else ``$III_HTTP_SECRET_ENV``) as one tuple of patterns."""
+    if values is None:
+        values = [os.environ.get("III_HTTP_SECRET_ENV", "")]
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
 def _env_grace() -> int:
@@ -44,7 +67,10 @@ def _env_grace() -> int:
 
 
 async def serve(host: str, port: int, rest_port: int, *,
-                allow_http_private: bool = False, namespace_grace_ms: int = 5000) -> None:
+                allow_http_private: bool = False, namespace_grace_ms: int = 5000,
+                token: str | None = None,
+                http_secret_env_allowlist: tuple[str, ...] = (),
+                state_file: str | None = None) -> None:
     """Run an engine until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -58,7 +84,9 @@ async def serve(host: str, port: int, rest_port: int, *,
     try:
         async with Engine(host, port, rest_port=rest_port,
                           allow_http_private=allow_http_private,
-                          namespace_grace_ms=namespace_grace_ms) as engine:
+                          namespace_grace_ms=namespace_grace_ms, token=token,
+                          http_secret_env_allowlist=http_secret_env_allowlist,
+                          state_file=state_file) as engine:
             print(f"iii engine listening on {engine.url}", flush=True)
             await stop.wait()
             logging.getLogger("iii_rx.engine").info("stopping")
@@ -82,7 +110,11 @@ def run_args(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(args.host, args.port, args.rest_port,
                           allow_http_private=getattr(args, "allow_http_private", False),
-                          namespace_grace_ms=args.namespace_grace_ms))
+                          namespace_grace_ms=args.namespace_grace_ms,
+                          token=getattr(args, "token", None),
+                          http_secret_env_allowlist=secret_env_allowlist(
+                              getattr(args, "http_secret_env", None)),
+                          state_file=getattr(args, "state_file", None)))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     except OSError as exc:

@@ -8,9 +8,18 @@
   when the hub does not know the id or the key;
 * anything else — 404.
 
+With a token configured (``Engine(token=...)``, ``--token``, ``III_TOKEN``) every path first
+needs ``Authorization: Bearer <token>``, compared in constant time; without it the handshake
+is answered 401 (no traceback, one rate-limited log line). Reattach tokens are issued as
+:class:`~iii_rx.engine.auth.SecretToken`, so comparing one takes constant time too.
+
 Messages up to 64 MiB (fragmented or not) are accepted; bigger ones close that connection with
 1009 (DECISIONS 3). permessage-deflate is off (DECISIONS 4). The engine answers websocket pings
-(the library does) and never pings on its own, like the Rust engine.
+(the library does). Unlike the Rust engine it pings worker sockets (``/``) itself and drops one
+that does not answer (``ping_interval_ms`` / ``ping_timeout_ms``, see
+:class:`~iii_rx.engine.connection.WorkerConnection`); channel sockets are not pinged, since a
+writer held back by a full pipe cannot read the answer. An opening handshake must complete
+within the library's ``open_timeout`` (10 s), which ends slow-loris handshakes.
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from iii_rx.engine.auth import SecretToken, bearer_token_ok
 from iii_rx.engine.channels import ChannelHub
 from iii_rx.engine.config import EngineConfig
 from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.logsafe import RateLimitedLog, printable
 
 __all__ = ["CHANNEL_PREFIX", "EngineServer", "ServeWorker"]
 
@@ -37,6 +48,7 @@ log = logging.getLogger("iii_rx.engine")
 _ws_log = logging.getLogger("iii_rx.engine.websockets")
 # The library logs every connection at INFO; the engine logs its own line per worker instead.
 _ws_log.setLevel(logging.WARNING)
+_refusals = RateLimitedLog(log)
 
 CHANNEL_PREFIX = "/ws/channels/"
 
@@ -104,6 +116,15 @@ class EngineServer:
     # ------------------------------------------------------------------ handshake
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        token = self.config.token
+        if token is not None and not bearer_token_ok(request.headers.get("Authorization"),
+                                                     token):
+            _refusals.log(logging.WARNING, "unauthorized", "refused a connection from %s to "
+                          "%s: missing or wrong token", printable(connection.remote_address),
+                          printable(request.path))
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         parts = urlsplit(request.path)
         path = parts.path
         if path in ("/", "/otel"):
@@ -145,5 +166,5 @@ class EngineServer:
     async def _serve_worker(self, ws: ServerConnection) -> None:
         remote = ws.remote_address
         ip = str(remote[0]) if isinstance(remote, tuple) and remote else None
-        conn = WorkerConnection(ws, str(uuid.uuid4()), str(uuid.uuid4()), ip_address=ip)
+        conn = WorkerConnection(ws, str(uuid.uuid4()), SecretToken(uuid.uuid4()), ip_address=ip)
         await self.serve_worker(conn)

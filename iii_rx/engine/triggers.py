@@ -22,6 +22,15 @@ then ``default``. A binding with no provider is **parked** (kept, never fires) a
 when a matching provider registers; a provider that refuses a binding parks it too. Providers
 registering again get every binding replayed; a provider in a non-default namespace takes over
 ("re-homes") the bindings of its namespace that had fallen back to ``default``.
+
+**Authority** (docs/guarantees.md). A binding belongs to the connection that registered it, a
+worker-provided trigger type to the connection that provides it, as functions do: another
+worker cannot replace a binding by reusing its id (``triggerregistrationresult`` with
+``FORBIDDEN``), remove it (an ``error`` frame with ``FORBIDDEN``), or take over or remove a
+type it does not provide (the same ``error`` frame). An owner whose connection has closed is
+taken over silently. Durable bindings (``engine::register_trigger``, no owning connection)
+belong to the worker name that created them: see :meth:`Triggers.removal_refused`. The engine
+itself (in-process providers, engine-originated calls) may do anything.
 """
 
 from __future__ import annotations
@@ -33,9 +42,11 @@ from typing import Any, Protocol
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE
 from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.wire import error_body
 from iii_rx.protocol import (
     ErrorBody,
+    ErrorFrame,
     RegisterTrigger,
     TriggerRegistrationResult,
     UnregisterTrigger,
@@ -43,6 +54,7 @@ from iii_rx.protocol import (
 )
 
 __all__ = [
+    "FORBIDDEN",
     "Binding",
     "BindingRefused",
     "TriggerProvider",
@@ -51,6 +63,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("iii_rx.engine")
+_refusals = RateLimitedLog(log)
+
+FORBIDDEN = "FORBIDDEN"
+"""Error code of an operation on a binding or trigger type that belongs to another worker."""
 
 
 class BindingRefused(Exception):
@@ -107,6 +123,9 @@ class Binding:
     trigger_namespace: str | None = None
     owner: WorkerConnection | None = None
     """Registering connection; ``None`` for durable ``engine::register_trigger`` bindings."""
+    creator: tuple[str, str] | None = None
+    """``(namespace, worker name)`` of the worker that made a durable binding, if it had a
+    name: who may remove it besides the engine."""
     provider_key: tuple[str, str] | None = field(default=None, compare=False)
 
     @property
@@ -126,16 +145,26 @@ class Triggers:
 
     # ------------------------------------------------------------------ trigger types
 
-    def add_type(self, trigger_type: TriggerType) -> None:
-        """Register (or replace) the provider of ``trigger_type.key`` and deliver bindings."""
+    def add_type(self, trigger_type: TriggerType) -> bool:
+        """Register (or replace) the provider of ``trigger_type.key`` and deliver bindings.
+
+        ``False`` (and a ``FORBIDDEN`` error frame to the worker) when a worker tries to take
+        over a type another live worker provides.
+        """
         key = trigger_type.key
         old = self.types.get(key)
+        conn = _worker_of(trigger_type)
+        holder = _worker_of(old) if old is not None else None
+        if conn is not None and holder is not None and holder is not conn and not holder.closed:
+            _forbid(conn, "registertriggertype", trigger_type.id,
+                    f"trigger type {trigger_type.id!r} in namespace {key[0]!r} is provided by "
+                    "another worker")
+            return False
         if old is not None and old.provider is not trigger_type.provider:
             old_conn = _worker_of(old)
             if old_conn is not None:
                 old_conn.trigger_types.discard(key)
         self.types[key] = trigger_type
-        conn = _worker_of(trigger_type)
         if conn is not None:
             conn.trigger_types.add(key)
         for binding_id in list(self._served.get(key, ())):
@@ -151,11 +180,16 @@ class Triggers:
                 if binding.trigger_namespace is None and binding.home_namespace == key[0]:
                     self._detach_from_provider(binding)
                     self._attach(binding, key)
+        return True
 
     def remove_type(self, key: tuple[str, str], provider: object | None = None) -> bool:
         """Drop the type under ``key`` (if ``provider`` still provides it); re-home or park."""
         trigger_type = self.types.get(key)
         if trigger_type is None or (provider is not None and trigger_type.provider is not provider):
+            if trigger_type is not None and isinstance(provider, WorkerConnection):
+                _forbid(provider, "unregistertriggertype", key[1],
+                        f"trigger type {key[1]!r} in namespace {key[0]!r} is provided by "
+                        "another worker")
             return False
         del self.types[key]
         conn = _worker_of(trigger_type)
@@ -185,8 +219,22 @@ class Triggers:
         return key if key in self.types else None
 
     def bind(self, binding: Binding) -> ErrorBody | None:
-        """Add (or replace) ``binding``; returns the error of an in-process refusal."""
+        """Add (or replace) ``binding``; returns the error of a refusal.
+
+        A worker may replace only its own binding (or one whose owner has gone): reusing the id
+        of another worker's binding, or of a durable one, is refused with ``FORBIDDEN``.
+        """
         old = self.bindings.get(binding.id)
+        if old is not None and binding.owner is not None and old.owner is not binding.owner \
+                and (old.owner is None or not old.owner.closed):
+            error = ErrorBody(code=FORBIDDEN,
+                              message=f"trigger {binding.id!r} belongs to another worker")
+            _refusals.log(logging.WARNING, "foreign_binding", "worker %s may not replace "
+                          "trigger %s: it belongs to %s", printable(binding.owner.label),
+                          printable(binding.id),
+                          printable(old.owner.label) if old.owner else "the engine")
+            binding.owner.send(_result_frame(binding, error))
+            return error
         if old is not None:
             self._remove(old, retract=True)
         self.bindings[binding.id] = binding
@@ -195,19 +243,47 @@ class Triggers:
         key = self.resolve(binding)
         if key is None:
             self._park(binding)
-            log.info("trigger %s parked: no provider of trigger type %r yet", binding.id,
-                     binding.trigger_type)
+            log.info("trigger %s parked: no provider of trigger type %s yet",
+                     printable(binding.id), printable(binding.trigger_type))
             return None
         return self._attach(binding, key)
 
     def unbind(self, binding_id: str, owner: WorkerConnection | None = None, *,
                any_owner: bool = False) -> bool:
-        """Remove a binding; a worker may only remove its own (``any_owner`` for the engine)."""
+        """Remove a binding; a worker may only remove its own (``any_owner`` for the engine).
+
+        A worker naming someone else's binding gets a ``FORBIDDEN`` error frame.
+        """
         binding = self.bindings.get(binding_id)
-        if binding is None or (not any_owner and binding.owner is not owner):
+        if binding is None:
+            return False
+        if not any_owner and binding.owner is not owner:
+            if owner is not None:
+                _forbid(owner, "unregistertrigger", binding_id,
+                        f"trigger {binding_id!r} belongs to another worker")
             return False
         self._remove(binding, retract=True)
         return True
+
+    def removal_refused(self, binding_id: str, caller: WorkerConnection | None) -> str | None:
+        """Why ``caller`` may not remove ``binding_id`` with ``engine::unregister_trigger``.
+
+        ``None`` when it may: the engine itself (``caller is None``) always; a worker its own
+        bindings, and durable ones made under its ``(namespace, name)`` (or by a worker that
+        had no name). Otherwise the refusal's message.
+        """
+        binding = self.bindings.get(binding_id)
+        if binding is None or caller is None:
+            return None
+        if binding.owner is not None:
+            if binding.owner is caller or binding.owner.closed:
+                return None
+            return f"trigger {binding_id!r} belongs to another worker"
+        if binding.creator is None or binding.creator == (caller.effective_namespace,
+                                                          caller.name):
+            return None
+        return (f"trigger {binding_id!r} was created by worker {binding.creator[1]!r} "
+                f"in namespace {binding.creator[0]!r}")
 
     def discard(self, binding_id: str) -> None:
         """Forget a binding without telling its provider (it refused the binding)."""
@@ -251,8 +327,8 @@ class Triggers:
             return
         if self.types[binding.provider_key].provider is not conn:
             return
-        log.warning("provider %s refused trigger %s: %s", conn.label, binding.id,
-                    frame.error.message)
+        log.warning("provider %s refused trigger %s: %s", printable(conn.label),
+                    printable(binding.id), printable(frame.error.message))
         self._detach_from_provider(binding, retract=False)
         self._park(binding)
         if binding.owner is not None:
@@ -299,7 +375,8 @@ class Triggers:
         except BindingRefused as exc:
             return ErrorBody(code=exc.code, message=exc.message)
         except Exception as exc:
-            log.exception("provider of %s failed to bind %s", trigger_type.id, binding.id)
+            log.exception("provider of %s failed to bind %s", printable(trigger_type.id),
+                          printable(binding.id))
             return ErrorBody(code="trigger_registration_failed", message=str(exc))
         return None
 
@@ -323,7 +400,8 @@ class Triggers:
             try:
                 trigger_type.provider.unbind(binding)  # type: ignore[union-attr]
             except Exception:
-                log.exception("provider of %s failed to unbind %s", trigger_type.id, binding.id)
+                log.exception("provider of %s failed to unbind %s", printable(trigger_type.id),
+                              printable(binding.id))
 
     def _park(self, binding: Binding) -> None:
         binding.provider_key = None
@@ -345,6 +423,14 @@ class Triggers:
             and all(_worker_of(t) is None for t in self.types.values())
             and not self._waiters
         )
+
+
+def _forbid(conn: WorkerConnection, frame_type: str, item: str, message: str) -> None:
+    """Refuse a worker's operation on something another worker owns (logged, answered)."""
+    _refusals.log(logging.WARNING, "forbidden", "worker %s: %s refused: %s",
+                  printable(conn.label), frame_type, printable(message))
+    conn.send(encode(ErrorFrame(error=ErrorBody(code=FORBIDDEN, message=message),
+                                frame_type=frame_type, id=item)))
 
 
 def _worker_of(trigger_type: TriggerType) -> WorkerConnection | None:

@@ -13,7 +13,8 @@ Every import of ``iii`` must sit between the ``# --- iii imports ---`` and
 
 By hand, against any engine, e.g. the real Rust engine started with
 ``COMPAT_HTTP_TOKEN=compat-secret-token real-engine.py --port P --rest-port R
---allow-http-private`` (the HTTP-invoked script needs both)::
+--allow-http-private`` (the HTTP-invoked script needs both; an embedded engine also needs
+``--http-secret-env COMPAT_HTTP_TOKEN``)::
 
     python tests/compat/compat_harness.py --url ws://127.0.0.1:49134 \
         [--rest-url http://127.0.0.1:3111] [--compat] [--stderr] [NAME ...]
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 from iii_rx.engine import Engine
 
                 os.environ.setdefault(HTTP_TOKEN_ENV, HTTP_TOKEN_VALUE)
-                handle = Engine.start_in_thread()
+                handle = Engine.start_in_thread(http_secret_env_allowlist=(HTTP_TOKEN_ENV,))
                 try:
                     outcome = run_script(script, handle.url, Path(tmp) / script.stem,
                                          compat=args.compat, rest_url=rest_url_of(handle))

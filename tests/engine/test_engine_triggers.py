@@ -186,6 +186,7 @@ async def test_engine_register_trigger_waits_for_ack(engine: Engine) -> None:
     await wait_until(lambda: caller.worker_id not in engine.registry.workers)
     assert delivered["id"] in engine.triggers.bindings
     other = await RawWorker.connect(engine.url)
+    await other.register("consumer")  # the creator's name may remove it (docs/guarantees.md)
     removed = await other.result_of("engine::unregister_trigger", {"id": delivered["id"]})
     assert removed == {"removed": True}
     assert (await provider.recv("unregistertrigger"))["id"] == delivered["id"]

@@ -21,7 +21,8 @@ def engine() -> Iterator[EngineThread]:
     handle = Engine.start_in_thread(
         port=0, namespace_grace_ms=100, rest_timeout_ms=REST_TIMEOUT_MS,
         http_no_response_grace_ms=NO_RESPONSE_GRACE_MS, functions_available_poll_ms=50,
-        provider_ack_timeout_ms=500)
+        provider_ack_timeout_ms=500,
+        http_secret_env_allowlist=("IIIRX_T_*",))  # the HTTP-invoked tests' secrets
     try:
         yield handle
     finally:

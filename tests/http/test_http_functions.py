@@ -25,6 +25,8 @@ from iii_rx.http import HttpInvocationConfig, verify_request
 
 SECRET = "hmac-secret-value"
 ENV = {"HMAC_SECRET": SECRET, "BEARER_TOKEN": "tok-123", "API_KEY_VALUE": "key-456"}
+ALLOWED = HttpFunctionSettings(secret_env_allowlist=(*ENV, "MISSING_*"))
+"""Auth may read only allowlisted variables (empty by default): these tests allow theirs."""
 
 
 @dataclass
@@ -107,7 +109,7 @@ async def target() -> AsyncIterator[Target]:
 
 @pytest.fixture
 async def invoker() -> AsyncIterator[HttpFunctionInvoker]:
-    async with HttpFunctionInvoker(environ=ENV) as inv:
+    async with HttpFunctionInvoker(ALLOWED, environ=ENV) as inv:
         yield inv
 
 
@@ -156,7 +158,7 @@ async def test_hmac_signature_verifies_at_the_receiver(target: Target,
 
 
 async def test_hmac_with_the_wrong_secret_does_not_verify(target: Target) -> None:
-    async with HttpFunctionInvoker(environ={"HMAC_SECRET": "other"}) as inv:
+    async with HttpFunctionInvoker(ALLOWED, environ={"HMAC_SECRET": "other"}) as inv:
         config = HttpInvocationConfig(target.url("/echo"),
                                       auth={"type": "hmac", "secret_key": "HMAC_SECRET"})
         outcome = await call(inv, config, {"amount": 5})
