@@ -6,7 +6,21 @@ STAMP  := $(VENV)/.installed
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest install node bench clean
+# The floors venv: every dependency at the lowest version pyproject.toml allows, each ">=X" of
+# its `dependencies` pinned as "==X", so that a floor that no longer works fails `make test`.
+FLOORS_VENV  := .venv-floors
+FLOORS_BIN   := $(FLOORS_VENV)/bin
+FLOORS_STAMP := $(FLOORS_VENV)/.installed
+FLOORS_DEPS   = $(shell sed -n '/^dependencies = \[/,/^\]/p' pyproject.toml | grep -c '^ *"')
+FLOORS        = $(shell sed -n '/^dependencies = \[/,/^\]/p' pyproject.toml \
+                  | grep -o '"[][A-Za-z0-9_.-]*>=[^",<; ]*' | tr -d '"' | sed 's/>=/==/')
+# What runs on the floors: the suites over the client, the wire, channels, operators, the engine
+# and HTTP, minus the Node peer and what needs the official iii-sdk, whose own floors are above
+# ours (constraints/floors_plugin.py leaves those out).
+FLOORS_TESTS := tests/client tests/wire tests/channels tests/operators tests/engine tests/http \
+	--ignore=tests/channels/test_channel_interop_node.py
+
+.PHONY: demo test lint typecheck pytest floors install node bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +31,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Rebuilt from scratch when pyproject.toml changes: nothing left over from older pins.
+$(FLOORS_STAMP): pyproject.toml
+	@test "$(FLOORS_DEPS)" -eq "$(words $(FLOORS))" || { \
+	  echo "pyproject.toml: every dependency needs a '>=' floor (found $(words $(FLOORS)) of $(FLOORS_DEPS))"; \
+	  exit 1; }
+	rm -rf $(FLOORS_VENV)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_BIN)/python -m pip install -q --upgrade pip
+	$(FLOORS_BIN)/python -m pip install -q $(FLOORS) pytest pytest-asyncio pytest-timeout hypothesis
+	$(FLOORS_BIN)/python -m pip install -q --no-deps -e .
+	$(FLOORS_BIN)/python -m pip check
+	touch $(FLOORS_STAMP)
 
 # The Node iii-sdk (interop peer), installed locally, never globally.
 $(NODE_STAMP): $(NODE_DIR)/package.json
@@ -30,7 +57,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check iii_rx tests benchmarks examples
+	$(BIN)/ruff check iii_rx tests benchmarks examples constraints
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict iii_rx
@@ -38,11 +65,17 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(NODE_STAMP)
 	OTEL_ENABLED=false $(BIN)/python -m pytest -q
 
-## test: set up and run the whole suite (lint, types, tests)
-test: lint typecheck pytest
+## floors: the client-side tests once more, with the lowest versions pyproject.toml allows
+floors: $(FLOORS_STAMP)
+	@echo "floors: $(FLOORS)"
+	OTEL_ENABLED=false PYTHONPATH=constraints $(FLOORS_BIN)/python -m pytest -q -p floors_plugin \
+	  $(FLOORS_TESTS)
+
+## test: set up and run the whole suite (lint, types, tests, the floors run)
+test: lint typecheck pytest floors
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_throughput.py
 
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOORS_VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

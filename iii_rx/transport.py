@@ -16,6 +16,15 @@ state change. Rules it keeps:
   ``invocation_stopped``.
 * **Large messages** (spec 1.5): above 16 MiB a message is sent in 1 MiB fragments, above 64 MiB
   it is refused.
+* **A writer never dies silently.** A writer that crashes is logged, drops the frame it choked
+  on and closes its connection with 1011, so the reconnect loop takes over instead of leaving a
+  socket that reads but never writes.
+
+websockets is used through its documented API (``websockets.asyncio.client.connect``, the
+connection's ``send``, ``close`` and iteration, the sans-I/O ``Protocol``), plus two undocumented
+attributes of the asyncio connection that only the batched write needs, ``protocol`` and
+``transport`` (see :func:`batch_handles`; a test fails if an upgrade renames them). Where they
+are missing the writer calls ``send`` for every frame: slower, never wrong.
 """
 
 from __future__ import annotations
@@ -25,11 +34,11 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 
-import websockets
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 
+from iii_rx.aio import TaskSet
 from iii_rx.errors import IIIConnectionError, PayloadTooLargeError
 from iii_rx.state import ConnectionState, ReconnectConfig
 from iii_rx.streams import HotStream
@@ -42,6 +51,7 @@ __all__ = [
     "RESULT",
     "PayloadTooLargeError",
     "Transport",
+    "batch_handles",
 ]
 
 log = logging.getLogger("iii_rx.transport")
@@ -59,6 +69,7 @@ MAX_MESSAGE = 64 * 1024 * 1024
 """Largest message sent or received at all."""
 _FRAGMENT = 1024 * 1024
 _BATCH = 512  # frames written at once at most (bounds the loop's time per burst)
+_INTERNAL_ERROR = 1011  # close code of a connection whose writer crashed (RFC 6455 7.4.1)
 
 OnOpen = Callable[[], list[str]]
 """Called on every new connection: the frames to send first (the replay of spec 2.3)."""
@@ -100,6 +111,7 @@ class Transport:
         self._xthread: deque[tuple[str, int, str | None]] = deque()
         self._xthread_scheduled = False
         self._run_task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet(f"the transport to {url}")
         self._sleep_wakeup: asyncio.Future[None] | None = None
         self._closing = False
         self._failed = False
@@ -111,6 +123,7 @@ class Transport:
     def start(self) -> None:
         """Start connecting (on the loop thread)."""
         self._run_task = self.loop.create_task(self._run(), name="iii-rx transport")
+        self._tasks.add(self._run_task)
 
     def set_ready(self) -> None:
         """The engine accepted the worker: send the queued calls, then state ``connected``.
@@ -152,13 +165,7 @@ class Transport:
                 await ws.close()
             except Exception:  # already broken: nothing to do
                 pass
-        task = self._run_task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self._tasks.aclose()  # the reconnect loop and the writer; a crash was logged
         self._drop_held()
         if not self._failed:
             self.set_state(ConnectionState.DISCONNECTED)
@@ -183,7 +190,9 @@ class Transport:
             self._sleep_wakeup = None
 
     async def _connect_once(self) -> ClientConnection:
-        return await websockets.connect(
+        # websockets.asyncio.client.connect, not websockets.connect: before 14.0 the latter is
+        # the legacy client, which knows none of these arguments.
+        return await connect(
             self.url,
             additional_headers=self.headers or None,
             compression=None,
@@ -221,8 +230,11 @@ class Transport:
             if self._closing or self._failed:
                 await ws.close()
                 return
-            await self._serve(ws)
-            attempt = 0
+            try:
+                await self._serve(ws)
+                attempt = 0
+            except Exception:  # a bug, not the network: say so, and back off as for a failure
+                log.exception("connection to %s failed", self.url)
             if self._closing or self._failed:
                 return
             self.set_state(ConnectionState.RECONNECTING)
@@ -236,10 +248,14 @@ class Transport:
         self.connections += 1
         outbox = self._outbox
         outbox.clear()
-        outbox.extend((text, CONTROL, None) for text in self._on_open())
+        try:
+            outbox.extend((text, CONTROL, None) for text in self._on_open())
+        except Exception:
+            await ws.close(_INTERNAL_ERROR, "iii-rx client error")
+            raise
         self._ready = False
         self._ws = ws
-        writer = self.loop.create_task(self._write_loop(ws), name="iii-rx writer")
+        writer = self._tasks.spawn(self._write(ws), name="iii-rx writer")
         on_message = self._on_message
         try:
             async for message in ws:
@@ -255,10 +271,7 @@ class Transport:
             self._ws = None
             self._ready = False
             writer.cancel()
-            try:
-                await writer
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.wait((writer,))  # a crash of it was logged by _write or the task set
             # Calls not yet written go back to the queue; everything else is stale.
             for item in outbox:
                 if item[1] == CALL:
@@ -274,6 +287,26 @@ class Transport:
             except Exception:
                 pass
 
+    async def _write(self, ws: ClientConnection) -> None:
+        """Run the writer of ``ws``; if it crashes, say so and close ``ws``.
+
+        A connection that can read but no longer write would look alive while every call
+        waits forever: closing it hands over to the reconnect loop. The frame at the head of
+        the outbox, the one being written, is dropped: it may be what crashed the writer, and
+        sent again it would crash every new connection. A call in it fails with the connection
+        (``invocation_stopped``), like every call already written.
+        """
+        try:
+            await self._write_loop(ws)
+        except ConnectionClosed:
+            pass  # the reader sees the close too
+        except Exception:
+            dropped = self._outbox.popleft() if self._outbox else None
+            log.exception(
+                "writer of %s crashed; closing the connection to reconnect%s", self.url,
+                f" (dropped a frame of {len(dropped[0])} characters)" if dropped else "")
+            await ws.close(_INTERNAL_ERROR, "iii-rx writer failed")
+
     async def _write_loop(self, ws: ClientConnection) -> None:
         """Drain the outbox: bursts in one socket write, ``ws.send`` when flow control bites.
 
@@ -281,20 +314,25 @@ class Transport:
         call (and one GIL hand-off) per frame. When the connection is open and its write buffer
         is below the high-water mark, the frames waiting are framed with the sans-I/O protocol
         and written together; otherwise (buffer full, a fragmented message, closing) the regular
-        ``ws.send`` path applies, with its flow control and its errors.
+        ``ws.send`` path applies, with its flow control and its errors. This task is the only
+        sender of data frames on ``ws`` (a fragmented ``send`` is awaited here), so a batch can
+        never land inside another message's fragments.
         """
         outbox = self._outbox
-        protocol = getattr(ws, "protocol", None)
-        transport = getattr(ws, "transport", None)
-        batch = protocol is not None and transport is not None
-        high = transport.get_write_buffer_limits()[1] if batch and transport else 0
+        handles = batch_handles(ws)
+        if handles is None:
+            protocol = transport = None
+            high = 0
+        else:
+            protocol, transport = handles
+            high = transport.get_write_buffer_limits()[1]
         while True:
             if not outbox:
                 self._wakeup = self.loop.create_future()
                 await self._wakeup
                 continue
-            if (batch and transport is not None and protocol is not None
-                    and protocol.state is State.OPEN and ws.send_in_progress is None
+            if (protocol is not None and transport is not None
+                    and protocol.state is State.OPEN
                     and not transport.is_closing()
                     and transport.get_write_buffer_size() <= high):
                 framed = 0
@@ -371,3 +409,17 @@ class Transport:
 def _fragments(text: str) -> Iterator[str]:
     for start in range(0, len(text), _FRAGMENT):
         yield text[start:start + _FRAGMENT]
+
+
+def batch_handles(ws: ClientConnection) -> tuple[Protocol, asyncio.WriteTransport] | None:
+    """The sans-I/O protocol and the asyncio transport of ``ws``, for the batched write.
+
+    Neither attribute is documented by websockets (both exist from 13.0 to at least 17.x);
+    ``None`` when this version or event loop lacks them, and the writer falls back to
+    ``ws.send``. ``tests/client/test_transport_websockets.py`` pins them.
+    """
+    protocol = getattr(ws, "protocol", None)
+    transport = getattr(ws, "transport", None)
+    if isinstance(protocol, Protocol) and isinstance(transport, asyncio.WriteTransport):
+        return protocol, transport
+    return None
