@@ -120,9 +120,11 @@ class _Ordered:
         _, turn = self._claim(op)
         return await turn
 
-    async def _fired_in_turn(self, op: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    async def _fired_in_turn(self, op: Callable[[], Coroutine[Any, Any, Any]],
+                             name: str) -> None:
         task = asyncio.current_task()
         assert task is not None
+        task.set_name(name)
         self._fired.add(task)
         await self._in_turn(op)
 
@@ -134,8 +136,6 @@ class _Ordered:
 
     async def run(self, op: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Await ``op`` in turn, from any loop."""
-        if self._on_loop():
-            return await self._in_turn(op)
         return await self._bridge.run(self._in_turn(op))
 
     def fire(self, op: Callable[[], Coroutine[Any, Any, Any]], name: str) -> None:
@@ -146,7 +146,7 @@ class _Ordered:
             # A task cancelled before its first step never runs its `finally`.
             task.add_done_callback(lambda _: _end_turn(mine))
         else:
-            self._bridge.submit(self._fired_in_turn(op))
+            self._bridge.submit(self._fired_in_turn(op, name))
 
 
 def _end_turn(turn: asyncio.Future[None]) -> None:

@@ -44,3 +44,8 @@ async def official() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     yield start
     for worker in workers:
         await asyncio.to_thread(worker.shutdown)
+        # The official SDK stops its loop thread but leaves the loop open; close it, or its
+        # self-pipe surfaces as a ResourceWarning in whichever later test the GC runs in.
+        loop = getattr(worker, "_loop", None)
+        if isinstance(loop, asyncio.AbstractEventLoop) and not loop.is_running():
+            loop.close()
