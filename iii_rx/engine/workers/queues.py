@@ -1,0 +1,429 @@
+"""The durable-queue built-in worker (``iii-queue``), as the Rust engine's in-engine queue runs.
+
+Topic queues (durable pub/sub):
+
+* ``iii::durable::publish {topic, data}`` → ``null``. Every distinct function bound to
+  ``topic`` with a ``durable:subscriber`` trigger gets ``data`` (exactly as sent) once;
+  several bindings of one function (replicas) share one queue and compete. An empty topic
+  fails with ``topic_not_set``; a full subscriber queue fails the whole publish with
+  ``queue_full`` (nothing is queued). A topic without subscribers keeps nothing.
+* ``durable:subscriber`` bindings take ``{"topic": ..., "condition_function_id"?: ...,
+  "queue_config"?: {...}}``; ``queue_config`` takes the Rust engine's keys (``maxRetries``,
+  ``backoffDelayMs``, ``concurrency``, ``type: "fifo"``) or the snake-case ones
+  (``max_retries``, ``backoff_ms``). A binding without a topic is refused at registration.
+
+Named queues (beyond the Rust engine's built-in queue, see ``docs/engine.md``): the engine's
+``enqueue`` action (``TriggerAction.Enqueue(queue=...)``) calls ``engine::queue::enqueue``,
+which this worker provides: the call is queued on the named queue and delivered to its target
+function with the same retries. ``default`` and the queues given to :class:`QueueWorker`
+use their settings; any other name is created on first use with the default settings.
+
+Delivery: a failed call (an error result, a missing function, a disconnected handler, a
+condition function that fails) is retried after ``backoff_ms * 2**(n-1)`` ms, at most
+``max_retries`` times; then the message is dead-lettered (``engine::queue::dlq_messages``,
+``iii::queue::redrive``). A condition that answers ``false`` skips the message (no retry).
+Messages stay in the queue while their subscriber is unbound and flow again when it binds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from iii_rx.aio import TaskSet
+from iii_rx.engine.config import DEFAULT_NAMESPACE
+from iii_rx.engine.logsafe import RateLimitedLog, printable
+from iii_rx.engine.registry import CallContext
+from iii_rx.engine.services import EngineServices
+from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
+from iii_rx.engine.workers._common import (
+    bad_input,
+    config_object,
+    config_str,
+    optional_str,
+    require_object,
+    require_str,
+)
+from iii_rx.engine.workers.queues_store import (
+    DEFAULT_QUEUE,
+    MemoryQueueAdapter,
+    Message,
+    QueueAdapter,
+    QueueConfig,
+    QueueFull,
+)
+from iii_rx.errors import IIIInvocationError
+
+__all__ = ["DURABLE_PUBLISH", "ENQUEUE", "QueueWorker", "TRIGGER_TYPE"]
+
+log = logging.getLogger("iii_rx.engine.workers")
+_failures = RateLimitedLog(log)
+
+WORKER_NAME = "iii-queue"
+TRIGGER_TYPE = "durable:subscriber"
+DURABLE_PUBLISH = "iii::durable::publish"
+REDRIVE = "iii::queue::redrive"
+DLQ_MESSAGES = "engine::queue::dlq_messages"
+ENQUEUE = "engine::queue::enqueue"
+NAMED_PREFIX = "__fn_queue::"
+
+_SUBSCRIBER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"topic": {"type": "string", "minLength": 1},
+                   "condition_function_id": {"type": "string"},
+                   "queue_config": {"type": "object"}},
+    "required": ["topic"],
+}
+_PUBLISH_SCHEMA: dict[str, Any] = {
+    "type": "object", "properties": {"topic": {"type": "string"}, "data": {}},
+    "required": ["topic", "data"],
+}
+_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "max_retries": ("maxRetries", "max_retries"),
+    "backoff_ms": ("backoffDelayMs", "backoff_delay_ms", "backoff_ms"),
+    "concurrency": ("concurrency",),
+}
+
+DeadLetterListener = Callable[[str, Message], None]
+
+
+def _subscriber_config(base: QueueConfig, raw: Any) -> QueueConfig:
+    """``base`` overridden by a binding's ``queue_config`` (a bad value refuses the binding)."""
+    if raw is None:
+        return base
+    if not isinstance(raw, dict):
+        raise BindingRefused("durable:subscriber `queue_config` must be an object")
+    changes: dict[str, Any] = {}
+    for name, keys in _CONFIG_KEYS.items():
+        for key in keys:
+            value = raw.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BindingRefused(f"durable:subscriber `queue_config.{key}` must be a "
+                                     f"non-negative integer")
+            changes[name] = value
+            break
+    mode = raw.get("type")
+    if mode is not None:
+        if mode not in ("standard", "concurrent", "fifo"):
+            raise BindingRefused("durable:subscriber `queue_config.type` must be `standard` "
+                                 "or `fifo`")
+        changes["fifo"] = mode == "fifo"
+    return QueueConfig(**{**base.__dict__, **changes})
+
+
+class _Consumer:
+    """Delivers one internal queue's messages (up to ``config.slots`` at once)."""
+
+    def __init__(self, worker: QueueWorker, key: str, config: QueueConfig,
+                 condition: str | None = None, target: tuple[str, str] | None = None) -> None:
+        self.worker = worker
+        self.key = key
+        self.target = target
+        """``(function_id, namespace)`` of a topic subscriber (named queues: per message)."""
+        self.config = config
+        self.condition = condition
+        self.active = False
+        self.running = 0
+        self.wake = asyncio.Event()
+        self.loop_task: asyncio.Task[None] | None = None
+
+    def activate(self) -> None:
+        self.active = True
+        if self.loop_task is None or self.loop_task.done():
+            self.loop_task = self.worker.tasks.spawn(self._pump(), name=f"iii-queue {self.key}")
+        self.wake.set()
+
+    def deactivate(self) -> None:
+        self.active = False
+        self.wake.set()
+
+    async def _pump(self) -> None:
+        store = self.worker.store
+        while self.active:
+            self.wake.clear()
+            while self.running < self.config.slots:
+                message = store.take(self.key)
+                if message is None:
+                    break
+                self.running += 1
+                self.worker.tasks.spawn(self._deliver(message))
+            await self.wake.wait()
+
+    async def _deliver(self, message: Message) -> None:
+        try:
+            while True:
+                message.attempts += 1
+                error = await self._attempt(message)
+                if error is None:
+                    return
+                message.last_error = error
+                if message.attempts > self.config.max_retries:
+                    self.worker.dead_letter(self.key, message, self.config)
+                    return
+                delay = self.config.backoff(message.attempts)
+                _failures.log(logging.INFO, "retry", "queue %s: delivery of %s to %s failed "
+                              "(attempt %d), retrying in %.3fs: %s", printable(self.key),
+                              message.id, printable(message.function_id), message.attempts,
+                              delay, printable(error))
+                if self.config.fifo:
+                    await asyncio.sleep(delay)  # FIFO retries inline: the queue waits
+                    continue
+                self.worker.retry_later(self, message, delay)
+                return
+        finally:
+            self.running -= 1
+            self.wake.set()
+
+    async def _attempt(self, message: Message) -> str | None:
+        """One delivery; the error text, or ``None`` when done (or skipped by the condition)."""
+        services = self.worker.services
+        try:
+            if self.condition is not None:
+                answer = await services.call(self.condition, message.data,
+                                             namespace=message.namespace)
+                if answer is False:
+                    return None
+            await services.call(message.function_id, message.data, namespace=message.namespace,
+                                traceparent=message.traceparent, baggage=message.baggage)
+        except IIIInvocationError as exc:
+            return f"{exc.code}: {exc.message}"
+        except Exception as exc:  # a timeout, a crash of an in-process handler
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+
+class QueueWorker:
+    """Engine extension: durable topic queues, named queues and the ``durable:subscriber`` type.
+
+    ``default_config`` applies to subscribers and to named queues not in ``queue_configs``;
+    change either before the engine starts (tests use millisecond backoffs).
+    ``dead_letter_listeners`` are called with ``(queue, message)`` for every dead letter.
+    """
+
+    def __init__(self, adapter: QueueAdapter | None = None, *,
+                 default_config: QueueConfig | None = None,
+                 queue_configs: dict[str, QueueConfig] | None = None) -> None:
+        self.store: QueueAdapter = adapter if adapter is not None else MemoryQueueAdapter()
+        self.default_config = default_config or QueueConfig()
+        self.queue_configs: dict[str, QueueConfig] = dict(queue_configs or {})
+        self.dead_letter_listeners: list[DeadLetterListener] = []
+        self.tasks = TaskSet("the queue worker")
+        self._services: EngineServices | None = None
+        self._consumers: dict[str, _Consumer] = {}
+        self._topics: dict[str, set[str]] = {}  # topic -> active internal queue keys
+        self._bindings: dict[str, tuple[str, str]] = {}  # binding id -> (topic, key)
+        self._holders: dict[str, set[str]] = {}  # internal key -> binding ids
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    @property
+    def services(self) -> EngineServices:
+        if self._services is None:
+            raise RuntimeError("the queue worker is not started")
+        return self._services
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, services: EngineServices) -> None:
+        self._services = services
+        if self.tasks.closed:
+            self.tasks = TaskSet("the queue worker")
+        services.add_worker(WORKER_NAME, "Durable queues with retries and dead letters")
+        services.add_function(DURABLE_PUBLISH, self._publish, worker=WORKER_NAME,
+                              description="Publish a message to a durable topic",
+                              request_format=_PUBLISH_SCHEMA, response_format={"type": "null"},
+                              inline=True)
+        services.add_function(ENQUEUE, self._enqueue, worker=WORKER_NAME, inline=True,
+                              description="Queue a function call on a named queue "
+                                          "(the engine's enqueue action)")
+        services.add_function(REDRIVE, self._redrive, worker=WORKER_NAME, inline=True,
+                              description="Move a queue's dead letters back to the queue")
+        services.add_function(DLQ_MESSAGES, self._dlq_messages, worker=WORKER_NAME,
+                              inline=True, description="The dead letters of a queue or topic")
+        services.add_trigger_type(TriggerType(
+            TRIGGER_TYPE, DEFAULT_NAMESPACE, "Durable subscription to a queue topic",
+            provider=self, worker_name=WORKER_NAME,
+            trigger_request_format=_SUBSCRIBER_SCHEMA, call_request_format={}))
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        for consumer in self._consumers.values():
+            consumer.deactivate()
+        await self.tasks.aclose()
+
+    # ------------------------------------------------------------------ the trigger type
+
+    def bind(self, binding: Binding) -> None:
+        config = config_object(TRIGGER_TYPE, binding.config)
+        topic = config_str(TRIGGER_TYPE, config, "topic")
+        if not topic:
+            raise BindingRefused("durable:subscriber trigger needs a non-empty `topic` in its "
+                                 "config")
+        condition = config_str(TRIGGER_TYPE, config, "condition_function_id")
+        queue_config = _subscriber_config(self.default_config, config.get("queue_config"))
+        self.unbind(binding)
+        key = f"{topic}::{binding.function_id}@{binding.namespace}"
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            consumer = self._consumers[key] = _Consumer(
+                self, key, queue_config, condition, (binding.function_id, binding.namespace))
+        else:
+            consumer.config, consumer.condition = queue_config, condition
+        self._bindings[binding.id] = (topic, key)
+        self._holders.setdefault(key, set()).add(binding.id)
+        self._topics.setdefault(topic, set()).add(key)
+        consumer.activate()
+
+    def unbind(self, binding: Binding) -> None:
+        found = self._bindings.pop(binding.id, None)
+        if found is None:
+            return
+        topic, key = found
+        holders = self._holders.get(key, set())
+        holders.discard(binding.id)
+        if holders:
+            return
+        self._holders.pop(key, None)
+        keys = self._topics.get(topic, set())
+        keys.discard(key)
+        if not keys:
+            self._topics.pop(topic, None)
+        consumer = self._consumers.get(key)
+        if consumer is not None:
+            consumer.deactivate()  # its messages wait for the next binding
+
+    # ------------------------------------------------------------------ delivery plumbing
+
+    def retry_later(self, consumer: _Consumer, message: Message, delay: float) -> None:
+        """Put ``message`` back on ``consumer``'s queue after ``delay`` seconds."""
+        def due() -> None:
+            self._timers.discard(timer)
+            self.store.requeue(consumer.key, message)
+            consumer.wake.set()
+        timer = asyncio.get_running_loop().call_later(delay, due)
+        self._timers.add(timer)
+
+    def dead_letter(self, key: str, message: Message, config: QueueConfig) -> None:
+        """Keep a message that ran out of retries (and tell the listeners)."""
+        log.warning("queue %s: message %s to %s dead-lettered after %d attempts: %s",
+                    printable(key), message.id, printable(message.function_id),
+                    message.attempts, printable(message.last_error or ""))
+        dropped = self.store.dead_letter(key, message, config.max_dead_letters)
+        if dropped is not None:
+            _failures.log(logging.WARNING, "dlq_full", "queue %s: dead-letter list full "
+                          "(%d); dropped the oldest dead letter %s", printable(key),
+                          config.max_dead_letters, dropped.id)
+        for listener in list(self.dead_letter_listeners):
+            try:
+                listener(key, message)
+            except Exception:
+                log.exception("dead-letter listener failed")
+
+    def _push(self, keys: list[str], make: Callable[[str], Message]) -> None:
+        """Queue one message per key, all or none (``queue_full`` if any is full)."""
+        for key in keys:
+            consumer = self._consumers[key]
+            if self.store.pending(key) >= consumer.config.max_pending:
+                raise IIIInvocationError("queue_full", str(QueueFull(
+                    key, consumer.config.max_pending)))
+        for key in keys:
+            consumer = self._consumers[key]
+            self.store.push(key, make(key), consumer.config.max_pending)
+            consumer.wake.set()
+
+    # ------------------------------------------------------------------ functions
+
+    def publish(self, topic: str, data: Any, *, traceparent: str | None = None,
+                baggage: str | None = None) -> int:
+        """Queue ``data`` for every subscriber of ``topic``; returns how many there are."""
+        keys = sorted(self._topics.get(topic, ()))
+
+        def make(key: str) -> Message:
+            target = self._consumers[key].target
+            assert target is not None
+            return Message(target[0], target[1], data, traceparent=traceparent,
+                           baggage=baggage)
+        self._push(keys, make)
+        return len(keys)
+
+    async def _publish(self, data: Any, ctx: CallContext) -> None:
+        data = require_object(DURABLE_PUBLISH, data)
+        topic = require_str(DURABLE_PUBLISH, data, "topic")
+        if "data" not in data:
+            raise bad_input(DURABLE_PUBLISH, "missing field `data`")
+        if not topic:
+            raise IIIInvocationError("topic_not_set", "Topic is not set")
+        self.publish(topic, data["data"], traceparent=ctx.traceparent, baggage=ctx.baggage)
+
+    def named_consumer(self, name: str) -> _Consumer:
+        """The consumer of named queue ``name`` (created with its settings on first use)."""
+        key = NAMED_PREFIX + name
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            config = self.queue_configs.get(name, self.default_config)
+            consumer = self._consumers[key] = _Consumer(self, key, config)
+            consumer.activate()
+        return consumer
+
+    async def _enqueue(self, data: Any, ctx: CallContext) -> dict[str, Any]:
+        data = require_object(ENQUEUE, data)
+        name = require_str(ENQUEUE, data, "queue") or DEFAULT_QUEUE
+        function_id = require_str(ENQUEUE, data, "function_id")
+        namespace = optional_str(ENQUEUE, data, "namespace") or DEFAULT_NAMESPACE
+        receipt = optional_str(ENQUEUE, data, "messageReceiptId")
+        payload = data.get("data")
+        consumer = self.named_consumer(name)
+        group = consumer.config.message_group_field
+        if consumer.config.fifo and group is not None:
+            if not isinstance(payload, dict) or payload.get(group) is None:
+                raise IIIInvocationError("enqueue_error", f"FIFO queue '{name}' requires field "
+                                         f"'{group}' in data, and it must not be null")
+        message = Message(function_id, namespace, payload,
+                          traceparent=optional_str(ENQUEUE, data, "traceparent"),
+                          baggage=optional_str(ENQUEUE, data, "baggage"))
+        if receipt:
+            message.id = receipt
+        self._push([consumer.key], lambda _key: message)
+        return {"messageReceiptId": message.id}
+
+    def _keys_of(self, name: str) -> list[str]:
+        """The internal queues a user-facing name means: a named queue, or a topic's."""
+        prefix = f"{name}::"
+        keys = {key for key in self._consumers if key.startswith(prefix)}
+        keys.update(key for key in self.store.queues() if key.startswith(prefix))
+        if NAMED_PREFIX + name in self._consumers or not keys:
+            keys.add(NAMED_PREFIX + name)
+        return sorted(keys)
+
+    async def _redrive(self, data: Any, ctx: CallContext) -> dict[str, Any]:
+        data = require_object(REDRIVE, data)
+        name = require_str(REDRIVE, data, "queue")
+        if not name:
+            raise IIIInvocationError("queue_not_set", "Queue is not set")
+        total = 0
+        for key in self._keys_of(name):
+            for message in self.store.take_dead_letters(key):
+                message.attempts = 0
+                self.store.requeue(key, message)
+                total += 1
+            consumer = self._consumers.get(key)
+            if consumer is not None:
+                consumer.wake.set()
+        return {"queue": name, "redriven": total}
+
+    async def _dlq_messages(self, data: Any, ctx: CallContext) -> list[dict[str, Any]]:
+        data = require_object(DLQ_MESSAGES, data)
+        name = require_str(DLQ_MESSAGES, data, "topic")
+        if not name:
+            raise IIIInvocationError("topic_required", "Topic is required")
+        count = data.get("count", 100)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise bad_input(DLQ_MESSAGES, "field `count` must be a non-negative integer")
+        found = [m.describe() for key in self._keys_of(name)
+                 for m in self.store.dead_letters(key)]
+        return found[:count]

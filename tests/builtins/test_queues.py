@@ -1,0 +1,227 @@
+"""The durable-queue built-in worker with the official ``iii-sdk`` 0.25 and iii_rx as clients.
+
+Retries use millisecond backoffs (``queue_config`` of the binding, or the worker's settings);
+deliveries and dead letters are waited on with queues and events, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from builtins_helpers import ENGINE_TIMERS, WAIT, on_engine, unique, wait_bound, wait_parked
+from iii import InvocationError, TriggerAction
+
+import iii_rx
+from iii_rx.engine import Engine, EngineThread
+from iii_rx.engine.workers.queues_store import Message, QueueConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+Factory = Callable[..., Any]
+
+
+def call(worker: Any, function_id: str, payload: Any = None, **extra: Any) -> Any:
+    return worker.trigger({"function_id": function_id, "payload": payload, **extra})
+
+
+def flaky(worker: Any, prefix: str, failures: int) -> tuple[str, queue.Queue[Any]]:
+    """A function that fails its first ``failures`` calls; every call lands on a queue as
+    ``(monotonic time, data)``."""
+    calls: queue.Queue[Any] = queue.Queue()
+    function_id = unique(prefix)
+    count = 0
+    lock = threading.Lock()
+
+    def handler(data: Any) -> dict[str, Any]:
+        nonlocal count
+        with lock:
+            count += 1
+            n = count
+        calls.put((time.monotonic(), data))
+        if n <= failures:
+            raise RuntimeError(f"failure {n}")
+        return {}
+
+    worker.register_function(function_id, handler)
+    return function_id, calls
+
+
+def subscribe(engine: EngineThread, worker: Any, function_id: str, topic: str,
+              **queue_config: Any) -> None:
+    config: dict[str, Any] = {"topic": topic}
+    if queue_config:
+        config["queue_config"] = queue_config
+    worker.register_trigger({"type": "durable:subscriber", "function_id": function_id,
+                             "config": config})
+    wait_bound(engine, function_id)
+
+
+def dead_letters(engine: EngineThread) -> queue.Queue[tuple[str, Message]]:
+    """Every dead letter of the engine's queue worker, as it happens."""
+    found: queue.Queue[tuple[str, Message]] = queue.Queue()
+    on_engine(engine, lambda: engine.engine.workers.queues.dead_letter_listeners.append(
+        lambda key, message: found.put((key, message))))
+    return found
+
+
+def takes(calls: queue.Queue[Any], count: int) -> list[Any]:
+    return [calls.get(timeout=WAIT) for _ in range(count)]
+
+
+def test_every_subscriber_gets_every_message_once(engine: EngineThread,
+                                                  official: Factory) -> None:
+    iii = official("durable")
+    topic = unique("orders")
+    first, got_first = flaky(iii, "first", 0)
+    second, got_second = flaky(iii, "second", 0)
+    subscribe(engine, iii, first, topic)
+    subscribe(engine, iii, second, topic)
+    for n in range(3):
+        assert call(iii, "iii::durable::publish", {"topic": topic, "data": {"n": n}}) is None
+    for calls in (got_first, got_second):
+        assert sorted(data["n"] for _, data in takes(calls, 3)) == [0, 1, 2]
+    # Another topic is not delivered here; nothing else arrives for ours.
+    call(iii, "iii::durable::publish", {"topic": unique("other"), "data": 1})
+    call(iii, "iii::durable::publish", {"topic": topic, "data": {"n": 3}})
+    assert got_first.get(timeout=WAIT)[1] == {"n": 3}
+    assert got_second.get(timeout=WAIT)[1] == {"n": 3}
+    assert got_first.empty() and got_second.empty()
+
+
+def test_failed_delivery_is_retried_with_exponential_backoff(engine: EngineThread,
+                                                              official: Factory) -> None:
+    iii = official("retry")
+    topic = unique("jobs")
+    function_id, calls = flaky(iii, "flaky", 2)
+    subscribe(engine, iii, function_id, topic, maxRetries=3, backoffDelayMs=40)
+    call(iii, "iii::durable::publish", {"topic": topic, "data": "job"})
+    (t1, d1), (t2, d2), (t3, d3) = takes(calls, 3)
+    assert d1 == d2 == d3 == "job"
+    assert t2 - t1 >= 0.040 - 0.005  # first retry: backoff
+    assert t3 - t2 >= 0.080 - 0.005  # second retry: twice that
+    assert calls.empty()
+
+
+def test_exhausted_retries_dead_letter_and_redrive(engine: EngineThread,
+                                                   official: Factory) -> None:
+    iii = official("dlq")
+    found = dead_letters(engine)
+    topic = unique("payments")
+    function_id, calls = flaky(iii, "broken", 3)
+    subscribe(engine, iii, function_id, topic, max_retries=2, backoff_ms=1)
+    call(iii, "iii::durable::publish", {"topic": topic, "data": {"id": 7}})
+    key, message = found.get(timeout=WAIT)
+    assert len(takes(calls, 3)) == 3  # the first attempt and two retries
+    assert key.startswith(f"{topic}::{function_id}")
+    assert message.attempts == 3 and "failure 3" in (message.last_error or "")
+    [letter] = call(iii, "engine::queue::dlq_messages", {"topic": topic})
+    assert letter["data"] == {"id": 7} and letter["function_id"] == function_id
+    assert letter["attempts"] == 3
+    # The handler works now: a redrive delivers the dead letter again.
+    assert call(iii, "iii::queue::redrive", {"queue": topic}) == {"queue": topic,
+                                                                   "redriven": 1}
+    assert calls.get(timeout=WAIT)[1] == {"id": 7}
+    assert call(iii, "engine::queue::dlq_messages", {"topic": topic}) == []
+
+
+def test_a_full_queue_refuses_the_publish(engine: EngineThread, official: Factory) -> None:
+    iii = official("full")
+    on_engine(engine, lambda: setattr(engine.engine.workers.queues, "default_config",
+                                      QueueConfig(max_pending=2, backoff_ms=1)))
+    topic = unique("busy")
+    release = threading.Event()
+    started: queue.Queue[Any] = queue.Queue()
+    function_id = unique("slow")
+
+    def slow(data: Any) -> None:
+        started.put(data)
+        release.wait(WAIT)
+
+    iii.register_function(function_id, slow)
+    subscribe(engine, iii, function_id, topic, concurrency=1)
+    call(iii, "iii::durable::publish", {"topic": topic, "data": 1})
+    assert started.get(timeout=WAIT) == 1  # in flight: the queue itself is empty
+    call(iii, "iii::durable::publish", {"topic": topic, "data": 2})
+    call(iii, "iii::durable::publish", {"topic": topic, "data": 3})
+    with pytest.raises(InvocationError) as caught:
+        call(iii, "iii::durable::publish", {"topic": topic, "data": 4})
+    assert caught.value.code == "queue_full"
+    assert "max_pending" in caught.value.message
+    release.set()
+    assert [started.get(timeout=WAIT) for _ in range(2)] == [2, 3]
+
+
+def test_bad_publish_and_bad_binding(engine: EngineThread, official: Factory) -> None:
+    iii = official("bad")
+    with pytest.raises(InvocationError) as caught:
+        call(iii, "iii::durable::publish", {"topic": "", "data": 1})
+    assert caught.value.code == "topic_not_set"
+    with pytest.raises(InvocationError) as caught:
+        call(iii, "iii::durable::publish", {"topic": "t"})
+    assert caught.value.code == "deserialization_error"
+    function_id, _ = flaky(iii, "nobody", 0)
+    iii.register_trigger({"type": "durable:subscriber", "function_id": function_id,
+                          "config": {}})
+    wait_parked(engine, function_id)
+
+
+def test_enqueue_action_delivers_to_the_target_with_retries(engine: EngineThread,
+                                                             official: Factory) -> None:
+    iii = official("enqueue")
+    on_engine(engine, lambda: engine.engine.workers.queues.queue_configs.update(
+        {"orders": QueueConfig(max_retries=1, backoff_ms=1)}))
+    function_id, calls = flaky(iii, "target", 1)
+    receipt = call(iii, function_id, {"order": 1}, action=TriggerAction.Enqueue(queue="orders"))
+    assert isinstance(receipt["messageReceiptId"], str)
+    assert [data for _, data in takes(calls, 2)] == [{"order": 1}, {"order": 1}]
+    # Any queue name works (created with the default settings).
+    other, other_calls = flaky(iii, "other", 0)
+    call(iii, other, "x", action=TriggerAction.Enqueue(queue=unique("adhoc")))
+    assert other_calls.get(timeout=WAIT)[1] == "x"
+
+
+def test_fifo_queue_needs_its_group_field(engine: EngineThread, official: Factory) -> None:
+    iii = official("fifo")
+    on_engine(engine, lambda: engine.engine.workers.queues.queue_configs.update(
+        {"ledger": QueueConfig(fifo=True, message_group_field="account", backoff_ms=1)}))
+    function_id, calls = flaky(iii, "ledger", 1)
+    with pytest.raises(InvocationError) as caught:
+        call(iii, function_id, {"amount": 1}, action=TriggerAction.Enqueue(queue="ledger"))
+    assert caught.value.code == "enqueue_error"
+    assert "account" in caught.value.message
+    for n in range(3):
+        call(iii, function_id, {"account": "a", "n": n},
+             action=TriggerAction.Enqueue(queue="ledger"))
+    # The first message fails once and is retried inline: the order holds.
+    assert [data["n"] for _, data in takes(calls, 4)] == [0, 0, 1, 2]
+
+
+async def test_iii_rx_client_publishes_and_enqueues() -> None:
+    async with Engine(port=0, **ENGINE_TIMERS) as engine, \
+            iii_rx.connect(engine.url, name=unique("rx")) as iii:
+        received: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def handler(data: Any) -> None:
+            received.put_nowait(data)
+
+        function_id = unique("rx-consumer")
+        iii.register_function(function_id, handler)
+        topic = unique("rx-topic")
+        iii.register_trigger({"type": "durable:subscriber", "function_id": function_id,
+                              "config": {"topic": topic}})
+        deadline = time.monotonic() + WAIT
+        while not any(b.function_id == function_id and not b.parked
+                      for b in engine.triggers.bindings.values()):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await iii.trigger("iii::durable::publish", {"topic": topic, "data": [1, 2]})
+        assert await asyncio.wait_for(received.get(), WAIT) == [1, 2]
+        receipt = await iii.trigger(function_id, {"q": 1},
+                                    action=iii_rx.TriggerAction.enqueue("default"))
+        assert "messageReceiptId" in receipt
+        assert await asyncio.wait_for(received.get(), WAIT) == {"q": 1}
