@@ -1,0 +1,206 @@
+"""``iii-rx top`` run headlessly under textual's pilot, against an engine and made-up scenes."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import re
+from typing import Any
+
+from tools_helpers import WAIT, unique_name
+
+import iii_rx
+from iii_rx.engine import Engine
+from iii_rx.state import ConnectionState
+from iii_rx.tools.rows import FUNCTION_COLUMNS, WORKER_COLUMNS
+from iii_rx.tools.source import ClientSource
+from iii_rx.tools.top import TopApp
+from iii_rx.topology import FunctionInfo, RegisteredTrigger, Topology, TopologyStream, WorkerInfo
+
+SIZE = (150, 45)
+W = {c.key: i for i, c in enumerate(WORKER_COLUMNS)}
+F = {c.key: i for i, c in enumerate(FUNCTION_COLUMNS)}
+
+
+def row(app: TopApp, table: str, first: str) -> tuple[str, ...] | None:
+    """The row of ``table`` whose first cell is ``first``."""
+    return next((r for r in app.table_cells(table) if r[0] == first), None)
+
+
+def cell(app: TopApp, table: str, first: str, column: int) -> str | None:
+    found = row(app, table, first)
+    return found[column] if found is not None else None
+
+
+async def test_a_worker_appears_shows_its_load_and_goes(engine: Engine) -> None:
+    name = unique_name("calc")
+    async with iii_rx.connect(engine.url, name=unique_name("viewer")) as viewer:
+        app = TopApp(ClientSource(viewer, TopologyStream(viewer, poll_interval=0.2)))
+        async with app.run_test(size=SIZE) as pilot:
+            await app.wait_until(lambda: app.snapshot is not None, WAIT)
+            assert app.state is ConnectionState.CONNECTED
+            assert row(app, "workers", viewer.name) is None  # the tool leaves itself out
+
+            gate = asyncio.Event()
+
+            async def slow(data: Any) -> dict[str, Any]:
+                await gate.wait()
+                return {"ok": True}
+
+            worker = await iii_rx.connect(engine.url, name=name)
+            worker.register_function("calc::slow", slow, description="waits")
+            await app.wait_until(lambda: row(app, "functions", "calc::slow") is not None, WAIT)
+            await app.wait_until(lambda: cell(app, "workers", name, W["pid"]) != "", WAIT)
+            shown = row(app, "workers", name)
+            assert shown is not None
+            assert (shown[W["namespace"]], shown[W["runtime"]], shown[W["pid"]],
+                    shown[W["functions"]], shown[W["active"]]) == (
+                "default", "python", str(os.getpid()), "1", "0")
+            assert row(app, "functions", "calc::slow")[F["owner"]] == name  # type: ignore[index]
+
+            # Under load the row follows the engine's counters: in flight, then calls/s
+            # when the engine sends metrics (blank, and nothing else, when it does not).
+            calls = [asyncio.ensure_future(viewer.trigger("calc::slow", {})) for _ in range(3)]
+            await app.wait_until(lambda: cell(app, "workers", name, W["active"]) == "3", WAIT)
+            gate.set()
+            assert await asyncio.gather(*calls) == [{"ok": True}] * 3
+            await app.wait_until(lambda: cell(app, "workers", name, W["active"]) == "0", WAIT)
+            snapshot = app.snapshot
+            assert snapshot is not None
+            if any(key in snapshot.worker(row_key).extra  # type: ignore[union-attr]
+                   for key in ("invocations", "metrics")
+                   for row_key in [w.id for w in snapshot.workers if w.name == name]):
+                await app.wait_until(
+                    lambda: cell(app, "workers", name, W["rate"]) not in ("", "0"), WAIT)
+
+            await worker.aclose()
+            await app.wait_until(lambda: row(app, "workers", name) is None, WAIT)
+            assert row(app, "functions", "calc::slow") is None
+            log = "\n".join(app.log_lines())
+            assert f"+ worker {name} (python, namespace default) from 127.0.0.1" in log
+            assert "+ function calc::slow [default] by " + name in log
+            assert log.index("- function calc::slow") < log.index(f"- worker {name}")
+
+            await pilot.press("q")
+        assert app.return_code == 0
+
+
+async def test_engine_restart_shows_the_connection_state(engine: Engine) -> None:
+    port = engine.port
+    reconnect = iii_rx.ReconnectConfig(initial_delay_ms=50, max_delay_ms=200)
+    async with iii_rx.connect(engine.url, name=unique_name("viewer"),
+                              reconnect=reconnect) as viewer:
+        app = TopApp(ClientSource(viewer, TopologyStream(viewer, poll_interval=0.2)))
+        async with app.run_test(size=SIZE):
+            await app.wait_until(lambda: app.snapshot is not None, WAIT)
+            await engine.stop()
+            await app.wait_until(lambda: app.state is ConnectionState.RECONNECTING, WAIT)
+            status = str(app.query_one("#status").render())
+            assert "reconnecting" in status and "last known state" in status
+            async with Engine(port=port, namespace_grace_ms=300):
+                await app.wait_until(lambda: app.state is ConnectionState.CONNECTED, WAIT)
+                assert "connection reconnecting" in "\n".join(app.log_lines())
+
+
+def _scene(at: float, calls: int | None, *, errors: int = 0) -> Topology:
+    """Two workers in two namespaces; metrics in the rows when ``calls`` is given."""
+    metrics: dict[str, Any] = {} if calls is None else {
+        "invocations": calls, "errors": errors, "p50_ms": 1.5, "p99_ms": 12.25}
+    return Topology.of(
+        workers=[
+            WorkerInfo.from_row({"id": "w1", "name": "orders", "namespace": "default",
+                                 "runtime": "python", "function_count": 1, "pid": 4242,
+                                 "ip_address": "127.0.0.1", **metrics}),
+            WorkerInfo.from_row({"id": "w2", "name": "billing", "namespace": "shop",
+                                 "runtime": "node", "function_count": 1}),
+            WorkerInfo.from_row({"id": "iii-state", "name": "iii-state", "runtime": "engine",
+                                 "function_count": 1}),
+        ],  # type: ignore[list-item]
+        functions=[
+            FunctionInfo(function_id="orders::place", worker_name="orders",
+                         extra=WorkerInfo.from_row({"id": "x", **metrics}).extra),  # type: ignore[union-attr]
+            FunctionInfo(function_id="billing::charge", namespace="shop", worker_name="billing"),
+            FunctionInfo(function_id="state::get", worker_name="iii-state"),
+        ],
+        triggers=[RegisteredTrigger(id="t1", trigger_type="http", function_id="orders::place",
+                                    worker_name="orders", config_summary='{"api_path":"o"}')],
+        taken_at=at,
+    )
+
+
+async def test_metric_columns_are_rates_when_the_engine_counts_and_blank_otherwise() -> None:
+    app = TopApp(url="ws://test", tick=None)
+    async with app.run_test(size=SIZE):
+        app.show(_scene(1000.0, 100, errors=2), now=1000.0)
+        assert cell(app, "workers", "orders", W["rate"]) == ""  # one sample: no rate yet
+        app.show(_scene(1001.0, 150, errors=3), now=1001.0)
+        orders = row(app, "workers", "orders")
+        assert orders is not None
+        assert (orders[W["rate"]], orders[W["errors"]], orders[W["pid"]]) == ("50.0", "3", "4242")
+        place = row(app, "functions", "orders::place")
+        assert place is not None
+        assert (place[F["rate"]], place[F["p50"]], place[F["p99"]], place[F["errors"]],
+                place[F["triggers"]]) == ("50.0", "1.50", "12.2", "3", "1")
+        app.refresh_rates(now=1010.0)  # no call for longer than the window: the rate falls to 0
+        assert cell(app, "workers", "orders", W["rate"]) == "0"
+        with_metrics = app.table_cells("workers")
+
+    plain = TopApp(url="ws://test", tick=None)
+    async with plain.run_test(size=SIZE):
+        plain.show(_scene(1000.0, None), now=1000.0)
+        plain.show(_scene(1001.0, None), now=1001.0)
+        rows = plain.table_cells("workers")
+        for metric in ("rate", "errors"):
+            assert [r[W[metric]] for r in rows] == ["", "", ""]
+        for metric in ("rate", "p50", "p99", "errors"):
+            assert [r[F[metric]] for r in plain.table_cells("functions")] == ["", "", ""]
+        # Everything but the metric cells is the same as with metrics.
+        strip = [i for c, i in W.items() if c not in ("rate", "errors")]
+        assert [[r[i] for i in strip] for r in rows] == [[r[i] for i in strip]
+                                                         for r in with_metrics]
+
+
+async def test_keys_filter_by_namespace_sort_and_quit() -> None:
+    app = TopApp(url="ws://test", tick=None, clock=lambda: 1001.0)
+    async with app.run_test(size=SIZE) as pilot:
+        app.show(_scene(1000.0, 10), now=1000.0)
+        # The engine's own workers come last; e hides them and what they own.
+        assert [r[0] for r in app.table_cells("workers")] == ["billing", "orders", "iii-state"]
+        await pilot.press("e")
+        assert [r[0] for r in app.table_cells("workers")] == ["billing", "orders"]
+        assert [r[0] for r in app.table_cells("functions")] == ["billing::charge",
+                                                                "orders::place"]
+        assert "engine rows hidden" in str(app.query_one("#status").render())
+        await pilot.press("n")
+        assert app.namespace == "default"
+        assert [r[0] for r in app.table_cells("workers")] == ["orders"]
+        assert [r[0] for r in app.table_cells("functions")] == ["orders::place"]
+        await pilot.press("n")
+        assert [r[0] for r in app.table_cells("workers")] == ["billing"]
+        assert app.table_cells("triggers") == []
+        await pilot.press("n")
+        assert app.namespace is None and len(app.table_cells("workers")) == 2
+        await pilot.press("s")  # by calls: the busy one first
+        app.show(_scene(1001.0, 60), now=1001.0)
+        assert app.sort == "calls"
+        assert [r[0] for r in app.table_cells("workers")] == ["orders", "billing"]
+        await pilot.press("r")
+        assert [r[0] for r in app.table_cells("workers")] == ["billing", "orders"]
+        assert "sort: calls (reversed)" in str(app.query_one("#status").render())
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_the_screenshot_is_an_svg_of_what_is_shown() -> None:
+    app = TopApp(url="ws://127.0.0.1:49134", tick=None)
+    async with app.run_test(size=SIZE) as pilot:
+        app.show_state(ConnectionState.CONNECTED)
+        app.show(_scene(1000.0, 10), now=1000.0)
+        await pilot.pause()  # let the screen repaint before exporting it
+        svg = app.export_screenshot(title="iii-rx top")
+    assert svg.lstrip().startswith("<svg")
+    text = html.unescape("".join(re.findall(r">([^<]*)</text>", svg)))
+    for shown in ("● connected  ws://127.0.0.1:49134", "orders::place", "billing::charge",
+                  "4242", "CALLS/S", '{"api_path":"o"}', "q Quit"):
+        assert shown in text.replace("\xa0", " ")
