@@ -17,6 +17,7 @@ What the services offer:
   ``engine::workers::list`` with ``runtime: "engine"``;
 * :meth:`~EngineServices.add_function` / :meth:`~EngineServices.remove_function` — in-process
   functions ``async handler(data, ctx) -> result``, callable by every worker;
+  :meth:`~EngineServices.has_function` — whether a function is served now;
 * :meth:`~EngineServices.add_trigger_type` / :meth:`~EngineServices.remove_trigger_type` —
   in-process trigger providers (see :mod:`iii_rx.engine.triggers`);
 * :attr:`~EngineServices.channels` — the channel hub: create channels, hold their ends;
@@ -170,6 +171,10 @@ class EngineServices(Protocol):
         """Unregister a function of ``worker``; ``False`` if it had none under that key."""
         ...
 
+    def has_function(self, function_id: str, namespace: str = DEFAULT_NAMESPACE) -> bool:
+        """Whether anyone (a worker, the engine) serves ``(namespace, function_id)`` now."""
+        ...
+
     def add_trigger_type(self, trigger_type: TriggerType) -> None:
         """Provide ``trigger_type`` in-process (its ``provider`` is a
         :class:`~iii_rx.engine.triggers.TriggerProvider`).
@@ -258,6 +263,9 @@ class CoreServices:
             return False
         self._registry.remove_function(key)
         return True
+
+    def has_function(self, function_id: str, namespace: str = DEFAULT_NAMESPACE) -> bool:
+        return (namespace, function_id) in self._registry.functions
 
     def add_trigger_type(self, trigger_type: TriggerType) -> None:
         if trigger_type.provider is None or isinstance(trigger_type.provider, WorkerConnection):
