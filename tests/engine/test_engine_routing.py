@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from raw_engine_client import RawWorker, wait_until
@@ -110,14 +111,24 @@ async def test_blank_namespace_is_invalid(engine: Engine) -> None:
     assert answer["error"]["code"] == "INVALID_NAMESPACE"
 
 
-async def test_enqueue_without_queue_provider(engine: Engine) -> None:
-    caller = await RawWorker.connect(engine.url)
+@pytest.fixture
+async def engine_without_queue() -> AsyncIterator[Engine]:
+    """An engine whose built-in queue worker leaves ``engine::queue::enqueue`` to workers."""
+    engine = Engine(port=0, namespace_grace_ms=300)
+    engine.workers.queues.serve_enqueue = False
+    async with engine:
+        yield engine
+
+
+async def test_enqueue_without_queue_provider(engine_without_queue: Engine) -> None:
+    caller = await RawWorker.connect(engine_without_queue.url)
     answer = await caller.call("any::fn", {}, action={"type": "enqueue", "queue": "q"})
     assert answer["error"]["code"] == "enqueue_error"
     assert "engine::queue::enqueue" in answer["error"]["message"]
 
 
-async def test_enqueue_through_a_queue_provider(engine: Engine) -> None:
+async def test_enqueue_through_a_queue_provider(engine_without_queue: Engine) -> None:
+    engine = engine_without_queue
     queue = await RawWorker.connect(engine.url)
     await queue.register_function("engine::queue::enqueue")
     await queue.register("queue")

@@ -202,6 +202,8 @@ class QueueWorker:
     ``default_config`` applies to subscribers and to named queues not in ``queue_configs``;
     change either before the engine starts (tests use millisecond backoffs).
     ``dead_letter_listeners`` are called with ``(queue, message)`` for every dead letter.
+    ``serve_enqueue = False`` (before the engine starts) leaves ``engine::queue::enqueue`` to a
+    worker (the Rust project's standalone ``queue`` worker, a test double).
     """
 
     def __init__(self, adapter: QueueAdapter | None = None, *,
@@ -211,6 +213,7 @@ class QueueWorker:
         self.default_config = default_config or QueueConfig()
         self.queue_configs: dict[str, QueueConfig] = dict(queue_configs or {})
         self.dead_letter_listeners: list[DeadLetterListener] = []
+        self.serve_enqueue = True
         self.tasks = TaskSet("the queue worker")
         self._services: EngineServices | None = None
         self._consumers: dict[str, _Consumer] = {}
@@ -236,9 +239,10 @@ class QueueWorker:
                               description="Publish a message to a durable topic",
                               request_format=_PUBLISH_SCHEMA, response_format={"type": "null"},
                               inline=True)
-        services.add_function(ENQUEUE, self._enqueue, worker=WORKER_NAME, inline=True,
-                              description="Queue a function call on a named queue "
-                                          "(the engine's enqueue action)")
+        if self.serve_enqueue:
+            services.add_function(ENQUEUE, self._enqueue, worker=WORKER_NAME, inline=True,
+                                  description="Queue a function call on a named queue "
+                                              "(the engine's enqueue action)")
         services.add_function(REDRIVE, self._redrive, worker=WORKER_NAME, inline=True,
                               description="Move a queue's dead letters back to the queue")
         services.add_function(DLQ_MESSAGES, self._dlq_messages, worker=WORKER_NAME,
