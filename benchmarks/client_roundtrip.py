@@ -10,6 +10,10 @@ One role at a time, against raw-frame peers that are never the bottleneck (BENCH
   p99 no worse.
 * **workers** — a raw-frame caller calls an iii_rx worker and an official-SDK worker (sync
   handler in a thread, async handler as a task) through the same engine. Target: >= 3x.
+* **tracing** — the same iii_rx caller and workers with OpenTelemetry off and on
+  (``connect(otel=...)``, an SDK ``TracerProvider`` whose batch processor feeds an exporter
+  that drops the spans), same run, interleaved. Target (issue 14): on costs <= 15% of
+  throughput (ratio >= 0.85); off is the default, whose cost is one ``if`` per call.
 
 Every contender runs in its own process, figures are interleaved round by round, and the ratios
 are taken per round (each pair saw the same load)::
@@ -57,12 +61,33 @@ ECHO = "bench::echo"
 # =========================================================================== roles
 
 
+def otel_option(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"otel": ...}`` with a real SDK pipeline (batch processor, dropping exporter) when
+    the role runs with ``--otel``; ``{}`` otherwise."""
+    if not getattr(args, "otel", False):
+        return {}
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    import iii_rx
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    trace.set_tracer_provider(provider)
+    return {"otel": iii_rx.OtelConfig(enabled=True)}
+
+
 def run_rx_caller(args: argparse.Namespace) -> None:
     """iii_rx as the caller: ``await iii.trigger`` on the client's loop, or ``.result()``."""
     import iii_rx
 
     payload = make_payload(args.payload_bytes)
-    options: dict[str, Any] = {"name": args.name, "timeout_ms": 30_000}
+    options: dict[str, Any] = {"name": args.name, "timeout_ms": 30_000, **otel_option(args)}
 
     if args.mode == "async":
         async def main() -> None:
@@ -119,7 +144,7 @@ def run_rx_worker(args: argparse.Namespace) -> None:
     import iii_rx
 
     async def main() -> None:
-        async with iii_rx.connect(args.url, name=args.name) as iii:
+        async with iii_rx.connect(args.url, name=args.name, **otel_option(args)) as iii:
             if args.handler == "async":
                 async def echo_async(data: Any) -> Any:
                     return data
@@ -269,6 +294,45 @@ def bench_workers(args: argparse.Namespace, url: str, log_dir: str,
               "   (the ceiling: what this engine and caller allow)")
 
 
+def bench_tracing(args: argparse.Namespace, url: str, log_dir: str,
+                  stack: contextlib.ExitStack) -> None:
+    if "callers" not in args.parts:
+        start_peer("raw-worker", rawpeer_argv("worker", url, ECHO, "--name", "bench-raw-echo"),
+                   log_dir, stack)
+    payload = ("--payload-bytes", str(args.payload_bytes))
+    pairs: dict[str, dict[bool, Contender]] = {}
+    for otel in (False, True):
+        flag = ["--otel"] if otel else []
+        tag = "on" if otel else "off"
+        argv = [sys.executable, SELF, "rx-caller", "--url", url, "--mode", "async", *payload,
+                "--name", f"bench-rx-otel-{tag}-{uuid.uuid4().hex[:6]}", *flag]
+        caller = start_peer(f"rx-caller-otel-{tag}", argv, log_dir, stack)
+        pairs.setdefault("async caller", {})[otel] = Contender(f"caller-{tag}", tag, caller)
+        for handler in args.handlers:
+            function_id = f"bench::otel_{tag}_{handler}"
+            worker = start_peer(f"rx-worker-otel-{tag}-{handler}", [
+                sys.executable, SELF, "rx-worker", "--url", url, "--function", function_id,
+                "--handler", handler, "--name", f"bench-otel-{tag}-{handler}-"
+                f"{uuid.uuid4().hex[:6]}", *flag], log_dir, stack)
+            raw = start_peer(f"raw-caller-otel-{tag}-{handler}",
+                             rawpeer_argv("caller", url, function_id, *payload), log_dir, stack)
+            pairs.setdefault(f"{handler} worker", {})[otel] = Contender(
+                f"{handler}-{tag}", tag, raw, worker)
+    windows = [w for w in args.windows if w <= 64] or [1]
+    for _ in range(args.rounds):
+        for window in windows:
+            for pair in pairs.values():
+                for otel in (False, True):
+                    pair[otel].measure(window, args.duration, args.warmup)
+    print()
+    print("TRACING: iii_rx with OpenTelemetry on vs off (same run; ratio = on / off, target "
+          f">= 0.85; engine: {args.engine}); cpu us = traced process CPU per call")
+    print(header("tracing on", "tracing off"))
+    for label, pair in pairs.items():
+        for window in windows:
+            print(ratio_row(label, pair[True], pair[False], window))
+
+
 def orchestrate(args: argparse.Namespace) -> None:
     load = [os.getloadavg()[0]]
     print(f"client round trips: ~{args.payload_bytes} B JSON echo, {args.duration:g} s per "
@@ -282,6 +346,8 @@ def orchestrate(args: argparse.Namespace) -> None:
             bench_callers(args, url, log_dir, stack)
         if "workers" in args.parts:
             bench_workers(args, url, log_dir, stack)
+        if "tracing" in args.parts:
+            bench_tracing(args, url, log_dir, stack)
     load.append(os.getloadavg()[0])
     print(f"\nload average (1 min) before {load[0]:.2f}, after {load[1]:.2f}: the machine is "
           "shared; trust ratios within a run more than figures across runs")
@@ -294,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OTEL_ENABLED", "false")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", choices=("iii_rx", "rust", "relay"), default="iii_rx")
-    parser.add_argument("--part", default="callers,workers")
+    parser.add_argument("--part", default="callers,workers,tracing")
     parser.add_argument("--windows", default="1,64,512")
     parser.add_argument("--modes", default="async,blocking")
     parser.add_argument("--handlers", default="sync,async")
@@ -309,7 +375,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--mode", choices=("async", "blocking"), default="async")
         p.add_argument("--payload-bytes", type=int, default=64)
         p.add_argument("--name", default=f"bench-{role}-{uuid.uuid4().hex[:6]}")
+        p.add_argument("--otel", action="store_true")
     p = roles.add_parser("rx-worker")
+    p.add_argument("--otel", action="store_true")
     p.add_argument("--url", required=True)
     p.add_argument("--function", action="append", required=True)
     p.add_argument("--handler", choices=("sync", "async"), default="sync")

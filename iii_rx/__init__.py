@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from iii_rx.client import Client
 from iii_rx.connect import connect, connect_sync
-from iii_rx.context import Context, get_context
+from iii_rx.context import Context, Logger, get_context
 from iii_rx.errors import (
     CborDecodeError,
     ChannelClosedError,
@@ -37,6 +37,7 @@ from iii_rx.http import ApiRequest, ApiResponse, HttpInvocationConfig
 from iii_rx.invocation import Invocation, TriggerAction
 from iii_rx.single import Single
 from iii_rx.state import ConnectionState, ReconnectConfig
+from iii_rx.telemetry import OtelConfig
 from iii_rx.triggers import TriggerHandle, TriggerTypeHandle
 
 __version__ = "0.1.0"
@@ -61,7 +62,9 @@ __all__ = [
     "IIIRegistrationRejectedError",
     "IIITimeoutError",
     "Invocation",
+    "Logger",
     "LoopDeadlockError",
+    "OtelConfig",
     "PayloadTooLargeError",
     "ReconnectConfig",
     "Single",

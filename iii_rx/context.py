@@ -20,7 +20,8 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 
 from iii_rx.protocol import ErrorBody
-from iii_rx.telemetry import (
+from iii_rx.telemetry.ids import (
+    OTEL_LOGS,
     format_traceparent,
     new_span_id,
     new_trace_id,
@@ -63,6 +64,7 @@ class Context:
         "function_id",
         "invocation_id",
         "metadata",
+        "trace",
         "traceparent",
     )
 
@@ -83,6 +85,8 @@ class Context:
         self._trace_id: str | None = None
         self._span_id: str | None = None
         self._logger: Logger | None = None
+        self.trace: Any = None
+        """The invocation's OpenTelemetry span (a ``ServerSpan``) when its client traces."""
 
     def _parsed(self) -> tuple[str, str, str] | None:
         parent = self._parent
@@ -99,6 +103,8 @@ class Context:
     def trace_id(self) -> str | None:
         """The trace this context belongs to (hex), continued from the caller if it sent one."""
         if self._trace_id is None:
+            if self.trace is not None:
+                return f"{self.trace.span.get_span_context().trace_id:032x}"
             parent = self._parsed()
             if parent is not None:
                 self._trace_id = parent[0]
@@ -112,6 +118,8 @@ class Context:
     def span_id(self) -> str | None:
         """This invocation's own span (hex): the parent of the calls it makes."""
         if self._span_id is None:
+            if self.trace is not None:
+                return f"{self.trace.span.get_span_context().span_id:016x}"
             self._span_id = new_span_id() if self.is_invocation else _otel_ids()[1]
         return self._span_id
 
@@ -132,6 +140,8 @@ class Context:
         """``(traceparent, baggage)`` for a call made from inside this context."""
         if not self.is_invocation:
             return otel_trace_headers()
+        if self.trace is not None:
+            return self.trace.traceparent(), self.baggage
         trace_id, span_id = self.trace_id, self.span_id
         assert trace_id is not None and span_id is not None
         parent = self._parsed()
@@ -182,7 +192,8 @@ class Logger:
         self._context = context
 
     def _emit(self, level: int, message: str, data: Any) -> None:
-        if not _log.isEnabledFor(level):
+        otel = OTEL_LOGS[0]
+        if not otel and not _log.isEnabledFor(level):
             return
         ctx = self._context if self._context is not None else get_context()
         extra = {
@@ -194,6 +205,12 @@ class Logger:
             "data": data,
         }
         _log.log(level, message, extra=extra, stacklevel=3)
+        if otel:
+            from iii_rx.telemetry import logs
+
+            trace_id, span_id = extra.pop("trace_id"), extra.pop("span_id")
+            extra["log.data"] = extra.pop("data")
+            logs.emit(level, message, extra, trace_id, span_id)
 
     def debug(self, message: str, data: Any = None) -> None:
         """Log at DEBUG with this context's ids."""
@@ -284,12 +301,18 @@ class Invocation(Context):
         engine then tells their callers ``invocation_stopped``, so nothing is sent from here
         and the garbage-collection safety net must not answer either.
         """
-        return self._claim()
+        if not self._claim():
+            return False
+        if self.trace is not None:
+            self.trace.end(..., None)
+        return True
 
     def reply(self, value: Any = None) -> bool:
         """Answer with ``value``; ``False`` if the invocation was already answered."""
         if not self._claim():
             return False
+        if self.trace is not None:
+            self.trace.end(value, None)
         if self._sink is not None and self.invocation_id is not None:
             self._sink.send_reply(self, value, None)
         return True
@@ -304,6 +327,8 @@ class Invocation(Context):
         """Answer with an error (``code``, ``str(error)``, the exception's traceback)."""
         if not self._claim():
             return False
+        if self.trace is not None:
+            self.trace.end(None, error)
         if self._sink is not None and self.invocation_id is not None:
             self._sink.send_reply(self, None, error_body_of(error, code, stacktrace))
         elif self.invocation_id is None:

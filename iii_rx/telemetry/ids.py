@@ -4,8 +4,8 @@ A handler acts as the ``execute`` span of its invocation: it keeps the caller's 
 starts a trace when the frame had none), gets a span id of its own, and forwards
 ``traceparent`` = ``00-{trace_id}-{span_id}-{flags}`` plus the caller's ``baggage`` on nested
 calls and on its result. Outside handlers, an active OpenTelemetry span (when OTel is enabled and
-installed) is injected through the OTel propagator instead. Spans and metrics are a later issue;
-this module only moves the ids.
+installed) is injected through the OTel propagator instead. When a client traces
+(``connect(otel=...)``, :mod:`iii_rx.telemetry.tracing`), real spans replace the ids made here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,20 @@ __all__ = [
     "otel_enabled",
     "otel_trace_headers",
     "parse_traceparent",
+    "propagate_otel",
 ]
+
+OTEL_LOGS = [False]
+"""Whether ``Logger`` records also go to OpenTelemetry logs (a client enabled them)."""
+
+_FORCED = [False]
+"""Set once a client traces: the active OpenTelemetry span is then propagated whatever
+``OTEL_ENABLED`` says."""
+
+
+def propagate_otel() -> None:
+    """Propagate the active OpenTelemetry span from now on (a client enabled tracing)."""
+    _FORCED[0] = True
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -70,7 +83,7 @@ def otel_enabled() -> bool:
 
 def otel_trace_headers() -> tuple[str | None, str | None]:
     """``(traceparent, baggage)`` of the active OpenTelemetry context, if any."""
-    if not otel_enabled():
+    if not _FORCED[0] and not otel_enabled():
         return None, None
     from opentelemetry import propagate, trace
 

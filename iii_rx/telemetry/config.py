@@ -1,0 +1,74 @@
+"""``OtelConfig``: the OpenTelemetry settings of a client, with the official SDK's fields.
+
+``connect(otel=...)`` takes an :class:`OtelConfig`, a mapping of its fields, ``True`` (enabled
+with the defaults) or ``None``/``False`` (off, the default: nothing is traced and the hot path
+pays one ``if``). :func:`resolve_otel` turns any of these into the config in force, or ``None``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["OtelConfig", "OtelOption", "resolve_otel"]
+
+
+@dataclass
+class OtelConfig:
+    """OpenTelemetry settings (spec 10.1); field names and meanings are the official SDK's.
+
+    ``enabled=None`` follows ``OTEL_ENABLED`` (on unless it says false/0/no/off). Spans go to
+    the process's OpenTelemetry ``TracerProvider``; when none is configured, iii_rx installs
+    one named after ``service_name`` (its exporter chosen by ``OTEL_TRACES_EXPORTER``:
+    ``console``, ``otlp`` when ``opentelemetry-exporter-otlp`` is installed, else none), and
+    ``iii.spans`` shows every span either way. ``engine_ws_url``, the flush intervals,
+    ``fetch_instrumentation_enabled`` and ``engine_ws_headers`` are accepted for
+    compatibility; export to the engine's ``/otel`` socket is not implemented yet.
+    """
+
+    enabled: bool | None = None
+    service_name: str | None = None
+    service_version: str | None = None
+    service_namespace: str | None = None
+    service_instance_id: str | None = None
+    engine_ws_url: str | None = None
+    fetch_instrumentation_enabled: bool = True
+    spans_flush_interval_ms: int | None = None
+    logs_enabled: bool | None = None
+    logs_flush_interval_ms: int | None = None
+    logs_batch_size: int | None = None
+    metrics_enabled: bool = True
+    metrics_export_interval_ms: int = 60000
+    engine_ws_headers: dict[str, str] | None = None
+
+
+OtelOption = OtelConfig | Mapping[str, Any] | bool | None
+"""What ``connect(otel=...)`` accepts."""
+
+_FIELDS = frozenset(f.name for f in fields(OtelConfig))
+
+
+def resolve_otel(otel: Any) -> OtelConfig | None:
+    """The config in force for ``otel`` (any object with OtelConfig's attributes counts, e.g.
+    the official SDK's), or ``None`` when tracing is off."""
+    if otel is None or otel is False:
+        return None
+    if otel is True:
+        config = OtelConfig(enabled=True)
+    elif isinstance(otel, OtelConfig):
+        config = otel
+    elif isinstance(otel, Mapping):
+        unknown = set(otel) - _FIELDS
+        if unknown:
+            raise TypeError(f"unknown OtelConfig fields: {sorted(unknown)}")
+        config = OtelConfig(**otel)
+    else:
+        config = OtelConfig(**{name: getattr(otel, name) for name in _FIELDS
+                               if hasattr(otel, name)})
+    enabled = config.enabled
+    if enabled is None:
+        enabled = os.environ.get("OTEL_ENABLED", "").strip().lower() not in {
+            "false", "0", "no", "off"}
+    return config if enabled else None

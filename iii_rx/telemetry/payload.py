@@ -1,0 +1,66 @@
+"""Payloads recorded on spans: secrets redacted, size capped (``III_TRACE_PAYLOAD_MAX_BYTES``).
+
+The events ``iii.invocation.input`` / ``iii.invocation.output`` carry the payload as JSON in
+``iii.payload.json``, as the official SDKs record them; ``III_DISABLE_TRACE_PAYLOADS=1``
+turns them off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+__all__ = ["REDACTED", "payloads_enabled", "payload_max_bytes", "redact", "redacted_json"]
+
+REDACTED = "[REDACTED]"
+_SECRET_PARTS = ("api_key", "apikey", "api-key", "password", "secret", "credential",
+                 "authorization", "auth_token", "access_token", "refresh_token", "bearer",
+                 "private_key", "client_secret")
+_CUT = '..."[TRUNCATED]"'
+
+
+def payloads_enabled() -> bool:
+    """Whether spans record payload events (``III_DISABLE_TRACE_PAYLOADS`` is not 1/true)."""
+    return os.environ.get("III_DISABLE_TRACE_PAYLOADS", "").strip().lower() not in {"1", "true"}
+
+
+def payload_max_bytes() -> int | None:
+    """``III_TRACE_PAYLOAD_MAX_BYTES`` as a positive int, else ``None`` (no cap)."""
+    raw = os.environ.get("III_TRACE_PAYLOAD_MAX_BYTES", "").strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _secret(key: str) -> bool:
+    key = key.lower()
+    return (any(part in key for part in _SECRET_PARTS) or key == "token"
+            or key.endswith(("_token", "-token")))
+
+
+def redact(value: Any) -> Any:
+    """``value`` with the values of secret-looking keys replaced, at any depth."""
+    if isinstance(value, dict):
+        return {k: REDACTED if isinstance(k, str) and _secret(k) else redact(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(item) for item in value]
+    return value
+
+
+def redacted_json(value: Any, max_bytes: int | None) -> tuple[str, bool]:
+    """``(json, truncated)``: ``value`` redacted, as JSON, cut to ``max_bytes``."""
+    try:
+        text = json.dumps(redact(value), default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = "null"
+    if max_bytes is None or len(text) * 4 <= max_bytes:
+        return text, False
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text, False
+    keep = max(0, max_bytes - len(_CUT))
+    return raw[:keep].decode(errors="ignore") + _CUT[:max_bytes - keep], True
