@@ -72,13 +72,14 @@ async def test_request_dict_form_and_void(engine: Engine, name: str) -> None:
         assert sorted(got, key=str) == sorted([{"a": 1}, 2, 3, 4], key=str)
 
 
-async def test_enqueue_without_provider_is_an_error(engine: Engine, name: str) -> None:
+async def test_enqueue_goes_through_the_engine_queue(engine: Engine, name: str) -> None:
     async with iii_rx.connect(engine.url, name=name) as iii:
-        iii.register_function("t::queued", lambda x: x)
+        got: asyncio.Queue[Any] = asyncio.Queue()
+        iii.register_function("t::queued", got.put_nowait)
         assert TriggerAction.Enqueue(queue="q") == TriggerAction.enqueue("q")
-        with pytest.raises(IIIInvocationError) as info:
-            await iii.trigger("t::queued", 1, action=TriggerAction.enqueue("jobs"))
-        assert info.value.code == "enqueue_error"
+        receipt = await iii.trigger("t::queued", 1, action=TriggerAction.enqueue("jobs"))
+        assert isinstance(receipt["messageReceiptId"], str)
+        assert await asyncio.wait_for(got.get(), 10) == 1
 
 
 async def test_single_is_lazy_and_each_use_calls(engine: Engine, name: str) -> None:

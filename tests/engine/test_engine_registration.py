@@ -96,9 +96,11 @@ async def test_engine_ids_are_reserved(engine: Engine) -> None:
     await plain.register_function("engine::functions::list")
     rejected = await plain.recv("registrationrejected")
     assert rejected["owner_worker_id"] == ""
-    # A queue worker may provide engine::queue::enqueue in default.
+    # engine::queue::enqueue is the built-in queue worker's (a worker may provide it when the
+    # engine leaves it free: test_engine_routing's engine_without_queue).
     await plain.register_function("engine::queue::enqueue")
-    await wait_until(lambda: _has(engine, "default", "engine::queue::enqueue"))
+    rejected = await plain.recv("registrationrejected")
+    assert rejected["code"] == "FUNCTION_NAMESPACE_CONFLICT"
 
 
 async def test_worker_name_conflict_rejects_and_closes(engine: Engine) -> None:

@@ -1,5 +1,6 @@
 """TriggerAction.Void() and dict actions: fire-and-forget calls return None at once; the handler
-still runs (with an invocation context); enqueue without a queue worker fails."""
+still runs (with an invocation context); an enqueue is accepted by the engine's queue (its
+target here is never registered, so no delivery can reach a later run's handler)."""
 
 import os
 import sys
@@ -52,7 +53,7 @@ try:
         print("received:", entry)
     try:
         iii.trigger(
-            {"function_id": "mail::notify", "payload": {"to": "c"}, "action": TriggerAction.Enqueue(queue="mail"),
+            {"function_id": "mail::queued", "payload": {"to": "c"}, "action": TriggerAction.Enqueue(queue="mail"),
              "timeout_ms": 3000}
         )
         print("enqueue: accepted")
