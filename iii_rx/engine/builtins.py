@@ -80,17 +80,18 @@ def install_builtins(
     discovery: Discovery,
     *,
     register_worker: RegisterWorker,
-    create_channel: Callable[[int | None], dict[str, Any]],
+    create_channel: Callable[[int | None, str | None], dict[str, Any]],
     provider_ack_timeout_ms: int,
     workers_available: TriggerProvider,
     functions_available: TriggerProvider,
 ) -> None:
     """Register the engine functions and the two discovery trigger types.
 
-    ``register_worker`` applies ``engine::workers::register``; ``create_channel`` makes a
-    channel (the hub's ``create``); ``provider_ack_timeout_ms`` bounds
-    ``engine::register_trigger``'s wait for a worker provider; the two providers serve
-    ``engine::workers-available`` and ``engine::functions-available``.
+    ``register_worker`` applies ``engine::workers::register``; ``create_channel(size, owner)``
+    makes a channel owned by the calling worker (the hub's ``create``);
+    ``provider_ack_timeout_ms`` bounds ``engine::register_trigger``'s wait for a worker
+    provider; the two providers serve ``engine::workers-available`` and
+    ``engine::functions-available``.
     """
     registry.add_builtin_worker(ENGINE_WORKER, "Engine functions: discovery, workers, triggers")
     ack_timeout = provider_ack_timeout_ms / 1000
@@ -111,7 +112,7 @@ def install_builtins(
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise IIIInvocationError("deserialization_error",
                                      "buffer_size must be a non-negative integer or null")
-        return create_channel(size)
+        return create_channel(size, ctx.caller.id if ctx.caller is not None else None)
 
     async def register_trigger(data: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         return await _register_trigger(triggers, ack_timeout, data)

@@ -17,6 +17,21 @@ it fails with ``function_not_found`` naming the reason (DECISIONS 8; never
 registration is refused with "HTTP-invoked functions are not enabled". Extensions install it
 through :meth:`iii_rx.engine.services.EngineServices.set_http_function_hook`.
 
+**Bounds** (docs/guarantees.md, "Bounds and fault detection"). One connection may own at most
+``max_functions_per_worker`` functions, ``max_triggers_per_worker`` trigger bindings and
+``max_trigger_types_per_worker`` trigger types (0 = no cap); registrations waiting for the
+namespace count too. A registration past a cap is refused and logged, and the worker keeps
+serving the rest: a function or trigger type with an ``error`` frame
+(``registration_limit_exceeded``; both official SDKs ignore ``error`` frames, the iii_rx client
+logs them), a binding with a ``triggerregistrationresult`` error, which the SDKs log. Never
+``registrationrejected``: the official SDK treats codes other than
+``FUNCTION_NAMESPACE_CONFLICT`` as fatal. Each connection's outbound bounds and keepalive are
+set here (:class:`~iii_rx.engine.connection.WorkerConnection`).
+
+**Invalid calls.** An ``invokefunction`` that fails validation but names a string
+``invocation_id`` (and is not void) is answered with a ``deserialization_error`` result, so
+its caller does not wait out its timeout.
+
 **Worker events.** The dispatcher tells ``on_worker_event(event, worker_id)`` about
 ``worker_connected``, ``worker_metadata_updated`` and ``worker_disconnected`` (the engine wires it
 to the ``engine::workers-available`` provider).
@@ -25,6 +40,7 @@ to the ``engine::workers-available`` provider).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -34,12 +50,15 @@ from websockets.exceptions import ConnectionClosed
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
 from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.registry import FunctionEntry, InProcessHandler, Registry
 from iii_rx.engine.router import Router
 from iii_rx.engine.triggers import Binding, Triggers, TriggerType
+from iii_rx.engine.wire import error_body, result_text
 from iii_rx.errors import IIIInvocationError
 from iii_rx.protocol import (
     ErrorBody,
+    ErrorFrame,
     Frame,
     FrameError,
     InvocationResult,
@@ -64,6 +83,7 @@ from iii_rx.protocol import (
 
 __all__ = [
     "HTTP_FUNCTIONS_DISABLED",
+    "REGISTRATION_LIMIT",
     "Dispatcher",
     "HttpFunctionHook",
     "WorkerEvents",
@@ -76,6 +96,12 @@ HttpFunctionHook = Callable[[WorkerConnection, RegisterFunction], Awaitable[InPr
 """``await hook(conn, frame)`` → the handler of an HTTP-invoked function, or a refusal reason."""
 
 HTTP_FUNCTIONS_DISABLED = "HTTP-invoked functions are not enabled"
+
+REGISTRATION_LIMIT = "registration_limit_exceeded"
+"""Error code of a registration past one of the per-connection caps."""
+
+_peer_log = RateLimitedLog(log)
+"""Lines a peer can cause at will (one per bad frame or refused registration)."""
 
 WorkerEvents = Callable[[str, str], None]
 """``on_worker_event(event, worker_id)``: a worker connected, registered or left."""
@@ -126,8 +152,11 @@ class Dispatcher:
 
     async def serve(self, conn: WorkerConnection) -> None:
         """Run one worker connection from ``workerregistered`` to cleanup."""
+        config = self.config
         self.registry.add_worker(conn)
+        conn.set_bounds(config.max_queue_bytes, config.stuck_timeout_ms)
         conn.start_writer()
+        conn.start_keepalive(config.ping_interval_ms, config.ping_timeout_ms)
         conn.send(encode(WorkerRegistered(worker_id=conn.id, reattach_token=conn.reattach_token)))
         grace = self.config.namespace_grace_ms / 1000
         conn.grace_timer = asyncio.get_running_loop().call_later(grace, self._grace_over, conn)
@@ -138,8 +167,10 @@ class Dispatcher:
         finally:
             self.cleanup(conn)
             code, reason = _close_of(conn)
-            log.info("worker disconnected: %s (code %s%s)", conn.label, code,
-                     f", {reason}" if reason else "")
+            if conn.dropped is not None:
+                reason = f"dropped: {conn.dropped}"
+            log.info("worker disconnected: %s (code %s%s)", printable(conn.label), code,
+                     f", {printable(reason)}" if reason else "")
             await conn.stop_writer()
 
     async def _read(self, conn: WorkerConnection) -> None:
@@ -153,7 +184,10 @@ class Dispatcher:
                 try:
                     frame = decode(message)
                 except FrameError as exc:
-                    log.warning("dropped a bad frame from worker %s: %s", conn.label, exc)
+                    _peer_log.log(logging.WARNING, "bad_frame",
+                                  "dropped a bad frame from worker %s: %s",
+                                  printable(conn.label), printable(exc))
+                    _answer_invalid_call(conn, message, exc)
                     continue
                 try:
                     kind = type(frame)
@@ -167,7 +201,7 @@ class Dispatcher:
                         await self._other(conn, frame)
                 except Exception:
                     log.exception("failed to handle a %s frame from worker %s",
-                                  frame.type, conn.label)
+                                  printable(frame.type), printable(conn.label))
         except ConnectionClosed:
             pass
 
@@ -176,6 +210,9 @@ class Dispatcher:
             if conn.rejected:
                 return
             if conn.buffer is not None:
+                if len(conn.buffer) >= self._buffer_cap > 0:
+                    self._refuse(conn, frame, "registrations waiting for the namespace")
+                    return
                 conn.buffer.append(frame)
             else:
                 await self.apply(conn, frame)
@@ -188,10 +225,12 @@ class Dispatcher:
         elif isinstance(frame, (Pong, WorkerRegistered, RegistrationRejected)):
             pass
         elif isinstance(frame, UnknownFrame):
-            log.warning("dropped a frame of unknown type %r from worker %s", frame.type,
-                        conn.label)
+            _peer_log.log(logging.WARNING, "unknown_frame",
+                          "dropped a frame of unknown type %s from worker %s",
+                          printable(frame.type), printable(conn.label))
         else:
-            log.debug("ignored a %s frame from worker %s", frame.type, conn.label)
+            log.debug("ignored a %s frame from worker %s", printable(frame.type),
+                      printable(conn.label))
 
     def cleanup(self, conn: WorkerConnection) -> None:
         """Spec 2.10, once: everything the connection owned goes, callers are told."""
@@ -263,8 +302,9 @@ class Dispatcher:
             raise IIIInvocationError("INVALID_NAMESPACE", "namespace must be a non-blank string")
         namespace = raw_ns if raw_ns is not None else DEFAULT_NAMESPACE
         if conn.namespace is not None and conn.namespace != namespace:
-            log.warning("worker %s declared namespace %r after its namespace was fixed to %r; "
-                        "keeping %r", conn.label, namespace, conn.namespace, conn.namespace)
+            log.warning("worker %s declared namespace %s after its namespace was fixed to %s; "
+                        "keeping it", printable(conn.label), printable(namespace),
+                        printable(conn.namespace))
             namespace = conn.namespace
         name = sanitize_text(data.get("name"))
         if name is not None and self.config.unique_worker_names:
@@ -294,8 +334,8 @@ class Dispatcher:
 
     def _reject_name(self, conn: WorkerConnection, namespace: str, name: str,
                      holder: WorkerConnection) -> None:
-        log.warning("worker %s refused: name %r is taken in namespace %r by %s", conn.id, name,
-                    namespace, holder.id)
+        log.warning("worker %s refused: name %s is taken in namespace %s by %s", conn.id,
+                    printable(name), printable(namespace), holder.id)
         conn.rejected = True
         conn.buffer = None
         conn.send(encode(RegistrationRejected(
@@ -305,8 +345,57 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ registrations
 
+    @property
+    def _buffer_cap(self) -> int:
+        """Registrations that may wait for the namespace: all the caps together (0 = no cap)."""
+        config = self.config
+        caps = (config.max_functions_per_worker, config.max_triggers_per_worker,
+                config.max_trigger_types_per_worker)
+        return 0 if 0 in caps else sum(caps)
+
+    def _over_cap(self, conn: WorkerConnection, frame: Frame) -> str | None:
+        """What ``frame`` would take past its cap (a phrase for the refusal), or None."""
+        config = self.config
+        if isinstance(frame, RegisterFunction):
+            key = (conn.effective_namespace, frame.id)
+            held = len(conn.functions) + len(conn.refused)
+            cap = config.max_functions_per_worker
+            if 0 < cap <= held and key not in conn.functions and key not in conn.refused:
+                return f"{held} functions (max_functions_per_worker)"
+        elif isinstance(frame, RegisterTrigger):
+            cap = config.max_triggers_per_worker
+            if 0 < cap <= len(conn.bindings) and frame.id not in conn.bindings:
+                return f"{len(conn.bindings)} triggers (max_triggers_per_worker)"
+        elif isinstance(frame, RegisterTriggerType):
+            namespace = frame.namespace if frame.namespace is not None else conn.effective_namespace
+            cap = config.max_trigger_types_per_worker
+            held = len(conn.trigger_types)
+            if 0 < cap <= held and (namespace, frame.id) not in conn.trigger_types:
+                return f"{held} trigger types (max_trigger_types_per_worker)"
+        return None
+
+    def _refuse(self, conn: WorkerConnection, frame: Frame, held: str) -> None:
+        """Refuse one registration past a cap; the worker keeps everything else."""
+        what = getattr(frame, "id", "")
+        message = (f"{frame.type} {what} refused: this connection already holds {held}, "
+                   "the engine's limit")
+        _peer_log.log(logging.WARNING, "registration_limit", "worker %s: %s",
+                      printable(conn.label), printable(message))
+        if isinstance(frame, RegisterTrigger):
+            conn.send(encode(TriggerRegistrationResult(
+                id=frame.id, trigger_type=frame.trigger_type, function_id=frame.function_id,
+                error=ErrorBody(code=REGISTRATION_LIMIT, message=message))))
+        else:
+            conn.send(encode(ErrorFrame(error=ErrorBody(code=REGISTRATION_LIMIT,
+                                                        message=message),
+                                        frame_type=frame.type, id=what)))
+
     async def apply(self, conn: WorkerConnection, frame: Frame) -> None:
         """Apply one registration frame under the connection's (now fixed) namespace."""
+        held = self._over_cap(conn, frame)
+        if held is not None:
+            self._refuse(conn, frame, held)
+            return
         if isinstance(frame, RegisterFunction):
             await self._register_function(conn, frame)
         elif isinstance(frame, UnregisterFunction):
@@ -326,7 +415,8 @@ class Dispatcher:
         elif isinstance(frame, UnregisterTrigger):
             self.triggers.unbind(frame.id, conn)
         elif isinstance(frame, RegisterService):
-            log.debug("worker %s registered service %s (ignored)", conn.label, frame.id)
+            log.debug("worker %s registered service %s (ignored)", printable(conn.label),
+                      printable(frame.id))
 
     async def _register_function(self, conn: WorkerConnection, frame: RegisterFunction) -> None:
         namespace = conn.effective_namespace
@@ -347,7 +437,7 @@ class Dispatcher:
             outcome = await self._http_function(conn, frame)
             if isinstance(outcome, str):
                 log.warning("HTTP-invoked function %s of worker %s not registered: %s",
-                            frame.id, conn.label, outcome)
+                            printable(frame.id), printable(conn.label), printable(outcome))
                 self.registry.refuse(conn, key, outcome)
                 if existing is not None and existing.owner is conn:
                     self.registry.remove_function(key)
@@ -367,13 +457,14 @@ class Dispatcher:
         try:
             return await hook(conn, frame)
         except Exception as exc:
-            log.exception("HTTP-function hook failed for %s", frame.id)
+            log.exception("HTTP-function hook failed for %s", printable(frame.id))
             return f"registration failed: {exc}"
 
     def _reject_function(self, conn: WorkerConnection, namespace: str, function_id: str,
                          owner: str) -> None:
-        log.warning("worker %s may not register %s in namespace %s (owner %r)", conn.label,
-                    function_id, namespace, owner)
+        _peer_log.log(logging.WARNING, "function_conflict",
+                      "worker %s may not register %s in namespace %s (owner %r)",
+                      printable(conn.label), printable(function_id), printable(namespace), owner)
         conn.send(encode(RegistrationRejected(
             code="FUNCTION_NAMESPACE_CONFLICT", namespace=namespace, function_id=function_id,
             owner_worker_id=owner)))
@@ -381,13 +472,13 @@ class Dispatcher:
     def _register_trigger_type(self, conn: WorkerConnection, frame: RegisterTriggerType) -> None:
         namespace = frame.namespace if frame.namespace is not None else conn.effective_namespace
         if not namespace.strip():
-            log.warning("ignored trigger type %s of worker %s: blank namespace", frame.id,
-                        conn.label)
+            log.warning("ignored trigger type %s of worker %s: blank namespace",
+                        printable(frame.id), printable(conn.label))
             return
         current = self.triggers.types.get((namespace, frame.id))
         if current is not None and not isinstance(current.provider, WorkerConnection):
             log.warning("ignored trigger type %s of worker %s: provided by the engine",
-                        frame.id, conn.label)
+                        printable(frame.id), printable(conn.label))
             return
         self.triggers.add_type(TriggerType(
             frame.id, namespace, frame.description, provider=conn,
@@ -407,6 +498,25 @@ class Dispatcher:
             namespace=frame.namespace if frame.namespace is not None else DEFAULT_NAMESPACE,
             home_namespace=conn.effective_namespace, trigger_namespace=frame.trigger_namespace,
             owner=conn))
+
+
+def _answer_invalid_call(conn: WorkerConnection, message: str | bytes, exc: FrameError) -> None:
+    """Answer an invalid ``invokefunction`` whose caller waits for a result (see above)."""
+    try:
+        raw = json.loads(message)
+    except (ValueError, RecursionError):
+        return
+    if not isinstance(raw, dict) or raw.get("type") != "invokefunction":
+        return
+    invocation_id = raw.get("invocation_id")
+    action = raw.get("action")
+    if not isinstance(invocation_id, str) or (
+            isinstance(action, dict) and action.get("type") == "void"):
+        return
+    function_id = raw.get("function_id")
+    conn.send(result_text(
+        invocation_id, function_id if isinstance(function_id, str) else "",
+        error=error_body("deserialization_error", f"invalid invokefunction frame: {exc}")))
 
 
 def _close_of(conn: WorkerConnection) -> tuple[int | None, str]:

@@ -93,6 +93,15 @@ class Engine:
     ``http_url_allowlist`` (host globs) are the URL policy of HTTP-invoked functions
     (DECISIONS 7).
 
+    Bounds and fault detection (docs/guarantees.md): ``max_queue_bytes`` bounds what waits to
+    be sent to one worker (calls toward it are refused with ``queue_full`` past half of it, the
+    peer is dropped past all of it), ``stuck_timeout_ms`` drops a peer whose queue cannot be
+    written for that long, ``ping_interval_ms`` / ``ping_timeout_ms`` drop a peer that does not
+    answer a websocket ping in time (0 disables each); ``channel_buffer_bytes`` bounds one
+    channel's pipe, ``max_channels_per_worker`` the live channels a worker created;
+    ``max_functions_per_worker``, ``max_triggers_per_worker`` and
+    ``max_trigger_types_per_worker`` cap one connection's registrations.
+
     The parts (``registry``, ``triggers``, ``router``, ``hub``, ``dispatcher``, ...) are
     attributes so that tests and tools can look inside; extensions get :attr:`services`.
     """
@@ -117,6 +126,15 @@ class Engine:
         allow_http_private: bool = False,
         require_https: bool = True,
         http_url_allowlist: tuple[str, ...] = ("*",),
+        max_queue_bytes: int = 32 * 1024 * 1024,
+        stuck_timeout_ms: int = 30_000,
+        ping_interval_ms: int = 5_000,
+        ping_timeout_ms: int = 5_000,
+        channel_buffer_bytes: int = 1024 * 1024,
+        max_channels_per_worker: int = 256,
+        max_functions_per_worker: int = 10_000,
+        max_triggers_per_worker: int = 10_000,
+        max_trigger_types_per_worker: int = 1_000,
     ) -> None:
         self.config = EngineConfig(
             host=host, port=port, rest_port=rest_port, namespace_grace_ms=namespace_grace_ms,
@@ -129,20 +147,29 @@ class Engine:
             channel_max_age_ms=channel_max_age_ms, pending_max_age_ms=pending_max_age_ms,
             max_message_bytes=max_message_bytes, allow_http_private=allow_http_private,
             require_https=require_https, http_url_allowlist=tuple(http_url_allowlist),
+            max_queue_bytes=max_queue_bytes, stuck_timeout_ms=stuck_timeout_ms,
+            ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms,
+            channel_buffer_bytes=channel_buffer_bytes,
+            max_channels_per_worker=max_channels_per_worker,
+            max_functions_per_worker=max_functions_per_worker,
+            max_triggers_per_worker=max_triggers_per_worker,
+            max_trigger_types_per_worker=max_trigger_types_per_worker,
         )
         config = self.config
         self.registry = Registry()
         self.triggers = Triggers()
         self.router = Router(self.registry, config)
         self.hub = ChannelHub(sweep_interval_s=config.channel_sweep_interval_ms / 1000,
-                              max_age_s=config.channel_max_age_ms / 1000)
+                              max_age_s=config.channel_max_age_ms / 1000,
+                              buffer_bytes=config.channel_buffer_bytes,
+                              max_per_owner=config.max_channels_per_worker)
         self.discovery = Discovery(self.registry, self.triggers)
         self.workers_available = WorkersAvailable(self.router)
         self.functions_available = FunctionsAvailable(
             self.router, self.registry, self.discovery.all_function_summaries,
             config.functions_available_poll_ms)
         self.dispatcher = Dispatcher(self.registry, self.router, self.triggers, config,
-                                     self.workers_available.notify)
+                                     self._worker_event)
         install_builtins(
             self.registry, self.triggers, self.discovery,
             register_worker=self.dispatcher.register_worker, create_channel=self.hub.create,
@@ -158,6 +185,12 @@ class Engine:
         self._extensions: list[EngineExtension] = [self._rest, HttpFunctionsExtension()]
         self._started: list[EngineExtension] = []
         self._running = False
+
+    def _worker_event(self, event: str, worker_id: str) -> None:
+        """A worker came, registered or left: tell the provider; free a leaver's channels."""
+        self.workers_available.notify(event, worker_id)
+        if event == "worker_disconnected":
+            self.hub.release_owner(worker_id)
 
     # ------------------------------------------------------------------ addresses
 

@@ -33,6 +33,7 @@ from typing import Any
 from iii_rx.aio import TaskSet
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
 from iii_rx.engine.connection import Pending, WorkerConnection
+from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.registry import CallContext, FunctionEntry, Registry
 from iii_rx.engine.wire import (
     error_body,
@@ -51,6 +52,7 @@ QUEUE_FUNCTION = "engine::queue::enqueue"
 """Provider of the ``enqueue`` action (a queue worker); absent ⇒ ``enqueue_error``."""
 
 _STOPPED = error_body("invocation_stopped", "Invocation stopped")
+_refusals = RateLimitedLog(log)
 
 
 class Router:
@@ -127,6 +129,9 @@ class Router:
             if reply_id is not None:
                 conn.send(result_text(reply_id, entry.function_id, error=_STOPPED))
             return
+        if handler.queued_bytes > handler.call_limit:
+            self._refuse_busy(conn, handler, entry.function_id, reply_id)
+            return
         wire_id = reply_id
         if reply_id is not None:
             if reply_id in handler.inbound:
@@ -138,6 +143,16 @@ class Router:
             conn.outbound.add(pending)
         handler.send(invoke_text(wire_id, entry.function_id, data, frame.metadata,
                                  frame.traceparent, frame.baggage))
+
+    def _refuse_busy(self, conn: WorkerConnection, handler: WorkerConnection, function_id: str,
+                     reply_id: str | None) -> None:
+        """A call toward a peer that does not read: answered ``queue_full`` at once."""
+        if reply_id is not None:
+            conn.send(result_text(reply_id, function_id, error=handler.busy_error(function_id)))
+        else:
+            _refusals.log(logging.WARNING, "queue_full", "void call of %s from %s dropped: "
+                          "worker %s is not reading its connection", printable(function_id),
+                          printable(conn.label), printable(handler.label))
 
     async def _run_local(self, conn: WorkerConnection | None, entry: FunctionEntry, data: Any,
                          ctx: CallContext) -> None:
@@ -230,6 +245,9 @@ class Router:
         pending = Pending(wire_id, None, function_id, handler, None, future, time.monotonic())
         if handler.closed:
             _complete_stopped(pending)
+        elif handler.queued_bytes > handler.call_limit:
+            body = handler.busy_error(function_id)
+            raise IIIInvocationError(body["code"], body["message"], function_id=function_id)
         else:
             handler.inbound[wire_id] = pending
             handler.send(invoke_text(wire_id, function_id, data, metadata, traceparent, baggage))

@@ -5,10 +5,11 @@ each a websocket on ``/ws/channels/{id}?key=..&dir=..`` or an end held by the en
 (:meth:`ChannelHub.local_reader`, :meth:`ChannelHub.local_writer`, used by the REST API for
 request bodies and streamed responses).
 
-Flow control is end to end: the pipe holds at most ``buffer_size`` frames; when it is full the
-writer's pump stops reading the writer's socket, websockets stops reading the TCP stream once
-its own small queue fills, and the writer's ``send`` blocks. A reader that connects late gets
-everything queued, in order. Text and binary frames keep their type and order.
+Flow control is end to end: the pipe holds at most ``buffer_size`` frames and
+``channel_buffer_bytes`` bytes; when it is full the writer's pump stops reading the writer's
+socket, websockets stops reading the TCP stream once its own queue of a few frames fills, and
+the writer's ``send`` blocks. A reader that connects late gets everything queued, in order.
+Text and binary frames keep their type and order.
 
 How a channel ends (close codes seen by the websocket peers):
 
@@ -21,6 +22,8 @@ How a channel ends (close codes seen by the websocket peers):
 - a second socket for a side already taken -> closed at once with 1008;
 - the sweep removes channels older than ``max_age_s`` with a side that never connected: a
   waiting reader gets 1000 (nothing was written), a blocked writer gets 1011;
+- the worker that created a channel leaves while a side never connected
+  (:meth:`ChannelHub.release_owner`) -> as the sweep;
 - engine shutdown (:meth:`ChannelHub.close`) -> every attached socket gets 1001.
 
 The package is split by concept: :mod:`.pipe` (the bounded pipe and a channel's record),
@@ -31,7 +34,10 @@ The package is split by concept: :mod:`.pipe` (the bounded pipe and a channel's 
 from __future__ import annotations
 
 from iii_rx.engine.channels.hub import (
+    CHANNEL_LIMIT,
+    DEFAULT_BUFFER_BYTES,
     DEFAULT_BUFFER_SIZE,
+    DEFAULT_MAX_PER_OWNER,
     MAX_BUFFER_SIZE,
     ChannelHub,
     ChannelUnavailable,
@@ -40,7 +46,10 @@ from iii_rx.engine.channels.hub import (
 from iii_rx.engine.channels.local import FRAME_SIZE, LocalChannelReader, LocalChannelWriter
 
 __all__ = [
+    "CHANNEL_LIMIT",
+    "DEFAULT_BUFFER_BYTES",
     "DEFAULT_BUFFER_SIZE",
+    "DEFAULT_MAX_PER_OWNER",
     "FRAME_SIZE",
     "MAX_BUFFER_SIZE",
     "ChannelHub",

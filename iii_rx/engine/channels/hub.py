@@ -1,4 +1,10 @@
-"""``ChannelHub``: every channel of one engine, who may attach to it, and when it goes away."""
+"""``ChannelHub``: every channel of one engine, who may attach to it, and when it goes away.
+
+Bounds (docs/guarantees.md, "Bounds and fault detection"): a pipe holds at most
+``buffer_size`` frames and ``buffer_bytes`` bytes; a writer's socket buffers at most a few
+frames more before TCP pushes back; a worker may hold ``max_per_owner`` live channels it
+created, and those of them that are not connected at both ends go when it leaves.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +19,22 @@ from websockets.asyncio.server import ServerConnection
 
 from iii_rx.aio import TaskSet
 from iii_rx.engine.channels.local import LocalChannelReader, LocalChannelWriter
-from iii_rx.engine.channels.pipe import GOING_AWAY, INTERNAL, NORMAL, POLICY, ChannelState
+from iii_rx.engine.channels.pipe import (
+    DEFAULT_BUFFER_BYTES,
+    GOING_AWAY,
+    INTERNAL,
+    NORMAL,
+    POLICY,
+    ChannelState,
+)
 from iii_rx.engine.channels.sockets import serve_reader, serve_writer
+from iii_rx.errors import IIIInvocationError
 
 __all__ = [
+    "CHANNEL_LIMIT",
+    "DEFAULT_BUFFER_BYTES",
     "DEFAULT_BUFFER_SIZE",
+    "DEFAULT_MAX_PER_OWNER",
     "MAX_BUFFER_SIZE",
     "ChannelHub",
     "ChannelUnavailable",
@@ -30,7 +47,13 @@ Direction = Literal["read", "write"]
 
 DEFAULT_BUFFER_SIZE = 64
 MAX_BUFFER_SIZE = 1024
+DEFAULT_MAX_PER_OWNER = 256
+CHANNEL_LIMIT = "channel_limit_exceeded"
+"""Error code of ``engine::channels::create`` past ``max_per_owner``."""
 _CLOSE_TIMEOUT = 1.0
+_WRITER_QUEUE = (4, 1)
+"""High and low water, in frames, of what a writer's socket reads ahead of the pipe: with the
+server's default (64) a writer of big frames would park 64 of them in the engine."""
 
 
 class ChannelUnavailable(LookupError):
@@ -48,13 +71,19 @@ class ChannelHub:
     """All channels of one engine: creation, authorisation, one reader and one writer each.
 
     ``sweep_interval_s`` and ``max_age_s`` are the spec's 60 s and 5 minutes; tests pass
-    milliseconds.
+    milliseconds. ``buffer_bytes`` bounds each pipe; ``max_per_owner`` the live channels one
+    worker created (0 = no cap).
     """
 
-    def __init__(self, *, sweep_interval_s: float = 60.0, max_age_s: float = 300.0) -> None:
+    def __init__(self, *, sweep_interval_s: float = 60.0, max_age_s: float = 300.0,
+                 buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+                 max_per_owner: int = DEFAULT_MAX_PER_OWNER) -> None:
         self.sweep_interval_s = sweep_interval_s
         self.max_age_s = max_age_s
+        self.buffer_bytes = buffer_bytes
+        self.max_per_owner = max_per_owner
         self._channels: dict[str, ChannelState] = {}
+        self._owned: dict[str, set[str]] = {}
         self._tasks = TaskSet("the channel hub")
         self._sweeping = False
         self._closed = False
@@ -74,6 +103,7 @@ class ChannelHub:
         for channel in list(self._channels.values()):
             channel.pipe.drop(GOING_AWAY, "engine shutting down")
         self._channels.clear()
+        self._owned.clear()
 
     async def __aenter__(self) -> ChannelHub:
         await self.start()
@@ -89,18 +119,28 @@ class ChannelHub:
 
     # ------------------------------------------------------------------ channels
 
-    def create(self, buffer_size: int | None = None) -> dict[str, Any]:
+    def create(self, buffer_size: int | None = None, owner: str | None = None) -> dict[str, Any]:
         """Make a channel; returns ``{"writer": ref, "reader": ref}`` (refs as JSON dicts).
 
-        ``buffer_size`` counts frames: default 64, capped at 1024 (and at least 1). Raises
-        ``ValueError`` for a value that is not an integer.
+        ``buffer_size`` counts frames: default 64, capped at 1024 (and at least 1); the pipe
+        holds ``buffer_bytes`` at most besides. ``owner`` is the creating worker's id. Raises
+        ``ValueError`` for a value that is not an integer, and ``IIIInvocationError``
+        (``channel_limit_exceeded``) when ``owner`` already holds ``max_per_owner`` channels.
         """
         if self._closed:
             raise RuntimeError("the channel hub is closed")
         capacity = _capacity(buffer_size)
+        owned = self._owned.get(owner) if owner is not None else None
+        if owned is not None and 0 < self.max_per_owner <= len(owned):
+            raise IIIInvocationError(CHANNEL_LIMIT, (
+                f"this worker already holds {len(owned)} channels (the engine's "
+                f"max_channels_per_worker); close or finish one first"))
         channel_id, key = str(uuid.uuid4()), str(uuid.uuid4())
         loop = asyncio.get_running_loop()
-        self._channels[channel_id] = ChannelState(channel_id, key, capacity, loop.time())
+        self._channels[channel_id] = ChannelState(channel_id, key, capacity, loop.time(),
+                                                  max_bytes=self.buffer_bytes, owner=owner)
+        if owner is not None:
+            self._owned.setdefault(owner, set()).add(channel_id)
         ref = {"channel_id": channel_id, "access_key": key}
         return {"writer": {**ref, "direction": "write"}, "reader": {**ref, "direction": "read"}}
 
@@ -117,11 +157,59 @@ class ChannelHub:
         A reader that already got everything the writer sent sees a clean end; otherwise
         attached sockets get a 1011 close. Unknown ids are ignored.
         """
-        channel = self._channels.pop(channel_id, None)
+        channel = self._discard(channel_id)
         if channel is None:
             return
         if not channel.pipe.delivered:
-            channel.pipe.drop(INTERNAL, "channel removed by the engine")
+            self._drop(channel, INTERNAL, "channel removed by the engine")
+
+    def release_owner(self, owner: str) -> int:
+        """Free the channels ``owner`` created that are not connected at both ends (it left).
+
+        Those connected at both ends stay until they end: other workers may be streaming.
+        Returns how many were removed.
+        """
+        removed = 0
+        for channel_id in list(self._owned.pop(owner, ())):
+            channel = self._channels.get(channel_id)
+            if channel is None:
+                continue
+            channel.owner = None
+            if channel.writer_attached and channel.reader_attached:
+                continue
+            self._channels.pop(channel_id, None)
+            removed += 1
+            if channel.writer_attached:
+                self._drop(channel, INTERNAL, "channel removed: its creator left")
+            else:
+                self._drop(channel, NORMAL, "")
+        return removed
+
+    def owned_by(self, owner: str) -> int:
+        """How many live channels ``owner`` created (what ``max_per_owner`` caps)."""
+        return len(self._owned.get(owner, ()))
+
+    def channel_state(self, channel_id: str) -> ChannelState | None:
+        """The hub's record of ``channel_id`` (tests and tools read its pipe's accounting)."""
+        return self._channels.get(channel_id)
+
+    def _drop(self, channel: ChannelState, code: int, reason: str) -> None:
+        """End a channel now; a writer socket is closed at once, not at its next frame."""
+        channel.pipe.drop(code, reason)
+        socket = channel.writer_socket
+        if socket is not None and not self._tasks.closed:
+            self._tasks.spawn(_close(socket, INTERNAL, reason or "channel removed"),
+                              name=f"iii-rx-channel-close-{channel.id}")
+
+    def _discard(self, channel_id: str) -> ChannelState | None:
+        channel = self._channels.pop(channel_id, None)
+        if channel is not None and channel.owner is not None:
+            owned = self._owned.get(channel.owner)
+            if owned is not None:
+                owned.discard(channel_id)
+                if not owned:
+                    del self._owned[channel.owner]
+        return channel
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -147,11 +235,14 @@ class ChannelHub:
             return
         try:
             if direction == "write":
+                _limit_read_ahead(websocket)
+                channel.writer_socket = websocket
                 await serve_writer(channel.pipe, websocket, channel.id)
             else:
                 await serve_reader(channel.pipe, websocket, channel.id)
         finally:
             if direction == "write":
+                channel.writer_socket = None
                 channel.writer_done = True
             else:
                 channel.reader_done = True
@@ -187,8 +278,9 @@ class ChannelHub:
         return channel
 
     def _forget_if_done(self, channel: ChannelState) -> None:
-        if channel.writer_done and channel.reader_done:
-            self._channels.pop(channel.id, None)
+        if channel.writer_done and channel.reader_done and \
+                self._channels.get(channel.id) is channel:
+            self._discard(channel.id)
 
     # ------------------------------------------------------------------ sweep
 
@@ -209,14 +301,28 @@ class ChannelHub:
             and not (channel.writer_attached and channel.reader_attached)
         ]
         for channel in stale:
-            self._channels.pop(channel.id, None)
+            self._discard(channel.id)
             if channel.writer_attached:
-                channel.pipe.drop(INTERNAL, "channel expired: no reader connected")
+                self._drop(channel, INTERNAL, "channel expired: no reader connected")
             else:
-                channel.pipe.drop(NORMAL, "")
+                self._drop(channel, NORMAL, "")
             log.debug("channel %s swept (writer %s, reader %s)", channel.id,
                       channel.writer_attached, channel.reader_attached)
         return len(stale)
+
+
+async def _close(websocket: ServerConnection, code: int, reason: str) -> None:
+    try:
+        await websocket.close(code, reason)
+    except Exception:  # already gone
+        log.debug("closing a channel socket failed", exc_info=True)
+
+
+def _limit_read_ahead(websocket: ServerConnection) -> None:
+    """Let a writer's socket read only a few frames ahead of a full pipe (TCP does the rest)."""
+    assembler = getattr(websocket, "recv_messages", None)
+    if assembler is not None and hasattr(assembler, "high") and hasattr(assembler, "low"):
+        assembler.high, assembler.low = _WRITER_QUEUE
 
 
 def _capacity(buffer_size: object) -> int:

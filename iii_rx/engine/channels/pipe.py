@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "DEFAULT_BUFFER_BYTES",
     "GOING_AWAY",
     "INTERNAL",
     "NORMAL",
@@ -17,12 +18,27 @@ __all__ = [
     "Pipe",
     "ReaderGone",
     "WriterLost",
+    "frame_bytes",
     "stop",
 ]
 
 Frame = bytes | str
 
 NORMAL, GOING_AWAY, POLICY, INTERNAL = 1000, 1001, 1008, 1011
+
+DEFAULT_BUFFER_BYTES = 1024 * 1024
+"""Bytes one channel's pipe may hold (the engine's ``channel_buffer_bytes``)."""
+
+
+def frame_bytes(frame: Frame) -> int:
+    """What ``frame`` counts against a pipe's byte bound.
+
+    Text is counted at 4 bytes a character unless it is ASCII (``isascii`` is O(1)), so the
+    bound holds in memory and on the wire without encoding the text.
+    """
+    if isinstance(frame, bytes):
+        return len(frame)
+    return len(frame) if frame.isascii() else 4 * len(frame)
 
 
 class ReaderGone(Exception):
@@ -36,14 +52,20 @@ class WriterLost(Exception):
 class Pipe:
     """Bounded FIFO of frames between one producer and one consumer.
 
-    ``end`` is set once the producer is done (the consumer gets the queued frames, then the
-    end); ``gone`` once the consumer is (producers fail, the consumer stops at once).
+    It holds at most ``capacity`` frames and ``max_bytes`` bytes (:func:`frame_bytes`); a
+    frame is always let into an empty pipe, so one bigger frame still passes. ``end`` is set
+    once the producer is done (the consumer gets the queued frames, then the end); ``gone``
+    once the consumer is (producers fail, the consumer stops at once).
     """
 
-    __slots__ = ("_data", "_space", "capacity", "end", "frames", "gone")
+    __slots__ = ("_data", "_space", "capacity", "end", "frames", "gone", "max_bytes",
+                 "queued_bytes")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = DEFAULT_BUFFER_BYTES) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0
+        """Bytes of the frames held now (what the byte bound applies to)."""
         self.frames: deque[Frame] = deque()
         self.end: tuple[int, str] | None = None
         self.gone: tuple[int, str] | None = None
@@ -69,7 +91,8 @@ class Pipe:
         ends with ``WriterLost`` (otherwise it goes on: frames it sent before closing cleanly
         are still to be delivered).
         """
-        while len(self.frames) >= self.capacity and self.gone is None:
+        size = frame_bytes(frame)
+        while self._full(size) and self.gone is None:
             self._space.clear()
             if lost is None or (lost.done() and not lost_is_fatal()):
                 await self._space.wait()
@@ -84,7 +107,13 @@ class Pipe:
         if self.gone is not None:
             raise ReaderGone(self.gone[1])
         self.frames.append(frame)
+        self.queued_bytes += size
         self._data.set()
+
+    def _full(self, size: int) -> bool:
+        frames = self.frames
+        return bool(frames) and (len(frames) >= self.capacity
+                                 or self.queued_bytes + size > self.max_bytes)
 
     async def get(self) -> Frame | None:
         """The next frame, or None at the end. Cancelling it never loses a frame."""
@@ -94,8 +123,8 @@ class Pipe:
         if self.gone is not None or not self.frames:
             return None
         frame = self.frames.popleft()
-        if len(self.frames) < self.capacity:
-            self._space.set()
+        self.queued_bytes -= frame_bytes(frame)
+        self._space.set()  # a waiting producer checks again whether its frame fits
         return frame
 
     def finish(self, code: int, reason: str) -> None:
@@ -114,6 +143,7 @@ class Pipe:
     def drop(self, code: int, reason: str) -> None:
         """Discard what is queued and end both sides now (removal, sweep, shutdown)."""
         self.frames.clear()
+        self.queued_bytes = 0
         self.finish(code, reason)
         self._space.set()
         if self.gone is None:
@@ -129,15 +159,20 @@ class ChannelState:
     """
 
     __slots__ = (
-        "created", "id", "key", "pipe", "reader_attached", "reader_done", "writer_attached",
-        "writer_done",
+        "created", "id", "key", "owner", "pipe", "reader_attached", "reader_done",
+        "writer_attached", "writer_done", "writer_socket",
     )
 
-    def __init__(self, channel_id: str, key: str, capacity: int, created: float) -> None:
+    def __init__(self, channel_id: str, key: str, capacity: int, created: float, *,
+                 max_bytes: int = DEFAULT_BUFFER_BYTES, owner: str | None = None) -> None:
         self.id = channel_id
         self.key = key
         self.created = created
-        self.pipe = Pipe(capacity)
+        self.owner = owner
+        """Id of the worker that created it (``None``: the engine's own, e.g. REST bodies)."""
+        self.pipe = Pipe(capacity, max_bytes)
+        self.writer_socket: Any = None
+        """The writer's websocket while one is served (so that removal can close it)."""
         self.writer_attached = False
         self.reader_attached = False
         self.writer_done = False

@@ -1,0 +1,133 @@
+"""Issue 12 item 7: channel pipes are bounded in bytes, channels per worker are capped, and a
+worker's unfinished channels go when it leaves. Real sockets; the assertions read the hub's
+own accounting (``Pipe.queued_bytes``), not the process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from iii_rx.channels import build_channel_url
+from iii_rx.engine import Engine
+from iii_rx.engine.channels import CHANNEL_LIMIT
+from iii_rx.engine.channels.pipe import Pipe
+
+LIMIT = 256 * 1024
+
+
+async def open_end(engine: Engine, ref: dict[str, Any]) -> ClientConnection:
+    url = build_channel_url(engine.url, ref["channel_id"], ref["access_key"], ref["direction"])
+    return await connect(url, compression=None, ping_interval=None, write_limit=64 * 1024)
+
+
+async def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    """Poll hub state (it has no event for "the pipe is full")."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def call(ws: ClientConnection, function_id: str, data: Any, invocation_id: str) -> Any:
+    """A sync call over a bare worker socket; returns the ``invocationresult`` frame."""
+    await ws.send(json.dumps({"type": "invokefunction", "function_id": function_id,
+                              "data": data, "invocation_id": invocation_id}))
+    async for message in ws:
+        frame = json.loads(message)
+        if frame.get("invocation_id") == invocation_id:
+            return frame
+    raise AssertionError("connection closed")
+
+
+async def test_a_pipe_holds_at_most_its_byte_bound() -> None:
+    async with Engine(port=0, channel_buffer_bytes=LIMIT) as engine:
+        refs = engine.hub.create(1024)  # 1,024 frames of 64 KiB would be 64 MiB
+        state = engine.hub.channel_state(refs["writer"]["channel_id"])
+        assert state is not None
+        pipe = state.pipe
+        chunks = [os.urandom(64 * 1024) for _ in range(200)]
+        writer = await open_end(engine, refs["writer"])
+
+        async def flood() -> None:
+            for chunk in chunks:
+                await writer.send(chunk)
+            await writer.close()
+
+        task = asyncio.ensure_future(flood())
+        await wait_until(lambda: pipe.queued_bytes + 64 * 1024 > LIMIT)
+        assert pipe.queued_bytes <= LIMIT and len(pipe.frames) == LIMIT // (64 * 1024)
+        assert not task.done()
+
+        reader = await open_end(engine, refs["reader"])
+        got = []
+        async for frame in reader:
+            assert pipe.queued_bytes <= LIMIT
+            got.append(frame)
+        assert got == chunks and reader.close_code == 1000
+        await task
+
+
+async def test_a_frame_bigger_than_the_bound_still_passes_and_text_counts_in_bytes() -> None:
+    pipe = Pipe(capacity=8, max_bytes=10)
+    await pipe.put(b"x" * 100)  # an empty pipe takes any one frame
+    assert pipe.queued_bytes == 100
+    blocked = asyncio.ensure_future(pipe.put("a"))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    assert await pipe.get() == b"x" * 100
+    await blocked
+    await pipe.put("é" * 2)  # 8 + 1 > 10 would not fit: non-ASCII text counts 4 bytes a char
+    assert pipe.queued_bytes == 9
+    waiting = asyncio.ensure_future(pipe.put("b" * 2))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()
+
+
+async def test_channels_per_worker_are_capped_and_freed_when_it_leaves() -> None:
+    async with Engine(port=0, namespace_grace_ms=300, max_channels_per_worker=3) as engine:
+        worker = await connect(engine.url, compression=None, ping_interval=None)
+        await worker.recv()  # workerregistered
+        worker_id = next(iter(engine.registry.workers))
+        made = [await call(worker, "engine::channels::create", {}, f"c{n}") for n in range(4)]
+        assert all("result" in frame for frame in made[:3])
+        assert made[3]["error"]["code"] == CHANNEL_LIMIT
+        assert "max_channels_per_worker" in made[3]["error"]["message"]
+        assert engine.hub.owned_by(worker_id) == 3
+        # Another worker has a cap of its own.
+        other = await connect(engine.url, compression=None, ping_interval=None)
+        await other.recv()
+        assert "result" in await call(other, "engine::channels::create", {}, "o1")
+        await other.close()
+
+        idle, half, full = (frame["result"] for frame in made[:3])
+        blocked = await open_end(engine, half["writer"])
+        await blocked.send(b"pending")
+        streaming_writer = await open_end(engine, full["writer"])
+        streaming_reader = await open_end(engine, full["reader"])
+        streaming = engine.hub.channel_state(full["reader"]["channel_id"])
+        assert streaming is not None
+        await wait_until(lambda: streaming.reader_attached and streaming.writer_attached)
+
+        await worker.close()
+        await wait_until(lambda: worker_id not in engine.registry.workers)
+        # Unfinished channels went with their creator; a connected one streams on.
+        assert idle["writer"]["channel_id"] not in engine.hub
+        assert half["writer"]["channel_id"] not in engine.hub
+        try:
+            await asyncio.wait_for(blocked.wait_closed(), 5)
+        except ConnectionClosed:
+            pass
+        assert blocked.close_code == 1011
+        assert full["writer"]["channel_id"] in engine.hub
+        assert engine.hub.owned_by(worker_id) == 0
+        await streaming_writer.send(b"still here")
+        assert await streaming_reader.recv() == b"still here"
+        await streaming_writer.close()
+        await streaming_reader.close()
