@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from iii_rx.client import Client
 from iii_rx.connect import connect, connect_sync
-from iii_rx.context import Context, Logger, get_context
+from iii_rx.context import Context, get_context
 from iii_rx.errors import (
     CborDecodeError,
     ChannelClosedError,
@@ -62,7 +62,6 @@ __all__ = [
     "IIIRegistrationRejectedError",
     "IIITimeoutError",
     "Invocation",
-    "Logger",
     "LoopDeadlockError",
     "OtelConfig",
     "PayloadTooLargeError",
