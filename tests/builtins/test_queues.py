@@ -14,7 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from builtins_helpers import ENGINE_TIMERS, WAIT, on_engine, unique, wait_bound, wait_parked
+from builtins_helpers import (
+    ENGINE_TIMERS,
+    WAIT,
+    on_engine,
+    unique,
+    wait_bound,
+    wait_parked,
+    wait_until,
+)
 from iii import InvocationError, TriggerAction
 
 import iii_rx
@@ -51,8 +59,15 @@ def flaky(worker: Any, prefix: str, failures: int) -> tuple[str, queue.Queue[Any
     return function_id, calls
 
 
+def registered(engine: EngineThread, function_id: str) -> None:
+    """Wait until the engine serves ``function_id`` (a registration has no answer frame)."""
+    wait_until(lambda: on_engine(engine, lambda: engine.engine.services.has_function(
+        function_id)), f"{function_id} registered")
+
+
 def subscribe(engine: EngineThread, worker: Any, function_id: str, topic: str,
               **queue_config: Any) -> None:
+    registered(engine, function_id)
     config: dict[str, Any] = {"topic": topic}
     if queue_config:
         config["queue_config"] = queue_config
@@ -176,11 +191,13 @@ def test_enqueue_action_delivers_to_the_target_with_retries(engine: EngineThread
     on_engine(engine, lambda: engine.engine.workers.queues.queue_configs.update(
         {"orders": QueueConfig(max_retries=1, backoff_ms=1)}))
     function_id, calls = flaky(iii, "target", 1)
+    registered(engine, function_id)
     receipt = call(iii, function_id, {"order": 1}, action=TriggerAction.Enqueue(queue="orders"))
     assert isinstance(receipt["messageReceiptId"], str)
     assert [data for _, data in takes(calls, 2)] == [{"order": 1}, {"order": 1}]
     # Any queue name works (created with the default settings).
     other, other_calls = flaky(iii, "other", 0)
+    registered(engine, other)
     call(iii, other, "x", action=TriggerAction.Enqueue(queue=unique("adhoc")))
     assert other_calls.get(timeout=WAIT)[1] == "x"
 
@@ -190,6 +207,7 @@ def test_fifo_queue_needs_its_group_field(engine: EngineThread, official: Factor
     on_engine(engine, lambda: engine.engine.workers.queues.queue_configs.update(
         {"ledger": QueueConfig(fifo=True, message_group_field="account", backoff_ms=1)}))
     function_id, calls = flaky(iii, "ledger", 1)
+    registered(engine, function_id)
     with pytest.raises(InvocationError) as caught:
         call(iii, function_id, {"amount": 1}, action=TriggerAction.Enqueue(queue="ledger"))
     assert caught.value.code == "enqueue_error"
