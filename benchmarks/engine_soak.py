@@ -115,7 +115,7 @@ def format_sample(s: dict[str, Any]) -> str:
             f"  p50 {s['p50_ms']:6.1f} p99 {s['p99_ms']:7.1f} ms  in-flight {e['pending']:4d}"
             f"  queued {e['queued_bytes'] / 2**20:5.1f} MB  peak "
             f"{e['peak_queued_bytes'] / 2**20:5.1f} MB  channels {e['channels']}  dropped "
-            f"{e['dropped']}")
+            f"{e['dropped']}  loop lag max {e['max_lag_ms']:.0f} ms")
     if "stuck" in s:
         st, lo = s["stuck"], s["loris"]
         text += (f"\n{'':14}stuck: worker x{st['worker_incarnations']} caller "

@@ -110,12 +110,16 @@ async def run_engine(options: dict[str, Any]) -> None:
     logging.getLogger("iii_rx.engine").addHandler(drops)
     async with Engine(LOOPBACK, 0, **options) as engine:
         emit({"ready": True, "role": "engine", "port": engine.port, "pid": os.getpid()})
-        peak = [0]
+        peak, lag = [0], [0.0]
+        loop = asyncio.get_running_loop()
 
-        async def watch_peak() -> None:
-            """The largest queue any peer had, dropped ones included (sampled every 50 ms)."""
+        async def watch() -> None:
+            """The largest queue any peer had, dropped ones included, and the loop's lag (how
+            late a 50 ms sleep wakes up: time the loop spent on other work), every 50 ms."""
             while True:
+                began = loop.time()
                 await asyncio.sleep(0.05)
+                lag[0] = max(lag[0], loop.time() - began - 0.05)
                 for conn in engine.registry.workers.values():
                     peak[0] = max(peak[0], conn.peak_queued_bytes)
 
@@ -126,9 +130,11 @@ async def run_engine(options: dict[str, Any]) -> None:
                   "pending": engine.router.pending_count(),
                   "queued_bytes": sum(c.queued_bytes for c in conns),
                   "peak_queued_bytes": peak[0],
-                  "channels": len(engine.hub), "dropped": drops.count})
+                  "channels": len(engine.hub), "dropped": drops.count,
+                  "max_lag_ms": lag[0] * 1000})
+            lag[0] = 0.0
 
-        watcher = asyncio.ensure_future(watch_peak())
+        watcher = asyncio.ensure_future(watch())
         await read_commands(answer)
         watcher.cancel()
 
@@ -243,6 +249,34 @@ async def run_caller(url: str, prefix: str, workers: int, functions: int) -> Non
     await read_commands(run)
 
 
+class Histogram:
+    """Latencies in fixed buckets (0.1 ms up to 1 s, then 10 ms up to 60 s): a soak's whole
+    run in constant memory, so that the caller's own RSS stays flat."""
+
+    def __init__(self) -> None:
+        self.fine = [0] * 10_000
+        self.coarse = [0] * 6_000
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        if seconds < 1.0:
+            self.fine[int(seconds * 10_000)] += 1
+        else:
+            self.coarse[min(5_999, int(seconds * 100))] += 1
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.count:
+            return float("nan")
+        rank = max(1, round(q * self.count))
+        for width, buckets in ((0.1, self.fine), (10.0, self.coarse)):
+            for index, n in enumerate(buckets):
+                rank -= n
+                if rank <= 0:
+                    return (index + 1) * width
+        return float("inf")
+
+
 class _Finished(Exception):
     """Every call of a run was answered."""
 
@@ -261,7 +295,7 @@ async def run_paced(url: str, prefix: str, workers: int, functions: int) -> None
         start = loop.time()
         due, sent, skipped = start, 0, 0
         next_report = start + interval
-        total_latencies: list[float] = []
+        whole = Histogram()
         while due < start + duration:
             now = loop.time()
             if now < due:
@@ -274,7 +308,8 @@ async def run_paced(url: str, prefix: str, workers: int, functions: int) -> None
             due += 1 / rate
             if loop.time() >= next_report:
                 ordered = sorted(calls.latencies)
-                total_latencies += ordered
+                for latency in ordered:
+                    whole.add(latency)
                 emit({"t": round(loop.time() - start, 1), "calls": len(ordered),
                       "errors": calls.errors, "skipped": skipped,
                       "in_flight": len(calls.sent_at),
@@ -285,12 +320,13 @@ async def run_paced(url: str, prefix: str, workers: int, functions: int) -> None
                 next_report += interval
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(calls.idle.wait(), 10)
-        total_latencies += calls.latencies
-        ordered = sorted(total_latencies)
-        emit({"final": True, "sent": sent, "answered": len(ordered),
+        for latency in calls.latencies:
+            whole.add(latency)
+        calls.latencies.clear()
+        emit({"final": True, "sent": sent, "answered": whole.count,
               "lost": len(calls.sent_at), "skipped": skipped,
-              "p50_ms": percentile(ordered, 0.5) * 1000,
-              "p99_ms": percentile(ordered, 0.99) * 1000, "rss_mb": rss_mb()})
+              "p50_ms": whole.percentile_ms(0.5), "p99_ms": whole.percentile_ms(0.99),
+              "rss_mb": rss_mb()})
 
     await read_commands(run)
     receiver.cancel()
