@@ -7,6 +7,12 @@ to ``max_workers`` and are reused, a task never waits while a thread could be st
 (sync handlers that block on nested calls rely on that), queued tasks run in order, and
 :meth:`HandlerPool.shutdown` drops what has not started and reports when every thread ended
 (:meth:`HandlerPool.aclose` waits for that, bounded, on a loop: how the client closes it).
+
+A close must never wait on the thread that asked for it (a handler calling ``iii.close()``
+would wait 10 s on itself): :meth:`HandlerPool.exempt_current` takes the calling pool thread
+out of what the close waits for. And a close that does wait says for what: each thread keeps
+the task it runs in a slot (one list store per task), so :meth:`HandlerPool.aclose` can name
+the handlers it waits for (:func:`describe`).
 """
 
 from __future__ import annotations
@@ -19,12 +25,28 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
-__all__ = ["HandlerPool"]
+__all__ = ["CLOSE_WAIT", "HandlerPool", "describe"]
 
 log = logging.getLogger("iii_rx.pool")
 
 T = TypeVar("T")
 _Task = tuple[Callable[..., Any], tuple[Any, ...]]
+
+CLOSE_WAIT = 10.0
+"""Seconds a close waits for running sync handlers before it stops waiting (and says so)."""
+
+
+def describe(task: _Task) -> str:
+    """What a pool task runs, for a person: the function and invocation of a sync handler
+    (its first argument is the invocation), else the callable's name."""
+    fn, args = task
+    first = args[0] if args else None
+    function_id = getattr(first, "function_id", None)
+    if isinstance(function_id, str):
+        return (f"handler of {function_id!r} "
+                f"(invocation {getattr(first, 'invocation_id', None)})")
+    target = getattr(fn, "describes", fn)
+    return str(getattr(target, "__qualname__", None) or repr(target))
 
 
 class HandlerPool:
@@ -40,6 +62,8 @@ class HandlerPool:
         self._started: list[threading.Thread] = []
         self._idle = 0  # threads waiting for a task that no submit has counted on yet
         self._alive = 0
+        self._busy: list[_Task | None] = []  # per thread (by start order): the task it runs
+        self._exempt: set[threading.Thread] = set()  # alive, waiting for the close: not waited
         self._closed = False
         self._on_ended: Callable[[], None] | None = None
 
@@ -61,8 +85,10 @@ class HandlerPool:
             if len(self._started) >= self.max_workers:
                 return  # the next thread to finish takes it
             self._alive += 1
-            thread = threading.Thread(target=self._work, daemon=True,
-                                      name=f"{self._prefix}_{len(self._started)}")
+            slot = len(self._started)
+            self._busy.append(None)
+            thread = threading.Thread(target=self._work, args=(slot,), daemon=True,
+                                      name=f"{self._prefix}_{slot}")
             self._started.append(thread)
         thread.start()
 
@@ -89,43 +115,78 @@ class HandlerPool:
             except RuntimeError:  # loop closed: nobody waits any more
                 pass
 
+        run.describes = fn  # type: ignore[attr-defined]  # what describe() names
         self.submit(run)
         return future
 
-    def _work(self) -> None:
-        get, lock = self._queue.get, self._lock
+    def _work(self, slot: int) -> None:
+        get, lock, busy = self._queue.get, self._lock, self._busy
         try:
             while True:
                 task = get()
                 if task is None:
                     return
+                busy[slot] = task
                 fn, args = task
                 try:
                     fn(*args)
                 except BaseException:
                     log.exception("task of the handler pool raised")
+                busy[slot] = None
                 del task, fn, args  # drop references before waiting again
                 with lock:
                     self._idle += 1
         finally:
             with lock:
                 self._alive -= 1
-                ended = self._on_ended if self._alive == 0 else None
+                self._exempt.discard(threading.current_thread())
+                ended = self._take_on_ended()
             if ended is not None:
                 ended()
+
+    def _take_on_ended(self) -> Callable[[], None] | None:
+        """The ``on_ended`` of :meth:`shutdown`, once, when no thread the close waits for is
+        left (call with the lock held)."""
+        if self._alive - len(self._exempt) > 0:
+            return None
+        ended, self._on_ended = self._on_ended, None
+        return ended
+
+    def owns_current_thread(self) -> bool:
+        """Whether the caller runs on one of this pool's threads."""
+        return threading.current_thread() in self._started
+
+    def exempt_current(self) -> None:
+        """If the caller is a thread of this pool, a close no longer waits for it (it asked
+        for the close, or waits for it: waiting for it would wait on itself)."""
+        thread = threading.current_thread()
+        with self._lock:
+            if thread not in self._started or thread in self._exempt:
+                return
+            self._exempt.add(thread)
+            ended = self._take_on_ended() if self._closed else None
+        if ended is not None:
+            ended()
+
+    def running(self) -> list[tuple[str, str]]:
+        """``(thread name, what it runs)`` of every busy thread a close would wait for."""
+        with self._lock:
+            pairs = [(thread, self._busy[slot]) for slot, thread in enumerate(self._started)
+                     if thread.is_alive() and thread not in self._exempt]
+        return [(thread.name, describe(task)) for thread, task in pairs if task is not None]
 
     def shutdown(self, on_ended: Callable[[], None]) -> list[threading.Thread]:
         """Stop: tasks not started are dropped, running ones finish, then every thread ends.
 
         ``on_ended()`` runs once the last thread has ended (in that thread, or here when none
-        runs). Returns the threads, for joining.
+        runs); threads exempted with :meth:`exempt_current` are not waited for. Returns the
+        threads to join (the exempted ones left out).
         """
         with self._lock:
             if self._closed:
                 raise RuntimeError("the handler pool is already shut down")
             self._closed = True
             self._on_ended = on_ended
-            ended = self._alive == 0
             try:
                 while True:
                     self._queue.get_nowait()
@@ -133,15 +194,19 @@ class HandlerPool:
                 pass
             for _ in range(self._alive):
                 self._queue.put(None)
-        if ended:
-            on_ended()
-        return list(self._started)
+            ended = self._take_on_ended()
+            threads = [thread for thread in self._started if thread not in self._exempt]
+        if ended is not None:
+            ended()
+        return threads
 
-    async def aclose(self, timeout: float = 10.0) -> None:
+    async def aclose(self, timeout: float = CLOSE_WAIT) -> None:
         """:meth:`shutdown` on the running loop: drop the tasks not started, wait (at most
         ``timeout`` seconds, then log and stop waiting) for the running ones, join the threads.
 
-        Idempotent. A sync handler that never returns cannot hold a closing client for ever.
+        Idempotent. A sync handler that never returns cannot hold a closing client for ever,
+        and a wait is never silent: it logs at WARNING which handlers it waits for, on which
+        threads, and again if it gives up on them.
         """
         with self._lock:
             if self._closed:
@@ -158,11 +223,21 @@ class HandlerPool:
                 loop.call_soon_threadsafe(set_ended)
 
         threads = self.shutdown(on_ended)
+        if not ended.done():
+            busy = self.running()
+            if busy:
+                log.warning("closing: waiting up to %ss for %d sync handler(s) still running: %s",
+                            timeout, len(busy), _names(busy))
         try:
             await asyncio.wait_for(ended, timeout)
         except asyncio.TimeoutError:
-            log.warning("sync handlers still running %ss after close; not waiting for them",
-                        timeout)
+            log.warning("closing: sync handler(s) still running after %ss, not waiting for "
+                        "them any longer: %s", timeout, _names(self.running()) or "(none named)")
             return
         for thread in threads:
-            thread.join()
+            if thread not in self._exempt:  # exempted after shutdown(): it may still run
+                thread.join()
+
+
+def _names(busy: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{what} on thread {thread}" for thread, what in busy)

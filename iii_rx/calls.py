@@ -33,6 +33,7 @@ __all__ = [
     "CallOutbox",
     "Calls",
     "PendingCall",
+    "call_namespace",
     "call_text",
     "new_id_source",
     "request_fields",
@@ -50,7 +51,9 @@ class CallOutbox(Protocol):
     """Where call frames go (the transport): ``send(text, CALL, invocation_id)``.
 
     Raises :class:`~iii_rx.errors.PayloadTooLargeError` or
-    :class:`~iii_rx.errors.IIIConnectionError` when the frame cannot be sent or queued.
+    :class:`~iii_rx.errors.IIIConnectionError` when the frame cannot be sent or queued. An
+    outbox that may hold a frame back (the transport while disconnected) also has
+    ``withdraw(invocation_id)``: the call ended, and must never be sent.
     """
 
     def send(self, text: str, kind: int = ..., invocation_id: str | None = None) -> bool:
@@ -83,6 +86,10 @@ def new_id_source() -> Callable[[], str]:
 
 def _noop() -> None:
     return None
+
+
+def _sent_at_once(invocation_id: str) -> None:
+    """The ``withdraw`` of an outbox that holds nothing back."""
 
 
 class PendingCall:
@@ -134,11 +141,14 @@ class Calls:
                  new_id: Callable[[], str] | None = None) -> None:
         self.bridge = bridge
         self._outbox = outbox
+        self._withdraw: Callable[[str], None] = getattr(outbox, "withdraw", _sent_at_once)
         self._loop = bridge.loop
         self._pending: dict[str, PendingCall] = {}
         self._refusal: Callable[[str], BaseException] | None = None
         self.new_id = new_id or new_id_source()
         """A new invocation id (also for calls sent by others, e.g. the worker registration)."""
+        self.trace_call: Callable[[Call, Target], tuple[Call, Target]] | None = None
+        """Set when the client traces: gives each started call its span (telemetry)."""
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -166,6 +176,8 @@ class Calls:
         A void call (``TriggerAction.void()``) gets no id, no timer and no answer: it settles
         with ``None`` once its frame is handed to the outbox.
         """
+        if self.trace_call is not None:
+            call, target = self.trace_call(call, target)
         if self._refusal is not None:
             settle(target, None, self._refusal(call.function_id))
             return _noop
@@ -198,10 +210,13 @@ class Calls:
         self._pending[iid] = pending
 
     def cancel(self, iid: str) -> None:
-        """Forget a call: its answer, if one comes, is dropped; its target is not settled."""
+        """Forget a call: its answer, if one comes, is dropped; its target is not settled.
+        Not written yet, it never will be."""
         call = self._pending.pop(iid, None)
-        if call is not None and call.timer is not None:
-            call.timer.cancel()
+        if call is not None:
+            if call.timer is not None:
+                call.timer.cancel()
+            self._withdraw(iid)
 
     # ------------------------------------------------------------------ answers
 
@@ -224,6 +239,7 @@ class Calls:
     def _on_timeout(self, iid: str) -> None:
         call = self._pending.pop(iid, None)
         if call is not None:
+            self._withdraw(iid)  # still queued (disconnected): its caller is told it failed
             settle(call.target, None, IIITimeoutError(
                 "TIMEOUT", f"invocation timed out after {call.timeout_ms}ms",
                 function_id=call.function_id, invocation_id=iid))
@@ -264,6 +280,18 @@ def call_text(call: Call, iid: str | None) -> str:
     except NonFiniteError:
         raise ValueError(
             f"the call to {call.function_id!r} was not sent: {NON_FINITE}") from None
+
+
+def call_namespace(function_id: str, explicit: str | None, worker: str | None) -> str | None:
+    """The namespace a call (or binding) of ``function_id`` goes to: ``explicit`` (not blank),
+    else ``"default"`` for ``engine::`` / ``configuration::`` ids, else the worker's."""
+    if explicit is not None:
+        if not explicit.strip():
+            raise ValueError("namespace must not be blank")
+        return explicit
+    if function_id.startswith(("engine::", "configuration::")):
+        return "default"
+    return worker
 
 
 def request_fields(request: Any, keys: tuple[str, ...]) -> dict[str, Any]:

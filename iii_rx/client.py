@@ -35,7 +35,7 @@ from typing import Any
 from iii_rx import channels
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, LoopThread
-from iii_rx.calls import Call, Calls, request_fields, trigger_action
+from iii_rx.calls import Call, Calls, call_namespace, request_fields, trigger_action
 from iii_rx.context import Invocation, current_context
 from iii_rx.errors import IIIConnectionError, IIIInvocationError, IIIRegistrationRejectedError
 from iii_rx.functions import (
@@ -66,7 +66,7 @@ from iii_rx.protocol import (
     encode,
 )
 from iii_rx.providers import Providers
-from iii_rx.registrations import Registrations, check_id
+from iii_rx.registrations import Registrations, Standby, binding_of, check_id
 from iii_rx.single import Single
 from iii_rx.state import ConnectionState
 from iii_rx.streams import HotStream
@@ -74,7 +74,6 @@ from iii_rx.telemetry import otel_trace_headers
 from iii_rx.topology import FunctionInfo, Topology, TopologyChange, TopologyStream, TopologyView
 from iii_rx.transport import CONTROL, Transport
 from iii_rx.triggers import (
-    TriggerBinding,
     TriggerConfig,
     TriggerHandle,
     TriggerType,
@@ -92,7 +91,6 @@ DEFAULT_MAX_WORKERS = 64
 each hold one while they wait, so the pool must be larger than such handlers run at once."""
 _FATAL_ON_REGISTER = frozenset({"INVALID_NAMESPACE", "FORBIDDEN"})
 _CALL_FIELDS = ("function_id", "payload", "action", "timeout_ms", "metadata", "namespace")
-_BINDING_FIELDS = ("type", "function_id", "config", "metadata", "namespace", "trigger_namespace")
 _CLOSE_WAIT = 30.0
 """Seconds a blocking ``close()`` waits for the close before it stops the loop anyway."""
 
@@ -166,9 +164,10 @@ class Client:
         self._transport = Transport(
             settings.url, self.headers, settings.reconnect, self.state,
             on_open=self._on_open, on_message=self._on_message, on_lost=self._on_lost,
+            ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout,
         )
         self._calls = Calls(bridge, self._transport)
-        self._registrations = Registrations(self._send_control)
+        self._registrations = Registrations(self._send_control, bridge)
         # What the client adds to what connect started; the stack closes it newest first:
         # the tasks (which may hold pool threads) before the pool.
         self._resources = resources
@@ -177,7 +176,9 @@ class Client:
         self._tasks = WorkerTasks("the iii_rx client")
         resources.push_async_callback(self._tasks.aclose)
         self._worker = Worker(bridge, self._transport, self._registrations, self.invocations,
-                              self._pool, self._tasks, url=settings.url, headers=self.headers)
+                              self._pool, self._tasks, url=settings.url, headers=self.headers,
+                              max_concurrency=settings.max_concurrency)
+        self._standby = Standby(self._registrations, self, bridge, self._tasks)
         self._providers = Providers(self._registrations, self._transport.send, self._tasks,
                                     self._pool)
         self._topology = TopologyStream(self)
@@ -204,6 +205,8 @@ class Client:
         self._transport.start()
 
     async def _wait_connected(self, timeout: float) -> None:
+        """Until the engine accepted the worker; what cannot succeed (the transport failed:
+        a refused handshake, retries exhausted) raises at once, with the cause."""
         fut: asyncio.Future[None] = self.loop.create_future()
 
         def on_state(state: ConnectionState) -> None:
@@ -213,14 +216,17 @@ class Client:
                 fut.set_result(None)
             elif state is ConnectionState.FAILED:
                 fut.set_exception(self._failure or IIIConnectionError(
-                    f"could not connect to {self.url} (reconnect attempts exhausted)"))
+                    f"could not connect to the iii engine at {self.url}: "
+                    f"{self._transport.failure or 'reconnect attempts exhausted'}"))
 
         subscription = self.state.subscribe(on_next=on_state)
         try:
             await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
+            cause = self._transport.last_error
             raise IIIConnectionError(
-                f"could not connect to the iii engine at {self.url} within {timeout}s") from None
+                f"could not connect to the iii engine at {self.url} within {timeout}s"
+                + (f"; last attempt: {cause}" if cause else "")) from None
         finally:
             subscription.dispose()
 
@@ -249,6 +255,7 @@ class Client:
         from ``connect_sync`` called from outside their loop close right away (blocking) and
         stop their loop thread; the return value may then be awaited or ignored.
         """
+        self._pool.exempt_current()  # a handler closing its client: the close must not wait for it
         closing = self._closing.start()
         if self._loop_thread is not None and not self.bridge.on_loop():
             if not closing.wait(_CLOSE_WAIT):
@@ -352,6 +359,7 @@ class Client:
             log.warning("%s did not confirm: %s; carrying on", _REGISTER_WORKER, error)
         self._lifecycle = Lifecycle.OPEN
         self._transport.set_ready()
+        self._standby.on_connected()
 
     def _on_lost(self, queued: set[str]) -> None:
         """The socket closed: calls already written can never be answered (spec 4.3.6)."""
@@ -389,7 +397,7 @@ class Client:
         error = IIIRegistrationRejectedError(frame.code, frame.namespace, frame.worker_name,
                                              frame.owner_worker_id, frame.function_id)
         if frame.code == "FUNCTION_NAMESPACE_CONFLICT":
-            log.warning("engine refused function %r: %s", frame.function_id, error)
+            self._standby.on_conflict(frame.function_id, error)
             return
         self._go_fatal(error)
 
@@ -450,17 +458,8 @@ class Client:
         traceparent, baggage = ctx.outgoing_trace() if ctx is not None else otel_trace_headers()
         call = Call(self._calls, function_id, payload, trigger_action(action),
                     timeout_ms if timeout_ms else self.timeout_ms, metadata,
-                    self._call_namespace(function_id, namespace), traceparent, baggage)
+                    call_namespace(function_id, namespace, self.namespace), traceparent, baggage)
         return Single(self.bridge, starter=call, description=f"trigger({function_id!r})")
-
-    def _call_namespace(self, function_id: str, explicit: str | None) -> str | None:
-        if explicit is not None:
-            if not explicit.strip():
-                raise ValueError("namespace must not be blank")
-            return explicit
-        if function_id.startswith(("engine::", "configuration::")):
-            return "default"
-        return self.namespace
 
     @property
     def pending_calls(self) -> int:
@@ -532,8 +531,8 @@ class Client:
             if not callable(handler):
                 raise TypeError("handler must be callable or an HTTP invocation config")
             sink = self._worker.handler(handler, max_concurrency)
-        self._registrations.add_sink(spec, sink)
-        return FunctionHandle(self._registrations, spec.id, sink)
+        entry = self._registrations.add_sink(spec, sink)
+        return FunctionHandle(self._registrations, spec.id, sink, entry.status)
 
     @property
     def function_ids(self) -> list[str]:
@@ -551,18 +550,7 @@ class Client:
         """Bind a function to a trigger: ``{"type", "function_id", "config"?, "metadata"?,
         "namespace"?, "trigger_namespace"?}`` (a mapping, an object with those attributes, or
         keywords). ``config`` is sent as ``{}`` when absent. Returns a handle to unregister."""
-        if trigger is not None:
-            fields = request_fields(trigger, _BINDING_FIELDS) | fields
-        trigger_type = fields.get("type") or fields.get("trigger_type")
-        function_id = fields.get("function_id")
-        if not isinstance(trigger_type, str) or not trigger_type:
-            raise ValueError("register_trigger needs a trigger 'type'")
-        if not isinstance(function_id, str) or not function_id:
-            raise ValueError("register_trigger needs a 'function_id'")
-        namespace = self._call_namespace(function_id, fields.get("namespace"))
-        binding = TriggerBinding.new(trigger_type, function_id, fields.get("config"),
-                                     fields.get("metadata"), namespace,
-                                     fields.get("trigger_namespace"))
+        binding = binding_of(trigger, fields, self.namespace)
         handle = TriggerHandle(self._registrations, binding)
         self._registrations.add_binding(handle)
         return handle

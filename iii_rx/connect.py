@@ -1,8 +1,10 @@
 """``connect()`` and ``connect_sync()``: address, identity and headers, then a running client.
 
 Resolution follows spec 1.4: the address is the argument, else ``III_URL``, else an embedded
-engine started in-process on ephemeral ports and owned (stopped) by the client. ``III_TOKEN``
-adds ``Authorization: Bearer ...`` unless the caller passed an ``Authorization`` header;
+engine started in-process on ephemeral ports and owned (stopped) by the client. An address
+that cannot name a worker port (no or wrong scheme, no host, a port out of range) raises
+``ValueError`` at once: retrying cannot fix it. ``token`` (else ``III_TOKEN``) adds
+``Authorization: Bearer ...`` unless the caller passed an ``Authorization`` header;
 ``III_NAMESPACE`` is the namespace when none is given; a non-empty ``III_WORKER_NAME``
 overrides ``name``. The default name is ``hostname:pid`` (``hostname:pid:N`` for the N-th client
 of a process, so two clients of one script do not collide on the engine's name lease).
@@ -19,12 +21,24 @@ from collections.abc import Generator, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
+
 from iii_rx.aio import LoopThread
 from iii_rx.client import Client, open_client
 from iii_rx.lifecycle import ClientSettings
 from iii_rx.state import ReconnectConfig
+from iii_rx.telemetry.config import OtelConfig, OtelOption, resolve_otel
+from iii_rx.worker import DEFAULT_MAX_CONCURRENCY
 
-__all__ = ["Connector", "connect", "connect_sync", "resolve_headers", "worker_metadata"]
+__all__ = ["DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT", "Connector", "check_url", "connect",
+           "connect_sync", "resolve_headers", "worker_metadata"]
+
+DEFAULT_PING_INTERVAL = 2.0
+"""Seconds between the client's websocket pings."""
+DEFAULT_PING_TIMEOUT = 1.5
+"""Seconds a pong may take, and then the closing handshake of the failed connection: a cut is
+noticed at most interval + 2 * timeout (5 s) after the engine last answered."""
 
 _client_numbers = itertools.count(1)
 
@@ -40,13 +54,43 @@ def _version() -> str:
         return "unknown"
 
 
-def resolve_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """The caller's headers plus ``Authorization: Bearer $III_TOKEN`` (spec 1.3)."""
+def resolve_headers(headers: Mapping[str, str] | None,
+                    token: str | None = None) -> dict[str, str]:
+    """The caller's headers plus ``Authorization: Bearer <token>`` (spec 1.3), the token being
+    ``token``, else ``III_TOKEN``; an empty ``token`` sends none. An explicit ``token`` with an
+    ``Authorization`` header raises ``ValueError`` (which one should win is not ours to guess).
+    """
     resolved = dict(headers or {})
-    token = os.environ.get("III_TOKEN", "").strip()
-    if token and not any(key.lower() == "authorization" for key in resolved):
-        resolved["Authorization"] = f"Bearer {token}"
+    has_header = any(key.lower() == "authorization" for key in resolved)
+    if token is not None and token.strip() and has_header:
+        raise ValueError("pass either token= or an Authorization header, not both")
+    value = (token if token is not None else os.environ.get("III_TOKEN", "")).strip()
+    if value and not has_header:
+        resolved["Authorization"] = f"Bearer {value}"
     return resolved
+
+
+def check_url(url: str) -> str:
+    """``url`` if a worker can connect to it; else ``ValueError`` saying what is wrong.
+
+    A wrong or missing scheme, a missing host or a port out of range cannot succeed however
+    long one retries, so they fail here, before anything waits.
+    """
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            raise ValueError(f"the engine URL {url!r} has no scheme: the worker port is a "
+                             f"websocket, e.g. 'ws://{url}'") from None
+        if scheme.lower() in ("http", "https"):
+            fixed = ("wss://" if scheme.lower() == "https" else "ws://") + rest
+            raise ValueError(f"the engine URL {url!r} is an HTTP URL: the worker port is a "
+                             f"websocket, e.g. {fixed!r} (and not the REST API's port)") from None
+        raise ValueError(f"the engine URL {url!r} cannot be used: {exc}") from None
+    except ValueError as exc:  # urllib: "Port out of range 0-65535", bad IPv6 literal, ...
+        raise ValueError(f"the engine URL {url!r} cannot be used: {exc}") from None
+    return url
 
 
 def _resolve_namespace(namespace: str | None) -> str | None:
@@ -115,11 +159,16 @@ async def _open(
     namespace: str | None,
     description: str | None,
     headers: Mapping[str, str] | None,
+    token: str | None,
     reconnect: ReconnectConfig,
     timeout_ms: int,
     connect_timeout: float,
     max_workers: int | None,
+    max_concurrency: int,
+    ping_interval: float | None,
+    ping_timeout: float | None,
     loop_thread: LoopThread | None = None,
+    otel: OtelConfig | None = None,
 ) -> Client:
     """Resolve the options, start an embedded engine if there is no address, and hand both
     to the client, which owns what was started from then on (and closes it on failure)."""
@@ -128,33 +177,49 @@ async def _open(
         resolved_ns = _resolve_namespace(namespace)
         resolved_name = _resolve_name(name)
         address = url or os.environ.get("III_URL", "").strip() or None
-        if address is None:
+        if address is not None:
+            check_url(address)
+        else:
             from iii_rx.engine import Engine
 
             engine = await resources.enter_async_context(Engine(port=0))
             address = str(engine.url)
         settings = ClientSettings(
             url=address,
-            headers=resolve_headers(headers),
+            headers=resolve_headers(headers, token),
             name=resolved_name,
             namespace=resolved_ns,
             worker_metadata=worker_metadata(resolved_name, resolved_ns, description),
             reconnect=reconnect,
             timeout_ms=timeout_ms,
             max_workers=max_workers,
+            max_concurrency=max_concurrency,
+            ping_interval=ping_interval or None,
+            ping_timeout=ping_timeout or None,
+            otel=otel,
         )
     except BaseException:
         await resources.aclose()
         raise
-    return await open_client(settings, resources, connect_timeout=connect_timeout,
-                             loop_thread=loop_thread)
+    client = await open_client(settings, resources, connect_timeout=connect_timeout,
+                               loop_thread=loop_thread)
+    if otel is not None:
+        from iii_rx.telemetry.tracing import attach
+
+        attach(client, otel)
+    return client
 
 
-def _validate(namespace: str | None, timeout_ms: int) -> None:
+def _validate(namespace: str | None, timeout_ms: int, max_concurrency: int,
+              url: str | None) -> None:
     if namespace is not None and not namespace.strip():
         raise ValueError("namespace must not be blank")
     if timeout_ms <= 0:
         raise ValueError("timeout_ms must be positive")
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be at least 1")
+    if url:
+        check_url(url)
 
 
 class Connector:
@@ -184,25 +249,38 @@ def connect(
     namespace: str | None = None,
     description: str | None = None,
     headers: Mapping[str, str] | None = None,
+    token: str | None = None,
     reconnect: ReconnectConfig | None = None,
     timeout_ms: int = 30000,
     connect_timeout: float = 30.0,
     max_workers: int | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    otel: OtelOption = None,
 ) -> Connector:
     """Connect a worker to an iii engine on the running loop.
 
     ``async with iii_rx.connect(url) as iii:`` or ``iii = await iii_rx.connect(url)`` (then
     ``await iii.close()``). Waits up to ``connect_timeout`` seconds for the engine to accept
     the worker (raises :class:`~iii_rx.errors.IIIConnectionError`, or
-    :class:`~iii_rx.errors.IIIRegistrationRejectedError` on a name conflict). ``timeout_ms``
-    is the default timeout of calls; ``max_workers`` sizes the thread pool of sync handlers
-    (default 64, threads started on demand).
+    :class:`~iii_rx.errors.IIIRegistrationRejectedError` on a name conflict); what cannot
+    succeed (a malformed URL: ``ValueError``; a handshake the engine refuses) raises at once.
+    ``token`` (else ``III_TOKEN``) is sent as ``Authorization: Bearer``. ``timeout_ms`` is the
+    default timeout of calls; ``max_workers`` sizes the thread pool of sync handlers (default
+    64, threads started on demand); ``max_concurrency`` bounds the async handlers running at
+    once (default 1024, the rest wait in arrival order). ``ping_interval`` / ``ping_timeout``
+    (seconds, ``None`` for no pings) bound how long a cut connection goes unnoticed.
+    ``otel`` (an :class:`~iii_rx.telemetry.OtelConfig`, a mapping of its fields, or ``True``)
+    turns on OpenTelemetry spans and logs (``docs/telemetry.md``); off by default.
     """
-    _validate(namespace, timeout_ms)
+    _validate(namespace, timeout_ms, max_concurrency, url)
     return Connector(url=url, name=name, namespace=namespace, description=description,
-                     headers=headers, reconnect=reconnect or ReconnectConfig(),
+                     headers=headers, token=token, reconnect=reconnect or ReconnectConfig(),
                      timeout_ms=timeout_ms, connect_timeout=connect_timeout,
-                     max_workers=max_workers)
+                     max_workers=max_workers, max_concurrency=max_concurrency,
+                     ping_interval=ping_interval, ping_timeout=ping_timeout,
+                     otel=resolve_otel(otel))
 
 
 def connect_sync(
@@ -212,10 +290,15 @@ def connect_sync(
     namespace: str | None = None,
     description: str | None = None,
     headers: Mapping[str, str] | None = None,
+    token: str | None = None,
     reconnect: ReconnectConfig | None = None,
     timeout_ms: int = 30000,
     connect_timeout: float = 30.0,
     max_workers: int | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    otel: OtelOption = None,
 ) -> Client:
     """Like :func:`connect`, for sync code: the client runs on its own loop thread.
 
@@ -223,14 +306,16 @@ def connect_sync(
     iii:``. Its Singles can be blocked on (``.result()``) from any thread and awaited from any
     loop, which is what a notebook needs.
     """
-    _validate(namespace, timeout_ms)
+    _validate(namespace, timeout_ms, max_concurrency, url)
     loop_thread = LoopThread()
     try:
         return loop_thread.bridge.run_blocking(
             _open(url, name=name, namespace=namespace, description=description,
-                  headers=headers, reconnect=reconnect or ReconnectConfig(),
+                  headers=headers, token=token, reconnect=reconnect or ReconnectConfig(),
                   timeout_ms=timeout_ms, connect_timeout=connect_timeout,
-                  max_workers=max_workers, loop_thread=loop_thread),
+                  max_workers=max_workers, max_concurrency=max_concurrency,
+                  ping_interval=ping_interval, ping_timeout=ping_timeout,
+                  loop_thread=loop_thread, otel=resolve_otel(otel)),
             "connect_sync()")
     except BaseException:
         loop_thread.stop()  # the client closed what it started; this ends the thread

@@ -11,6 +11,11 @@ What receives a function's invocations is a :class:`Sink`: an Rx observer
 HTTP-invoked function (:class:`HttpInvokedSink`). Sinks are kept by the client's
 :class:`~iii_rx.registrations.Registrations`, reached here only through the narrow
 :class:`FunctionRegistry`.
+
+Whether the engine routes a function here is its :class:`FunctionStatus`, shown on its
+:class:`FunctionHandle` (``state``, ``error``, ``states``): a second worker registering an id
+another worker owns gets ``FUNCTION_NAMESPACE_CONFLICT`` and must not look registered while it
+serves nothing (it stands by, see :class:`~iii_rx.registrations.Standby`).
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
+from iii_rx.aio import LoopBridge
+from iii_rx.errors import IIIRegistrationRejectedError
 from iii_rx.protocol import HttpInvocationRef, RegisterFunction, UnregisterFunction, encode
-from iii_rx.streams import StreamIterator
+from iii_rx.streams import HotStream, StreamIterator
 
 if TYPE_CHECKING:
     from iii_rx.context import Invocation
@@ -35,6 +43,8 @@ __all__ = [
     "FunctionHandle",
     "FunctionRegistry",
     "FunctionSpec",
+    "FunctionState",
+    "FunctionStatus",
     "FunctionStream",
     "HttpInvokedSink",
     "InvocationIterator",
@@ -72,6 +82,74 @@ class FunctionSpec:
         return encode(UnregisterFunction(id=self.id))
 
 
+class FunctionState(str, Enum):
+    """Where a registered function stands with the engine."""
+
+    REGISTERED = "registered"
+    """Sent to the engine and not refused: its calls come to this worker."""
+    CONFLICT = "conflict"
+    """Another worker owns the id (``FUNCTION_NAMESPACE_CONFLICT``): this worker stands by and
+    takes the function over when the owner leaves."""
+    UNREGISTERED = "unregistered"
+    """Unregistered, or the client closed (final)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class FunctionStatus:
+    """The state of one registered function, as a value and as a replaying stream.
+
+    Set from any thread; the stream emits on the client's loop (``bridge``) and completes at
+    ``unregistered``. Without a bridge (a test of the registries alone) there is no stream.
+    """
+
+    __slots__ = ("_bridge", "_stream", "error", "state")
+
+    def __init__(self, bridge: LoopBridge | None, function_id: str) -> None:
+        self.state = FunctionState.REGISTERED
+        self.error: IIIRegistrationRejectedError | None = None
+        """Why the engine refused the function (with ``conflict``), else ``None``."""
+        self._bridge = bridge
+        self._stream: HotStream[FunctionState] | None = None
+        if bridge is not None:
+            self._stream = HotStream(bridge, f"state of {function_id!r}", replay=True)
+            self._stream.on_next(self.state)  # nobody can subscribe yet: safe off the loop
+
+    def set(self, state: FunctionState, error: IIIRegistrationRejectedError | None = None) -> None:
+        """Move to ``state`` (``unregistered`` is final)."""
+        if self.state is FunctionState.UNREGISTERED or (
+                state is self.state and error is self.error):
+            return
+        self.state, self.error = state, error
+        bridge = self._bridge
+        if bridge is None:
+            return
+        if bridge.on_loop():
+            self._emit(state)
+        else:
+            try:
+                bridge.run_sync_soon(self._emit, state)
+            except RuntimeError:  # the loop is gone, and the subscribers with it
+                pass
+
+    def _emit(self, state: FunctionState) -> None:
+        stream = self._stream
+        assert stream is not None
+        if not stream.has_value or stream.value is not state:
+            stream.on_next(state)
+        if state is FunctionState.UNREGISTERED:
+            stream.on_completed()
+
+    @property
+    def states(self) -> Observable[FunctionState]:
+        """The state now, then every change, on the client's loop; completes at
+        ``unregistered``."""
+        if self._stream is None:
+            raise RuntimeError("this function's state has no stream (no client loop)")
+        return self._stream
+
+
 class Sink:
     """Receives each invocation of one function, on the client's loop.
 
@@ -96,22 +174,24 @@ class Sink:
 
 
 class FunctionEntry:
-    """A registered function: its spec and its current sinks."""
+    """A registered function: its spec, its current sinks and its status with the engine."""
 
-    __slots__ = ("sinks", "spec")
+    __slots__ = ("sinks", "spec", "status")
 
-    def __init__(self, spec: FunctionSpec) -> None:
+    def __init__(self, spec: FunctionSpec, bridge: LoopBridge | None = None) -> None:
         self.spec = spec
         self.sinks: tuple[Sink, ...] = ()
+        self.status = FunctionStatus(bridge, spec.id)
 
 
 class FunctionRegistry(Protocol):
     """What functions need from the client: adding and removing sinks (which registers and
     unregisters with the engine)."""
 
-    def add_sink(self, spec: FunctionSpec, sink: Sink) -> None:
+    def add_sink(self, spec: FunctionSpec, sink: Sink) -> FunctionEntry:
         """Add ``sink`` to function ``spec.id``, registering it if it is new (``ValueError``
-        if an exclusive sink is in the way, the client's error if it is closed)."""
+        if an exclusive sink is in the way, the client's error if it is closed); returns the
+        function's entry."""
 
     def remove_sink(self, function_id: str, sink: Sink) -> None:
         """Remove ``sink``; the last one gone unregisters the function."""
@@ -223,18 +303,42 @@ class HttpInvokedSink(Sink):
 
 
 class FunctionHandle:
-    """A registered function; :meth:`unregister` removes it (idempotent)."""
+    """A registered function; :meth:`unregister` removes it (idempotent).
 
-    def __init__(self, registry: FunctionRegistry, function_id: str, sink: Sink) -> None:
+    ``state`` says whether the engine routes its calls here: ``conflict`` when another worker
+    owns the id (``error`` says which), until this worker takes the function over.
+    """
+
+    def __init__(self, registry: FunctionRegistry, function_id: str, sink: Sink,
+                 status: FunctionStatus | None = None) -> None:
         self._registry = registry
         self.id = function_id
         self._sink = sink
+        self._status = status or FunctionStatus(None, function_id)
         self._registered = True
 
     @property
+    def state(self) -> FunctionState:
+        """``registered``, ``conflict`` or ``unregistered``."""
+        return self._status.state if self._registered else FunctionState.UNREGISTERED
+
+    @property
     def registered(self) -> bool:
-        """Whether :meth:`unregister` has not been called yet."""
-        return self._registered
+        """Whether the engine routes this function's calls here: not unregistered, and not
+        in conflict with another worker's function."""
+        return self.state is FunctionState.REGISTERED
+
+    @property
+    def error(self) -> IIIRegistrationRejectedError | None:
+        """The engine's refusal while in ``conflict`` (``FUNCTION_NAMESPACE_CONFLICT``, with
+        ``owner_worker_id``), else ``None``."""
+        return self._status.error if self._registered else None
+
+    @property
+    def states(self) -> Observable[FunctionState]:
+        """Replaying observable of :attr:`state` (emitted on the client's loop); completes
+        when the function is unregistered."""
+        return self._status.states
 
     def unregister(self) -> None:
         """Remove the handler (and the function with it, if it was its only sink)."""
@@ -249,8 +353,7 @@ class FunctionHandle:
         self.unregister()
 
     def __repr__(self) -> str:
-        state = "registered" if self._registered else "unregistered"
-        return f"<FunctionHandle {self.id!r} {state}>"
+        return f"<FunctionHandle {self.id!r} {self.state.value}>"
 
 
 def http_invocation(handler: Any) -> HttpInvocationRef | None:

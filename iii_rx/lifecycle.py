@@ -19,6 +19,7 @@ from typing import Any
 
 from iii_rx.aio import LoopBridge
 from iii_rx.state import ReconnectConfig
+from iii_rx.telemetry.config import OtelConfig
 
 __all__ = ["ClientSettings", "Closing", "Lifecycle"]
 
@@ -53,6 +54,14 @@ class ClientSettings:
     reconnect: ReconnectConfig
     timeout_ms: int
     max_workers: int | None = None
+    max_concurrency: int = 1024
+    """Async handlers running at once in the worker (``connect(max_concurrency=...)``)."""
+    ping_interval: float | None = 2.0
+    """Seconds between websocket pings of the client (``None``: no pings)."""
+    ping_timeout: float | None = 1.5
+    """Seconds to wait for the pong before the connection counts as cut."""
+    otel: OtelConfig | None = None
+    """OpenTelemetry in force (``connect(otel=...)`` resolved; ``None``: no spans)."""
 
 
 class Closing:

@@ -10,23 +10,39 @@ Threading: user calls add and remove entries from any thread, synchronously, so 
 raise (a duplicate id, a closed client); a lock guards the registries. The worker reads
 :attr:`Registrations.functions` on the loop without the lock: a dict lookup is atomic, and a
 function's sinks are replaced as a whole tuple, never changed in place.
+
+:class:`Standby` handles the functions another worker owns (``FUNCTION_NAMESPACE_CONFLICT``):
+they show ``conflict`` on their status, and while there is any, a private function bound to
+``engine::workers-available`` and ``engine::functions-available`` registers them again when
+something changes, so this worker takes over when the owner leaves. It works through the
+client's public API (:class:`StandbyHost`), and exists only while needed: the engine then
+fires nothing at a worker without conflicts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
+from typing import Any, Protocol
 
-from iii_rx.errors import error_from_body
-from iii_rx.functions import FunctionEntry, FunctionSpec, Sink
+from iii_rx.aio import LoopBridge, TaskSet
+from iii_rx.calls import call_namespace, request_fields
+from iii_rx.errors import IIIRegistrationRejectedError, error_from_body
+from iii_rx.functions import FunctionEntry, FunctionSpec, FunctionState, Sink
 from iii_rx.protocol import TriggerRegistrationResult
 from iii_rx.triggers import TriggerBinding, TriggerHandle, TriggerType
 
-__all__ = ["Registrations", "check_id"]
+__all__ = ["STANDBY_PREFIX", "Registrations", "Standby", "StandbyHost", "binding_of",
+           "check_id"]
 
 log = logging.getLogger("iii_rx.registrations")
+
+
+_BINDING_FIELDS = ("type", "function_id", "config", "metadata", "namespace", "trigger_namespace")
 
 
 def check_id(function_id: str) -> str:
@@ -36,15 +52,36 @@ def check_id(function_id: str) -> str:
     return function_id
 
 
+def binding_of(trigger: Any, fields: dict[str, Any], namespace: str | None) -> TriggerBinding:
+    """A new binding from ``register_trigger``'s arguments (a mapping or an object with the
+    fields, and keywords over it); ``namespace`` is the worker's."""
+    if trigger is not None:
+        fields = request_fields(trigger, _BINDING_FIELDS) | fields
+    trigger_type = fields.get("type") or fields.get("trigger_type")
+    function_id = fields.get("function_id")
+    if not isinstance(trigger_type, str) or not trigger_type:
+        raise ValueError("register_trigger needs a trigger 'type'")
+    if not isinstance(function_id, str) or not function_id:
+        raise ValueError("register_trigger needs a 'function_id'")
+    return TriggerBinding.new(trigger_type, function_id, fields.get("config"),
+                              fields.get("metadata"),
+                              call_namespace(function_id, fields.get("namespace"), namespace),
+                              fields.get("trigger_namespace"))
+
+
 class Registrations:
     """Functions, trigger bindings and trigger types of one worker, replayed on reconnect.
 
     ``send`` receives each control frame (any thread). After :meth:`refuse`, additions raise
     the refusal's error; after :meth:`close`, removals send nothing (the socket is gone).
+    ``bridge`` (the client's loop) gives each function's status a stream.
     """
 
-    def __init__(self, send: Callable[[str], None]) -> None:
+    def __init__(self, send: Callable[[str], None], bridge: LoopBridge | None = None) -> None:
         self._send = send
+        self._bridge = bridge
+        self.on_removed: Callable[[str], None] | None = None
+        """Told the id of every function removed (any thread): the :class:`Standby`."""
         self._lock = threading.Lock()
         self._functions: dict[str, FunctionEntry] = {}
         self.functions: Mapping[str, FunctionEntry] = MappingProxyType(self._functions)
@@ -65,8 +102,9 @@ class Registrations:
 
     # ------------------------------------------------------------------ functions
 
-    def add_sink(self, spec: FunctionSpec, sink: Sink) -> None:
+    def add_sink(self, spec: FunctionSpec, sink: Sink) -> FunctionEntry:
         """Add ``sink`` to function ``spec.id``; a new function is registered with the engine.
+        Returns the function's entry.
 
         ``ValueError`` if the function has a sink that must be alone (a handler) or ``sink``
         must be alone and the function exists.
@@ -78,10 +116,11 @@ class Registrations:
                 raise ValueError(f"function {spec.id!r} is already registered by this client")
             created = entry is None
             if entry is None:
-                entry = self._functions[spec.id] = FunctionEntry(spec)
+                entry = self._functions[spec.id] = FunctionEntry(spec, self._bridge)
             entry.sinks = (*entry.sinks, sink)
         if created:
             self._send(spec.register_frame())
+        return entry
 
     def remove_sink(self, function_id: str, sink: Sink) -> None:
         """Remove ``sink``; when it was the last, unregister the function (idempotent)."""
@@ -94,6 +133,9 @@ class Registrations:
                 return
             del self._functions[function_id]
             closed = self._closed
+        entry.status.set(FunctionState.UNREGISTERED)
+        if self.on_removed is not None:
+            self.on_removed(function_id)
         if not closed:
             self._send(entry.spec.unregister_frame())
 
@@ -102,6 +144,13 @@ class Registrations:
         """The functions registered here."""
         with self._lock:
             return list(self._functions)
+
+    def register_again(self, function_ids: list[str]) -> None:
+        """Send ``registerfunction`` again for those of ``function_ids`` still registered."""
+        with self._lock:
+            specs = [self._functions[f].spec for f in function_ids if f in self._functions]
+        for spec in specs:
+            self._send(spec.register_frame())
 
     def sinks(self) -> list[Sink]:
         """Every sink of every function."""
@@ -194,4 +243,208 @@ class Registrations:
             self._closed = True
             entries = list(self._functions.values())
             self._functions.clear()
+        for entry in entries:
+            entry.status.set(FunctionState.UNREGISTERED)
         return entries
+
+
+# ====================================================================== standing by
+
+STANDBY_PREFIX = "iii_rx::standby::"
+"""The private function of a :class:`Standby` (``metadata.internal``: listings hide it)."""
+_WATCHED = ("engine::workers-available", "engine::functions-available")
+_LIST = "engine::functions::list"
+_RETRY_S = 1.0
+
+
+class Unregisterable(Protocol):
+    def unregister(self) -> None: ...
+
+
+class StandbyHost(Protocol):
+    """What a :class:`Standby` uses of the client (public API)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def register_function(self, function_id: str, handler: Callable[..., Any], *,
+                          description: str | None = ..., metadata: Any = ...) -> Unregisterable:
+        ...
+
+    def register_trigger(self, trigger: Mapping[str, Any], /) -> Unregisterable: ...
+
+    def trigger(self, function_id: str, payload: Any = ...) -> Awaitable[Any]: ...
+
+
+class Standby:
+    """The functions this worker registered that another worker owns, and their take-over.
+
+    On the loop: :meth:`on_conflict` for each ``FUNCTION_NAMESPACE_CONFLICT``, and
+    :meth:`on_connected` after every (re)connection. While a conflict lasts, every
+    ``engine::workers-available`` / ``engine::functions-available`` event sends the conflicted
+    registrations again and then asks ``engine::functions::list`` which ones the engine now
+    gives to this worker: the engine handles one connection's frames in order, so the answer
+    says what holds. This worker is recognised by the ``worker_name`` of its own private
+    function's row (the engine may have sanitised the name it was given). A reserved id
+    (``engine::*`` outside ``default``, owner ``""``) has no owner who could leave: it stays
+    in conflict, unwatched.
+    """
+
+    def __init__(self, registrations: Registrations, host: StandbyHost, bridge: LoopBridge,
+                 tasks: TaskSet) -> None:
+        self._registrations = registrations
+        self._host = host
+        self._bridge = bridge
+        self._tasks = tasks
+        self._conflicts: set[str] = set()
+        self._handles: list[Unregisterable] = []
+        self._function_id = ""
+        self._running: asyncio.Task[None] | None = None
+        self._again = False
+        self._retry: asyncio.TimerHandle | None = None
+        registrations.on_removed = self._on_removed
+
+    @property
+    def function_ids(self) -> list[str]:
+        """The functions standing by (in conflict, waiting for their owner to leave)."""
+        return sorted(self._conflicts)
+
+    @property
+    def watching(self) -> bool:
+        """Whether the private function and its two bindings are registered."""
+        return bool(self._handles)
+
+    def on_conflict(self, function_id: str | None, error: IIIRegistrationRejectedError) -> None:
+        """The engine refused ``function_id``: another worker owns it."""
+        entry = self._registrations.functions.get(function_id or "")
+        if entry is None or function_id is None:
+            log.warning("engine refused function %r, which is no longer registered here: %s",
+                        function_id, error)
+            return
+        again = entry.status.state is FunctionState.CONFLICT
+        entry.status.set(FunctionState.CONFLICT, error)
+        if again:
+            log.debug("function %r is still owned by worker %r", function_id,
+                      error.owner_worker_id)
+            return
+        if not error.owner_worker_id:
+            log.warning("engine refused function %r (a reserved id outside the default "
+                        "namespace): %s", function_id, error)
+            return
+        log.warning("function %r is owned by worker %r: this worker stands by and takes it "
+                    "over when that worker leaves (%s)", function_id, error.owner_worker_id,
+                    error)
+        self._conflicts.add(function_id)
+        self._watch()
+
+    def on_connected(self) -> None:
+        """The engine accepted the worker again: see whether the conflicts still hold."""
+        if self._conflicts:
+            self._check()
+
+    def _on_removed(self, function_id: str) -> None:
+        if function_id in self._conflicts:
+            if self._bridge.on_loop():
+                self._forget(function_id)
+            else:
+                try:
+                    self._bridge.run_sync_soon(self._forget, function_id)
+                except RuntimeError:  # the loop is gone: so is everything to unregister
+                    pass
+
+    def _forget(self, function_id: str) -> None:
+        self._conflicts.discard(function_id)
+        if not self._conflicts and self._running is None:
+            self._unwatch()
+
+    def _watch(self) -> None:
+        if self._handles:
+            return
+        function_id = self._function_id = f"{STANDBY_PREFIX}{uuid.uuid4().hex[:16]}"
+        try:
+            self._handles.append(self._host.register_function(
+                function_id, self._on_event, description="iii_rx standby: take over functions "
+                "another worker owns when it leaves", metadata={"internal": True}))
+            for trigger_type in _WATCHED:
+                self._handles.append(self._host.register_trigger(
+                    {"type": trigger_type, "function_id": function_id, "config": {}}))
+        except Exception as exc:  # the client is closing or rejected
+            log.debug("cannot watch for the owners of conflicted functions: %s", exc)
+            self._unwatch()
+
+    def _unwatch(self) -> None:
+        self._cancel_retry()
+        handles, self._handles = self._handles, []
+        for handle in reversed(handles):
+            try:
+                handle.unregister()
+            except Exception:
+                log.exception("unregistering the standby watch failed")
+
+    async def _on_event(self, data: Any) -> None:
+        self._check()
+
+    def _cancel_retry(self) -> None:
+        timer, self._retry = self._retry, None
+        if timer is not None:
+            timer.cancel()
+
+    def _check(self) -> None:
+        self._cancel_retry()
+        if self._running is not None:
+            self._again = True
+            return
+        try:
+            self._running = self._tasks.spawn(self._take_over(), name="iii-rx standby")
+        except RuntimeError:  # no running loop: the client is gone
+            pass
+
+    async def _take_over(self) -> None:
+        failed = False
+        try:
+            again = True
+            while again and self._conflicts:
+                self._again = False
+                ids = sorted(self._conflicts)
+                self._registrations.register_again(ids)
+                try:
+                    owned = await self._owned()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.debug("standby check failed (retrying in %ss): %s", _RETRY_S, exc)
+                    failed = True
+                    return
+                for function_id in ids:
+                    entry = self._registrations.functions.get(function_id)
+                    if function_id in owned and entry is not None:
+                        self._conflicts.discard(function_id)
+                        entry.status.set(FunctionState.REGISTERED)
+                        log.warning("function %r: its owner left; this worker serves it now",
+                                    function_id)
+                    elif entry is None:
+                        self._conflicts.discard(function_id)
+                again = self._again
+        finally:
+            self._running = None
+            if not self._conflicts:
+                self._unwatch()
+            elif failed and self._handles:
+                self._retry = asyncio.get_running_loop().call_later(_RETRY_S, self._check)
+
+    async def _owned(self) -> set[Any]:
+        """The ids of the functions the engine lists as this worker's."""
+        query: dict[str, Any] = {"worker": self._host.name, "include_internal": True}
+        for _ in range(2):
+            rows = _rows(await self._host.trigger(_LIST, query))
+            me = next((row.get("worker_name") for row in rows
+                       if row.get("function_id") == self._function_id), None)
+            if me is not None:
+                return {row.get("function_id") for row in rows if row.get("worker_name") == me}
+            query = {"include_internal": True}  # known under another name: look at all
+        raise LookupError(f"the engine does not list {self._function_id!r} (yet)")
+
+
+def _rows(answer: Any) -> list[dict[str, Any]]:
+    rows = answer.get("functions") if isinstance(answer, dict) else None
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []

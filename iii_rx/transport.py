@@ -10,6 +10,18 @@ state change. Rules it keeps:
 * **Nothing lost silently.** While disconnected, calls (``CALL`` frames) wait in a bounded queue
   (``ReconnectConfig.max_queued``; one more raises :class:`~iii_rx.errors.IIIConnectionError`)
   and go out once the engine has accepted the worker again (:meth:`Transport.set_ready`).
+* **A call that ended is never sent.** A call that timed out or was cancelled before it was
+  written is taken back (:meth:`Transport.withdraw`): out of the queue, or skipped by the
+  writer. Sent later, it would run a handler whose caller was already told it failed.
+* **A cut is noticed.** The websocket is pinged every ``ping_interval``; no pong within
+  ``ping_timeout`` fails it, and its closing handshake waits ``ping_timeout`` at most (a frozen
+  peer never answers it), so a black hole is noticed within ``ping_interval + 2 *
+  ping_timeout``.
+* **Fail fast.** Before the first connection, a handshake answered with an HTTP status that
+  retrying cannot change (a wrong path, the REST port, a missing token) stops the transport in
+  state ``failed`` with the cause in :attr:`Transport.failure`; every other failure is retried,
+  the first of each kind logged at WARNING with its cause (:func:`describe_failure`), and the
+  last one kept in :attr:`Transport.last_error`.
   Registrations are not queued: the client replays its registries on every connection, which
   is the authoritative state. Results of invocations that arrived on
   a lost connection are dropped: the engine has already answered their callers with
@@ -31,11 +43,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.protocol import Protocol, State
 
 from iii_rx.aio import TaskSet
@@ -52,6 +66,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Transport",
     "batch_handles",
+    "describe_failure",
 ]
 
 log = logging.getLogger("iii_rx.transport")
@@ -71,8 +86,43 @@ _FRAGMENT = 1024 * 1024
 _BATCH = 512  # frames written at once at most (bounds the loop's time per burst)
 _INTERNAL_ERROR = 1011  # close code of a connection whose writer crashed (RFC 6455 7.4.1)
 
+_CLOSE_TIMEOUT = 10.0  # the closing handshake's bound when there are no pings
+_RETRYABLE_STATUS = frozenset({408, 425, 429})  # ask to come back later
+
 OnOpen = Callable[[], list[str]]
 """Called on every new connection: the frames to send first (the replay of spec 2.3)."""
+Item = tuple[str, int, str | None]
+"""One frame waiting: its text, its kind, the invocation id of a call."""
+
+
+def describe_failure(url: str, exc: BaseException) -> tuple[str, bool]:
+    """Why connecting to ``url`` failed, for a person, and whether retrying can help.
+
+    A handshake answered with an HTTP status other than 101 cannot succeed by retrying,
+    unless the status asks for it (408, 425, 429) or the server failed (5xx); neither can an
+    invalid redirect or a certificate that does not verify.
+    """
+    if isinstance(exc, InvalidStatus):
+        response = exc.response
+        status = response.status_code
+        what = f"{url} answered the websocket handshake with HTTP {status} {response.reason_phrase}"
+        if status in (401, 403):
+            what += " (a missing or wrong token: pass connect(token=...) or set III_TOKEN)"
+        elif status in (404, 405, 426):
+            what += (" (not the engine's worker port: a wrong path, or the REST API's port; "
+                     "the worker port is the one `iii_rx.engine` prints as ws://...)")
+        return what, status >= 500 or status in _RETRYABLE_STATUS
+    if isinstance(exc, InvalidURI):
+        return f"{url}: {exc}", False
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{url}: the engine's TLS certificate does not verify: {exc}", False
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection to {url} refused: is the engine running at {url}?", True
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host of {url}: {exc}", True
+    if isinstance(exc, TimeoutError):
+        return f"no websocket handshake with {url} in time: {exc or 'timed out'}", True
+    return f"cannot connect to {url}: {type(exc).__name__}: {exc}", True
 
 
 class Transport:
@@ -89,8 +139,8 @@ class Transport:
         on_message: Callable[[str | bytes], None],
         on_lost: Callable[[set[str]], None],
         open_timeout: float = 10.0,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
+        ping_interval: float | None = 2.0,
+        ping_timeout: float | None = 1.5,
     ) -> None:
         self.url = url
         self.headers = dict(headers)
@@ -105,8 +155,9 @@ class Transport:
         self.loop = state.loop
         self._ws: ClientConnection | None = None
         self._ready = False
-        self._outbox: deque[tuple[str, int, str | None]] = deque()
-        self._held: deque[tuple[str, int, str | None]] = deque()
+        self._outbox: deque[Item] = deque()
+        self._withdrawn: set[str] = set()  # calls in the outbox the writer must skip
+        self._held: dict[object, Item] = {}  # by invocation id (a fresh key for void calls)
         self._wakeup: asyncio.Future[None] | None = None
         self._xthread: deque[tuple[str, int, str | None]] = deque()
         self._xthread_scheduled = False
@@ -117,6 +168,10 @@ class Transport:
         self._failed = False
         self.connections = 0
         """How many times a websocket was opened (1 after the first connection)."""
+        self.last_error: str | None = None
+        """Why the last connection attempt failed (``None`` once one succeeded)."""
+        self.failure: str | None = None
+        """Why the transport stopped for good before its first connection, if it did."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,7 +191,7 @@ class Transport:
             return
         self._ready = True
         if self._held:
-            self._outbox.extend(self._held)
+            self._outbox.extend(self._held.values())
             self._held.clear()
             self._wake_writer()
         self.set_state(ConnectionState.CONNECTED)
@@ -174,6 +229,15 @@ class Transport:
         self._held.clear()
         self._xthread.clear()
 
+    def withdraw(self, invocation_id: str) -> None:
+        """The call ``invocation_id`` ended (timed out, cancelled): it must never be sent.
+
+        Out of the queue if it waits there (its place is free again); skipped by the writer
+        if it is in the outbox; nothing if it was written already (on the loop).
+        """
+        if self._held.pop(invocation_id, None) is None and self._outbox:
+            self._withdrawn.add(invocation_id)
+
     def _kick(self) -> None:
         """Wake the backoff sleep (close/fail)."""
         fut, self._sleep_wakeup = self._sleep_wakeup, None
@@ -201,11 +265,20 @@ class Transport:
             open_timeout=self._open_timeout,
             ping_interval=self._ping_interval,
             ping_timeout=self._ping_timeout,
+            close_timeout=self._ping_timeout or _CLOSE_TIMEOUT,
             user_agent_header="iii-rx",
         )
 
+    def _give_up(self, why: str) -> None:
+        log.error("stopped connecting: %s", why)
+        self.failure = why
+        self._failed = True
+        self._drop_held()
+        self.set_state(ConnectionState.FAILED)
+
     async def _run(self) -> None:
         attempt = 0
+        said: set[str] = set()  # causes logged at WARNING in this run of failures
         while not (self._closing or self._failed):
             self.set_state(ConnectionState.CONNECTING if self.connections == 0
                            else ConnectionState.RECONNECTING)
@@ -216,20 +289,29 @@ class Transport:
             except Exception as exc:
                 if self._closing or self._failed:
                     return
+                cause, retryable = describe_failure(self.url, exc)
+                self.last_error = cause
+                if not retryable and self.connections == 0:
+                    self._give_up(cause)
+                    return
                 if 0 <= self.config.max_retries <= attempt:
-                    log.error("giving up on %s after %d attempts: %s", self.url, attempt + 1, exc)
-                    self._failed = True
-                    self._drop_held()
-                    self.set_state(ConnectionState.FAILED)
+                    self._give_up(f"reconnect attempts exhausted ({attempt + 1}), the last "
+                                  f"one: {cause}")
                     return
                 delay = self.config.delay(attempt)
                 attempt += 1
-                log.info("cannot reach %s (%s); retrying in %.2fs", self.url, exc, delay)
+                kind = type(exc).__name__ + str(getattr(getattr(exc, "response", None),
+                                                        "status_code", ""))
+                log.log(logging.INFO if kind in said else logging.WARNING,
+                        "%s; retrying in %.2fs", cause, delay)
+                said.add(kind)
                 await self._sleep(delay)
                 continue
             if self._closing or self._failed:
                 await ws.close()
                 return
+            self.last_error = None
+            said.clear()
             try:
                 await self._serve(ws)
                 attempt = 0
@@ -273,11 +355,13 @@ class Transport:
             writer.cancel()
             await asyncio.wait((writer,))  # a crash of it was logged by _write or the task set
             # Calls not yet written go back to the queue; everything else is stale.
+            withdrawn = self._withdrawn
             for item in outbox:
-                if item[1] == CALL:
-                    self._held.append(item)
+                if item[1] == CALL and item[2] not in withdrawn:
+                    self._held[item[2] or object()] = item
             outbox.clear()
-            held_ids = {iid for _, _, iid in self._held if iid is not None}
+            withdrawn.clear()
+            held_ids = {iid for iid in self._held if isinstance(iid, str)}
             try:
                 self._on_lost(held_ids)
             except Exception:
@@ -318,7 +402,7 @@ class Transport:
         sender of data frames on ``ws`` (a fragmented ``send`` is awaited here), so a batch can
         never land inside another message's fragments.
         """
-        outbox = self._outbox
+        outbox, withdrawn = self._outbox, self._withdrawn
         handles = batch_handles(ws)
         if handles is None:
             protocol = transport = None
@@ -328,16 +412,27 @@ class Transport:
             high = transport.get_write_buffer_limits()[1]
         while True:
             if not outbox:
+                withdrawn.clear()  # whatever was withdrawn has left the outbox
                 self._wakeup = self.loop.create_future()
                 await self._wakeup
                 continue
+            if withdrawn:
+                head = outbox[0][2]
+                if head is not None and head in withdrawn:
+                    outbox.popleft()
+                    withdrawn.discard(head)
+                    continue
             if (protocol is not None and transport is not None
                     and protocol.state is State.OPEN
                     and not transport.is_closing()
                     and transport.get_write_buffer_size() <= high):
                 framed = 0
                 while outbox and framed < _BATCH:
-                    text = outbox[0][0]
+                    text, _, iid = outbox[0]
+                    if withdrawn and iid is not None and iid in withdrawn:
+                        outbox.popleft()
+                        withdrawn.discard(iid)
+                        continue
                     if len(text) > MAX_FRAME:
                         break
                     protocol.send_text(text.encode())
@@ -377,7 +472,7 @@ class Transport:
             raise IIIConnectionError(
                 f"not connected to {self.url} and {self.config.max_queued} calls are already "
                 "queued (ReconnectConfig.max_queued); the call was not sent")
-        self._held.append((text, kind, invocation_id))
+        self._held[invocation_id or object()] = (text, kind, invocation_id)
         return True
 
     def _wake_writer(self) -> None:

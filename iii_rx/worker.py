@@ -11,6 +11,13 @@ follows them), results sent from where they are produced, and ``max_concurrency`
 excess waiting in arrival order (DECISIONS 14). Its tasks belong to the client's
 :class:`WorkerTasks`, cancelled and awaited on close.
 
+**A bound for the whole worker.** An engine may deliver thousands of invocations at once (a
+flood started 20,000 tasks); the :class:`Gate` of the worker (``connect(max_concurrency=...)``,
+default :data:`DEFAULT_MAX_CONCURRENCY`) lets that many async handlers run at once and keeps the
+rest waiting in arrival order, never refused (DECISIONS 14). Sync handlers are bounded by the
+pool's threads (``max_workers``) instead, where the excess waits in order too, so counting
+them here would only add a loop hop per call.
+
 Nothing here opens a socket: the outbox is anything with the transport's ``send`` and
 ``send_threadsafe``, so tests feed frames in and read the frames out.
 """
@@ -38,9 +45,47 @@ from iii_rx.registrations import Registrations
 from iii_rx.streams import HotStream
 from iii_rx.transport import MAX_FRAME, MAX_MESSAGE, RESULT
 
-__all__ = ["HandlerSink", "ReplyOutbox", "Worker", "WorkerTasks"]
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "Gate", "HandlerSink", "ReplyOutbox", "Worker",
+           "WorkerTasks"]
 
 log = logging.getLogger("iii_rx.worker")
+
+DEFAULT_MAX_CONCURRENCY = 1024
+"""Async handlers one worker runs at once unless ``connect(max_concurrency=...)`` says
+otherwise; later invocations wait in arrival order."""
+
+
+class Gate:
+    """The async handlers running in one worker, and the invocations waiting for a slot.
+
+    Plain attributes, read and changed on the loop by :class:`HandlerSink` without a method
+    call on the hot path.
+    """
+
+    __slots__ = ("limit", "running", "waiting")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.limit = limit
+        self.running = 0
+        self.waiting: deque[tuple[HandlerSink, Invocation]] = deque()
+
+    def resume(self) -> None:
+        """Start waiting invocations while there are free slots (after a handler ended)."""
+        waiting = self.waiting
+        while waiting and self.running < self.limit:
+            sink, invocation = waiting.popleft()
+            self.running += 1
+            sink._spawn(invocation)
+
+    def close(self) -> None:
+        """The client is closing: the waiting invocations are abandoned (the engine answers
+        their callers)."""
+        waiting = list(self.waiting)
+        self.waiting.clear()
+        for _, invocation in waiting:
+            invocation.abandon()
 
 
 class ReplyOutbox(Protocol):
@@ -160,6 +205,7 @@ class HandlerSink(Sink):
         self._track = worker.tasks.lean.add
         self._untrack = worker.tasks.lean.discard
         self._pool = worker.pool
+        self._gate = worker.gate
         self._handler = handler
         self._async = _is_async(handler)
         self._metadata = _metadata_mode(handler)
@@ -187,17 +233,29 @@ class HandlerSink(Sink):
 
     def _start(self, invocation: Invocation) -> None:
         if self._async:
-            token = current_context.set(invocation)
-            try:
-                task = self._loop.create_task(self._run_async(invocation))
-            finally:
-                current_context.reset(token)
-            self._track(task)
+            gate = self._gate
+            if gate.running >= gate.limit:
+                gate.waiting.append((self, invocation))
+                return
+            gate.running += 1
+            self._spawn(invocation)
         else:
             try:
                 self._pool.submit(self._run_sync, invocation)
             except RuntimeError:  # the client is closing: the engine answers the caller
                 invocation.abandon()
+
+    def _spawn(self, invocation: Invocation) -> None:
+        """Start the async handler's task (it holds a slot of the worker's gate)."""
+        token = current_context.set(invocation)
+        span = invocation.trace.attach() if invocation.trace is not None else None
+        try:
+            task = self._loop.create_task(self._run_async(invocation))
+        finally:
+            current_context.reset(token)
+            if span is not None:
+                invocation.trace.detach(span)
+        self._track(task)
 
     def _call(self, invocation: Invocation) -> Any:
         if self._metadata == _NO_METADATA:
@@ -219,11 +277,16 @@ class HandlerSink(Sink):
         finally:
             # Here rather than in a done callback: that would cost one more loop callback.
             self._untrack(asyncio.current_task(self._loop))
+            gate = self._gate
+            gate.running -= 1
+            if gate.waiting:
+                gate.resume()
             if self._limit is not None:
                 self._finished()
 
     def _run_sync(self, invocation: Invocation) -> None:
         token = current_context.set(invocation)
+        span = invocation.trace.attach() if invocation.trace is not None else None
         try:
             result = self._call(invocation)
             if inspect.isawaitable(result):
@@ -236,6 +299,8 @@ class HandlerSink(Sink):
             invocation.reply(result)
         finally:
             current_context.reset(token)
+            if span is not None:
+                invocation.trace.detach(span)
             if self._limit is not None:
                 try:
                     self._bridge.run_sync_soon(self._finished)
@@ -288,8 +353,11 @@ class Worker:
         *,
         url: str,
         headers: dict[str, str],
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         self.bridge = bridge
+        self.gate = Gate(max_concurrency)
+        """Async handlers running, and invocations waiting for a slot (``max_concurrency``)."""
         self.pool = pool
         """The threads of sync handlers (and of sync trigger-type callbacks)."""
         self.tasks = tasks
@@ -300,6 +368,8 @@ class Worker:
         self._invocations = invocations
         self._url = url
         self._headers = headers
+        self.telemetry: Any = None
+        """The client's ``Tracing`` when it traces: each invocation gets a span."""
 
     def handler(self, handler: Callable[..., Any],
                 max_concurrency: int | None = None) -> HandlerSink:
@@ -312,6 +382,8 @@ class Worker:
         data = frame.data
         invocation = Invocation(self, frame.function_id, frame.invocation_id, data,
                                 frame.metadata, frame.traceparent, frame.baggage)
+        if self.telemetry is not None:
+            self.telemetry.on_invoke(invocation)
         if isinstance(data, (dict, list)) and isinstance(raw, str) and '"access_key"' in raw:
             try:
                 invocation.data = channels.resolve_channel_refs(
@@ -374,6 +446,7 @@ class Worker:
         for entry in self._registrations.close():
             for sink in entry.sinks:
                 sink.close()
+        self.gate.close()
 
     def fail(self, error: Exception) -> None:
         """The engine rejected the worker: end every function's observers with ``error``."""
