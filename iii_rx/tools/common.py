@@ -88,7 +88,9 @@ async def open_client(args: argparse.Namespace, command: str, *,
                                reconnect=reconnect or ReconnectConfig(
                                    initial_delay_ms=200, max_delay_ms=2000))
     except (IIIError, OSError, ValueError) as exc:
-        raise ToolError(f"cannot connect to {url}: {one_line(exc)}") from None
+        message = one_line(exc)
+        raise ToolError(message if url in message else f"cannot connect to {url}: {message}"
+                        ) from None
     try:
         yield client
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -65,7 +66,9 @@ def test_ls_lists_workers_functions_and_triggers(engine: EngineThread, calc: Cli
                                 "CALLS", "ERRORS", "ADDRESS"]
     mine = next(line.split() for line in lines if line.startswith(calc.name))
     assert mine == [calc.name, "default", "python", str(os.getpid()), "3", "0", "127.0.0.1"]
-    assert "iii-rx ls" not in text.stdout  # the command leaves its own connection out
+    # The command leaves its own connection out (the other ls, running at once, is listed).
+    assert not [line for line in lines if line.startswith(f"iii-rx ls {socket.gethostname()}:"
+                                                          f"{text.pid} ")]
     assert any(line.split()[:3] == ["math::add", "default", calc.name] for line in lines)
     assert any(line.split()[:2] == ["http", "math::add"] for line in lines)
 
@@ -168,8 +171,8 @@ def test_watch_prints_rows_then_changes_as_json_lines(engine: EngineThread,
 
 
 def test_a_wrong_url_is_one_line_and_exit_1_for_every_command() -> None:
-    """No engine on the port (or not an engine there): one line on stderr, exit 1, bounded
-    time, no traceback; the default URL comes from III_URL."""
+    """No engine on the port: one line on stderr naming the URL, exit 1, no traceback, within
+    the connect timeout plus an interpreter start; the default URL comes from III_URL."""
     port = closed_port()
     url = f"ws://127.0.0.1:{port}"
     fast = ("--connect-timeout", "1")
@@ -181,10 +184,11 @@ def test_a_wrong_url_is_one_line_and_exit_1_for_every_command() -> None:
         assert done.returncode == 1, done
         assert done.stdout == ""
         assert done.stderr.count("\n") == 1, done
-        assert done.stderr.startswith("iii-rx: cannot connect to "), done
+        assert done.stderr.startswith("iii-rx: ") and url in done.stderr, done
         assert "Traceback" not in done.stderr
-        assert done.seconds < 12, done
-    assert url in from_env.stderr
+        # Five interpreters start at once on a possibly busy machine; the bound still tells
+        # the tools' short connect timeout from the client's default (30 s).
+        assert done.seconds < 25, done
 
 
 def test_python_m_cli_runs_the_engine_and_the_client_commands() -> None:

@@ -43,6 +43,7 @@ def cli(*args: str) -> list[str]:
 @dataclass
 class Done:
     args: tuple[str, ...]
+    pid: int
     returncode: int
     stdout: str
     stderr: str
@@ -66,7 +67,7 @@ def run_all(*commands: list[str] | tuple[list[str], dict[str, str]],
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-        done.append(Done(tuple(command[3:]), proc.returncode, out, err,
+        done.append(Done(tuple(command[3:]), proc.pid, proc.returncode, out, err,
                          time.monotonic() - start))
     return done
 
