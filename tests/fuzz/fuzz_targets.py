@@ -32,7 +32,6 @@ from typing import Any
 import aiohttp
 import reactivex
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from fuzz_strategies import (
     BUILTIN_FUNCTIONS,
     HTTP_FUNCTION_PREFIX,
@@ -294,12 +293,15 @@ class GoodWorker:
         await self.ws.close()
 
 
-async def _http_stub(hits: list[str]) -> tuple[web.ServerRunner, int]:
-    """The target of fuzzed HTTP-invoked functions: a loopback server answering JSON."""
+async def _http_stub(hits: list[str], headers: list[dict[str, str]]
+                     ) -> tuple[web.ServerRunner, int]:
+    """The target of fuzzed HTTP-invoked functions: a loopback server answering JSON; records
+    each request's path in ``hits`` and its headers (lower-case names) in ``headers``."""
 
     async def handle(request: web.BaseRequest) -> web.Response:
         await request.read()
         hits.append(request.path)
+        headers.append({k.lower(): v for k, v in request.headers.items()})
         return web.json_response({"ok": True})
 
     runner = web.ServerRunner(web.Server(handle, access_log=None))
@@ -431,7 +433,9 @@ class EngineEnv:
     """An embedded engine with a well-behaved worker, a caller, an HTTP stub and routes.
 
     ``healthy()`` checks that the engine still serves: a worker-to-worker call and a REST
-    request both complete with the right answer.
+    request both complete with the right answer. The engine's secret allowlist is
+    ``III_FUZZ_*`` (none by default, docs/http.md), so auth registrations naming
+    ``III_FUZZ_SECRET`` are accepted and fuzzed calls really send their auth headers.
     """
 
     ROUTES = ("fz/echo", "fz/items/:id")
@@ -442,15 +446,18 @@ class EngineEnv:
             "functions_available_poll_ms": 50, "provider_ack_timeout_ms": 200,
             "unique_worker_names": False, "invocation_timeout_ms": 1500,
             "rest_timeout_ms": 1000, "http_no_response_grace_ms": 100,
+            "http_secret_env_allowlist": ("III_FUZZ_*",),
             **options,
         }
         self.stack = AsyncExitStack()
         self.ports: list[int] = []
         self.stub_hits: list[str] = []
         """Paths of the requests HTTP-invoked functions made to the loopback stub."""
+        self.stub_headers: list[dict[str, str]] = []
+        """Their headers (lower-case names), in the same order."""
 
     async def start(self) -> EngineEnv:
-        stub, stub_port = await _http_stub(self.stub_hits)
+        stub, stub_port = await _http_stub(self.stub_hits, self.stub_headers)
         self.stack.push_async_callback(stub.cleanup)
         self.engine = Engine(**self.options)
         await self.stack.enter_async_context(self.engine)
@@ -561,7 +568,7 @@ def expected_answers(messages: list[Msg]) -> set[str]:
             frame = decode(msg.data)
         except FrameError:
             unanswered = _invalid_call_id(msg)
-            if unanswered is not None and not tolerating_known_defects():  # defect D10
+            if unanswered is not None:  # answered deserialization_error (was defect D10)
                 counts[unanswered] = counts.get(unanswered, 0) + 1
                 wanted.add(unanswered)
             continue
@@ -576,16 +583,20 @@ def expected_answers(messages: list[Msg]) -> set[str]:
 
 
 def _invalid_call_id(msg: Msg) -> str | None:
-    """The ``invocation_id`` of a sync ``invokefunction`` that fails validation (it should
-    be answered with an error; known defect D10: it is dropped)."""
+    """The string ``invocation_id`` of an ``invokefunction`` that fails validation and is not
+    void: docs/guarantees.md ("Invalid calls") promises it an immediate
+    ``deserialization_error`` answer (it used to be dropped, defect D10)."""
     try:
         value = json.loads(msg.data)
     except (ValueError, RecursionError):
         return None
-    if isinstance(value, dict) and value.get("type") == "invokefunction" \
-            and isinstance(value.get("invocation_id"), str) and value.get("action") is None:
-        return str(value["invocation_id"])
-    return None
+    if not isinstance(value, dict) or value.get("type") != "invokefunction" \
+            or not isinstance(value.get("invocation_id"), str):
+        return None
+    action = value.get("action")
+    if isinstance(action, dict) and action.get("type") == "void":
+        return None
+    return str(value["invocation_id"])
 
 
 async def check_engine_batch(env: EngineEnv, messages: list[Msg],
@@ -650,20 +661,19 @@ def _engine_stacktrace(frame: dict[str, Any]) -> str | None:
 
 
 def known_log_defect(record: logging.LogRecord) -> bool:
-    """Tracebacks of known defects, tolerated by the main properties (else nearly every
-    malformed request would fail them) unless strict; each has its own strict xfail test in
-    test_known_defects.py.
+    """Tracebacks of known defects, tolerated by the main properties (else many plain HTTP
+    requests to the worker port would fail them) unless strict; each has its own strict
+    xfail test in test_known_defects.py.
 
-    * D2 (issue 12, item 5): aiohttp logs a full traceback at ERROR for every malformed HTTP
-      request to the REST port;
     * D14: websockets' "unexpected internal error" (an ``AssertionError``) for a plain HTTP
       request with bytes after its head to a path the worker port refuses.
+
+    (D2, aiohttp's traceback for every malformed HTTP request to the REST port, is fixed: the
+    REST port's log is held to no traceback at all again.)
     """
     if not tolerating_known_defects() or not record.exc_info:
         return False
     error = record.exc_info[1]
-    if record.name == "aiohttp.server":
-        return isinstance(error, HttpProcessingError)
     return (record.name.startswith(("iii_rx.engine", "websockets"))
             and isinstance(error, AssertionError)
             and record.getMessage() == "unexpected internal error")
@@ -685,20 +695,39 @@ async def check_rest_request(env: EngineEnv, messages: list[Msg]) -> None:
     logs.assert_no_tracebacks("by the REST API", known=known_log_defect)
 
 
-def expected_status(envelope: Any) -> int:
-    """The status docs/http.md promises for a handler result: ``status_code``, else
-    ``statusCode`` (the first that is an integer), 200 when outside 100-599 or absent."""
+def _handler_status(envelope: Any) -> int | None:
+    """``status_code``, else ``statusCode``: the first that is an integer (docs/http.md)."""
     if isinstance(envelope, dict):
         for key in ("status_code", "statusCode"):
             value = envelope.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
-                return value if 100 <= value <= 599 else 200
-    return 200
+                return value
+    return None
+
+
+def _is_1xx(envelope: Any) -> bool:
+    value = _handler_status(envelope)
+    return value is not None and 100 <= value <= 199
+
+
+def expected_status(envelope: Any) -> int:
+    """The status docs/http.md promises for a handler result: the handler's status, 200 when
+    outside 100-599 or absent, and 500 ``INVALID_STATUS`` for a 1xx (not a final response)."""
+    value = _handler_status(envelope)
+    if value is None or not 100 <= value <= 599:
+        return 200
+    return 500 if value <= 199 else value
+
+
+_HEAD_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+"""A control character in a response head line (TAB aside): docs/http.md drops handler headers
+whose value holds one."""
 
 
 async def check_envelope(env: EngineEnv, envelope: Any, method: str = "GET") -> None:
-    """A handler result given as the REST response: its status as a final response, in
-    time, no traceback, and the engine still serves."""
+    """A handler result given as the REST response: its status as a final response (a 1xx
+    handler status gives 500 ``INVALID_STATUS``), headers with control characters dropped,
+    in time, no traceback, and the engine still serves."""
     env.good.next_envelope = envelope
     request = (f"{method} {env.envelope_path} HTTP/1.1\r\nHost: {LOOPBACK}\r\n"
                f"Content-Length: 0\r\nConnection: close\r\n\r\n").encode()
@@ -707,11 +736,14 @@ async def check_envelope(env: EngineEnv, envelope: Any, method: str = "GET") -> 
         status = status_of(response)
         assert status is not None, f"no HTTP response: {response[:300]!r}"
         expected = expected_status(envelope)
-        if expected < 200:  # not a final status: any final one will do (known defect D3)
-            assert status >= 200, f"status {status} for envelope {envelope!r:.300}"
-        else:
-            assert status == expected, \
-                f"status {status} for envelope {envelope!r:.300}: {response[:300]!r}"
+        assert status == expected, \
+            f"status {status} for envelope {envelope!r:.300}: {response[:300]!r}"
+        if _is_1xx(envelope) and method != "HEAD":
+            assert b"INVALID_STATUS" in response, response[:400]
+        head = final_response(response).partition(b"\r\n\r\n")[0]
+        for line in head.split(b"\r\n"):
+            assert not _HEAD_CONTROL.search(line), \
+                f"a control character in the response head: {line[:200]!r}"
         assert b"Traceback" not in response, response[:400]
         await env.healthy()
     logs.assert_no_tracebacks("by the REST API", known=known_log_defect)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 from conftest import RUN_TIMEOUT
@@ -93,6 +94,53 @@ def test_http_invoked_calls_reach_the_loopback_stub(loop: LoopThread,
                "invocation_id": "harness-call"}]
     loop.run(check_engine_batch(engine_env, [Msg(dumps(f)) for f in frames]), RUN_TIMEOUT)
     assert engine_env.stub_hits[before:] == ["/harness"]
+
+
+def test_http_invoked_auth_reads_the_allowlisted_variable(loop: LoopThread,
+                                                          engine_env: EngineEnv) -> None:
+    """The harness itself: the engine's secret allowlist (``III_FUZZ_*``) lets fuzzed auth
+    registrations through (a bearer token from ``III_FUZZ_SECRET`` reaches the stub), and a
+    variable outside it is refused (``secret_not_allowed``), so the fuzzer exercises both."""
+    before = len(engine_env.stub_hits)
+    url = f"http://127.0.0.1:{engine_env.stub_port}"
+    frames = [REGISTER_WORKER,
+              {"type": "registerfunction", "id": "fz::http-auth-ok", "invocation": {
+                  "url": f"{url}/auth-ok",
+                  "auth": {"type": "bearer", "token_key": "III_FUZZ_SECRET"}}},
+              {"type": "registerfunction", "id": "fz::http-auth-refused", "invocation": {
+                  "url": f"{url}/auth-refused",
+                  "auth": {"type": "bearer", "token_key": "PATH"}}}]
+
+    async def scenario() -> tuple[dict, dict]:
+        ws = await RawWs.open(engine_env.engine.url)
+        try:
+            for frame in frames:
+                await ws.send(frame)
+            for name in ("ok", "refused"):
+                await ws.send({"type": "invokefunction", "function_id": f"fz::http-auth-{name}",
+                               "data": {"a": 1}, "invocation_id": name})
+            answers: dict[str, dict] = {}
+
+            async def collect() -> None:
+                async for got in ws.frames():
+                    if got.get("invocation_id") in ("ok", "refused"):
+                        answers[got["invocation_id"]] = got
+                        if len(answers) == 2:
+                            return
+
+            await asyncio.wait_for(collect(), 10)
+            return answers["ok"], answers["refused"]
+        finally:
+            await ws.close()
+
+    ok, refused = loop.run(scenario(), RUN_TIMEOUT)
+    assert "error" not in ok, ok
+    assert engine_env.stub_hits[before:] == ["/auth-ok"]
+    assert engine_env.stub_headers[before:][0].get("authorization") == \
+        f"Bearer {os.environ['III_FUZZ_SECRET']}"
+    error = refused.get("error") or {}
+    assert error.get("code") == "function_not_found", refused
+    assert "secret_not_allowed" in str(error.get("message")), refused
 
 
 @fuzz_settings(40)
