@@ -91,8 +91,8 @@ class JsonLinesDecoder:
             try:
                 self._parse(rest, values)
             except JsonLinesDecodeError as exc:
-                raise TruncatedStreamError(
-                    f"the stream ended inside JSON line {self._line + 1} "
+                raise TruncatedStreamError(  # _parse counted the line it refused
+                    f"the stream ended inside JSON line {self._line} "
                     f"({len(rest)} bytes without a newline that are not valid JSON)"
                 ) from exc
         return values
@@ -103,7 +103,7 @@ class JsonLinesDecoder:
             return
         try:
             values.append(json.loads(line))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise JsonLinesDecodeError(f"JSON line {self._line} is not valid JSON: {exc}") from exc
 
 

@@ -45,6 +45,8 @@ from fuzz_targets import (
 )
 
 import iii_rx
+from iii_rx.errors import IIIError, TruncatedStreamError
+from iii_rx.operators import JsonLinesDecoder
 
 
 def json_post(path: str, body: bytes, content_type: str = "application/json") -> bytes:
@@ -365,3 +367,20 @@ def test_d15_d16_endpoint_answer_fails_invalid_response(loop: LoopThread,
         assert "Traceback" not in str(error.get("stacktrace")), error
 
     loop.run(scenario(), RUN_TIMEOUT)
+@pytest.mark.parametrize("newline", [True, False])
+def test_d6_a_json_line_nested_100000_deep_is_a_typed_error(newline: bool) -> None:
+    """D6 (fixed): the RecursionError of a too-deep line was not caught."""
+    decoder = JsonLinesDecoder()
+    with pytest.raises(IIIError):
+        decoder.feed(nested_text(100_000, "array").encode() + (b"\n" if newline else b""))
+        decoder.finish()
+
+
+def test_d11_a_stream_cut_in_its_first_line_names_line_1() -> None:
+    """D11 (fixed): the error said 'line 2'."""
+    decoder = JsonLinesDecoder()
+    decoder.feed(b'{"a":')
+    with pytest.raises(TruncatedStreamError, match="line 1 "):
+        decoder.finish()
+
+

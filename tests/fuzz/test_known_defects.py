@@ -7,8 +7,8 @@ marker and move it to ``test_defect_regressions.py`` as a regression test (and r
 matching filter in ``fuzz_strategies.KNOWN_DEFECT_TRIGGERS`` or ``fuzz_targets``, and the
 ``"xfail"`` key of its corpus files). Minimal reproductions are in each docstring.
 
-Open: D6, D11, D12 (channel decoders), D13 (a deep result over the worker socket), D14 (the
-worker port). Fixed, now in ``test_defect_regressions.py``: D1, D2, D3, D4, D7, D8, D9, D10,
+Open: D12 (channel decoders), D13 (a deep result over the worker socket), D14 (the
+worker port). Fixed, now in ``test_defect_regressions.py``: D1-D4, D6-D11,
 D13 (the REST side), D15, D16.
 """
 
@@ -26,8 +26,7 @@ from fuzz_support import LogWatch, LoopThread
 from fuzz_targets import EngineEnv, RawWs, raw_http, status_of
 
 from iii_rx.channels import CborSequenceDecoder
-from iii_rx.errors import CborDecodeError, IIIError, TruncatedStreamError
-from iii_rx.operators import JsonLinesDecoder
+from iii_rx.errors import CborDecodeError
 
 # ------------------------------------------------------------------------- worker socket
 
@@ -101,25 +100,6 @@ def test_d14_refused_path_with_trailing_bytes(loop: LoopThread, engine_env: Engi
 
 
 # ------------------------------------------------------------------------ channel decoders
-
-
-@pytest.mark.xfail(strict=True, reason="D6: a JSON line nested 100,000 deep raises "
-                   "RecursionError out of JsonLinesDecoder (and decode_json_lines / json_lines)")
-@pytest.mark.parametrize("newline", [True, False])
-def test_d6_json_lines_deep_nesting_is_a_typed_error(newline: bool) -> None:
-    decoder = JsonLinesDecoder()
-    with pytest.raises(IIIError):
-        decoder.feed(nested_text(100_000, "array").encode() + (b"\n" if newline else b""))
-        decoder.finish()
-
-
-@pytest.mark.xfail(strict=True, reason="D11: the TruncatedStreamError of a JSON lines stream "
-                   "cut inside its first line says 'line 2'")
-def test_d11_truncated_json_line_names_the_right_line() -> None:
-    decoder = JsonLinesDecoder()
-    decoder.feed(b'{"a":')
-    with pytest.raises(TruncatedStreamError, match="line 1 "):
-        decoder.finish()
 
 
 def _fanout(levels: int) -> bytes:
