@@ -2,8 +2,8 @@
 
 Field names and defaults are the official SDK's, so existing ``InitOptions(...)`` calls keep
 working; :func:`connect_options` turns them into the keyword arguments of
-:func:`iii_rx.connect_sync`. ``otel`` and ``telemetry`` are accepted and kept; OpenTelemetry
-export is a later issue of iii_rx, so they have no effect yet (``docs/migration.md``).
+:func:`iii_rx.connect_sync`. ``otel`` turns on OpenTelemetry spans and logs (off when unset,
+``docs/telemetry.md``); ``telemetry`` is accepted and kept (``docs/migration.md``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from iii_rx.state import ReconnectConfig
+from iii_rx.telemetry.config import OtelConfig
 
 __all__ = [
     "DEFAULT_ENGINE_URL",
@@ -53,26 +54,6 @@ class ReconnectionConfig:
             jitter_factor=self.jitter_factor,
             max_retries=self.max_retries,
         )
-
-
-@dataclass
-class OtelConfig:
-    """OpenTelemetry settings (spec 10.1). Accepted for compatibility; not acted on yet."""
-
-    enabled: bool | None = None
-    service_name: str | None = None
-    service_version: str | None = None
-    service_namespace: str | None = None
-    service_instance_id: str | None = None
-    engine_ws_url: str | None = None
-    fetch_instrumentation_enabled: bool = True
-    spans_flush_interval_ms: int | None = None
-    logs_enabled: bool | None = None
-    logs_flush_interval_ms: int | None = None
-    logs_batch_size: int | None = None
-    metrics_enabled: bool = True
-    metrics_export_interval_ms: int = 60000
-    engine_ws_headers: dict[str, str] | None = None
 
 
 @dataclass
@@ -118,6 +99,7 @@ def connect_options(options: InitOptions) -> dict[str, Any]:
         "headers": options.headers,
         "reconnect": reconnect.to_reconnect_config(),
         "timeout_ms": options.invocation_timeout_ms or DEFAULT_INVOCATION_TIMEOUT_MS,
+        "otel": options.otel,
     }
 
 

@@ -22,7 +22,7 @@ from iii_rx.engine.config import DEFAULT_NAMESPACE
 from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.discovery import Discovery
 from iii_rx.engine.registry import CallContext, FunctionEntry, Registry
-from iii_rx.engine.triggers import Binding, TriggerProvider, Triggers, TriggerType
+from iii_rx.engine.triggers import FORBIDDEN, Binding, TriggerProvider, Triggers, TriggerType
 from iii_rx.errors import IIIInvocationError
 
 __all__ = ["ENGINE_WORKER", "RegisterWorker", "install_builtins"]
@@ -115,12 +115,18 @@ def install_builtins(
         return create_channel(size, ctx.caller.id if ctx.caller is not None else None)
 
     async def register_trigger(data: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
-        return await _register_trigger(triggers, ack_timeout, data)
+        caller = ctx.caller
+        creator = ((caller.effective_namespace, caller.name)
+                   if caller is not None and caller.name is not None else None)
+        return await _register_trigger(triggers, ack_timeout, data, creator)
 
     async def unregister_trigger(data: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         binding_id = data.get("id")
         if not isinstance(binding_id, str):
             raise IIIInvocationError("deserialization_error", "missing field `id` (a string)")
+        refusal = triggers.removal_refused(binding_id, ctx.caller)
+        if refusal is not None:  # authority: docs/guarantees.md
+            raise IIIInvocationError(FORBIDDEN, refusal)
         return {"removed": triggers.unbind(binding_id, any_owner=True)}
 
     add("engine::workers::register", workers_register,
@@ -129,7 +135,7 @@ def install_builtins(
     add("engine::register_trigger", register_trigger,
         "Bind a function to a trigger type (durable, ownerless)", inline=False)
     add("engine::unregister_trigger", unregister_trigger,
-        "Remove a binding made with engine::register_trigger")
+        "Remove a binding made with engine::register_trigger (by the same worker name)")
     add("engine::functions::list", _sync(discovery.functions_list), "List functions")
     add("engine::functions::info", _sync(discovery.functions_info), "Describe functions")
     add("engine::triggers::list", _sync(discovery.triggers_list), "List trigger types")
@@ -149,9 +155,11 @@ def install_builtins(
         provider=functions_available, worker_name=ENGINE_WORKER))
 
 
-async def _register_trigger(triggers: Triggers, ack_timeout: float,
-                            data: dict[str, Any]) -> dict[str, Any]:
-    """Spec 8.11: a durable binding; waits (bounded) for a worker provider's answer."""
+async def _register_trigger(triggers: Triggers, ack_timeout: float, data: dict[str, Any],
+                            creator: tuple[str, str] | None) -> dict[str, Any]:
+    """Spec 8.11: a durable binding; waits (bounded) for a worker provider's answer.
+
+    ``creator`` (the calling worker's namespace and name) may remove it later."""
     trigger_type = data.get("trigger_type")
     function_id = data.get("function_id")
     if not isinstance(trigger_type, str) or not isinstance(function_id, str):
@@ -162,7 +170,8 @@ async def _register_trigger(triggers: Triggers, ack_timeout: float,
                                           or not trigger_namespace.strip()):
         raise IIIInvocationError("INVALID_NAMESPACE", "trigger_namespace must not be blank")
     binding = Binding(str(uuid.uuid4()), trigger_type, function_id, data.get("config"),
-                      data.get("metadata"), trigger_namespace=trigger_namespace)
+                      data.get("metadata"), trigger_namespace=trigger_namespace,
+                      creator=creator)
     error = triggers.bind(binding)
     if error is None:
         waiter = triggers.expect_ack(binding)

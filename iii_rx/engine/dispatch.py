@@ -100,9 +100,6 @@ HTTP_FUNCTIONS_DISABLED = "HTTP-invoked functions are not enabled"
 REGISTRATION_LIMIT = "registration_limit_exceeded"
 """Error code of a registration past one of the per-connection caps."""
 
-_peer_log = RateLimitedLog(log)
-"""Lines a peer can cause at will (one per bad frame or refused registration)."""
-
 WorkerEvents = Callable[[str, str], None]
 """``on_worker_event(event, worker_id)``: a worker connected, registered or left."""
 
@@ -145,6 +142,9 @@ class Dispatcher:
         self.triggers = triggers
         self.config = config
         self.on_worker_event = on_worker_event
+        self._peer_log = RateLimitedLog(log)
+        """Lines a peer can cause at will (one per bad frame or refused registration); one
+        budget per engine, so engines in one process do not share it."""
         self.http_function_hook: HttpFunctionHook | None = None
         self._drains: dict[WorkerConnection, asyncio.Task[None]] = {}
 
@@ -184,7 +184,7 @@ class Dispatcher:
                 try:
                     frame = decode(message)
                 except FrameError as exc:
-                    _peer_log.log(logging.WARNING, "bad_frame",
+                    self._peer_log.log(logging.WARNING, "bad_frame",
                                   "dropped a bad frame from worker %s: %s",
                                   printable(conn.label), printable(exc))
                     _answer_invalid_call(conn, message, exc)
@@ -225,7 +225,7 @@ class Dispatcher:
         elif isinstance(frame, (Pong, WorkerRegistered, RegistrationRejected)):
             pass
         elif isinstance(frame, UnknownFrame):
-            _peer_log.log(logging.WARNING, "unknown_frame",
+            self._peer_log.log(logging.WARNING, "unknown_frame",
                           "dropped a frame of unknown type %s from worker %s",
                           printable(frame.type), printable(conn.label))
         else:
@@ -257,12 +257,12 @@ class Dispatcher:
         self.on_worker_event("worker_disconnected", conn.id)
 
     def reattach(self, conn: WorkerConnection, frame: Reattach) -> None:
-        """Spec 2.6: retire the previous connection before the replay that follows."""
-        old = self.registry.workers.get(frame.previous_worker_id)
-        if old is None or old is conn or old.closed:
-            return
-        if frame.reattach_token is None or frame.reattach_token != old.reattach_token:
-            log.info("ignored reattach of %s by %s: wrong token", old.id, conn.id)
+        """Spec 2.6: retire the previous connection before the replay that follows.
+
+        The registry checks the token (constant time) and hands ``conn`` the name lease of
+        the worker it proved to be (docs/guarantees.md)."""
+        old = self.registry.reattaching(conn, frame.previous_worker_id, frame.reattach_token)
+        if old is None:
             return
         log.info("worker %s reattached as %s; retiring the old connection", old.label, conn.id)
         self.cleanup(old)
@@ -309,6 +309,11 @@ class Dispatcher:
         name = sanitize_text(data.get("name"))
         if name is not None and self.config.unique_worker_names:
             holder = self.registry.claim_lease(conn, namespace, name)
+            if holder is not None and self.registry.inherits(conn, namespace, name):
+                # A reattached worker takes its name back from whoever took it meanwhile.
+                self._reject_name(holder, namespace, name, conn)
+                self.cleanup(holder)
+                holder = self.registry.claim_lease(conn, namespace, name)
             if holder is not None:
                 self._reject_name(conn, namespace, name, holder)
                 return False
@@ -379,7 +384,7 @@ class Dispatcher:
         what = getattr(frame, "id", "")
         message = (f"{frame.type} {what} refused: this connection already holds {held}, "
                    "the engine's limit")
-        _peer_log.log(logging.WARNING, "registration_limit", "worker %s: %s",
+        self._peer_log.log(logging.WARNING, "registration_limit", "worker %s: %s",
                       printable(conn.label), printable(message))
         if isinstance(frame, RegisterTrigger):
             conn.send(encode(TriggerRegistrationResult(
@@ -462,7 +467,7 @@ class Dispatcher:
 
     def _reject_function(self, conn: WorkerConnection, namespace: str, function_id: str,
                          owner: str) -> None:
-        _peer_log.log(logging.WARNING, "function_conflict",
+        self._peer_log.log(logging.WARNING, "function_conflict",
                       "worker %s may not register %s in namespace %s (owner %r)",
                       printable(conn.label), printable(function_id), printable(namespace), owner)
         conn.send(encode(RegistrationRejected(

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from types import TracebackType
 from typing import Any
 
@@ -61,6 +62,7 @@ from iii_rx.engine.router import Router
 from iii_rx.engine.server import EngineServer
 from iii_rx.engine.services import CoreServices, EngineExtension
 from iii_rx.engine.triggers import Triggers
+from iii_rx.engine.workers import BuiltinWorkers
 
 __all__ = ["Engine", "EngineExtension", "EngineThread"]
 
@@ -93,6 +95,12 @@ class Engine:
     ``http_url_allowlist`` (host globs) are the URL policy of HTTP-invoked functions
     (DECISIONS 7).
 
+    ``token`` (the CLI's ``--token`` / ``III_TOKEN``) is required as ``Authorization: Bearer``
+    on the worker, channel and REST ports when set. ``http_secret_env_allowlist`` names the
+    environment variables (exact names, or prefixes ending in ``*``) that HTTP-invoked
+    functions may use as secrets; empty by default, so none may. ``rest_max_concurrency``,
+    ``rest_header_timeout_ms`` and ``rest_body_timeout_ms`` bound the REST API (docs/http.md).
+
     Bounds and fault detection (docs/guarantees.md): ``max_queue_bytes`` bounds what waits to
     be sent to one worker (calls toward it are refused with ``queue_full`` past half of it, the
     peer is dropped past all of it), ``stuck_timeout_ms`` drops a peer whose queue cannot be
@@ -101,6 +109,10 @@ class Engine:
     channel's pipe, ``max_channels_per_worker`` the live channels a worker created;
     ``max_functions_per_worker``, ``max_triggers_per_worker`` and
     ``max_trigger_types_per_worker`` cap one connection's registrations.
+
+    Built-in workers (``docs/engine.md``, "Built-in workers"): state, pub/sub, cron and logs
+    are always there (:attr:`workers`); ``state_file`` keeps state in that sqlite file (it
+    survives restarts and kills) instead of in memory.
 
     The parts (``registry``, ``triggers``, ``router``, ``hub``, ``dispatcher``, ...) are
     attributes so that tests and tools can look inside; extensions get :attr:`services`.
@@ -135,6 +147,12 @@ class Engine:
         max_functions_per_worker: int = 10_000,
         max_triggers_per_worker: int = 10_000,
         max_trigger_types_per_worker: int = 1_000,
+        token: str | None = None,
+        http_secret_env_allowlist: tuple[str, ...] = (),
+        rest_max_concurrency: int = 1024,
+        rest_header_timeout_ms: int = 10_000,
+        rest_body_timeout_ms: int = 10_000,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = EngineConfig(
             host=host, port=port, rest_port=rest_port, namespace_grace_ms=namespace_grace_ms,
@@ -154,6 +172,11 @@ class Engine:
             max_functions_per_worker=max_functions_per_worker,
             max_triggers_per_worker=max_triggers_per_worker,
             max_trigger_types_per_worker=max_trigger_types_per_worker,
+            token=token or None, http_secret_env_allowlist=tuple(http_secret_env_allowlist),
+            rest_max_concurrency=rest_max_concurrency,
+            rest_header_timeout_ms=rest_header_timeout_ms,
+            rest_body_timeout_ms=rest_body_timeout_ms,
+            state_file=os.fspath(state_file) if state_file is not None else None,
         )
         config = self.config
         self.registry = Registry()
@@ -182,7 +205,10 @@ class Engine:
         """What extensions get (:class:`~iii_rx.engine.services.EngineServices`)."""
         self._server = EngineServer(config, self.dispatcher.serve, self.hub)
         self._rest = RestExtension()
-        self._extensions: list[EngineExtension] = [self._rest, HttpFunctionsExtension()]
+        self.workers = BuiltinWorkers.create(state_file=config.state_file)
+        """The built-in workers (state, pub/sub, cron, logs), started after the REST API."""
+        self._extensions: list[EngineExtension] = [self._rest, HttpFunctionsExtension(),
+                                                   *self.workers.extensions()]
         self._started: list[EngineExtension] = []
         self._running = False
 

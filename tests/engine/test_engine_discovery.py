@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from raw_engine_client import RawWorker, wait_until
 
 from iii_rx.engine import Engine
+
+BUILTIN_WORKERS = {"iii-state", "iii-pubsub", "iii-cron", "iii-observability", "iii-queue",
+                   "iii-stream"}
+"""The engine's built-in workers (docs/engine.md): always there, left out of these lists."""
+
+
+def without_builtins(rows: list[dict[str, Any]], key: str = "worker_name") -> list[dict[str, Any]]:
+    return [row for row in rows if row.get(key) not in BUILTIN_WORKERS]
 
 
 @pytest.fixture
@@ -37,7 +47,8 @@ async def world(engine: Engine) -> dict[str, RawWorker]:
 
 async def test_functions_list(engine: Engine, world: dict[str, RawWorker]) -> None:
     caller = world["caller"]
-    listed = (await caller.result_of("engine::functions::list", {}))["functions"]
+    listed = without_builtins(
+        (await caller.result_of("engine::functions::list", {}))["functions"])
     assert [f["function_id"] for f in listed] == ["billing::state_sync", "orders::create"]
     assert listed[1] == {"function_id": "orders::create", "namespace": "default",
                          "worker_name": "orders-worker", "description": "Create an order",
@@ -52,7 +63,8 @@ async def test_functions_list(engine: Engine, world: dict[str, RawWorker]) -> No
                                                                    "worker": "orders-worker"})
     assert len(by_worker["functions"]) == 2
     searched = await caller.result_of("engine::functions::list", {"search": "STATE"})
-    assert [f["function_id"] for f in searched["functions"]] == ["billing::state_sync"]
+    assert [f["function_id"] for f in without_builtins(searched["functions"])] == [
+        "billing::state_sync"]
 
 
 async def test_functions_info(engine: Engine, world: dict[str, RawWorker]) -> None:
@@ -99,12 +111,13 @@ async def test_functions_info_namespaces(engine: Engine) -> None:
 async def test_triggers_list_and_info(engine: Engine, world: dict[str, RawWorker]) -> None:
     caller = world["caller"]
     listed = await caller.result_of("engine::triggers::list", {})
+    listed["triggers"] = without_builtins(listed["triggers"])
     assert listed == {"triggers": [{"id": "hook", "namespace": "default",
                                     "worker_name": "hooks", "description": "Hooks"},
                                    {"id": "http", "namespace": "default",
                                     "worker_name": "iii-http", "description": "HTTP API trigger"}]}
     internal = await caller.result_of("engine::triggers::list", {"include_internal": True})
-    assert {t["id"] for t in internal["triggers"]} == {
+    assert {t["id"] for t in without_builtins(internal["triggers"])} == {
         "hook", "http", "engine::functions-available", "engine::workers-available"}
     info = await caller.result_of("engine::triggers::info", {"id": "hook"})
     assert info == {"id": "hook", "namespace": "default", "worker_name": "hooks",
@@ -134,7 +147,8 @@ async def test_registered_triggers(engine: Engine, world: dict[str, RawWorker]) 
 
 async def test_workers_list_and_info(engine: Engine, world: dict[str, RawWorker]) -> None:
     caller = world["caller"]
-    workers = (await caller.result_of("engine::workers::list", {}))["workers"]
+    workers = without_builtins((await caller.result_of("engine::workers::list", {}))["workers"],
+                               "name")
     assert [w["name"] for w in workers] == ["hooks", "iii-engine-functions", "iii-http",
                                             "orders-worker"]
     orders = workers[3]
