@@ -137,7 +137,11 @@ def test_state_trigger_fires_created_updated_deleted(engine: EngineThread,
 
     expected = [event("created", "k", None, 1), event("updated", "k", 1, 2),
                 event("created", "other", None, "x"), event("deleted", "k", 2, None)]
-    assert [received.get(timeout=WAIT) for _ in expected] == expected
+    got = [received.get(timeout=WAIT) for _ in expected]
+    assert got == expected
+    from iii.state import StateEventData, StateEventType  # the SDK's own model reads them
+
+    assert StateEventData[Any].model_validate(got[1]).event_type is StateEventType.UPDATED
     key_events = [e for e in expected if e["key"] == "k"]
     assert [received_key.get(timeout=WAIT) for _ in key_events] == key_events
     with_other = [*expected, event("created", "k", None, "elsewhere", other)]
@@ -321,6 +325,9 @@ def test_log_functions_and_the_log_trigger_by_level(engine: EngineThread,
         ("TRACE", 1), ("DEBUG", 5), ("INFO", 9), ("WARN", 13), ("ERROR", 17)]
     error = got_errors.get(timeout=WAIT)
     assert error == entries[-1]
+    from iii.iii_types import OtelLogEvent  # the SDK's model of a log trigger's entry
+
+    assert OtelLogEvent.model_validate(error).severity_text == "ERROR"
     assert error["body"] == "error line" and error["attributes"] == {"n": 1}
     assert error["trace_id"] == trace_id and error["service_name"] == "svc"
     assert set(error) == {
