@@ -46,6 +46,7 @@ from iii_rx.functions import (
     Sink,
     http_invocation,
 )
+from iii_rx.kv import KV
 from iii_rx.lifecycle import ClientSettings, Closing, Lifecycle
 from iii_rx.protocol import (
     ErrorFrame,
@@ -66,6 +67,7 @@ from iii_rx.protocol import (
     encode,
 )
 from iii_rx.providers import Providers
+from iii_rx.pubsub import PubSub
 from iii_rx.registrations import Registrations, Standby, binding_of, check_id
 from iii_rx.single import Single
 from iii_rx.state import ConnectionState
@@ -73,6 +75,7 @@ from iii_rx.streams import HotStream
 from iii_rx.telemetry import otel_trace_headers
 from iii_rx.topology import FunctionInfo, Topology, TopologyChange, TopologyStream, TopologyView
 from iii_rx.transport import CONTROL, Transport
+from iii_rx.trigger_stream import TriggerStream
 from iii_rx.triggers import (
     TriggerConfig,
     TriggerHandle,
@@ -187,6 +190,10 @@ class Client:
         lazy and shared: discovery runs only while something subscribes."""
         self.topology_changes: TopologyView[TopologyChange] = self._topology.changes
         """Typed changes between consecutive topology snapshots, in order."""
+        self.kv = KV(self)
+        """The engine's key-value state (``state::*``); :attr:`state` is the connection's."""
+        self.pubsub = PubSub(self)
+        """The engine's pub/sub (``publish`` and ``subscribe`` triggers)."""
         self._handlers: dict[type[Frame], Callable[[Any], None]] = {
             InvocationResult: self._calls.on_result,
             WorkerRegistered: self._on_worker_registered,
@@ -482,6 +489,14 @@ class Client:
                                namespace: str | None = None) -> FunctionInfo:
         """Blocking :meth:`wait_for_function` (not on the client's loop thread)."""
         return self._topology.wait_for_function_sync(function_id, timeout, namespace=namespace)
+
+    def subscribe(self, topic: str) -> TriggerStream[Any]:
+        """Observable of what is published to ``topic`` (bound only while subscribed)."""
+        return self.pubsub.subscribe(topic)
+
+    def publish(self, topic: str, data: Any = None) -> Single[None]:
+        """Publish ``data`` to every subscriber of ``topic`` (a lazy Single)."""
+        return self.pubsub.publish(topic, data)
 
     # ================================================================== functions (worker side)
 

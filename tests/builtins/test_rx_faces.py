@@ -220,3 +220,18 @@ async def test_a_refused_binding_is_reported_on_the_stream(engine: Engine,
     bad.subscribe(lambda _: None)
     await until(lambda: bad.binding_error is not None, "the refusal")
     assert "five-field" in str(bad.binding_error)
+
+
+# --------------------------------------------------------------------------- on the client
+
+
+async def test_the_client_offers_kv_subscribe_and_publish(client: Client) -> None:
+    scope, topic = unique("scope"), unique("topic")
+    await client.kv.set(scope, "k", {"n": 1})
+    await client.kv.update(scope, "k", Op.increment("n"))
+    assert await client.kv.get(scope, "k") == {"n": 2}
+    seen = Collect()
+    subscription = client.subscribe(topic).subscribe(seen)  # bound before the publish goes out
+    await client.publish(topic, {"hello": "world"})
+    assert await seen.take(1) == [{"hello": "world"}]
+    subscription.dispose()
