@@ -38,6 +38,19 @@ from iii_rx.invocation import Invocation, TriggerAction
 from iii_rx.single import Single
 from iii_rx.state import ConnectionState, ReconnectConfig
 from iii_rx.telemetry import OtelConfig
+from iii_rx.topology import (
+    FunctionAdded,
+    FunctionInfo,
+    FunctionRemoved,
+    Topology,
+    TopologyChange,
+    TriggerAdded,
+    TriggerRemoved,
+    WorkerConnected,
+    WorkerDisconnected,
+    WorkerInfo,
+    WorkerUpdated,
+)
 from iii_rx.triggers import TriggerHandle, TriggerTypeHandle
 
 __version__ = "0.1.0"
@@ -52,7 +65,10 @@ __all__ = [
     "ConnectionState",
     "Context",
     "EmptySingleError",
+    "FunctionAdded",
     "FunctionHandle",
+    "FunctionInfo",
+    "FunctionRemoved",
     "FunctionStream",
     "HttpInvocationConfig",
     "IIIConnectionError",
@@ -68,10 +84,18 @@ __all__ = [
     "ReconnectConfig",
     "Single",
     "StreamOverflowError",
+    "Topology",
+    "TopologyChange",
     "TriggerAction",
+    "TriggerAdded",
     "TriggerHandle",
+    "TriggerRemoved",
     "TriggerTypeHandle",
     "TruncatedStreamError",
+    "WorkerConnected",
+    "WorkerDisconnected",
+    "WorkerInfo",
+    "WorkerUpdated",
     "__version__",
     "connect",
     "connect_sync",
