@@ -339,6 +339,10 @@ def test_log_functions_and_the_log_trigger_by_level(engine: EngineThread,
         "error line", "warn line"]
     assert call(iii, "engine::logs::clear", {}) == {"success": True}
     assert call(iii, "engine::logs::list", {})["total"] == 0
+    health = call(iii, "engine::health::check", {})  # the Rust engine's health answer
+    assert health["status"] == "healthy" and set(health) == {
+        "status", "components", "timestamp", "version"}
+    assert set(health["components"]) == {"otel", "metrics", "logs", "spans"}
     with pytest.raises(InvocationError):
         call(iii, "engine::log::info", {"data": {}})
     bad, _ = collector(iii, "log.bad")

@@ -112,6 +112,10 @@ class LogsWorker:
         services.add_function("engine::logs::clear", self._clear, worker=WORKER_NAME,
                               description="Drop every stored log entry",
                               request_format={"type": "object"}, inline=True)
+        services.add_function("engine::health::check", self._health, worker=WORKER_NAME,
+                              description="Engine health: status, components, timestamp, "
+                                          "version", request_format={"type": "object"},
+                              inline=True)
         services.add_trigger_type(TriggerType(
             TRIGGER_TYPE, DEFAULT_NAMESPACE, "Log entries as they are recorded",
             provider=self.bindings, worker_name=WORKER_NAME,
@@ -203,6 +207,22 @@ class LogsWorker:
     async def _clear(self, data: Any, ctx: CallContext) -> dict[str, Any]:
         self.entries.clear()
         return {"success": True}
+
+    async def _health(self, data: Any, ctx: CallContext) -> dict[str, Any]:
+        """The Rust engine's health answer: the engine answering is the health; the
+        telemetry components we do not run are ``disabled``."""
+        def component(status: str, details: Any = None) -> dict[str, Any]:
+            return {"status": status, "details": details}
+
+        return {
+            "status": "healthy",
+            "components": {"otel": component("disabled"), "metrics": component("disabled"),
+                           "logs": component("healthy", {"stored": len(self.entries),
+                                                         "max": self.max_logs}),
+                           "spans": component("disabled")},
+            "timestamp": time.time_ns() // 1_000_000,
+            "version": ENGINE_VERSION,
+        }
 
 
 def _optional_int(function_id: str, data: dict[str, Any], field: str) -> int | None:
