@@ -146,6 +146,10 @@ def install_builtins(
         "Describe a registered trigger")
     add("engine::workers::list", _sync(discovery.workers_list), "List connected workers")
     add("engine::workers::info", _sync(discovery.workers_info), "Describe a worker")
+    if discovery.metrics is not None:
+        add("engine::metrics::list", _sync(discovery.metrics.metrics_list),
+            "Call metrics per function and per worker: invocations, errors, in flight, "
+            "p50/p99 ms")
 
     triggers.add_type(TriggerType(
         WORKERS_AVAILABLE, DEFAULT_NAMESPACE, "Fires when workers connect, register or leave",

@@ -13,6 +13,7 @@ from typing import Any
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, ENGINE_VERSION
 from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.metrics import EngineMetrics
 from iii_rx.engine.registry import BuiltinWorker, FunctionEntry, Registry
 from iii_rx.engine.triggers import Binding, Triggers, TriggerType
 from iii_rx.engine.wire import dumps
@@ -65,9 +66,13 @@ def _search_rank(function_id: str, needle: str) -> int:
 class Discovery:
     """Builds the answers of the discovery functions from the engine's registries (read only)."""
 
-    def __init__(self, registry: Registry, triggers: Triggers) -> None:
+    def __init__(self, registry: Registry, triggers: Triggers,
+                 metrics: EngineMetrics | None = None) -> None:
         self.registry = registry
         self.triggers = triggers
+        self.metrics = metrics
+        """Call counters: a ``metrics`` object on each row of ``engine::workers::list`` when
+        asked with ``include_metrics: true``."""
 
     # ------------------------------------------------------------------ shapes
 
@@ -337,6 +342,9 @@ class Discovery:
         if status is not None:
             rows = [r for r in rows if r["status"] == status]
         rows.sort(key=lambda r: (r["name"] or r["id"], r["id"]))
+        if self.metrics is not None and data.get("include_metrics") is True:
+            for row in rows:  # an extra key, asked for: the Rust engine's rows stay as they are
+                row["metrics"] = self.metrics.worker(row["id"])
         return {"workers": rows}
 
     def workers_info(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -186,7 +186,7 @@ class Engine:
                               max_age_s=config.channel_max_age_ms / 1000,
                               buffer_bytes=config.channel_buffer_bytes,
                               max_per_owner=config.max_channels_per_worker)
-        self.discovery = Discovery(self.registry, self.triggers)
+        self.discovery = Discovery(self.registry, self.triggers, self.router.metrics)
         self.workers_available = WorkersAvailable(self.router)
         self.functions_available = FunctionsAvailable(
             self.router, self.registry, self.discovery.all_function_summaries,

@@ -34,6 +34,7 @@ from iii_rx.aio import TaskSet
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
 from iii_rx.engine.connection import Pending, WorkerConnection
 from iii_rx.engine.logsafe import RateLimitedLog, printable
+from iii_rx.engine.metrics import EngineMetrics, MeteredPending
 from iii_rx.engine.registry import CallContext, FunctionEntry, Registry
 from iii_rx.engine.wire import (
     error_body,
@@ -61,6 +62,7 @@ class Router:
     def __init__(self, registry: Registry, config: EngineConfig) -> None:
         self.registry = registry
         self.config = config
+        self.metrics = EngineMetrics(registry)
         self._tasks = TaskSet("the engine router")
 
     # ------------------------------------------------------------------ lifecycle
@@ -133,14 +135,20 @@ class Router:
             self._refuse_busy(conn, handler, entry.function_id, reply_id)
             return
         wire_id = reply_id
+        fn_stats, worker_stats = self.metrics.stats_of(entry)
         if reply_id is not None:
             if reply_id in handler.inbound:
                 wire_id = str(uuid.uuid4())
             assert wire_id is not None
-            pending = Pending(wire_id, reply_id, entry.function_id, handler, conn, None,
-                              time.monotonic())
+            pending = MeteredPending(wire_id, reply_id, entry.function_id, handler, conn, None,
+                                     time.monotonic(), fn_stats, worker_stats)
+            fn_stats.begin()
+            worker_stats.begin()
             handler.inbound[wire_id] = pending
             conn.outbound.add(pending)
+        else:  # a void call: counted, never answered
+            fn_stats.invocations += 1
+            worker_stats.invocations += 1
         handler.send(invoke_text(wire_id, entry.function_id, data, frame.metadata,
                                  frame.traceparent, frame.baggage))
 
@@ -159,12 +167,19 @@ class Router:
         assert entry.handler is not None
         result: Any = None
         error: dict[str, Any] | None = None
+        fn_stats, worker_stats = self.metrics.stats_of(entry)
+        fn_stats.begin()
+        worker_stats.begin()
+        started = time.monotonic()
         try:
             result = await entry.handler(data, ctx)
         except IIIInvocationError as exc:
             error = error_body(exc.code, exc.message, exc.stacktrace)
         except Exception as exc:
             error = _failure_body(exc)
+        finally:
+            fn_stats.end(started, error is not None)
+            worker_stats.end(started, error is not None)
         if conn is not None and ctx.invocation_id is not None:
             conn.send(result_text(ctx.invocation_id, entry.function_id, result, error))
         elif error is not None:
@@ -175,6 +190,8 @@ class Router:
         pending = conn.inbound.pop(frame.invocation_id, None)
         if pending is None:
             return
+        if type(pending) is MeteredPending:
+            pending.end(frame.error is not None)
         caller = pending.caller
         if caller is not None:
             caller.outbound.discard(pending)
@@ -226,10 +243,16 @@ class Router:
         if entry is None:
             body = self.not_found(function_id, namespace)
             raise IIIInvocationError(body["code"], body["message"], function_id=function_id)
+        fn_stats, worker_stats = self.metrics.stats_of(entry)
         if entry.handler is not None:
             ctx = CallContext(function_id, namespace, None, None, metadata, traceparent, baggage)
+            fn_stats.begin()
+            worker_stats.begin()
+            started, failed = time.monotonic(), True
             try:
-                return await asyncio.wait_for(entry.handler(data, ctx), timeout)
+                result = await asyncio.wait_for(entry.handler(data, ctx), timeout)
+                failed = False
+                return result
             except asyncio.TimeoutError:
                 raise _timeout(function_id, None, timeout) from None
             except IIIInvocationError:
@@ -238,16 +261,22 @@ class Router:
                 body = _failure_body(exc)
                 raise IIIInvocationError(body["code"], body["message"], function_id=function_id,
                                          stacktrace=body.get("stacktrace")) from exc
+            finally:
+                fn_stats.end(started, failed)
+                worker_stats.end(started, failed)
         handler = entry.owner
         assert handler is not None
         wire_id = str(uuid.uuid4())
         future: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
-        pending = Pending(wire_id, None, function_id, handler, None, future, time.monotonic())
-        if handler.closed:
-            _complete_stopped(pending)
-        elif handler.queued_bytes > handler.call_limit:
+        pending = MeteredPending(wire_id, None, function_id, handler, None, future,
+                                 time.monotonic(), fn_stats, worker_stats)
+        if handler.queued_bytes > handler.call_limit and not handler.closed:
             body = handler.busy_error(function_id)
             raise IIIInvocationError(body["code"], body["message"], function_id=function_id)
+        fn_stats.begin()
+        worker_stats.begin()
+        if handler.closed:
+            _complete_stopped(pending)
         else:
             handler.inbound[wire_id] = pending
             handler.send(invoke_text(wire_id, function_id, data, metadata, traceparent, baggage))
@@ -258,6 +287,7 @@ class Router:
         finally:  # timed out or cancelled: a late result must find nothing
             if handler.inbound.get(wire_id) is pending:
                 del handler.inbound[wire_id]
+                pending.end(True)
         if frame.error is not None:
             raise IIIInvocationError(frame.error.code, frame.error.message,
                                      function_id=function_id, stacktrace=frame.error.stacktrace,
@@ -294,6 +324,8 @@ class Router:
             handler = pending.handler
             if handler.inbound.get(pending.wire_id) is pending:
                 del handler.inbound[pending.wire_id]
+                if type(pending) is MeteredPending:  # its caller left: no longer in flight
+                    pending.drop()
         conn.outbound.clear()
 
     async def _sweep_loop(self) -> None:
@@ -327,6 +359,8 @@ def _complete_stopped(pending: Pending) -> None:
 
 
 def _complete(pending: Pending, error: dict[str, Any]) -> None:
+    if type(pending) is MeteredPending:
+        pending.end(True)
     caller = pending.caller
     if caller is not None:
         caller.outbound.discard(pending)
