@@ -39,6 +39,7 @@ from reactivex.disposable import Disposable
 
 from iii_rx.aio import deadlock_error
 from iii_rx.errors import IIIConnectionError, IIIError, IIITimeoutError
+from iii_rx.registrations import STANDBY_PREFIX
 from iii_rx.state import ConnectionState
 from iii_rx.streams import HotStream, Overflow, StreamIterator
 from iii_rx.topology.diff import diff
@@ -60,6 +61,8 @@ DISCOVERY_FUNCTIONS = ("engine::workers::list", "engine::functions::list",
                        "engine::triggers::list", "engine::registered-triggers::list")
 """The four calls of one refresh, in the order of :meth:`Topology.from_answers`."""
 PRIVATE_PREFIX = "iii_rx::topology::"
+_HIDDEN = (PRIVATE_PREFIX, STANDBY_PREFIX)
+"""The client's own machinery: topology streams, and the watch of a standby function."""
 """Functions (and their bindings) of topology streams; left out of every snapshot."""
 _RETRY_MAX_S = 5.0
 
@@ -456,9 +459,9 @@ class TopologyStream:
         snapshot = Topology.from_answers(*answers, taken_at=taken_at)
         return Topology.of(
             snapshot.workers,
-            (f for f in snapshot.functions if not f.function_id.startswith(PRIVATE_PREFIX)),
+            (f for f in snapshot.functions if not f.function_id.startswith(_HIDDEN)),
             snapshot.trigger_types,
-            (t for t in snapshot.triggers if not t.function_id.startswith(PRIVATE_PREFIX)),
+            (t for t in snapshot.triggers if not t.function_id.startswith(_HIDDEN)),
             taken_at=taken_at,
         )
 
