@@ -23,6 +23,7 @@ from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.discovery import Discovery
 from iii_rx.engine.registry import CallContext, FunctionEntry, Registry
 from iii_rx.engine.triggers import FORBIDDEN, Binding, TriggerProvider, Triggers, TriggerType
+from iii_rx.engine.wire import json_kind
 from iii_rx.errors import IIIInvocationError
 
 __all__ = ["ENGINE_WORKER", "RegisterWorker", "install_builtins"]
@@ -42,7 +43,7 @@ def _object_input(function_id: str, handler: Handler) -> Callable[[Any, CallCont
         if not isinstance(data, dict):
             raise IIIInvocationError(
                 "deserialization_error", f"Failed to deserialize input for {function_id}: "
-                f"expected an object, got {_json_kind(data)}")
+                f"expected an object, got {json_kind(data)}")
         try:
             return await handler(data, ctx)
         except IIIInvocationError as exc:
@@ -53,18 +54,6 @@ def _object_input(function_id: str, handler: Handler) -> Callable[[Any, CallCont
             raise
 
     return run
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else type(value).__name__
 
 
 def _sync(fn: Callable[[dict[str, Any]], Any]) -> Handler:

@@ -19,6 +19,7 @@ __all__ = [
     "error_body",
     "function_not_found_message",
     "invoke_text",
+    "json_kind",
     "result_text",
 ]
 
@@ -58,3 +59,20 @@ def function_not_found_message(
     if refused:
         message += f" Its registration was refused: {refused}."
     return message
+
+
+def json_kind(value: Any) -> str:
+    """How a JSON value is named in error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

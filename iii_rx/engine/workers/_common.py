@@ -21,6 +21,7 @@ from iii_rx.aio import TaskSet
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding, BindingRefused
+from iii_rx.engine.wire import json_kind
 from iii_rx.errors import IIIInvocationError
 
 __all__ = [
@@ -56,23 +57,6 @@ class _Missing:
 
 MISSING: Any = _Missing()
 """An absent key, told apart from a stored JSON ``null`` (a set over ``null`` is an update)."""
-
-
-def json_kind(value: Any) -> str:
-    """How a JSON value is named in error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def bad_input(function_id: str, message: str) -> IIIInvocationError:
