@@ -453,8 +453,13 @@ class TopologyStream:
         topology streams' private functions and bindings."""
         payload: dict[str, Any] = {"include_internal": True} if self.include_internal else {}
         taken_at = time.time()
+        # Worker rows carry the engine's call metrics when it keeps them (ours, on request;
+        # engines without them ignore the key), in ``WorkerInfo.extra["metrics"]``.
         answers = await asyncio.gather(
-            *(self._client.trigger(function_id, payload, timeout_ms=self.call_timeout_ms)
+            *(self._client.trigger(
+                function_id, {**payload, "include_metrics": True}
+                if function_id == "engine::workers::list" else payload,
+                timeout_ms=self.call_timeout_ms)
               for function_id in DISCOVERY_FUNCTIONS))
         snapshot = Topology.from_answers(*answers, taken_at=taken_at)
         return Topology.of(

@@ -65,7 +65,9 @@ def test_ls_lists_workers_functions_and_triggers(engine: EngineThread, calc: Cli
     assert lines[1].split() == ["WORKER", "NAMESPACE", "RUNTIME", "PID", "FUNCS", "ACTIVE",
                                 "CALLS", "ERRORS", "ADDRESS"]
     mine = next(line.split() for line in lines if line.startswith(calc.name))
-    assert mine == [calc.name, "default", "python", str(os.getpid()), "3", "0", "127.0.0.1"]
+    # CALLS and ERRORS are the engine's counters (0: nothing called the worker yet)
+    assert mine == [calc.name, "default", "python", str(os.getpid()), "3", "0", "0", "0",
+                    "127.0.0.1"]
     # The command leaves its own connection out (the other ls, running at once, is listed).
     assert not [line for line in lines if line.startswith(f"iii-rx ls {socket.gethostname()}:"
                                                           f"{text.pid} ")]
