@@ -187,7 +187,7 @@ class Dispatcher:
                     self._peer_log.log(logging.WARNING, "bad_frame",
                                   "dropped a bad frame from worker %s: %s",
                                   printable(conn.label), printable(exc))
-                    _answer_invalid_call(conn, message, exc)
+                    _answer_invalid_frame(conn, message, exc, router)
                     continue
                 try:
                     kind = type(frame)
@@ -505,22 +505,35 @@ class Dispatcher:
             owner=conn))
 
 
-def _answer_invalid_call(conn: WorkerConnection, message: str | bytes, exc: FrameError) -> None:
-    """Answer an invalid ``invokefunction`` whose caller waits for a result (see above)."""
+def _answer_invalid_frame(conn: WorkerConnection, message: str | bytes, exc: FrameError,
+                          router: Router) -> None:
+    """Answer whoever waits on a frame that failed validation: an invalid ``invokefunction``
+    with an id gets ``deserialization_error``; an invalid ``invocationresult`` of a call this
+    worker holds (say, nested deeper than the decoder goes) ends that call with
+    ``invalid_result``, so its caller is told at once instead of at its timeout."""
     try:
         raw = json.loads(message)
     except (ValueError, RecursionError):
         return
-    if not isinstance(raw, dict) or raw.get("type") != "invokefunction":
+    if not isinstance(raw, dict):
         return
     invocation_id = raw.get("invocation_id")
+    function_id = raw.get("function_id")
+    function_id = function_id if isinstance(function_id, str) else ""
+    if not isinstance(invocation_id, str):
+        return
+    if raw.get("type") == "invocationresult":
+        router.result(conn, InvocationResult(
+            invocation_id=invocation_id, function_id=function_id, error=ErrorBody(
+                code="invalid_result",
+                message=f"the worker's invocationresult could not be read: {exc}")), b"")
+        return
     action = raw.get("action")
-    if not isinstance(invocation_id, str) or (
+    if raw.get("type") != "invokefunction" or (
             isinstance(action, dict) and action.get("type") == "void"):
         return
-    function_id = raw.get("function_id")
     conn.send(result_text(
-        invocation_id, function_id if isinstance(function_id, str) else "",
+        invocation_id, function_id,
         error=error_body("deserialization_error", f"invalid invokefunction frame: {exc}")))
 
 

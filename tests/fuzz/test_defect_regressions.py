@@ -384,3 +384,49 @@ def test_d11_a_stream_cut_in_its_first_line_names_line_1() -> None:
         decoder.finish()
 
 
+def test_d13_a_result_too_deep_to_read_ends_the_call_at_once(
+        loop: LoopThread, engine_env: EngineEnv) -> None:
+    """D13 (fixed): a raw worker answers a call with ``result`` = ``[[[...]]]`` 250 deep, more
+    than the frame decoder reads; the engine used to drop it and leave the caller waiting for
+    its timeout. Now the call ends at once with ``invalid_result``."""
+
+    async def scenario() -> None:
+        worker = await RawWs.open(engine_env.engine.url)
+        caller = await RawWs.open(engine_env.engine.url)
+        function_id = f"fz::deep-{uuid.uuid4().hex[:6]}"
+        try:
+            await worker.send({"type": "invokefunction", "function_id":
+                               "engine::workers::register", "data": {"name": function_id},
+                               "invocation_id": "reg"})
+            await worker.send({"type": "registerfunction", "id": function_id})
+            registered = False
+            async for got in worker.frames():
+                if got.get("invocation_id") == "reg":
+                    registered = True
+                    break
+            assert registered
+            await caller.send({"type": "invokefunction", "function_id": function_id,
+                               "data": None, "invocation_id": "deep-call"})
+            async for got in worker.frames():
+                if got.get("type") == "invokefunction":
+                    await worker.send(
+                        '{"type":"invocationresult","invocation_id":'
+                        + json.dumps(got["invocation_id"]) + ',"function_id":'
+                        + json.dumps(function_id) + ',"result":'
+                        + nested_text(250, "array") + "}")
+                    break
+
+            async def answer() -> dict:
+                async for got in caller.frames():
+                    if got.get("invocation_id") == "deep-call":
+                        return got
+                raise AssertionError("connection closed")
+
+            got = await asyncio.wait_for(answer(), 1.5)
+            assert got["type"] == "invocationresult"
+            assert got["error"]["code"] == "invalid_result"
+        finally:
+            await worker.close()
+            await caller.close()
+
+    loop.run(scenario(), RUN_TIMEOUT)
