@@ -10,11 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fuzz_support import LogWatch, LoopbackGuard, LoopThread
+from fuzz_support import RUN_TIMEOUT, LogWatch, LoopbackGuard, LoopThread
 from fuzz_targets import ClientEnv, EngineEnv
-
-RUN_TIMEOUT = 60.0
-"""Bound of one example's check on the loop thread (a hang fails the example)."""
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -38,6 +38,9 @@ CORPUS_DIR = HERE / "corpus"
 
 LOOPBACK = "127.0.0.1"
 
+RUN_TIMEOUT = 60.0
+"""Bound of one example's check on the loop thread (a hang fails the example)."""
+
 
 # ----------------------------------------------------------------------------- messages
 

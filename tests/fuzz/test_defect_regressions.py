@@ -31,9 +31,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import RUN_TIMEOUT
 from fuzz_strategies import nested_text
-from fuzz_support import LOOPBACK, LogWatch, LoopThread, Msg
+from fuzz_support import LOOPBACK, RUN_TIMEOUT, LogWatch, LoopThread, Msg
 from fuzz_targets import (
     EngineEnv,
     RawWs,

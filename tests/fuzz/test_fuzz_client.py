@@ -15,7 +15,6 @@ with a code other than ``FUNCTION_NAMESPACE_CONFLICT``), is rewritten into a non
 
 from __future__ import annotations
 
-from conftest import RUN_TIMEOUT
 from fuzz_strategies import (
     any_json,
     dumps,
@@ -25,7 +24,7 @@ from fuzz_strategies import (
     message_batches,
     nested_text,
 )
-from fuzz_support import LoopThread, Msg
+from fuzz_support import RUN_TIMEOUT, LoopThread, Msg
 from fuzz_targets import ClientEnv, check_client_batch, check_client_handshake
 from hypothesis import given
 from hypothesis import strategies as st

@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import RUN_TIMEOUT
-from fuzz_support import CORPUS_DIR, LoopThread, corpus_files, load_corpus_file
+from fuzz_support import CORPUS_DIR, RUN_TIMEOUT, LoopThread, corpus_files, load_corpus_file
 from fuzz_targets import (
     CLIENT_CHECKS,
     ENGINE_CHECKS,

@@ -16,7 +16,6 @@ import json
 import os
 
 import pytest
-from conftest import RUN_TIMEOUT
 from fuzz_strategies import (
     BUILTIN_FUNCTIONS,
     REGISTER_WORKER,
@@ -31,7 +30,7 @@ from fuzz_strategies import (
     nested_text,
     worker_port_requests,
 )
-from fuzz_support import LogWatch, LoopThread, Msg
+from fuzz_support import RUN_TIMEOUT, LogWatch, LoopThread, Msg
 from fuzz_targets import (
     EngineEnv,
     RawWs,

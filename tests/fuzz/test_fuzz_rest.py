@@ -14,9 +14,8 @@ response envelope of spec 6.5.3: any status, headers, body, or not an envelope a
 from __future__ import annotations
 
 import pytest
-from conftest import RUN_TIMEOUT
 from fuzz_strategies import envelopes, fuzz_settings, http_requests, json_bodies
-from fuzz_support import LoopThread, Msg
+from fuzz_support import RUN_TIMEOUT, LoopThread, Msg
 from fuzz_targets import EngineEnv, check_envelope, check_rest_request, raw_http, status_of
 from hypothesis import given
 from hypothesis import strategies as st

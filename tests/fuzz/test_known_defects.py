@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import cbor2
 import pytest
-from conftest import RUN_TIMEOUT
-from fuzz_support import LogWatch, LoopThread
+from fuzz_support import RUN_TIMEOUT, LogWatch, LoopThread
 from fuzz_targets import EngineEnv, raw_http, status_of
 
 from iii_rx.channels import CborSequenceDecoder
