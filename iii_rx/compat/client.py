@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from iii_rx.aio import LoopBridge
 from iii_rx.client import Client
 from iii_rx.compat.channels import Channel, create_channel, create_channel_async
 from iii_rx.compat.errors import NotSupportedError
@@ -142,7 +141,7 @@ class III:
 
     def shutdown(self) -> None:
         """Close the connection: calls in flight fail, handlers stop, the loop thread ends."""
-        LoopBridge(self._client.loop, None).check_blocking("shutdown()")
+        self._client.bridge.check_blocking("shutdown()")
         self._client.close()
 
     async def shutdown_async(self) -> None:
