@@ -4,10 +4,12 @@
   ``engine::workers::register`` and disconnect, at once.
 * ``engine::functions-available`` fires ``{"event": "functions_changed", "functions": [...]}``
   (every function, builtins included) when the set of ``(namespace, function_id)`` keys changed.
-  It is event-driven and throttled: the first change after a quiet period is announced after a
-  short settle delay (so one worker's burst of registrations makes one notification), and then
-  at most once per ``functions_available_poll_ms`` (the Rust engine's poll period). A binding
-  made later gets no initial snapshot, only later changes, as in the Rust engine.
+  The Rust engine polls for such changes every ``functions_available_poll_ms`` (5 s), so it
+  announces a change up to that late. Ours is event-driven: a change is announced after a short
+  settle delay (one worker's burst of registrations makes one notification), and notifications
+  are at least ``_SPACING_S`` (100 ms, or the poll period if that is shorter) apart, so every
+  change is announced within about 100 ms and a churning registry cannot flood the bindings. A
+  binding made later gets no initial snapshot, only later changes, as in the Rust engine.
 
 Both fire each binding in the binding's namespace with its metadata, through
 :meth:`iii_rx.engine.router.Router.fire`. They ignore ``config``.
@@ -31,6 +33,8 @@ log = logging.getLogger("iii_rx.engine")
 WORKERS_AVAILABLE = "engine::workers-available"
 FUNCTIONS_AVAILABLE = "engine::functions-available"
 _SETTLE_S = 0.02
+_SPACING_S = 0.1
+"""Least time between two ``functions-available`` notifications: a bound on flooding."""
 
 
 class _BindingSet:
@@ -70,7 +74,7 @@ class FunctionsAvailable(_BindingSet):
         self.registry = registry
         self.summaries = summaries
         """Every function's summary, the payload's ``functions`` (from the discovery part)."""
-        self.interval = interval_ms / 1000
+        self.interval = min(_SPACING_S, interval_ms / 1000)
         self._last: frozenset[tuple[str, str]] = frozenset()
         self._last_fire = float("-inf")
         self._timer: asyncio.TimerHandle | None = None

@@ -209,6 +209,9 @@ class Discovery:
                 rank = _search_rank(entry.function_id, needle)
             rows.append((rank, summary))
         rows.sort(key=lambda r: (r[0], r[1]["function_id"], r[1]["namespace"]))
+        if self.metrics is not None and data.get("include_metrics") is True:
+            for _, row in rows:  # an extra key, asked for: as in ``engine::workers::list``
+                row["metrics"] = self.metrics.function(row["namespace"], row["function_id"])
         return {"functions": [summary for _, summary in rows]}
 
     def _resolve_function(self, function_id: str, namespace: str | None) -> FunctionEntry:

@@ -76,8 +76,9 @@ class Engine:
 
     * ``namespace_grace_ms`` — how long registrations wait for ``engine::workers::register``
       before the connection's namespace is fixed to ``default`` (spec 2.5);
-    * ``functions_available_poll_ms`` — least interval between two
-      ``engine::functions-available`` notifications (spec 6.6; the Rust engine polls this often);
+    * ``functions_available_poll_ms`` — the Rust engine's poll period for
+      ``engine::functions-available`` (spec 6.6), the latest a change may be announced; ours
+      announces within about 100 ms (see :mod:`iii_rx.engine.available`);
     * ``provider_ack_timeout_ms`` — how long ``engine::register_trigger`` waits for a worker
       provider's answer before accepting (spec 8.11);
     * ``invocation_timeout_ms`` — default timeout of HTTP-invoked functions (spec 9.2);

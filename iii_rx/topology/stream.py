@@ -60,10 +60,12 @@ FUNCTIONS_AVAILABLE = "engine::functions-available"
 DISCOVERY_FUNCTIONS = ("engine::workers::list", "engine::functions::list",
                        "engine::triggers::list", "engine::registered-triggers::list")
 """The four calls of one refresh, in the order of :meth:`Topology.from_answers`."""
+_WITH_METRICS = frozenset({"engine::workers::list", "engine::functions::list"})
+"""The calls asked for ``include_metrics`` (an engine that keeps no metrics ignores the key)."""
 PRIVATE_PREFIX = "iii_rx::topology::"
+"""Functions (and their bindings) of topology streams; left out of every snapshot."""
 _HIDDEN = (PRIVATE_PREFIX, STANDBY_PREFIX)
 """The client's own machinery: topology streams, and the watch of a standby function."""
-"""Functions (and their bindings) of topology streams; left out of every snapshot."""
 _RETRY_MAX_S = 5.0
 
 
@@ -453,12 +455,12 @@ class TopologyStream:
         topology streams' private functions and bindings."""
         payload: dict[str, Any] = {"include_internal": True} if self.include_internal else {}
         taken_at = time.time()
-        # Worker rows carry the engine's call metrics when it keeps them (ours, on request;
-        # engines without them ignore the key), in ``WorkerInfo.extra["metrics"]``.
+        # Worker and function rows carry the engine's call metrics when it keeps them (ours,
+        # on request; engines without them ignore the key), in ``extra["metrics"]``.
         answers = await asyncio.gather(
             *(self._client.trigger(
                 function_id, {**payload, "include_metrics": True}
-                if function_id == "engine::workers::list" else payload,
+                if function_id in _WITH_METRICS else payload,
                 timeout_ms=self.call_timeout_ms)
               for function_id in DISCOVERY_FUNCTIONS))
         snapshot = Topology.from_answers(*answers, taken_at=taken_at)

@@ -76,6 +76,14 @@ async def test_counts_errors_and_in_flight_are_exact(engine: Engine) -> None:
     assert (seen.invocations, seen.errors, seen.in_flight) == (7, 2, 2)
     plain = (await caller.result_of("engine::workers::list", {}))["workers"]
     assert all("metrics" not in r for r in plain)
+    # And on the function rows of engine::functions::list.
+    functions = (await caller.result_of("engine::functions::list",
+                                        {"include_metrics": True}))["functions"]
+    [add_row] = [r for r in functions if r["function_id"] == "math::add"]
+    seen = metrics_of(add_row)
+    assert (seen.invocations, seen.errors, seen.in_flight) == (7, 2, 2)
+    plain = (await caller.result_of("engine::functions::list", {}))["functions"]
+    assert all("metrics" not in r for r in plain)
 
     for invocation_id in waiting:
         await worker.send({"type": "invocationresult", "invocation_id": invocation_id,

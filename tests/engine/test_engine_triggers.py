@@ -294,6 +294,24 @@ async def test_functions_available_coalesces_a_burst(engine: Engine) -> None:
     await watcher.nothing("invokefunction", within=0.2)
 
 
+async def test_functions_available_announces_each_change_well_before_the_rust_poll() -> None:
+    """With the spec's 5 s poll period as default, later changes are not held back by it."""
+    async with Engine(port=0, namespace_grace_ms=300) as engine:
+        watcher = await _consumer(engine, name="watcher", function_id="watch::fns")
+        await watcher.send(_bind("fa", type_id="engine::functions-available",
+                                 function_id="watch::fns"))
+        await wait_until(lambda: _active(engine, "fa"))
+        other = await RawWorker.connect(engine.url)
+        await other.register("other")
+        for i in range(3):
+            await other.register_function(f"late::f{i}")
+            # A 5 s throttle would miss this 2 s deadline from the second change on.
+            fired = await watcher.serve_once(lambda f: {"result": None}, timeout=2.0)
+            assert f"late::f{i}" in {f["function_id"] for f in fired["data"]["functions"]}
+        await other.close()
+        await watcher.close()
+
+
 async def test_workers_available_events(engine: Engine) -> None:
     watcher = await _consumer(engine, name="watcher", function_id="watch::workers")
     await watcher.send(_bind("wa", type_id="engine::workers-available",

@@ -66,13 +66,13 @@ async def test_a_worker_appears_shows_its_load_and_goes(engine: Engine) -> None:
             gate.set()
             assert await asyncio.gather(*calls) == [{"ok": True}] * 3
             await app.wait_until(lambda: cell(app, "workers", name, W["active"]) == "0", WAIT)
-            snapshot = app.snapshot
-            assert snapshot is not None
-            if any(key in snapshot.worker(row_key).extra  # type: ignore[union-attr]
-                   for key in ("invocations", "metrics")
-                   for row_key in [w.id for w in snapshot.workers if w.name == name]):
-                await app.wait_until(
-                    lambda: cell(app, "workers", name, W["rate"]) not in ("", "0"), WAIT)
+            # Our engine sends metrics on worker and function rows: both rates fill in.
+            await app.wait_until(
+                lambda: cell(app, "workers", name, W["rate"]) not in ("", "0"), WAIT)
+            await app.wait_until(
+                lambda: cell(app, "functions", "calc::slow", F["rate"]) not in ("", "0"), WAIT)
+            await app.wait_until(
+                lambda: cell(app, "functions", "calc::slow", F["p50"]) != "", WAIT)
 
             await worker.aclose()
             await app.wait_until(lambda: row(app, "workers", name) is None, WAIT)
