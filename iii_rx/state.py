@@ -12,6 +12,10 @@ from enum import Enum
 
 __all__ = ["ConnectionState", "ReconnectConfig"]
 
+_jitter = random.Random()
+"""The reconnect jitter's own generator: a library must not draw from (and so move) the
+application's global ``random`` state, which seeded simulations and property tests rely on."""
+
 
 class ConnectionState(str, Enum):
     """Where the client's engine connection stands.
@@ -52,5 +56,5 @@ class ReconnectConfig:
         """Seconds to wait before retry ``attempt`` (0-based)."""
         base = min(self.initial_delay_ms * (self.backoff_multiplier ** min(attempt, 64)),
                    float(self.max_delay_ms))
-        spread = base * self.jitter_factor * random.uniform(-1.0, 1.0)
+        spread = base * self.jitter_factor * _jitter.uniform(-1.0, 1.0)
         return max(0.0, base + spread) / 1000.0
