@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from aiostream import Stream, operator, pipable_operator, streamcontext
 from aiostream.core import Streamer
 
+from iii_rx.operators._timed_batch import TimedBatcher
 from iii_rx.operators.batch import BatchLimits
 from iii_rx.operators.decode import ChunkDecoder, JsonLinesDecoder, _CborDecoder
 from iii_rx.operators.rate import TokenBucket
@@ -49,9 +50,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-_END: Any = object()
-
 
 class AsyncStream(AsyncIterator[T], Generic[T]):
     """A single-use async iterator over an aiostream ``Stream``, iterated inside its context.
@@ -108,13 +106,6 @@ class AsyncStream(AsyncIterator[T], Generic[T]):
         await self.aclose()
 
 
-async def _next_or_end(iterator: AsyncIterator[T]) -> T:
-    try:
-        return await iterator.__anext__()
-    except StopAsyncIteration:
-        return _END  # type: ignore[no-any-return]
-
-
 # --------------------------------------------------------------------------- batching
 
 
@@ -128,51 +119,38 @@ async def batched_op(
 ) -> AsyncIterator[list[Any]]:
     """Lists of items by count, bytes or time, whichever limit comes first (see ``batch``)."""
     limits = BatchLimits(max_items, max_bytes, max_delay, size_of)
-    loop = asyncio.get_running_loop()
-    pending: list[Any] = []
-    nbytes = 0
-    deadline = 0.0
-    fetch: asyncio.Future[Any] | None = None  # an __anext__ kept alive across a time flush
     async with streamcontext(source) as streamer:
-        try:
-            while True:
-                try:
-                    if limits.max_delay is None or not pending:
-                        item = await (fetch if fetch is not None else _next_or_end(streamer))
-                        fetch = None
-                    else:
-                        if fetch is None:
-                            fetch = asyncio.ensure_future(_next_or_end(streamer))
-                        remaining = deadline - loop.time()
-                        done, _ = await asyncio.wait((fetch,), timeout=max(0.0, remaining))
-                        if not done:
-                            out, pending, nbytes = pending, [], 0
-                            yield out
-                            continue
-                        item, fetch = fetch.result(), None
-                except Exception:
-                    if pending:
-                        yield pending
-                    raise
-                if item is _END:
-                    break
-                size = limits.size_of(item) if limits.max_bytes is not None else 0
-                if limits.overflows(len(pending), nbytes, size):
-                    out, pending, nbytes = pending, [], 0
-                    yield out
-                if not pending and limits.max_delay is not None:
-                    deadline = loop.time() + limits.max_delay
-                pending.append(item)
-                nbytes += size
-                if limits.full(len(pending), nbytes):
-                    out, pending, nbytes = pending, [], 0
-                    yield out
-            if pending:
-                yield pending
-        finally:
-            if fetch is not None and not fetch.done():
-                fetch.cancel()
-                await asyncio.gather(fetch, return_exceptions=True)
+        if limits.max_delay is not None:
+            batcher = TimedBatcher(streamer, limits)
+            try:
+                while (batch := await batcher.next_batch()) is not None:
+                    yield batch
+            finally:
+                await batcher.aclose()
+            return
+        pending: list[Any] = []
+        nbytes = 0
+        sized = limits.max_bytes is not None
+        while True:
+            try:
+                item = await streamer.__anext__()
+            except StopAsyncIteration:
+                break
+            except Exception:
+                if pending:
+                    yield pending
+                raise
+            size = limits.size_of(item) if sized else 0
+            if sized and limits.overflows(len(pending), nbytes, size):
+                out, pending, nbytes = pending, [], 0
+                yield out
+            pending.append(item)
+            nbytes += size
+            if limits.full(len(pending), nbytes):
+                out, pending, nbytes = pending, [], 0
+                yield out
+        if pending:
+            yield pending
 
 
 def batched(
