@@ -14,6 +14,10 @@ call (so ``retry`` re-invokes, and awaiting twice calls twice):
   observable emits, and it fails with :class:`EmptySingleError` if there is none.
 
 Rx signals of a call are delivered on the client's loop.
+
+A Single that is garbage-collected without ever being used sent nothing: like a coroutine that
+was never awaited, it says so with a ``RuntimeWarning`` naming its function. A flag set by
+every use and a ``__del__`` keep that check off the hot path.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -184,6 +189,10 @@ class _BlockingCall:
 class Single(Observable[T], Generic[T]):
     """A lazy single-value observable (see the module docstring)."""
 
+    _used = True
+    """Whether the Single was awaited, blocked on, subscribed or piped (class default: a
+    Single whose ``__init__`` failed never warns)."""
+
     def __init__(
         self,
         bridge: LoopBridge,
@@ -200,6 +209,20 @@ class Single(Observable[T], Generic[T]):
         self._source = source
         self._description = description
         self._active: set[concurrent.futures.Future[Any] | _BlockingCall] = set()
+        self._used = False
+
+    def __del__(self) -> None:
+        if not self._used:
+            # Raised as an error (``-W error``), it is reported as unraisable, like a coroutine's.
+            warnings.warn(
+                f"Single for {self._description} was never awaited, blocked on or subscribed: "
+                "nothing was sent (a trigger is lazy: use `await`, `.result()` or "
+                "`.subscribe()`)", RuntimeWarning, stacklevel=1, source=self)
+
+    def mark_used(self) -> Single[T]:
+        """Silence the never-used warning (a Single dropped on purpose); returns ``self``."""
+        self._used = True
+        return self
 
     def __repr__(self) -> str:
         return f"<Single {self._description}>"
@@ -211,6 +234,7 @@ class Single(Observable[T], Generic[T]):
         observer: abc.ObserverBase[T],
         scheduler: abc.SchedulerBase | None = None,
     ) -> abc.DisposableBase:
+        self._used = True
         if self._source is not None:
             return self._source.subscribe(observer, scheduler=scheduler)
         assert self._starter is not None
@@ -229,6 +253,7 @@ class Single(Observable[T], Generic[T]):
 
     def pipe(self, *operators: Callable[[Any], Any]) -> Single[Any]:  # type: ignore[override]
         """Apply Rx operators; the result is a Single of the last value they emit."""
+        self._used = True
         piped: Observable[Any] = Observable.pipe(self, *operators)
         return Single(self._bridge, source=piped,
                       description=f"{self._description} | {len(operators)} operator(s)")
@@ -236,6 +261,7 @@ class Single(Observable[T], Generic[T]):
     # ------------------------------------------------------------------ await
 
     def __await__(self) -> Generator[Any, None, T]:
+        self._used = True
         return self._wait().__await__()
 
     async def _wait(self) -> T:
@@ -260,6 +286,7 @@ class Single(Observable[T], Generic[T]):
 
     def future(self) -> concurrent.futures.Future[T]:
         """Start the call; a thread-safe future of its value (cancel it to cancel the call)."""
+        self._used = True
         cf: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._active.add(cf)
         cf.add_done_callback(self._active.discard)
@@ -290,6 +317,7 @@ class Single(Observable[T], Generic[T]):
         ``timeout`` (seconds) bounds this wait only and raises
         :class:`~iii_rx.errors.IIITimeoutError`; the call's own ``timeout_ms`` still applies.
         """
+        self._used = True
         self._bridge.check_blocking("Single.result()")
         if self._starter is not None:
             return self._result_direct(self._starter, timeout)  # type: ignore[no-any-return]
