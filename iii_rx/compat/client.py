@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from iii_rx.client import Client
 from iii_rx.compat.channels import Channel, create_channel, create_channel_async
 from iii_rx.compat.errors import NotSupportedError
+from iii_rx.compat.formats import request_schema, resolve_format, response_schema
 from iii_rx.compat.handlers import adapt_handler, current_invocation, to_wire_value
 from iii_rx.compat.models import (
     FunctionRef,
@@ -163,7 +164,9 @@ class III:
     ) -> FunctionRef:
         """Register a handler (sync or async, ``(data)`` or ``(data, metadata)``) or an
         ``HttpInvocationConfig`` (the engine then calls its URL). ``local_dispatch`` is accepted
-        and has no effect (every call goes through the engine); ``observe`` is not supported."""
+        and has no effect (every call goes through the engine); ``observe`` is not supported.
+        Without ``request_format`` / ``response_format`` they are derived from the handler's
+        type hints (:mod:`iii_rx.compat.formats`)."""
         if not isinstance(function_id, str):
             raise TypeError(f"function_id must be str, got {type(function_id).__name__}")
         if not function_id.strip():
@@ -181,10 +184,15 @@ class III:
         else:
             raise TypeError("handler_or_invocation must be callable or HttpInvocationConfig, "
                             f"got {type(handler_or_invocation).__name__}")
+        if callable(handler_or_invocation):  # schemas from the type hints (compat/formats.py)
+            if request_format is None:
+                request_format = request_schema(handler_or_invocation)
+            if response_format is None:
+                response_format = response_schema(handler_or_invocation)
         handle = self._client.register_function(
             function_id, target, description=description, metadata=metadata,
-            request_format=to_wire_value(request_format),
-            response_format=to_wire_value(response_format))
+            request_format=to_wire_value(resolve_format(request_format)),
+            response_format=to_wire_value(resolve_format(response_format)))
         return FunctionRef(id=function_id, unregister=handle.unregister)
 
     def current_invocation(self) -> InvocationContext | None:
