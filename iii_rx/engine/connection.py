@@ -46,6 +46,7 @@ from iii_rx.engine.wire import error_body
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
+    from iii_rx.engine.wire import HotResult
     from iii_rx.protocol import Frame, InvocationResult
 
 __all__ = ["QUEUE_FULL", "Pending", "WorkerConnection"]
@@ -68,7 +69,7 @@ class Pending:
     function_id: str
     handler: WorkerConnection
     caller: WorkerConnection | None
-    future: asyncio.Future[InvocationResult] | None
+    future: asyncio.Future[InvocationResult | HotResult] | None
     created: float
 
 

@@ -54,7 +54,7 @@ from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.registry import FunctionEntry, InProcessHandler, Registry
 from iii_rx.engine.router import Router
 from iii_rx.engine.triggers import Binding, Triggers, TriggerType
-from iii_rx.engine.wire import error_body, result_text
+from iii_rx.engine.wire import HotInvoke, error_body, read_hot, result_text
 from iii_rx.errors import IIIInvocationError
 from iii_rx.protocol import (
     ErrorBody,
@@ -180,6 +180,20 @@ class Dispatcher:
         try:
             async for message in ws:
                 if type(message) is bytes and message[:4] in _TELEMETRY_PREFIXES:
+                    continue
+                hot = read_hot(message)
+                if hot is not None:
+                    try:
+                        if type(hot) is HotInvoke:
+                            inline = router.invoke(conn, hot)
+                            if inline is not None:
+                                await inline
+                        else:
+                            router.result(conn, hot, message)  # type: ignore[arg-type]
+                    except Exception:
+                        log.exception("failed to handle a %s frame from worker %s",
+                                      "invokefunction" if type(hot) is HotInvoke
+                                      else "invocationresult", printable(conn.label))
                     continue
                 try:
                     frame = decode(message)

@@ -37,6 +37,8 @@ from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.metrics import EngineMetrics, MeteredPending
 from iii_rx.engine.registry import CallContext, FunctionEntry, Registry
 from iii_rx.engine.wire import (
+    HotInvoke,
+    HotResult,
     error_body,
     function_not_found_message,
     invoke_text,
@@ -84,7 +86,8 @@ class Router:
 
     # ------------------------------------------------------------------ from workers
 
-    def invoke(self, conn: WorkerConnection, frame: InvokeFunction) -> Awaitable[None] | None:
+    def invoke(self, conn: WorkerConnection,
+               frame: InvokeFunction | HotInvoke) -> Awaitable[None] | None:
         """Handle a worker's ``invokefunction``; returns an awaitable for inline builtins."""
         namespace = frame.namespace
         action = frame.action
@@ -98,6 +101,7 @@ class Router:
                     "INVALID_NAMESPACE", "namespace must not be blank")))
             return None
         if type(action) is EnqueueAction:
+            assert type(frame) is InvokeFunction
             self.spawn(self._enqueue(conn, frame, namespace, action, reply_id))
             return None
         entry = self.registry.functions.get((namespace, function_id))
@@ -123,7 +127,8 @@ class Router:
         self.spawn(run)
         return None
 
-    def _to_worker(self, conn: WorkerConnection, entry: FunctionEntry, frame: InvokeFunction,
+    def _to_worker(self, conn: WorkerConnection, entry: FunctionEntry,
+                   frame: InvokeFunction | HotInvoke,
                    data: Any, reply_id: str | None) -> None:
         handler = entry.owner
         assert handler is not None
@@ -185,7 +190,8 @@ class Router:
         elif error is not None:
             log.warning("void call of %s failed: %s", entry.function_id, error["message"])
 
-    def result(self, conn: WorkerConnection, frame: InvocationResult, raw: str | bytes) -> None:
+    def result(self, conn: WorkerConnection, frame: InvocationResult | HotResult,
+               raw: str | bytes) -> None:
         """Handle a handler's ``invocationresult``: complete and relay, or drop if unknown."""
         pending = conn.inbound.pop(frame.invocation_id, None)
         if pending is None:
@@ -267,7 +273,8 @@ class Router:
         handler = entry.owner
         assert handler is not None
         wire_id = str(uuid.uuid4())
-        future: asyncio.Future[InvocationResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[InvocationResult | HotResult] = (
+            asyncio.get_running_loop().create_future())
         pending = MeteredPending(wire_id, None, function_id, handler, None, future,
                                  time.monotonic(), fn_stats, worker_stats)
         if handler.queued_bytes > handler.call_limit and not handler.closed:
@@ -371,7 +378,7 @@ def _complete(pending: Pending, error: dict[str, Any]) -> None:
             invocation_id=pending.wire_id, function_id=pending.function_id, error=error))
 
 
-def _reencode(frame: InvocationResult, pending: Pending) -> str:
+def _reencode(frame: InvocationResult | HotResult, pending: Pending) -> str:
     assert pending.caller_id is not None
     error = frame.error.model_dump(exclude_unset=True) if frame.error is not None else None
     return result_text(pending.caller_id, frame.function_id, frame.result, error,
