@@ -63,6 +63,7 @@ from iii_rx.engine.server import EngineServer
 from iii_rx.engine.services import CoreServices, EngineExtension
 from iii_rx.engine.triggers import Triggers
 from iii_rx.engine.workers import BuiltinWorkers
+from iii_rx.engine.workers.otel import OtelWorker
 
 __all__ = ["Engine", "EngineExtension", "EngineThread"]
 
@@ -200,16 +201,20 @@ class Engine:
             provider_ack_timeout_ms=config.provider_ack_timeout_ms,
             workers_available=self.workers_available,
             functions_available=self.functions_available)
+        self._server = EngineServer(config, self.dispatcher.serve, self.hub)
         self.services = CoreServices(config=config, registry=self.registry,
                                      triggers=self.triggers, router=self.router,
-                                     channels=self.hub, dispatcher=self.dispatcher)
+                                     channels=self.hub, dispatcher=self.dispatcher,
+                                     server=self._server)
         """What extensions get (:class:`~iii_rx.engine.services.EngineServices`)."""
-        self._server = EngineServer(config, self.dispatcher.serve, self.hub)
         self._rest = RestExtension()
         self.workers = BuiltinWorkers.create(state_file=config.state_file)
         """The built-in workers (state, pub/sub, cron, logs), started after the REST API."""
+        self.otel = OtelWorker(self.workers.logs.add_entry)
+        """The ``/otel`` intake: spans, logs and metrics workers export (docs/engine.md)."""
+        self.router.metrics.sdk_metrics = self.otel.sdk_metrics
         self._extensions: list[EngineExtension] = [self._rest, HttpFunctionsExtension(),
-                                                   *self.workers.extensions()]
+                                                   *self.workers.extensions(), self.otel]
         self._started: list[EngineExtension] = []
         self._running = False
 

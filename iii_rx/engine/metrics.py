@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,8 @@ class EngineMetrics:
         self.registry = registry
         self.functions: dict[tuple[str, str], CallStats] = {}
         self.workers: dict[str, CallStats] = {}
+        self.sdk_metrics: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+        """What workers exported on ``/otel`` (the engine's intake sets it)."""
 
     def stats_of(self, entry: FunctionEntry) -> tuple[CallStats, CallStats]:
         """(function stats, worker stats) of a call to ``entry``, created on first use."""
@@ -151,4 +154,5 @@ class EngineMetrics:
                      **self.worker(name)}
                     for name in reg.builtin_workers]
         workers.sort(key=lambda r: (r["name"] or r["id"], r["id"]))
-        return {"functions": functions, "workers": workers}
+        sdk = self.sdk_metrics(data) if self.sdk_metrics is not None else []
+        return {"functions": functions, "workers": workers, "sdk_metrics": sdk}

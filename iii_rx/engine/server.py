@@ -1,8 +1,8 @@
 """The engine's websocket port: one server, three kinds of path (spec 1.2).
 
 * ``/`` — a worker connection, handed to ``serve_worker`` (the dispatcher's ``serve``);
-* ``/otel`` — telemetry: accepted and read, frames discarded (spec 10.2: the SDKs would
-  otherwise retry forever);
+* ``/otel`` — telemetry: accepted and read, each frame handed to :attr:`EngineServer.telemetry_sink`
+  (the ``/otel`` intake, :mod:`~iii_rx.engine.workers.otel`; discarded when unset);
 * ``/ws/channels/{id}?key=..&dir=read|write`` — one end of a channel, handed to the channel hub
   after the handshake checks: 400 when ``key``/``dir`` are missing or ``dir`` is invalid, 404
   when the hub does not know the id or the key;
@@ -41,7 +41,7 @@ from iii_rx.engine.config import EngineConfig
 from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 
-__all__ = ["CHANNEL_PREFIX", "EngineServer", "ServeWorker"]
+__all__ = ["CHANNEL_PREFIX", "EngineServer", "ServeWorker", "TelemetrySink"]
 
 log = logging.getLogger("iii_rx.engine")
 
@@ -54,6 +54,8 @@ CHANNEL_PREFIX = "/ws/channels/"
 
 ServeWorker = Callable[[WorkerConnection], Awaitable[None]]
 """``await serve_worker(conn)``: run one worker connection until it ends."""
+TelemetrySink = Callable[[bytes | str], None]
+"""``sink(frame)``: take one frame received on ``/otel`` (on the engine's loop)."""
 
 
 class EngineServer:
@@ -70,6 +72,7 @@ class EngineServer:
         self._server: Server | None = None
         self._live: set[ServerConnection] = set()
         self.port = 0
+        self.telemetry_sink: TelemetrySink | None = None
 
     async def start(self) -> int:
         """Listen on the configured host and port; returns the bound port."""
@@ -152,8 +155,10 @@ class EngineServer:
             if parts.path == "/":
                 await self._serve_worker(ws)
             elif parts.path == "/otel":
-                async for _ in ws:
-                    pass
+                async for frame in ws:
+                    sink = self.telemetry_sink
+                    if sink is not None:
+                        sink(frame)
             else:
                 channel_id = unquote(parts.path[len(CHANNEL_PREFIX):])
                 direction = parse_qs(parts.query)["dir"][0]

@@ -22,7 +22,8 @@ What the services offer:
   in-process trigger providers (see :mod:`iii_rx.engine.triggers`);
 * :attr:`~EngineServices.channels` — the channel hub: create channels, hold their ends;
 * :meth:`~EngineServices.set_http_function_hook` — serve ``registerfunction`` frames that
-  carry an HTTP ``invocation`` (see :mod:`iii_rx.engine.dispatch`).
+  carry an HTTP ``invocation`` (see :mod:`iii_rx.engine.dispatch`);
+* :meth:`~EngineServices.set_telemetry_sink` — take the frames workers send on ``/otel``.
 
 A built-in worker is written against it like this::
 
@@ -56,6 +57,7 @@ from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.dispatch import Dispatcher, HttpFunctionHook
 from iii_rx.engine.registry import FunctionEntry, InProcessHandler, Registry
 from iii_rx.engine.router import Router
+from iii_rx.engine.server import EngineServer, TelemetrySink
 from iii_rx.engine.triggers import Triggers, TriggerType
 
 __all__ = [
@@ -193,6 +195,10 @@ class EngineServices(Protocol):
         """Serve HTTP-invoked registrations with ``hook`` (``None``: refuse them again)."""
         ...
 
+    def set_telemetry_sink(self, sink: TelemetrySink | None) -> None:
+        """Hand every frame received on ``/otel`` to ``sink`` (``None``: discard them)."""
+        ...
+
 
 class EngineExtension(Protocol):
     """A feature started and stopped with the engine, reaching it through its services."""
@@ -210,8 +216,10 @@ class CoreServices:
     """The engine's :class:`EngineServices`, over its parts; built by ``Engine.__init__``."""
 
     def __init__(self, *, config: EngineConfig, registry: Registry, triggers: Triggers,
-                 router: Router, channels: ChannelService, dispatcher: Dispatcher) -> None:
+                 router: Router, channels: ChannelService, dispatcher: Dispatcher,
+                 server: EngineServer | None = None) -> None:
         self._config = config
+        self._server = server
         self._registry = registry
         self._triggers = triggers
         self._router = router
@@ -277,3 +285,7 @@ class CoreServices:
 
     def set_http_function_hook(self, hook: HttpFunctionHook | None) -> None:
         self._dispatcher.http_function_hook = hook
+
+    def set_telemetry_sink(self, sink: TelemetrySink | None) -> None:
+        if self._server is not None:
+            self._server.telemetry_sink = sink

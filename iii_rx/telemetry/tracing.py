@@ -99,6 +99,8 @@ def tracer_provider(config: OtelConfig) -> trace.TracerProvider:
         attributes["service.namespace"] = config.service_namespace
     sdk = SdkTracerProvider(resource=Resource.create(attributes))
     _add_env_exporter(sdk, config)
+    # No exporter chosen: iii_rx.telemetry.export sends to the engine's /otel socket.
+    sdk.iii_rx_default = not os.environ.get("OTEL_TRACES_EXPORTER", "").strip()  # type: ignore[attr-defined]
     trace.set_tracer_provider(sdk)
     return trace.get_tracer_provider()
 
@@ -311,4 +313,7 @@ def attach(client: Any, config: OtelConfig) -> Tracing:
         from iii_rx.telemetry import logs
 
         logs.enable()
+    from iii_rx.telemetry import export
+
+    export.attach(client, config, tracing.provider)
     return tracing

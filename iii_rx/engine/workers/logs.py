@@ -132,7 +132,7 @@ class LogsWorker:
                trace_id: str | None = None, span_id: str | None = None,
                service_name: str | None = None) -> dict[str, Any]:
         """Store one entry, write it to the engine's log, fire the matching bindings."""
-        severity_text, severity_number, py_level = LEVELS[level]
+        severity_text, severity_number, _ = LEVELS[level]
         now = time.time_ns()
         entry = {
             "timestamp_unix_nano": now,
@@ -148,11 +148,18 @@ class LogsWorker:
             "instrumentation_scope_name": "iii",
             "instrumentation_scope_version": ENGINE_VERSION,
         }
+        return self.add_entry(entry, level, data)
+
+    def add_entry(self, entry: dict[str, Any], level: str, data: Any = None) -> dict[str, Any]:
+        """Store a complete entry (e.g. one a worker exported on ``/otel``) of ``level``, write
+        it to the engine's log, fire the matching bindings."""
+        py_level = LEVELS[level][2]
         self.entries.append(entry)
         if _ENTRY_LOG.isEnabledFor(py_level):
+            shown = data if data is not None else (entry["attributes"] or None)
             _ENTRY_LOG.log(py_level, "[%s] %s%s", printable(entry["service_name"]),
-                           printable(message, 2000),
-                           f" {printable(data, 2000)}" if data is not None else "")
+                           printable(entry["body"], 2000),
+                           f" {printable(shown, 2000)}" if shown is not None else "")
         fanout = self._fanout
         if fanout is not None and self.bindings.bindings:
             for binding_id, binding in list(self.bindings.bindings.items()):

@@ -1,0 +1,196 @@
+"""OTLP JSON of finished spans, log records and metrics, as the engine's ``/otel`` socket reads it.
+
+The engine reads the OTLP/JSON export requests (``resourceSpans``, ``resourceLogs``,
+``resourceMetrics``) with one difference from the protobuf JSON mapping: trace and span ids are
+lower-case hex, not base64. Numbers that are 64-bit in protobuf (times, counts, int values) are
+strings. One binary frame carries one request behind a 4-byte tag (:data:`SPANS`,
+:data:`LOGS`, :data:`METRICS`).
+
+Every function here takes the OpenTelemetry SDK's own objects (``ReadableSpan``, the log
+processor's records, ``MetricsData``) and returns the JSON bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["LOGS", "METRICS", "SPANS", "logs_json", "metrics_json", "spans_json"]
+
+SPANS = b"OTLP"
+"""Tag of a frame of spans (an ``ExportTraceServiceRequest``)."""
+LOGS = b"LOGS"
+"""Tag of a frame of log records (an ``ExportLogsServiceRequest``)."""
+METRICS = b"MTRC"
+"""Tag of a frame of metrics (an ``ExportMetricsServiceRequest``)."""
+
+
+def any_value(value: Any) -> dict[str, Any]:
+    """An OTLP ``AnyValue`` for a Python attribute value."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, (bytes, bytearray)):
+        return {"stringValue": bytes(value).hex()}
+    if isinstance(value, Mapping):
+        return {"kvlistValue": {"values": key_values(value)}}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [any_value(v) for v in value]}}
+    return {"stringValue": str(value)}
+
+
+def key_values(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """OTLP ``KeyValue`` list of an attribute mapping (``[]`` for none)."""
+    if not attributes:
+        return []
+    return [{"key": str(k), "value": any_value(v)} for k, v in attributes.items()]
+
+
+def _scope(scope: Any) -> dict[str, str]:
+    return {"name": getattr(scope, "name", "") or "",
+            "version": getattr(scope, "version", "") or ""}
+
+
+def _resource(resource: Any) -> dict[str, Any]:
+    return {"attributes": key_values(getattr(resource, "attributes", None))}
+
+
+def _grouped(items: Iterable[Any], resource_of: Any, scope_of: Any
+             ) -> list[tuple[Any, list[tuple[Any, list[Any]]]]]:
+    """``items`` grouped by resource, then by instrumentation scope, in first-seen order."""
+    groups: dict[int, tuple[Any, dict[tuple[str, str], tuple[Any, list[Any]]]]] = {}
+    for item in items:
+        resource = resource_of(item)
+        by_scope = groups.setdefault(id(resource), (resource, {}))[1]
+        scope = scope_of(item)
+        key = (getattr(scope, "name", "") or "", getattr(scope, "version", "") or "")
+        by_scope.setdefault(key, (scope, []))[1].append(item)
+    return [(resource, list(by_scope.values())) for resource, by_scope in groups.values()]
+
+
+def _span(span: Any) -> dict[str, Any]:
+    ctx = span.context
+    out: dict[str, Any] = {
+        "traceId": f"{ctx.trace_id:032x}",
+        "spanId": f"{ctx.span_id:016x}",
+        "name": span.name,
+        # OTLP numbers kinds from 1 (INTERNAL); the Python enum from 0.
+        "kind": int(span.kind.value) + 1,
+        "startTimeUnixNano": str(span.start_time or 0),
+        "endTimeUnixNano": str(span.end_time or 0),
+        "attributes": key_values(span.attributes),
+        "events": [{"name": e.name, "timeUnixNano": str(e.timestamp or 0),
+                    "attributes": key_values(e.attributes)} for e in span.events],
+        "links": [{"traceId": f"{link.context.trace_id:032x}",
+                   "spanId": f"{link.context.span_id:016x}",
+                   "attributes": key_values(link.attributes)} for link in span.links],
+        "status": {"code": int(span.status.status_code.value),
+                   "message": span.status.description or ""},
+        "flags": int(ctx.trace_flags),
+    }
+    parent = span.parent
+    if parent is not None and parent.span_id:
+        out["parentSpanId"] = f"{parent.span_id:016x}"
+    return out
+
+
+def spans_json(spans: Sequence[Any]) -> bytes:
+    """An ``ExportTraceServiceRequest`` of finished ``ReadableSpan``s."""
+    groups = _grouped(spans, lambda s: s.resource, lambda s: s.instrumentation_scope)
+    return json.dumps({"resourceSpans": [
+        {"resource": _resource(resource),
+         "scopeSpans": [{"scope": _scope(scope), "spans": [_span(s) for s in items]}
+                        for scope, items in scopes]}
+        for resource, scopes in groups]}).encode()
+
+
+def _record(item: Any) -> Any:
+    """The ``LogRecord`` of a processor's item (``ReadableLogRecord`` or the older
+    ``LogData``)."""
+    return getattr(item, "log_record", item)
+
+
+def _log(item: Any) -> dict[str, Any]:
+    record = _record(item)
+    severity = getattr(record, "severity_number", None)
+    body = getattr(record, "body", None)
+    out: dict[str, Any] = {
+        "timeUnixNano": str(getattr(record, "timestamp", None) or 0),
+        "observedTimeUnixNano": str(getattr(record, "observed_timestamp", None) or 0),
+        "severityNumber": int(getattr(severity, "value", 0) or 0),
+        "severityText": getattr(record, "severity_text", None) or "",
+        "body": any_value("" if body is None else body),
+        "attributes": key_values(getattr(record, "attributes", None)),
+    }
+    trace_id = getattr(record, "trace_id", None) or 0
+    span_id = getattr(record, "span_id", None) or 0
+    if trace_id:
+        out["traceId"] = f"{trace_id:032x}"
+    if span_id:
+        out["spanId"] = f"{span_id:016x}"
+    return out
+
+
+def logs_json(batch: Sequence[Any]) -> bytes:
+    """An ``ExportLogsServiceRequest`` of the records a log processor exports."""
+    groups = _grouped(
+        batch,
+        lambda i: getattr(i, "resource", None) or getattr(_record(i), "resource", None),
+        lambda i: getattr(i, "instrumentation_scope", None))
+    return json.dumps({"resourceLogs": [
+        {"resource": _resource(resource),
+         "scopeLogs": [{"scope": _scope(scope), "logRecords": [_log(i) for i in items]}
+                       for scope, items in scopes]}
+        for resource, scopes in groups]}).encode()
+
+
+def _point(point: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "attributes": key_values(getattr(point, "attributes", None)),
+        "startTimeUnixNano": str(getattr(point, "start_time_unix_nano", 0) or 0),
+        "timeUnixNano": str(getattr(point, "time_unix_nano", 0) or 0),
+    }
+    if hasattr(point, "bucket_counts"):
+        out.update(count=str(point.count), sum=point.sum,
+                   bucketCounts=[str(c) for c in point.bucket_counts],
+                   explicitBounds=list(point.explicit_bounds), min=point.min, max=point.max)
+    elif hasattr(point, "value"):
+        if isinstance(point.value, int) and not isinstance(point.value, bool):
+            out["asInt"] = str(point.value)
+        else:
+            out["asDouble"] = float(point.value)
+    return out
+
+
+def _metric(metric: Any) -> dict[str, Any]:
+    data = metric.data
+    points = [_point(p) for p in data.data_points]
+    out: dict[str, Any] = {"name": metric.name, "description": metric.description or "",
+                           "unit": metric.unit or ""}
+    temporality = getattr(data, "aggregation_temporality", None)
+    kind = type(data).__name__
+    if "Histogram" in kind:
+        out["histogram"] = {"dataPoints": points,
+                            "aggregationTemporality": int(getattr(temporality, "value", 0))}
+    elif kind == "Sum":
+        out["sum"] = {"dataPoints": points,
+                      "aggregationTemporality": int(getattr(temporality, "value", 0)),
+                      "isMonotonic": bool(data.is_monotonic)}
+    else:
+        out["gauge"] = {"dataPoints": points}
+    return out
+
+
+def metrics_json(data: Any) -> bytes:
+    """An ``ExportMetricsServiceRequest`` of the SDK's ``MetricsData``."""
+    return json.dumps({"resourceMetrics": [
+        {"resource": _resource(rm.resource),
+         "scopeMetrics": [{"scope": _scope(sm.scope), "metrics": [_metric(m) for m in sm.metrics]}
+                          for sm in rm.scope_metrics]}
+        for rm in data.resource_metrics]}).encode()

@@ -1,0 +1,242 @@
+"""Export over the engine's ``/otel`` socket, and the embedded engine's intake of it.
+
+Over real sockets: an iii_rx client with ``otel=`` on and no exporter of its own, and an
+official ``iii-sdk`` worker (in a subprocess: its OpenTelemetry setup is process-global) both
+export to our engine, whose ``engine::traces::*``, ``engine::logs::list`` and
+``engine::metrics::list`` then return what they sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import unique_name
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
+from websockets.asyncio.client import connect as ws_connect
+
+import iii_rx
+from iii_rx.engine import Engine
+from iii_rx.telemetry import export
+from iii_rx.telemetry.export_otlp import SPANS
+
+
+@pytest.fixture
+def fresh_otel() -> Iterator[None]:
+    """No tracer, logger or meter provider set (as in a new process); restored afterwards."""
+    from opentelemetry._logs import _internal as logs_internal
+    from opentelemetry.metrics import _internal as metrics_internal
+
+    saved = (trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE,
+             logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE,
+             metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE,
+             dict(export._INSTALLED))
+    trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = None, Once()
+    logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE = None, Once()
+    metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE = None, Once()
+    export._INSTALLED.clear()
+    try:
+        yield
+    finally:
+        for provider in export._INSTALLED.values():
+            provider.shutdown()
+        (trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE,
+         logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE,
+         metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE,
+         installed) = saved
+        export._INSTALLED.clear()
+        export._INSTALLED.update(installed)
+
+
+def _spans(engine: Engine) -> list[dict[str, Any]]:
+    return list(engine.otel.spans)
+
+
+async def test_a_client_exports_spans_logs_and_metrics_to_its_engine(
+        engine: Engine, fresh_otel: None) -> None:
+    config = iii_rx.OtelConfig(enabled=True, service_name="rx-export",
+                               metrics_export_interval_ms=100_000)
+    async with iii_rx.connect(engine.url, name=unique_name(), otel=config) as iii:
+        async def double(x: int) -> int:
+            iii_rx.get_context().logger.info("doubling", {"x": x})
+            return x * 2
+
+        iii.register_function("export::double", double)
+        assert await iii.trigger("export::double", 21) == 42
+        metrics.get_meter("test").create_counter("export.test.count").add(3)
+        (link,) = export.links()
+        assert link.url == engine.url + "/otel"
+    # Closing the client flushed the processors and drained its socket.
+    assert link.sent >= 3 and link.pending() == 0 and link.dropped == 0
+    await engine.otel.wait_for(lambda: len(engine.otel.spans) >= 2 and bool(engine.otel.metrics))
+
+    listed = await engine.call("engine::traces::list", {"search_all_spans": True,
+                                                        "service_name": "rx-export"})
+    by_name = {s["name"]: s for s in listed["spans"]}
+    client, server = by_name["invoke export::double"], by_name["execute export::double"]
+    assert client["kind"] == 3 and server["kind"] == 2  # OTLP CLIENT, SERVER
+    assert server["parent_span_id"] == client["span_id"]
+    assert server["trace_id"] == client["trace_id"]
+    assert ["iii.function.id", "export::double"] in server["attributes"]
+    assert listed["total"] == 2 and listed["storage"]["completeness"] == "complete"
+
+    roots = (await engine.call("engine::traces::list", {}))["spans"]
+    assert [r["span_id"] for r in roots if r["service_name"] == "rx-export"] == [
+        client["span_id"]]
+    tree = await engine.call("engine::traces::tree", {"trace_id": client["trace_id"]})
+    (root,) = tree["roots"]
+    assert root["span_id"] == client["span_id"]
+    assert [c["span_id"] for c in root["children"]] == [server["span_id"]]
+
+    logs = (await engine.call("engine::logs::list", {"trace_id": server["trace_id"]}))["logs"]
+    (entry,) = logs
+    assert entry["body"] == "doubling" and entry["span_id"] == server["span_id"]
+    assert entry["service_name"] == "rx-export" and entry["severity_text"] == "INFO"
+
+    sdk = (await engine.call("engine::metrics::list", {}))["sdk_metrics"]
+    (counter,) = [m for m in sdk if m["name"] == "export.test.count"]
+    assert counter["metric_type"] == "counter"
+    assert counter["data_points"][0]["value"] == 3
+
+
+OFFICIAL_WORKER = textwrap.dedent("""
+    import os, sys, time
+    try:
+        from iii import InitOptions, register_worker
+        from iii_helpers.observability import Logger, OtelConfig
+        iii = register_worker(sys.argv[1], InitOptions(
+            worker_name="official-export", enable_metrics_reporting=False,
+            otel=OtelConfig(enabled=True, service_name="official-export")))
+        def hello(data):
+            Logger(service_name="official-export").info("hello from the official SDK")
+            return {"ok": True}
+        iii.register_function("official::hello", hello)
+        for _ in range(100):
+            try:
+                print(iii.trigger({"function_id": "official::hello", "payload": {}}))
+                break
+            except Exception:
+                time.sleep(0.1)
+        sys.stdout.flush()
+        input()  # the test says when the engine has what it sent
+    finally:
+        os._exit(0)
+""")
+
+
+async def test_the_engine_keeps_what_an_official_worker_exports(engine: Engine) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OFFICIAL_WORKER, engine.url, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, "OTEL_ENABLED": "true"})
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert json.loads(line.decode().replace("'", '"').replace("True", "true")) == {
+            "ok": True}
+
+        def arrived() -> bool:
+            return (any(s["service_name"] == "official-export" for s in engine.otel.spans)
+                    and any(e["service_name"] == "official-export"
+                            for e in engine.workers.logs.entries))
+
+        await engine.otel.wait_for(arrived, 30)
+    finally:
+        if proc.returncode is None:
+            assert proc.stdin is not None
+            proc.stdin.write(b"\n")
+            await proc.wait()
+    spans = (await engine.call("engine::traces::list", {
+        "search_all_spans": True, "service_name": "official-export"}))["spans"]
+    (span,) = [s for s in spans if s["name"] == "execute official::hello"]
+    assert span["status"] == "ok"
+    logs = (await engine.call("engine::logs::list", {"trace_id": span["trace_id"]}))["logs"]
+    assert [e["body"] for e in logs] == ["hello from the official SDK"]
+    assert logs[0]["span_id"] == span["span_id"]
+
+
+async def test_a_users_exporter_keeps_the_spans(engine: Engine,
+                                                exporter: InMemorySpanExporter) -> None:
+    """With a provider of the user's own, spans go to it and not to the engine."""
+    async with iii_rx.connect(engine.url, name=unique_name(), otel=True) as iii:
+        iii.register_function("export::own", lambda x: x)
+        await iii.trigger("export::own", 1)
+    assert {s.name for s in exporter.get_finished_spans()} >= {"invoke export::own",
+                                                               "execute export::own"}
+    assert not [s for s in engine.otel.spans if s["name"].endswith("export::own")]
+
+
+async def test_a_bad_frame_is_dropped_and_the_socket_stays(engine: Engine) -> None:
+    span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "raw", "kind": 1,
+            "startTimeUnixNano": "1000000", "endTimeUnixNano": "3000000",
+            "status": {"code": 2, "message": "boom"},
+            "attributes": [{"key": "n", "value": {"intValue": "7"}}]}
+    good = SPANS + json.dumps({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name",
+                                     "value": {"stringValue": "raw-svc"}}]},
+        "scopeSpans": [{"scope": {"name": "s"}, "spans": [span]}]}]}).encode()
+    async with ws_connect(engine.url + "/otel") as ws:
+        for bad in (b"OTLP{not json", b"XXXX{}", "text", b"OTLP[]",
+                    SPANS + b'{"resourceSpans": [{"scopeSpans": [{"spans": [{}]}]}]}'):
+            await ws.send(bad)
+        await ws.send(good)
+        await engine.otel.wait_for(lambda: bool(engine.otel.spans))
+    assert engine.otel.rejected == 5
+    (stored,) = engine.otel.spans
+    assert stored["status"] == "error" and stored["status_description"] == "boom"
+    assert stored["attributes"] == [["n", "7"]] and stored["service_name"] == "raw-svc"
+    listed = await engine.call("engine::traces::list", {"status": "error",
+                                                        "min_duration_ms": 1.5})
+    assert [s["span_id"] for s in listed["spans"]] == ["cd" * 8]
+    assert (await engine.call("engine::traces::list", {"max_duration_ms": 1}))["total"] == 0
+    assert await engine.call("engine::traces::clear", {}) == {"success": True}
+    assert (await engine.call("engine::traces::list", {}))["total"] == 0
+
+
+async def test_bad_queries_are_refused(engine: Engine) -> None:
+    for query in ({"limit": -1}, {"attributes": [["only-key"]]}, {"search_all_spans": "yes"}):
+        with pytest.raises(iii_rx.IIIInvocationError):
+            await engine.call("engine::traces::list", query)
+    with pytest.raises(iii_rx.IIIInvocationError):
+        await engine.call("engine::traces::tree", {})
+
+
+async def test_an_unreachable_engine_drops_the_oldest_frames_and_close_returns() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    link = export.EngineLink(f"ws://127.0.0.1:{port}/otel", None,
+                             asyncio.get_running_loop(), max_frames=2)
+    link.start()
+    try:
+        for n in range(5):
+            link.send(b"OTLP" + str(n).encode())
+        assert link.pending() == 2 and link.dropped == 3
+    finally:
+        await link.aclose()
+    assert link not in export.links()
+
+
+def test_otel_url_appends_the_path() -> None:
+    assert export.otel_url("ws://127.0.0.1:1") == "ws://127.0.0.1:1/otel"
+    assert export.otel_url("ws://127.0.0.1:1/") == "ws://127.0.0.1:1/otel"
+    assert export.otel_url("ws://127.0.0.1:1/otel?x=1") == "ws://127.0.0.1:1/otel?x=1"
+
+
+def test_logger_provider_of_the_user_is_kept(fresh_otel: None) -> None:
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    mine = LoggerProvider()
+    _logs.set_logger_provider(mine)
+    export.install(trace.get_tracer_provider(), iii_rx.OtelConfig(enabled=True,
+                                                                  metrics_enabled=False))
+    assert _logs.get_logger_provider() is mine and "logs" not in export._INSTALLED
