@@ -67,3 +67,11 @@ class EngineConfig:
     # Built-in workers (docs/engine.md, "Built-in workers").
     state_file: str | None = None
     """sqlite file of the state worker (``None``: state in memory)."""
+    stream_file: str | None = None
+    """sqlite file of the stream worker (``None``: items in memory)."""
+    queue_file: str | None = None
+    """sqlite file of the queue worker (``None``: messages in memory)."""
+    stream_port: int | None = None
+    """Port of the streams socket (``None``: no socket; ``0``: a free port)."""
+    stream_auth_function: str | None = None
+    """Function that authenticates streams socket connections (its ``context``)."""

@@ -113,8 +113,10 @@ class Engine:
     ``max_trigger_types_per_worker`` cap one connection's registrations.
 
     Built-in workers (``docs/engine.md``, "Built-in workers"): state, pub/sub, cron and logs
-    are always there (:attr:`workers`); ``state_file`` keeps state in that sqlite file (it
-    survives restarts and kills) instead of in memory.
+    are always there (:attr:`workers`); ``state_file``, ``stream_file`` and ``queue_file`` keep
+    state, stream items and queued messages in sqlite files (they survive restarts and kills)
+    instead of in memory; ``stream_port`` opens the streams socket (``0``: a free port), whose
+    connections ``stream_auth_function`` authenticates.
 
     The parts (``registry``, ``triggers``, ``router``, ``hub``, ``dispatcher``, ...) are
     attributes so that tests and tools can look inside; extensions get :attr:`services`.
@@ -155,6 +157,10 @@ class Engine:
         rest_header_timeout_ms: int = 10_000,
         rest_body_timeout_ms: int = 10_000,
         state_file: str | os.PathLike[str] | None = None,
+        stream_file: str | os.PathLike[str] | None = None,
+        queue_file: str | os.PathLike[str] | None = None,
+        stream_port: int | None = None,
+        stream_auth_function: str | None = None,
     ) -> None:
         self.config = EngineConfig(
             host=host, port=port, rest_port=rest_port, namespace_grace_ms=namespace_grace_ms,
@@ -179,6 +185,9 @@ class Engine:
             rest_header_timeout_ms=rest_header_timeout_ms,
             rest_body_timeout_ms=rest_body_timeout_ms,
             state_file=os.fspath(state_file) if state_file is not None else None,
+            stream_file=os.fspath(stream_file) if stream_file is not None else None,
+            queue_file=os.fspath(queue_file) if queue_file is not None else None,
+            stream_port=stream_port, stream_auth_function=stream_auth_function,
         )
         config = self.config
         self.registry = Registry()
@@ -208,7 +217,9 @@ class Engine:
                                      server=self._server)
         """What extensions get (:class:`~iii_rx.engine.services.EngineServices`)."""
         self._rest = RestExtension()
-        self.workers = BuiltinWorkers.create(state_file=config.state_file)
+        self.workers = BuiltinWorkers.create(state_file=config.state_file,
+                                             stream_file=config.stream_file,
+                                             queue_file=config.queue_file)
         """The built-in workers (state, pub/sub, cron, logs), started after the REST API."""
         self.otel = OtelWorker(self.workers.logs.add_entry)
         """The ``/otel`` intake: spans, logs and metrics workers export (docs/engine.md)."""

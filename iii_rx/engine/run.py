@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import signal
+from typing import Any
 
 from iii_rx.engine import Engine
 
@@ -47,6 +48,14 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-file", default=None, metavar="PATH",
                         help="keep the state worker's values in this sqlite file (survives "
                              "restarts; default: in memory)")
+    parser.add_argument("--stream-file", default=None, metavar="PATH",
+                        help="keep stream items in this sqlite file (default: in memory)")
+    parser.add_argument("--queue-file", default=None, metavar="PATH",
+                        help="keep queued messages and dead letters in this sqlite file "
+                             "(default: in memory)")
+    parser.add_argument("--stream-port", type=int, default=None, metavar="PORT",
+                        help="open the streams socket for stream clients on this port "
+                             "(0 = ephemeral; default: no socket)")
     parser.add_argument("--namespace-grace-ms", type=int, default=_env_grace(),
                         help="how long registrations wait for engine::workers::register "
                              "(default $III_NAMESPACE_GRACE_MS or 5000)")
@@ -70,8 +79,8 @@ async def serve(host: str, port: int, rest_port: int, *,
                 allow_http_private: bool = False, namespace_grace_ms: int = 5000,
                 token: str | None = None,
                 http_secret_env_allowlist: tuple[str, ...] = (),
-                state_file: str | None = None) -> None:
-    """Run an engine until SIGINT or SIGTERM."""
+                state_file: str | None = None, **options: Any) -> None:
+    """Run an engine until SIGINT or SIGTERM (``options``: more :class:`Engine` arguments)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -86,7 +95,7 @@ async def serve(host: str, port: int, rest_port: int, *,
                           allow_http_private=allow_http_private,
                           namespace_grace_ms=namespace_grace_ms, token=token,
                           http_secret_env_allowlist=http_secret_env_allowlist,
-                          state_file=state_file) as engine:
+                          state_file=state_file, **options) as engine:
             print(f"iii engine listening on {engine.url}", flush=True)
             await stop.wait()
             logging.getLogger("iii_rx.engine").info("stopping")
@@ -103,6 +112,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return run_args(args)
 
 
+def _builtin_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The built-in workers' flags that were given, as :class:`Engine` arguments."""
+    names = ("stream_file", "queue_file", "stream_port")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
 def run_args(args: argparse.Namespace) -> int:
     """Run with parsed :func:`add_engine_arguments` flags."""
     logging.basicConfig(level=args.log_level,
@@ -114,7 +129,8 @@ def run_args(args: argparse.Namespace) -> int:
                           token=getattr(args, "token", None),
                           http_secret_env_allowlist=secret_env_allowlist(
                               getattr(args, "http_secret_env", None)),
-                          state_file=getattr(args, "state_file", None)))
+                          state_file=getattr(args, "state_file", None),
+                          **_builtin_options(args)))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     except OSError as exc:

@@ -36,6 +36,7 @@ from iii_rx.engine.workers.state import StateWorker
 from iii_rx.engine.workers.state_sqlite import SqliteStateAdapter
 from iii_rx.engine.workers.state_store import MemoryStateAdapter, StateAdapter
 from iii_rx.engine.workers.streams import StreamWorker
+from iii_rx.engine.workers.streams_sqlite import SqliteStreamAdapter
 from iii_rx.engine.workers.streams_store import MemoryStreamAdapter, StreamAdapter
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "StreamAdapter",
     "StreamWorker",
     "SqliteStateAdapter",
+    "SqliteStreamAdapter",
     "StateAdapter",
     "StateWorker",
 ]
@@ -69,12 +71,18 @@ class BuiltinWorkers:
     streams: StreamWorker = field(default_factory=StreamWorker)
 
     @classmethod
-    def create(cls, *, state_file: str | os.PathLike[str] | None = None) -> BuiltinWorkers:
-        """The workers of an engine: state in ``state_file`` (sqlite) if given, else in
-        memory."""
-        adapter: StateAdapter = (SqliteStateAdapter(state_file) if state_file is not None
-                                 else MemoryStateAdapter())
-        return cls(state=StateWorker(adapter))
+    def create(cls, *, state_file: str | os.PathLike[str] | None = None,
+               stream_file: str | os.PathLike[str] | None = None,
+               queue_file: str | os.PathLike[str] | None = None) -> BuiltinWorkers:
+        """The workers of an engine: state, stream items and queued messages in the sqlite
+        files given, else in memory."""
+        state: StateAdapter = (SqliteStateAdapter(state_file) if state_file is not None
+                               else MemoryStateAdapter())
+        streams: StreamAdapter = (SqliteStreamAdapter(stream_file) if stream_file is not None
+                                  else MemoryStreamAdapter())
+        if queue_file is not None:
+            raise ValueError("queue_file is not supported yet")
+        return cls(state=StateWorker(state), streams=StreamWorker(streams))
 
     def extensions(self) -> list[EngineExtension]:
         """The extensions to start with the engine, in order (logs first: always present)."""

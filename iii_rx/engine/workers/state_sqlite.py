@@ -1,12 +1,9 @@
 """A state adapter in one sqlite file (standard library ``sqlite3``): survives restarts and kills.
 
 ``Engine(state_file="state.db")`` / ``iii-rx engine --state-file state.db`` select it. Every
-write is its own committed transaction before the function answers, in WAL mode: a write that
-was answered is in the file even if the engine process is killed right after (``SIGKILL``
-included). ``synchronous="NORMAL"`` (the default) leaves the last transactions to the
-operating system's cache, so a power cut may lose them; ``"FULL"`` syncs every commit to disk
-(slower). Several engines may open the same file: :meth:`update` holds the write lock from
-its read to its write.
+write is committed before the function answers (durability and ``synchronous``:
+:mod:`~iii_rx.engine.workers.sqlite_common`). Several engines may open the same file:
+:meth:`update` holds the write lock from its read to its write.
 
 Values are stored as JSON text (``NaN`` and lone surrogates included, escaped), in a table
 ``state (scope, key, value)`` whose rowid keeps the first-write order of a scope's keys.
@@ -21,9 +18,16 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from iii_rx.engine.workers._common import MISSING
+from iii_rx.engine.workers.sqlite_common import (
+    Synchronous,
+    check_options,
+    dump,
+    open_db,
+    transaction,
+)
 from iii_rx.engine.workers.state_store import Mutate
 
 __all__ = ["SqliteStateAdapter"]
@@ -49,12 +53,8 @@ class SqliteStateAdapter:
     inline: ClassVar[bool] = True
 
     def __init__(self, path: str | os.PathLike[str], *, table: str = "state",
-                 synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-                 busy_timeout_ms: int = 5000) -> None:
-        if not table.isidentifier():
-            raise ValueError(f"invalid table name {table!r}")
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
+                 synchronous: Synchronous = "NORMAL", busy_timeout_ms: int = 5000) -> None:
+        check_options(table, synchronous)
         self.path = Path(path)
         self.table = table
         self.synchronous = synchronous
@@ -64,17 +64,8 @@ class SqliteStateAdapter:
     async def open(self) -> None:
         if self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(f"PRAGMA synchronous = {self.synchronous}")
-            db.execute(_SCHEMA.format(table=self.table))
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
+        self._db = open_db(self.path, _SCHEMA.format(table=self.table),
+                           synchronous=self.synchronous, busy_timeout_ms=self.busy_timeout_ms)
         log.info("state is kept in %s", self.path)
 
     async def close(self) -> None:
@@ -103,14 +94,14 @@ class SqliteStateAdapter:
         return self._read(scope, key)
 
     async def set(self, scope: str, key: str, value: Any) -> Any:
-        text = _dump(value)  # before the transaction: a value that cannot be stored fails here
-        with _transaction(self._conn):
+        text = dump(value)  # before the transaction: a value that cannot be stored fails here
+        with transaction(self._conn):
             old = self._read(scope, key)
             self._write(scope, key, text)
         return old
 
     async def delete(self, scope: str, key: str) -> Any:
-        with _transaction(self._conn):
+        with transaction(self._conn):
             old = self._read(scope, key)
             if old is not MISSING:
                 self._conn.execute(f"DELETE FROM {self.table} WHERE scope = ? AND key = ?",
@@ -118,10 +109,10 @@ class SqliteStateAdapter:
         return old
 
     async def update(self, scope: str, key: str, mutate: Mutate) -> tuple[Any, Any]:
-        with _transaction(self._conn):
+        with transaction(self._conn):
             old = self._read(scope, key)
             new = mutate(old)
-            self._write(scope, key, _dump(new))
+            self._write(scope, key, dump(new))
         return old, new
 
     async def values(self, scope: str) -> list[Any]:
@@ -133,21 +124,3 @@ class SqliteStateAdapter:
         rows = self._conn.execute(f"SELECT DISTINCT scope FROM {self.table}")
         return [scope for (scope,) in rows]
 
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one write, all or nothing."""
-
-    __slots__ = ("db",)
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")

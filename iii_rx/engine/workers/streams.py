@@ -23,9 +23,10 @@ too, with the Rust engine's event: ``{"type": "stream", "timestamp": ms, "stream
 ``"event": {"type": "event", "event": {"type", "data"}}``). Handlers run after the write
 answered; their failures are logged, never reported to the writer.
 
-``stream:join`` / ``stream:leave`` bindings are accepted; they fire when a client joins or
-leaves a group over the Rust engine's stream socket, which this engine does not offer
-(``docs/engine.md``), so they never fire here.
+``stream:join`` / ``stream:leave`` fire when a client joins or leaves a group over the streams
+socket (:mod:`~iii_rx.engine.workers.stream_socket`, opened by ``Engine(stream_port=...)``),
+with ``{subscription_id, stream_name, group_id, id, context}``; a join binding that answers
+``{"unauthorized": true}`` refuses the join. Without the socket they never fire.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from iii_rx.engine.workers._common import (
     require_object,
     require_str,
 )
+from iii_rx.engine.workers.stream_socket import StreamSocket
 from iii_rx.engine.workers.streams_store import MemoryStreamAdapter, StreamAdapter
 from iii_rx.engine.workers.update_ops import apply_ops, parse_ops
 from iii_rx.errors import IIIInvocationError
@@ -124,8 +126,8 @@ class StreamBindings:
 
 
 class _Lifecycle:
-    """Provider of ``stream:join`` / ``stream:leave``: keeps the bindings (nothing fires them
-    without the stream socket)."""
+    """Provider of ``stream:join`` / ``stream:leave``: keeps the bindings the streams socket
+    calls."""
 
     def __init__(self, trigger_type: str) -> None:
         self.trigger_type = trigger_type
@@ -154,8 +156,11 @@ class StreamWorker:
         self.leave = _Lifecycle(LEAVE)
         self._fanout: Fanout | None = None
         self._services: EngineServices | None = None
+        self.socket: StreamSocket | None = None
+        """The streams socket, while open (``Engine(stream_port=...)``)."""
 
     async def start(self, services: EngineServices) -> None:
+        await self.adapter.open()
         self._services = services
         self._fanout = Fanout(services, "the stream worker")
         services.add_worker(WORKER_NAME, "Durable streams for real-time data subscriptions")
@@ -178,21 +183,34 @@ class StreamWorker:
                 provider=provider, worker_name=WORKER_NAME, trigger_request_format={},
                 call_request_format={}))
 
+        port = services.config.stream_port
+        if port is not None:
+            self.socket = StreamSocket(services, self.read, self.join.bindings,
+                                       self.leave.bindings, services.config.stream_auth_function)
+            await self.socket.start(services.config.host, port)
+
     async def stop(self) -> None:
+        socket, self.socket = self.socket, None
+        if socket is not None:
+            await socket.stop()
         fanout, self._fanout = self._fanout, None
         if fanout is not None:
             await fanout.aclose()
+        await self.adapter.close()
 
     # ------------------------------------------------------------------ events
 
     def emit(self, stream: str, group: str, item: str | None, event: dict[str, Any]) -> int:
-        """Fire the matching ``stream`` bindings with one event; returns how many fired."""
+        """Send one change to the socket's subscribers and fire the matching ``stream``
+        bindings; returns how many bindings fired."""
+        payload = {"type": "stream", "timestamp": int(time.time() * 1000),
+                   "streamName": stream, "groupId": group, "id": item, "event": event}
+        if self.socket is not None:
+            self.socket.broadcast(payload)
         fanout = self._fanout
         bindings = self.bindings.by_stream.get(stream)
         if fanout is None or not bindings:
             return 0
-        payload = {"type": "stream", "timestamp": int(time.time() * 1000),
-                   "streamName": stream, "groupId": group, "id": item, "event": event}
         fired = 0
         for binding, want_group, want_item, condition in list(bindings.values()):
             if (want_group and want_group != group) or (want_item and want_item != (item or "")):
@@ -200,6 +218,19 @@ class StreamWorker:
             fanout.fire(binding, payload, condition)
             fired += 1
         return fired
+
+    async def read(self, stream: str, group: str, item: str | None) -> Any:
+        """An item (``item`` given; ``None`` if absent) or a group's items, custom streams
+        included (what a socket join syncs)."""
+        if item is None:
+            data: dict[str, Any] = {"stream_name": stream, "group_id": group}
+            custom = await self._custom("list", stream, data)
+            return await self.adapter.items(stream, group) if custom is MISSING else custom
+        data = {"stream_name": stream, "group_id": group, "item_id": item}
+        custom = await self._custom("get", stream, data)
+        if custom is not MISSING:
+            return custom
+        return _or_none(await self.adapter.get(stream, group, item))
 
     # ------------------------------------------------------------------ custom streams
 

@@ -6,8 +6,9 @@ makes :meth:`StreamAdapter.update` atomic (no other write of that item between t
 caller's ``mutate`` and the write). Absent items are
 :data:`~iii_rx.engine.workers._common.MISSING`, never ``None`` (``None`` is a stored ``null``).
 
-:class:`MemoryStreamAdapter` (the default) keeps them in this process; a Redis or SQL adapter
-is one more class with these methods, and the worker does not change.
+:class:`MemoryStreamAdapter` (the default) keeps them in this process,
+:class:`~iii_rx.engine.workers.streams_sqlite.SqliteStreamAdapter` in a file; a Redis or SQL
+server adapter is one more class with these methods, and the worker does not change.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ Mutate = Callable[[Any], Any]
 
 class StreamAdapter(Protocol):
     """Storage of the ``stream`` worker (see the module docstring for the contract)."""
+
+    async def open(self) -> None:
+        """Get ready (open files, connections); called when the engine starts."""
+        ...
+
+    async def close(self) -> None:
+        """Release what :meth:`open` took; called when the engine stops."""
+        ...
 
     async def get(self, stream: str, group: str, item: str) -> Any:
         """The item, or ``MISSING``."""
@@ -64,6 +73,12 @@ class MemoryStreamAdapter:
 
     def __init__(self) -> None:
         self._data: dict[str, dict[str, dict[str, Any]]] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
     async def get(self, stream: str, group: str, item: str) -> Any:
         value = self._data.get(stream, {}).get(group, {}).get(item, MISSING)

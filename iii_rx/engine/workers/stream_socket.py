@@ -1,0 +1,233 @@
+"""The streams socket: the websocket the Rust engine's stream worker offers to stream clients.
+
+Off by default; ``Engine(stream_port=P)`` / ``iii-rx engine --stream-port P`` opens it on the
+engine's host (``0``: a free port, :attr:`StreamSocket.port`). A client sends JSON text frames
+
+* ``{"type": "join", "data": {"subscriptionId", "streamName", "groupId", "id"?}}`` — subscribe
+  to a group (or to one item of it, with ``id``). The ``stream:join`` bindings are called first
+  with ``{subscription_id, stream_name, group_id, id, context}``; if one answers
+  ``{"unauthorized": true}`` the client gets an ``unauthorized`` message and no subscription.
+  Otherwise it gets a ``sync`` message with the item (or the group's items) as they are now;
+* ``{"type": "leave", "data": {...}}`` — end a subscription (the ``stream:leave`` bindings are
+  called). Closing the socket leaves every subscription still open.
+
+and receives every change of what it joined as the ``stream`` trigger's event:
+``{"type": "stream", "timestamp", "streamName", "groupId", "id", "event": {"type": "sync" |
+"create" | "update" | "delete" | "unauthorized" | "event", ...}}``.
+
+With ``stream_auth_function`` set, each connection first calls that function with
+``{headers, path, query_params, addr}``; the ``context`` of its answer is passed to the join and
+leave bindings of that connection (a failed call leaves the context empty, as in the Rust
+engine). A frame that is not a valid message is logged and ignored. A client that reads too
+slowly (more than :data:`OUTBOX_LIMIT` messages waiting) is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from iii_rx.aio import TaskSet
+from iii_rx.engine.logsafe import RateLimitedLog, printable
+from iii_rx.engine.services import EngineServices
+from iii_rx.engine.triggers import Binding
+from iii_rx.errors import IIIInvocationError
+
+__all__ = ["OUTBOX_LIMIT", "StreamSocket", "Subscription"]
+
+log = logging.getLogger("iii_rx.engine.workers")
+_failures = RateLimitedLog(log)
+
+OUTBOX_LIMIT = 1024
+"""Messages that may wait for one slow client before it is disconnected."""
+
+Reader = Callable[[str, str, str | None], Awaitable[Any]]
+"""``read(stream, group, item)``: the item (``item`` given) or the group's items now."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One joined group (or item) of one connection."""
+
+    subscription_id: str
+    stream_name: str
+    group_id: str
+    item_id: str | None
+
+    def matches(self, message: dict[str, Any]) -> bool:
+        return (self.stream_name == message.get("streamName")
+                and self.group_id == message.get("groupId")
+                and (self.item_id is None or self.item_id == message.get("id")))
+
+    def event(self, context: Any) -> dict[str, Any]:
+        """The payload of the ``stream:join`` / ``stream:leave`` bindings."""
+        return {"subscription_id": self.subscription_id, "stream_name": self.stream_name,
+                "group_id": self.group_id, "id": self.item_id, "context": context}
+
+
+def _wrapper(stream: str, group: str, item: str | None, event: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "stream", "timestamp": int(time.time() * 1000), "streamName": stream,
+            "groupId": group, "id": item, "event": event}
+
+
+def _parse(raw: str | bytes) -> tuple[str, Subscription] | None:
+    """``(kind, subscription)`` of a join/leave frame; ``None`` (logged) for anything else."""
+    try:
+        message = json.loads(raw)
+        kind, data = message["type"], message["data"]
+        item = data.get("id")
+        fields = (data["subscriptionId"], data["streamName"], data["groupId"])
+        if kind not in ("join", "leave") or not all(isinstance(f, str) for f in fields) or (
+                item is not None and not isinstance(item, str)):
+            raise ValueError("not a join or leave message")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _failures.log(logging.WARNING, "bad_frame", "stream socket: ignored a frame (%s)",
+                      printable(str(exc)))
+        return None
+    return kind, Subscription(fields[0], fields[1], fields[2], item)
+
+
+class _Client:
+    """One socket connection: its subscriptions and its outbox (written by one task)."""
+
+    def __init__(self, connection: ServerConnection, context: Any) -> None:
+        self.connection = connection
+        self.context = context
+        self.subscriptions: dict[str, Subscription] = {}
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.outbox.qsize() >= OUTBOX_LIMIT:
+            _failures.log(logging.WARNING, "slow_client", "stream socket: a client fell %d "
+                          "messages behind; disconnecting it", OUTBOX_LIMIT)
+            self.connection.transport.abort()
+            return
+        self.outbox.put_nowait(message)
+
+    async def write(self) -> None:
+        while True:
+            message = await self.outbox.get()
+            await self.connection.send(json.dumps(message, separators=(",", ":")))
+
+
+class StreamSocket:
+    """The socket server of one stream worker (see the module docstring)."""
+
+    def __init__(self, services: EngineServices, read: Reader,
+                 join: dict[str, Binding], leave: dict[str, Binding],
+                 auth_function: str | None = None) -> None:
+        self.services = services
+        self.read = read
+        self.join_bindings = join
+        self.leave_bindings = leave
+        self.auth_function = auth_function
+        self.clients: set[_Client] = set()
+        self._server: Server | None = None
+        self._tasks = TaskSet("the stream socket")
+
+    @property
+    def port(self) -> int | None:
+        """The bound port (``None`` when not listening)."""
+        if self._server is None:
+            return None
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await serve(self._serve, host, port)
+        log.info("stream socket listening on %s:%d", host, self.port)
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        await self._tasks.aclose()
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        """Send a change (the ``stream`` event) to every subscription it matches."""
+        for client in list(self.clients):
+            if any(s.matches(message) for s in client.subscriptions.values()):
+                client.send(message)
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _authenticate(self, connection: ServerConnection) -> Any:
+        if not self.auth_function:
+            return None
+        request = connection.request
+        target = urlsplit(request.path if request is not None else "/")
+        headers = {k.lower(): v for k, v in request.headers.raw_items()} if request else {}
+        peer = connection.remote_address
+        payload = {"headers": headers, "path": target.path,
+                   "query_params": parse_qs(target.query, keep_blank_values=True),
+                   "addr": f"{peer[0]}:{peer[1]}" if peer else ""}
+        try:
+            answer = await self.services.call(self.auth_function, payload)
+        except IIIInvocationError as exc:
+            _failures.log(logging.WARNING, "auth", "stream socket: auth function %s failed: "
+                          "%s", printable(self.auth_function), printable(exc))
+            return None
+        return answer.get("context") if isinstance(answer, dict) else None
+
+    async def _serve(self, connection: ServerConnection) -> None:
+        client = _Client(connection, await self._authenticate(connection))
+        self.clients.add(client)
+        writer = self._tasks.spawn(client.write(), name="stream socket writer")
+        try:
+            async for raw in connection:
+                parsed = _parse(raw)
+                if parsed is None:
+                    continue
+                kind, subscription = parsed
+                if kind == "join":
+                    await self._join(client, subscription)
+                else:
+                    await self._notify(self.leave_bindings, subscription.event(client.context))
+                    client.subscriptions.pop(subscription.subscription_id, None)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.discard(client)
+            writer.cancel()
+            for subscription in list(client.subscriptions.values()):
+                await self._notify(self.leave_bindings, subscription.event(client.context))
+            client.subscriptions.clear()
+
+    async def _join(self, client: _Client, sub: Subscription) -> None:
+        answers = await self._notify(self.join_bindings, sub.event(client.context))
+        if any(isinstance(a, dict) and a.get("unauthorized") is True for a in answers):
+            client.send(_wrapper(sub.stream_name, sub.group_id, sub.item_id,
+                                 {"type": "unauthorized"}))
+            return
+        client.subscriptions[sub.subscription_id] = sub
+        try:
+            data = await self.read(sub.stream_name, sub.group_id, sub.item_id)
+        except IIIInvocationError as exc:
+            _failures.log(logging.WARNING, "sync", "stream socket: could not read %s/%s for a "
+                          "join: %s", printable(sub.stream_name), printable(sub.group_id),
+                          printable(exc))
+            return
+        client.send(_wrapper(sub.stream_name, sub.group_id, sub.item_id,
+                             {"type": "sync", "data": data}))
+
+    async def _notify(self, bindings: dict[str, Binding], event: dict[str, Any]) -> list[Any]:
+        """Call each binding in turn with ``event``; their answers (failures are logged)."""
+        answers = []
+        for binding in list(bindings.values()):
+            try:
+                answers.append(await self.services.call(
+                    binding.function_id, event, namespace=binding.namespace,
+                    metadata=binding.metadata))
+            except Exception as exc:  # an error result, a timeout: logged, the others run
+                _failures.log(logging.WARNING, "join_leave", "stream socket: %s failed: %s",
+                              printable(binding.function_id), printable(exc))
+        return answers
