@@ -27,6 +27,7 @@ from websockets.uri import parse_uri
 from iii_rx.aio import LoopThread
 from iii_rx.client import Client, open_client
 from iii_rx.lifecycle import ClientSettings
+from iii_rx.notebook import Cell, CellClients, cell_clients, current_cell
 from iii_rx.state import ReconnectConfig
 from iii_rx.telemetry.config import OtelConfig, OtelOption, resolve_otel
 from iii_rx.worker import DEFAULT_MAX_CONCURRENCY
@@ -230,7 +231,19 @@ class Connector:
         self._client: Client | None = None
 
     def __await__(self) -> Generator[Any, None, Client]:
-        return _open(**self._options).__await__()
+        return self._open_in(current_cell()).__await__()
+
+    async def _open_in(self, cell: Cell | None) -> Client:
+        """Open a client; in a notebook cell run again, close its earlier run's first."""
+        if cell is not None:
+            previous = cell_clients.previous(cell)
+            if previous is not None:
+                CellClients.warn_replacing(previous, "await connect()")
+                await previous.aclose()
+        client = await _open(**self._options)
+        if cell is not None:
+            cell_clients.remember(cell, client)
+        return client
 
     async def __aenter__(self) -> Client:
         self._client = await _open(**self._options)
@@ -304,12 +317,19 @@ def connect_sync(
 
     Returns once connected. Close with ``iii.close()`` or use ``with iii_rx.connect_sync() as
     iii:``. Its Singles can be blocked on (``.result()``) from any thread and awaited from any
-    loop, which is what a notebook needs.
+    loop, which is what a notebook needs. In a notebook, running the same cell again closes
+    the client its earlier run opened, with a warning (``docs/client.md``, Jupyter).
     """
     _validate(namespace, timeout_ms, max_concurrency, url)
+    cell = current_cell()
+    if cell is not None:
+        previous = cell_clients.previous(cell)
+        if previous is not None:
+            CellClients.warn_replacing(previous, "connect_sync()")
+            previous.close()
     loop_thread = LoopThread()
     try:
-        return loop_thread.bridge.run_blocking(
+        client = loop_thread.bridge.run_blocking(
             _open(url, name=name, namespace=namespace, description=description,
                   headers=headers, token=token, reconnect=reconnect or ReconnectConfig(),
                   timeout_ms=timeout_ms, connect_timeout=connect_timeout,
@@ -320,3 +340,6 @@ def connect_sync(
     except BaseException:
         loop_thread.stop()  # the client closed what it started; this ends the thread
         raise
+    if cell is not None:
+        cell_clients.remember(cell, client)
+    return client

@@ -33,6 +33,7 @@ from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.calls import call_namespace, request_fields
 from iii_rx.errors import IIIRegistrationRejectedError, error_from_body
 from iii_rx.functions import FunctionEntry, FunctionSpec, FunctionState, Sink
+from iii_rx.notebook import in_kernel
 from iii_rx.protocol import TriggerRegistrationResult
 from iii_rx.triggers import TriggerBinding, TriggerHandle, TriggerType
 
@@ -107,18 +108,29 @@ class Registrations:
         Returns the function's entry.
 
         ``ValueError`` if the function has a sink that must be alone (a handler) or ``sink``
-        must be alone and the function exists.
+        must be alone and the function exists. In a notebook kernel a handler registered again
+        replaces the previous one instead (a re-run cell): the previous handle is detached
+        (its ``unregister()`` does nothing), invocations already given to it finish there.
         """
         self._check()
         with self._lock:
             entry = self._functions.get(spec.id)
             if entry is not None and (sink.exclusive or any(s.exclusive for s in entry.sinks)):
-                raise ValueError(f"function {spec.id!r} is already registered by this client")
-            created = entry is None
-            if entry is None:
-                entry = self._functions[spec.id] = FunctionEntry(spec, self._bridge)
-            entry.sinks = (*entry.sinks, sink)
-        if created:
+                if not (sink.exclusive and all(s.exclusive for s in entry.sinks)
+                        and in_kernel()):
+                    raise ValueError(
+                        f"function {spec.id!r} is already registered by this client: call "
+                        "unregister() on the handle the first registration returned (or "
+                        "dispose its subscriptions), or use another id")
+                log.info("function %r registered again: the new handler replaces the "
+                         "previous one", spec.id)
+                send, entry.spec, entry.sinks = spec != entry.spec, spec, (sink,)
+            else:
+                send = entry is None
+                if entry is None:
+                    entry = self._functions[spec.id] = FunctionEntry(spec, self._bridge)
+                entry.sinks = (*entry.sinks, sink)
+        if send:
             self._send(spec.register_frame())
         return entry
 

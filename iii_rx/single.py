@@ -225,7 +225,8 @@ class Single(Observable[T], Generic[T]):
         return self
 
     def __repr__(self) -> str:
-        return f"<Single {self._description}>"
+        used = "" if self._used else " (lazy, not sent yet: await it or call .result())"
+        return f"<Single {self._description}{used}>"
 
     # ------------------------------------------------------------------ Rx
 
@@ -316,6 +317,8 @@ class Single(Observable[T], Generic[T]):
 
         ``timeout`` (seconds) bounds this wait only and raises
         :class:`~iii_rx.errors.IIITimeoutError`; the call's own ``timeout_ms`` still applies.
+        An interrupt (``KeyboardInterrupt``: Ctrl-C, a notebook's stop button) withdraws the
+        call before it propagates.
         """
         self._used = True
         self._bridge.check_blocking("Single.result()")
@@ -324,6 +327,9 @@ class Single(Observable[T], Generic[T]):
         cf = self.future()
         try:
             return cf.result(timeout)
+        except KeyboardInterrupt:
+            cf.cancel()  # withdraws the call
+            raise
         except concurrent.futures.TimeoutError:
             if cf.done() and not cf.cancelled():
                 return cf.result()  # raced to completion
@@ -340,7 +346,13 @@ class Single(Observable[T], Generic[T]):
                 self._bridge.run_sync_soon(call.begin)
             except RuntimeError:
                 raise self._closed_error() from None
-            if not call.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            try:
+                acquired = call.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0))
+            except BaseException as exc:  # KeyboardInterrupt (a notebook's interrupt)
+                call.interrupt(exc)  # withdraw the call; the loop then releases the lock:
+                call.lock.acquire(timeout=1.0)  # once it did, the next cell sees it gone
+                raise
+            if not acquired:
                 if not call.lock.acquire(blocking=False):  # not answered meanwhile
                     call.interrupt(None)
                     raise IIITimeoutError(

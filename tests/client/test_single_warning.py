@@ -134,7 +134,10 @@ async def test_mark_used_silences_a_deliberate_drop(
         engine: Engine, name: str, caught: list[warnings.WarningMessage]) -> None:
     async with iii_rx.connect(engine.url, name=name) as iii:
         single = iii.trigger("warn::echo", 1)
+        assert repr(single) == ("<Single trigger('warn::echo') (lazy, not sent yet: await it "
+                                "or call .result())>")   # what a notebook cell displays
         assert single.mark_used() is single
+        assert repr(single) == "<Single trigger('warn::echo')>"
         del single
         gc.collect()
         assert _never_used(caught) == []
