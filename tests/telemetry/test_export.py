@@ -13,11 +13,10 @@ import json
 import os
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from conftest import unique_name
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
@@ -56,8 +55,8 @@ def fresh_otel() -> Iterator[None]:
         export._INSTALLED.update(installed)
 
 
-def _spans(engine: Engine) -> list[dict[str, Any]]:
-    return list(engine.otel.spans)
+def unique_name() -> str:
+    return f"export-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 async def test_a_client_exports_spans_logs_and_metrics_to_its_engine(

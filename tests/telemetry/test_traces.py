@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from conftest import unique_name
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 import iii_rx
 from iii_rx.engine import Engine
+
+_unique = itertools.count(1)
+
+
+def unique_name(prefix: str = "otel-test") -> str:
+    """A worker name of its own (the conftest's helper, not importable as ``conftest`` when
+    other test directories are collected in the same run)."""
+    return f"{prefix}-{os.getpid()}-{next(_unique)}"
 
 ON = iii_rx.OtelConfig(enabled=True)
 
