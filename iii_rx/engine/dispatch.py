@@ -44,7 +44,7 @@ import json
 import logging
 import unicodedata
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
 
@@ -80,6 +80,9 @@ from iii_rx.protocol import (
     decode,
     encode,
 )
+
+if TYPE_CHECKING:
+    from iii_rx.engine.rbac import ListenerGuard
 
 __all__ = [
     "HTTP_FUNCTIONS_DISABLED",
@@ -147,12 +150,17 @@ class Dispatcher:
         budget per engine, so engines in one process do not share it."""
         self.http_function_hook: HttpFunctionHook | None = None
         self._drains: dict[WorkerConnection, asyncio.Task[None]] = {}
+        self._guards: dict[WorkerConnection, ListenerGuard] = {}
+        """Connections of a listener with middleware or RBAC (:mod:`iii_rx.engine.rbac`)."""
 
     # ------------------------------------------------------------------ connection life
 
-    async def serve(self, conn: WorkerConnection) -> None:
-        """Run one worker connection from ``workerregistered`` to cleanup."""
+    async def serve(self, conn: WorkerConnection, guard: ListenerGuard | None = None) -> None:
+        """Run one worker connection from ``workerregistered`` to cleanup; ``guard`` filters
+        the calls and registrations of a listener with middleware or RBAC."""
         config = self.config
+        if guard is not None:
+            self._guards[conn] = guard
         self.registry.add_worker(conn)
         conn.set_bounds(config.max_queue_bytes, config.stuck_timeout_ms)
         conn.start_writer()
@@ -172,11 +180,14 @@ class Dispatcher:
             log.info("worker disconnected: %s (code %s%s)", printable(conn.label), code,
                      f", {printable(reason)}" if reason else "")
             await conn.stop_writer()
+            self._guards.pop(conn, None)
 
     async def _read(self, conn: WorkerConnection) -> None:
         ws = conn.ws
         assert ws is not None
         router = self.router
+        guard = self._guards.get(conn)
+        invoke = router.invoke if guard is None else guard.invoke
         try:
             async for message in ws:
                 if type(message) is bytes and message[:4] in _TELEMETRY_PREFIXES:
@@ -185,7 +196,7 @@ class Dispatcher:
                 if hot is not None:
                     try:
                         if type(hot) is HotInvoke:
-                            inline = router.invoke(conn, hot)
+                            inline = invoke(conn, hot)
                             if inline is not None:
                                 await inline
                         else:
@@ -206,7 +217,7 @@ class Dispatcher:
                 try:
                     kind = type(frame)
                     if kind is InvokeFunction:
-                        inline = router.invoke(conn, frame)  # type: ignore[arg-type]
+                        inline = invoke(conn, frame)  # type: ignore[arg-type]
                         if inline is not None:
                             await inline
                     elif kind is InvocationResult:
@@ -415,8 +426,15 @@ class Dispatcher:
         if held is not None:
             self._refuse(conn, frame, held)
             return
+        local_id: str | None = None
+        guard = self._guards.get(conn)
+        if guard is not None:
+            admitted = await guard.admit(conn, frame)
+            if admitted is None:
+                return
+            frame, local_id = admitted
         if isinstance(frame, RegisterFunction):
-            await self._register_function(conn, frame)
+            await self._register_function(conn, frame, local_id)
         elif isinstance(frame, UnregisterFunction):
             key = (conn.effective_namespace, frame.id)
             entry = self.registry.functions.get(key)
@@ -437,7 +455,8 @@ class Dispatcher:
             log.debug("worker %s registered service %s (ignored)", printable(conn.label),
                       printable(frame.id))
 
-    async def _register_function(self, conn: WorkerConnection, frame: RegisterFunction) -> None:
+    async def _register_function(self, conn: WorkerConnection, frame: RegisterFunction,
+                                 local_id: str | None = None) -> None:
         namespace = conn.effective_namespace
         key = (namespace, frame.id)
         if frame.id.startswith("engine::") and namespace != DEFAULT_NAMESPACE:
@@ -466,7 +485,7 @@ class Dispatcher:
         self.registry.add_function(FunctionEntry(
             frame.id, namespace, owner=conn, handler=handler,
             description=frame.description, request_format=frame.request_format,
-            response_format=frame.response_format, metadata=frame.metadata))
+            response_format=frame.response_format, metadata=frame.metadata, local_id=local_id))
 
     async def _http_function(self, conn: WorkerConnection,
                              frame: RegisterFunction) -> InProcessHandler | str:

@@ -27,7 +27,9 @@ part                    receives
 ``install_builtins``    the registry, triggers, discovery, the dispatcher's
                         ``register_worker``, the hub's ``create``, the ack timeout,
                         the two ``*-available`` providers
-``EngineServer``        the config, the dispatcher's ``serve``, the hub
+``EngineServer``        the config, the dispatcher (its ``serve``, behind a listener guard
+                        when the main port has middleware or RBAC), the hub
+``ListenerServers``     the further listeners, the config, the dispatcher, the hub
 ``CoreServices``        the config, registry, triggers, router, hub, dispatcher
 extensions              the services (:class:`~iii_rx.engine.services.EngineServices`)
 ======================  ===========================================================
@@ -45,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -53,13 +56,17 @@ from iii_rx.engine.available import FunctionsAvailable, WorkersAvailable
 from iii_rx.engine.builtins import install_builtins
 from iii_rx.engine.channels import ChannelHub
 from iii_rx.engine.config import DEFAULT_NAMESPACE, MAX_MESSAGE_BYTES, EngineConfig
+from iii_rx.engine.config_file import load_config_file
+from iii_rx.engine.config_workers import settings_from_file
 from iii_rx.engine.discovery import Discovery
 from iii_rx.engine.dispatch import Dispatcher
 from iii_rx.engine.http_functions import HttpFunctionsExtension
+from iii_rx.engine.listener_servers import ListenerServers, listener_server
+from iii_rx.engine.listeners import Listener
+from iii_rx.engine.rbac_config import RbacConfig
 from iii_rx.engine.registry import Registry
 from iii_rx.engine.rest_trigger import RestExtension
 from iii_rx.engine.router import Router
-from iii_rx.engine.server import EngineServer
 from iii_rx.engine.services import CoreServices, EngineExtension
 from iii_rx.engine.triggers import Triggers
 from iii_rx.engine.workers import BuiltinWorkers
@@ -118,6 +125,11 @@ class Engine:
     instead of in memory; ``stream_port`` opens the streams socket (``0``: a free port), whose
     connections ``stream_auth_function`` authenticates.
 
+    Listeners (``docs/engine-config.md``): ``middleware_function_id`` and ``rbac`` guard the
+    main port; ``listeners`` opens further ports, each a
+    :class:`~iii_rx.engine.listeners.Listener` with its own middleware and RBAC, all sharing
+    one registry. :meth:`from_config` builds an engine from the Rust engine's config file.
+
     The parts (``registry``, ``triggers``, ``router``, ``hub``, ``dispatcher``, ...) are
     attributes so that tests and tools can look inside; extensions get :attr:`services`.
     """
@@ -161,6 +173,9 @@ class Engine:
         queue_file: str | os.PathLike[str] | None = None,
         stream_port: int | None = None,
         stream_auth_function: str | None = None,
+        middleware_function_id: str | None = None,
+        rbac: RbacConfig | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.config = EngineConfig(
             host=host, port=port, rest_port=rest_port, namespace_grace_ms=namespace_grace_ms,
@@ -210,7 +225,11 @@ class Engine:
             provider_ack_timeout_ms=config.provider_ack_timeout_ms,
             workers_available=self.workers_available,
             functions_available=self.functions_available)
-        self._server = EngineServer(config, self.dispatcher.serve, self.hub)
+        self._server = listener_server(
+            Listener(config.port, config.host, middleware_function_id, rbac), config,
+            self.dispatcher, self.hub, main=True)
+        self.listeners = ListenerServers(listeners, config, self.dispatcher, self.hub)
+        """The listeners beyond the main port (their ``ports`` once started)."""
         self.services = CoreServices(config=config, registry=self.registry,
                                      triggers=self.triggers, router=self.router,
                                      channels=self.hub, dispatcher=self.dispatcher,
@@ -229,6 +248,23 @@ class Engine:
         self._started: list[EngineExtension] = []
         self._running = False
 
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **overrides: Any) -> Engine:
+        """An engine configured by the Rust engine's config file (``docs/engine-config.md``).
+
+        ``overrides`` (any ``Engine`` keyword) win over the file. A malformed file raises
+        :class:`~iii_rx.engine.config_file.ConfigFileError` naming the file, key and what was
+        expected; workers and keys this engine does not apply are logged, one warning each.
+        """
+        settings = settings_from_file(load_config_file(path))
+        for warning in settings.warnings:
+            log.warning("%s", warning)
+        options = {**settings.options, **overrides}
+        options["listeners"] = [*settings.listeners, *options.get("listeners", ())]
+        engine = cls(**options)
+        engine.workers.queues.queue_configs.update(settings.queue_configs)
+        return engine
+
     def _worker_event(self, event: str, worker_id: str) -> None:
         """A worker came, registered or left: tell the provider; free a leaver's channels."""
         self.workers_available.notify(event, worker_id)
@@ -246,6 +282,12 @@ class Engine:
     def url(self) -> str:
         """``ws://host:port`` for workers."""
         return f"ws://{_url_host(self.config.host)}:{self.port}"
+
+    @property
+    def listener_urls(self) -> list[str]:
+        """``ws://host:port`` of every listener, the main port first."""
+        servers = [self._server, *self.listeners.servers]
+        return [f"ws://{_url_host(s.host)}:{s.port}" for s in servers]
 
     @property
     def rest_port(self) -> int | None:
@@ -272,10 +314,11 @@ class Engine:
                 await extension.start(self.services)
                 self._started.append(extension)
             await self._server.start()
+            await self.listeners.start()
         except BaseException:
             await self.stop()
             raise
-        log.info("iii engine listening on %s", self.url)
+        log.info("iii engine listening on %s", ", ".join(self.listener_urls))
 
     async def stop(self) -> None:
         """Close every connection (workers see 1001 and reconnect), then stop everything."""
@@ -286,6 +329,7 @@ class Engine:
         # close for the channel sockets' whole close timeout.
         await self.hub.close()
         await self._server.close()
+        await self.listeners.close()
         for extension in reversed(self._started):
             try:
                 await extension.stop()

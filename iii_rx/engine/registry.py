@@ -94,6 +94,9 @@ class FunctionEntry:
     request_format: Any = None
     response_format: Any = None
     metadata: Any = None
+    local_id: str | None = None
+    """The id the owning worker registered, when the engine stored it under another one (an
+    RBAC session's ``function_registration_prefix``); calls toward the worker carry it."""
 
     @property
     def key(self) -> tuple[str, str]:

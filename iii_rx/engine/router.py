@@ -154,8 +154,8 @@ class Router:
         else:  # a void call: counted, never answered
             fn_stats.invocations += 1
             worker_stats.invocations += 1
-        handler.send(invoke_text(wire_id, entry.function_id, data, frame.metadata,
-                                 frame.traceparent, frame.baggage))
+        handler.send(invoke_text(wire_id, entry.local_id or entry.function_id, data,
+                                 frame.metadata, frame.traceparent, frame.baggage))
 
     def _refuse_busy(self, conn: WorkerConnection, handler: WorkerConnection, function_id: str,
                      reply_id: str | None) -> None:
@@ -286,7 +286,8 @@ class Router:
             _complete_stopped(pending)
         else:
             handler.inbound[wire_id] = pending
-            handler.send(invoke_text(wire_id, function_id, data, metadata, traceparent, baggage))
+            handler.send(invoke_text(wire_id, entry.local_id or function_id, data, metadata,
+                                     traceparent, baggage))
         try:
             frame = await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:

@@ -4,6 +4,10 @@ The command line uses the well-known ports (49134 for workers, 3111 for the REST
 DECISIONS 5); ``Engine()`` in Python defaults to ephemeral ones. SIGINT (Ctrl-C) and SIGTERM
 stop the engine cleanly: every worker sees its connection close and the process exits 0.
 
+``--config PATH`` reads the Rust engine's config file (docs/engine-config.md): its listeners,
+REST API, state file and the rest; a flag given on the command line wins over the file. A
+malformed file stops the command at start with the file, the key and what was expected.
+
 Two settings also come from the environment, so that a secret need not appear in the process
 list: ``III_TOKEN`` (the token every peer must present, ``--token``) and
 ``III_HTTP_SECRET_ENV`` (comma-separated names or ``PREFIX*`` patterns of the variables
@@ -20,6 +24,7 @@ import signal
 from typing import Any
 
 from iii_rx.engine import Engine
+from iii_rx.engine.config_file import ConfigFileError
 
 __all__ = ["add_engine_arguments", "main", "secret_env_allowlist", "serve"]
 
@@ -28,13 +33,19 @@ CLI_REST_PORT = 3111
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags shared by ``iii-rx engine`` and ``python -m iii_rx.engine``."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=CLI_PORT,
+    """The flags shared by ``iii-rx engine`` and ``python -m iii_rx.engine``.
+
+    The flags a config file can also set default to ``None`` (not given), so that
+    :func:`run_args` can tell a flag from the file's value."""
+    parser.add_argument("--config", default=None, metavar="PATH",
+                        help="the Rust engine's config file (iii-config.yaml); flags given "
+                             "here win over it")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None,
                         help=f"worker websocket port (default {CLI_PORT}, 0 = ephemeral)")
-    parser.add_argument("--rest-port", type=int, default=CLI_REST_PORT,
+    parser.add_argument("--rest-port", type=int, default=None,
                         help=f"REST API port for http triggers (default {CLI_REST_PORT})")
-    parser.add_argument("--allow-http-private", action="store_true",
+    parser.add_argument("--allow-http-private", action="store_true", default=None,
                         help="let HTTP-invoked functions call private and link-local "
                              "addresses (loopback is always allowed)")
     parser.add_argument("--token", default=os.environ.get("III_TOKEN", "").strip() or None,
@@ -56,7 +67,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-port", type=int, default=None, metavar="PORT",
                         help="open the streams socket for stream clients on this port "
                              "(0 = ephemeral; default: no socket)")
-    parser.add_argument("--namespace-grace-ms", type=int, default=_env_grace(),
+    parser.add_argument("--namespace-grace-ms", type=int, default=None,
                         help="how long registrations wait for engine::workers::register "
                              "(default $III_NAMESPACE_GRACE_MS or 5000)")
     parser.add_argument("--log-level", default="INFO",
@@ -70,17 +81,39 @@ def secret_env_allowlist(values: list[str] | None) -> tuple[str, ...]:
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
-def _env_grace() -> int:
+def _env_grace() -> int | None:
     value = os.environ.get("III_NAMESPACE_GRACE_MS", "").strip()
-    return int(value) if value.isdigit() else 5000
+    return int(value) if value.isdigit() else None
 
 
-async def serve(host: str, port: int, rest_port: int, *,
-                allow_http_private: bool = False, namespace_grace_ms: int = 5000,
-                token: str | None = None,
-                http_secret_env_allowlist: tuple[str, ...] = (),
-                state_file: str | None = None, **options: Any) -> None:
-    """Run an engine until SIGINT or SIGTERM (``options``: more :class:`Engine` arguments)."""
+async def serve(host: str | None = None, port: int | None = None,
+                rest_port: int | None = None, *, allow_http_private: bool | None = None,
+                namespace_grace_ms: int | None = None, token: str | None = None,
+                http_secret_env_allowlist: tuple[str, ...] | None = None,
+                state_file: str | None = None, config: str | None = None,
+                **options: Any) -> None:
+    """Run an engine until SIGINT or SIGTERM: from ``config`` if given, the arguments that are
+    not ``None`` winning over it (else over the command line's defaults); ``options``: more
+    :class:`Engine` arguments."""
+    await _serve(engine_options(config=config, host=host, port=port, rest_port=rest_port,
+                                allow_http_private=allow_http_private,
+                                namespace_grace_ms=namespace_grace_ms, token=token,
+                                http_secret_env_allowlist=http_secret_env_allowlist,
+                                state_file=state_file, **options))
+
+
+def engine_options(config: str | None = None, **flags: Any) -> dict[str, Any]:
+    """``Engine`` keywords from the flags that were given (not ``None``) over, with
+    ``config``, the file, else over the command line's defaults (the well-known ports)."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    if config is not None:
+        return {"config": config, **given}
+    return {"host": "127.0.0.1", "port": CLI_PORT, "rest_port": CLI_REST_PORT,
+            "namespace_grace_ms": 5000, **given}
+
+
+async def _serve(options: dict[str, Any]) -> None:
+    config = options.pop("config", None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -91,12 +124,10 @@ async def serve(host: str, port: int, rest_port: int, *,
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
             pass
     try:
-        async with Engine(host, port, rest_port=rest_port,
-                          allow_http_private=allow_http_private,
-                          namespace_grace_ms=namespace_grace_ms, token=token,
-                          http_secret_env_allowlist=http_secret_env_allowlist,
-                          state_file=state_file, **options) as engine:
-            print(f"iii engine listening on {engine.url}", flush=True)
+        engine = Engine.from_config(config, **options) if config is not None \
+            else Engine(**options)
+        async with engine:
+            print(f"iii engine listening on {', '.join(engine.listener_urls)}", flush=True)
             await stop.wait()
             logging.getLogger("iii_rx.engine").info("stopping")
     finally:
@@ -122,18 +153,22 @@ def run_args(args: argparse.Namespace) -> int:
     """Run with parsed :func:`add_engine_arguments` flags."""
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    grace = args.namespace_grace_ms if args.namespace_grace_ms is not None else _env_grace()
+    options = engine_options(
+        config=getattr(args, "config", None), host=args.host, port=args.port,
+        rest_port=args.rest_port, allow_http_private=getattr(args, "allow_http_private", None),
+        namespace_grace_ms=grace, token=getattr(args, "token", None),
+        http_secret_env_allowlist=secret_env_allowlist(getattr(args, "http_secret_env", None))
+        or None, state_file=getattr(args, "state_file", None), **_builtin_options(args))
     try:
-        asyncio.run(serve(args.host, args.port, args.rest_port,
-                          allow_http_private=getattr(args, "allow_http_private", False),
-                          namespace_grace_ms=args.namespace_grace_ms,
-                          token=getattr(args, "token", None),
-                          http_secret_env_allowlist=secret_env_allowlist(
-                              getattr(args, "http_secret_env", None)),
-                          state_file=getattr(args, "state_file", None),
-                          **_builtin_options(args)))
+        asyncio.run(_serve(options))
+    except ConfigFileError as exc:
+        logging.getLogger("iii_rx.engine").error("bad config file: %s", exc)
+        return 2
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
     except OSError as exc:
         logging.getLogger("iii_rx.engine").error("cannot start the engine: %s", exc)
         return 1
     return 0
+

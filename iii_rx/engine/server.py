@@ -62,13 +62,17 @@ class EngineServer:
     """Owns the websocket server of one engine.
 
     ``config`` gives the address and message limit, ``serve_worker`` runs worker sockets and
-    ``hub`` authorises and serves channel sockets.
+    ``hub`` authorises and serves channel sockets. ``host`` and ``port``, when given, replace
+    the config's: the engine's further listeners (:mod:`iii_rx.engine.listeners`).
     """
 
-    def __init__(self, config: EngineConfig, serve_worker: ServeWorker, hub: ChannelHub) -> None:
+    def __init__(self, config: EngineConfig, serve_worker: ServeWorker, hub: ChannelHub, *,
+                 host: str | None = None, port: int | None = None) -> None:
         self.config = config
         self.serve_worker = serve_worker
         self.hub = hub
+        self.host = config.host if host is None else host
+        self._bind_port = config.port if port is None else port
         self._server: Server | None = None
         self._live: set[ServerConnection] = set()
         self.port = 0
@@ -79,8 +83,8 @@ class EngineServer:
         config = self.config
         self._server = await serve(
             self._handle,
-            config.host,
-            config.port,
+            self.host,
+            self._bind_port,
             process_request=self._check_request,
             compression=None,
             max_size=config.max_message_bytes,

@@ -1,0 +1,283 @@
+"""What each worker of a Rust engine config file means for our engine.
+
+:func:`settings_from_file` turns a :class:`~iii_rx.engine.config_file.ConfigFile` into
+:class:`EngineSettings`: ``Engine`` keyword arguments, the further listeners and the queue
+settings. Workers and keys (docs/engine-config.md has the full table):
+
+* ``iii-worker-manager`` — the first entry is the main port (``host``, ``port`` default 49134,
+  ``middleware_function_id``, ``rbac``), each further one a
+  :class:`~iii_rx.engine.listeners.Listener`;
+* ``iii-http`` — the REST API: ``port`` (3111), ``default_timeout`` (ms),
+  ``concurrency_request_limit``;
+* ``iii-http-functions`` — ``security.url_allowlist``, ``block_private_ips``, ``require_https``;
+* ``iii-state`` — ``adapter: {name: kv, config: {store_method: file_based, file_path}}`` keeps
+  state in that file (our sqlite format), anything else in memory;
+* ``iii-queue`` — ``queue_configs``; ``iii-stream``, ``iii-pubsub``, ``iii-cron``,
+  ``iii-observability`` — always running; their keys are checked and the ones we do not
+  apply are named in a warning.
+
+A worker we do not implement is named in one warning and skipped. Hosts default to
+``127.0.0.1`` where the Rust engine binds ``0.0.0.0``: ours listens on loopback unless the
+file (or ``--host``) says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from iii_rx.engine.config_file import ConfigFile, ConfigFileError, WorkerEntry
+from iii_rx.engine.listeners import DEFAULT_WORKER_PORT, Listener, parse_listener
+from iii_rx.engine.rbac_config import ConfigValueError
+from iii_rx.engine.workers.queues_store import QueueConfig
+
+__all__ = ["DEFAULT_REST_PORT", "EngineSettings", "settings_from_file"]
+
+DEFAULT_REST_PORT = 3111
+"""The Rust engine's REST API port (``iii-http``)."""
+
+_OBSERVABILITY_KEYS = frozenset({
+    "enabled", "service_name", "service_version", "service_namespace", "exporter", "endpoint",
+    "sampling_ratio", "memory_max_spans", "live_spans", "metrics_enabled", "metrics_exporter",
+    "metrics_retention_seconds", "metrics_max_count", "logs_enabled", "logs_exporter",
+    "logs_max_count", "logs_retention_seconds", "logs_sampling_ratio", "logs_console_output",
+    "level", "format", "alerts",
+})
+
+
+@dataclass
+class EngineSettings:
+    """What a config file asks of the engine."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    """``Engine`` keyword arguments."""
+    listeners: list[Listener] = field(default_factory=list)
+    """Listeners beyond the main port."""
+    queue_configs: dict[str, QueueConfig] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """One line per worker or key the file names that this engine does not apply."""
+    rest_host: tuple[str, str] | None = None
+    """``iii-http``'s ``host`` (key, value): ours binds the REST API on the main host."""
+
+
+def settings_from_file(config: ConfigFile) -> EngineSettings:
+    """Map every worker entry; raises :class:`ConfigFileError` naming the file and key."""
+    settings = EngineSettings()
+    if config.namespace_grace_ms is not None:
+        settings.options["namespace_grace_ms"] = config.namespace_grace_ms
+    main_seen = False
+    for entry in config.workers:
+        try:
+            if entry.name == "iii-worker-manager":
+                listener = parse_listener(entry.config, entry.key, DEFAULT_WORKER_PORT)
+                if main_seen:
+                    settings.listeners.append(listener)
+                else:
+                    main_seen = True
+                    settings.options.update(
+                        host=listener.host, port=listener.port,
+                        middleware_function_id=listener.middleware_function_id,
+                        rbac=listener.rbac)
+            else:
+                mapper = _MAPPERS.get(entry.name)
+                if mapper is None:
+                    settings.warnings.append(
+                        f"{config.path}: workers[{entry.index}]: worker {entry.name!r} is not "
+                        "implemented by the iii_rx engine; skipped")
+                else:
+                    mapper(entry, settings)
+        except ConfigValueError as exc:
+            raise ConfigFileError(config.path, exc.key, exc.expected) from None
+    # The Rust engine's ports where the file names none (``Engine()`` alone picks free ones).
+    if not main_seen:
+        settings.options.setdefault("port", DEFAULT_WORKER_PORT)
+    settings.options.setdefault("rest_port", DEFAULT_REST_PORT)
+    main_host = settings.options.get("host", "127.0.0.1")
+    if settings.rest_host is not None and settings.rest_host[1] != main_host:
+        key, host = settings.rest_host
+        settings.warnings.append(f"{key}.host: the REST API binds the main listener's host "
+                                 f"{main_host!r} (one host for both in iii_rx); {host!r} not "
+                                 "applied")
+    settings.warnings[:] = [w if w.startswith(config.path) else f"{config.path}: {w}"
+                            for w in settings.warnings]
+    return settings
+
+
+# ---------------------------------------------------------------------- one function per worker
+
+
+def _http(entry: WorkerEntry, settings: EngineSettings) -> None:
+    config, key = entry.config, entry.key
+    _known(entry, settings, {"host", "port", "default_timeout", "concurrency_request_limit"},
+           ignored={"cors", "middleware"})
+    settings.options["rest_port"] = _int(config, "port", key, DEFAULT_REST_PORT, 0, 65535)
+    if "default_timeout" in config:
+        settings.options["rest_timeout_ms"] = _int(config, "default_timeout", key, 30_000, 1)
+    if "concurrency_request_limit" in config:
+        settings.options["rest_max_concurrency"] = _int(config, "concurrency_request_limit",
+                                                        key, 1024, 1)
+    host = config.get("host")
+    if host is not None:
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigValueError(f"{key}.host", f"expected a host, got {host!r}")
+        settings.rest_host = (key, host.strip())
+
+
+def _http_functions(entry: WorkerEntry, settings: EngineSettings) -> None:
+    _known(entry, settings, {"security"})
+    security = entry.config.get("security") or {}
+    key = f"{entry.key}.security"
+    if not isinstance(security, dict):
+        raise ConfigValueError(key, "expected a mapping (url_allowlist, block_private_ips, "
+                               "require_https)")
+    for name in security:
+        if name not in ("url_allowlist", "block_private_ips", "require_https"):
+            raise ConfigValueError(f"{key}.{name}", "unknown key (expected url_allowlist, "
+                                   "block_private_ips or require_https)")
+    allow = security.get("url_allowlist", ["*"])
+    if not isinstance(allow, list) or not all(isinstance(a, str) and a for a in allow):
+        raise ConfigValueError(f"{key}.url_allowlist", "expected a list of host patterns")
+    settings.options["http_url_allowlist"] = tuple(allow)
+    settings.options["allow_http_private"] = not _bool(security, "block_private_ips", key, True)
+    settings.options["require_https"] = _bool(security, "require_https", key, True)
+
+
+def _state(entry: WorkerEntry, settings: EngineSettings) -> None:
+    _known(entry, settings, {"adapter"},
+           ignored={"triggers_enabled", "max_value_bytes", "save_interval_ms"})
+    name, adapter_config = _adapter(entry, ("kv", "redis", "bridge"), "kv")
+    if name != "kv":
+        settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
+                                 "state is kept in memory")
+        return
+    method = adapter_config.get("store_method", "in_memory")
+    if method not in ("in_memory", "file_based"):
+        raise ConfigValueError(f"{entry.key}.adapter.config.store_method",
+                               f"expected in_memory or file_based, got {method!r}")
+    if method == "file_based":
+        path = adapter_config.get("file_path")
+        if not isinstance(path, str) or not path.strip():
+            raise ConfigValueError(f"{entry.key}.adapter.config.file_path",
+                                   "expected the state file's path (store_method: file_based)")
+        settings.options["state_file"] = path
+
+
+def _queue(entry: WorkerEntry, settings: EngineSettings) -> None:
+    _known(entry, settings, {"queue_configs", "adapter"})
+    name, _ = _adapter(entry, ("builtin", "redis", "rabbitmq", "bridge"), "builtin")
+    if name != "builtin":
+        settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
+                                 "queues are kept in memory")
+    queues = entry.config.get("queue_configs") or {}
+    key = f"{entry.key}.queue_configs"
+    if not isinstance(queues, dict):
+        raise ConfigValueError(key, "expected a mapping of queue names to settings")
+    for queue, raw in queues.items():
+        qkey = f"{key}.{queue}"
+        if not isinstance(raw, dict):
+            raise ConfigValueError(qkey, "expected a mapping (max_retries, concurrency, type, "
+                                   "message_group_field, backoff_ms, poll_interval_ms)")
+        kind = raw.get("type", "standard")
+        if kind not in ("standard", "fifo"):
+            raise ConfigValueError(f"{qkey}.type", f"expected standard or fifo, got {kind!r}")
+        group = raw.get("message_group_field")
+        if group is not None and not isinstance(group, str):
+            raise ConfigValueError(f"{qkey}.message_group_field", "expected a field name")
+        if kind == "fifo" and not group:
+            raise ConfigValueError(f"{qkey}.message_group_field", "required for type: fifo")
+        _int(raw, "poll_interval_ms", qkey, 100, 1)
+        settings.queue_configs[str(queue)] = QueueConfig(
+            max_retries=_int(raw, "max_retries", qkey, 3, 0),
+            backoff_ms=_int(raw, "backoff_ms", qkey, 1000, 0),
+            concurrency=_int(raw, "concurrency", qkey, 10, 1),
+            fifo=kind == "fifo", message_group_field=group)
+
+
+def _stream(entry: WorkerEntry, settings: EngineSettings) -> None:
+    _known(entry, settings, {"adapter"}, ignored={"port", "host", "auth_function"})
+    _adapter(entry, ("kv", "redis", "bridge"), "kv")
+    _int(entry.config, "port", entry.key, 3112, 0, 65535)
+
+
+def _pubsub(entry: WorkerEntry, settings: EngineSettings) -> None:
+    _known(entry, settings, {"adapter"})
+    name, _ = _adapter(entry, ("local", "redis", "bridge"), "local")
+    if name != "local":
+        settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
+                                 "pub/sub is local")
+
+
+def _cron(entry: WorkerEntry, settings: EngineSettings) -> None:
+    _known(entry, settings, {"adapter"})
+    name, _ = _adapter(entry, ("kv", "redis", "bridge"), "kv")
+    if name != "kv":
+        settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
+                                 "cron runs on this engine only")
+
+
+def _observability(entry: WorkerEntry, settings: EngineSettings) -> None:
+    _known(entry, settings, set(), ignored=set(_OBSERVABILITY_KEYS))
+
+
+_MAPPERS = {
+    "iii-http": _http,
+    "iii-http-functions": _http_functions,
+    "iii-state": _state,
+    "iii-queue": _queue,
+    "iii-stream": _stream,
+    "iii-pubsub": _pubsub,
+    "iii-cron": _cron,
+    "iii-observability": _observability,
+}
+
+
+# ---------------------------------------------------------------------- value checks
+
+
+def _known(entry: WorkerEntry, settings: EngineSettings, applied: set[str],
+           ignored: set[str] | None = None) -> None:
+    """Unknown keys fail; documented keys we do not apply are named in one warning."""
+    ignored = ignored or set()
+    for name in entry.config:
+        if name not in applied and name not in ignored:
+            raise ConfigValueError(f"{entry.key}.{name}", f"unknown key for {entry.name} "
+                                   "(expected one of " + ", ".join(sorted(applied | ignored))
+                                   + ")")
+    unapplied = sorted(n for n in entry.config if n in ignored)
+    if unapplied:
+        settings.warnings.append(f"{entry.key}: {entry.name} keys not applied by the iii_rx "
+                                 f"engine: {', '.join(unapplied)}")
+
+
+def _adapter(entry: WorkerEntry, names: tuple[str, ...],
+             default: str) -> tuple[str, dict[str, Any]]:
+    adapter = entry.config.get("adapter")
+    key = f"{entry.key}.adapter"
+    if adapter is None:
+        return default, {}
+    if not isinstance(adapter, dict):
+        raise ConfigValueError(key, "expected a mapping with name (and config)")
+    name = adapter.get("name", default)
+    if name not in names:
+        raise ConfigValueError(f"{key}.name", f"expected one of {', '.join(names)}, got "
+                               f"{name!r}")
+    config = adapter.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigValueError(f"{key}.config", "expected a mapping")
+    return str(name), config
+
+
+def _int(config: dict[str, Any], name: str, key: str, default: int, low: int,
+         high: int | None = None) -> int:
+    value = config.get(name, default)
+    if type(value) is not int or value < low or (high is not None and value > high):
+        limit = f"{low}-{high}" if high is not None else f">= {low}"
+        raise ConfigValueError(f"{key}.{name}", f"expected an integer {limit}, got {value!r}")
+    return value
+
+
+def _bool(config: dict[str, Any], name: str, key: str, default: bool) -> bool:
+    value = config.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigValueError(f"{key}.{name}", f"expected true or false, got {value!r}")
+    return value

@@ -1,0 +1,323 @@
+"""The guard of a listener with middleware or RBAC: authenticate, filter calls, gate registrations.
+
+One :class:`ListenerGuard` serves every connection of one listener
+(:mod:`iii_rx.engine.listeners`); connections of a plain listener never meet it, so the plain
+path costs nothing more. Per connection:
+
+* **upgrade** — :meth:`ListenerGuard.serve` runs ``auth_function_id`` once with ``AuthInput``
+  before the engine says ``workerregistered``; a failure sends the handshake error frame
+  (``AUTH_ERROR``) and closes. The result is the connection's
+  :class:`~iii_rx.engine.rbac_session.Session`.
+* **calls** — :meth:`ListenerGuard.invoke` stands in for the router's: a call the session may
+  not make is answered ``FORBIDDEN`` (the message names the remedy, as the Rust engine's does);
+  ``engine::functions::list`` answers only what the session may call; with a middleware the
+  call goes to it (:mod:`iii_rx.engine.middleware`); everything else goes to the router.
+* **registrations** — :meth:`ListenerGuard.admit` applies ``allow_function_registration``,
+  ``allow_trigger_type_registration``, ``allowed_trigger_types``, the three hooks (a hook
+  returns the fields to change, ``{}`` keeps them; an error or a non-object denies) and
+  ``function_registration_prefix`` (the worker never sees the prefix: calls toward it carry its
+  own id). A denied function or trigger type is logged, as the Rust engine does; a denied
+  trigger binding is answered with a ``triggerregistrationresult`` error ``FORBIDDEN``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+from iii_rx.engine.config import DEFAULT_NAMESPACE
+from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.listeners import Listener
+from iii_rx.engine.logsafe import RateLimitedLog, printable
+from iii_rx.engine.middleware import engine_owned, run_middleware
+from iii_rx.engine.rbac_session import (
+    AuthError,
+    Session,
+    auth_input,
+    forbidden_message,
+    session_from_result,
+)
+from iii_rx.engine.registry import Registry
+from iii_rx.engine.router import Router
+from iii_rx.engine.wire import HotInvoke, error_body, result_text
+from iii_rx.errors import IIIInvocationError
+from iii_rx.protocol import (
+    ErrorBody,
+    ErrorFrame,
+    Frame,
+    InvokeFunction,
+    RegisterFunction,
+    RegisterTrigger,
+    RegisterTriggerType,
+    TriggerRegistrationResult,
+    UnregisterFunction,
+    encode,
+)
+
+__all__ = ["FORBIDDEN", "ListenerGuard"]
+
+log = logging.getLogger("iii_rx.engine")
+
+FORBIDDEN = "FORBIDDEN"
+_LIST = "engine::functions::list"
+_REGISTER = "engine::workers::register"
+
+ServeGuarded = Callable[[WorkerConnection, "ListenerGuard"], Awaitable[None]]
+"""``await serve(conn, guard)``: the dispatcher's run of one guarded connection."""
+
+
+class ListenerGuard:
+    """Middleware and RBAC of one listener, over the shared router and registry."""
+
+    def __init__(self, listener: Listener, router: Router, registry: Registry) -> None:
+        self.listener = listener
+        self.rbac = listener.rbac
+        self.middleware_id = listener.middleware_function_id
+        self.router = router
+        self.registry = registry
+        self.sessions: dict[WorkerConnection, Session] = {}
+        self._log = RateLimitedLog(log)
+
+    # ------------------------------------------------------------------ upgrade
+
+    async def serve(self, conn: WorkerConnection, run: ServeGuarded) -> None:
+        """Authenticate ``conn``, then run it with its session (``run`` is the dispatcher's)."""
+        try:
+            session = await self.authenticate(conn.ws)
+        except AuthError as exc:
+            self._log.log(logging.WARNING, "auth_refused", "refused a worker from %s: %s",
+                          printable(conn.ip_address), printable(exc))
+            await _refuse(conn, str(exc))
+            return
+        self.sessions[conn] = session
+        try:
+            await run(conn, self)
+        finally:
+            del self.sessions[conn]
+
+    async def authenticate(self, ws: ServerConnection | None) -> Session:
+        """Run the auth function (if any) on the upgrade request; the session it grants."""
+        rbac = self.rbac
+        if rbac is None or rbac.auth_function_id is None:
+            return Session(rbac=rbac, allow_trigger_type_registration=True)
+        assert ws is not None and ws.request is not None
+        data = auth_input(ws.request.path, ws.request.headers, ws.remote_address)
+        try:
+            result = await self.router.call(rbac.auth_function_id, data)
+        except IIIInvocationError as exc:
+            raise AuthError(exc.message) from None
+        return session_from_result(result, rbac)
+
+    # ------------------------------------------------------------------ calls
+
+    def invoke(self, conn: WorkerConnection,
+               frame: InvokeFunction | HotInvoke) -> Awaitable[None] | None:
+        """The router's ``invoke`` for a guarded connection."""
+        session = self.sessions.get(conn)
+        namespace = frame.namespace
+        if session is None or (namespace is not None and not namespace.strip()):
+            return self.router.invoke(conn, frame)  # blank namespace: the router answers
+        namespace = namespace or DEFAULT_NAMESPACE
+        function_id = frame.function_id
+        action = frame.action
+        reply_id = frame.invocation_id if action is None or action.type != "void" else None
+        if self.rbac is not None:
+            entry = self.registry.functions.get((namespace, function_id))
+            metadata = entry.metadata if entry is not None else None
+            if not session.allows(function_id, namespace, metadata):
+                self._answer(conn, reply_id, function_id, error_body(
+                    FORBIDDEN, forbidden_message(session, function_id)))
+                return None
+            if function_id == _REGISTER and session.namespaces:
+                declared = frame.data.get("namespace") if isinstance(frame.data, dict) else None
+                declared = declared if isinstance(declared, str) else DEFAULT_NAMESPACE
+                if declared not in session.namespaces:
+                    permitted = ", ".join(sorted(session.namespaces))
+                    self._answer(conn, reply_id, function_id, error_body(
+                        FORBIDDEN, f"namespace '{declared}' not allowed for this session "
+                        f"(permitted: {permitted})"))
+                    return None
+            if function_id == _LIST and engine_owned(self.registry, namespace, function_id):
+                self.router.spawn(self._filtered_list(conn, frame, session, reply_id))
+                return None
+        if self.middleware_id is not None and not engine_owned(self.registry, namespace,
+                                                               function_id):
+            self.router.spawn(run_middleware(self.router, conn, frame, namespace,
+                                             session.context, self.middleware_id, reply_id))
+            return None
+        return self.router.invoke(conn, frame)
+
+    def _answer(self, conn: WorkerConnection, reply_id: str | None, function_id: str,
+                error: dict[str, Any]) -> None:
+        if reply_id is not None:
+            conn.send(result_text(reply_id, function_id, error=error))
+
+    async def _filtered_list(self, conn: WorkerConnection, frame: InvokeFunction | HotInvoke,
+                             session: Session, reply_id: str | None) -> None:
+        """``engine::functions::list`` as the session sees it: only what it may call."""
+        result: Any = None
+        error: dict[str, Any] | None = None
+        try:
+            result = await self.router.call(_LIST, frame.data, metadata=frame.metadata)
+        except IIIInvocationError as exc:
+            error = error_body(exc.code, exc.message, exc.stacktrace)
+        if isinstance(result, dict) and isinstance(result.get("functions"), list):
+            result = {**result, "functions": [f for f in result["functions"]
+                                              if self._visible(session, f)]}
+        if reply_id is not None:
+            conn.send(result_text(reply_id, _LIST, result, error))
+
+    def _visible(self, session: Session, summary: Any) -> bool:
+        if not isinstance(summary, dict):
+            return False
+        function_id = summary.get("function_id")
+        namespace = summary.get("namespace") or DEFAULT_NAMESPACE
+        if not isinstance(function_id, str) or not isinstance(namespace, str):
+            return False
+        entry = self.registry.functions.get((namespace, function_id))
+        return session.allows(function_id, namespace,
+                              entry.metadata if entry is not None else None)
+
+    # ------------------------------------------------------------------ registrations
+
+    async def admit(self, conn: WorkerConnection,
+                    frame: Frame) -> tuple[Frame, str | None] | None:
+        """The registration as this session may make it, with the worker's own id of a
+        prefixed function; ``None`` when it is denied."""
+        session = self.sessions.get(conn)
+        if session is None:
+            return frame, None
+        if isinstance(frame, RegisterFunction):
+            return await self._function(conn, session, frame)
+        if isinstance(frame, UnregisterFunction):
+            return frame.model_copy(update={"id": session.local_id(frame.id)}), None
+        if isinstance(frame, RegisterTriggerType):
+            admitted = await self._trigger_type(conn, session, frame)
+            return (admitted, None) if admitted is not None else None
+        if isinstance(frame, RegisterTrigger):
+            trigger = await self._trigger(conn, session, frame)
+            return (trigger, None) if trigger is not None else None
+        return frame, None
+
+    async def _hook(self, hook_id: str | None, data: dict[str, Any],
+                    what: str, conn: WorkerConnection) -> dict[str, Any] | None:
+        """Run a registration hook: the fields to change, or ``None`` if it denied."""
+        if hook_id is None:
+            return {}
+        try:
+            result = await self.router.call(hook_id, data)
+        except IIIInvocationError as exc:
+            self._deny(conn, f"{what} denied by {hook_id}: {exc.message}")
+            return None
+        if not isinstance(result, dict):
+            self._deny(conn, f"{what} denied by {hook_id}: it returned no result object")
+            return None
+        return result
+
+    def _deny(self, conn: WorkerConnection, message: str) -> None:
+        self._log.log(logging.WARNING, "rbac_denied", "worker %s: %s", printable(conn.label),
+                      printable(message))
+
+    async def _function(self, conn: WorkerConnection, session: Session,
+                        frame: RegisterFunction) -> tuple[Frame, str | None] | None:
+        what = f"registration of function {frame.id}"
+        if not session.allow_function_registration:
+            self._deny(conn, f"{what} refused: the session may not register functions")
+            return None
+        rbac = self.rbac
+        changes = await self._hook(
+            rbac.on_function_registration_function_id if rbac is not None else None,
+            {"function_id": frame.id, "description": frame.description,
+             "metadata": frame.metadata, "namespace": conn.effective_namespace,
+             "context": session.context}, what, conn)
+        if changes is None:
+            return None
+        worker_id = frame.id
+        mapped = _str(changes, "function_id", frame.id)
+        update: dict[str, Any] = {"id": session.local_id(mapped),
+                                  "description": _str(changes, "description", frame.description)}
+        if changes.get("metadata") is not None:
+            update["metadata"] = changes["metadata"]
+        admitted = frame.model_copy(update=update)
+        return admitted, worker_id if admitted.id != worker_id else None
+
+    async def _trigger_type(self, conn: WorkerConnection, session: Session,
+                            frame: RegisterTriggerType) -> Frame | None:
+        what = f"registration of trigger type {frame.id}"
+        if not session.allow_trigger_type_registration:
+            self._deny(conn, f"{what} refused: the session may not register trigger types")
+            return None
+        rbac = self.rbac
+        changes = await self._hook(
+            rbac.on_trigger_type_registration_function_id if rbac is not None else None,
+            {"trigger_type_id": frame.id, "description": frame.description,
+             "context": session.context}, what, conn)
+        if changes is None:
+            return None
+        return frame.model_copy(update={
+            "id": _str(changes, "trigger_type_id", frame.id),
+            "description": _str(changes, "description", frame.description)})
+
+    async def _trigger(self, conn: WorkerConnection, session: Session,
+                       frame: RegisterTrigger) -> Frame | None:
+        what = f"trigger {frame.id} of type {frame.trigger_type}"
+        allowed_types = session.allowed_trigger_types
+        if allowed_types is not None and frame.trigger_type not in allowed_types:
+            self._refuse_trigger(conn, frame, frame.function_id,
+                                 f"trigger type '{frame.trigger_type}' not allowed for this "
+                                 "session")
+            return None
+        rbac = self.rbac
+        namespace = frame.namespace or DEFAULT_NAMESPACE
+        changes = await self._hook(
+            rbac.on_trigger_registration_function_id if rbac is not None else None,
+            {"trigger_id": frame.id, "trigger_type": frame.trigger_type,
+             "function_id": frame.function_id, "config": frame.config,
+             "metadata": frame.metadata, "namespace": namespace,
+             "context": session.context}, what, conn)
+        if changes is None:
+            self._refuse_trigger(conn, frame, frame.function_id,
+                                 f"{what} denied by the registration hook")
+            return None
+        function_id = session.local_id(_str(changes, "function_id", frame.function_id))
+        update: dict[str, Any] = {
+            "id": _str(changes, "trigger_id", frame.id),
+            "trigger_type": _str(changes, "trigger_type", frame.trigger_type),
+            "function_id": function_id}
+        if "config" in changes:
+            update["config"] = changes["config"]
+        if rbac is not None:
+            entry = self.registry.functions.get((namespace, function_id))
+            if not session.allows(function_id, namespace,
+                                  entry.metadata if entry is not None else None):
+                self._refuse_trigger(conn, frame, function_id, f"function '{function_id}' not "
+                                     f"allowed in namespace '{namespace}'")
+                return None
+        return frame.model_copy(update=update)
+
+    def _refuse_trigger(self, conn: WorkerConnection, frame: RegisterTrigger, function_id: str,
+                        message: str) -> None:
+        self._deny(conn, message)
+        conn.send(encode(TriggerRegistrationResult(
+            id=frame.id, trigger_type=frame.trigger_type, function_id=function_id,
+            error=ErrorBody(code=FORBIDDEN, message=message))))
+
+
+def _str(changes: dict[str, Any], key: str, default: Any) -> Any:
+    value = changes.get(key)
+    return value if isinstance(value, str) else default
+
+
+async def _refuse(conn: WorkerConnection, message: str) -> None:
+    """The handshake error frame, then close (the Rust engine's answer to a failed auth)."""
+    ws = conn.ws
+    if ws is None:
+        return
+    try:
+        await ws.send(encode(ErrorFrame(error=ErrorBody(code="AUTH_ERROR", message=message))))
+        await ws.close(1008, "authentication failed")
+    except Exception:  # the peer may be gone already
+        log.debug("closing a refused connection failed", exc_info=True)
