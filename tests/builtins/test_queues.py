@@ -135,8 +135,9 @@ def test_exhausted_retries_dead_letter_and_redrive(engine: EngineThread,
     assert key.startswith(f"{topic}::{function_id}")
     assert message.attempts == 3 and "failure 3" in (message.last_error or "")
     [letter] = call(iii, "engine::queue::dlq_messages", {"topic": topic})
-    assert letter["data"] == {"id": 7} and letter["function_id"] == function_id
-    assert letter["attempts"] == 3
+    assert letter["payload"] == {"id": 7} and letter["function_id"] == function_id
+    assert letter["retries"] == 3 and "failure 3" in letter["error"]
+    assert letter["id"] == message.id and letter["failed_at"] > 0 and letter["size_bytes"] > 0
     # The handler works now: a redrive delivers the dead letter again.
     assert call(iii, "iii::queue::redrive", {"queue": topic}) == {"queue": topic,
                                                                    "redriven": 1}

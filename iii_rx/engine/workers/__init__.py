@@ -11,7 +11,9 @@ worker                 functions                                  trigger types
 ``iii-observability``  ``engine::log::*``, ``engine::logs::*``     ``log``
 ``iii-queue``          ``iii::durable::publish``,                  ``durable:subscriber``
                        ``engine::queue::enqueue``, ``iii::queue::
-                       redrive``, ``engine::queue::dlq_messages``
+                       redrive/redrive_message/discard_message``,
+                       ``engine::queue::list_topics/topic_stats/
+                       dlq_topics/dlq_messages``
 ``iii-stream``         ``stream::set/get/update/delete/list/      ``stream``, ``stream:join``,
                        list_groups/list_all/send``                ``stream:leave``
 =====================  =========================================  ==========================
@@ -31,6 +33,7 @@ from iii_rx.engine.workers.cron import CronWorker
 from iii_rx.engine.workers.logs import LogsWorker
 from iii_rx.engine.workers.pubsub import PubSubWorker
 from iii_rx.engine.workers.queues import QueueWorker
+from iii_rx.engine.workers.queues_sqlite import SqliteQueueAdapter
 from iii_rx.engine.workers.queues_store import MemoryQueueAdapter, QueueAdapter, QueueConfig
 from iii_rx.engine.workers.state import StateWorker
 from iii_rx.engine.workers.state_sqlite import SqliteStateAdapter
@@ -52,6 +55,7 @@ __all__ = [
     "MemoryStreamAdapter",
     "StreamAdapter",
     "StreamWorker",
+    "SqliteQueueAdapter",
     "SqliteStateAdapter",
     "SqliteStreamAdapter",
     "StateAdapter",
@@ -80,9 +84,10 @@ class BuiltinWorkers:
                                else MemoryStateAdapter())
         streams: StreamAdapter = (SqliteStreamAdapter(stream_file) if stream_file is not None
                                   else MemoryStreamAdapter())
-        if queue_file is not None:
-            raise ValueError("queue_file is not supported yet")
-        return cls(state=StateWorker(state), streams=StreamWorker(streams))
+        queues: QueueAdapter = (SqliteQueueAdapter(queue_file) if queue_file is not None
+                                else MemoryQueueAdapter())
+        return cls(state=StateWorker(state), streams=StreamWorker(streams),
+                   queues=QueueWorker(queues))
 
     def extensions(self) -> list[EngineExtension]:
         """The extensions to start with the engine, in order (logs first: always present)."""

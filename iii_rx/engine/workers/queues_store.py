@@ -2,13 +2,15 @@
 
 :class:`QueueAdapter` is what the queue worker (:mod:`iii_rx.engine.workers.queues`) needs of
 a store: per internal queue a FIFO of pending messages (bounded: a push over the limit raises
-:class:`QueueFull`) and a dead-letter list (bounded: the oldest dead letter is dropped to make
-room). :class:`MemoryQueueAdapter` keeps them in this process; a Redis or SQL adapter can
-follow without touching the worker.
+:class:`QueueFull`), the messages in flight, and a dead-letter list (bounded: the oldest dead
+letter is dropped to make room). :class:`MemoryQueueAdapter` keeps them in this process,
+:class:`~iii_rx.engine.workers.queues_sqlite.SqliteQueueAdapter` in a file; a Redis or SQL
+server adapter can follow without touching the worker.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import deque
@@ -74,12 +76,25 @@ class Message:
     baggage: str | None = None
     enqueued_at: float = field(default_factory=time.time)
     last_error: str | None = None
+    failed_at: float | None = None
+    """When it was dead-lettered (seconds since the epoch)."""
 
     def describe(self) -> dict[str, Any]:
-        """The JSON shape of a dead letter (``engine::queue::dlq_messages``)."""
-        return {"id": self.id, "function_id": self.function_id, "namespace": self.namespace,
-                "data": self.data, "attempts": self.attempts, "error": self.last_error,
-                "enqueued_at": int(self.enqueued_at * 1000)}
+        """A dead letter as ``engine::queue::dlq_messages`` lists it: the Rust engine's fields
+        (``failed_at`` in seconds, ``retries`` = attempts made) plus ``function_id``."""
+        return {"id": self.id, "payload": self.data, "error": self.last_error or "unknown",
+                "failed_at": int(self.failed_at or 0), "retries": self.attempts,
+                "size_bytes": len(json.dumps(self.to_json())),
+                "function_id": self.function_id}
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, as JSON (what a file adapter stores)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> Message:
+        """The message :meth:`to_json` described."""
+        return cls(**fields)
 
 
 class QueueFull(Exception):
@@ -93,39 +108,62 @@ class QueueFull(Exception):
 
 
 class QueueAdapter(Protocol):
-    """Where the queue worker keeps messages (one FIFO and one dead-letter list per queue)."""
+    """Where the queue worker keeps messages: per queue, the waiting messages (a FIFO), those
+    taken for delivery and not yet done (*in flight*), and the dead letters.
+
+    A message stays in the store from :meth:`push` until :meth:`ack` or a dead letter's
+    removal; a file adapter that reopens after a crash puts the messages that were in flight
+    back in front of the waiting ones (at-least-once delivery).
+    """
+
+    async def open(self) -> None:
+        """Get ready (open files); called when the engine starts."""
+        ...
+
+    async def close(self) -> None:
+        """Release what :meth:`open` took; called when the engine stops."""
+        ...
 
     def push(self, queue: str, message: Message, limit: int) -> None:
         """Append ``message``; raise :class:`QueueFull` if ``limit`` messages already wait."""
         ...
 
-    def requeue(self, queue: str, message: Message) -> None:
-        """Put a message back for another attempt (never refused: it was already accepted)."""
+    def take(self, queue: str) -> Message | None:
+        """The oldest waiting message, now in flight; ``None`` if none waits."""
         ...
 
-    def take(self, queue: str) -> Message | None:
-        """Remove and return the oldest waiting message, ``None`` if there is none."""
+    def requeue(self, queue: str, message: Message) -> None:
+        """Put an in-flight (or redriven) message back at the end of the waiting ones, with its
+        current fields (never refused: it was already accepted)."""
+        ...
+
+    def ack(self, queue: str, message: Message) -> None:
+        """Forget an in-flight message: it was delivered (or skipped)."""
         ...
 
     def pending(self, queue: str) -> int:
         """How many messages wait in ``queue``."""
         ...
 
+    def in_flight(self, queue: str) -> int:
+        """How many messages of ``queue`` are taken and not yet done."""
+        ...
+
     def dead_letter(self, queue: str, message: Message, limit: int) -> Message | None:
-        """Keep ``message`` as a dead letter; returns the one dropped to stay within
-        ``limit``."""
+        """Move an in-flight message to the dead letters; returns the oldest dead letter dropped
+        to stay within ``limit``, if any."""
         ...
 
     def dead_letters(self, queue: str) -> list[Message]:
         """The dead letters of ``queue``, oldest first."""
         ...
 
-    def take_dead_letters(self, queue: str) -> list[Message]:
-        """Remove and return every dead letter of ``queue`` (a redrive)."""
+    def take_dead_letters(self, queue: str, message_id: str | None = None) -> list[Message]:
+        """Remove and return the dead letters of ``queue`` (only ``message_id``, if given)."""
         ...
 
     def queues(self) -> list[str]:
-        """Every queue holding messages or dead letters."""
+        """Every queue holding messages (waiting, in flight) or dead letters."""
         ...
 
 
@@ -134,16 +172,20 @@ class MemoryQueueAdapter:
 
     def __init__(self) -> None:
         self._pending: dict[str, deque[Message]] = {}
+        self._flight: dict[str, dict[str, Message]] = {}
         self._dead: dict[str, deque[Message]] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
 
     def push(self, queue: str, message: Message, limit: int) -> None:
         waiting = self._pending.setdefault(queue, deque())
         if len(waiting) >= limit:
             raise QueueFull(queue, limit)
         waiting.append(message)
-
-    def requeue(self, queue: str, message: Message) -> None:
-        self._pending.setdefault(queue, deque()).append(message)
 
     def take(self, queue: str) -> Message | None:
         waiting = self._pending.get(queue)
@@ -152,12 +194,29 @@ class MemoryQueueAdapter:
         message = waiting.popleft()
         if not waiting:
             del self._pending[queue]
+        self._flight.setdefault(queue, {})[message.id] = message
         return message
+
+    def _land(self, queue: str, message: Message) -> None:
+        flying = self._flight.get(queue)
+        if flying is not None and flying.pop(message.id, None) is not None and not flying:
+            del self._flight[queue]
+
+    def requeue(self, queue: str, message: Message) -> None:
+        self._land(queue, message)
+        self._pending.setdefault(queue, deque()).append(message)
+
+    def ack(self, queue: str, message: Message) -> None:
+        self._land(queue, message)
 
     def pending(self, queue: str) -> int:
         return len(self._pending.get(queue, ()))
 
+    def in_flight(self, queue: str) -> int:
+        return len(self._flight.get(queue, ()))
+
     def dead_letter(self, queue: str, message: Message, limit: int) -> Message | None:
+        self._land(queue, message)
         dead = self._dead.setdefault(queue, deque())
         dropped = dead.popleft() if len(dead) >= max(limit, 1) else None
         dead.append(message)
@@ -166,8 +225,19 @@ class MemoryQueueAdapter:
     def dead_letters(self, queue: str) -> list[Message]:
         return list(self._dead.get(queue, ()))
 
-    def take_dead_letters(self, queue: str) -> list[Message]:
-        return list(self._dead.pop(queue, ()))
+    def take_dead_letters(self, queue: str, message_id: str | None = None) -> list[Message]:
+        dead = self._dead.get(queue)
+        if dead is None:
+            return []
+        if message_id is None:
+            del self._dead[queue]
+            return list(dead)
+        taken = [m for m in dead if m.id == message_id]
+        if taken:
+            dead.remove(taken[0])
+            if not dead:
+                del self._dead[queue]
+        return taken[:1]
 
     def queues(self) -> list[str]:
-        return sorted(set(self._pending) | set(self._dead))
+        return sorted(set(self._pending) | set(self._flight) | set(self._dead))
