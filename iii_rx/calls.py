@@ -46,6 +46,9 @@ log = logging.getLogger("iii_rx.calls")
 Target = Done | asyncio.Future[Any]
 """Who learns a call's outcome: a completion callback, or a future of the client's loop."""
 
+CallSender = Callable[["Call", Target], Callable[[], None]]
+""":meth:`Calls.send`: sends a call, returns its canceller."""
+
 
 class CallOutbox(Protocol):
     """Where call frames go (the transport): ``send(text, CALL, invocation_id)``.
@@ -147,8 +150,9 @@ class Calls:
         self._refusal: Callable[[str], BaseException] | None = None
         self.new_id = new_id or new_id_source()
         """A new invocation id (also for calls sent by others, e.g. the worker registration)."""
-        self.trace_call: Callable[[Call, Target], tuple[Call, Target]] | None = None
-        """Set when the client traces: gives each started call its span (telemetry)."""
+        self.trace_call: Callable[[Call, Target, CallSender], Callable[[], None]] | None = None
+        """Set when the client traces or measures: starts each call through
+        :meth:`send`, around it its span and its metrics (telemetry)."""
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -177,7 +181,11 @@ class Calls:
         with ``None`` once its frame is handed to the outbox.
         """
         if self.trace_call is not None:
-            call, target = self.trace_call(call, target)
+            return self.trace_call(call, target, self.send)
+        return self.send(call, target)
+
+    def send(self, call: Call, target: Target) -> Callable[[], None]:
+        """:meth:`start` without telemetry."""
         if self._refusal is not None:
             settle(target, None, self._refusal(call.function_id))
             return _noop

@@ -15,6 +15,7 @@ from iii_rx.channels._socket import open_socket
 from iii_rx.channels.errors import ChannelClosedError
 from iii_rx.channels.url import build_channel_url
 from iii_rx.protocol import StreamChannelRef
+from iii_rx.telemetry.hooks import CHANNELS
 
 __all__ = ["ChannelEnd", "EndsWithBlock", "abort_reason"]
 
@@ -45,6 +46,9 @@ class ChannelEnd:
         self._affinity = LoopAffinity()
         self._ws: ClientConnection | None = None
         self._opening: asyncio.Task[ClientConnection] | None = None
+        self._direction = direction
+        self.transfer: Any = None
+        """The transfer's span and byte counts when OpenTelemetry is on (telemetry)."""
 
     @property
     def channel_id(self) -> str:
@@ -53,17 +57,26 @@ class ChannelEnd:
     async def _open(self) -> ClientConnection:
         """The end's socket, opening it if no operation has yet (on the end's loop)."""
         if self._opening is None:
+            if CHANNELS[0] is not None and self.transfer is None:
+                self.transfer = CHANNELS[0].start(self.ref.channel_id, self._direction)
             self._opening = asyncio.get_running_loop().create_task(
                 open_socket(self.url, self._headers, open_timeout=self._open_timeout,
                             max_queue=self._max_queue)
             )
         try:
             ws = await asyncio.shield(self._opening)
-        except ChannelClosedError:
+        except ChannelClosedError as exc:
             self._opening = None
+            self._end_transfer(exc)
             raise
         self._ws = ws
         return ws
+
+    def _end_transfer(self, error: BaseException | str | None) -> None:
+        """The transfer is over (closed, or failed with ``error``): its span ends."""
+        if self.transfer is not None:
+            self.transfer.end(error)
+            self.transfer = None
 
     def _opened(self) -> ClientConnection | None:
         """The end's socket if one is open, also one whose opener was cancelled meanwhile

@@ -296,6 +296,8 @@ class ChannelReader(ChannelEnd):
         finally:
             if self._receiving is owner:
                 self._receiving = None
+        if self.transfer is not None:
+            self.transfer.moved(frame)
         if isinstance(frame, str):
             self._dispatch_text(frame)
         return frame
@@ -322,6 +324,7 @@ class ChannelReader(ChannelEnd):
             return
         self._ended = True
         self._error = error
+        self._end_transfer(error)
         if error is None:
             self._messages.on_completed()
             self._chunks.on_completed()

@@ -70,10 +70,11 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
                 and asyncio.get_running_loop() is self._affinity.loop):
             try:  # the common case, kept short: one frame on an open socket, on its loop
                 await ws.send(data)
-                return
             except ConnectionClosed as exc:
-                self._closed = True
-                raise closed_error(exc, f"channel {self.channel_id} writer") from None
+                raise self._failed(exc) from None
+            if self.transfer is not None:
+                self.transfer.moved(data)
+            return
         if not self._affinity.here():
             return await self._affinity.hop(self.write(data))
         view = memoryview(data).cast("B")
@@ -85,14 +86,15 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         try:
             if size <= FRAME_SIZE and (lock is None or not lock.locked()):
                 await ws.send(data if isinstance(data, bytes) else bytes(view))
-                return
-            # Frames of one write stay together even if other writes run concurrently.
-            async with lock or self._new_lock():
-                for start in range(0, size, FRAME_SIZE):
-                    await ws.send(view[start : start + FRAME_SIZE])
+            else:
+                # Frames of one write stay together even if other writes run concurrently.
+                async with lock or self._new_lock():
+                    for start in range(0, size, FRAME_SIZE):
+                        await ws.send(view[start : start + FRAME_SIZE])
         except ConnectionClosed as exc:
-            self._closed = True
-            raise closed_error(exc, f"channel {self.channel_id} writer") from None
+            raise self._failed(exc) from None
+        if self.transfer is not None:
+            self.transfer.moved(view, -(-size // FRAME_SIZE))
 
     async def send_message(self, text: str) -> None:
         """Send one text frame (an application message, typically JSON)."""
@@ -106,8 +108,9 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
             else:
                 await ws.send(text)
         except ConnectionClosed as exc:
-            self._closed = True
-            raise closed_error(exc, f"channel {self.channel_id} writer") from None
+            raise self._failed(exc) from None
+        if self.transfer is not None:
+            self.transfer.moved(text)
 
     async def write_obj(self, obj: Any) -> None:
         """Send ``obj`` as one CBOR item of the channel's CBOR sequence (see docs/channels.md).
@@ -149,6 +152,7 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         except ChannelClosedError:
             return
         await ws.close(code, reason)
+        self._end_transfer(None if code == 1000 else reason)
 
     # ------------------------------------------------------------------ sync twins
 
@@ -191,6 +195,13 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         return self._affinity.block(method(*args), what)
 
     # ------------------------------------------------------------------ connection
+
+    def _failed(self, exc: ConnectionClosed) -> BaseException:
+        """The socket closed under a write: the writer is closed; the error to raise."""
+        self._closed = True
+        error = closed_error(exc, f"channel {self.channel_id} writer")
+        self._end_transfer(error)
+        return error
 
     def _new_lock(self) -> asyncio.Lock:
         self._lock = asyncio.Lock()

@@ -51,12 +51,25 @@ def redact(value: Any) -> Any:
     return value
 
 
+_HINTS = (*_SECRET_PARTS, "token")
+"""Every secret-looking key holds one of these: a JSON text holding none has nothing to
+redact (the common case: it is encoded once and not walked)."""
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return "null"
+
+
 def redacted_json(value: Any, max_bytes: int | None) -> tuple[str, bool]:
     """``(json, truncated)``: ``value`` redacted, as JSON, cut to ``max_bytes``."""
-    try:
-        text = json.dumps(redact(value), default=str, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = "null"
+    text = _dumps(value)
+    if isinstance(value, (dict, list, tuple)):
+        lowered = text.lower()
+        if any(hint in lowered for hint in _HINTS):
+            text = _dumps(redact(value))
     if max_bytes is None or len(text) * 4 <= max_bytes:
         return text, False
     raw = text.encode()

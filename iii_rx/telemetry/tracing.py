@@ -21,10 +21,9 @@ started, fed by a span processor, emitted on the client's loop.
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -44,10 +43,15 @@ from opentelemetry.trace import (
 )
 
 from iii_rx.aio import LoopBridge
+from iii_rx.calls import Call, CallSender, settle
 from iii_rx.streams import HotStream
+from iii_rx.telemetry import hooks
 from iii_rx.telemetry.config import OtelConfig
-from iii_rx.telemetry.ids import format_traceparent, parse_traceparent, propagate_otel
+from iii_rx.telemetry.http import http_attributes, http_status, is_http_request
+from iii_rx.telemetry.ids import parse_traceparent, propagate_otel
+from iii_rx.telemetry.metrics import Metrics, meter_provider
 from iii_rx.telemetry.payload import payload_max_bytes, payloads_enabled, redacted_json
+from iii_rx.telemetry.transfers import ChannelTelemetry
 
 __all__ = ["ServerSpan", "SpanFeed", "Tracing", "parent_context", "tracer_provider"]
 
@@ -56,12 +60,21 @@ log = logging.getLogger("iii_rx.telemetry")
 INSTRUMENTATION = "iii_rx"
 _BAGGAGE = W3CBaggagePropagator()
 _OK = Status(StatusCode.OK)
+_ATTRS_MAX = 1024
+
+
+_ROOT = otel_context.Context()
+_PARENTS: dict[tuple[str | None, str | None], otel_context.Context] = {}
+"""Recently seen parents of calls (see :func:`call_parent`)."""
+_PARENTS_MAX = 512
 
 
 def parent_context(traceparent: str | None, baggage: str | None) -> otel_context.Context:
     """The OpenTelemetry context a frame's ``traceparent``/``baggage`` describe (the empty
     context when it carries neither: the span starts a trace)."""
-    ctx = otel_context.Context()
+    if traceparent is None and not baggage:
+        return _ROOT
+    ctx = _ROOT
     parsed = parse_traceparent(traceparent)
     if parsed is not None:
         trace_id, span_id, flags = parsed
@@ -73,11 +86,24 @@ def parent_context(traceparent: str | None, baggage: str | None) -> otel_context
     return ctx
 
 
+def call_parent(traceparent: str | None, baggage: str | None) -> otel_context.Context:
+    """:func:`parent_context`, remembered: the calls of one handler (or the retries of one
+    call) share their parent."""
+    if traceparent is None and not baggage:
+        return _ROOT
+    key = (traceparent, baggage)
+    ctx = _PARENTS.get(key)
+    if ctx is None:
+        if len(_PARENTS) >= _PARENTS_MAX:
+            _PARENTS.clear()
+        ctx = _PARENTS[key] = parent_context(traceparent, baggage)
+    return ctx
+
+
 def traceparent_of(span: trace.Span) -> str:
     """The ``traceparent`` naming ``span`` as the parent."""
     sc = span.get_span_context()
-    return format_traceparent(f"{sc.trace_id:032x}", f"{sc.span_id:016x}",
-                              f"{int(sc.trace_flags):02x}")
+    return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
 
 
 def tracer_provider(config: OtelConfig) -> trace.TracerProvider:
@@ -159,13 +185,18 @@ class SpanFeed(SpanProcessor):
 class ServerSpan:
     """The span of one invocation, ended by its answer (see the module docstring)."""
 
-    __slots__ = ("context", "span", "tracing")
+    __slots__ = ("attributes", "context", "http", "span", "started", "tracing")
 
-    def __init__(self, tracing: Tracing, span: trace.Span, context: otel_context.Context) -> None:
+    def __init__(self, tracing: Tracing, span: trace.Span, context: otel_context.Context,
+                 attributes: dict[str, Any], http: bool) -> None:
         self.tracing = tracing
         self.span = span
         self.context = context
         """The OpenTelemetry context the handler runs in (this span, the caller's baggage)."""
+        self.attributes = attributes
+        self.http = http
+        """Whether an ``http`` trigger made the invocation (its answer has a status code)."""
+        self.started = time.perf_counter()
 
     def attach(self) -> object:
         """Make this span current (in this thread or task); returns the token for
@@ -188,8 +219,19 @@ class ServerSpan:
     def end(self, result: Any, error: Any) -> None:
         """The invocation was answered with ``result`` or ``error`` (an exception, an
         ``ErrorBody``, a text), or abandoned (``error`` is ``None``, ``result`` is ``...``)."""
-        span = self.span
         tracing = self.tracing
+        metrics = tracing.metrics
+        if metrics is not None:
+            code = (None if error is None and result is not ... else "abandoned"
+                    if error is None else _code_of(error) or "invocation_failed")
+            metrics.invocation_done(self.attributes, self.started, code)
+        span = self.span
+        if not span.is_recording():
+            return
+        if self.http:
+            status = http_status(result) if error is None else None
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
         if error is None:
             if result is not ... and tracing.payloads:
                 text, cut = redacted_json(result, tracing.max_bytes)
@@ -206,22 +248,25 @@ class ServerSpan:
                     "iii.payload.ok": False})
             if isinstance(error, BaseException):
                 span.record_exception(error)
-            code = getattr(error, "code", None)
-            if isinstance(code, str):
+            code = _code_of(error)
+            if code is not None:
                 span.set_attribute("iii.error.code", code)
             span.set_status(Status(StatusCode.ERROR, message))
         span.end()
 
 
 class Tracing:
-    """The spans of one client (see the module docstring)."""
+    """The spans (and metrics) of one client (see the module docstring)."""
 
     def __init__(self, config: OtelConfig, bridge: LoopBridge, worker_name: str,
-                 provider: trace.TracerProvider | None = None) -> None:
+                 provider: trace.TracerProvider | None = None,
+                 metrics: Metrics | None = None) -> None:
         propagate_otel()
         self.config = config
         self.provider = provider if provider is not None else tracer_provider(config)
         self.tracer = self.provider.get_tracer(INSTRUMENTATION)
+        self.metrics = metrics
+        """The client's instruments, ``None`` when ``metrics_enabled`` is ``False``."""
         self.spans: HotStream[ReadableSpan] = HotStream(bridge, "iii.spans")
         """Finished spans this client started (OpenTelemetry ``ReadableSpan``), live."""
         self._feed = SpanFeed(self.spans, bridge)
@@ -231,25 +276,41 @@ class Tracing:
         self.payloads = payloads_enabled()
         self.max_bytes = payload_max_bytes()
         self.worker_name = worker_name
+        self._attrs: dict[str, dict[str, Any]] = {}
 
     def _started(self, span: trace.Span) -> None:
-        if self.spans.has_observers:
-            self._feed.mine.add(span.get_span_context().span_id)
+        self._feed.mine.add(span.get_span_context().span_id)
+
+    def _attributes(self, function_id: str) -> dict[str, Any]:
+        """The attributes every span of ``function_id`` starts with (built once per id; the
+        SDK copies them)."""
+        attributes = self._attrs.get(function_id)
+        if attributes is None:
+            if len(self._attrs) >= _ATTRS_MAX:
+                self._attrs.clear()
+            attributes = self._attrs[function_id] = {
+                "iii.function.id": function_id, "iii.worker.name": self.worker_name}
+        return attributes
 
     # ------------------------------------------------------------------ caller side
 
-    def on_call(self, call: Any, target: Any) -> tuple[Any, Any]:
-        """Start the CLIENT span of ``call`` (a :class:`~iii_rx.calls.Call`); returns the call
-        to send (its ``traceparent`` naming the span) and the target that ends the span."""
+    def on_call(self, call: Call, target: Any, send: CallSender) -> Callable[[], None]:
+        """Start ``call`` (a :class:`~iii_rx.calls.Call`) with ``send`` inside its CLIENT
+        span: the frame's ``traceparent`` names the span, the call's outcome ends it (a
+        cancelled call ends it too, as an error); returns the call's canceller."""
         function_id = call.function_id
+        attributes = self._attributes(function_id)
         span = self.tracer.start_span(
-            f"invoke {function_id}", parent_context(call.traceparent, call.baggage),
-            kind=SpanKind.CLIENT,
-            attributes={"iii.function.id": function_id, "iii.worker.name": self.worker_name})
-        self._started(span)
-        sent = copy.copy(call)
-        sent.traceparent = traceparent_of(span)
-        return sent, _ending(span, target)
+            f"invoke {function_id}", call_parent(call.traceparent, call.baggage),
+            kind=SpanKind.CLIENT, attributes=attributes)
+        sent = _retraced(call, traceparent_of(span))
+        recording = span.is_recording()
+        if not recording and self.metrics is None:  # sampled out: nothing to end
+            return send(sent, target)
+        if recording and self.spans.has_observers:
+            self._started(span)
+        ending = _Ending(span if recording else None, target, self.metrics, attributes)
+        return ending.cancels(send(sent, ending))
 
     # ------------------------------------------------------------------ worker side
 
@@ -257,17 +318,24 @@ class Tracing:
         """Start the SERVER span of ``invocation`` and give it to the invocation."""
         function_id = invocation.function_id
         parent = parent_context(invocation.traceparent, invocation.baggage)
-        attributes = {"iii.function.id": function_id, "iii.worker.name": self.worker_name}
+        base = self._attributes(function_id)
+        attributes = base
         if invocation.invocation_id is not None:
-            attributes["iii.invocation.id"] = invocation.invocation_id
+            attributes = {**base, "iii.invocation.id": invocation.invocation_id}
+        data = invocation.data
+        http = isinstance(data, dict) and is_http_request(data)
+        if http:
+            attributes = {**attributes, **http_attributes(data)}
         span = self.tracer.start_span(f"execute {function_id}", parent,
                                       kind=SpanKind.SERVER, attributes=attributes)
-        self._started(span)
-        if self.payloads:
-            text, cut = redacted_json(invocation.data, self.max_bytes)
+        if self.spans.has_observers:
+            self._started(span)
+        if self.payloads and span.is_recording():
+            text, cut = redacted_json(data, self.max_bytes)
             span.add_event("iii.invocation.input", {"iii.payload.json": text,
                                                     "iii.payload.truncated": cut})
-        invocation.trace = ServerSpan(self, span, trace.set_span_in_context(span, parent))
+        invocation.trace = ServerSpan(self, span, trace.set_span_in_context(span, parent),
+                                      base, http)
 
     def close(self) -> None:
         """The client closed: the span stream completes, the processor goes quiet."""
@@ -276,39 +344,96 @@ class Tracing:
         self.spans.on_completed()
 
 
-def _ending(span: trace.Span, target: Any) -> Callable[[Any, BaseException | None], None]:
-    """A call target that ends ``span`` with the call's outcome, then hands it on."""
+def _code_of(error: Any) -> str | None:
+    code = getattr(error, "code", None)
+    return code if isinstance(code, str) else None
 
-    def done(value: Any, error: BaseException | None) -> None:
+
+def _retraced(call: Call, traceparent: str) -> Call:
+    """A copy of ``call`` sent with ``traceparent`` (the Call itself may be started again;
+    cheaper than ``copy.copy``)."""
+    sent = object.__new__(Call)
+    for name in Call.__slots__:
+        setattr(sent, name, getattr(call, name))
+    sent.traceparent = traceparent
+    return sent
+
+
+class _Ending:
+    """The target of a traced call: ends its span and counts it, once, when the call settles
+    or is cancelled, then hands the outcome on."""
+
+    __slots__ = ("attributes", "metrics", "span", "started", "target")
+
+    def __init__(self, span: trace.Span | None, target: Any, metrics: Metrics | None,
+                 attributes: dict[str, Any]) -> None:
+        self.span = span
+        self.target: Any = target
+        self.metrics = metrics
+        self.attributes = attributes
+        self.started = time.perf_counter()
+
+    def __call__(self, value: Any, error: BaseException | None) -> None:
+        target = self.target
+        if target is None:
+            return
+        self.target = None
+        self._end(error)
+        settle(target, value, error)
+
+    def _end(self, error: BaseException | None) -> None:
+        code = None if error is None else _code_of(error) or type(error).__name__
+        if self.metrics is not None:
+            self.metrics.call_done(self.attributes, self.started, code)
+        span = self.span
+        if span is None:
+            return
         if error is None:
             span.set_status(_OK)
         else:
             span.record_exception(error)
-            code = getattr(error, "code", None)
-            if isinstance(code, str):
+            if code is not None:
                 span.set_attribute("iii.error.code", code)
             span.set_status(Status(StatusCode.ERROR, str(error)))
         span.end()
-        if isinstance(target, asyncio.Future):
-            if not target.done():
-                if error is not None:
-                    target.set_exception(error)
-                else:
-                    target.set_result(value)
-        else:
-            target(value, error)
 
-    return done
+    def cancels(self, cancel: Callable[[], None]) -> Callable[[], None]:
+        """``cancel``, which also ends the span (a cancelled call is an error: ``cancelled``)."""
+        def cancelled() -> None:
+            cancel()
+            if self.target is not None:
+                self.target = None
+                self._end(_Cancelled("the call was cancelled before its answer came"))
+
+        return cancelled
+
+
+class _Cancelled(Exception):
+    """What a cancelled call's span records."""
+
+    code = "cancelled"
 
 
 def attach(client: Any, config: OtelConfig) -> Tracing:
     """Trace ``client`` (a connected :class:`~iii_rx.client.Client`): its calls and its
-    invocations get spans, ``client.spans`` streams them, its close completes that stream."""
-    tracing = Tracing(config, client.bridge, client.name)
+    invocations get spans (and metrics unless ``metrics_enabled`` is ``False``),
+    ``client.spans`` streams them, channel ends get transfer spans, and its close completes
+    the stream."""
+    provider = tracer_provider(config)
+    metrics = None
+    if config.metrics_enabled is not False:
+        metrics = Metrics(meter_provider(config, getattr(provider, "resource", None)))
+    tracing = Tracing(config, client.bridge, client.name, provider, metrics)
     client._calls.trace_call = tracing.on_call
     client._worker.telemetry = tracing
     client.spans = tracing.spans
     client._resources.callback(tracing.close)
+    if metrics is not None:
+        subscription = client.state.subscribe(metrics.on_state)
+        client._resources.callback(subscription.dispose)
+    transfers = ChannelTelemetry(tracing.tracer, metrics)
+    hooks.install(transfers)
+    client._resources.callback(hooks.uninstall, transfers)
     if config.logs_enabled is not False:
         from iii_rx.telemetry import logs
 

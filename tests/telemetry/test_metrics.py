@@ -1,0 +1,151 @@
+"""Metrics count what happened: calls and invocations per function, errors, durations, the
+connection's state changes and reconnects, channel bytes (real sockets, embedded engine)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import unique_name
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.util._once import Once
+
+import iii_rx
+from iii_rx import ConnectionState, ReconnectConfig
+from iii_rx.engine import Engine
+
+ON = iii_rx.OtelConfig(enabled=True)
+
+
+@pytest.fixture
+def reader() -> Iterator[InMemoryMetricReader]:
+    """This test's metrics, in memory; the global meter provider is restored afterwards."""
+    internal = metrics._internal  # type: ignore[attr-defined]
+    saved = internal._METER_PROVIDER, internal._METER_PROVIDER_SET_ONCE
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    internal._METER_PROVIDER, internal._METER_PROVIDER_SET_ONCE = None, Once()
+    metrics.set_meter_provider(provider)
+    try:
+        yield reader
+    finally:
+        provider.shutdown()
+        internal._METER_PROVIDER, internal._METER_PROVIDER_SET_ONCE = saved
+
+
+def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    """The data points of the metric ``name``."""
+    data = reader.get_metrics_data()
+    found: list[Any] = []
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    found.extend(metric.data.data_points)
+    return found
+
+
+def total(reader: InMemoryMetricReader, name: str, **attributes: Any) -> float:
+    """The sum of ``name`` over the points whose attributes include ``attributes`` (a
+    histogram's count)."""
+    wanted = {key.replace("_", "."): value for key, value in attributes.items()}
+    return sum(getattr(p, "value", None) if hasattr(p, "value") else p.count
+               for p in points(reader, name)
+               if wanted.items() <= dict(p.attributes).items())
+
+
+async def test_calls_and_invocations_are_counted_per_function(
+        engine: Engine, exporter: Any, reader: InMemoryMetricReader) -> None:
+    url = str(engine.url)
+    async with iii_rx.connect(url, name=unique_name("caller"), otel=ON) as caller, \
+            iii_rx.connect(url, name=unique_name("worker"), otel=ON) as worker:
+        def fail(data: Any) -> Any:
+            raise ValueError("no")
+
+        worker.register_function("m::ok", lambda data: data)
+        worker.register_function("m::fail", fail)
+        await caller.wait_for_function("m::ok", timeout=10)
+        await caller.wait_for_function("m::fail", timeout=10)
+        for i in range(3):
+            assert await caller.trigger("m::ok", i) == i
+        for _ in range(2):
+            with pytest.raises(iii_rx.IIIInvocationError):
+                await caller.trigger("m::fail", 0)
+
+    fid = "iii.function.id"
+    assert total(reader, "iii.client.calls", **{fid: "m::ok"}) == 3
+    assert total(reader, "iii.client.calls", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.client.call.errors", **{fid: "m::ok"}) == 0
+    assert total(reader, "iii.client.call.errors", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.client.call.duration", **{fid: "m::ok"}) == 3
+    assert total(reader, "iii.server.invocations", **{fid: "m::ok"}) == 3
+    assert total(reader, "iii.server.invocations", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.server.invocation.errors", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.server.invocation.errors", **{fid: "m::ok"}) == 0
+    assert total(reader, "iii.server.invocation.duration", **{fid: "m::fail"}) == 2
+    durations = [p for p in points(reader, "iii.client.call.duration")
+                 if p.attributes[fid] == "m::ok"]
+    assert durations and all(p.sum > 0 for p in durations)
+
+
+async def test_metrics_off_records_nothing(engine: Engine, exporter: Any,
+                                           reader: InMemoryMetricReader) -> None:
+    config = iii_rx.OtelConfig(enabled=True, metrics_enabled=False)
+    async with iii_rx.connect(str(engine.url), name=unique_name("quiet"), otel=config) as iii:
+        iii.register_function("m::quiet", lambda data: data)
+        await iii.wait_for_function("m::quiet", timeout=10)
+        assert await iii.trigger("m::quiet", 1) == 1
+    assert points(reader, "iii.client.calls") == []
+    assert points(reader, "iii.server.invocations") == []
+
+
+async def test_state_changes_and_reconnects(exporter: Any,
+                                            reader: InMemoryMetricReader) -> None:
+    first = Engine(port=0, namespace_grace_ms=300)
+    await first.start()
+    port = first.port
+    second: Engine | None = None
+    reached: dict[ConnectionState, asyncio.Event] = {s: asyncio.Event() for s in ConnectionState}
+    try:
+        async with iii_rx.connect(first.url, name=unique_name("rc"), otel=ON,
+                                  reconnect=ReconnectConfig(initial_delay_ms=20,
+                                                            max_delay_ms=200)) as iii:
+            iii.state.subscribe(lambda state: reached[state].set())
+            await first.stop()
+            await asyncio.wait_for(reached[ConnectionState.RECONNECTING].wait(), 10)
+            reached[ConnectionState.CONNECTED].clear()
+            second = Engine(port=port, namespace_grace_ms=300)
+            await second.start()
+            await asyncio.wait_for(reached[ConnectionState.CONNECTED].wait(), 10)
+            assert total(reader, "iii.connection.reconnects") == 1
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()
+    state = "iii.connection.state"
+    assert total(reader, "iii.connection.state_changes", **{state: "connected"}) == 2
+    assert total(reader, "iii.connection.state_changes", **{state: "reconnecting"}) >= 1
+    assert total(reader, "iii.connection.state_changes", **{state: "disconnected"}) == 1
+    assert total(reader, "iii.connection.reconnects") == 1
+
+
+async def test_channel_bytes_are_counted(engine: Engine, exporter: Any,
+                                         reader: InMemoryMetricReader) -> None:
+    async with iii_rx.connect(str(engine.url), name=unique_name("ch"), otel=ON) as iii:
+        channel = await iii.create_channel_async()
+        payload = b"x" * 100_000  # two frames
+
+        async def write() -> None:
+            async with channel.writer as writer:
+                await writer.write(payload)
+                await writer.send_message("héllo")  # 6 bytes of UTF-8
+
+        got, _ = await asyncio.gather(channel.reader.read_all(), write())
+        assert got == payload
+        await channel.reader.close()
+    assert total(reader, "iii.channel.bytes_written") == 100_006
+    assert total(reader, "iii.channel.bytes_read") == 100_006

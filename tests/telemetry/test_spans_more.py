@@ -1,0 +1,176 @@
+"""Spans beyond calls and invocations: channel transfers, HTTP-triggered invocations, and
+CLIENT spans of calls that time out or are cancelled (they end, as errors, never leak)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import unique_name
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+import iii_rx
+from iii_rx.engine import Engine
+from iii_rx.telemetry.payload import REDACTED, redacted_json
+
+ON = iii_rx.OtelConfig(enabled=True)
+
+
+def named(exporter: InMemorySpanExporter, name: str) -> list[Any]:
+    return [span for span in exporter.get_finished_spans() if span.name == name]
+
+
+async def test_channel_transfers_get_spans(engine: Engine,
+                                           exporter: InMemorySpanExporter) -> None:
+    async with iii_rx.connect(str(engine.url), name=unique_name("ch"), otel=ON) as iii:
+        channel = await iii.create_channel_async()
+        payload = b"y" * 70_000  # two frames
+
+        async def write() -> None:
+            async with channel.writer as writer:
+                await writer.write(payload)
+
+        got, _ = await asyncio.gather(channel.reader.read_all(), write())
+        assert got == payload
+        await channel.reader.close()
+
+    (written,) = named(exporter, "channel write")
+    (read,) = named(exporter, "channel read")
+    for span, direction in ((written, "write"), (read, "read")):
+        assert span.attributes["iii.channel.id"] == channel.writer_ref.channel_id
+        assert span.attributes["iii.channel.direction"] == direction
+        assert span.attributes["iii.channel.bytes"] == 70_000
+        assert span.attributes["iii.channel.frames"] == 2
+        assert span.status.status_code is StatusCode.UNSET
+        assert span.end_time is not None
+
+
+async def test_an_aborted_transfer_ends_its_spans_as_errors(
+        engine: Engine, exporter: InMemorySpanExporter) -> None:
+    async with iii_rx.connect(str(engine.url), name=unique_name("ab"), otel=ON) as iii:
+        channel = await iii.create_channel_async()
+
+        async def write() -> None:
+            await channel.writer.write(b"z" * 10)
+            await channel.writer.abort("gave up")
+
+        async def read() -> None:
+            with pytest.raises(iii_rx.ChannelClosedError):
+                await channel.reader.read_all()
+
+        await asyncio.gather(read(), write())
+        await channel.reader.close()
+
+    (written,) = named(exporter, "channel write")
+    (read_span,) = named(exporter, "channel read")
+    assert written.status.status_code is StatusCode.ERROR
+    assert written.status.description == "gave up"
+    assert read_span.status.status_code is StatusCode.ERROR
+    assert read_span.attributes["iii.channel.bytes"] == 10
+
+
+async def test_a_channel_opened_in_a_handler_is_a_child_of_its_span(
+        engine: Engine, exporter: InMemorySpanExporter) -> None:
+    async with iii_rx.connect(str(engine.url), name=unique_name("h"), otel=ON) as iii:
+        async def produce(data: Any) -> Any:
+            async with data["out"] as writer:
+                await writer.write(b"abc")
+            return "done"
+
+        iii.register_function("ch::produce", produce)
+        await iii.wait_for_function("ch::produce", timeout=10)
+        channel = await iii.create_channel_async()
+        result, got = await asyncio.gather(
+            iii.trigger("ch::produce", {"out": channel.writer_ref}), channel.reader.read_all())
+        assert (result, got) == ("done", b"abc")
+        await channel.reader.close()
+
+    (execute,) = named(exporter, "execute ch::produce")
+    (written,) = named(exporter, "channel write")
+    assert written.parent is not None
+    assert written.parent.span_id == execute.context.span_id
+    assert written.context.trace_id == execute.context.trace_id
+
+
+async def test_http_invocations_carry_http_attributes(engine: Engine,
+                                                      exporter: InMemorySpanExporter) -> None:
+    async with iii_rx.connect(str(engine.url), name=unique_name("web"), otel=ON) as iii:
+        async def greet(request: Any) -> Any:
+            return {"status_code": 201, "body": {"hi": request["path_params"]["who"]}}
+
+        iii.register_function("web::greet", greet)
+        iii.register_trigger({"type": "http", "function_id": "web::greet",
+                              "config": {"api_path": "/greet/:who", "http_method": "POST"}})
+        url = f"http://127.0.0.1:{engine.rest_port}/greet/ann"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):  # the route binds asynchronously; no event says when
+                async with session.post(url, json={}) as response:
+                    if response.status != 404:
+                        break
+                await asyncio.sleep(0.02)
+            assert response.status == 201
+
+    (span,) = [s for s in named(exporter, "execute web::greet")
+               if s.attributes.get("http.response.status_code") == 201]
+    assert span.kind is SpanKind.SERVER
+    assert span.attributes["http.request.method"] == "POST"
+    assert span.attributes["http.route"] == "/greet/:who"
+
+
+async def test_a_timed_out_call_ends_its_span_as_an_error(
+        engine: Engine, exporter: InMemorySpanExporter) -> None:
+    async with iii_rx.connect(str(engine.url), name=unique_name("to"), otel=ON) as iii:
+        release = asyncio.Event()
+
+        async def slow(data: Any) -> Any:
+            await release.wait()
+            return data
+
+        iii.register_function("to::slow", slow)
+        await iii.wait_for_function("to::slow", timeout=10)
+        with pytest.raises(iii_rx.IIITimeoutError):
+            await iii.trigger("to::slow", 1, timeout_ms=100)
+        release.set()
+
+    (span,) = named(exporter, "invoke to::slow")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["iii.error.code"] == "TIMEOUT"
+
+
+async def test_a_cancelled_call_ends_its_span_as_an_error(
+        engine: Engine, exporter: InMemorySpanExporter) -> None:
+    async with iii_rx.connect(str(engine.url), name=unique_name("cx"), otel=ON) as iii:
+        started = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold(data: Any) -> Any:
+            started.set()
+            await release.wait()
+            return data
+
+        iii.register_function("cx::hold", hold)
+        await iii.wait_for_function("cx::hold", timeout=10)
+        call = asyncio.ensure_future(iii.trigger("cx::hold", 1))
+        await started.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert [s.name for s in named(exporter, "invoke cx::hold")] == ["invoke cx::hold"]
+        release.set()
+
+    (span,) = named(exporter, "invoke cx::hold")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["iii.error.code"] == "cancelled"
+
+
+def test_payload_secrets_are_redacted() -> None:
+    text, cut = redacted_json({"user": "ann", "nested": [{"API_Key": "k", "x_token": "t"}],
+                               "password": "p", "note": "token-free"}, None)
+    assert not cut
+    assert '"k"' not in text and '"t"' not in text and '"p"' not in text
+    assert text.count(REDACTED) == 3 and '"ann"' in text
+    assert redacted_json({"plain": [1, 2]}, None) == ('{"plain": [1, 2]}', False)
+    assert redacted_json("a" * 100, 20) == ('"aaa..."[TRUNCATED]"', True)  # 20 bytes
