@@ -16,8 +16,9 @@ Instruments (meter ``iii_rx``; the attribute ``iii.function.id`` on the per-func
 * ``iii.channel.bytes_read`` / ``iii.channel.bytes_written`` (By, ``iii.channel.direction``
   is implied by the name): what this process's channel ends moved.
 
-They go to the process's ``MeterProvider``; when none is configured, iii_rx installs one whose
-reader follows ``OTEL_METRICS_EXPORTER`` (``console``, ``otlp`` when installed, else none).
+They go to the process's ``MeterProvider``. When none is configured, ``OTEL_METRICS_EXPORTER``
+(``console``, or ``otlp`` when installed) makes iii_rx install one exporting there; otherwise
+the engine export (:mod:`~iii_rx.telemetry.export`) installs one sending to the engine.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider
 from iii_rx.state import ConnectionState
 from iii_rx.telemetry.config import OtelConfig
 
-__all__ = ["Metrics", "meter_provider"]
+__all__ = ["Metrics", "install_meter_provider"]
 
 log = logging.getLogger("iii_rx.telemetry")
 
@@ -42,23 +43,20 @@ _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0
 """Histogram buckets for call durations (seconds; local round trips take about a ms)."""
 
 
-def meter_provider(config: OtelConfig, resource: Any = None) -> metrics.MeterProvider:
-    """The process's meter provider; when none is set, an SDK one is installed (its reader
-    from ``OTEL_METRICS_EXPORTER``)."""
-    provider = metrics.get_meter_provider()
-    if not isinstance(provider, _ProxyMeterProvider):
-        return provider
+def install_meter_provider(config: OtelConfig, resource: Any = None) -> None:
+    """When no meter provider is set and ``OTEL_METRICS_EXPORTER`` names one (``console``,
+    ``otlp`` if installed), install an SDK provider exporting there."""
+    if not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
+        return
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 
-    readers: list[MetricReader] = []
     kind = os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower()
-    interval = config.metrics_export_interval_ms
+    exporter: MetricExporter
     if kind == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
-        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(),
-                                                     export_interval_millis=interval))
+        exporter = ConsoleMetricExporter()
     elif kind == "otlp":
         try:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[import-not-found]
@@ -66,13 +64,14 @@ def meter_provider(config: OtelConfig, resource: Any = None) -> metrics.MeterPro
             )
         except ImportError:
             log.warning("OTEL_METRICS_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http")
-        else:
-            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(),
-                                                         export_interval_millis=interval))
-    sdk = (MeterProvider(metric_readers=readers) if resource is None
-           else MeterProvider(resource=resource, metric_readers=readers))
-    metrics.set_meter_provider(sdk)
-    return metrics.get_meter_provider()
+            return
+        exporter = OTLPMetricExporter()
+    else:
+        return
+    reader = PeriodicExportingMetricReader(
+        exporter, export_interval_millis=max(1, config.metrics_export_interval_ms))
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]) if resource is None
+                               else MeterProvider(resource=resource, metric_readers=[reader]))
 
 
 class Metrics:

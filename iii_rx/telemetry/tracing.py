@@ -49,7 +49,7 @@ from iii_rx.telemetry import hooks
 from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.http import http_attributes, http_status, is_http_request
 from iii_rx.telemetry.ids import parse_traceparent, propagate_otel
-from iii_rx.telemetry.metrics import Metrics, meter_provider
+from iii_rx.telemetry.metrics import Metrics, install_meter_provider
 from iii_rx.telemetry.payload import payload_max_bytes, payloads_enabled, redacted_json
 from iii_rx.telemetry.transfers import ChannelTelemetry
 
@@ -417,28 +417,32 @@ class _Cancelled(Exception):
 def attach(client: Any, config: OtelConfig) -> Tracing:
     """Trace ``client`` (a connected :class:`~iii_rx.client.Client`): its calls and its
     invocations get spans (and metrics unless ``metrics_enabled`` is ``False``),
-    ``client.spans`` streams them, channel ends get transfer spans, and its close completes
-    the stream."""
+    ``client.spans`` streams them, channel ends get transfer spans, what nobody else exports
+    goes to the engine (:mod:`~iii_rx.telemetry.export`), and its close completes the
+    stream."""
+    from opentelemetry import metrics as otel_metrics
+
+    from iii_rx.telemetry import export
+
     provider = tracer_provider(config)
-    metrics = None
-    if config.metrics_enabled is not False:
-        metrics = Metrics(meter_provider(config, getattr(provider, "resource", None)))
-    tracing = Tracing(config, client.bridge, client.name, provider, metrics)
+    tracing = Tracing(config, client.bridge, client.name, provider)
     client._calls.trace_call = tracing.on_call
     client._worker.telemetry = tracing
     client.spans = tracing.spans
     client._resources.callback(tracing.close)
-    if metrics is not None:
-        subscription = client.state.subscribe(metrics.on_state)
-        client._resources.callback(subscription.dispose)
-    transfers = ChannelTelemetry(tracing.tracer, metrics)
-    hooks.install(transfers)
-    client._resources.callback(hooks.uninstall, transfers)
+    measured = config.metrics_enabled is not False
+    if measured:  # an exporter named by OTEL_METRICS_EXPORTER comes before the engine's
+        install_meter_provider(config, getattr(provider, "resource", None))
     if config.logs_enabled is not False:
         from iii_rx.telemetry import logs
 
         logs.enable()
-    from iii_rx.telemetry import export
-
     export.attach(client, config, tracing.provider)
+    if measured:
+        metrics = tracing.metrics = Metrics(otel_metrics.get_meter_provider())
+        subscription = client.state.subscribe(metrics.on_state)
+        client._resources.callback(subscription.dispose)
+    transfers = ChannelTelemetry(tracing.tracer, tracing.metrics)
+    hooks.install(transfers)
+    client._resources.callback(hooks.uninstall, transfers)
     return tracing
