@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from iii_rx.engine import EngineThread
@@ -63,3 +69,36 @@ def wait_parked(handle: EngineThread, function_id: str) -> Binding:
     """Wait until a binding calling ``function_id`` exists and is parked (refused)."""
     return wait_until(lambda: next((b for b in bindings_of(handle, function_id) if b.parked),
                                    None), f"a parked binding of {function_id}")
+
+
+class EngineProcess:
+    """``python -m iii_rx.engine FLAGS...`` on ephemeral ports (its log in ``workdir``), for
+    the tests that kill an engine."""
+
+    def __init__(self, workdir: Path, *flags: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "engine.log"
+        self._stderr = self.log.open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", "0",
+             "--rest-port", "0", "--namespace-grace-ms", "300", "--log-level", "WARNING",
+             *flags],
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            env={**os.environ, "OTEL_ENABLED": "false"})
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until the engine listens (or dies)
+        match = re.search(r"listening on (ws://\S+)", line)
+        assert match, f"engine did not start: {line!r}\n{self.log.read_text()[-2000:]}"
+        self.url = match.group(1)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(WAIT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(WAIT)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()

@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builtins_helpers import ENGINE_TIMERS, WAIT, on_engine, unique, wait_until
+from builtins_helpers import (
+    ENGINE_TIMERS,
+    WAIT,
+    EngineProcess,
+    on_engine,
+    unique,
+    wait_until,
+)
 from iii import InitOptions, TriggerAction, register_worker
 
 from iii_rx.engine import Engine, EngineThread
@@ -80,6 +88,58 @@ def test_a_restart_loses_no_item_no_message_and_no_dead_letter(tmp_path: Path) -
         got: queue.Queue[Any] = queue.Queue()
         iii.register_function(target, lambda data: got.put(data))
         assert sorted([got.get(timeout=WAIT)["job"], got.get(timeout=WAIT)["job"]]) == [0, 1]
+    finally:
+        iii.shutdown()
+        second.stop()
+
+
+def test_items_and_in_flight_messages_survive_a_kill(tmp_path: Path) -> None:
+    """``--stream-file`` / ``--queue-file``: SIGKILL the engine while a durable delivery is in
+    flight; the restarted engine has every item and delivers the message again once its
+    subscriber binds."""
+    flags = ("--stream-file", str(tmp_path / "s.db"), "--queue-file", str(tmp_path / "q.db"))
+    topic, subscriber = unique("orders"), unique("files::subscriber")
+    key = {"stream_name": unique("feed"), "group_id": "g"}
+    release = threading.Event()
+    arrived: queue.Queue[Any] = queue.Queue()
+
+    def stuck(data: Any) -> None:  # answers only after the engine is gone
+        arrived.put(data)
+        release.wait(WAIT)
+
+    first = EngineProcess(tmp_path, *flags)
+    iii = register_worker(first.url, InitOptions(worker_name=unique("files"),
+                                                 otel={"enabled": False},
+                                                 enable_metrics_reporting=False))
+    try:
+        for n in range(20):
+            call(iii, "stream::set", {**key, "item_id": f"i{n}", "data": {"n": n}})
+        iii.register_function(subscriber, stuck)
+        iii.register_trigger({"type": "durable:subscriber", "function_id": subscriber,
+                              "config": {"topic": topic}})
+        wait_until(lambda: any(  # active once the provider has it (no event says so)
+            t["function_id"] == subscriber for t in call(
+                iii, "engine::registered-triggers::list", {})["registered_triggers"]),
+            "the subscriber to bind")
+        call(iii, "iii::durable::publish", {"topic": topic, "data": {"order": 1}})
+        assert arrived.get(timeout=WAIT) == {"order": 1}
+        first.kill()
+    finally:
+        release.set()
+        iii.shutdown()
+        first.stop()
+
+    second = EngineProcess(tmp_path, *flags)
+    iii = register_worker(second.url, InitOptions(worker_name=unique("files"),
+                                                  otel={"enabled": False},
+                                                  enable_metrics_reporting=False))
+    try:
+        assert call(iii, "stream::list", key) == [{"n": n} for n in range(20)]
+        again: queue.Queue[Any] = queue.Queue()
+        iii.register_function(subscriber, lambda data: again.put(data))
+        iii.register_trigger({"type": "durable:subscriber", "function_id": subscriber,
+                              "config": {"topic": topic}})
+        assert again.get(timeout=WAIT) == {"order": 1}
     finally:
         iii.shutdown()
         second.stop()

@@ -2,54 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from builtins_helpers import WAIT, unique
+from builtins_helpers import WAIT, EngineProcess, unique
 
 import iii_rx
 from iii_rx.kv import KV, Op
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-class EngineProcess:
-    """``python -m iii_rx.engine --state-file PATH`` on ephemeral ports."""
-
-    def __init__(self, state_file: Path) -> None:
-        self.log = state_file.with_suffix(".log")
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self._stderr = self.log.open("a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", "0",
-             "--rest-port", "0", "--namespace-grace-ms", "300", "--state-file", str(state_file),
-             "--log-level", "WARNING"],
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-            env={**os.environ, "OTEL_ENABLED": "false"})
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # blocks until the engine listens (or dies)
-        match = re.search(r"listening on (ws://\S+)", line)
-        assert match, f"engine did not start: {line!r}\n{self.log.read_text()[-2000:]}"
-        self.url = match.group(1)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(WAIT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(WAIT)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
 
 
 @pytest.fixture
@@ -64,7 +27,7 @@ def test_answered_writes_survive_a_kill(tmp_path: Path, processes: list[EnginePr
     from iii import InitOptions, register_worker
 
     state_file = tmp_path / "data" / "state.db"
-    first = EngineProcess(state_file)
+    first = EngineProcess(state_file.parent, "--state-file", str(state_file))
     processes.append(first)
     writer: Any = register_worker(first.url, InitOptions(
         worker_name=unique("writer"), otel={"enabled": False}, enable_metrics_reporting=False))
@@ -82,7 +45,7 @@ def test_answered_writes_survive_a_kill(tmp_path: Path, processes: list[EnginePr
     finally:
         writer.shutdown()
 
-    second = EngineProcess(state_file)
+    second = EngineProcess(state_file.parent, "--state-file", str(state_file))
     processes.append(second)
     with iii_rx.connect_sync(second.url, name=unique("reader")) as reader:
         kv = KV(reader)  # iii.kv once the client exposes it
