@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from iii_rx.aio import TaskSet
+from iii_rx.engine.hotsocket import HotConnection
 from iii_rx.engine.logsafe import printable
 from iii_rx.engine.wire import error_body
 
@@ -331,6 +332,9 @@ def _direct_writer(ws: ServerConnection) -> Callable[[str], bool] | None:
     system call. It declines (returns ``False``) unless the connection is open and its
     transport is not paused by flow control, so the caller queues instead.
     """
+    if isinstance(ws, HotConnection) and ws.hot_in is not None:
+        hot_write = ws.hot_write
+        return lambda text: hot_write(text.encode())
     protocol = getattr(ws, "protocol", None)
     send_data = getattr(ws, "send_data", None)
     if protocol is None or send_data is None or not hasattr(ws, "paused"):

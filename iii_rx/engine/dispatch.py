@@ -50,6 +50,7 @@ from websockets.exceptions import ConnectionClosed
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
 from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.hotsocket import HotConnection
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.registry import FunctionEntry, InProcessHandler, Registry
 from iii_rx.engine.router import Router
@@ -188,8 +189,10 @@ class Dispatcher:
         router = self.router
         guard = self._guards.get(conn)
         invoke = router.invoke if guard is None else guard.invoke
+        messages = ws.next_message if isinstance(ws, HotConnection) else ws.recv
         try:
-            async for message in ws:
+            while True:
+                message = await messages()
                 if type(message) is bytes and message[:4] in _TELEMETRY_PREFIXES:
                     continue
                 hot = read_hot(message)

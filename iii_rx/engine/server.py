@@ -39,6 +39,7 @@ from iii_rx.engine.auth import SecretToken, bearer_token_ok
 from iii_rx.engine.channels import ChannelHub
 from iii_rx.engine.config import EngineConfig
 from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.hotsocket import HotConnection
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 
 __all__ = ["CHANNEL_PREFIX", "EngineServer", "ServeWorker", "TelemetrySink"]
@@ -93,6 +94,7 @@ class EngineServer:
             write_limit=2**20,
             logger=_ws_log,
             backlog=1024,  # asyncio's 100 drops SYNs when many workers connect at once
+            create_connection=HotConnection,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
@@ -175,5 +177,7 @@ class EngineServer:
     async def _serve_worker(self, ws: ServerConnection) -> None:
         remote = ws.remote_address
         ip = str(remote[0]) if isinstance(remote, tuple) and remote else None
+        if isinstance(ws, HotConnection):
+            ws.enable_hot()
         conn = WorkerConnection(ws, str(uuid.uuid4()), SecretToken(uuid.uuid4()), ip_address=ip)
         await self.serve_worker(conn)
