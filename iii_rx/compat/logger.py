@@ -1,10 +1,17 @@
 """``Logger`` of the conventional API (``iii_helpers.observability.Logger``).
 
-Until iii_rx exports OpenTelemetry logs (a later issue), records take the official SDK's
-fallback path: the standard :mod:`logging` logger ``iii.logger``, message ``"[service] text"``,
-the structured payload as the record attribute ``data``. Handlers and formatters written for
-the official SDK's fallback see the same records. The reactive API's context-bound logger is
-:class:`iii_rx.context.Logger`, a different class.
+It takes the official SDK's two paths:
+
+* **OpenTelemetry on** (a client of this process connected with ``otel``, or ``init_otel``
+  ran): each call emits one OpenTelemetry log record (body = the message, severity
+  ``INFO``/``WARN``/``ERROR``/``DEBUG``, attributes ``service.name`` and ``log.data``), tied to
+  ``trace_id``/``span_id`` when given, else to the current span, else to the running
+  invocation; it reaches the engine's ``/otel`` socket or whatever log exporter is configured.
+* **off**: the standard :mod:`logging` logger ``iii.logger``, message ``"[service] text"``
+  (``"[] text"`` without a service name, as the official SDK prints it), the structured
+  payload as the record attribute ``data`` and the ids as ``trace_id`` / ``span_id``.
+
+The reactive API's context-bound logger is :class:`iii_rx.context.Logger`, a different class.
 """
 
 from __future__ import annotations
@@ -12,16 +19,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from iii_rx.compat.observability_spans import current_span_id, current_trace_id
+from iii_rx.telemetry.ids import OTEL_LOGS
+
 __all__ = ["Logger"]
 
 _log = logging.getLogger("iii.logger")
 
 
-class Logger:
-    """Structured logs: ``info/warn/error/debug(message, data=None)``.
+def _ids(trace_id: str | None, span_id: str | None) -> tuple[str | None, str | None]:
+    """The ids a record carries: the given ones, else the current span's or invocation's."""
+    if trace_id is not None and span_id is not None:
+        return trace_id, span_id
+    return trace_id or current_trace_id(), span_id or current_span_id()
 
-    ``trace_id`` / ``span_id`` (hex) pin the ids a telemetry backend would attach; they are
-    kept on the logger for when export exists.
+
+class Logger:
+    """Structured logs: ``info/warn/error/debug(message, data=None)`` (module docstring).
+
+    ``trace_id`` / ``span_id`` (hex) pin the ids of every record; unset, each record takes
+    those of the span or invocation current when it logs.
     """
 
     def __init__(self, trace_id: str | None = None, service_name: str | None = None,
@@ -31,8 +48,19 @@ class Logger:
         self.service_name = service_name or ""
 
     def _emit(self, level: int, message: str, data: Any) -> None:
+        if OTEL_LOGS[0]:
+            from iii_rx.telemetry import logs
+
+            trace_id, span_id = _ids(self.trace_id, self.span_id)
+            attributes: dict[str, Any] = {"service.name": self.service_name}
+            if data is not None:
+                attributes["log.data"] = data
+            logs.emit(level, message, attributes, trace_id, span_id, logger_name="iii.logger")
+            return
         if _log.isEnabledFor(level):
-            _log.log(level, "[%s] %s", self.service_name, message, extra={"data": data},
+            trace_id, span_id = _ids(self.trace_id, self.span_id)
+            _log.log(level, "[%s] %s", self.service_name, message,
+                     extra={"data": data, "trace_id": trace_id, "span_id": span_id},
                      stacklevel=3)
 
     def info(self, message: str, data: Any = None) -> None:

@@ -90,6 +90,7 @@ class EngineLink:
         self._ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.sent = 0
         """Frames written to the socket."""
         self.dropped = 0
@@ -98,10 +99,22 @@ class EngineLink:
         """Set while the socket is open (tests and tools wait on it)."""
 
     def start(self) -> None:
-        """Start sending (on :attr:`loop`) and take the exporters' frames from now on."""
-        self._task = self.loop.create_task(self._run(), name="iii-rx-otel-link")
+        """Take the exporters' frames from now on and start sending them on :attr:`loop`
+        (called from any thread)."""
         with _LINKS_LOCK:
             _LINKS.append(self)
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._spawn()
+        else:
+            self.loop.call_soon_threadsafe(self._spawn)
+
+    def _spawn(self) -> None:
+        if self._task is None and not self._closed:
+            self._task = self.loop.create_task(self._run(), name="iii-rx-otel-link")
 
     def send(self, frame: bytes) -> None:
         """Queue one frame; any thread, never blocks."""
@@ -160,6 +173,7 @@ class EngineLink:
         with _LINKS_LOCK:
             if self in _LINKS:
                 _LINKS.remove(self)
+        self._closed = True
         task, self._task = self._task, None
         if task is None:
             return

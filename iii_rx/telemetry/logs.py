@@ -33,8 +33,10 @@ _SEVERITY = {
 
 
 def emit(level: int, message: str, attributes: dict[str, Any],
-         trace_id: str | None, span_id: str | None) -> None:
-    """Emit one log record (``trace_id``/``span_id`` in hex, ``None`` for none)."""
+         trace_id: str | None, span_id: str | None, *,
+         logger_name: str = "iii_rx.logger") -> None:
+    """Emit one log record (``trace_id``/``span_id`` in hex, ``None`` for none) on the
+    OpenTelemetry logger ``logger_name``."""
     ctx = None
     if trace_id and span_id:
         try:
@@ -45,6 +47,6 @@ def emit(level: int, message: str, attributes: dict[str, Any],
             ctx = None
     attrs = {k: v if isinstance(v, (str, bool, int, float)) else str(v)
              for k, v in attributes.items() if v is not None}
-    _logs.get_logger("iii_rx.logger").emit(
+    _logs.get_logger(logger_name).emit(
         context=ctx, severity_number=_SEVERITY.get(level, SeverityNumber.INFO),
         severity_text=logging.getLevelName(level), body=message, attributes=attrs)
