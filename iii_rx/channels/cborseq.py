@@ -6,13 +6,18 @@ websocket frames, and a reader can tell a stream that ended between two items (a
 from one cut inside an item (:class:`TruncatedStreamError`).
 
 :class:`CborSequenceDecoder` is incremental: :meth:`~CborSequenceDecoder.feed` takes chunks as
-they arrive and returns the items they complete. It first finds where an item ends with a
-resumable scan of the CBOR heads (strings are skipped by length, never copied), and only then
-decodes exactly those bytes with cbor2, so a large item split over many chunks costs one pass.
+they arrive and returns the items they complete. Each chunk goes to cbor2 whole: one
+``CBORDecoder`` decodes every complete item in it, in C. Only where cbor2 stops (the chunk
+ends inside an item, or the bytes are bad) does Python look: a resumable scan of the CBOR heads
+(strings skipped by length, never copied) tells a cut item, which waits for the next chunks
+and is decoded once complete, from invalid data. A large item split over many chunks is
+scanned once, not re-decoded at every chunk.
 """
 
 from __future__ import annotations
 
+import io
+from importlib.metadata import version
 from typing import Any
 
 import cbor2
@@ -23,6 +28,10 @@ __all__ = ["CborSequenceDecoder", "encode_item"]
 
 _INDEFINITE = -1
 _ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+
+# cbor2 before 6 keeps shared values (tags 28/29) from one decode() to the next: there, each
+# item gets a decoder of its own, so that an item cannot refer to a value of an earlier one.
+_DECODER_PER_ITEM = int(version("cbor2").split(".")[0]) < 6
 
 
 def encode_item(obj: Any) -> bytes:
@@ -53,25 +62,47 @@ class CborSequenceDecoder:
         same chunk, they are returned first and the error is raised by the next call.
         """
         self._raise_pending()
-        self._buf += chunk
         items: list[Any] = []
+        if self._buf:  # an item cut at the end of the last chunk: resume its scan
+            self._buf += chunk
+            if self._scan() is None:
+                return items
+            data = bytes(self._buf)
+            self._buf.clear()
+        elif not chunk:
+            return items
+        else:
+            data = chunk if type(chunk) is bytes else bytes(chunk)
         try:
-            while self._buf:
-                end = self._scan()
-                if end is None:
-                    break
-                raw = bytes(self._buf[:end])
-                del self._buf[:end]
-                self._pos = 0
-                try:
-                    items.append(cbor2.loads(raw))
-                except cbor2.CBORDecodeError as exc:
-                    raise CborDecodeError(f"invalid CBOR item: {exc}") from exc
+            self._decode(data, items)
         except CborDecodeError as exc:
             if not items:
                 raise
             self._error = exc
         return items
+
+    def _decode(self, data: bytes, items: list[Any]) -> None:
+        """Decode the items of ``data`` into ``items``; keep a cut last item for later."""
+        fp = io.BytesIO(data)
+        size = len(data)
+        start = 0
+        decoder = cbor2.CBORDecoder(fp)
+        append = items.append
+        tell = fp.tell
+        while start < size:
+            try:
+                if _DECODER_PER_ITEM:
+                    decoder = cbor2.CBORDecoder(fp)
+                append(decoder.decode())
+            except Exception as exc:  # cbor2's own, or of a tag's decoder (OverflowError...)
+                # Cut by the end of the chunk, or invalid: the scan tells which.
+                self._buf = bytearray(memoryview(data)[start:])
+                self._pos = 0
+                self._stack.clear()
+                if self._scan() is None:
+                    return  # the rest of the item will follow
+                raise CborDecodeError(f"invalid CBOR item: {exc}") from exc
+            start = tell()
 
     def finish(self) -> None:
         """Declare the end of the stream; raise if it ended inside an item."""

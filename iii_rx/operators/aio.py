@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random as _random
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from types import TracebackType
@@ -195,17 +196,65 @@ def json_lines_op(source: AsyncIterable[bytes | str]) -> AsyncIterator[Any]:
     return _decode(source, JsonLinesDecoder())
 
 
+class _Decoded(AsyncStream[Any]):
+    """``cbor_items`` / ``json_lines``: an :class:`AsyncStream` whose own iteration skips
+    aiostream per item. A chunk's items are decoded at once and handed out from a deque, so an
+    item costs one plain ``__anext__``; the source is pulled (through aiostream's context, as
+    any source) only when the deque is empty. ``stream`` is the same operator in aiostream
+    form, for composition."""
+
+    __slots__ = ("_chunks", "_decoder", "_ended", "_ready")
+
+    def __init__(self, operator_stream: Stream[Any], source: AsyncIterable[Any],
+                 decoder: ChunkDecoder) -> None:
+        super().__init__(operator_stream)
+        self._chunks = source
+        self._decoder = decoder
+        self._ready: deque[Any] = deque()
+        self._ended = False
+
+    async def __anext__(self) -> Any:
+        ready = self._ready
+        if ready:
+            return ready.popleft()
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            if self._streamer is None:
+                self._streamer = streamcontext(self._chunks)
+                await self._streamer.__aenter__()
+            streamer = self._streamer
+            while not ready:
+                if self._ended:
+                    raise StopAsyncIteration
+                try:
+                    chunk = await streamer.__anext__()
+                except StopAsyncIteration:
+                    self._ended = True
+                    ready.extend(self._decoder.finish())
+                else:
+                    ready.extend(self._decoder.feed(chunk))
+            return ready.popleft()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        self._ready.clear()
+        await super().aclose()
+
+
 def cbor_items(source: AsyncIterable[bytes]) -> AsyncStream[Any]:
     """Decode a CBOR sequence (RFC 8742) spread over ``source``'s byte chunks.
 
     Raises ``TruncatedStreamError`` if the source ends inside an item.
     """
-    return AsyncStream(cbor_items_op(source))
+    return _Decoded(cbor_items_op(source), source, _CborDecoder())
 
 
 def json_lines(source: AsyncIterable[bytes | str]) -> AsyncStream[Any]:
     """Decode JSON Lines spread over ``source``'s chunks; a cut last line raises."""
-    return AsyncStream(json_lines_op(source))
+    return _Decoded(json_lines_op(source), source, JsonLinesDecoder())
 
 
 # --------------------------------------------------------------------------- rate

@@ -7,6 +7,7 @@ many items. Both detect a stream that ends inside an item and fail with
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -44,12 +45,11 @@ class JsonLinesDecoder:
     Text chunks (``str``) are accepted too and encoded as UTF-8.
     """
 
-    __slots__ = ("_buf", "_error", "_line", "_scan")
+    __slots__ = ("_buf", "_error", "_line")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = bytearray()  # the start of a line whose newline has not come yet
         self._error: JsonLinesDecodeError | None = None  # raised after the values before it
-        self._scan = 0  # where to resume looking for a newline
         self._line = 0  # lines decoded so far, for error messages
 
     def feed(self, chunk: Chunk) -> list[Any]:
@@ -57,26 +57,40 @@ class JsonLinesDecoder:
 
         A line that is not JSON raises :class:`JsonLinesDecodeError`; values of the lines
         before it in the same chunk are returned first and the error is raised by the next call.
+        The complete lines of a chunk are decoded from UTF-8 at once and split in C, and the
+        newline search covers only the new chunk, so a long line costs one pass.
         """
         if self._error is not None:
             raise self._error
-        self._buf += chunk.encode() if isinstance(chunk, str) else chunk
+        if isinstance(chunk, str):
+            data: bytes | bytearray = chunk.encode()
+        else:
+            data = chunk if isinstance(chunk, (bytes, bytearray)) else bytes(chunk)
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._buf += data
+            return []
+        if self._buf:
+            self._buf += memoryview(data)[: last + 1]
+            complete = bytes(self._buf)
+            self._buf = bytearray(memoryview(data)[last + 1 :])
+        else:
+            complete = bytes(memoryview(data)[: last + 1])
+            if last + 1 < len(data):
+                self._buf += memoryview(data)[last + 1 :]
         values: list[Any] = []
-        start = 0
-        buf = self._buf
         try:
-            while True:
-                newline = buf.find(b"\n", max(start, self._scan))
-                if newline < 0:
-                    break
-                line, start = bytes(buf[start:newline]), newline + 1
+            try:
+                lines: list[Any] = complete.decode().split("\n")
+            except UnicodeDecodeError:
+                lines = complete.split(b"\n")  # each line then fails or passes on its own
+            lines.pop()  # what follows the last newline: nothing
+            for line in lines:
                 self._parse(line, values)
         except JsonLinesDecodeError as exc:
+            self._error = exc  # the lines after a bad one are not decoded: every call fails
             if not values:
                 raise
-            self._error = exc
-        del buf[:start]
-        self._scan = len(buf)
         return values
 
     def finish(self) -> list[Any]:
@@ -85,7 +99,6 @@ class JsonLinesDecoder:
             raise self._error
         rest = bytes(self._buf)
         self._buf.clear()
-        self._scan = 0
         values: list[Any] = []
         if rest.strip():
             try:
@@ -97,13 +110,17 @@ class JsonLinesDecoder:
                 ) from exc
         return values
 
-    def _parse(self, line: bytes, values: list[Any]) -> None:
+    def _parse(self, line: str | bytes, values: list[Any]) -> None:
         self._line += 1
         if not line.strip():
             return
         try:
             values.append(json.loads(line))
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            if isinstance(line, str):  # as bytes, json also reads a BOM or UTF-16/32
+                with contextlib.suppress(ValueError, RecursionError):
+                    values.append(json.loads(line.encode()))
+                    return
             raise JsonLinesDecodeError(f"JSON line {self._line} is not valid JSON: {exc}") from exc
 
 

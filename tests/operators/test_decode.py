@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import cbor2
@@ -11,7 +12,7 @@ import reactivex
 from iii_rx.channels.cborseq import CborSequenceDecoder, encode_item
 from iii_rx.channels.errors import CborDecodeError, TruncatedStreamError
 from iii_rx.errors import IIIError
-from iii_rx.operators import JsonLinesDecodeError, decode_cbor, decode_json_lines
+from iii_rx.operators import JsonLinesDecodeError, JsonLinesDecoder, decode_cbor, decode_json_lines
 
 ITEMS = [
     0, -1, 2**70, 1.5, "héllo", b"\x00" * 70_000, None, True, [1, [2, [3]]],
@@ -97,3 +98,81 @@ def test_json_lines_bad_line_names_its_number() -> None:
     assert values == [1, 2]
     assert isinstance(error, ValueError) and "line 3" in str(error)
     assert isinstance(error, JsonLinesDecodeError) and isinstance(error, IIIError)
+
+
+# ---------------------------------------------------------- whole chunks to the C decoders
+
+
+def test_cbor_items_cut_at_every_chunk_end_come_out_once_in_order() -> None:
+    items = [{"n": i, "s": "x" * (i % 7)} for i in range(2000)]
+    data = b"".join(encode_item(item) for item in items)
+    decoder = CborSequenceDecoder()
+    out: list = []
+    for size in (1, 2, 3, 5, 64, 1000):  # chunk sizes that cut items everywhere
+        out.clear()
+        decoder = CborSequenceDecoder()
+        for i in range(0, len(data), size):
+            out += decoder.feed(data[i : i + size])
+            assert decoder.pending < 64  # only the cut item waits, never the whole stream
+        decoder.finish()
+        assert out == items
+
+
+def test_cbor_a_large_item_over_many_chunks_waits_then_decodes() -> None:
+    big = {"blob": b"\x01" * 3_000_000, "list": list(range(50_000))}
+    data = encode_item(big) + encode_item("after")
+    decoder = CborSequenceDecoder()
+    out: list = []
+    for i in range(0, len(data), 65536):
+        out += decoder.feed(memoryview(data)[i : i + 65536])  # memoryview chunks too
+    decoder.finish()
+    assert out == [big, "after"]
+
+
+def test_cbor_items_before_a_bad_one_come_first_then_the_error_stays() -> None:
+    decoder = CborSequenceDecoder()
+    good = encode_item([1, 2])
+    assert decoder.feed(good + b"\x1c" + good) == [[1, 2]]
+    for _ in range(2):
+        with pytest.raises(CborDecodeError):
+            decoder.feed(good)
+    with pytest.raises(CborDecodeError):
+        decoder.finish()
+
+
+def test_cbor_a_bad_item_completed_by_a_later_chunk_is_an_error() -> None:
+    bad = b"\x62\xff\xfe"  # a 2-byte text string that is not UTF-8
+    decoder = CborSequenceDecoder()
+    assert decoder.feed(encode_item(1) + bad[:2]) == [1]  # cut: it waits
+    with pytest.raises(CborDecodeError):
+        decoder.feed(bad[2:] + encode_item(2))
+
+
+def test_cbor_an_error_of_a_tag_decoder_is_a_cbor_decode_error() -> None:
+    huge_exponent = b"\xc4\x82\x1b\xff\xff\xff\xff\xff\xff\xff\xff\x01"  # decimal fraction
+    with pytest.raises(CborDecodeError):
+        CborSequenceDecoder().feed(huge_exponent)
+
+
+def test_json_lines_a_long_line_over_many_chunks() -> None:
+    line = json.dumps({"k": "v" * 200_000}).encode() + b"\n"
+    decoder = JsonLinesDecoder()
+    out: list = []
+    for i in range(0, len(line) * 2, 1000):
+        out += decoder.feed((line * 2)[i : i + 1000])
+    assert out == [{"k": "v" * 200_000}] * 2 and decoder.finish() == []
+
+
+def test_json_lines_other_encodings_json_reads_from_bytes_still_decode() -> None:
+    values, error = collect(reactivex.of(b'\xef\xbb\xbf{"bom": 1}\n2\n').pipe(decode_json_lines()))
+    assert error is None and values == [{"bom": 1}, 2]
+
+
+def test_json_lines_a_bad_line_fails_every_later_call() -> None:
+    decoder = JsonLinesDecoder()
+    assert decoder.feed(b"1\nnope\n3\n") == [1]
+    for _ in range(2):
+        with pytest.raises(JsonLinesDecodeError, match="line 2"):
+            decoder.feed(b"4\n")
+    with pytest.raises(JsonLinesDecodeError):
+        decoder.finish()
