@@ -18,8 +18,8 @@ Conventions, for whoever writes docs:
   embedded engine the runner starts for the chain.
 - Other fences (```sh, ```json, ```text, ...) are not run.
 
-All chains are started at once, a few processes at a time, when the first test asks for a
-result, so the whole set costs about as long as its slowest members.
+All chains run when the first test asks for a result: one interpreter imports iii_rx, then
+forks a process per chain, a few at a time (run_snippets.py), so no chain pays for the imports.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,39 +118,32 @@ def collect() -> tuple[list[Chain], list[str]]:
 CHAINS, PROBLEMS = collect()
 
 
-def run(chain: Chain) -> tuple[int | None, str]:
-    """Run one chain in a subprocess: (exit code or None on timeout, its output)."""
+_RESULTS: dict[str, tuple[int | None, str]] = {}
+
+
+def run_all() -> dict[str, tuple[int | None, str]]:
+    """Run every chain once (forked from one interpreter that imported iii_rx): name -> result."""
+    if _RESULTS:
+        return _RESULTS
     env = {k: v for k, v in os.environ.items() if k not in ("III_URL", "III_TOKEN")}
     env["OTEL_ENABLED"] = "false"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with tempfile.TemporaryDirectory(prefix="iii-rx-snippet-") as tmp:
-        spec = Path(tmp, "chain.json")
-        spec.write_text(json.dumps([vars(b) for b in chain.blocks]), encoding="utf-8")
-        try:
-            done = subprocess.run(
-                [sys.executable, str(RUNNER), str(spec)],
-                cwd=tmp,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout
-            return None, out or ""
-        return done.returncode, done.stdout + done.stderr
-
-
-_results: dict[str, Future[tuple[int | None, str]]] = {}
-
-
-def result_of(chain: Chain) -> tuple[int | None, str]:
-    if not _results:
-        pool = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="snippets")
-        for each in CHAINS:
-            _results[each.name] = pool.submit(run, each)
-        pool.shutdown(wait=False)
-    return _results[chain.name].result()
+    with tempfile.TemporaryDirectory(prefix="iii-rx-snippets-") as tmp:
+        files = {}
+        for n, chain in enumerate(CHAINS):
+            name = f"chain{n:03d}.json"
+            Path(tmp, name).write_text(json.dumps([vars(b) for b in chain.blocks]), "utf-8")
+            files[chain.name] = name
+        subprocess.run(
+            [sys.executable, str(RUNNER), "--fork", tmp, str(PARALLEL), str(TIMEOUT_S)],
+            cwd=tmp, env=env, check=True,
+            timeout=TIMEOUT_S * (len(CHAINS) // PARALLEL + 2),
+        )
+        codes = json.loads(Path(tmp, "results.json").read_text("utf-8"))
+        for chain_name, name in files.items():
+            output = Path(tmp, name + ".out").read_text("utf-8", errors="replace")
+            _RESULTS[chain_name] = (codes[name], output)
+    return _RESULTS
 
 
 def test_markers_are_well_formed() -> None:
@@ -166,7 +158,7 @@ def test_there_are_snippets() -> None:
 @pytest.mark.timeout(TIMEOUT_S * (len(CHAINS) // PARALLEL + 2))
 @pytest.mark.parametrize("chain", CHAINS, ids=[c.name for c in CHAINS])
 def test_snippet_runs(chain: Chain) -> None:
-    code, output = result_of(chain)
+    code, output = run_all()[chain.name]
     lines = ", ".join(f"{b.path}:{b.line}" for b in chain.blocks)
     if code is None:
         pytest.fail(f"{lines}: did not finish within {TIMEOUT_S} s (a hang?)\n{output}")
