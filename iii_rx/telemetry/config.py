@@ -22,10 +22,13 @@ class OtelConfig:
     ``enabled=None`` follows ``OTEL_ENABLED`` (on unless it says false/0/no/off). Spans go to
     the process's OpenTelemetry ``TracerProvider``; when none is configured, iii_rx installs
     one named after ``service_name`` (its exporter chosen by ``OTEL_TRACES_EXPORTER``:
-    ``console``, ``otlp`` when ``opentelemetry-exporter-otlp`` is installed, else none), and
-    ``iii.spans`` shows every span either way. ``engine_ws_url``, the flush intervals,
-    ``fetch_instrumentation_enabled`` and ``engine_ws_headers`` are accepted for
-    compatibility; export to the engine's ``/otel`` socket is not implemented yet.
+    ``console``, ``otlp`` when ``opentelemetry-exporter-otlp`` is installed, else the
+    engine), and ``iii.spans`` shows every span either way. With no exporter configured,
+    spans, logs and metrics go to the engine's ``/otel`` socket
+    (:mod:`iii_rx.telemetry.export`): ``engine_ws_url`` / ``engine_ws_headers`` say where
+    and how (default: the client's URL and headers), the flush intervals, ``logs_batch_size``
+    and ``metrics_export_interval_ms`` how often. ``fetch_instrumentation_enabled`` is
+    accepted for compatibility.
     """
 
     enabled: bool | None = None
