@@ -3,7 +3,8 @@
 Every public name of the official SDK 0.25 that iii_rx supports is importable from here,
 whichever module the official SDK keeps it in (``iii``, ``iii.helpers``, ``iii.channel``,
 ``iii.trigger``, ``iii.iii_types``, ``iii.state``, ``iii.stream``, ``iii.otel_worker_gauges``,
-``iii_helpers.observability``, ``iii_helpers.http``, ``iii_helpers.stream``), and so are the
+``iii_helpers.observability``, ``iii_helpers.http``, ``iii_helpers.stream``,
+``iii_helpers.worker_connection_manager``), and so are the
 spellings of older releases (``get_context``, ``ApiRequest`` / ``ApiResponse``,
 ``on_connection_state_change``, ``iii.create_channel()`` as a method). So::
 
@@ -102,6 +103,17 @@ from iii_rx.compat.options import (
     ReconnectionConfig,
     TelemetryOptions,
 )
+from iii_rx.compat.rbac import (
+    AuthInput,
+    AuthResult,
+    MiddlewareFunctionInput,
+    OnFunctionRegistrationInput,
+    OnFunctionRegistrationResult,
+    OnTriggerRegistrationInput,
+    OnTriggerRegistrationResult,
+    OnTriggerTypeRegistrationInput,
+    OnTriggerTypeRegistrationResult,
+)
 from iii_rx.compat.state import (
     IState,
     StateDeleteInput,
@@ -168,6 +180,8 @@ HttpResponse = ApiResponse
 __all__ = [
     "ApiRequest",
     "ApiResponse",
+    "AuthInput",
+    "AuthResult",
     "BaggageSpanProcessor",
     "Channel",
     "ChannelDirection",
@@ -199,6 +213,13 @@ __all__ = [
     "InvocationError",
     "Logger",
     "MergePath",
+    "MiddlewareFunctionInput",
+    "OnFunctionRegistrationInput",
+    "OnFunctionRegistrationResult",
+    "OnTriggerRegistrationInput",
+    "OnTriggerRegistrationResult",
+    "OnTriggerTypeRegistrationInput",
+    "OnTriggerTypeRegistrationResult",
     "OtelConfig",
     "REDACTED_PLACEHOLDER",
     "ReconnectionConfig",

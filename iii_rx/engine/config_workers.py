@@ -12,9 +12,12 @@ settings. Workers and keys (docs/engine-config.md has the full table):
 * ``iii-http-functions`` — ``security.url_allowlist``, ``block_private_ips``, ``require_https``;
 * ``iii-state`` — ``adapter: {name: kv, config: {store_method: file_based, file_path}}`` keeps
   state in that file (our sqlite format), anything else in memory;
-* ``iii-queue`` — ``queue_configs``; ``iii-stream``, ``iii-pubsub``, ``iii-cron``,
-  ``iii-observability`` — always running; their keys are checked and the ones we do not
-  apply are named in a warning.
+* ``iii-stream`` — the streams socket: ``port`` (3112), ``auth_function``, a ``file_based``
+  ``kv`` adapter's ``file_path``;
+* ``iii-queue`` — ``queue_configs``; ``iii-pubsub``, ``iii-cron``, ``iii-observability`` —
+  always running; their keys are checked.
+
+Keys a worker documents that we do not apply are named in one warning per worker.
 
 A worker we do not implement is named in one warning and skipped. Hosts default to
 ``127.0.0.1`` where the Rust engine binds ``0.0.0.0``: ours listens on loopback unless the
@@ -155,11 +158,7 @@ def _state(entry: WorkerEntry, settings: EngineSettings) -> None:
         raise ConfigValueError(f"{entry.key}.adapter.config.store_method",
                                f"expected in_memory or file_based, got {method!r}")
     if method == "file_based":
-        path = adapter_config.get("file_path")
-        if not isinstance(path, str) or not path.strip():
-            raise ConfigValueError(f"{entry.key}.adapter.config.file_path",
-                                   "expected the state file's path (store_method: file_based)")
-        settings.options["state_file"] = path
+        settings.options["state_file"] = _file_path(adapter_config, f"{entry.key}.adapter.config")
 
 
 def _queue(entry: WorkerEntry, settings: EngineSettings) -> None:
@@ -194,9 +193,20 @@ def _queue(entry: WorkerEntry, settings: EngineSettings) -> None:
 
 
 def _stream(entry: WorkerEntry, settings: EngineSettings) -> None:
-    _known(entry, settings, {"adapter"}, ignored={"port", "host", "auth_function"})
-    _adapter(entry, ("kv", "redis", "bridge"), "kv")
-    _int(entry.config, "port", entry.key, 3112, 0, 65535)
+    config, key = entry.config, entry.key
+    _known(entry, settings, {"adapter", "port", "auth_function"}, ignored={"host"})
+    name, adapter_config = _adapter(entry, ("kv", "redis", "bridge"), "kv")
+    settings.options["stream_port"] = _int(config, "port", key, 3112, 0, 65535)
+    auth = config.get("auth_function")
+    if auth is not None:
+        if not isinstance(auth, str) or not auth.strip():
+            raise ConfigValueError(f"{key}.auth_function", "expected a function id")
+        settings.options["stream_auth_function"] = auth
+    if name != "kv":
+        settings.warnings.append(f"{key}.adapter: adapter {name!r} is not implemented; "
+                                 "stream items are kept in memory")
+    elif adapter_config.get("store_method") == "file_based":
+        settings.options["stream_file"] = _file_path(adapter_config, f"{key}.adapter.config")
 
 
 def _pubsub(entry: WorkerEntry, settings: EngineSettings) -> None:
@@ -265,6 +275,14 @@ def _adapter(entry: WorkerEntry, names: tuple[str, ...],
     if not isinstance(config, dict):
         raise ConfigValueError(f"{key}.config", "expected a mapping")
     return str(name), config
+
+
+def _file_path(adapter_config: dict[str, Any], key: str) -> str:
+    path = adapter_config.get("file_path")
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigValueError(f"{key}.file_path", "expected a file path (store_method: "
+                               "file_based); iii_rx keeps an sqlite file there")
+    return path
 
 
 def _int(config: dict[str, Any], name: str, key: str, default: int, low: int,

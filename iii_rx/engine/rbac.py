@@ -287,7 +287,7 @@ class ListenerGuard:
             "id": _str(changes, "trigger_id", frame.id),
             "trigger_type": _str(changes, "trigger_type", frame.trigger_type),
             "function_id": function_id}
-        if "config" in changes:
+        if changes.get("config") is not None:  # the SDK's result models send None: keep
             update["config"] = changes["config"]
         if rbac is not None:
             entry = self.registry.functions.get((namespace, function_id))

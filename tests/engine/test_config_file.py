@@ -1,0 +1,229 @@
+"""The Rust engine's config file: substitution, what each worker maps to, and every error."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from raw_engine_client import RawWorker
+
+from iii_rx.engine import Engine
+from iii_rx.engine.config_file import ConfigFileError, load_config_file, substitute_env
+from iii_rx.engine.config_workers import EngineSettings, settings_from_file
+from iii_rx.engine.listeners import Listener
+from iii_rx.engine.rbac_config import FunctionFilter, Wildcard
+from iii_rx.engine.run import engine_options
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "iii-config.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _settings(tmp_path: Path, text: str,
+              environ: dict[str, str] | None = None) -> EngineSettings:
+    return settings_from_file(load_config_file(_write(tmp_path, text), environ or {}))
+
+
+def test_substitution_uses_the_variable_then_the_default() -> None:
+    text = "a: ${A:1}\nb: ${B:two}\nc: ${C}\nd: ${D:}"
+    assert substitute_env(text, "f", {"A": "9", "C": "x"}) == "a: 9\nb: two\nc: x\nd: "
+
+
+def test_the_suite_config_maps_every_worker(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, """
+        workers:
+          - name: iii-worker-manager
+            config:
+              port: 49199
+          - name: iii-worker-manager
+            config:
+              host: 127.0.0.1
+              port: ${RBAC_PORT:49135}
+              middleware_function_id: mw
+              rbac:
+                auth_function_id: auth
+                on_function_registration_function_id: on-fn
+                expose_functions:
+                  - match("api::*")
+                  - metadata:
+                      public: true
+                      name: match("*pub*")
+          - name: iii-http
+            config: {port: 3199, default_timeout: 5000, concurrency_request_limit: 8}
+          - name: iii-http-functions
+            config:
+              security: {url_allowlist: [localhost], block_private_ips: false,
+                         require_https: false}
+          - name: iii-state
+            config:
+              adapter: {name: kv, config: {store_method: file_based, file_path: ./s.db}}
+          - name: iii-stream
+            config: {port: 3112, auth_function: stream-auth}
+          - name: iii-queue
+            config:
+              queue_configs:
+                orders: {type: fifo, message_group_field: customer, max_retries: 5}
+          - name: iii-pubsub
+            config: {adapter: {name: local}}
+          - name: iii-cron
+            config: {adapter: {name: kv}}
+          - name: iii-observability
+            config: {enabled: true}
+    """, {"RBAC_PORT": "40001"})
+    assert settings.options["port"] == 49199
+    assert settings.options["host"] == "127.0.0.1"
+    assert settings.options["rest_port"] == 3199
+    assert settings.options["rest_timeout_ms"] == 5000
+    assert settings.options["rest_max_concurrency"] == 8
+    assert settings.options["http_url_allowlist"] == ("localhost",)
+    assert settings.options["allow_http_private"] is True
+    assert settings.options["require_https"] is False
+    assert settings.options["state_file"] == "./s.db"
+    assert settings.options["stream_port"] == 3112
+    assert settings.options["stream_auth_function"] == "stream-auth"
+    [listener] = settings.listeners
+    assert (listener.host, listener.port, listener.middleware_function_id) == (
+        "127.0.0.1", 40001, "mw")
+    assert listener.rbac is not None
+    assert listener.rbac.auth_function_id == "auth"
+    assert listener.rbac.on_function_registration_function_id == "on-fn"
+    assert listener.rbac.expose_functions == (
+        FunctionFilter.match("api::*"),
+        FunctionFilter.meta(public=True, name=Wildcard("*pub*")))
+    orders = settings.queue_configs["orders"]
+    assert (orders.fifo, orders.message_group_field, orders.max_retries) == (True, "customer", 5)
+    assert any("iii-observability keys not applied" in w for w in settings.warnings)
+
+
+def test_defaults_are_the_rust_engines_except_the_host(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "workers: []")
+    assert (settings.options["port"], settings.options["rest_port"]) == (49134, 3111)
+    assert "host" not in settings.options  # Engine's default: 127.0.0.1
+    listener = _settings(tmp_path, """
+        workers:
+          - name: iii-worker-manager
+          - name: iii-worker-manager
+            config: {port: 1}
+    """).listeners[0]
+    assert listener.host == "127.0.0.1"
+
+
+def test_a_worker_we_do_not_implement_is_one_warning(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, """
+        workers:
+          - name: iii-shell
+            config: {anything: [1, 2]}
+    """)
+    [warning] = settings.warnings
+    assert "iii-shell" in warning and "not implemented" in warning and "workers[0]" in warning
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ("workers: [1", "line", "valid YAML"),
+    ("- a\n- b", "(top level)", "mapping with a 'workers' list"),
+    ("workers: {}", "workers", "list of workers"),
+    ("wrkers: []", "wrkers", "unknown top-level key"),
+    ("registration_namespace_grace_ms: soon", "registration_namespace_grace_ms",
+     "non-negative integer"),
+    ("workers: [7]", "workers[0]", "mapping with 'name'"),
+    ("workers: [{config: {}}]", "workers[0].name", "worker's name"),
+    ("workers: [{name: iii-http, config: [1]}]", "workers[0].config", "expected a mapping"),
+    ("workers: [{name: iii-worker-manager, config: {port: high}}]",
+     "workers[0].config.port", "port number"),
+    ("workers: [{name: iii-worker-manager, config: {port: 70000}}]",
+     "workers[0].config.port", "port number"),
+    ("workers: [{name: iii-worker-manager, config: {prot: 1}}]",
+     "workers[0].config.prot", "unknown key"),
+    ("workers: [{name: iii-worker-manager, config: {middleware_function_id: 3}}]",
+     "workers[0].config.middleware_function_id", "function id"),
+    ("workers: [{name: iii-worker-manager, config: {rbac: [1]}}]",
+     "workers[0].config.rbac", "expected a mapping"),
+    ("workers: [{name: iii-worker-manager, config: {rbac: {expose_functions: ['api::*']}}}]",
+     "workers[0].config.rbac.expose_functions[0]", 'match("pattern")'),
+    ("workers: [{name: iii-worker-manager, config: {rbac: {expose_functions: [{metadata: 1}]}}}]",
+     "workers[0].config.rbac.expose_functions[0].metadata", "non-empty mapping"),
+    ("workers: [{name: iii-worker-manager, config: {rbac: {auth: x}}}]",
+     "workers[0].config.rbac.auth", "unknown key"),
+    ("workers: [{name: iii-http, config: {default_timeout: -1}}]",
+     "workers[0].config.default_timeout", "integer >= 1"),
+    ("workers: [{name: iii-http, config: {cors_typo: 1}}]",
+     "workers[0].config.cors_typo", "unknown key for iii-http"),
+    ("workers: [{name: iii-http-functions, config: {security: {require_https: maybe}}}]",
+     "workers[0].config.security.require_https", "true or false"),
+    ("workers: [{name: iii-state, config: {adapter: {name: kv, config: "
+     "{store_method: file_based}}}}]",
+     "workers[0].config.adapter.config.file_path", "file path"),
+    ("workers: [{name: iii-state, config: {adapter: {name: mongo}}}]",
+     "workers[0].config.adapter.name", "one of kv, redis, bridge"),
+    ("workers: [{name: iii-queue, config: {queue_configs: {q: {type: fifo}}}}]",
+     "workers[0].config.queue_configs.q.message_group_field", "required for type: fifo"),
+])
+def test_a_malformed_file_names_the_key_and_what_was_expected(
+        tmp_path: Path, text: str, key: str, expected: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigFileError) as caught:
+        settings_from_file(load_config_file(path, {}))
+    assert caught.value.path == str(path)
+    assert caught.value.key.startswith(key), caught.value
+    assert expected in caught.value.expected, caught.value
+    assert str(path) in str(caught.value)
+
+
+def test_an_unset_variable_without_default_is_an_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, "workers:\n  - name: iii-http\n    config: {port: ${NO_SUCH_VAR}}\n")
+    with pytest.raises(ConfigFileError) as caught:
+        load_config_file(path, {})
+    assert caught.value.key == "line 3"
+    assert "NO_SUCH_VAR" in caught.value.expected
+
+
+def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="cannot read the config file"):
+        load_config_file(tmp_path / "absent.yaml")
+
+
+def test_flags_given_win_over_the_file() -> None:
+    assert engine_options(config="f.yaml", host=None, port=5, rest_port=None) == {
+        "config": "f.yaml", "port": 5}
+    assert engine_options(host=None, port=None)["port"] == 49134  # no file: CLI defaults
+
+
+async def test_from_config_runs_an_engine_with_its_listeners(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _write(tmp_path, """
+        workers:
+          - name: iii-worker-manager
+            config: {port: 0}
+          - name: iii-worker-manager
+            config:
+              port: 0
+              rbac:
+                expose_functions: [match("engine::functions::list")]
+          - name: iii-unknown-thing
+    """)
+    caplog.set_level(logging.WARNING, "iii_rx.engine")
+    async with Engine.from_config(path, rest_port=0,
+                                  listeners=[Listener(port=0)]) as engine:
+        assert len(engine.listener_urls) == 3
+        guarded = await RawWorker.connect(engine.listener_urls[1])
+        frame = await guarded.call("engine::workers::list", {})
+        assert frame["error"]["code"] == "FORBIDDEN"  # no auth function: expose alone gates
+        assert "error" not in await guarded.call("engine::functions::list", {})
+        plain = await RawWorker.connect(engine.listener_urls[2])
+        assert "error" not in await plain.call("engine::workers::list", {})
+    assert any("iii-unknown-thing" in r.getMessage() for r in caplog.records)
+
+
+def test_the_command_fails_at_start_on_a_bad_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "workers: [{name: iii-http, config: {port: nope}}]")
+    done = subprocess.run([sys.executable, "-m", "iii_rx.engine", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "workers[0].config.port" in done.stderr
+    assert "expected an integer 0-65535" in done.stderr
