@@ -5,20 +5,28 @@ code. Implements spec sections 12.1-12.5 (transport, registration, invocation, t
 functions); channels live in :mod:`iii_rx.engine.channels`. Extensions (the REST API,
 HTTP-invoked functions, built-in workers) reach the engine through
 :class:`~iii_rx.engine.services.EngineServices`. This package never imports the client. See
-``docs/engine.md``.
+``docs/engine.md``; listeners, middleware, RBAC and the config file: ``docs/engine-config.md``.
 """
 
 from __future__ import annotations
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
+from iii_rx.engine.config_file import ConfigFileError
 from iii_rx.engine.engine import Engine, EngineThread
+from iii_rx.engine.listeners import Listener
+from iii_rx.engine.rbac_config import FunctionFilter, RbacConfig, Wildcard
 from iii_rx.engine.services import EngineExtension, EngineServices
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "ConfigFileError",
     "Engine",
     "EngineConfig",
     "EngineExtension",
     "EngineServices",
     "EngineThread",
+    "FunctionFilter",
+    "Listener",
+    "RbacConfig",
+    "Wildcard",
 ]

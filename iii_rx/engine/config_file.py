@@ -6,6 +6,12 @@ worker is ``{name: ..., config: {...}}``. Before parsing, every ``${VAR}`` or
 ``${VAR:default}`` in the text is replaced by the environment variable, or its default when
 unset; an unset variable without a default is an error, as in the Rust engine.
 
+The Rust engine moves a worker's ``config`` block, on its first run, into the ``configuration``
+worker's directory (``./config/<name>.yaml`` by default, ``{id, value, ...}``) and leaves the
+entry without one. An entry without ``config`` therefore takes that file's ``value`` when the
+file exists (with the same substitution), so a file the Rust engine migrated still configures
+ours.
+
 What each worker's ``config`` means is :mod:`iii_rx.engine.config_workers`' business. Every
 problem raises :class:`ConfigFileError` naming the file, the key (``workers[1].config.port``)
 and what was expected, so that a bad file fails at start and says where.
@@ -45,6 +51,9 @@ class WorkerEntry:
     index: int
     name: str
     config: dict[str, Any]
+    migrated: bool = False
+    """The entry has no ``config`` key (its settings may live in the configuration
+    worker's directory)."""
 
     @property
     def key(self) -> str:
@@ -92,15 +101,44 @@ def load_config_file(path: str | os.PathLike[str],
                               ) from exc
     except UnicodeDecodeError as exc:
         raise ConfigFileError(name, "", "expected UTF-8 text") from exc
-    text = substitute_env(text, name, environ)
+    config = parse_config(_yaml(substitute_env(text, name, environ), name), name)
+    return _with_migrated(config, environ)
+
+
+def _yaml(text: str, path: str) -> Any:
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigFileError(name, where, f"expected valid YAML ({problem})") from exc
-    return parse_config(data, name)
+        raise ConfigFileError(path, where, f"expected valid YAML ({problem})") from exc
+
+
+def _with_migrated(config: ConfigFile, environ: Mapping[str, str] | None) -> ConfigFile:
+    """Entries without ``config`` take ``<directory>/<name>.yaml``'s ``value`` if it exists."""
+    if not any(e.migrated for e in config.workers):
+        return config
+    directory = "./config"
+    for entry in config.workers:
+        if entry.name == "configuration":
+            adapter = entry.config.get("adapter")
+            settings = adapter.get("config") if isinstance(adapter, dict) else None
+            if isinstance(settings, dict) and isinstance(settings.get("directory"), str):
+                directory = settings["directory"]
+    entries = []
+    for entry in config.workers:
+        path = os.path.join(directory, f"{entry.name}.yaml")
+        if entry.migrated and os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                data = _yaml(substitute_env(f.read(), path, environ), path)
+            value = data.get("value") if isinstance(data, dict) else None
+            if value is not None and not isinstance(value, dict):
+                raise ConfigFileError(path, "value", f"expected the {entry.name} settings (a "
+                                      "mapping)")
+            entry = WorkerEntry(entry.index, entry.name, dict(value or {}))
+        entries.append(entry)
+    return ConfigFile(config.path, tuple(entries), config.namespace_grace_ms)
 
 
 def parse_config(data: Any, path: str) -> ConfigFile:
@@ -137,12 +175,11 @@ def parse_config(data: Any, path: str) -> ConfigFile:
             raise ConfigFileError(path, f"workers[{index}].name", "expected the worker's name "
                                   "(a non-empty string)")
         config = item.get("config")
-        if config is None:
-            config = {}
-        if not isinstance(config, dict):
+        if config is not None and not isinstance(config, dict):
             raise ConfigFileError(path, f"workers[{index}].config", f"expected a mapping, got "
                                   f"{_kind(config)}")
-        entries.append(WorkerEntry(index, worker_name.strip(), config))
+        entries.append(WorkerEntry(index, worker_name.strip(), config or {},
+                                   migrated="config" not in item))
     return ConfigFile(path, tuple(entries), grace)
 
 

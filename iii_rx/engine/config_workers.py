@@ -225,6 +225,11 @@ def _cron(entry: WorkerEntry, settings: EngineSettings) -> None:
                                  "cron runs on this engine only")
 
 
+def _configuration(entry: WorkerEntry, settings: EngineSettings) -> None:
+    """Where migrated worker settings live (read by the loader); nothing to run here."""
+    _known(entry, settings, {"adapter", "ttl_seconds"})
+
+
 def _observability(entry: WorkerEntry, settings: EngineSettings) -> None:
     _known(entry, settings, set(), ignored=set(_OBSERVABILITY_KEYS))
 
@@ -238,6 +243,7 @@ _MAPPERS = {
     "iii-pubsub": _pubsub,
     "iii-cron": _cron,
     "iii-observability": _observability,
+    "configuration": _configuration,
 }
 
 
@@ -253,7 +259,8 @@ def _known(entry: WorkerEntry, settings: EngineSettings, applied: set[str],
             raise ConfigValueError(f"{entry.key}.{name}", f"unknown key for {entry.name} "
                                    "(expected one of " + ", ".join(sorted(applied | ignored))
                                    + ")")
-    unapplied = sorted(n for n in entry.config if n in ignored)
+    unapplied = sorted(n for n in entry.config
+                       if n in ignored and entry.config[n] not in (None, [], {}))
     if unapplied:
         settings.warnings.append(f"{entry.key}: {entry.name} keys not applied by the iii_rx "
                                  f"engine: {', '.join(unapplied)}")

@@ -227,3 +227,31 @@ def test_the_command_fails_at_start_on_a_bad_file(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "workers[0].config.port" in done.stderr
     assert "expected an integer 0-65535" in done.stderr
+
+
+def test_settings_the_rust_engine_migrated_are_read_from_its_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "iii-http.yaml").write_text(
+        "id: iii-http\nvalue:\n  port: ${REST:3412}\n  cors: null\n  middleware: []\n")
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "iii-state.yaml").write_text("id: iii-state\nvalue: [1]\n")
+    settings = _settings(tmp_path, """
+        workers:
+          - name: iii-http
+    """)
+    assert settings.options["rest_port"] == 3412
+    assert settings.warnings == []  # null / empty values of unapplied keys say nothing
+    # an explicit config block wins; the configuration worker may move the directory
+    with pytest.raises(ConfigFileError) as caught:
+        _settings(tmp_path, """
+            workers:
+              - name: configuration
+                config: {adapter: {name: fs, config: {directory: ./moved}}}
+              - name: iii-state
+              - name: iii-http
+                config: {port: 1}
+        """)
+    assert caught.value.path.endswith("iii-state.yaml")
+    assert caught.value.key == "value"
