@@ -15,6 +15,7 @@ with a code other than ``FUNCTION_NAMESPACE_CONFLICT``), is rewritten into a non
 
 from __future__ import annotations
 
+import pytest
 from fuzz_strategies import (
     any_json,
     dumps,
@@ -30,6 +31,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import iii_rx
+
+# The client under test runs on its own thread while hypothesis draws examples, and websockets'
+# keepalive draws each ping's payload from the global ``random`` (its connection.ping): not the
+# strategies' doing, so hypothesis's warning about ``random`` inside strategies is beside the point.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies")
 
 ENGINE_TO_WORKER = ["invokefunction", "invocationresult", "registertrigger", "unregistertrigger",
                     "triggerregistrationresult", "registrationrejected", "workerregistered",
