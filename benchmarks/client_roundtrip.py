@@ -12,8 +12,11 @@ One role at a time, against raw-frame peers that are never the bottleneck (BENCH
   handler in a thread, async handler as a task) through the same engine. Target: >= 3x.
 * **tracing** — the same iii_rx caller and workers with OpenTelemetry off and on
   (``connect(otel=...)``, an SDK ``TracerProvider`` whose batch processor feeds an exporter
-  that drops the spans), same run, interleaved. Target (issue 14): on costs <= 15% of
-  throughput (ratio >= 0.85); off is the default, whose cost is one ``if`` per call.
+  that drops the spans; metrics and payload events on, as by default), same run,
+  interleaved. Target (issue 14): on costs <= 15% of throughput (ratio >= 0.85); off is the
+  default, whose cost is one ``if`` per call. The traced roles inherit the environment, so
+  ``OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1`` measures
+  sampling and ``III_DISABLE_TRACE_PAYLOADS=1`` spans without payload events.
 
 Every contender runs in its own process, figures are interleaved round by round, and the ratios
 are taken per round (each pair saw the same load)::

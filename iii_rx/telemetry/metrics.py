@@ -4,13 +4,15 @@
 ``OtelConfig.metrics_enabled`` is not ``False``; the hooks that feed it are the tracing ones
 (:mod:`iii_rx.telemetry.tracing`), so metrics add no ``if`` of their own to the hot path.
 
-Instruments (meter ``iii_rx``; the attribute ``iii.function.id`` on the per-function ones):
+Instruments (meter ``iii_rx``; the attributes ``iii.function.id`` and ``iii.worker.name`` on
+the per-function ones):
 
-* ``iii.client.calls`` / ``iii.client.call.errors`` / ``iii.client.call.duration`` (s): the
-  calls this client made (a failure, a timeout and a cancelled call each count as an error,
-  ``iii.error.code`` says which);
-* ``iii.server.invocations`` / ``iii.server.invocation.errors`` /
-  ``iii.server.invocation.duration`` (s): the invocations its handlers answered;
+* ``iii.client.call.duration`` (histogram, s) and ``iii.client.call.errors``: the calls this
+  client made, their count being the histogram's (as OpenTelemetry's HTTP metrics count
+  requests: one instrument to record per call, not two); a failure, a timeout and a cancelled
+  call each count as an error, ``iii.error.code`` says which;
+* ``iii.server.invocation.duration`` (histogram, s) and ``iii.server.invocation.errors``: the
+  invocations its handlers answered;
 * ``iii.connection.state_changes`` (``iii.connection.state``: the new state) and
   ``iii.connection.reconnects`` (a connection regained after a loss);
 * ``iii.channel.bytes_read`` / ``iii.channel.bytes_written`` (By, ``iii.channel.direction``
@@ -79,22 +81,19 @@ class Metrics:
 
     def __init__(self, provider: metrics.MeterProvider) -> None:
         meter = provider.get_meter("iii_rx")
-        self.calls = meter.create_counter(
-            "iii.client.calls", unit="{call}", description="Calls this client made")
+        self.call_duration = meter.create_histogram(
+            "iii.client.call.duration", unit="s",
+            description="Calls this client made (their count) and their round trips",
+            explicit_bucket_boundaries_advisory=_SECONDS)
         self.call_errors = meter.create_counter(
             "iii.client.call.errors", unit="{call}", description="Calls that failed")
-        self.call_duration = meter.create_histogram(
-            "iii.client.call.duration", unit="s", description="Call round trips",
+        self.invocation_duration = meter.create_histogram(
+            "iii.server.invocation.duration", unit="s",
+            description="Invocations this worker answered (their count) and their run times",
             explicit_bucket_boundaries_advisory=_SECONDS)
-        self.invocations = meter.create_counter(
-            "iii.server.invocations", unit="{invocation}",
-            description="Invocations this worker answered")
         self.invocation_errors = meter.create_counter(
             "iii.server.invocation.errors", unit="{invocation}",
             description="Invocations whose handler failed")
-        self.invocation_duration = meter.create_histogram(
-            "iii.server.invocation.duration", unit="s", description="Handler run times",
-            explicit_bucket_boundaries_advisory=_SECONDS)
         self.state_changes = meter.create_counter(
             "iii.connection.state_changes", unit="{change}",
             description="Connection state changes (attribute: the new state)")
@@ -110,7 +109,6 @@ class Metrics:
     def call_done(self, attributes: dict[str, Any], started: float,
                   code: str | None) -> None:
         """A call settled (``code`` is its error code, ``None`` if it succeeded)."""
-        self.calls.add(1, attributes)
         self.call_duration.record(time.perf_counter() - started, attributes)
         if code is not None:
             self.call_errors.add(1, {**attributes, "iii.error.code": code})
@@ -118,7 +116,6 @@ class Metrics:
     def invocation_done(self, attributes: dict[str, Any], started: float,
                         code: str | None) -> None:
         """An invocation was answered (or abandoned: ``code`` ``"abandoned"``)."""
-        self.invocations.add(1, attributes)
         self.invocation_duration.record(time.perf_counter() - started, attributes)
         if code is not None:
             self.invocation_errors.add(1, {**attributes, "iii.error.code": code})

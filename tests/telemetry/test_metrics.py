@@ -77,13 +77,11 @@ async def test_calls_and_invocations_are_counted_per_function(
                 await caller.trigger("m::fail", 0)
 
     fid = "iii.function.id"
-    assert total(reader, "iii.client.calls", **{fid: "m::ok"}) == 3
-    assert total(reader, "iii.client.calls", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.client.call.duration", **{fid: "m::fail"}) == 2
     assert total(reader, "iii.client.call.errors", **{fid: "m::ok"}) == 0
     assert total(reader, "iii.client.call.errors", **{fid: "m::fail"}) == 2
     assert total(reader, "iii.client.call.duration", **{fid: "m::ok"}) == 3
-    assert total(reader, "iii.server.invocations", **{fid: "m::ok"}) == 3
-    assert total(reader, "iii.server.invocations", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.server.invocation.duration", **{fid: "m::ok"}) == 3
     assert total(reader, "iii.server.invocation.errors", **{fid: "m::fail"}) == 2
     assert total(reader, "iii.server.invocation.errors", **{fid: "m::ok"}) == 0
     assert total(reader, "iii.server.invocation.duration", **{fid: "m::fail"}) == 2
@@ -99,8 +97,8 @@ async def test_metrics_off_records_nothing(engine: Engine, exporter: Any,
         iii.register_function("m::quiet", lambda data: data)
         await iii.wait_for_function("m::quiet", timeout=10)
         assert await iii.trigger("m::quiet", 1) == 1
-    assert points(reader, "iii.client.calls") == []
-    assert points(reader, "iii.server.invocations") == []
+    assert points(reader, "iii.client.call.duration") == []
+    assert points(reader, "iii.server.invocation.duration") == []
 
 
 async def test_state_changes_and_reconnects(exporter: Any,
