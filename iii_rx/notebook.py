@@ -9,10 +9,17 @@ can close the client an earlier run of the same cell opened, and whether code ru
 kernel, so that :class:`~iii_rx.registrations.Registrations` lets a handler replace the one
 registered under its id. Outside IPython every function here returns ``None``/``False`` at
 the cost of a ``sys.modules`` lookup.
+
+:class:`LiveView` is a display any thread can update in place: the client's streams emit on
+its loop thread, in the context of the cell that subscribed, and an update sent in that
+context belongs to that (long finished) cell for the kernel, so front ends that follow the
+messages of the running cell only (nbclient, nbconvert) drop it.
 """
 
 from __future__ import annotations
 
+import contextvars
+import importlib
 import sys
 import threading
 import warnings
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
-__all__ = ["Cell", "CellClients", "cell_clients", "current_cell", "in_kernel"]
+__all__ = ["Cell", "CellClients", "LiveView", "cell_clients", "current_cell", "in_kernel"]
 
 
 def _shell() -> Any:
@@ -124,3 +131,29 @@ class CellClients:
 
 cell_clients = CellClients()
 """The registry of this process (used by ``connect_sync()`` and ``await connect()``)."""
+
+
+class LiveView:
+    """A notebook display that any thread may update in place (IPython display handles).
+
+    ``view = LiveView(HTML("..."))`` shows the content where the cell runs;
+    ``view.update(obj)`` replaces it, from any thread (an Rx subscriber on the client's loop,
+    a worker thread). The update is sent outside the subscriber's context, so the kernel
+    attributes it to the cell running now, as front ends that record only that cell's
+    messages need. Outside IPython, the content is printed instead.
+    """
+
+    def __init__(self, content: Any = "") -> None:
+        self._handle: Any = None
+        if _shell() is None:
+            print(content)
+            return
+        display: Any = importlib.import_module("IPython.display").display
+        self._handle = display(content, display_id=True)
+
+    def update(self, content: Any) -> None:
+        """Show ``content`` in place of what the view shows now."""
+        if self._handle is None:
+            print(content)
+            return
+        contextvars.Context().run(self._handle.update, content)
