@@ -36,7 +36,9 @@ websockets is used through its documented API (``websockets.asyncio.client.conne
 connection's ``send``, ``close`` and iteration, the sans-I/O ``Protocol``), plus two undocumented
 attributes of the asyncio connection that only the batched write needs, ``protocol`` and
 ``transport`` (see :func:`batch_handles`; a test fails if an upgrade renames them). Where they
-are missing the writer calls ``send`` for every frame: slower, never wrong.
+are missing the writer calls ``send`` for every frame: slower, never wrong. Whole data frames
+are read and framed by the fast lane of :mod:`iii_rx.wslane` where this websockets has what it
+needs (the library's path otherwise).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from iii_rx.aio import TaskSet
 from iii_rx.errors import IIIConnectionError, PayloadTooLargeError
 from iii_rx.state import ConnectionState, ReconnectConfig
 from iii_rx.streams import HotStream
+from iii_rx.wslane import HotClientConnection
 
 __all__ = [
     "CALL",
@@ -267,6 +270,7 @@ class Transport:
             ping_timeout=self._ping_timeout,
             close_timeout=self._ping_timeout or _CLOSE_TIMEOUT,
             user_agent_header="iii-rx",
+            create_connection=HotClientConnection,
         )
 
     def _give_up(self, why: str) -> None:
@@ -339,8 +343,11 @@ class Transport:
         self._ws = ws
         writer = self._tasks.spawn(self._write(ws), name="iii-rx writer")
         on_message = self._on_message
+        messages = (ws.next_message if isinstance(ws, HotClientConnection) and ws.enable_hot()
+                    else ws.recv)
         try:
-            async for message in ws:
+            while True:
+                message = await messages()
                 try:
                     on_message(message)
                 except Exception:
@@ -410,6 +417,8 @@ class Transport:
         else:
             protocol, transport = handles
             high = transport.get_write_buffer_limits()[1]
+        lane = ws.frame if isinstance(ws, HotClientConnection) and ws.hot_in is not None else None
+        frames: list[bytes] = []
         while True:
             if not outbox:
                 withdrawn.clear()  # whatever was withdrawn has left the outbox
@@ -435,11 +444,16 @@ class Transport:
                         continue
                     if len(text) > MAX_FRAME:
                         break
-                    protocol.send_text(text.encode())
+                    if lane is not None:
+                        frames.append(lane(text.encode()))
+                    else:
+                        protocol.send_text(text.encode())
                     outbox.popleft()
                     framed += 1
                 if framed:
-                    transport.writelines([data for data in protocol.data_to_send() if data])
+                    frames[:0] = [data for data in protocol.data_to_send() if data]
+                    transport.writelines(frames)
+                    frames.clear()
                     continue
             text = outbox[0][0]
             if len(text) > MAX_FRAME:
