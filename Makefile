@@ -52,8 +52,15 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 
 node: $(NODE_STAMP)
 
+# The demo needs iii_rx and its own dependencies only, not the test tools.
+DEMO_STAMP := $(VENV)/.installed-demo
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $(DEMO_STAMP)
+
 ## demo: set up and run a demo worker against an embedded engine
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
@@ -74,8 +81,10 @@ floors: $(FLOORS_STAMP)
 ## test: set up and run the whole suite (lint, types, tests, the floors run)
 test: lint typecheck pytest floors
 
+## bench: run every benchmark (short modes; BENCH_ARGS=--full for the scripts' defaults) and
+## write the report docs/performance.md with its plots in docs/img/performance/
 bench: $(STAMP)
-	$(BIN)/python benchmarks/engine_throughput.py
+	$(BIN)/python benchmarks/report.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(FLOORS_VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
