@@ -10,7 +10,8 @@ path costs nothing more. Per connection:
   :class:`~iii_rx.engine.rbac_session.Session`.
 * **calls** — :meth:`ListenerGuard.invoke` stands in for the router's: a call the session may
   not make is answered ``FORBIDDEN`` (the message names the remedy, as the Rust engine's does);
-  ``engine::functions::list`` answers only what the session may call; with a middleware the
+  ``engine::functions::list`` and ``engine::functions::info`` answer only about what the
+  session may call; with a middleware the
   call goes to it (:mod:`iii_rx.engine.middleware`); everything else goes to the router.
 * **registrations** — :meth:`ListenerGuard.admit` applies ``allow_function_registration``,
   ``allow_trigger_type_registration``, ``allowed_trigger_types``, the three hooks (a hook
@@ -63,6 +64,7 @@ log = logging.getLogger("iii_rx.engine")
 
 FORBIDDEN = "FORBIDDEN"
 _LIST = "engine::functions::list"
+_INFO = "engine::functions::info"
 _REGISTER = "engine::workers::register"
 
 ServeGuarded = Callable[[WorkerConnection, "ListenerGuard"], Awaitable[None]]
@@ -140,8 +142,9 @@ class ListenerGuard:
                         FORBIDDEN, f"namespace '{declared}' not allowed for this session "
                         f"(permitted: {permitted})"))
                     return None
-            if function_id == _LIST and engine_owned(self.registry, namespace, function_id):
-                self.router.spawn(self._filtered_list(conn, frame, session, reply_id))
+            if function_id in (_LIST, _INFO) and engine_owned(self.registry, namespace,
+                                                              function_id):
+                self.router.spawn(self._filtered(conn, frame, session, reply_id))
                 return None
         if self.middleware_id is not None and not engine_owned(self.registry, namespace,
                                                                function_id):
@@ -155,20 +158,31 @@ class ListenerGuard:
         if reply_id is not None:
             conn.send(result_text(reply_id, function_id, error=error))
 
-    async def _filtered_list(self, conn: WorkerConnection, frame: InvokeFunction | HotInvoke,
-                             session: Session, reply_id: str | None) -> None:
-        """``engine::functions::list`` as the session sees it: only what it may call."""
+    async def _filtered(self, conn: WorkerConnection, frame: InvokeFunction | HotInvoke,
+                        session: Session, reply_id: str | None) -> None:
+        """``engine::functions::list`` / ``info`` as the session sees them: only what it may
+        call (another function's details read as if it were not registered)."""
+        function_id = frame.function_id
         result: Any = None
         error: dict[str, Any] | None = None
         try:
-            result = await self.router.call(_LIST, frame.data, metadata=frame.metadata)
+            result = await self.router.call(function_id, frame.data, metadata=frame.metadata)
         except IIIInvocationError as exc:
             error = error_body(exc.code, exc.message, exc.stacktrace)
         if isinstance(result, dict) and isinstance(result.get("functions"), list):
-            result = {**result, "functions": [f for f in result["functions"]
-                                              if self._visible(session, f)]}
+            shown = []
+            for item in result["functions"]:
+                if self._visible(session, item):
+                    shown.append(item)
+                elif function_id == _INFO and isinstance(item, dict):
+                    shown.append({"function_id": item.get("function_id"), "error": "not_found"})
+            result = {**result, "functions": shown}
+        elif function_id == _INFO and isinstance(result, dict) and not self._visible(session,
+                                                                                     result):
+            result, error = None, error_body(
+                "NOT_FOUND", f"Function '{result.get('function_id')}' is not registered.")
         if reply_id is not None:
-            conn.send(result_text(reply_id, _LIST, result, error))
+            conn.send(result_text(reply_id, function_id, result, error))
 
     def _visible(self, session: Session, summary: Any) -> bool:
         if not isinstance(summary, dict):

@@ -32,6 +32,7 @@ TOKENS: dict[str, dict[str, Any]] = {
 EXPOSE = (
     FunctionFilter.match("pub::*"),
     FunctionFilter.match("engine::functions::list"),
+    FunctionFilter.match("engine::functions::info"),
     FunctionFilter.meta(public=True),
     FunctionFilter.meta(tier="free", name=Wildcard("*public*")),
 )

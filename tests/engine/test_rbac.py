@@ -111,6 +111,18 @@ async def test_functions_list_shows_only_what_the_session_may_call() -> None:
         assert not ids & {"meta::tier-only", "t::auth", "t::middleware"}
 
 
+async def test_functions_info_answers_only_about_what_the_session_may_call() -> None:
+    async with guarded_engine(_rbac_listener()) as (engine, _):
+        worker = await raw(engine, "plain")
+        detail = await worker.result_of("engine::functions::info", {"function_id": "pub::echo"})
+        assert detail["function_id"] == "pub::echo"
+        hidden = await worker.call("engine::functions::info", {"function_id": "priv::echo"})
+        assert hidden["error"]["code"] == "NOT_FOUND"
+        batch = await worker.result_of("engine::functions::info",
+                                       {"function_ids": ["pub::echo", "priv::echo"]})
+        assert [f.get("error") for f in batch["functions"]] == [None, "not_found"]
+
+
 async def test_namespace_grants_hold_in_their_namespace_only() -> None:
     async with guarded_engine(_rbac_listener()) as (engine, _):
         async with connect(engine.url, name="orders-svc", namespace="orders") as orders:
