@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect as ws_connect
 import iii_rx
 from iii_rx.engine import Engine
 from iii_rx.telemetry import export
-from iii_rx.telemetry.export_otlp import SPANS
+from iii_rx.telemetry.export_otlp import SPANS, spans_json
 
 
 @pytest.fixture
@@ -239,3 +239,23 @@ def test_logger_provider_of_the_user_is_kept(fresh_otel: None) -> None:
     export.install(trace.get_tracer_provider(), iii_rx.OtelConfig(enabled=True,
                                                                   metrics_enabled=False))
     assert _logs.get_logger_provider() is mine and "logs" not in export._INSTALLED
+
+
+def test_span_json_is_valid_otlp_for_awkward_values() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from iii_rx.engine.workers.otel_decode import decode_frame
+
+    provider = TracerProvider()
+    with provider.get_tracer("t").start_as_current_span("outer"):
+        span = provider.get_tracer("t").start_span('quote " é \u2028', attributes={
+            "s": 'a"b\\c\n', "b": True, "i": 2**62, "f": 1.5, "nan": float("nan"),
+            "list": ["x", "y"]})
+        span.add_event("ev", {"k": "v"})
+        span.end()
+    _, (decoded,) = decode_frame(SPANS + spans_json([span]))
+    assert decoded["name"] == 'quote " é \u2028'
+    assert dict(decoded["attributes"]) == {"s": 'a"b\\c\n', "b": "true", "i": str(2**62),
+                                           "f": "1.5", "nan": "nan", "list": '["x","y"]'}
+    assert decoded["events"][0]["attributes"] == [["k", "v"]]
+    assert decoded["parent_span_id"] is not None and decoded["kind"] == 1
