@@ -63,6 +63,9 @@ __all__ = ["FORBIDDEN", "ListenerGuard"]
 log = logging.getLogger("iii_rx.engine")
 
 FORBIDDEN = "FORBIDDEN"
+HOOK_TIMEOUT_S = 30.0
+"""Bound on the auth function and each registration hook: a hook that never answers holds
+its connection's upgrade or registrations, so it fails (denies) after this long."""
 _LIST = "engine::functions::list"
 _INFO = "engine::functions::info"
 _REGISTER = "engine::workers::register"
@@ -108,7 +111,8 @@ class ListenerGuard:
         assert ws is not None and ws.request is not None
         data = auth_input(ws.request.path, ws.request.headers, ws.remote_address)
         try:
-            result = await self.router.call(rbac.auth_function_id, data)
+            result = await self.router.call(rbac.auth_function_id, data,
+                                            timeout=HOOK_TIMEOUT_S)
         except IIIInvocationError as exc:
             raise AuthError(exc.message) from None
         return session_from_result(result, rbac)
@@ -222,7 +226,7 @@ class ListenerGuard:
         if hook_id is None:
             return {}
         try:
-            result = await self.router.call(hook_id, data)
+            result = await self.router.call(hook_id, data, timeout=HOOK_TIMEOUT_S)
         except IIIInvocationError as exc:
             self._deny(conn, f"{what} denied by {hook_id}: {exc.message}")
             return None
