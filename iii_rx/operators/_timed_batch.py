@@ -1,16 +1,19 @@
-"""The time limit of the async ``batched``: one timer per batch, not one task per item.
+"""The time limit of the async ``batched``: a timer per batch at most, not a task per item.
 
 Waiting for the next item *or* the batch's deadline needs the source's ``__anext__`` to run
 where it can outlive a timed flush (it must not be cancelled: the item would be lost). Instead
 of a task and an ``asyncio.wait`` per item, one pump task pulls items with plain awaits and
-fills the batch, and one ``loop.call_at`` handle per batch flushes it at its deadline. The
+fills the batch, and one ``loop.call_at`` handle flushes it at its deadline. A batch that goes
+out by count leaves that handle armed; when it fires early it moves to the current batch's
+deadline, so a fast source arms about one timer per ``max_delay``, not one per batch. The
 pump pulls only while the consumer waits for a batch (the one pull in flight when the timer
-flushed is the only item read ahead, as before), so backpressure holds.
+flushed is the only item read ahead), so backpressure holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +21,9 @@ from typing import Any
 from iii_rx.operators.batch import BatchLimits
 
 __all__ = ["TimedBatcher"]
+
+# asyncio runs a timer this early at most (it treats handles due within it as due now).
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
 class TimedBatcher:
@@ -93,7 +99,9 @@ class TimedBatcher:
                 except StopAsyncIteration:
                     break
                 pending = self._pending
-                if simple and pending and now() < self._deadline:
+                # The clock is read every 16 items: enough for a source that never suspends
+                # (the timer cannot fire then), cheap for one that does.
+                if simple and pending and (len(pending) & 15 or now() < self._deadline):
                     pending.append(item)
                     if max_items is not None and len(pending) >= max_items:
                         self._flush()
@@ -106,6 +114,7 @@ class TimedBatcher:
                 raise
         finally:
             self._flush()
+            self._cancel_timer()
             self._done = True
             self._wake()
 
@@ -122,7 +131,8 @@ class TimedBatcher:
                 pending = self._pending
         if not pending:
             self._deadline = self._loop.time() + self._delay
-            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+            if self._timer is None:  # else it fires earlier and moves itself to the deadline
+                self._timer = self._loop.call_at(self._deadline, self._on_timer)
         pending.append(item)
         self._nbytes += size
         if limits.full(len(pending), self._nbytes):
@@ -132,11 +142,15 @@ class TimedBatcher:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._flush()
-        self._wake()
+        if not self._pending:
+            return
+        if self._loop.time() + _CLOCK_RESOLUTION >= self._deadline:
+            self._flush()
+            self._wake()
+        else:  # armed for a batch that went out by count: follow the current one
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
     def _flush(self) -> None:
-        self._cancel_timer()
         if self._pending:
             self._ready.append(self._pending)
             self._pending = []
