@@ -104,6 +104,11 @@ def test_join_sync_changes_leave(engine: EngineThread, official: Any) -> None:
         assert (item_sync["id"], item_sync["event"]) == ("i1", {"type": "sync",
                                                                "data": {"n": 1}})
         assert joins.get(timeout=WAIT)["id"] == "i1"
+        call("stream::update", group_id="g", item_id="i1",
+             ops=[{"type": "set", "path": "n", "value": 5}])
+        twice = [receive(ws), receive(ws)]  # once per matching subscription (s1 and s2)
+        assert [(m["id"], m["event"]) for m in twice] == [
+            ("i1", {"type": "update", "data": {"n": 5}})] * 2
 
         ws.send(join("leave", "s1", stream, "g"))
         assert leaves.get(timeout=WAIT)["subscription_id"] == "s1"
@@ -111,7 +116,7 @@ def test_join_sync_changes_leave(engine: EngineThread, official: Any) -> None:
         call("stream::delete", group_id="g", item_id="i1")
         deleted = receive(ws)
         assert (deleted["id"], deleted["event"]) == ("i1", {"type": "delete",
-                                                           "data": {"n": 1}})
+                                                           "data": {"n": 5}})
 
         ws.send(join("join", "s3", stream, "private"))
         refused = receive(ws)

@@ -11,7 +11,8 @@ engine's host (``0``: a free port, :attr:`StreamSocket.port`). A client sends JS
 * ``{"type": "leave", "data": {...}}`` — end a subscription (the ``stream:leave`` bindings are
   called). Closing the socket leaves every subscription still open.
 
-and receives every change of what it joined as the ``stream`` trigger's event:
+and receives every change of what it joined as the ``stream`` trigger's event (once per
+matching subscription):
 ``{"type": "stream", "timestamp", "streamName", "groupId", "id", "event": {"type": "sync" |
 "create" | "update" | "delete" | "unauthorized" | "event", ...}}``.
 
@@ -153,10 +154,12 @@ class StreamSocket:
         await self._tasks.aclose()
 
     def broadcast(self, message: dict[str, Any]) -> None:
-        """Send a change (the ``stream`` event) to every subscription it matches."""
+        """Send a change (the ``stream`` event) once per subscription it matches (a client
+        that joined a group and one of its items gets it twice, as from the Rust engine)."""
         for client in list(self.clients):
-            if any(s.matches(message) for s in client.subscriptions.values()):
-                client.send(message)
+            for subscription in list(client.subscriptions.values()):
+                if subscription.matches(message):
+                    client.send(message)
 
     # ------------------------------------------------------------------ one connection
 
