@@ -368,3 +368,40 @@ def test_init_otel_off_does_nothing(fresh_otel: None, monkeypatch: pytest.Monkey
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     assert not export.links() and type(_logs.get_logger_provider()).__name__ != "LoggerProvider"
     assert os.environ["OTEL_ENABLED"] == "false"
+
+
+def test_a_worker_with_otel_on_exports_like_the_official_sdk(engine: Any,
+                                                             fresh_otel: None) -> None:
+    """The official script, imports changed: spans and logs reach the engine's ``/otel``."""
+    iii = register_worker(engine.url, InitOptions(
+        worker_name=f"obs-otel-{uuid.uuid4().hex[:6]}",
+        otel=OtelConfig(enabled=True, service_name="compat-otel")))
+    try:
+        async def checkout(data: Any) -> dict[str, Any]:
+            async def charge(span: Any) -> str:
+                span.set_attribute("amount", data["amount"])
+                compat.Logger(service_name="compat-otel").info("charged", data)
+                return "ok"
+
+            return {"status": await with_span("charge", charge)}
+
+        iii.register_function("shop::checkout", checkout)
+        wait_for_function(iii, "shop::checkout")
+        assert iii.trigger({"function_id": "shop::checkout", "payload": {"amount": 5}}) == {
+            "status": "ok"}
+    finally:
+        iii.shutdown()  # flushes and closes the telemetry socket
+
+    async def arrived() -> None:
+        otel = engine.engine.otel
+        await otel.wait_for(lambda: {"charge", "execute shop::checkout"} <= {
+            s["name"] for s in otel.spans})
+
+    asyncio.run_coroutine_threadsafe(arrived(), engine.loop).result(30)
+    spans = {s["name"]: s for s in engine.call("engine::traces::list", {
+        "search_all_spans": True, "service_name": "compat-otel"})["spans"]}
+    charge, execute = spans["charge"], spans["execute shop::checkout"]
+    assert charge["parent_span_id"] == execute["span_id"]
+    assert ["amount", "5"] in charge["attributes"]
+    logs = engine.call("engine::logs::list", {"span_id": charge["span_id"]})["logs"]
+    assert [e["body"] for e in logs] == ["charged"]
