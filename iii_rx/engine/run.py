@@ -67,6 +67,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-port", type=int, default=None, metavar="PORT",
                         help="open the streams socket for stream clients on this port "
                              "(0 = ephemeral; default: no socket)")
+    parser.add_argument("--stream-auth-function", default=None, metavar="FUNCTION_ID",
+                        help="function that authenticates streams socket connections")
     parser.add_argument("--namespace-grace-ms", type=int, default=None,
                         help="how long registrations wait for engine::workers::register "
                              "(default $III_NAMESPACE_GRACE_MS or 5000)")
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 def _builtin_options(args: argparse.Namespace) -> dict[str, Any]:
     """The built-in workers' flags that were given, as :class:`Engine` arguments."""
-    names = ("stream_file", "queue_file", "stream_port")
+    names = ("stream_file", "queue_file", "stream_port", "stream_auth_function")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from builtins_helpers import ENGINE_TIMERS, WAIT, on_engine, unique, wait_bound
+from builtins_helpers import (
+    ENGINE_TIMERS,
+    WAIT,
+    EngineProcess,
+    on_engine,
+    unique,
+    wait_bound,
+    wait_until,
+)
+from iii import InitOptions, register_worker
 from websockets.sync.client import connect
 
 from iii_rx.engine import Engine, EngineThread
@@ -135,3 +146,29 @@ def test_join_sync_changes_leave(engine: EngineThread, official: Any) -> None:
 def test_without_the_port_there_is_no_socket() -> None:
     with Engine.start_in_thread(port=0, **ENGINE_TIMERS) as handle:
         assert handle.engine.workers.streams.socket is None
+
+
+def test_the_cli_flags_open_the_socket_with_its_auth_function(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a free loopback port for --stream-port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = EngineProcess(tmp_path, "--stream-port", str(port),
+                           "--stream-auth-function", "cli::auth")
+    iii = register_worker(engine.url, InitOptions(worker_name=unique("cli"),
+                                                  otel={"enabled": False},
+                                                  enable_metrics_reporting=False))
+    joins: queue.Queue[dict[str, Any]] = queue.Queue()
+    try:
+        iii.register_function("cli::auth", lambda data: {"context": {"path": data["path"]}})
+        iii.register_function("cli::join", lambda event: joins.put(event))
+        iii.register_trigger({"type": "stream:join", "function_id": "cli::join", "config": {}})
+        wait_until(lambda: any(t["function_id"] == "cli::join" for t in iii.trigger({
+            "function_id": "engine::registered-triggers::list", "payload": {}})[
+            "registered_triggers"]), "the join binding")
+        with connect(f"ws://127.0.0.1:{port}/feed") as ws:
+            ws.send(join("join", "s", "cli-stream", "g"))
+            assert receive(ws)["event"] == {"type": "sync", "data": []}
+        assert joins.get(timeout=WAIT)["context"] == {"path": "/feed"}
+    finally:
+        iii.shutdown()
+        engine.stop()
