@@ -57,8 +57,15 @@ RATIO_LINES: dict[str, str] = {
     "operators_throughput": r"^\s+\S+( \S+)? / \S+",
 }
 
+# Context a ratio line's label needs: the last heading line matching this (its first group).
+CONTEXT: dict[str, str] = {
+    "client_roundtrip": r"^([A-Z]{4,})\b",
+    "http_trigger": r"^(\S[^:]*):",
+}
+# Lines that a section's "target" heading does not apply to.
+NO_TARGET: dict[str, str] = {"worker_throughput": r"raw-frame"}
+
 VALUE = re.compile(r"(?<![\d,])(\d+\.\d+)(?: \[(\d+\.\d+)-(\d+\.\d+)\]|x)")
-SECTION = re.compile(r"^([A-Z]{4,})\b")
 TARGET = re.compile(r"target[^<>]*?([<>]=?)\s*([\d.]+)")
 
 
@@ -116,9 +123,11 @@ def ratios_of(script: str, output: str) -> list[Ratio]:
         return []
     found: list[Ratio] = []
     section = section_target = ""
+    context = re.compile(CONTEXT.get(script, r"(?!)"))
+    no_target = re.compile(NO_TARGET.get(script, r"(?!)"))
     for line in output.splitlines():
-        if m := SECTION.match(line):
-            section = m.group(1).lower()
+        if m := context.match(line):
+            section = m.group(1).strip()
         if not line.strip():
             section_target = ""
         t = TARGET.search(line)
@@ -127,6 +136,8 @@ def ratios_of(script: str, output: str) -> list[Ratio]:
                 section_target = f"{t.group(1)} {t.group(2)}"
             continue
         target = f"{t.group(1)} {t.group(2)}" if t else section_target
+        if no_target.search(line):
+            target = ""
         first = VALUE.search(line)
         head, sep, _ = line.partition(":")
         if sep and len(head) < 90 and (first is None or len(head) < first.start()):
@@ -135,7 +146,9 @@ def ratios_of(script: str, output: str) -> list[Ratio]:
             cut = first.start() if first else len(line)
             label, previous = line[:cut].strip(), cut
         if script == "client_roundtrip":  # rows: label and window in 33 columns, ratio last
-            label, previous = f"{section}: {line[:33].strip()}", first.start() if first else 0
+            label, previous = line[:33].strip(), first.start() if first else 0
+        if section:
+            label = f"{section.lower() if section.isupper() else section}: {label}"
         label = re.sub(r"\s*\(target[^)]*\)|,?\s*target [<>]=?\s*[\d.]+", "", label)
         for m in VALUE.finditer(line):
             sub = line[previous:m.start()].strip(" ,;:")
@@ -219,6 +232,8 @@ def report(runs: list[Run], info: dict[str, str], load: tuple[float, float], ful
         "",
         "How each benchmark measures, and what its targets mean, is in `benchmarks/README.md`.",
         "",
+        *shared_note(load),
+        *failed_note(runs),
         "## Ratios",
         "",
         "| benchmark | comparison | median | min-max | target |",
@@ -251,13 +266,59 @@ def report(runs: list[Run], info: dict[str, str], load: tuple[float, float], ful
     return "\n".join(lines)
 
 
+def shared_note(load: tuple[float, float]) -> list[str]:
+    cores = os.cpu_count() or 1
+    if max(load) <= cores:
+        return []
+    return [f"**This machine was shared and loaded while the report was made** (load average "
+            f"{max(load):.1f} on {cores} cores): absolute figures are lower and noisier than on "
+            "an idle machine; the ratios, taken round by round, are what to read.", ""]
+
+
+def failed_note(runs: list[Run]) -> list[str]:
+    failed = [r.script for r in runs if r.code != 0]
+    if not failed:
+        return []
+    return ["Benchmarks that did not finish cleanly in this run (their output below says why): "
+            + ", ".join(f"`{name}`" for name in failed) + ".", ""]
+
+
+def rerun_from(report_path: Path) -> tuple[list[Run], tuple[float, float]]:
+    """The runs a previous report holds (its output sections), to render them again."""
+    text = report_path.read_text(encoding="utf-8")
+    load = re.search(r"load average \(1 min\) \| ([\d.]+) before, ([\d.]+) after", text)
+    runs = []
+    for m in re.finditer(r"^### (\S+)\n\n`python (\S+)(.*?)` — (\d+) s, ([^\n]*)\.\n\n```text\n"
+                         r"(.*?)\n```", text, re.S | re.M):
+        code = 0 if m.group(5) == "ok" else (None if "timeout" in m.group(5)
+                                             else int(m.group(5).split()[-1]))
+        run_ = Run(m.group(1), [sys.executable, m.group(2), *m.group(3).split()],
+                   float(m.group(4)), code, m.group(6))
+        run_.ratios = ratios_of(run_.script, run_.output)
+        runs.append(run_)
+    return runs, ((float(load.group(1)), float(load.group(2))) if load else (0.0, 0.0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="each script's default settings")
     parser.add_argument("--only", help="comma-separated script names (default: all)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per script")
+    parser.add_argument("--rerender", action="store_true",
+                        help="run nothing: render --out again from the outputs it holds")
     args = parser.parse_args(argv)
+    if args.rerender:
+        runs, load = rerun_from(Path(args.out))
+        info = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", Path(args.out).read_text("utf-8"),
+                               re.M)[1:7])
+        img = ROOT / "docs" / "img" / "performance"
+        shutil.rmtree(img, ignore_errors=True)
+        plots = plot(runs, img)
+        full = "short mode" not in Path(args.out).read_text("utf-8")
+        Path(args.out).write_text(report(runs, info, load, full, plots) + "\n", encoding="utf-8")
+        print(f"rendered {args.out} again from {len(runs)} outputs")
+        return 0
     only = set(args.only.split(",")) if args.only else None
     chosen = scripts(only)
     if not chosen:
