@@ -6,13 +6,16 @@ Caller, worker and engine each run in a process of their own. Scenarios (all in 
   (b) the same raw peers through a bare relay that only routes (the ceiling of any engine)
   (c) official iii-sdk caller -> iii_rx engine -> official iii-sdk worker (context)
   (d) raw peers through the real Rust iii engine, when ~/.cache/iii-engine/iii is built
+  (e) many peers: 100 raw-frame workers (hosted by 4 processes) and 8 caller processes with 64
+      calls each in flight (512 in all) on random functions, through the iii_rx engine and,
+      on the same load, the Rust engine
 
 Each scenario is measured sequentially (one call in flight) and with a window of calls in
 flight (64 by default); the rounds are interleaved across scenarios so that load from other
 processes on the machine spreads over all of them. Figures are the median of the rounds with
 the range beside it. The target is a/b >= 0.7 (DECISIONS 19).
 
-    python benchmarks/engine_throughput.py [--duration 1.0] [--rounds 3] [--scenarios a,b,c,d]
+    python benchmarks/engine_throughput.py [--duration 1.0] [--rounds 3] [--scenarios a,b,c,d,e]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +54,7 @@ from _common import wait_for_port as wait_for_port
 
 FUNCTION = "bench::echo"
 ROLES = ("engine", "worker", "caller")
+LOADPEERS = str(Path(__file__).resolve().parent / "loadpeers.py")
 
 
 @dataclass
@@ -105,6 +110,99 @@ def measure(sc: Scenario, window: int, args: argparse.Namespace) -> None:
         if start is not None and end is not None and result["calls"]:
             result[f"cpu_us_{role}"] = (end - start) / result["calls"] * 1e6
     sc.results.setdefault(window, []).append(result)
+
+
+# --------------------------------------------------------------------------- (e) many peers
+
+
+@dataclass
+class ManyPeers:
+    """Scenario (e) on one engine: worker hosts, callers, and each round's figures."""
+
+    engine_kind: str  # "iii_rx" | "rust"
+    engine: Peer | None = None
+    callers: list[Peer] = field(default_factory=list)
+    results: list[dict[str, float]] = field(default_factory=list)
+    failure: str | None = None
+
+
+def start_many(many: ManyPeers, args: argparse.Namespace, log_dir: str,
+               stack: contextlib.ExitStack) -> None:
+    """The engine, ``--many-workers`` workers in 4 host processes, then the callers."""
+    engine, port = start_engine(many.engine_kind, log_dir, stack,
+                                name=f"e-engine-{many.engine_kind}")
+    url = f"ws://127.0.0.1:{port}"
+    layout = ["--workers", str(args.many_workers), "--functions", str(args.many_functions)]
+    if many.engine_kind == "rust":  # it does not answer engine::workers::register
+        layout.append("--void-register")
+    hosts, per = 4, -(-args.many_workers // 4)
+    for h in range(hosts):
+        count = min(per, args.many_workers - h * per)
+        if count > 0:
+            start_peer(f"e-{many.engine_kind}-workers-{h}", [
+                sys.executable, LOADPEERS, "workers", "--url", url, "--count", str(count),
+                "--first", str(h * per), "--functions", str(args.many_functions),
+                *layout[4:]],
+                log_dir, stack, timeout=300)
+    many.engine = engine
+    many.callers = [start_peer(f"e-{many.engine_kind}-caller-{c}",
+                               [sys.executable, LOADPEERS, "caller", "--url", url, *layout],
+                               log_dir, stack, timeout=120)
+                    for c in range(args.many_callers)]
+
+
+def measure_many(many: ManyPeers, args: argparse.Namespace) -> None:
+    """One round: every caller makes ``--many-calls`` / callers calls, 64 in flight each."""
+    assert many.engine is not None
+    share = max(1, args.many_calls // len(many.callers))
+    for caller in many.callers:  # warm-up
+        caller.send({"calls": max(1, share // 10), "window": args.window})
+    for caller in many.callers:
+        caller.read_json(timeout=300)
+    before = many.engine.cpu_seconds()
+    began = time.perf_counter()
+    for caller in many.callers:
+        caller.send({"calls": share, "window": args.window})
+    runs = [caller.read_json(timeout=600) for caller in many.callers]
+    wall = time.perf_counter() - began
+    after = many.engine.cpu_seconds()
+    calls = sum(r["calls"] for r in runs)
+    many.results.append({
+        "rate": calls / wall, "p99_ms": max(r["p99_ms"] for r in runs),
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "errors": sum(r["errors"] for r in runs), "lost": sum(r["lost"] for r in runs),
+        "cpu_us_engine": ((after - before) / calls * 1e6
+                          if before is not None and after is not None and calls else
+                          float("nan"))})
+
+
+def report_many(manies: list[ManyPeers], args: argparse.Namespace) -> None:
+    print()
+    print(f"(e) many peers: {args.many_workers} raw-frame workers x {args.many_functions} "
+          f"functions (4 host processes), {args.many_callers} caller processes x "
+          f"{args.window} in flight ({args.many_callers * args.window} in all), "
+          f"{args.many_calls:,} calls a round on random functions; p50 = median of the "
+          "callers', p99 = worst caller's")
+    print(f"{'engine':<12}{'inv/s':>28}{'p50 ms':>10}{'p99 ms':>10}{'engine CPU us/call':>28}")
+    for many in manies:
+        if many.failure or not many.results:
+            print(f"{many.engine_kind:<12}  not measured: {many.failure}")
+            continue
+        rs = many.results
+        errors, lost = sum(r["errors"] for r in rs), sum(r["lost"] for r in rs)
+        note = f"  ({errors:.0f} calls failed, {lost:.0f} never answered)" if errors or lost \
+            else ""
+        print(f"{many.engine_kind:<12}{spread([r['rate'] for r in rs], ',.0f'):>28}"
+              f"{median([r['p50_ms'] for r in rs]):>10.1f}"
+              f"{median([r['p99_ms'] for r in rs]):>10.1f}"
+              f"{spread([r['cpu_us_engine'] for r in rs], '.1f'):>28}{note}")
+    ours = next((m for m in manies if m.engine_kind == "iii_rx" and m.results), None)
+    rust = next((m for m in manies if m.engine_kind == "rust" and m.results), None)
+    if ours and rust:
+        pairs = list(zip(ours.results, rust.results, strict=False))
+        print(f"ratio iii_rx/Rust (per round): throughput "
+              f"{spread([o['rate'] / r['rate'] for o, r in pairs], '.2f')}, engine CPU per call "
+              f"{spread([o['cpu_us_engine'] / r['cpu_us_engine'] for o, r in pairs], '.2f')}")
 
 
 # --------------------------------------------------------------------------- report
@@ -205,7 +303,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=int, default=64, help="calls in flight")
     parser.add_argument("--payload-bytes", type=int, default=64)
-    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset")
+    parser.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated subset")
+    parser.add_argument("--many-workers", type=int, default=100, help="(e): workers")
+    parser.add_argument("--many-functions", type=int, default=10, help="(e): per worker")
+    parser.add_argument("--many-callers", type=int, default=8, help="(e): caller processes")
+    parser.add_argument("--many-calls", type=int, default=20_000, help="(e): calls a round")
     parser.add_argument("--sdk-handler", choices=("sync", "async"), default="sync")
     return parser.parse_args(argv)
 
@@ -218,6 +320,16 @@ def selected(args: argparse.Namespace) -> Iterator[Scenario]:
         if sc.engine == "rust" and not rust_available():
             sc.failure = f"Rust engine absent ({RUST_BINARY} or {RUST_LAUNCHER} missing)"
         yield sc
+
+
+def many_setups(args: argparse.Namespace) -> list[ManyPeers]:
+    """Scenario (e), when selected: our engine, then the Rust one (or why it is absent)."""
+    if "e" not in {k.strip() for k in args.scenarios.split(",")}:
+        return []
+    rust = ManyPeers("rust")
+    if not rust_available():
+        rust.failure = f"Rust engine absent ({RUST_BINARY} or {RUST_LAUNCHER} missing)"
+    return [ManyPeers("iii_rx"), rust]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,8 +348,25 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, TimeoutError) as exc:
                 sc.failure = f"could not start: {exc}"
             print(f"({sc.key}) {'ready' if not sc.failure else sc.failure}", flush=True)
+        manies = many_setups(args)
+        for many in manies:
+            if many.failure:
+                continue
+            try:
+                start_many(many, args, log_dir, stack)
+            except (RuntimeError, TimeoutError) as exc:
+                many.failure = f"could not start: {exc}"
+            print(f"(e) {many.engine_kind}: {'ready' if not many.failure else many.failure}",
+                  flush=True)
         live = [sc for sc in scenarios if not sc.failure]
         for round_no in range(args.rounds):
+            for many in manies[round_no % 2:] + manies[:round_no % 2]:
+                if many.failure:
+                    continue
+                try:
+                    measure_many(many, args)
+                except (RuntimeError, TimeoutError) as exc:
+                    many.failure = f"failed in round {round_no + 1}: {exc}"
             shift = round_no % max(1, len(live))
             for sc in live[shift:] + live[:shift]:
                 if sc.failure:
@@ -250,7 +379,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_no + 1}/{args.rounds} done", flush=True)
         load.append(os.getloadavg()[0])
     report(scenarios, args, load)
-    return 1 if any(sc.failure and sc.engine != "rust" for sc in scenarios) else 0
+    if manies:
+        report_many(manies, args)
+    failed = any(sc.failure and sc.engine != "rust" for sc in scenarios)
+    return 1 if failed or any(m.failure and m.engine_kind != "rust" for m in manies) else 0
 
 
 if __name__ == "__main__":

@@ -78,9 +78,17 @@ async def open_worker(url: str, name: str, *, rcvbuf: int | None = None) -> Clie
     return ws
 
 
-async def register(ws: ClientConnection, name: str, functions: list[str]) -> None:
+async def register(ws: ClientConnection, name: str, functions: list[str], *,
+                   void: bool = False) -> None:
+    """Register ``functions``, then ``engine::workers::register``: waits for its answer, or
+    sends it void (the Rust engine 0.23 does not answer it)."""
     for function_id in functions:
         await ws.send(json.dumps({"type": "registerfunction", "id": function_id}))
+    if void:
+        await ws.send(json.dumps({"type": "invokefunction", "function_id":
+                                  "engine::workers::register", "data": worker_metadata(name),
+                                  "action": {"type": "void"}}))
+        return
     await ws.send(json.dumps({"type": "invokefunction", "function_id":
                               "engine::workers::register", "data": worker_metadata(name),
                               "invocation_id": "register"}))
@@ -142,13 +150,14 @@ async def run_engine(options: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- workers
 
 
-async def run_workers(url: str, count: int, functions: int, prefix: str, first: int) -> None:
+async def run_workers(url: str, count: int, functions: int, prefix: str, first: int,
+                      void: bool = False) -> None:
     sockets: list[ClientConnection] = []
 
     async def one(index: int) -> None:
         ws = await open_worker(url, f"{prefix}{index}")
         await register(ws, f"{prefix}{index}",
-                       [f"{prefix}{index}::f{j}" for j in range(functions)])
+                       [f"{prefix}{index}::f{j}" for j in range(functions)], void=void)
         sockets.append(ws)
 
     began = time.perf_counter()
@@ -180,7 +189,8 @@ class Calls:
         self.frames = ['{"type":"invokefunction","function_id":' + json.dumps(f)
                        + ',"invocation_id":"' for f in functions]
         self.tail = tail
-        self.prefix = uuid.uuid4().hex[:8] + "-"
+        # UUID-shaped ids (the Rust engine drops a call whose id is not a UUID).
+        self.prefix = uuid.uuid4().hex[:8] + "-0000-4000-8000-"
         self.counter = 0
         self.sent_at: dict[str, float] = {}
         self.latencies: list[float] = []
@@ -191,7 +201,7 @@ class Calls:
 
     async def send_one(self) -> None:
         self.counter += 1
-        invocation_id = f"{self.prefix}{self.counter}"
+        invocation_id = f"{self.prefix}{self.counter:012x}"
         head = random.choice(self.frames)
         self.sent_at[invocation_id] = time.perf_counter()
         self.idle.clear()
@@ -213,9 +223,10 @@ class Calls:
                 await on_answer()
 
 
-async def run_caller(url: str, prefix: str, workers: int, functions: int) -> None:
+async def run_caller(url: str, prefix: str, workers: int, functions: int,
+                     void: bool = False) -> None:
     ws = await open_worker(url, f"load-caller-{uuid.uuid4().hex[:6]}")
-    await register(ws, f"load-caller-{uuid.uuid4().hex[:6]}", [])
+    await register(ws, f"load-caller-{uuid.uuid4().hex[:6]}", [], void=void)
     emit({"ready": True, "role": "caller"})
     calls = Calls(ws, function_ids(prefix, workers, functions), {"n": 1, "text": "x" * 40})
 
@@ -526,6 +537,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--first", type=int, default=0, help="workers: index of the first")
         p.add_argument("--workers", type=int, default=100, help="callers: workers in total")
         p.add_argument("--functions", type=int, default=100, help="functions per worker")
+        p.add_argument("--void-register", action="store_true",
+                       help="send engine::workers::register void (for the Rust engine)")
     p = roles.add_parser("stuck")
     p.add_argument("--url", required=True)
     p.add_argument("--target", required=True, help="an echo function for the deaf caller")
@@ -539,9 +552,10 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(run_engine(json.loads(args.options)))
         elif args.role == "workers":
             asyncio.run(run_workers(args.url, args.count, args.functions, args.prefix,
-                                    args.first))
+                                    args.first, args.void_register))
         elif args.role == "caller":
-            asyncio.run(run_caller(args.url, args.prefix, args.workers, args.functions))
+            asyncio.run(run_caller(args.url, args.prefix, args.workers, args.functions,
+                                   args.void_register))
         elif args.role == "paced":
             asyncio.run(run_paced(args.url, args.prefix, args.workers, args.functions))
         elif args.role == "stuck":
