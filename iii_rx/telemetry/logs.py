@@ -7,6 +7,7 @@ They go through the standard :mod:`logging` module as well, always (``iii_rx.con
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -32,6 +33,29 @@ _SEVERITY = {
 }
 
 
+def _rich_attributes() -> bool:
+    """Whether log attributes may be maps and lists (OpenTelemetry's "AnyValue"), as in the
+    SDK releases that have ``ReadWriteLogRecord``; older ones keep only primitives."""
+    try:
+        from opentelemetry.sdk._logs import ReadWriteLogRecord  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_RICH = _rich_attributes()
+
+
+def _structured(value: Any) -> Any:
+    """``value`` as a JSON-shaped attribute (a map stays a map where the SDK allows it, as the
+    official SDK sends ``log.data``), else as JSON text."""
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+    return json.loads(text) if _RICH else text
+
+
 def emit(level: int, message: str, attributes: dict[str, Any],
          trace_id: str | None, span_id: str | None, *,
          logger_name: str = "iii_rx.logger") -> None:
@@ -45,7 +69,7 @@ def emit(level: int, message: str, attributes: dict[str, Any],
                 trace_flags=TraceFlags(TraceFlags.SAMPLED))), otel_context.Context())
         except ValueError:
             ctx = None
-    attrs = {k: v if isinstance(v, (str, bool, int, float)) else str(v)
+    attrs = {k: v if isinstance(v, (str, bool, int, float)) else _structured(v)
              for k, v in attributes.items() if v is not None}
     _logs.get_logger(logger_name).emit(
         context=ctx, severity_number=_SEVERITY.get(level, SeverityNumber.INFO),

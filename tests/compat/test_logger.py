@@ -126,6 +126,7 @@ def test_on_each_call_is_one_opentelemetry_record(otel_logs: Any,
     first, second = (getattr(item, "log_record", item) for item in otel_logs.get_finished_logs())
     assert first.body == "careful" and first.severity_number.name == "WARN"
     assert first.attributes["service.name"] == "billing"
+    assert first.attributes["log.data"] == {"n": 1}
     assert first.trace_id == span.get_span_context().trace_id
     assert first.span_id == span.get_span_context().span_id
     assert second.body == "pinned" and second.severity_number.name == "INFO"

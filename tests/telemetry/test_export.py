@@ -99,6 +99,7 @@ async def test_a_client_exports_spans_logs_and_metrics_to_its_engine(
     (entry,) = logs
     assert entry["body"] == "doubling" and entry["span_id"] == server["span_id"]
     assert entry["service_name"] == "rx-export" and entry["severity_text"] == "INFO"
+    assert entry["attributes"]["log.data"] == {"x": 21}  # a map, as the official SDK sends
 
     sdk = (await engine.call("engine::metrics::list", {}))["sdk_metrics"]
     (counter,) = [m for m in sdk if m["name"] == "export.test.count"]
