@@ -343,11 +343,16 @@ class Transport:
         self._ws = ws
         writer = self._tasks.spawn(self._write(ws), name="iii-rx writer")
         on_message = self._on_message
-        messages = (ws.next_message if isinstance(ws, HotClientConnection) and ws.enable_hot()
-                    else ws.recv)
+        lane = ws if isinstance(ws, HotClientConnection) and ws.enable_hot() else None
+        messages = lane.next_message if lane is not None else ws.recv
+        queued = lane.hot_in if lane is not None else None
         try:
             while True:
-                message = await messages()
+                # The lane's queue directly while it has messages and reading runs.
+                if queued and not lane.hot_paused:  # type: ignore[union-attr]
+                    message = queued.popleft()
+                else:
+                    message = await messages()
                 try:
                     on_message(message)
                 except Exception:

@@ -70,7 +70,9 @@ class HotLane(Connection):
         self.hot_in: deque[str | bytes] | None = None
         self._hot_out: list[bytes] = []
         self._hot_wake: asyncio.Future[None] | None = None
-        self._hot_paused = False
+        self.hot_paused = False
+        """Reading is paused because :attr:`hot_in` is full (take through
+        :meth:`next_message` then, which resumes it)."""
         self._hot_flush_due = False
         self._hot_high = 64
         self._hot_low = 16
@@ -150,7 +152,7 @@ class HotLane(Connection):
             pos = end
         if len(hot) != before:
             if len(hot) > self._hot_high:
-                self._hot_paused = True
+                self.hot_paused = True
                 self.transport.pause_reading()
             self._wake_reader()
         if pos < size:
@@ -181,8 +183,8 @@ class HotLane(Connection):
             return await self.recv()
         while True:
             if hot:
-                if self._hot_paused and len(hot) <= self._hot_low:
-                    self._hot_paused = False
+                if self.hot_paused and len(hot) <= self._hot_low:
+                    self.hot_paused = False
                     if not getattr(self.recv_messages, "paused", False):
                         self.transport.resume_reading()
                 return hot.popleft()
@@ -214,6 +216,10 @@ class HotLane(Connection):
         else:
             head = _HEAD_LONG(0x81, 0xFF, length)
         return head + key + apply_mask(data, key)
+
+    def hot_send(self, text: str) -> bool:
+        """:meth:`hot_write` of a ``str``."""
+        return self.hot_write(text.encode())
 
     def hot_write(self, data: bytes) -> bool:
         """Queue one text frame of UTF-8 ``data``; ``False`` (not sent) unless open and not

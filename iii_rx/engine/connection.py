@@ -333,8 +333,7 @@ def _direct_writer(ws: ServerConnection) -> Callable[[str], bool] | None:
     transport is not paused by flow control, so the caller queues instead.
     """
     if isinstance(ws, HotConnection) and ws.hot_in is not None:
-        hot_write = ws.hot_write
-        return lambda text: hot_write(text.encode())
+        return ws.hot_send
     protocol = getattr(ws, "protocol", None)
     send_data = getattr(ws, "send_data", None)
     if protocol is None or send_data is None or not hasattr(ws, "paused"):

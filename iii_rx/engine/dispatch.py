@@ -190,9 +190,15 @@ class Dispatcher:
         guard = self._guards.get(conn)
         invoke = router.invoke if guard is None else guard.invoke
         messages = ws.next_message if isinstance(ws, HotConnection) else ws.recv
+        lane = ws if isinstance(ws, HotConnection) and ws.hot_in is not None else None
+        queued = lane.hot_in if lane is not None else None
         try:
             while True:
-                message = await messages()
+                # The lane's queue directly while it has messages and reading runs.
+                if queued and not lane.hot_paused:  # type: ignore[union-attr]
+                    message = queued.popleft()
+                else:
+                    message = await messages()
                 if type(message) is bytes and message[:4] in _TELEMETRY_PREFIXES:
                     continue
                 hot = read_hot(message)

@@ -32,6 +32,7 @@ BOUNDS_MS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0
 """Upper bounds (ms) of the latency buckets; one more bucket holds anything slower."""
 
 _BOUNDS_S = tuple(b / 1000 for b in BOUNDS_MS)
+_monotonic = time.monotonic
 _PRUNE_SLACK = 256
 
 
@@ -88,8 +89,16 @@ class MeteredPending(Pending):
     worker_stats: CallStats
 
     def end(self, failed: bool) -> None:
-        self.function_stats.end(self.created, failed)
-        self.worker_stats.end(self.created, failed)
+        """The answer came back: both stats at once (one clock read, one bucket search)."""
+        bucket = bisect_left(_BOUNDS_S, _monotonic() - self.created)
+        fn, worker = self.function_stats, self.worker_stats
+        fn.in_flight -= 1
+        worker.in_flight -= 1
+        fn.buckets[bucket] += 1
+        worker.buckets[bucket] += 1
+        if failed:
+            fn.errors += 1
+            worker.errors += 1
 
     def drop(self) -> None:
         """Its caller left before the answer: no longer in flight, no latency."""
