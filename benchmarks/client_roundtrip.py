@@ -24,6 +24,7 @@ are taken per round (each pair saw the same load)::
     .venv/bin/python benchmarks/client_roundtrip.py
     .venv/bin/python benchmarks/client_roundtrip.py --part callers --windows 1,64 --rounds 5
     .venv/bin/python benchmarks/client_roundtrip.py --engine rust    # the Rust engine, if built
+    .venv/bin/python benchmarks/client_roundtrip.py --part spancost  # tracing's CPU per span
 
 The roles it starts are subcommands of this file (``rx-caller``, ``sdk-caller``, ``rx-worker``);
 the raw-frame peers and the official-SDK worker come from ``rawpeers.py``.
@@ -36,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -334,6 +336,91 @@ def bench_tracing(args: argparse.Namespace, url: str, log_dir: str,
     for label, pair in pairs.items():
         for window in windows:
             print(ratio_row(label, pair[True], pair[False], window))
+    span_costs()
+
+
+SPAN_COST_CONFIGS = (
+    ("default (payload events, metrics)", {}),
+    ("no metrics", {"metrics": False}),
+    ("no payload events, no metrics", {"metrics": False, "III_DISABLE_TRACE_PAYLOADS": "1"}),
+    ("10% sampled (traceidratio), metrics", {"OTEL_TRACES_SAMPLER": "traceidratio",
+                                            "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
+)
+
+
+def span_costs() -> None:
+    """What tracing adds per call and per invocation, in CPU of one process (the telemetry
+    hooks alone, no I/O; best of 5), each configuration in a fresh interpreter."""
+    print("\nPer-span CPU of the telemetry hooks (one process, no I/O; best of 5 x 5,000):")
+    for label, config in SPAN_COST_CONFIGS:
+        env = {**os.environ, **{k: v for k, v in config.items() if isinstance(v, str)}}
+        argv = [sys.executable, SELF, "span-cost"] + ([] if config.get("metrics", True)
+                                                       else ["--no-metrics"])
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        cost = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
+        print(f"  {label:<40} call {cost.get('call_us', float('nan')):6.1f} us   "
+              f"invocation {cost.get('invocation_us', float('nan')):6.1f} us")
+
+
+def run_span_cost(args: argparse.Namespace) -> None:
+    """The ``span-cost`` role: time ``Tracing.on_call`` and ``on_invoke`` + answer in-process."""
+    import time
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from iii_rx.aio import LoopBridge
+    from iii_rx.calls import Calls
+    from iii_rx.context import Invocation
+    from iii_rx.telemetry.config import OtelConfig
+    from iii_rx.telemetry.metrics import Metrics
+    from iii_rx.telemetry.tracing import Tracing
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    trace.set_tracer_provider(provider)
+    n = 5000
+
+    async def main() -> dict[str, float]:
+        bridge = LoopBridge.current()
+        metrics = (None if args.no_metrics
+                   else Metrics(MeterProvider(metric_readers=[InMemoryMetricReader()])))
+        tracing = Tracing(OtelConfig(enabled=True), bridge, "bench", provider, metrics)
+        call = Calls(bridge, outbox=None).call(ECHO, {"a": 1}, timeout_ms=1000)  # type: ignore[arg-type]
+
+        def send(sent: Any, target: Any) -> Any:
+            target({"a": 1}, None)
+            return lambda: None
+
+        def calls() -> None:
+            for _ in range(n):
+                tracing.on_call(call, lambda value, error: None, send)
+
+        def invocations() -> None:
+            for _ in range(n):
+                invocation = Invocation(None, ECHO, "iid", {"a": 1}, None,
+                                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+                tracing.on_invoke(invocation)
+                invocation.trace.end({"a": 1}, None)
+
+        result = {}
+        for key, run in (("call_us", calls), ("invocation_us", invocations)):
+            best = []
+            for _ in range(5):
+                started = time.process_time()
+                run()
+                best.append(time.process_time() - started)
+            result[key] = min(best) / n * 1e6
+        return result
+
+    emit(asyncio.run(main()))
 
 
 def orchestrate(args: argparse.Namespace) -> None:
@@ -351,6 +438,8 @@ def orchestrate(args: argparse.Namespace) -> None:
             bench_workers(args, url, log_dir, stack)
         if "tracing" in args.parts:
             bench_tracing(args, url, log_dir, stack)
+        elif "spancost" in args.parts:
+            span_costs()
     load.append(os.getloadavg()[0])
     print(f"\nload average (1 min) before {load[0]:.2f}, after {load[1]:.2f}: the machine is "
           "shared; trust ratios within a run more than figures across runs")
@@ -379,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--payload-bytes", type=int, default=64)
         p.add_argument("--name", default=f"bench-{role}-{uuid.uuid4().hex[:6]}")
         p.add_argument("--otel", action="store_true")
+    p = roles.add_parser("span-cost")
+    p.add_argument("--no-metrics", action="store_true")
     p = roles.add_parser("rx-worker")
     p.add_argument("--otel", action="store_true")
     p.add_argument("--url", required=True)
@@ -392,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         run_sdk_caller(args)
     elif args.role == "rx-worker":
         run_rx_worker(args)
+    elif args.role == "span-cost":
+        run_span_cost(args)
     else:
         args.parts = {p.strip() for p in args.part.split(",")}
         args.windows = [int(w) for w in args.windows.split(",")]

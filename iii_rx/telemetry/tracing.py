@@ -6,7 +6,7 @@ then calls two hooks, and nothing else changes on its hot path:
 * :meth:`Tracing.on_call` (``Calls.start``, on the loop): starts ``invoke <function_id>``
   (kind CLIENT) as a child of the caller's trace context, sends that span as the frame's
   ``traceparent`` (the ``baggage`` goes on unchanged), and ends it when the call settles, its
-  status ``ERROR`` if the call failed.
+  status ``ERROR`` if the call failed, timed out or was cancelled.
 * :meth:`Tracing.on_invoke` (``Worker.on_invoke``, on the loop): starts
   ``execute <function_id>`` (kind SERVER; the official SDKs name their handler span the same)
   as a child of the frame's ``traceparent``/``baggage``, with the payload events of the
@@ -16,7 +16,9 @@ then calls two hooks, and nothing else changes on its hot path:
   answer ends it (``ERROR`` with the exception recorded if the handler failed).
 
 :attr:`Tracing.spans` (``iii.spans``) is the live stream of the finished spans this client
-started, fed by a span processor, emitted on the client's loop.
+started, fed by a span processor, emitted on the client's loop. The same hooks feed the
+client's :class:`~iii_rx.telemetry.metrics.Metrics`; channel ends get their transfer spans
+through :mod:`~iii_rx.telemetry.hooks` (:mod:`~iii_rx.telemetry.transfers`).
 """
 
 from __future__ import annotations
