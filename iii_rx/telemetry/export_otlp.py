@@ -159,9 +159,12 @@ def _log(item: Any) -> str:
     span_id = getattr(record, "span_id", None) or 0
     ids = ((f',"traceId":"{trace_id:032x}"' if trace_id else "")
            + (f',"spanId":"{span_id:016x}"' if span_id else ""))
+    observed = getattr(record, "observed_timestamp", None) or 0
+    # A record emitted without a time gets its observed time: engines keep logs by age, and
+    # "0" is 1970.
     return (
-        f'{{"timeUnixNano":"{getattr(record, "timestamp", None) or 0}",'
-        f'"observedTimeUnixNano":"{getattr(record, "observed_timestamp", None) or 0}",'
+        f'{{"timeUnixNano":"{getattr(record, "timestamp", None) or observed}",'
+        f'"observedTimeUnixNano":"{observed}",'
         f'"severityNumber":{int(getattr(severity, "value", 0) or 0)},'
         f'"severityText":{_esc(getattr(record, "severity_text", None) or "")},'
         f'"body":{_text_value("" if body is None else body)},'

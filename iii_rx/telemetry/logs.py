@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from opentelemetry import _logs, trace
@@ -72,5 +73,6 @@ def emit(level: int, message: str, attributes: dict[str, Any],
     attrs = {k: v if isinstance(v, (str, bool, int, float)) else _structured(v)
              for k, v in attributes.items() if v is not None}
     _logs.get_logger(logger_name).emit(
-        context=ctx, severity_number=_SEVERITY.get(level, SeverityNumber.INFO),
+        timestamp=time.time_ns(), context=ctx,
+        severity_number=_SEVERITY.get(level, SeverityNumber.INFO),
         severity_text=logging.getLevelName(level), body=message, attributes=attrs)

@@ -100,6 +100,7 @@ async def test_a_client_exports_spans_logs_and_metrics_to_its_engine(
     assert entry["body"] == "doubling" and entry["span_id"] == server["span_id"]
     assert entry["service_name"] == "rx-export" and entry["severity_text"] == "INFO"
     assert entry["attributes"]["log.data"] == {"x": 21}  # a map, as the official SDK sends
+    assert entry["timestamp_unix_nano"] > 0  # a 1970 record would be swept by age at once
 
     sdk = (await engine.call("engine::metrics::list", {}))["sdk_metrics"]
     (counter,) = [m for m in sdk if m["name"] == "export.test.count"]
