@@ -261,3 +261,16 @@ def test_span_json_is_valid_otlp_for_awkward_values() -> None:
                                            "f": "1.5", "nan": "nan", "list": '["x","y"]'}
     assert decoded["events"][0]["attributes"] == [["k", "v"]]
     assert decoded["parent_span_id"] is not None and decoded["kind"] == 1
+
+
+async def test_the_telemetry_socket_sends_the_clients_token(fresh_otel: None) -> None:
+    async with Engine(token="s3cret", namespace_grace_ms=200) as engine:
+        async with iii_rx.connect(engine.url, name=unique_name(), token="s3cret",
+                                  otel=iii_rx.OtelConfig(enabled=True,
+                                                         service_name="rx-token")) as iii:
+            iii.register_function("export::tok", lambda x: x)
+            await iii.trigger("export::tok", 1)
+            (link,) = export.links()
+            await asyncio.wait_for(link.connected.wait(), 10)
+        await engine.otel.wait_for(lambda: any(s["service_name"] == "rx-token"
+                                               for s in engine.otel.spans))
