@@ -7,16 +7,19 @@
 Instruments (meter ``iii_rx``; the attributes ``iii.function.id`` and ``iii.worker.name`` on
 the per-function ones):
 
-* ``iii.client.call.duration`` (histogram, s) and ``iii.client.call.errors``: the calls this
-  client made, their count being the histogram's (as OpenTelemetry's HTTP metrics count
-  requests: one instrument to record per call, not two); a failure, a timeout and a cancelled
-  call each count as an error, ``iii.error.code`` says which;
-* ``iii.server.invocation.duration`` (histogram, s) and ``iii.server.invocation.errors``: the
-  invocations its handlers answered;
+* ``iii.client.calls`` / ``iii.client.call.errors`` (``iii.error.code`` too: a failure, a
+  timeout and a cancelled call each count) / ``iii.client.call.duration`` (histogram, s): the
+  calls this client made;
+* ``iii.server.invocations`` / ``iii.server.invocation.errors`` /
+  ``iii.server.invocation.duration``: the invocations its handlers answered;
 * ``iii.connection.state_changes`` (``iii.connection.state``: the new state) and
   ``iii.connection.reconnects`` (a connection regained after a loss);
-* ``iii.channel.bytes_read`` / ``iii.channel.bytes_written`` (By, ``iii.channel.direction``
-  is implied by the name): what this process's channel ends moved.
+* ``iii.channel.bytes_read`` / ``iii.channel.bytes_written`` (By): what this process's
+  channel ends moved.
+
+Counts cost a ``dict`` update per call (observable counters read them when the provider
+collects); a duration is recorded for the calls whose span the sampler kept (all of them
+unless a sampler says otherwise), so sampling makes both spans and metrics cheap.
 
 They go to the process's ``MeterProvider``. When none is configured, ``OTEL_METRICS_EXPORTER``
 (``console``, or ``otlp`` when installed) makes iii_rx install one exporting there; otherwise
@@ -27,10 +30,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from typing import Any
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 
 from iii_rx.state import ConnectionState
@@ -76,55 +83,140 @@ def install_meter_provider(config: OtelConfig, resource: Any = None) -> None:
                                else MeterProvider(resource=resource, metric_readers=[reader]))
 
 
+class Tally:
+    """A monotonic total read at collection time (``add`` is a locked ``+=``, no SDK call:
+    channel ends of several loops may add)."""
+
+    __slots__ = ("_lock", "value")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self, amount: int) -> None:
+        with self._lock:
+            self.value += amount
+
+
+Key = tuple[str, str]
+"""``(function id, worker name)``."""
+
+
+def _observe(counts: dict[Any, int], attributes: Callable[[Any], dict[str, Any]]) -> Any:
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, attributes(key)) for key, n in list(counts.items())]
+    return callback
+
+
+def _function(key: Key) -> dict[str, Any]:
+    return {"iii.function.id": key[0], "iii.worker.name": key[1]}
+
+
+def _failed(key: tuple[str, str, str]) -> dict[str, Any]:
+    return {"iii.function.id": key[0], "iii.worker.name": key[1], "iii.error.code": key[2]}
+
+
+def _tally(tally: Tally) -> Any:
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(tally.value)]
+    return callback
+
+
 class Metrics:
-    """The instruments of one client (see the module docstring)."""
+    """The instruments of this process on one meter provider (see the module docstring).
+
+    Counts are plain ``dict``/``int`` updates on the hot path, read by observable counters
+    when the provider collects; only the duration histograms call the SDK per call, and only
+    for sampled calls. One per provider (:meth:`of`): OpenTelemetry keeps the first callback
+    of an instrument name, so the clients of a process share it.
+    """
+
+    _of: ClassVar[weakref.WeakKeyDictionary[Any, Metrics]] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, provider: metrics.MeterProvider) -> Metrics:
+        """The instance of ``provider`` (made on first use)."""
+        found = cls._of.get(provider)
+        if found is None:
+            found = cls._of[provider] = cls(provider)
+        return found
 
     def __init__(self, provider: metrics.MeterProvider) -> None:
         meter = provider.get_meter("iii_rx")
+        self.calls: dict[Key, int] = {}
+        self.call_errors: dict[tuple[str, str, str], int] = {}
+        self.invocations: dict[Key, int] = {}
+        self.invocation_errors: dict[tuple[str, str, str], int] = {}
+        self.bytes_read = Tally()
+        self.bytes_written = Tally()
+        self._lock = threading.Lock()  # sync handlers answer on pool threads
+        meter.create_observable_counter(
+            "iii.client.calls", [_observe(self.calls, _function)], unit="{call}",
+            description="Calls this client made")
+        meter.create_observable_counter(
+            "iii.client.call.errors", [_observe(self.call_errors, _failed)], unit="{call}",
+            description="Calls that failed, timed out or were cancelled")
         self.call_duration = meter.create_histogram(
-            "iii.client.call.duration", unit="s",
-            description="Calls this client made (their count) and their round trips",
+            "iii.client.call.duration", unit="s", description="Round trips of sampled calls",
             explicit_bucket_boundaries_advisory=_SECONDS)
-        self.call_errors = meter.create_counter(
-            "iii.client.call.errors", unit="{call}", description="Calls that failed")
+        meter.create_observable_counter(
+            "iii.server.invocations", [_observe(self.invocations, _function)],
+            unit="{invocation}", description="Invocations this worker answered")
+        meter.create_observable_counter(
+            "iii.server.invocation.errors", [_observe(self.invocation_errors, _failed)],
+            unit="{invocation}", description="Invocations whose handler failed")
         self.invocation_duration = meter.create_histogram(
             "iii.server.invocation.duration", unit="s",
-            description="Invocations this worker answered (their count) and their run times",
+            description="Run times of sampled invocations",
             explicit_bucket_boundaries_advisory=_SECONDS)
-        self.invocation_errors = meter.create_counter(
-            "iii.server.invocation.errors", unit="{invocation}",
-            description="Invocations whose handler failed")
+        meter.create_observable_counter(
+            "iii.channel.bytes_read", [_tally(self.bytes_read)], unit="By",
+            description="Bytes read from channels")
+        meter.create_observable_counter(
+            "iii.channel.bytes_written", [_tally(self.bytes_written)], unit="By",
+            description="Bytes written to channels")
         self.state_changes = meter.create_counter(
             "iii.connection.state_changes", unit="{change}",
             description="Connection state changes (attribute: the new state)")
         self.reconnects = meter.create_counter(
             "iii.connection.reconnects", unit="{reconnect}",
             description="Connections regained after a loss")
-        self.bytes_read = meter.create_counter(
-            "iii.channel.bytes_read", unit="By", description="Bytes read from channels")
-        self.bytes_written = meter.create_counter(
-            "iii.channel.bytes_written", unit="By", description="Bytes written to channels")
-        self._lost = False
 
-    def call_done(self, attributes: dict[str, Any], started: float,
-                  code: str | None) -> None:
-        """A call settled (``code`` is its error code, ``None`` if it succeeded)."""
-        self.call_duration.record(time.perf_counter() - started, attributes)
+    def call_done(self, key: Key, attributes: dict[str, Any], started: float,
+                  code: str | None, sampled: bool) -> None:
+        """A call settled (``code`` is its error code, ``None`` if it succeeded); on the
+        client's loop."""
+        calls = self.calls
+        calls[key] = calls.get(key, 0) + 1
         if code is not None:
-            self.call_errors.add(1, {**attributes, "iii.error.code": code})
+            failed = (*key, code)
+            self.call_errors[failed] = self.call_errors.get(failed, 0) + 1
+        if sampled:
+            self.call_duration.record(time.perf_counter() - started, attributes)
 
-    def invocation_done(self, attributes: dict[str, Any], started: float,
-                        code: str | None) -> None:
+    def invocation_done(self, key: Key, attributes: dict[str, Any], started: float,
+                        code: str | None, sampled: bool) -> None:
         """An invocation was answered (or abandoned: ``code`` ``"abandoned"``)."""
-        self.invocation_duration.record(time.perf_counter() - started, attributes)
-        if code is not None:
-            self.invocation_errors.add(1, {**attributes, "iii.error.code": code})
+        with self._lock:
+            invocations = self.invocations
+            invocations[key] = invocations.get(key, 0) + 1
+            if code is not None:
+                failed = (*key, code)
+                self.invocation_errors[failed] = self.invocation_errors.get(failed, 0) + 1
+        if sampled:
+            self.invocation_duration.record(time.perf_counter() - started, attributes)
 
-    def on_state(self, state: ConnectionState) -> None:
-        """The connection moved to ``state`` (the client's ``state`` stream)."""
-        self.state_changes.add(1, {"iii.connection.state": state.value})
-        if state is ConnectionState.RECONNECTING:
-            self._lost = True
-        elif state is ConnectionState.CONNECTED and self._lost:
-            self._lost = False
-            self.reconnects.add(1)
+    def watch(self, state: Any) -> Any:
+        """Count the changes of a client's connection ``state`` stream; returns the
+        subscription."""
+        lost = [False]
+
+        def on_state(value: ConnectionState) -> None:
+            self.state_changes.add(1, {"iii.connection.state": value.value})
+            if value is ConnectionState.RECONNECTING:
+                lost[0] = True
+            elif value is ConnectionState.CONNECTED and lost[0]:
+                lost[0] = False
+                self.reconnects.add(1)
+
+        return state.subscribe(on_state)

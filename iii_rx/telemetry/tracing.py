@@ -226,7 +226,9 @@ class ServerSpan:
         if metrics is not None:
             code = (None if error is None and result is not ... else "abandoned"
                     if error is None else _code_of(error) or "invocation_failed")
-            metrics.invocation_done(self.attributes, self.started, code)
+            span = self.span
+            metrics.invocation_done((self.attributes["iii.function.id"], tracing.worker_name),
+                                    self.attributes, self.started, code, span.is_recording())
         span = self.span
         if not span.is_recording():
             return
@@ -385,9 +387,12 @@ class _Ending:
 
     def _end(self, error: BaseException | None) -> None:
         code = None if error is None else _code_of(error) or type(error).__name__
-        if self.metrics is not None:
-            self.metrics.call_done(self.attributes, self.started, code)
         span = self.span
+        if self.metrics is not None:
+            attributes = self.attributes
+            self.metrics.call_done(
+                (attributes["iii.function.id"], attributes["iii.worker.name"]), attributes,
+                self.started, code, span is not None)
         if span is None:
             return
         if error is None:
@@ -441,9 +446,8 @@ def attach(client: Any, config: OtelConfig) -> Tracing:
         logs.enable()
     export.attach(client, config, tracing.provider)
     if measured:
-        metrics = tracing.metrics = Metrics(otel_metrics.get_meter_provider())
-        subscription = client.state.subscribe(metrics.on_state)
-        client._resources.callback(subscription.dispose)
+        metrics = tracing.metrics = Metrics.of(otel_metrics.get_meter_provider())
+        client._resources.callback(metrics.watch(client.state).dispose)
     transfers = ChannelTelemetry(tracing.tracer, tracing.metrics)
     hooks.install(transfers)
     client._resources.callback(hooks.uninstall, transfers)

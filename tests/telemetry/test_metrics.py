@@ -77,13 +77,19 @@ async def test_calls_and_invocations_are_counted_per_function(
                 await caller.trigger("m::fail", 0)
 
     fid = "iii.function.id"
-    assert total(reader, "iii.client.call.duration", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.client.calls", **{fid: "m::ok"}) == 3
+    assert total(reader, "iii.client.calls", **{fid: "m::fail"}) == 2
     assert total(reader, "iii.client.call.errors", **{fid: "m::ok"}) == 0
     assert total(reader, "iii.client.call.errors", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.client.call.errors", **{fid: "m::fail",
+                                                      "iii.error.code": "invocation_failed"}) == 2
     assert total(reader, "iii.client.call.duration", **{fid: "m::ok"}) == 3
-    assert total(reader, "iii.server.invocation.duration", **{fid: "m::ok"}) == 3
+    assert total(reader, "iii.client.call.duration", **{fid: "m::fail"}) == 2
+    assert total(reader, "iii.server.invocations", **{fid: "m::ok"}) == 3
+    assert total(reader, "iii.server.invocations", **{fid: "m::fail"}) == 2
     assert total(reader, "iii.server.invocation.errors", **{fid: "m::fail"}) == 2
     assert total(reader, "iii.server.invocation.errors", **{fid: "m::ok"}) == 0
+    assert total(reader, "iii.server.invocation.duration", **{fid: "m::ok"}) == 3
     assert total(reader, "iii.server.invocation.duration", **{fid: "m::fail"}) == 2
     durations = [p for p in points(reader, "iii.client.call.duration")
                  if p.attributes[fid] == "m::ok"]
@@ -97,8 +103,9 @@ async def test_metrics_off_records_nothing(engine: Engine, exporter: Any,
         iii.register_function("m::quiet", lambda data: data)
         await iii.wait_for_function("m::quiet", timeout=10)
         assert await iii.trigger("m::quiet", 1) == 1
+    assert points(reader, "iii.client.calls") == []
     assert points(reader, "iii.client.call.duration") == []
-    assert points(reader, "iii.server.invocation.duration") == []
+    assert points(reader, "iii.server.invocations") == []
 
 
 async def test_state_changes_and_reconnects(exporter: Any,
@@ -147,3 +154,29 @@ async def test_channel_bytes_are_counted(engine: Engine, exporter: Any,
         await channel.reader.close()
     assert total(reader, "iii.channel.bytes_written") == 100_006
     assert total(reader, "iii.channel.bytes_read") == 100_006
+
+
+async def test_sampled_out_calls_are_counted_without_durations(
+        engine: Engine, reader: InMemoryMetricReader) -> None:
+    """A sampler that keeps nothing: every call and invocation is still counted, no duration
+    is recorded (the histogram follows the sampler)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    saved = trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE
+    trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = None, Once()
+    trace.set_tracer_provider(TracerProvider(sampler=ALWAYS_OFF))
+    try:
+        async with iii_rx.connect(str(engine.url), name=unique_name("s"), otel=ON) as iii:
+            iii.register_function("m::sampled", lambda data: data)
+            await iii.wait_for_function("m::sampled", timeout=10)
+            for i in range(4):
+                assert await iii.trigger("m::sampled", i) == i
+    finally:
+        trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = saved
+    fid = {"iii.function.id": "m::sampled"}
+    assert total(reader, "iii.client.calls", **fid) == 4
+    assert total(reader, "iii.server.invocations", **fid) == 4
+    assert total(reader, "iii.client.call.duration", **fid) == 0
+    assert total(reader, "iii.server.invocation.duration", **fid) == 0
