@@ -24,6 +24,12 @@ with the range beside. Targets: rx-64k >= 0.6x bare-64k and not slower than sdk-
 With ``--rust`` (and the Rust engine built, see ../shared/tools), rx-64k and sdk-64k also run
 through the Rust iii engine for reference.
 
+``ends`` measures each end alone: the bare relay sends 64 KiB frames to a reader (or drops
+what a writer sends), and the figure is the CPU per MB of the reader or writer process, for
+iii_rx, the official SDK and bare websockets: what the ends cost apart from any engine.
+
+    python benchmarks/channel_throughput.py ends [--rounds 5] [--mb-64k 48]
+
 Roles (internal): ``relay --port P``, ``reader --impl I``, ``writer --impl I``; the peers take
 one JSON command per stdin line.
 """
@@ -157,6 +163,20 @@ def run_peer(role: str, impl: str) -> None:
 # --------------------------------------------------------------------------- bare relay
 
 
+async def source_or_sink(ws: Any, channel_id: str, direction: str) -> None:
+    """For ``ends``: send ``ends-{size}-{count}-...`` frames to a reader, or drop a writer's."""
+    if direction == "read":
+        _, size, count, _ = channel_id.split("-", 3)
+        block = os.urandom(int(size))
+        for _ in range(int(count)):
+            await ws.send(block)
+        await ws.close()
+    else:
+        with contextlib.suppress(Exception):
+            async for _ in ws:
+                pass
+
+
 def run_relay(port: int) -> None:
     """Pairs the writer and reader sockets of one channel id and forwards frames, nothing else."""
     from websockets.asyncio.server import ServerConnection, serve
@@ -176,6 +196,9 @@ def run_relay(port: int) -> None:
             parts = urlsplit(ws.request.path)
             channel_id = parts.path.rsplit("/", 1)[-1]
             direction = parse_qs(parts.query)["dir"][0]
+            if channel_id.startswith("ends-"):  # one end alone: a source or a sink
+                await source_or_sink(ws, channel_id, direction)
+                return
             reader, done = slot(channel_id)
             if direction == "read":
                 reader.set_result(ws)
@@ -353,11 +376,65 @@ def coordinate(args: argparse.Namespace) -> None:
           f"({os.cpu_count()} CPUs; figures on a shared machine are noisy)")
 
 
+def coordinate_ends(args: argparse.Namespace) -> None:
+    """Each end alone against the bare relay as a source or sink: CPU of the end per MB."""
+    load_before = os.getloadavg()
+    impls = ("rx", "sdk", "raw")
+    size = 65536
+    count = args.mb_64k * MB // size
+    cpu: dict[tuple[str, str], list[float]] = {}
+    rate: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="iii-bench-ends-") as log_dir, \
+            contextlib.ExitStack() as stack:
+        port = free_port()
+        start_peer("relay", [sys.executable, str(HERE), "relay", "--port", str(port)],
+                   log_dir, stack)
+        url = f"ws://127.0.0.1:{port}"
+        peers = {(role, impl): start_peer(f"{role}-{impl}",
+                                          [sys.executable, str(HERE), role, "--impl", impl],
+                                          log_dir, stack)
+                 for role in ("reader", "writer") for impl in impls}
+        jobs = [(role, impl) for role in ("reader", "writer") for impl in impls]
+        for round_index in range(args.rounds + 1):  # round 0 warms up
+            shift = round_index % len(jobs)
+            for role, impl in jobs[shift:] + jobs[:shift]:
+                peer = peers[(role, impl)]
+                ref = {"channel_id": f"ends-{size}-{count}-{uuid.uuid4().hex}",
+                       "access_key": "k", "direction": "read" if role == "reader" else "write"}
+                before = peer.cpu_seconds()
+                started = time.monotonic()
+                if role == "reader":
+                    peer.send({"url": url, "ref": ref})
+                    peer.read_json(timeout=60)
+                    ended = peer.read_json(timeout=PEER_TIMEOUT)["t_end"]
+                else:
+                    peer.send({"url": url, "ref": ref, "size": size, "total": count * size})
+                    peer.read_json(timeout=PEER_TIMEOUT)
+                    ended = time.monotonic()
+                megabytes = count * size / MB
+                if round_index:
+                    cpu.setdefault((role, impl), []).append(
+                        per_call_us(before, peer.cpu_seconds(), 1) / 1000 / megabytes)
+                    rate.setdefault((role, impl), []).append(megabytes / (ended - started))
+    print(f"channel ends alone (64 KiB frames, {args.mb_64k} MB, {args.rounds} rounds; the bare "
+          "relay sources or sinks the frames): CPU ms per MB of the end, median [min-max]")
+    for role, impl in jobs:
+        print(f"  {role:<7} {impl:<4} CPU {spread(cpu[(role, impl)], '6.3f'):>24} ms/MB   "
+              f"{spread(rate[(role, impl)], '7.1f'):>26} MB/s")
+    for role in ("reader", "writer"):
+        for impl in ("rx", "sdk"):
+            ratios = [a / b for a, b in zip(cpu[(role, impl)], cpu[(role, "raw")], strict=True)]
+            print(f"  {role} CPU {impl}/bare websockets: {spread(ratios, '.2f')}")
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="role")
     bench = sub.add_parser("run", help="run the benchmark (the default)")
-    for p in (parser, bench):
+    ends = sub.add_parser("ends", help="each channel end alone: its CPU per MB")
+    for p in (parser, bench, ends):
         p.add_argument("--rounds", type=int, default=3)
         p.add_argument("--mb-64k", type=int, default=96, help="MB per 64 KiB measurement")
         p.add_argument("--mb-1k", type=int, default=8, help="MB per 1 KiB measurement")
@@ -375,6 +452,8 @@ def main() -> None:
         run_relay(args.port)
     elif args.role in ("reader", "writer"):
         run_peer(args.role, args.impl)
+    elif args.role == "ends":
+        coordinate_ends(args)
     else:
         coordinate(args)
 
