@@ -17,7 +17,7 @@ scanned once, not re-decoded at every chunk.
 from __future__ import annotations
 
 import io
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import cbor2
@@ -31,7 +31,14 @@ _ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
 
 # cbor2 before 6 keeps shared values (tags 28/29) from one decode() to the next: there, each
 # item gets a decoder of its own, so that an item cannot refer to a value of an earlier one.
-_DECODER_PER_ITEM = int(version("cbor2").split(".")[0]) < 6
+def _decoder_per_item() -> bool:
+    try:
+        return int(version("cbor2").split(".")[0]) < 6
+    except (PackageNotFoundError, ValueError):  # no metadata: take the safe side
+        return True
+
+
+_DECODER_PER_ITEM = _decoder_per_item()
 
 
 def encode_item(obj: Any) -> bytes:

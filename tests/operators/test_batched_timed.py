@@ -7,8 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from aiostream import stream
 
 from iii_rx.operators import batched
+from iii_rx.operators import pipe as ops_pipe
 
 
 class Gate:
@@ -139,3 +141,14 @@ async def test_time_flush_keeps_the_pull_in_flight_and_the_order() -> None:
         assert await out.__anext__() == [1, 2]  # by time, the source is blocked
         src.release.set()
         assert [b async for b in out] == [[3, 4]]
+
+
+async def test_the_aiostream_pipe_form_batches_by_time_too() -> None:
+    src = Gate([1, 2], after=[3])
+    xs = stream.iterate(src) | ops_pipe.batched(max_items=10, max_delay=0.01)
+    async with xs.stream() as batches:
+        assert await batches.__anext__() == [1, 2]  # by time, the source is blocked
+        src.release.set()
+        assert [b async for b in batches] == [[3]]
+    assert src.closed
+    assert not other_tasks()
