@@ -39,7 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).resolve().with_name("run_snippets.py")
 TIMEOUT_S = 30
-PARALLEL = 4
+PARALLEL = 3
 
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 NORUN = re.compile(r"^\s*<!--\s*norun(?::\s*(?P<reason>.*?))?\s*-->\s*$")
