@@ -56,7 +56,8 @@ def diff(old: Topology | None, new: Topology) -> list[TopologyChange]:
     """
     old = old if old is not None else Topology()
     w_gone, w_new, w_kept = _split(old.workers, new.workers, lambda w: w.key, lambda a, b: True)
-    f_gone, f_new, _ = _split(old.functions, new.functions, lambda f: f.key, _equal)
+    f_gone, f_new, _ = _split(old.functions, new.functions, lambda f: f.key,
+                              lambda a, b: a.same_function(b))
     y_gone, y_new, _ = _split(old.trigger_types, new.trigger_types, lambda t: t.key, _equal)
     t_gone, t_new, _ = _split(old.triggers, new.triggers, lambda t: t.key,
                               lambda a, b: a.same_binding(b))

@@ -177,10 +177,24 @@ class FunctionInfo(_Row):
 
     _wire: ClassVar[tuple[str, ...]] = (
         "function_id", "namespace", "worker_name", "description", "metadata")
+    VOLATILE_EXTRA: ClassVar[frozenset[str]] = frozenset({"metrics"})
+    """Keys of ``extra`` that move with load (the engine's call counters); ignored when
+    deciding whether a function changed."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.function_id)
+
+    def same_function(self, other: FunctionInfo) -> bool:
+        """Whether ``other`` describes the same function: every field but the volatile
+        ``extra`` keys is equal (so calls alone never remove and re-add a function)."""
+        if any(getattr(self, name) != getattr(other, name) for name in self._wire):
+            return False
+        if self.extra == other.extra:
+            return True
+        mine = {k: v for k, v in self.extra.items() if k not in self.VOLATILE_EXTRA}
+        theirs = {k: v for k, v in other.extra.items() if k not in self.VOLATILE_EXTRA}
+        return mine == theirs
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> FunctionInfo | None:

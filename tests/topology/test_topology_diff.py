@@ -68,6 +68,20 @@ def test_counters_and_derived_fields_make_no_event() -> None:
     assert diff(old, new) == []
 
 
+def test_call_metrics_on_function_rows_make_no_event() -> None:
+    def counted(calls: int, **extra: object) -> FunctionInfo:
+        row = {**F1.to_dict(), "metrics": {"invocations": calls, "p50_ms": 1.0}, **extra}
+        found = FunctionInfo.from_row(row)
+        assert found is not None
+        return found
+
+    assert diff(Topology.of(functions=[counted(1)]), Topology.of(functions=[counted(7)])) == []
+    # Any other extra key is part of the row: a change of it is a change of the function.
+    tagged = counted(7, schema={"v": 2})
+    assert diff(Topology.of(functions=[counted(7)]), Topology.of(functions=[tagged])) == [
+        FunctionRemoved(counted(7)), FunctionAdded(tagged)]
+
+
 def test_a_function_whose_row_changed_is_removed_then_added() -> None:
     moved = replace(F1, worker_name="gamma")
     events = diff(Topology.of(functions=[F1]), Topology.of(functions=[moved]))
