@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import IIIInvocationError, IIITimeoutError, PayloadTooLargeError, error_from_body
-from iii_rx.frame_text import NON_FINITE, NonFiniteError, invoke_text
+from iii_rx.frame_text import NON_FINITE, HotResult, NonFiniteError, invoke_text
 from iii_rx.protocol import EnqueueAction, InvocationResult, VoidAction
 from iii_rx.single import Done
 from iii_rx.transport import CALL
@@ -228,7 +228,7 @@ class Calls:
 
     # ------------------------------------------------------------------ answers
 
-    def on_result(self, frame: InvocationResult) -> None:
+    def on_result(self, frame: InvocationResult | HotResult) -> None:
         """Settle the call ``frame`` answers; a late or foreign answer is dropped, as the SDKs
         do."""
         call = self._pending.pop(frame.invocation_id, None)

@@ -38,6 +38,7 @@ from iii_rx.aio import LoopBridge, LoopThread
 from iii_rx.calls import Call, Calls, call_namespace, request_fields, trigger_action
 from iii_rx.context import Invocation, current_context
 from iii_rx.errors import IIIConnectionError, IIIInvocationError, IIIRegistrationRejectedError
+from iii_rx.frame_text import HotInvoke, HotResult, read_hot
 from iii_rx.functions import (
     FunctionHandle,
     FunctionSpec,
@@ -76,12 +77,7 @@ from iii_rx.telemetry import otel_trace_headers
 from iii_rx.topology import FunctionInfo, Topology, TopologyChange, TopologyStream, TopologyView
 from iii_rx.transport import CONTROL, Transport
 from iii_rx.trigger_stream import TriggerStream
-from iii_rx.triggers import (
-    TriggerConfig,
-    TriggerHandle,
-    TriggerType,
-    TriggerTypeHandle,
-)
+from iii_rx.triggers import TriggerConfig, TriggerHandle, TriggerType, TriggerTypeHandle
 from iii_rx.worker import Worker, WorkerTasks
 
 __all__ = ["Client", "ClientSettings", "Closing", "Lifecycle", "open_client"]
@@ -194,8 +190,9 @@ class Client:
         """The engine's key-value state (``state::*``); :attr:`state` is the connection's."""
         self.pubsub = PubSub(self)
         """The engine's pub/sub (``publish`` and ``subscribe`` triggers)."""
-        self._handlers: dict[type[Frame], Callable[[Any], None]] = {
+        self._handlers: dict[type[Any], Callable[[Any], None]] = {
             InvocationResult: self._calls.on_result,
+            HotResult: self._calls.on_result,
             WorkerRegistered: self._on_worker_registered,
             RegistrationRejected: self._on_rejected,
             RegisterTrigger: self._providers.on_register,
@@ -381,19 +378,21 @@ class Client:
         self._calls.fail_all(stopped, keep=queued)
 
     def _on_message(self, raw: str | bytes) -> None:
-        try:
-            frame = decode(raw)
-        except FrameError as exc:
-            log.warning("dropped a frame from the engine: %s", exc)
-            return
-        if type(frame) is InvokeFunction:
+        frame: Frame | HotInvoke | HotResult | None = read_hot(raw)  # no model for hot frames
+        if frame is None:
+            try:
+                frame = decode(raw)
+            except FrameError as exc:
+                log.warning("dropped a frame from the engine: %s", exc)
+                return
+        if type(frame) is HotInvoke or type(frame) is InvokeFunction:
             self._worker.on_invoke(frame, raw)
             return
         handler = self._handlers.get(type(frame))
         if handler is not None:
             handler(frame)
         elif type(frame) is not Pong:
-            log.debug("ignored a %r frame", frame.type)
+            log.debug("ignored a %r frame", getattr(frame, "type", None))
 
     def _on_worker_registered(self, frame: WorkerRegistered) -> None:
         self.worker_id = frame.worker_id

@@ -38,7 +38,7 @@ from iii_rx import channels
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.context import Invocation, current_context, error_body_of
-from iii_rx.frame_text import NON_FINITE, NonFiniteError, result_text
+from iii_rx.frame_text import NON_FINITE, HotInvoke, NonFiniteError, result_text
 from iii_rx.functions import Sink
 from iii_rx.protocol import ErrorBody, InvokeFunction
 from iii_rx.registrations import Registrations
@@ -376,7 +376,7 @@ class Worker:
         """A sink running ``handler`` for each invocation (see :class:`HandlerSink`)."""
         return HandlerSink(self, handler, max_concurrency)
 
-    def on_invoke(self, frame: InvokeFunction, raw: str | bytes) -> None:
+    def on_invoke(self, frame: InvokeFunction | HotInvoke, raw: str | bytes) -> None:
         """An invocation for this worker (on the loop). ``raw`` is the frame's text: channel
         refs are only looked for when it mentions an ``access_key``."""
         data = frame.data

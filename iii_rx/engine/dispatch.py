@@ -55,7 +55,7 @@ from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.registry import FunctionEntry, InProcessHandler, Registry
 from iii_rx.engine.router import Router
 from iii_rx.engine.triggers import Binding, Triggers, TriggerType
-from iii_rx.engine.wire import HotInvoke, error_body, read_hot, result_text
+from iii_rx.engine.wire import HotInvoke, HotResult, error_body, read_hot, result_text
 from iii_rx.errors import IIIInvocationError
 from iii_rx.protocol import (
     ErrorBody,
@@ -189,50 +189,36 @@ class Dispatcher:
         router = self.router
         guard = self._guards.get(conn)
         invoke = router.invoke if guard is None else guard.invoke
-        messages = ws.next_message if isinstance(ws, HotConnection) else ws.recv
         lane = ws if isinstance(ws, HotConnection) and ws.hot_in is not None else None
-        queued = lane.hot_in if lane is not None else None
+        queued, messages = (lane.hot_in, lane.next_message) if lane is not None else (None, ws.recv)
         try:
-            while True:
-                # The lane's queue directly while it has messages and reading runs.
+            while True:  # the lane's queue directly while it has messages and reading runs
                 if queued and not lane.hot_paused:  # type: ignore[union-attr]
                     message = queued.popleft()
                 else:
                     message = await messages()
                 if type(message) is bytes and message[:4] in _TELEMETRY_PREFIXES:
                     continue
-                hot = read_hot(message)
-                if hot is not None:
+                frame: Frame | HotInvoke | HotResult | None = read_hot(message)  # no model
+                if frame is None:
                     try:
-                        if type(hot) is HotInvoke:
-                            inline = invoke(conn, hot)
-                            if inline is not None:
-                                await inline
-                        else:
-                            router.result(conn, hot, message)  # type: ignore[arg-type]
-                    except Exception:
-                        log.exception("failed to handle a %s frame from worker %s",
-                                      "invokefunction" if type(hot) is HotInvoke
-                                      else "invocationresult", printable(conn.label))
-                    continue
-                try:
-                    frame = decode(message)
-                except FrameError as exc:
-                    self._peer_log.log(logging.WARNING, "bad_frame",
-                                  "dropped a bad frame from worker %s: %s",
-                                  printable(conn.label), printable(exc))
-                    _answer_invalid_frame(conn, message, exc, router)
-                    continue
+                        frame = decode(message)
+                    except FrameError as exc:
+                        self._peer_log.log(logging.WARNING, "bad_frame",
+                                           "dropped a bad frame from worker %s: %s",
+                                           printable(conn.label), printable(exc))
+                        _answer_invalid_frame(conn, message, exc, router)
+                        continue
                 try:
                     kind = type(frame)
-                    if kind is InvokeFunction:
+                    if kind is HotInvoke or kind is InvokeFunction:
                         inline = invoke(conn, frame)  # type: ignore[arg-type]
                         if inline is not None:
                             await inline
-                    elif kind is InvocationResult:
+                    elif kind is HotResult or kind is InvocationResult:
                         router.result(conn, frame, message)  # type: ignore[arg-type]
                     else:
-                        await self._other(conn, frame)
+                        await self._other(conn, frame)  # type: ignore[arg-type]
                 except Exception:
                     log.exception("failed to handle a %s frame from worker %s",
                                   printable(frame.type), printable(conn.label))
