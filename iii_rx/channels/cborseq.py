@@ -40,6 +40,40 @@ def _decoder_per_item() -> bool:
 
 _DECODER_PER_ITEM = _decoder_per_item()
 
+_SHAREABLE_HEADS = (b"\xd8\x1c", b"\xd9\x00\x1c", b"\xda\x00\x00\x00\x1c",
+                    b"\xdb\x00\x00\x00\x00\x00\x00\x00\x1c")
+"""Tag 28 ("shareable") with each width of argument cbor2 accepts. Value sharing (tags 28 and
+29) lets a few bytes decode to a cyclic item, or to a DAG whose walk or re-encoding is
+exponential; a peer's stream may not use it. Without a tag 28, a tag 29 refers to nothing and
+cbor2 rejects it, so a chunk without these bytes needs no further check."""
+
+
+def _first_shared(items: list[Any]) -> int | None:
+    """Index of the first item in which one non-empty container occurs twice (a value shared
+    by tags 28/29: a cycle, or the same object in two places), else ``None``.
+
+    Distinct decoded values are distinct objects, so only sharing makes an ``id`` repeat;
+    empty containers are skipped (CPython keeps one empty tuple and frozenset)."""
+    for index, item in enumerate(items):
+        seen: set[int] = set()
+        todo = [item]
+        while todo:
+            value = todo.pop()
+            if isinstance(value, cbor2.CBORTag):
+                todo.append(value.value)
+                continue
+            if not isinstance(value, (list, dict, tuple, set, frozenset)) or not value:
+                continue
+            if id(value) in seen:
+                return index
+            seen.add(id(value))
+            if isinstance(value, dict):
+                todo.extend(value.keys())
+                todo.extend(value.values())
+            else:
+                todo.extend(value)
+    return None
+
 
 def encode_item(obj: Any) -> bytes:
     """One CBOR item (cbor2's canonical-free default encoding); append it to a sequence."""
@@ -86,6 +120,16 @@ class CborSequenceDecoder:
             if not items:
                 raise
             self._error = exc
+        if any(head in data for head in _SHAREABLE_HEADS):
+            shared = _first_shared(items)
+            if shared is not None:
+                del items[shared:]
+                self._buf.clear()
+                self._error = CborDecodeError(
+                    "CBOR value sharing (tags 28/29) is refused: it can make an item cyclic "
+                    "or exponentially large")
+                if not items:
+                    self._raise_pending()
         return items
 
     def _decode(self, data: bytes, items: list[Any]) -> None:

@@ -15,6 +15,7 @@ them are generated again by the main properties (their filters in ``fuzz_strateg
 | D8 | an HTTP-invoked header value with CR/LF/NUL: calls fail with a traceback | refused |
 | D9 | a handler header value with a control character: no response at all | header dropped |
 | D10 | an invalid ``invokefunction`` with an ``invocation_id`` never answered | answered at once |
+| D12 | a CBOR channel item with value sharing (tags 28/29): cyclic, exponential | typed error |
 | D13 (REST) | a body deeper than the frame limit: the worker drops it, 504 | 400 at once |
 | D15 | an endpoint answer with a lone surrogate crashed the router task | typed error |
 | D16 | an endpoint answer nested 5,000 deep: the engine's traceback in the error | typed error |
@@ -30,6 +31,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
+import cbor2
 import pytest
 from fuzz_strategies import nested_text
 from fuzz_support import LOOPBACK, RUN_TIMEOUT, LogWatch, LoopThread, Msg
@@ -44,7 +46,8 @@ from fuzz_targets import (
 )
 
 import iii_rx
-from iii_rx.errors import IIIError, TruncatedStreamError
+from iii_rx.channels import CborSequenceDecoder
+from iii_rx.errors import CborDecodeError, IIIError, TruncatedStreamError
 from iii_rx.operators import JsonLinesDecoder
 
 
@@ -429,3 +432,36 @@ def test_d13_a_result_too_deep_to_read_ends_the_call_at_once(
             await caller.close()
 
     loop.run(scenario(), RUN_TIMEOUT)
+
+
+# ------------------------------------------------------------------------ channel decoders
+
+
+def _fanout(levels: int) -> bytes:
+    """``v = [v, v]`` ``levels`` times with value sharing: ~6 bytes a level, 2**levels leaves
+    once walked (json.dumps of the 30-level item would write ~4 GB)."""
+    value: list = [0]
+    for _ in range(levels):
+        value = [value, value]
+    return cbor2.dumps(value, value_sharing=True)
+
+
+@pytest.mark.parametrize("data", [b"\xd8\x1c\x81\xd8\x1d\x00", b"\xd9\x00\x1c\x81\xd8\x1d\x00",
+                                  _fanout(30)],
+                         ids=["self-reference", "self-reference-wide-head",
+                              "191-bytes-2**30-leaves"])
+def test_d12_cbor_shared_references_are_refused(data: bytes) -> None:
+    """D12 (fixed): ``d8 1c 81 d8 1d 00`` decoded to a list that contains itself (``[[...]]``),
+    and 191 bytes to a value with 2**30 leaves; tag 28 with a wider head than needed too."""
+    with pytest.raises(CborDecodeError, match="value sharing"):
+        CborSequenceDecoder().feed(data)
+
+
+def test_d12_items_before_a_shared_one_come_first_and_unshared_tag_28_is_fine() -> None:
+    decoder = CborSequenceDecoder()
+    ok = cbor2.dumps([[1], [1]])  # equal values, distinct objects: no sharing
+    lone = b"\xd8\x1c\x82\x01\x02"  # a shareable value referred to by nothing
+    assert decoder.feed(ok + lone + _fanout(3) + ok) == [[[1], [1]], [1, 2]]
+    with pytest.raises(CborDecodeError, match="value sharing"):
+        decoder.feed(ok)
+

@@ -7,20 +7,15 @@ marker and move it to ``test_defect_regressions.py`` as a regression test (and r
 matching filter in ``fuzz_strategies.KNOWN_DEFECT_TRIGGERS`` or ``fuzz_targets``, and the
 ``"xfail"`` key of its corpus files). Minimal reproductions are in each docstring.
 
-Open: D12 (channel decoders), D13 (a deep result over the worker socket), D14 (the
-worker port). Fixed, now in ``test_defect_regressions.py``: D1-D4, D6-D11,
-D13 (the REST side), D15, D16.
+Open: D14 (the worker port). Fixed, now in ``test_defect_regressions.py``: D1-D4, D6-D13,
+D15, D16.
 """
 
 from __future__ import annotations
 
-import cbor2
 import pytest
 from fuzz_support import RUN_TIMEOUT, LogWatch, LoopThread
 from fuzz_targets import EngineEnv, raw_http, status_of
-
-from iii_rx.channels import CborSequenceDecoder
-from iii_rx.errors import CborDecodeError
 
 # ------------------------------------------------------------------------- worker socket
 
@@ -44,27 +39,3 @@ def test_d14_refused_path_with_trailing_bytes(loop: LoopThread, engine_env: Engi
         logs.assert_no_tracebacks("for one refused request")
 
     loop.run(scenario(), RUN_TIMEOUT)
-
-
-# ------------------------------------------------------------------------ channel decoders
-
-
-def _fanout(levels: int) -> bytes:
-    """``v = [v, v]`` ``levels`` times with value sharing: ~6 bytes a level, 2**levels leaves
-    once walked (json.dumps of the 30-level item would write ~4 GB)."""
-    value: list = [0]
-    for _ in range(levels):
-        value = [value, value]
-    return cbor2.dumps(value, value_sharing=True)
-
-
-@pytest.mark.xfail(strict=True, reason="D12 (hardening): the CBOR sequence decoder accepts "
-                   "value-sharing tags 28/29 from the peer, so a few bytes decode to cyclic "
-                   "items or to a DAG that expands exponentially when walked or serialised")
-@pytest.mark.parametrize("data", [b"\xd8\x1c\x81\xd8\x1d\x00", _fanout(30)],
-                         ids=["self-reference", "191-bytes-2**30-leaves"])
-def test_d12_cbor_shared_references_are_refused(data: bytes) -> None:
-    """``d8 1c 81 d8 1d 00`` decodes to a list that contains itself (``[[...]]``); 191 bytes
-    decode to a value with 2**30 leaves."""
-    with pytest.raises(CborDecodeError):
-        CborSequenceDecoder().feed(data)
