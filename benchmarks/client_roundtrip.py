@@ -236,11 +236,14 @@ def bench_callers(args: argparse.Namespace, url: str, log_dir: str,
                     "--name", f"bench-{impl}-{mode}-{uuid.uuid4().hex[:6]}"]
             caller = start_peer(f"{impl}-caller-{mode}", argv, log_dir, stack)
             contenders[impl, mode] = Contender(f"{impl}-{mode}", f"{impl} {mode}", caller)
+    raw = Contender("raw", "raw frames", start_peer("raw-caller", rawpeer_argv(
+        "caller", url, ECHO, "--payload-bytes", str(args.payload_bytes)), log_dir, stack))
     for _ in range(args.rounds):
         for window in args.windows:
             for mode in args.modes:
                 for impl in ("rx", "sdk"):
                     contenders[impl, mode].measure(window, args.duration, args.warmup)
+            raw.measure(window, args.duration, args.warmup)
     print()
     print("CALLERS: iii_rx vs official iii-sdk calling a raw-frame echo worker "
           f"(engine: {args.engine}); cpu us = caller CPU per call")
@@ -248,6 +251,18 @@ def bench_callers(args: argparse.Namespace, url: str, log_dir: str,
     for mode in args.modes:
         for window in args.windows:
             print(ratio_row(f"{mode}", contenders["rx", mode], contenders["sdk", mode], window))
+    for window in args.windows:  # the floor: a caller that only writes and reads frames
+        runs = raw.results.get(window, [])
+        if not runs:
+            continue
+        raw_p50 = med([r["p50_ms"] for r in runs])
+        over = " / ".join(
+            f"{med([r['p50_ms'] for r in contenders['rx', m].results[window]]) / raw_p50:.2f}"
+            for m in args.modes)
+        flight = "sequential" if window == 1 else f"{window} in flight"
+        print(f"{'raw frames':<18}{flight:<15}{spread([r['rate'] for r in runs], ',.0f'):>22} "
+              f"{raw_p50:6.2f}/{med([r['p99_ms'] for r in runs]):6.2f}   "
+              f"p50 iii_rx / raw frames ({', '.join(args.modes)}): {over}")
 
 
 def bench_workers(args: argparse.Namespace, url: str, log_dir: str,
