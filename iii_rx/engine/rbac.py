@@ -17,7 +17,8 @@ path costs nothing more. Per connection:
   ``allow_trigger_type_registration``, ``allowed_trigger_types``, the three hooks (a hook
   returns the fields to change, ``{}`` keeps them; an error or a non-object denies) and
   ``function_registration_prefix`` (the worker never sees the prefix: calls toward it carry its
-  own id). A denied function or trigger type is logged, as the Rust engine does; a denied
+  own id). A denied function or trigger type is logged, as the Rust engine does, and told to
+  the worker with an ``error`` frame (``FORBIDDEN``, as registration limits are); a denied
   trigger binding is answered with a ``triggerregistrationresult`` error ``FORBIDDEN``.
 """
 
@@ -220,37 +221,43 @@ class ListenerGuard:
             return (trigger, None) if trigger is not None else None
         return frame, None
 
-    async def _hook(self, hook_id: str | None, data: dict[str, Any],
-                    what: str, conn: WorkerConnection) -> dict[str, Any] | None:
+    async def _hook(self, hook_id: str | None, data: dict[str, Any], what: str,
+                    conn: WorkerConnection, frame: Frame) -> dict[str, Any] | None:
         """Run a registration hook: the fields to change, or ``None`` if it denied."""
         if hook_id is None:
             return {}
         try:
             result = await self.router.call(hook_id, data, timeout=HOOK_TIMEOUT_S)
         except IIIInvocationError as exc:
-            self._deny(conn, f"{what} denied by {hook_id}: {exc.message}")
+            self._deny(conn, f"{what} denied by {hook_id}: {exc.message}", frame)
             return None
         if not isinstance(result, dict):
-            self._deny(conn, f"{what} denied by {hook_id}: it returned no result object")
+            self._deny(conn, f"{what} denied by {hook_id}: it returned no result object", frame)
             return None
         return result
 
-    def _deny(self, conn: WorkerConnection, message: str) -> None:
+    def _deny(self, conn: WorkerConnection, message: str, frame: Frame) -> None:
+        """Log a denied registration; a function or trigger type is also told to the worker
+        with an ``error`` frame (``FORBIDDEN``), which the official SDKs ignore and the iii_rx
+        client logs (a trigger's caller answers it with a ``triggerregistrationresult``)."""
         self._log.log(logging.WARNING, "rbac_denied", "worker %s: %s", printable(conn.label),
                       printable(message))
+        if isinstance(frame, (RegisterFunction, RegisterTriggerType)):
+            conn.send(encode(ErrorFrame(error=ErrorBody(code=FORBIDDEN, message=message),
+                                        frame_type=frame.type, id=frame.id)))
 
     async def _function(self, conn: WorkerConnection, session: Session,
                         frame: RegisterFunction) -> tuple[Frame, str | None] | None:
         what = f"registration of function {frame.id}"
         if not session.allow_function_registration:
-            self._deny(conn, f"{what} refused: the session may not register functions")
+            self._deny(conn, f"{what} refused: the session may not register functions", frame)
             return None
         rbac = self.rbac
         changes = await self._hook(
             rbac.on_function_registration_function_id if rbac is not None else None,
             {"function_id": frame.id, "description": frame.description,
              "metadata": frame.metadata, "namespace": conn.effective_namespace,
-             "context": session.context}, what, conn)
+             "context": session.context}, what, conn, frame)
         if changes is None:
             return None
         worker_id = frame.id
@@ -266,13 +273,14 @@ class ListenerGuard:
                             frame: RegisterTriggerType) -> Frame | None:
         what = f"registration of trigger type {frame.id}"
         if not session.allow_trigger_type_registration:
-            self._deny(conn, f"{what} refused: the session may not register trigger types")
+            self._deny(conn, f"{what} refused: the session may not register trigger types",
+                       frame)
             return None
         rbac = self.rbac
         changes = await self._hook(
             rbac.on_trigger_type_registration_function_id if rbac is not None else None,
             {"trigger_type_id": frame.id, "description": frame.description,
-             "context": session.context}, what, conn)
+             "context": session.context}, what, conn, frame)
         if changes is None:
             return None
         return frame.model_copy(update={
@@ -295,7 +303,7 @@ class ListenerGuard:
             {"trigger_id": frame.id, "trigger_type": frame.trigger_type,
              "function_id": frame.function_id, "config": frame.config,
              "metadata": frame.metadata, "namespace": namespace,
-             "context": session.context}, what, conn)
+             "context": session.context}, what, conn, frame)
         if changes is None:
             self._refuse_trigger(conn, frame, frame.function_id,
                                  f"{what} denied by the registration hook")
@@ -318,7 +326,7 @@ class ListenerGuard:
 
     def _refuse_trigger(self, conn: WorkerConnection, frame: RegisterTrigger, function_id: str,
                         message: str) -> None:
-        self._deny(conn, message)
+        self._deny(conn, message, frame)
         conn.send(encode(TriggerRegistrationResult(
             id=frame.id, trigger_type=frame.trigger_type, function_id=function_id,
             error=ErrorBody(code=FORBIDDEN, message=message))))

@@ -41,6 +41,10 @@ async def test_function_hook_sees_the_registration_and_may_deny_it() -> None:
         await worker.register_function("pub::mine", description="mine")
         await wait_until(lambda: ("default", "pub::mine") in engine.registry.functions)
         assert ("default", "denied::one") not in engine.registry.functions
+        refusal = await worker.recv("error")
+        assert (refusal["error"]["code"], refusal["frame_type"], refusal["id"]) == (
+            "FORBIDDEN", "registerfunction", "denied::one")
+        assert "denied by the test hook" in refusal["error"]["message"]
         inputs = {i["function_id"]: i for i in trusted.hook_inputs["t::on-fn"]}
         assert inputs["denied::one"] == {"function_id": "denied::one", "description": "d",
                                          "metadata": {"k": 1}, "namespace": "default",
@@ -73,6 +77,9 @@ async def test_trigger_type_registration_needs_the_flag_and_the_hook() -> None:
         await admin.send({"type": "registertriggertype", "id": "tt-ok", "description": "yes"})
         await wait_until(lambda: ("default", "tt-ok") in engine.triggers.types)
         assert ("default", "tt-plain") not in engine.triggers.types
+        refusal = await plain.recv("error")
+        assert (refusal["error"]["code"], refusal["id"]) == ("FORBIDDEN", "tt-plain")
+        assert "may not register trigger types" in refusal["error"]["message"]
         assert ("default", "denied-tt::a") not in engine.triggers.types
         seen = [(i["trigger_type_id"], i["context"]["user"])
                 for i in trusted.hook_inputs["t::on-type"]]
@@ -110,6 +117,8 @@ async def test_allowed_trigger_types_and_function_registration_flag() -> None:
         assert answer["error"]["code"] == "FORBIDDEN"
         assert "cron" in answer["error"]["message"]
         assert ("default", "pub::mine") not in engine.registry.functions
+        refusal = await worker.recv("error")
+        assert (refusal["error"]["code"], refusal["id"]) == ("FORBIDDEN", "pub::mine")
 
 
 async def test_function_registration_prefix_is_invisible_to_the_worker() -> None:
