@@ -10,6 +10,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from iii_rx.engine import Engine
 from iii_rx.engine.listeners import Listener
+from iii_rx.engine.rbac_config import FunctionFilter, RbacConfig
 
 
 async def test_workers_on_different_listeners_call_each_other() -> None:
@@ -56,3 +57,12 @@ async def test_a_listener_that_cannot_bind_fails_the_start() -> None:
         # the start undid itself: the main port it had opened is closed again
         with pytest.raises(OSError):
             await RawWorker.connect(engine.listener_urls[0])
+
+
+async def test_the_main_port_itself_may_be_guarded() -> None:
+    rbac = RbacConfig(expose_functions=(FunctionFilter.match("engine::functions::*"),))
+    async with Engine(port=0, rbac=rbac) as engine:
+        worker = await RawWorker.connect(engine.url)
+        assert "error" not in await worker.call("engine::functions::list", {})
+        denied = await worker.call("engine::workers::list", {})
+        assert denied["error"]["code"] == "FORBIDDEN"
