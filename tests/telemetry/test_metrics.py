@@ -4,11 +4,12 @@ connection's state changes and reconnects, channel bytes (real sockets, embedded
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import unique_name
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -19,6 +20,13 @@ from iii_rx import ConnectionState, ReconnectConfig
 from iii_rx.engine import Engine
 
 ON = iii_rx.OtelConfig(enabled=True)
+_unique = itertools.count(1)
+
+
+def unique_name(prefix: str) -> str:
+    """A worker name of its own (``conftest`` is not importable by name when other test
+    directories are collected in the same run)."""
+    return f"{prefix}-{os.getpid()}-{next(_unique)}"
 
 
 @pytest.fixture

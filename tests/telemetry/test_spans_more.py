@@ -4,11 +4,12 @@ CLIENT spans of calls that time out or are cancelled (they end, as errors, never
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from typing import Any
 
 import aiohttp
 import pytest
-from conftest import unique_name
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -17,6 +18,13 @@ from iii_rx.engine import Engine
 from iii_rx.telemetry.payload import REDACTED, redacted_json
 
 ON = iii_rx.OtelConfig(enabled=True)
+_unique = itertools.count(1)
+
+
+def unique_name(prefix: str) -> str:
+    """A worker name of its own (``conftest`` is not importable by name when other test
+    directories are collected in the same run)."""
+    return f"{prefix}-{os.getpid()}-{next(_unique)}"
 
 
 def named(exporter: InMemorySpanExporter, name: str) -> list[Any]:
