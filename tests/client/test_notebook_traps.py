@@ -16,6 +16,8 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
+import iii_rx
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
 
@@ -183,3 +185,15 @@ def test_a_client_on_the_kernel_loop_refuses_to_block_and_awaits(kernel: Kernel)
     assert "await connect() ran again in this cell" in output
     assert kernel.value("[first.closed, iii.closed]") == [True, False]
     kernel.ok("await iii.aclose()")
+
+
+def test_outside_a_kernel_a_second_handler_is_refused_saying_what_to_do(name: str) -> None:
+    with iii_rx.connect_sync(name=name) as iii:
+        handle = iii.register_function("nb::f", lambda data: 1)
+        with pytest.raises(ValueError, match=r"'nb::f' is already registered by this client: "
+                                             r"call unregister\(\) on the handle"):
+            iii.register_function("nb::f", lambda data: 2)
+        assert iii.trigger("nb::f").result(timeout=10) == 1
+        handle.unregister()
+        iii.register_function("nb::f", lambda data: 2)
+        assert iii.trigger("nb::f").result(timeout=10) == 2
