@@ -344,11 +344,11 @@ class Single(Observable[T], Generic[T]):
         try:
             try:
                 self._bridge.run_sync_soon(call.begin)
-            except RuntimeError:
-                raise self._closed_error() from None
-            try:
                 acquired = call.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0))
-            except BaseException as exc:  # KeyboardInterrupt (a notebook's interrupt)
+            except RuntimeError:  # from run_sync_soon: the loop is closed
+                raise self._closed_error() from None
+            except BaseException as exc:  # KeyboardInterrupt (a notebook's interrupt), which
+                # may also land while the call is handed over (the GIL regained after it)
                 call.interrupt(exc)  # withdraw the call; the loop then releases the lock:
                 call.lock.acquire(timeout=1.0)  # once it did, the next cell sees it gone
                 raise

@@ -11,6 +11,7 @@
 # the client's streams (which emit on the client's loop thread) update them directly.
 
 # %%
+import asyncio
 import random
 import threading
 import time
@@ -141,11 +142,11 @@ started = time.monotonic()
 
 def run_worker(name, function_id, mean_ms, stop):
     with iii_rx.connect_sync(iii.url, name=name) as worker:
-        def handle(data):
-            time.sleep(random.expovariate(1000 / mean_ms))
+        async def handle(data):       # async: holds no thread while it waits
+            await asyncio.sleep(random.expovariate(1000 / mean_ms))
             return data
         worker.register_function(function_id, handle)
-        stop.wait(30)
+        stop.wait(30)   # leaving cancels the calls it is serving: callers get invocation_stopped
 
 
 def run_load(function_ids, stop):

@@ -188,7 +188,7 @@ for _ in range(100):      # the retry is 50 ms away: look a few times
     if dead:
         break
     await asyncio.sleep(0.05)
-[(m["function_id"], m["data"], m["attempts"], m["error"]) for m in dead]
+[(m["function_id"], m["payload"], m["retries"], m["error"]) for m in dead]
 
 # %% [markdown]
 # Fix the subscriber (a negative amount is a refund), then redrive the dead letters. In a
