@@ -1,15 +1,15 @@
 """``Logger`` of the conventional API (``iii_helpers.observability.Logger``).
 
-It takes the official SDK's two paths:
-
-* **OpenTelemetry on** (a client of this process connected with ``otel``, or ``init_otel``
-  ran): each call emits one OpenTelemetry log record (body = the message, severity
-  ``INFO``/``WARN``/``ERROR``/``DEBUG``, attributes ``service.name`` and ``log.data``), tied to
-  ``trace_id``/``span_id`` when given, else to the current span, else to the running
-  invocation; it reaches the engine's ``/otel`` socket or whatever log exporter is configured.
-* **off**: the standard :mod:`logging` logger ``iii.logger``, message ``"[service] text"``
-  (``"[] text"`` without a service name, as the official SDK prints it), the structured
-  payload as the record attribute ``data`` and the ids as ``trace_id`` / ``span_id``.
+Every call logs a record on the standard :mod:`logging` logger ``iii.logger``, message
+``"[service] text"`` (``"[] text"`` without a service name, as the official SDK's fallback
+prints it), the structured payload as the record attribute ``data`` and the ids as
+``trace_id`` / ``span_id``. With OpenTelemetry on (a client of this process connected with
+``otel``, or ``init_otel`` ran) it also emits one OpenTelemetry log record (body = the message,
+severity ``INFO``/``WARN``/``ERROR``/``DEBUG``, attributes ``service.name`` and ``log.data``),
+tied to ``trace_id``/``span_id`` when given, else to the current span, else to the running
+invocation; it reaches the engine's ``/otel`` socket or whatever log exporter is configured.
+The official SDK takes one path or the other; iii_rx keeps ``logging`` always, so that the
+application's log handlers see every record whatever the telemetry does.
 
 The reactive API's context-bound logger is :class:`iii_rx.context.Logger`, a different class.
 """
@@ -48,20 +48,21 @@ class Logger:
         self.service_name = service_name or ""
 
     def _emit(self, level: int, message: str, data: Any) -> None:
-        if OTEL_LOGS[0]:
+        otel = OTEL_LOGS[0]
+        if not otel and not _log.isEnabledFor(level):
+            return
+        trace_id, span_id = _ids(self.trace_id, self.span_id)
+        if _log.isEnabledFor(level):
+            _log.log(level, "[%s] %s", self.service_name, message,
+                     extra={"data": data, "trace_id": trace_id, "span_id": span_id},
+                     stacklevel=3)
+        if otel:
             from iii_rx.telemetry import logs
 
-            trace_id, span_id = _ids(self.trace_id, self.span_id)
             attributes: dict[str, Any] = {"service.name": self.service_name}
             if data is not None:
                 attributes["log.data"] = data
             logs.emit(level, message, attributes, trace_id, span_id, logger_name="iii.logger")
-            return
-        if _log.isEnabledFor(level):
-            trace_id, span_id = _ids(self.trace_id, self.span_id)
-            _log.log(level, "[%s] %s", self.service_name, message,
-                     extra={"data": data, "trace_id": trace_id, "span_id": span_id},
-                     stacklevel=3)
 
     def info(self, message: str, data: Any = None) -> None:
         self._emit(logging.INFO, message, data)

@@ -1,9 +1,8 @@
 """Compat ``Logger``: the official SDK's records, side by side with the official ``Logger``.
 
-OpenTelemetry off: the same ``iii.logger`` records as the official fallback (message
-``"[service] text"``, ``data``), plus the ids. On: one OpenTelemetry log record per call with
-the official attributes and the current span's (or the invocation's) ids, nothing on
-``logging``.
+Always: the same ``iii.logger`` records as the official fallback (message ``"[service] text"``,
+``data``), plus the ids. On: also one OpenTelemetry log record per call with the official
+attributes and the current span's (or the invocation's) ids.
 """
 
 from __future__ import annotations
@@ -122,7 +121,8 @@ def test_on_each_call_is_one_opentelemetry_record(otel_logs: Any,
     with TracerProvider().get_tracer("t").start_as_current_span("work") as span:
         Logger(service_name="billing").warn("careful", {"n": 1})
     Logger(trace_id="ab" * 16, span_id="cd" * 8).info("pinned")
-    assert _records(caplog) == []
+    assert _records(caplog) == [("WARNING", "[billing] careful", {"n": 1}),
+                                ("INFO", "[] pinned", None)]
     first, second = (getattr(item, "log_record", item) for item in otel_logs.get_finished_logs())
     assert first.body == "careful" and first.severity_number.name == "WARN"
     assert first.attributes["service.name"] == "billing"
