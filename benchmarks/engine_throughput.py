@@ -287,6 +287,15 @@ def report(scenarios: list[Scenario], args: argparse.Namespace, load: list[float
             f"engine CPU per call, relay/iii_rx at {w} in flight: {spread(costs, '.2f')}"
             " (the a/b ratio the engine would reach if it, not the peers, set the pace)"
         )
+    d = by_key.get("d")
+    if a and d and not (a.failure or d.failure):
+        costs = [
+            x["cpu_us_engine"] / y["cpu_us_engine"]
+            for x, y in zip(a.results.get(w, []), d.results.get(w, []), strict=False)
+            if x.get("cpu_us_engine") and y.get("cpu_us_engine")
+        ]
+        print(f"engine CPU per call, iii_rx/Rust at {w} in flight: {spread(costs, '.2f')}"
+              " (per round; <= 1 means ours costs no more than the Rust engine)")
     print(
         f"load average (1 min) before {load[0]:.2f}, after {load[1]:.2f}: the machine is shared;"
         " ranges show the noise"
