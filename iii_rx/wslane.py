@@ -16,7 +16,7 @@ asyncio ``Connection`` with a lane beside it, switched on per connection (:meth:
   which treats them as it always did (closing with its own codes). The lane pauses reading past
   ``max_queue`` messages, as the library does.
 * **out**: :meth:`frame` writes a text frame's bytes (a client masks them with a fresh random
-  key, as RFC 6455 requires); :meth:`hot_write` appends one to a buffer flushed in one
+  key, as RFC 6455 requires); :meth:`hot_send` appends one to a buffer flushed in one
   transport write per loop iteration. Whenever the library writes (a pong, a close, a queued
   ``send``), the buffer goes first, so frames keep their order.
 
@@ -218,17 +218,22 @@ class HotLane(Connection):
         return head + key + apply_mask(data, key)
 
     def hot_send(self, text: str) -> bool:
-        """:meth:`hot_write` of a ``str``."""
-        return self.hot_write(text.encode())
-
-    def hot_write(self, data: bytes) -> bool:
-        """Queue one text frame of UTF-8 ``data``; ``False`` (not sent) unless open and not
-        held back by flow control: the caller then takes the library's path."""
-        if self.paused or self.protocol.state is not OPEN or self.hot_in is None:
+        """Queue one text frame; ``False`` (not sent) unless open and not held back by flow
+        control: the caller then takes the library's path."""
+        protocol = self.protocol
+        if (self.paused or protocol.state is not OPEN or self.hot_in is None
+                or protocol.expect_continuation_frame):
             return False
-        if self.protocol.expect_continuation_frame:
-            return False
-        self._hot_out.append(self.frame(data))
+        data = text.encode()
+        out = self._hot_out
+        if self._hot_server:  # header and payload as two chunks: no copy until the flush
+            length = len(data)
+            out.append(_HEAD_SHORT[length] if length < 126 else
+                       _HEAD_MID(0x81, 126, length) if length < 65536 else
+                       _HEAD_LONG(0x81, 127, length))
+            out.append(data)
+        else:
+            out.append(self.frame(data))
         if not self._hot_flush_due:
             self._hot_flush_due = True
             self.loop.call_soon(self._hot_flush)
