@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,33 @@ def test_the_cli_flags_open_the_socket_with_its_auth_function(tmp_path: Path) ->
     finally:
         iii.shutdown()
         engine.stop()
+
+
+def test_an_auth_function_or_binding_that_never_answers_does_not_hold_the_socket(
+        engine: EngineThread, official: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both time out (here after 0.3 s): the connection then goes on as after a failure."""
+    from iii_rx.engine.workers import stream_socket
+
+    monkeypatch.setattr(stream_socket, "CALL_TIMEOUT_S", 0.3)
+    iii = official("stream-hang")
+    release = threading.Event()
+    called: queue.Queue[str] = queue.Queue()
+
+    def hang(name: str) -> Any:
+        def handler(data: Any) -> Any:
+            called.put(name)
+            release.wait(WAIT)
+            return {"context": {"late": True}}
+        return handler
+
+    iii.register_function("auth::stream", hang("auth"))
+    iii.register_function("hang::join", hang("join"))
+    iii.register_trigger({"type": "stream:join", "function_id": "hang::join", "config": {}})
+    wait_bound(engine, "hang::join")
+    try:
+        with connect(socket_url(engine)) as ws:
+            ws.send(join("join", "s", unique("hang"), "g"))
+            assert receive(ws)["event"] == {"type": "sync", "data": []}
+        assert [called.get(timeout=WAIT), called.get(timeout=WAIT)] == ["auth", "join"]
+    finally:
+        release.set()

@@ -19,8 +19,10 @@ matching subscription):
 With ``stream_auth_function`` set, each connection first calls that function with
 ``{headers, path, query_params, addr}``; the ``context`` of its answer is passed to the join and
 leave bindings of that connection (a failed call leaves the context empty, as in the Rust
-engine). A frame that is not a valid message is logged and ignored. A client that reads too
-slowly (more than :data:`OUTBOX_LIMIT` messages waiting) is disconnected.
+engine). The auth function and each binding get :data:`CALL_TIMEOUT_S` to answer: one that
+does not counts as failed, so it cannot hold a connection forever. A frame that is not a valid
+message is logged and ignored. A client that reads too slowly (more than :data:`OUTBOX_LIMIT`
+messages waiting) is disconnected.
 """
 
 from __future__ import annotations
@@ -43,13 +45,16 @@ from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding
 from iii_rx.errors import IIIInvocationError
 
-__all__ = ["OUTBOX_LIMIT", "StreamSocket", "Subscription"]
+__all__ = ["CALL_TIMEOUT_S", "OUTBOX_LIMIT", "StreamSocket", "Subscription"]
 
 log = logging.getLogger("iii_rx.engine.workers")
 _failures = RateLimitedLog(log)
 
 OUTBOX_LIMIT = 1024
 """Messages that may wait for one slow client before it is disconnected."""
+CALL_TIMEOUT_S = 30.0
+"""Bound on the auth function and each ``stream:join`` / ``stream:leave`` binding: one that
+never answers would otherwise hold its connection's reads (or its close) forever."""
 
 Reader = Callable[[str, str, str | None], Awaitable[Any]]
 """``read(stream, group, item)``: the item (``item`` given) or the group's items now."""
@@ -174,7 +179,8 @@ class StreamSocket:
                    "query_params": parse_qs(target.query, keep_blank_values=True),
                    "addr": f"{peer[0]}:{peer[1]}" if peer else ""}
         try:
-            answer = await self.services.call(self.auth_function, payload)
+            answer = await self.services.call(self.auth_function, payload,
+                                              timeout=CALL_TIMEOUT_S)
         except IIIInvocationError as exc:
             _failures.log(logging.WARNING, "auth", "stream socket: auth function %s failed: "
                           "%s", printable(self.auth_function), printable(exc))
@@ -229,7 +235,7 @@ class StreamSocket:
             try:
                 answers.append(await self.services.call(
                     binding.function_id, event, namespace=binding.namespace,
-                    metadata=binding.metadata))
+                    metadata=binding.metadata, timeout=CALL_TIMEOUT_S))
             except Exception as exc:  # an error result, a timeout: logged, the others run
                 _failures.log(logging.WARNING, "join_leave", "stream socket: %s failed: %s",
                               printable(binding.function_id), printable(exc))
