@@ -1,6 +1,7 @@
 """What the benchmark coordinators share: child processes, ports, CPU time, median [range].
 
-Every benchmark runs engine, workers and callers as processes of their own (BENCHMARKING.md),
+Every benchmark runs engine, workers and callers as processes of their own (so that one
+role's CPU is measured apart from the others'),
 speaks to them in JSON lines, reads the CPU time each spent during a figure from ``/proc``, and
 prints figures as the median of interleaved rounds with their range. That machinery lives here
 once; the peers themselves are in ``rawpeers.py`` (and in each benchmark's own subcommands).

@@ -15,14 +15,14 @@ The relay speaks the engine's channel URLs, so every peer runs unchanged against
 measurement creates a channel, lets the reader connect, then times from the writer's connection
 to the reader's end of stream. Rounds are interleaved across scenarios (in a rotating order) so
 that load from other processes spreads over all of them; figures are the median of the rounds
-with the range beside. Targets: rx-64k >= 0.6x bare-64k and not slower than sdk-64k
-(DECISIONS 19); issue 4 asks rx-64k >= 1.5x sdk-64k.
+with the range beside. Targets: rx-64k >= 0.6x bare-64k and not slower than sdk-64k;
+issue 4 asks rx-64k >= 1.5x sdk-64k.
 
     python benchmarks/channel_throughput.py [--rounds 3] [--mb-64k 96] [--mb-1k 8]
         [--scenarios rx-64k,sdk-64k,bare-64k]
 
-With ``--rust`` (and the Rust engine built, see ../shared/tools), rx-64k and sdk-64k also run
-through the Rust iii engine for reference.
+With ``--rust`` (and the Rust engine built at ``III_BIN``, default ``~/.cache/iii-engine/iii``),
+rx-64k and sdk-64k also run through the Rust iii engine for reference.
 
 ``ends`` measures each end alone: the bare relay sends 64 KiB frames to a reader (or drops
 what a writer sends), and the figure is the CPU per MB of the reader or writer process, for

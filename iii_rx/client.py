@@ -5,8 +5,8 @@ Frames arrive on the transport and go to the core module that owns their concept
 ``invocationresult`` to the :class:`~iii_rx.calls.Calls` (the pending calls),
 ``registertrigger``/``unregistertrigger`` to the :class:`~iii_rx.providers.Providers`, and the
 answers to our trigger bindings to the :class:`~iii_rx.registrations.Registrations` (which
-also give the frames replayed on every connection, spec 2.3). What stays here is what ties
-them together: the connection events (replay, worker registration, rejection, loss) and the
+also give the frames replayed on every connection, docs/protocol.md §2.3). What stays here is what
+ties them together: the connection events (replay, worker registration, rejection, loss) and the
 lifecycle of the client.
 
 **Lifecycle.** One :class:`Lifecycle` value: ``new`` → ``connecting`` → ``open`` →
@@ -325,7 +325,7 @@ class Client:
     # ================================================================== connection events
 
     def _on_open(self) -> list[str]:
-        """The post-connect sequence of spec 2.3: reattach, replay, register the worker.
+        """After connecting: reattach, replay, register the worker (docs/protocol.md §2.3).
 
         Unlike the official SDK, calls queued while disconnected go out after the engine
         confirmed ``engine::workers::register`` (see :meth:`Transport.set_ready`).
@@ -366,7 +366,7 @@ class Client:
         self._standby.on_connected()
 
     def _on_lost(self, queued: set[str]) -> None:
-        """The socket closed: calls already written can never be answered (spec 4.3.6)."""
+        """The socket closed: calls already written get no answer (docs/protocol.md §4.3 step 6)."""
         def stopped(iid: str, call: Any) -> BaseException | None:
             if self.closed:
                 return None
@@ -532,7 +532,7 @@ class Client:
         Sync handlers run in the client's thread pool, async ones as tasks on its loop; the
         return value is the result, a raise fails the call with ``invocation_failed``.
         ``max_concurrency`` bounds the invocations running at once; the rest wait in arrival
-        order. ``handler`` may also be an HTTP invocation config (spec 9), a
+        order. ``handler`` may also be an HTTP invocation config (docs/protocol.md §9), a
         :class:`~iii_rx.http.HttpInvocationConfig` or the same as a dict: the engine then
         calls its URL. Raises ``ValueError`` if ``function_id`` is already registered here.
         """

@@ -3,15 +3,15 @@
 Three things live here, none of which needs a connection:
 
 * :class:`ApiRequest` / :class:`ApiResponse`: the payload an ``http`` trigger hands a handler
-  (spec 6.5.2) and the buffered response envelope it may return (6.5.3). ``ApiResponse``
-  accepts ``statusCode`` or ``status_code`` but always *serialises* ``status_code``, the only
-  key the Rust engine reads (DECISIONS 1).
+  (docs/protocol.md §6.5.2) and the buffered response envelope it may return (§6.5.3).
+  ``ApiResponse`` accepts ``statusCode`` or ``status_code`` but always *serialises* ``status_code``,
+  the only key the Rust engine reads (docs/protocol.md §6.5.3).
 * :class:`HttpInvocationConfig` and its auth models: register a function that the engine
-  serves by calling a URL (spec 9). The config names environment variables of the *engine*;
-  a config that looks like it carries a raw secret is refused on construction.
-* :func:`sign` / :func:`verify_signature`: the HMAC scheme of spec 9.3, for receivers of
-  HTTP-invoked calls. :class:`ResponseStream` (and :func:`set_status`, :func:`set_headers`)
-  streams a response from a handler over the request's ``response`` channel (6.5.4).
+  serves by calling a URL (docs/protocol.md §9). The config names environment variables of the
+  *engine*; a config that looks like it carries a raw secret is refused on construction.
+* :func:`sign` / :func:`verify_signature`: the HMAC scheme of docs/protocol.md §9.3, for receivers
+  of HTTP-invoked calls. :class:`ResponseStream` (and :func:`set_status`, :func:`set_headers`)
+  streams a response from a handler over the request's ``response`` channel (§6.5.4).
 
 This module is shared by the client and the embedded engine, so it imports neither.
 """
@@ -127,7 +127,10 @@ class _AuthModel(BaseModel):
 
 
 class HttpAuthHmac(_AuthModel):
-    """Sign each call with HMAC-SHA256 (spec 9.3); ``secret_key`` names an engine env var."""
+    """Sign each call with HMAC-SHA256; ``secret_key`` names an engine env var.
+
+    The scheme of docs/protocol.md §9.3.
+    """
 
     type: Literal["hmac"] = "hmac"
     secret_key: str
@@ -177,7 +180,7 @@ def _as_plain(value: Any) -> Any:
 
 
 class HttpInvocationConfig(BaseModel):
-    """A function served by the engine calling ``url`` instead of a worker (spec 9).
+    """A function served by the engine calling ``url`` instead of a worker (docs/protocol.md §9).
 
     ``iii.register_function("ext::charge", HttpInvocationConfig("https://...", auth=...))``.
     ``auth`` is a model or a dict such as ``{"type": "bearer", "token_key": "CHARGE_TOKEN"}``;
@@ -235,7 +238,7 @@ class HttpInvocationConfig(BaseModel):
         return value
 
     def to_wire(self) -> dict[str, Any]:
-        """The ``invocation`` object of ``registerfunction`` (spec 3.0 HttpInvocationRef)."""
+        """The ``invocation`` of ``registerfunction`` (docs/protocol.md §3.0, HttpInvocationRef)."""
         return self.model_dump(exclude_none=True)
 
 
@@ -248,7 +251,7 @@ class NoResponseChannelError(ChannelError, RuntimeError):
 
 
 class ApiRequest(BaseModel):
-    """The ``data`` an ``http`` trigger hands its function (spec 6.5.2).
+    """The ``data`` an ``http`` trigger hands its function (docs/protocol.md §6.5.2).
 
     ``path`` is the registered pattern (``/users/:id``); ``path_params`` the concrete values.
     ``body`` is the parsed JSON body (``None`` unless the request was JSON); the raw body is
@@ -285,7 +288,7 @@ class ApiRequest(BaseModel):
 
 
 class ApiResponse(BaseModel):
-    """The buffered response a handler returns (spec 6.5.3).
+    """The buffered response a handler returns (docs/protocol.md §6.5.3).
 
     ``ApiResponse(status_code=201, body={...})`` or ``ApiResponse(statusCode=201, ...)``; it
     serialises as ``{"status_code", "headers", "body"}`` (never ``statusCode``: the Rust
@@ -412,7 +415,10 @@ class ResponseStream:
 
 
 def sign(secret: str | bytes, timestamp: str | int, body: bytes) -> str:
-    """``sha256=<hex>`` of HMAC-SHA256(secret, ``"{timestamp}:{base64(body)}"``) (spec 9.3)."""
+    """``sha256=<hex>`` of HMAC-SHA256(secret, ``"{timestamp}:{base64(body)}"``).
+
+    The scheme of docs/protocol.md §9.3.
+    """
     key = secret.encode() if isinstance(secret, str) else secret
     message = f"{timestamp}:{base64.b64encode(body).decode('ascii')}".encode("ascii")
     return "sha256=" + hmac.new(key, message, hashlib.sha256).hexdigest()

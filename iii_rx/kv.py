@@ -1,4 +1,4 @@
-"""The engine's key-value state as the reactive client sees it: ``iii.kv`` (DECISIONS 25).
+"""The engine's key-value state as the reactive client sees it: ``iii.kv``.
 
 ``iii.state`` is the connection-state stream, so the engine's ``state::*`` functions are
 reached through ``iii.kv``::

@@ -374,8 +374,8 @@ class ErrorFrame(Frame):
     _error_body = field_validator("error", mode="before")(_coerce_error_body)
 
 
-# The 0.25 observe family (spec 3.18). Modelled with their main fields; the rest is kept as
-# extra keys so that frames round-trip unchanged.
+# The 0.25 observe family (docs/protocol.md §3.18). Modelled with their main fields; the rest is
+# kept as extra keys so that frames round-trip unchanged.
 
 
 class Observe(Frame):

@@ -1,4 +1,4 @@
-"""The provider side of trigger types (spec 6.2): bindings routed to this worker.
+"""The provider side of trigger types (docs/protocol.md §6.2): bindings routed to this worker.
 
 When a worker provides a trigger type (``iii.register_trigger_type``), the engine routes every
 binding of that type to it: a ``registertrigger`` frame when one is added, an

@@ -1,4 +1,4 @@
-"""Connection states and the reconnect policy (spec 2.8).
+"""Connection states and the reconnect policy (docs/protocol.md §2.8).
 
 ``ConnectionState`` is a ``str`` enum, so ``state == "connected"`` works as in the official SDK,
 whose states are plain strings.
@@ -37,7 +37,7 @@ class ConnectionState(str, Enum):
 
 @dataclass(frozen=True)
 class ReconnectConfig:
-    """Exponential backoff with jitter between connection attempts (defaults of spec 2.8).
+    """Exponential backoff with jitter between connection attempts (docs/protocol.md §2.8).
 
     The delay before retry *n* (0-based) is ``c = min(initial_delay_ms * backoff_multiplier**n,
     max_delay_ms)`` spread by ``± jitter_factor * c``. ``max_retries=-1`` retries for ever;

@@ -1,7 +1,7 @@
 """Hot multicast streams that emit on the client's loop and never let a subscriber hurt it.
 
 :class:`HotStream` is the Subject behind the client's low-volume streams (connection state,
-invocations for monitoring). Three rules from REACTIVE-NOTES shape it:
+invocations for monitoring). Three rules, each a trap measured with reactivex, shape it:
 
 * every signal is emitted on the client's loop thread; a subscription made from another thread
   is attached on the loop (through the client's :class:`~iii_rx.aio.LoopBridge`), so

@@ -1,4 +1,4 @@
-"""Trigger bindings (consumer side, spec 6.1) and trigger types (provider side, spec 6.2).
+"""Trigger bindings (consumer side) and trigger types (provider side): docs/protocol.md §6.1, §6.2.
 
 Both are kept in the client's :class:`~iii_rx.registrations.Registrations`, replayed on every
 connection: bindings keep their ids across reconnects, so the engine sees the same triggers
@@ -174,8 +174,8 @@ class TriggerHandle:
 class TriggerTypeHandle:
     """A provided trigger type; :meth:`unregister` stops providing it (idempotent).
 
-    Note: the Rust engine 0.23 does not understand ``unregistertriggertype`` (spec 3.4); there
-    the type stays until this worker disconnects.
+    Note: the Rust engine 0.23 does not understand ``unregistertriggertype`` (docs/protocol.md
+    §3.4); there the type stays until this worker disconnects.
     """
 
     def __init__(self, registry: TriggerRegistry, trigger_type: TriggerType) -> None:

@@ -1,4 +1,4 @@
-"""Client side of channels (spec section 7): one-way streams of bytes, text and CBOR items.
+"""Client side of channels (docs/protocol.md §7): one-way streams of bytes, text and CBOR items.
 
 ``await client.create_channel_async()`` (through :func:`open_channel`) gives a
 :class:`Channel` with a :class:`ChannelWriter` and a :class:`ChannelReader`; refs found in a

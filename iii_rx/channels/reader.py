@@ -3,7 +3,8 @@
 The primary form is the async iterator: ``async for chunk in reader`` asks the websocket for
 the next frame only when the loop body is done, and websockets stops reading the socket once a
 few frames wait unread, so a slow consumer slows the engine and, through it, the writer
-(REACTIVE-NOTES 0.3). Memory stays bounded by those few frames.
+(Rx has no backpressure, so the pull edge down to the socket is what bounds memory). Memory stays
+bounded by those few frames.
 
 One consumer reads the socket at a time; a second concurrent consumer gets
 :class:`ChannelError` (as websockets' own concurrent ``recv``). Text frames are not data: while
@@ -58,7 +59,7 @@ class ChannelReader(ChannelEnd):
 
     The end of the stream is the writer's clean close; any other ending raises
     :class:`ChannelClosedError` after the chunks that did arrive (on the Rust engine, a writer
-    that died also looks like a clean end, spec 7.4). The websocket opens on first use;
+    that died also looks like a clean end, docs/protocol.md §7.4). The websocket opens on first use;
     ``close()`` (or ``async with reader``) closes it, which fails a writer still writing.
     """
 

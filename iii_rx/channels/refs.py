@@ -31,7 +31,7 @@ class Channel:
 
 def is_channel_ref(value: Any) -> TypeGuard[Mapping[str, Any]]:
     """Whether ``value`` is a ref: string ``channel_id`` and ``access_key``, ``direction``
-    ``read`` or ``write`` (extra keys allowed, spec 7.6)."""
+    ``read`` or ``write`` (extra keys allowed, docs/protocol.md §7.6)."""
     return (
         isinstance(value, Mapping)
         and isinstance(value.get("channel_id"), str)
@@ -41,7 +41,7 @@ def is_channel_ref(value: Any) -> TypeGuard[Mapping[str, Any]]:
 
 
 def resolve_channel_refs(value: Any, *, engine_url: str, headers: Mapping[str, str]) -> Any:
-    """Replace channel refs anywhere in ``value`` by live readers/writers (spec 7.6).
+    """Replace channel refs anywhere in ``value`` by live readers/writers (docs/protocol.md §7.6).
 
     Dicts, lists and tuples are walked at any depth and rebuilt only where a ref was found;
     a ``read`` ref becomes a :class:`ChannelReader`, a ``write`` ref a :class:`ChannelWriter`.

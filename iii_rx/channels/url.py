@@ -1,4 +1,4 @@
-"""The websocket URL of one end of a channel (spec 1.2, 7.2)."""
+"""The websocket URL of one end of a channel (docs/protocol.md §1.2, §7.2)."""
 
 from __future__ import annotations
 

@@ -32,8 +32,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
 
     ``close()`` ends the stream; leaving ``async with writer:`` through an exception ends it
     with :meth:`abort` instead, which an iii_rx reader on the embedded engine reports as an
-    error (a reader on the Rust engine cannot tell, spec 7.4). Sync twins (``write_sync``,
-    ...) block the calling thread; don't call them on the channel's own event loop.
+    error (a reader on the Rust engine cannot tell, docs/protocol.md §7.4). Sync twins
+    (``write_sync``, ...) block the calling thread; don't call them on the channel's own event loop.
     """
 
     def __init__(

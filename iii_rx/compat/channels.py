@@ -1,7 +1,7 @@
 """Channels with the official SDK's method shapes, wrapping iii_rx's channel ends.
 
 The reactive ends (:class:`iii_rx.channels.ChannelWriter` / ``ChannelReader``) have awaitable
-methods only. The conventional API also has fire-and-forget ones (DECISIONS 18):
+methods only. The conventional API also has fire-and-forget ones, kept with the official semantics:
 ``writer.send_message(text)`` and ``writer.close()`` return at once and run on the client's
 loop; ``send_message_async`` / ``close_async`` / ``write`` are awaitable. Every operation of a
 writer, fire-and-forget or awaited, runs in the order it was made, so

@@ -331,7 +331,8 @@ def _fields(value: Any, names: Iterable[str]) -> dict[str, Any]:
 
 
 def _provider_config(config: RxTriggerConfig) -> TriggerConfig[Any]:
-    # The engine leaves `namespace` out for `default`; providers see None there (spec 6.2).
+    # The engine leaves `namespace` out for `default`; providers see None there (docs/protocol.md
+    # §6.2).
     namespace = None if config.namespace == "default" else config.namespace
     return TriggerConfig(id=config.id, function_id=config.function_id, config=config.config,
                          metadata=config.metadata, namespace=namespace)

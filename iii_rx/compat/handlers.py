@@ -1,6 +1,6 @@
 """Handlers with the official SDK's calling convention, run by the reactive client.
 
-Three rules differ from iii_rx's own and are applied here (spec 5.2-5.4):
+Three rules differ from iii_rx's own and are applied here (docs/protocol.md §5.2-5.4):
 
 * ``metadata`` is passed only to a handler that declares a parameter literally named
   ``metadata``: second positional (``h(data, metadata=None)``) or keyword-only
@@ -52,7 +52,7 @@ def current_invocation() -> InvocationContext | None:
 
 
 def metadata_mode(handler: Callable[..., Any]) -> MetadataMode:
-    """How ``handler`` takes the per-call metadata, if at all (spec 5.2)."""
+    """How ``handler`` takes the per-call metadata, if at all (docs/protocol.md §5.2)."""
     try:
         params = inspect.signature(handler).parameters
     except (TypeError, ValueError):

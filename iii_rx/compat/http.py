@@ -4,8 +4,8 @@
 ``http(callback)`` turns a ``(request, response)`` coroutine into a handler for an ``http``
 trigger: the request's fields arrive as a :class:`StreamRequest` (its raw body readable from
 ``request_body``), and :class:`StreamResponse` sets the status and headers and writes the body
-over the request's ``response`` channel (spec 6.5.4). Buffered responses need none of this:
-return ``{"status_code": ..., "headers": ..., "body": ...}`` or an ``HttpResponse``.
+over the request's ``response`` channel (docs/protocol.md §6.5.4). Buffered responses need none of
+this: return ``{"status_code": ..., "headers": ..., "body": ...}`` or an ``HttpResponse``.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ DEFAULT_INVOCATION_TIMEOUT_MS: Final = 30_000
 
 @dataclass
 class ReconnectionConfig:
-    """Backoff between connection attempts (spec 2.8); ``max_retries=-1`` retries for ever."""
+    """Backoff between connection attempts (docs/protocol.md §2.8); ``max_retries=-1``: for ever."""
 
     initial_delay_ms: int = 1000
     max_delay_ms: int = 30000
@@ -104,7 +104,7 @@ def connect_options(options: InitOptions) -> dict[str, Any]:
 
 
 class EngineFunctions:
-    """Ids of the engine's discovery functions (spec 8)."""
+    """Ids of the engine's discovery functions (docs/protocol.md §8)."""
 
     LIST_FUNCTIONS: Final = "engine::functions::list"
     INFO_FUNCTIONS: Final = "engine::functions::info"
@@ -118,7 +118,7 @@ class EngineFunctions:
 
 
 class EngineTriggers:
-    """Ids of the engine's own trigger types (spec 6.6)."""
+    """Ids of the engine's own trigger types (docs/protocol.md §6.6)."""
 
     FUNCTIONS_AVAILABLE: Final = "engine::functions-available"
     LOG: Final = "log"

@@ -1,7 +1,7 @@
 """The embedded iii engine: serve official-SDK workers (and iii_rx clients) from this process.
 
 ``async with Engine(port=0) as engine: engine.url``, or ``Engine.start_in_thread()`` from sync
-code. Implements spec sections 12.1-12.5 (transport, registration, invocation, triggers, engine
+code. Implements docs/protocol.md §12.1-12.5 (transport, registration, invocation, triggers, engine
 functions); channels live in :mod:`iii_rx.engine.channels`. Extensions (the REST API,
 HTTP-invoked functions, built-in workers) reach the engine through
 :class:`~iii_rx.engine.services.EngineServices`. This package never imports the client. See

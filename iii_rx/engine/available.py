@@ -1,4 +1,4 @@
-"""The built-in discovery trigger types of spec 6.6, as in-process trigger providers.
+"""The built-in discovery trigger types of docs/protocol.md §6.6, as in-process trigger providers.
 
 * ``engine::workers-available`` fires ``{"event", "worker_id"}`` on every worker connect,
   ``engine::workers::register`` and disconnect, at once.

@@ -1,4 +1,4 @@
-"""The ``engine::*`` functions and trigger types the engine provides itself (spec 8, 6.6).
+"""The ``engine::*`` functions and trigger types the engine provides (docs/protocol.md §8, §6.6).
 
 All live in namespace ``default`` and belong to the in-process worker ``iii-engine-functions``.
 Their input must be a JSON object: anything else fails with ``deserialization_error``

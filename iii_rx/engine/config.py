@@ -1,7 +1,8 @@
 """Settings of the embedded engine.
 
-Every timer of the spec is a field here with the spec's value as default (DECISIONS 5, 6), so
-tests pass milliseconds instead of sleeping through real periods. ``Engine(**kwargs)`` builds one
+Every timer of docs/protocol.md is a field here with the protocol's value as default, and both
+ports default to ephemeral ones, so tests pass milliseconds instead of sleeping through real
+periods and never collide on a port. ``Engine(**kwargs)`` builds one
 :class:`EngineConfig`; extensions (the REST API, HTTP-invoked functions) read their settings
 from the same object.
 """
@@ -23,7 +24,10 @@ DEFAULT_NAMESPACE = "default"
 """The namespace of every worker that declares none, and of every engine builtin."""
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""Largest websocket message accepted (spec 1.5): the official SDK fragments up to 64 MiB."""
+"""Largest websocket message accepted (docs/protocol.md §1.5).
+
+The official SDK fragments messages up to 64 MiB.
+"""
 
 
 @dataclass(frozen=True)

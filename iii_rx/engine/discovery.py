@@ -1,8 +1,8 @@
-"""The read-only ``engine::*`` discovery functions of spec section 8.
+"""The read-only ``engine::*`` discovery functions of docs/protocol.md §8.
 
 Each is an in-process function taking an object (the builtins wrapper has already refused
-anything else with ``deserialization_error``) and returning the shapes of spec 8.2-8.9. Field
-names differ from registration names on purpose (``request_format`` → ``request_schema``,
+anything else with ``deserialization_error``) and returning the shapes of docs/protocol.md §8.2-8.9.
+Field names differ from registration names on purpose (``request_format`` → ``request_schema``,
 ``trigger_request_format`` → ``configuration_schema``, ...). Optional fields are left out when
 empty; the nullable strings of a worker summary are ``null``, as in the Rust engine.
 """

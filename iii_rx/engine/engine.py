@@ -80,29 +80,31 @@ log = logging.getLogger("iii_rx.engine")
 class Engine:
     """An iii engine in this process, serving workers on ``ws://host:port``.
 
-    Every timer of the spec is a keyword argument with the spec's default:
+    Every timer of docs/protocol.md is a keyword argument with the protocol's default:
 
     * ``namespace_grace_ms`` — how long registrations wait for ``engine::workers::register``
-      before the connection's namespace is fixed to ``default`` (spec 2.5);
+      before the connection's namespace is fixed to ``default`` (docs/protocol.md §2.5);
     * ``functions_available_poll_ms`` — the Rust engine's poll period for
-      ``engine::functions-available`` (spec 6.6), the latest a change may be announced; ours
-      announces within about 100 ms (see :mod:`iii_rx.engine.available`);
+      ``engine::functions-available`` (docs/protocol.md §6.6), the latest a change may be announced;
+      ours announces within about 100 ms (see :mod:`iii_rx.engine.available`);
     * ``provider_ack_timeout_ms`` — how long ``engine::register_trigger`` waits for a worker
-      provider's answer before accepting (spec 8.11);
-    * ``invocation_timeout_ms`` — default timeout of HTTP-invoked functions (spec 9.2);
-    * ``rest_timeout_ms`` — REST API request timeout, then 504 (spec 6.5.1);
+      provider's answer before accepting (docs/protocol.md §8.11);
+    * ``invocation_timeout_ms`` — default timeout of HTTP-invoked functions (docs/protocol.md §9.2);
+    * ``rest_timeout_ms`` — REST API request timeout, then 504 (docs/protocol.md §6.5.1);
     * ``http_no_response_grace_ms`` — how long the REST API waits for a response writer after a
-      handler returned ``None`` before answering 500 (DECISIONS 9);
+      handler returned ``None`` before answering 500 (the official SDK's streaming helpers are
+      fire-and-forget, so the writer may still be on its way);
     * ``channel_sweep_interval_ms`` / ``channel_max_age_ms`` — sweep of half-connected channels
-      (spec 7.5);
+      (docs/protocol.md §7.5);
     * ``pending_max_age_ms`` — calls without a result for this long are dropped with
-      ``invocation_error`` (memory bound, spec 12.3 item 13; 0 disables).
+      ``invocation_error`` (memory bound, docs/protocol.md §12.3 item 13; 0 disables).
 
-    ``port=0`` and ``rest_port=0`` pick ephemeral ports (DECISIONS 5).
+    ``port=0`` and ``rest_port=0`` pick ephemeral ports (only the CLI uses the well-known ones).
     ``unique_worker_names`` enforces one live worker per ``(namespace, name)``
     (``WORKER_NAMESPACE_CONFLICT``). ``allow_http_private`` / ``require_https`` /
-    ``http_url_allowlist`` (host globs) are the URL policy of HTTP-invoked functions
-    (DECISIONS 7).
+    ``http_url_allowlist`` (host globs) are the URL policy of HTTP-invoked functions: loopback
+    over plain http is allowed, other private ranges are refused unless allowed, any other host
+    needs https.
 
     ``token`` (the CLI's ``--token`` / ``III_TOKEN``) is required as ``Authorization: Bearer``
     on the worker, channel and REST ports when set. ``http_secret_env_allowlist`` names the

@@ -1,4 +1,8 @@
-"""HTTP-invoked functions of the embedded engine (spec 9, 12.7; DECISIONS 7, 8).
+"""HTTP-invoked functions of the embedded engine (docs/protocol.md §9, §12.7).
+
+A refused URL or a missing secret does not reject the registration (the official SDK treats
+every rejection code but one as fatal): the function stays unregistered and its callers get
+``function_not_found`` naming the reason.
 
 A worker may register a function with an ``invocation`` (:class:`HttpInvocationRef`) instead of
 handling it: the engine then serves every call of it by making one HTTP request.
@@ -9,8 +13,8 @@ handling it: the engine then serves every call of it by making one HTTP request.
 * :meth:`HttpFunctionInvoker.prepare` checks a registration against it and reads the auth
   secrets from the engine's environment now. A problem raises :class:`RegistrationRefused`,
   whose ``reason`` the engine logs and repeats to callers as ``function_not_found``.
-* :meth:`HttpFunctionInvoker.invoke` performs a call exactly as spec 9.2-9.4: JSON body,
-  ``x-iii-*`` headers, HMAC signature, no retries, no redirects, a timeout, and the outcome
+* :meth:`HttpFunctionInvoker.invoke` performs a call exactly as docs/protocol.md §9.2-9.4: JSON
+  body, ``x-iii-*`` headers, HMAC signature, no retries, no redirects, a timeout, and the outcome
   mapping by status. It never raises for a failed call; it returns an :class:`HttpOutcome`.
   It connects to the addresses the URL policy checked (:class:`PinnedResolver`), never to a
   second lookup's answer, so a name cannot be rebound to a refused address in between.
@@ -214,7 +218,7 @@ class HttpFunctionInvoker:
     # ------------------------------------------------------------------ calls
 
     async def invoke(self, function: HttpFunction, data: Any) -> HttpOutcome:
-        """Call ``function`` with ``data`` as its JSON body; map the answer (spec 9.4)."""
+        """Call ``function`` with ``data`` as JSON body; map the answer (docs/protocol.md §9.4)."""
         try:
             addresses = await check_url(function.url, self.settings)
         except UrlRefused as exc:
@@ -333,8 +337,9 @@ def registration_hook(invoker: HttpFunctionInvoker) -> HttpFunctionHook:
 
     ``await hook(conn, frame)`` for a ``registerfunction`` with ``invocation`` returns the
     in-process handler ``handler(data, ctx)`` serving the function, or a string: the reason
-    it was refused (the engine logs it and repeats it in ``function_not_found``, DECISIONS 8).
-    The handler raises :class:`IIIInvocationError` with the codes of spec 9.4.
+    it was refused (the engine logs it and repeats it in ``function_not_found``; a
+    rejection would be fatal to the official SDK).
+    The handler raises :class:`IIIInvocationError` with the codes of docs/protocol.md §9.4.
     """
 
     async def hook(conn: WorkerConnection, frame: RegisterFunction) -> InProcessHandler | str:

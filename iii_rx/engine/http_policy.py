@@ -1,7 +1,8 @@
 """What HTTP-invoked functions may do: the URL policy, the pinned addresses, headers, secrets.
 
 The engine makes HTTP requests on behalf of workers, so everything a worker chooses is checked
-here before the engine acts on it (spec 9.1; DECISIONS 7, 8):
+here before the engine acts on it (docs/protocol.md §9.1); a refusal leaves the function
+unregistered, its callers get ``function_not_found`` naming the reason:
 
 * :func:`check_url` — loopback over plain http is always fine (same machine); other private,
   link-local and non-global addresses are refused unless ``allow_http_private``; anything else
@@ -132,7 +133,7 @@ async def _host_kind(host: str, port: int) -> tuple[_Kind, tuple[str, ...]]:
 
 
 async def check_url(url: str, settings: HttpFunctionSettings) -> tuple[str, ...]:
-    """Raise :class:`UrlRefused` unless ``settings`` allow calling ``url`` (DECISIONS 7).
+    """Raise :class:`UrlRefused` unless ``settings`` allow calling ``url``.
 
     Returns the addresses the host name resolved to and was judged on (empty when the host
     is an IP literal): connect to these, never to a later lookup's answer.

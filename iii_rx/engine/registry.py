@@ -1,7 +1,7 @@
 """What the engine knows: functions, worker connections, worker-name leases, builtin workers.
 
-Functions are keyed ``(namespace, function_id)`` (spec 2.5). A function has one of three kinds
-of target, which is the seam for everything that is not a worker socket:
+Functions are keyed ``(namespace, function_id)`` (docs/protocol.md §2.5). A function has one of
+three kinds of target, which is the seam for everything that is not a worker socket:
 
 * **worker-routed** — ``handler is None``: the engine forwards ``invokefunction`` to ``owner``;
 * **in-process** — ``handler`` is an async callable ``handler(data, ctx) -> result`` run by the
@@ -9,7 +9,7 @@ of target, which is the seam for everything that is not a worker socket:
   fails a call by raising :class:`iii_rx.errors.IIIInvocationError` (its ``code`` and
   ``message`` become the error body); any other exception becomes ``invocation_failed``.
   ``inline=True`` marks quick handlers that run in the caller's reader, in frame order
-  (``engine::workers::register`` must, see spec 12.2 item 9a); the others run as tasks;
+  (``engine::workers::register`` must, see docs/protocol.md §12.2 item 9a); the others run as tasks;
 * **HTTP-invoked** — an in-process handler with an ``owner`` connection: the handler the
   HTTP-function hook returned for a ``registerfunction`` with ``invocation`` (see
   :mod:`iii_rx.engine.dispatch`). It dies with its owner like a worker-routed function.
@@ -190,7 +190,10 @@ class Registry:
             listener()
 
     def worker_name_of(self, entry: FunctionEntry) -> str:
-        """Owner's worker name, builtin worker name, else the first ``::`` segment (spec 8.2)."""
+        """Owner's worker name, builtin worker name, else the first ``::`` segment.
+
+        As docs/protocol.md §8.2 lists functions.
+        """
         if entry.builtin_worker is not None:
             return entry.builtin_worker
         if entry.owner is not None and entry.owner.name is not None:

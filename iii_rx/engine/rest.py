@@ -1,4 +1,4 @@
-"""The REST API of the embedded engine: ``http`` triggers served over HTTP (spec 6.5).
+"""The REST API of the embedded engine: ``http`` triggers served over HTTP (docs/protocol.md §6.5).
 
 One aiohttp low-level server on ``rest_port`` (no aiohttp router: routes live in a
 :class:`~iii_rx.engine.rest_routes.RouteTable` fed by ``http`` bindings). Per request:
@@ -8,7 +8,7 @@ One aiohttp low-level server on ``rest_port`` (no aiohttp router: routes live in
    whole and parsed into ``body``; other bodies are streamed into the ``request_body`` channel
    while the handler runs;
 3. run the binding's ``condition_function_id`` (result ``false`` ⇒ ``422 CONDITION_NOT_MET``,
-   error ⇒ 500) and ``middleware_function_ids`` (spec 6.5.2);
+   error ⇒ 500) and ``middleware_function_ids`` (docs/protocol.md §6.5.2);
 4. invoke the bound function in the binding's namespace with its ``metadata`` and race the
    result against the ``response`` channel (6.5.4): text frames before the first binary frame
    set status and headers, the first binary frame starts a streamed response, closing the
@@ -27,9 +27,10 @@ receive) are refused with 400; a handler status of 100-199 is not a final respon
 answers 500 ``INVALID_STATUS``. Lines a client or worker can trigger are escaped and
 rate-limited (:mod:`iii_rx.engine.logsafe`).
 
-Divergence from the Rust engine (DECISIONS 9): a handler that returns ``null`` and whose
+Divergence from the Rust engine: a handler that returns ``null`` and whose
 ``response`` writer never connects gets a ``500 NO_RESPONSE`` after ``no_response_grace_ms``
-instead of hanging until the 504.
+instead of hanging until the 504. The grace exists because the official SDK's streaming
+helpers are fire-and-forget: the writer may still be on its way when the handler returns.
 
 The server reaches the rest of the engine through two narrow interfaces, :data:`Invoke` and
 :class:`~iii_rx.engine.services.ChannelService`, so it can be driven without a worker socket;
@@ -153,8 +154,9 @@ class _Exchange:
 class RestApi:
     """The REST API server and its route table.
 
-    ``invoke`` and ``channels`` connect it to the engine; ``timeout_ms`` is the spec's
-    ``default_timeout`` (504), ``no_response_grace_ms`` the grace of DECISIONS 9,
+    ``invoke`` and ``channels`` connect it to the engine; ``timeout_ms`` is the protocol's
+    ``default_timeout`` (504), ``no_response_grace_ms`` the wait for a response writer after
+    a handler returned ``None``,
     ``max_concurrency`` the in-flight bound (excess requests wait), ``max_json_bytes`` the
     largest JSON body read into memory (413 above it), ``max_json_depth`` its deepest nesting
     (400 above it). ``token`` (``None``: open) is the bearer token every request must carry;
@@ -404,7 +406,8 @@ class RestApi:
 
     async def _race(self, exchange: _Exchange,
                     call: asyncio.Task[_Outcome]) -> _Head | web.StreamResponse:
-        """Result versus response channel, until a response head is known (spec 6.5.4)."""
+        """Result versus response channel, until a response head is known (docs/protocol.md
+        §6.5.4)."""
         reader = exchange.reader
         assert reader is not None
         loop = asyncio.get_running_loop()

@@ -1,10 +1,11 @@
-"""HTTP responses of the REST API: the buffered envelope (spec 6.5.3) and the engine's errors.
+"""HTTP responses of the REST API: the buffered envelope (docs/protocol.md §6.5.3), engine errors.
 
 A handler's result becomes status, headers and body here: ``status_code`` is read first, then
-``statusCode`` (DECISIONS 1); headers come as a dict or as ``"Name: value"`` lines, invalid
-ones dropped; the body is JSON unless a ``Content-Type`` says otherwise. The engine's own
-answers use the envelope ``{"error": {"code", "message", "error_id"?}}``. Also here: request
-headers as handlers see them, and the permissive CORS preflight answer.
+``statusCode`` (the Rust engine reads only the first, docs/protocol.md §11 row 6); headers come as a
+dict or as ``"Name: value"`` lines, invalid ones dropped; the body is JSON unless a ``Content-Type``
+says otherwise. The engine's own answers use the envelope ``{"error": {"code", "message",
+"error_id"?}}``. Also here: request headers as handlers see them, and the permissive CORS preflight
+answer.
 """
 
 from __future__ import annotations
@@ -79,10 +80,10 @@ def headers_of(value: Any) -> list[tuple[str, str]]:
 
 
 def _status_of(result: Mapping[str, Any]) -> int:
-    """``status_code`` then ``statusCode`` (DECISIONS 1), 200 when absent or outside 100-599;
-    1xx is kept so that callers refuse it (it is not a final status, see
-    :func:`final_status`)."""
-    for key in ("status_code", "statusCode"):  # DECISIONS 1: status_code first
+    """``status_code`` then ``statusCode`` (as the Rust engine, which reads only the first), 200
+    when absent or outside 100-599; 1xx is kept so that callers refuse it (it is not a final status,
+    see :func:`final_status`)."""
+    for key in ("status_code", "statusCode"):  # status_code first, as the Rust engine
         value = result.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value if 100 <= value <= 599 else 200
@@ -90,7 +91,7 @@ def _status_of(result: Mapping[str, Any]) -> int:
 
 
 def encode_envelope(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Status, headers and body bytes of a buffered response envelope (spec 6.5.3)."""
+    """Status, headers and body bytes of a buffered response envelope (docs/protocol.md §6.5.3)."""
     envelope: Mapping[str, Any] = result if isinstance(result, Mapping) else {}
     status = _status_of(envelope)
     headers = [(k, v) for k, v in headers_of(envelope.get("headers"))

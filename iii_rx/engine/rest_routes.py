@@ -1,10 +1,10 @@
 """The route table of the REST API: ``http`` trigger bindings as ``(METHOD, api_path)`` routes.
 
-Rules of spec 6.5.1: ``api_path`` segments starting with ``:`` are parameters (``/users/:id``);
-the leading ``/`` is optional; methods compare case-insensitively. A second binding with the
-same method and path *replaces* the first; a binding with the same *shape* but other parameter
-names (``/a/:x`` against ``/a/:y``) is refused. Unbinding removes a route only while that
-binding still owns it. Matching prefers static segments over parameters, left to right
+Rules of docs/protocol.md §6.5.1: ``api_path`` segments starting with ``:`` are parameters
+(``/users/:id``); the leading ``/`` is optional; methods compare case-insensitively. A second
+binding with the same method and path *replaces* the first; a binding with the same *shape* but
+other parameter names (``/a/:x`` against ``/a/:y``) is refused. Unbinding removes a route only while
+that binding still owns it. Matching prefers static segments over parameters, left to right
 (``/users/me`` wins over ``/users/:id``). Empty segments are ignored, so a trailing ``/`` does
 not matter.
 """
@@ -74,7 +74,7 @@ def route_from_config(
     metadata: Any = None,
     owner: Any = None,
 ) -> Route:
-    """Build a :class:`Route` from an ``http`` binding's ``config`` (spec 6.4)."""
+    """Build a :class:`Route` from an ``http`` binding's ``config`` (docs/protocol.md §6.4)."""
     if not isinstance(config, Mapping):
         raise RouteError("api_path is required for http triggers")
     api_path = config.get("api_path")

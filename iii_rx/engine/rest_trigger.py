@@ -1,4 +1,4 @@
-"""The REST API as an engine extension: the ``http`` trigger type (spec 6.4, 6.5).
+"""The REST API as an engine extension: the ``http`` trigger type (docs/protocol.md §6.4, §6.5).
 
 :class:`RestExtension` starts a :class:`~iii_rx.engine.rest.RestApi` on ``rest_port`` and
 provides the ``http`` trigger type through :class:`HttpTriggerProvider`: every ``http`` binding
@@ -52,7 +52,7 @@ HTTP_CONFIG_SCHEMA: dict[str, Any] = {
     },
     "required": ["api_path"],
 }
-"""``configuration_schema`` of the ``http`` trigger type (spec 6.4)."""
+"""``configuration_schema`` of the ``http`` trigger type (docs/protocol.md §6.4)."""
 
 HTTP_RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -63,7 +63,10 @@ HTTP_RESPONSE_SCHEMA: dict[str, Any] = {
         "body": {},
     },
 }
-"""``response_schema`` of the ``http`` trigger type: the buffered envelope (spec 6.5.3, 8.5)."""
+"""``response_schema`` of the ``http`` trigger type: the buffered envelope.
+
+docs/protocol.md §6.5.3 describes the envelope, §8.5 the schema's place.
+"""
 
 
 class RestExtension:

@@ -1,7 +1,7 @@
 """Run an engine in the foreground: the ``iii-rx engine`` command and ``python -m iii_rx.engine``.
 
-The command line uses the well-known ports (49134 for workers, 3111 for the REST API,
-DECISIONS 5); ``Engine()`` in Python defaults to ephemeral ones. SIGINT (Ctrl-C) and SIGTERM
+The command line uses the well-known ports (49134 for workers, 3111 for the REST API);
+``Engine()`` in Python defaults to ephemeral ones. SIGINT (Ctrl-C) and SIGTERM
 stop the engine cleanly: every worker sees its connection close and the process exits 0.
 
 ``--config PATH`` reads the Rust engine's config file (docs/engine-config.md): its listeners,

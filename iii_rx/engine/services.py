@@ -96,7 +96,10 @@ class LocalReader(Protocol):
 
 
 class ChannelService(Protocol):
-    """What extensions use of the channel hub (spec 7): channels whose one end is the engine."""
+    """What extensions use of the channel hub (docs/protocol.md §7).
+
+    Channels whose one end is the engine.
+    """
 
     def create(self, buffer_size: int | None = None) -> dict[str, Any]:
         """A new channel: ``{"writer": ref, "reader": ref}`` (refs as JSON dicts, handed to

@@ -1,4 +1,6 @@
-"""Trigger types, their providers, and the bindings that connect them to functions (spec 6).
+"""Trigger types, their providers, and the bindings that connect them to functions.
+
+See docs/protocol.md §6.
 
 A **trigger type** is provided either by a worker connection (``registertriggertype``) or by an
 in-process :class:`TriggerProvider`. The in-process interface is the seam for engine-provided
@@ -16,12 +18,12 @@ synchronously on the engine loop; a provider fires a binding by calling
 ``services.fire(binding.function_id, payload, namespace=binding.namespace,
 metadata=binding.metadata)`` (or ``await services.call(...)`` for the result).
 
-A **binding** is resolved to a provider key ``(namespace, type)`` per spec 6.3: an explicit
-``trigger_namespace`` names exactly one key; otherwise the registering worker's home namespace
-then ``default``. A binding with no provider is **parked** (kept, never fires) and activated
-when a matching provider registers; a provider that refuses a binding parks it too. Providers
-registering again get every binding replayed; a provider in a non-default namespace takes over
-("re-homes") the bindings of its namespace that had fallen back to ``default``.
+A **binding** is resolved to a provider key ``(namespace, type)`` per docs/protocol.md §6.3: an
+explicit ``trigger_namespace`` names exactly one key; otherwise the registering worker's home
+namespace then ``default``. A binding with no provider is **parked** (kept, never fires) and
+activated when a matching provider registers; a provider that refuses a binding parks it too.
+Providers registering again get every binding replayed; a provider in a non-default namespace takes
+over ("re-homes") the bindings of its namespace that had fallen back to ``default``.
 
 **Authority** (docs/guarantees.md). A binding belongs to the connection that registered it, a
 worker-provided trigger type to the connection that provides it, as functions do: another
@@ -208,7 +210,7 @@ class Triggers:
     # ------------------------------------------------------------------ bindings
 
     def resolve(self, binding: Binding) -> tuple[str, str] | None:
-        """The provider key ``binding`` resolves to now (spec 6.3), or ``None``."""
+        """The provider key ``binding`` resolves to now (docs/protocol.md §6.3), or ``None``."""
         if binding.trigger_namespace is not None:
             key = (binding.trigger_namespace, binding.trigger_type)
             return key if key in self.types else None
@@ -292,7 +294,7 @@ class Triggers:
             self._remove(binding, retract=False)
 
     def active(self) -> list[Binding]:
-        """Bindings that have a provider (parked ones are not listed, spec 8.6)."""
+        """Bindings that have a provider (parked ones are not listed, docs/protocol.md §8.6)."""
         return [b for b in self.bindings.values() if b.provider_key is not None]
 
     # ------------------------------------------------------------------ provider acks
@@ -316,7 +318,7 @@ class Triggers:
         self._waiters.pop(binding_id, None)
 
     def ack(self, conn: WorkerConnection, frame: TriggerRegistrationResult) -> None:
-        """A provider's answer to a delivered binding (spec 3.7)."""
+        """A provider's answer to a delivered binding (docs/protocol.md §3.7)."""
         waiter = self._waiters.pop(frame.id, None)
         if waiter is not None:
             if not waiter[0].done():

@@ -17,10 +17,11 @@ def pick_scheduler(
 ) -> abc.SchedulerBase:
     """The operator's own scheduler, else the subscriber's, else the running asyncio loop.
 
-    Streams of iii_rx emit on the client's loop (DESIGN, concurrency model), so timers default to
+    Streams of iii_rx emit on the client's loop, so timers default to
     that loop when one runs on the subscribing thread; the thread-safe variant is used because
-    sources may emit from other threads (REACTIVE-NOTES 0.4). With no loop, reactivex's
-    ``TimeoutScheduler`` (threads) is the fallback.
+    sources may emit from other threads (reactivex's plain ``AsyncIOScheduler``, called from
+    another thread, stalls until something else wakes the loop, about a second). With no loop,
+    reactivex's ``TimeoutScheduler`` (threads) is the fallback.
     """
     if explicit is not None:
         return explicit

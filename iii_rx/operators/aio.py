@@ -2,7 +2,7 @@
 
 Pulling is what carries backpressure: these operators ask their source for the next item only
 when their own consumer asks, so a slow consumer slows the channel reader, and through the
-engine, the writer (REACTIVE-NOTES 0.3).
+engine, the writer (Rx has no backpressure: only a pull edge down to the socket bounds memory).
 
 Each operator exists in two forms:
 
@@ -13,7 +13,7 @@ Each operator exists in two forms:
   (``stream.iterate(reader) | pipe.batched(max_items=100) | aiostream.pipe.map(f)``).
 
 aiostream ``Stream`` objects are never returned directly: a bare ``async for`` over one warns
-"Streamer is iterated outside of its context" (REACTIVE-NOTES 0.7). Any ``AsyncStream`` or
+"Streamer is iterated outside of its context" (aiostream 0.6 to 0.8). Any ``AsyncStream`` or
 channel reader is an ordinary async iterable and can be the source of aiostream operators.
 """
 

@@ -1,7 +1,8 @@
 """``retry_backoff``: resubscribe after retryable errors, waiting longer each time.
 
 Resubscribing is what makes it useful on a ``trigger``: the single-value observable is lazy, so
-each subscription is a new call. reactivex has no ``retry_when`` (REACTIVE-NOTES 0.6).
+each subscription is a new call. reactivex has no ``retry_when`` (no 4.x-6.x release
+has one).
 """
 
 from __future__ import annotations

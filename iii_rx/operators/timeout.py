@@ -1,6 +1,6 @@
 """``timeout``: fail with :class:`~iii_rx.errors.IIITimeoutError` when the source goes quiet.
 
-reactivex's own ``timeout`` raises a bare ``Exception("Timeout")`` (REACTIVE-NOTES 0.6), which
+reactivex's own ``timeout`` raises a bare ``Exception("Timeout")``, which
 callers cannot tell apart from anything else; this one raises the typed error that
 ``retry_backoff`` retries by default.
 """

@@ -17,7 +17,7 @@ __all__ = ["OtelConfig", "OtelOption", "resolve_otel"]
 
 @dataclass
 class OtelConfig:
-    """OpenTelemetry settings (spec 10.1); field names and meanings are the official SDK's.
+    """OpenTelemetry settings (docs/protocol.md §10.1); names and meanings are the official SDK's.
 
     ``enabled=None`` follows ``OTEL_ENABLED`` (on unless it says false/0/no/off). Spans go to
     the process's OpenTelemetry ``TracerProvider``; when none is configured, iii_rx installs

@@ -1,4 +1,4 @@
-"""W3C trace context on the wire (spec 5.5, 10.4), cheap when OpenTelemetry is off.
+"""W3C trace context on the wire (docs/protocol.md §5.5, §10.4), cheap when OpenTelemetry is off.
 
 A handler acts as the ``execute`` span of its invocation: it keeps the caller's trace id (or
 starts a trace when the frame had none), gets a span id of its own, and forwards

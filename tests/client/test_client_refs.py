@@ -1,4 +1,5 @@
-"""Channel refs in a handler's payload become live ends, wherever they are (spec 7.6)."""
+"""Channel refs in a handler's payload become live ends wherever they are (docs/protocol.md
+§7.6)."""
 
 from __future__ import annotations
 

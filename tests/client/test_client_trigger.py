@@ -68,7 +68,8 @@ async def test_request_dict_form_and_void(engine: Engine, name: str) -> None:
                                   "action": {"type": "void"}}) is None
         await wait_for(lambda: len(got) == 4)
         first = got[0]
-        assert first.pop("_caller_worker_id") == iii.worker_id  # the engine adds it (spec 4.3)
+        # the engine adds it (docs/protocol.md §4.3)
+        assert first.pop("_caller_worker_id") == iii.worker_id
         assert sorted(got, key=str) == sorted([{"a": 1}, 2, 3, 4], key=str)
 
 

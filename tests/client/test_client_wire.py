@@ -1,8 +1,8 @@
 """The exact frames the client sends, checked against a scripted engine on a real socket.
 
 The Rust engine decodes strictly (a missing ``data`` or ``config`` makes it drop the frame), so
-these tests pin the shapes of spec 2.3-2.5, 3.5, 3.9 and section 11 rather than what our lenient
-embedded engine happens to accept.
+these tests pin the shapes of docs/protocol.md §2.3-2.5, §3.5, §3.9 and §11 rather than what our
+lenient embedded engine happens to accept.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 An engine that delivers a flood of invocations must not start a task for each: beyond
 ``connect(max_concurrency=...)`` (default 1024) invocations wait in arrival order, and none is
-refused or dropped (DECISIONS 14). Real engine, real sockets, a separate caller client.
+refused or dropped (the engine's per-call timeout is what bounds memory). Real engine, real sockets,
+a separate caller client.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Run the compatibility corpus: each script once as written (official ``iii-sdk``) and once with
 its import lines pointed at ``iii_rx.compat``.
 
-The rewrite is deliberately small and explicit (DECISIONS 16: only import lines differ):
+The rewrite is deliberately small and explicit ("runs unchanged" means only import lines
+differ):
 
 * ``from iii import X`` / ``from iii.<mod> import X`` / ``from iii_helpers[.<mod>] import X``
   become ``from iii_rx.compat import X``;
@@ -50,9 +51,10 @@ _MENTION = re.compile(r"^\s*(?:from|import)\s+(?:iii|iii_helpers)\b")
 
 #: Environment of every script run; the engine's URL is added per run.
 BASE_ENV = {"OTEL_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
-#: Variables of the caller that would change a script's behaviour (spec 1.4).
+#: Variables of the caller that would change a script's behaviour (docs/protocol.md §1.4).
 SCRUBBED = ("III_URL", "III_TOKEN", "III_NAMESPACE", "III_WORKER_NAME", "III_ISOLATION")
-#: Secret an HTTP-invoked function of the corpus names; the *engine* must see it (spec 9.1).
+#: Secret an HTTP-invoked function of the corpus names; the *engine* must see it
+#: (docs/protocol.md §9.1).
 HTTP_TOKEN_ENV = "COMPAT_HTTP_TOKEN"
 HTTP_TOKEN_VALUE = "compat-secret-token"
 #: Where scripts that make HTTP requests find the engine's REST API (http triggers).
@@ -114,7 +116,8 @@ class Outcome:
     returncode: int
 
     def observable(self) -> str:
-        """What must match between the two runs (DECISIONS 17): stdout and the exit code."""
+        """What must match between the two runs: stdout and the exit code (stderr, with its
+        deprecation warnings and log lines, may differ)."""
         return f"{self.stdout}--- exit code: {self.returncode}\n"
 
 

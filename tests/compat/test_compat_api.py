@@ -1,5 +1,5 @@
-"""iii_rx.compat beyond the corpus: the spellings of older SDK releases (DECISIONS 16), the
-official calling rules the reactive API does differently, and compat's own guarantees (ordered
+"""iii_rx.compat beyond the corpus: the spellings of older SDK releases (kept beside 0.25's),
+the official calling rules the reactive API does differently, and compat's own guarantees (ordered
 fire-and-forget channel writes, SHUTDOWN errors, no threads left behind). In-process, against an
 embedded engine on ephemeral ports."""
 
@@ -130,7 +130,7 @@ def test_api_request_and_response_of_older_releases(worker: compat.III) -> None:
 
     worker.register_function("old::api", handler)
     wait_for_function(worker, "old::api")
-    # Sent as `status_code`, the key every engine reads (DECISIONS 1).
+    # Sent as `status_code`, the key every engine reads (docs/protocol.md §11 row 6).
     assert worker.trigger({"function_id": "old::api", "payload": {"x": {"a": 1}}}) == {
         "status_code": 201, "headers": {}, "body": {"echo": {"a": 1}}}
     assert compat.HttpResponse is ApiResponse and compat.HttpRequest is ApiRequest
@@ -235,7 +235,7 @@ def test_calls_cut_short_by_shutdown_fail_with_code_shutdown(engine_url: str,
 
 
 def test_a_second_parameter_not_named_metadata_gets_nothing(worker: compat.III) -> None:
-    # The official rule (spec 5.2): only a parameter named `metadata` receives it.
+    # The official rule (docs/protocol.md §5.2): only a parameter named `metadata` receives it.
     def handler(data: Any, ctx: Any) -> str:
         return "called with two"
 

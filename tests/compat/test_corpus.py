@@ -1,6 +1,7 @@
 """The compatibility corpus (issue 6): every script of ``tests/compat/scripts`` runs once on the
 official ``iii-sdk`` and once, with only its import lines rewritten, on ``iii_rx.compat``,
-against the same embedded engine; stdout and the exit code must be identical (DECISIONS 17).
+against the same embedded engine; stdout and the exit code must be identical (stderr,
+with its deprecation warnings and log lines, is not compared).
 
 Both runs are compared with ``tests/compat/expected/<script>.out``, the official SDK's output
 against this engine, so that a script broken for both clients (an import error, a hang) cannot

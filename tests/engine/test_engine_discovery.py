@@ -1,4 +1,4 @@
-"""The engine::* discovery functions (spec 8) and their shapes."""
+"""The engine::* discovery functions (docs/protocol.md §8) and their shapes."""
 
 from __future__ import annotations
 

@@ -198,7 +198,7 @@ async def test_http_invoked_function_is_refused_with_a_reason(
     await worker.register("httpw")
     with caplog.at_level(logging.WARNING, logger="iii_rx.engine"):
         await worker.register_function("ext::charge", invocation={
-            "url": "http://10.0.0.1:9/x", "method": "POST"})  # private: refused (DECISIONS 7)
+            "url": "http://10.0.0.1:9/x", "method": "POST"})  # private range: refused by default
         answer = await worker.call("ext::charge", {})
     await worker.nothing("registrationrejected")
     assert answer["error"]["code"] == "function_not_found"

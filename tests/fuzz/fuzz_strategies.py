@@ -565,8 +565,8 @@ envelopes = st.one_of(
     }),
     json_values.filter(lambda v: v is not None),
 )
-"""A handler's result for an ``http`` trigger: the buffered envelope (spec 6.5.3), or not one
-(never ``null``: that means "no response" and is answered 500 ``NO_RESPONSE`` by design)."""
+"""A handler's result for an ``http`` trigger: the buffered envelope (docs/protocol.md §6.5.3), or
+not one (never ``null``: that means "no response" and is answered 500 ``NO_RESPONSE`` by design)."""
 
 # ----------------------------------------------------------------------------- byte streams
 

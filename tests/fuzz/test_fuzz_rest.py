@@ -8,7 +8,7 @@ close) within the bound, must not be a 500/502/503 or carry a traceback, nothing
 with a traceback, and afterwards a worker round trip and a REST request still succeed.
 
 A second property fuzzes the other side of the REST API: the handler's result (the buffered
-response envelope of spec 6.5.3: any status, headers, body, or not an envelope at all).
+response envelope of docs/protocol.md §6.5.3: any status, headers, body, or not an envelope at all).
 """
 
 from __future__ import annotations

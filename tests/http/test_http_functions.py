@@ -1,6 +1,7 @@
 """The engine's HTTP-invoked function invoker against a real aiohttp server on 127.0.0.1:
 headers, the three auth types (HMAC verified by the server with verify_signature), outcome
-mapping by status, timeouts, redirects not followed, and the URL policy of DECISIONS 7."""
+mapping by status, timeouts, redirects not followed, and the URL policy (loopback
+allowed, other private ranges refused unless allowed, other hosts need https)."""
 
 from __future__ import annotations
 
@@ -274,7 +275,7 @@ async def test_secret_is_not_in_repr(invoker: HttpFunctionInvoker) -> None:
     assert "tok-123" not in repr(fn)
 
 
-# ------------------------------------------------------------------ URL policy (DECISIONS 7)
+# ------------------------------------------------------------------ URL policy
 
 DEFAULT = HttpFunctionSettings()
 PRIVATE_OK = HttpFunctionSettings(allow_http_private=True)

@@ -179,7 +179,8 @@ async def test_each_auth_type_from_both_callers(
         for auth, function_id in ids.items():
             result = await workers.call(caller, function_id, {"amount": 5, "caller": caller})
             assert result["data"]["amount"] == 5 and result["data"]["caller"] == caller
-            assert "_caller_worker_id" in result["data"]  # added by the engine (spec 9.2)
+            # added by the engine (docs/protocol.md §9.2)
+            assert "_caller_worker_id" in result["data"]
             assert result["method"] == "POST"
             assert result["tenant"] == "acme"
             assert result["function_path"] == function_id

@@ -222,7 +222,7 @@ async def test_response_stream_sends_control_messages_then_body(awaitable: bool)
 
 
 def reference_signature(secret: str, ts: str, body: bytes) -> str:
-    """The spec 9.3 example, written out independently of iii_rx.http."""
+    """The docs/protocol.md §9.3 example, written out independently of iii_rx.http."""
     mac = hmac.new(secret.encode(), f"{ts}:{base64.b64encode(body).decode()}".encode(),
                    hashlib.sha256)
     return "sha256=" + mac.hexdigest()

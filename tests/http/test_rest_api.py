@@ -1,6 +1,6 @@
-"""The REST API's engine-side rules through real HTTP: envelope encoding (spec 6.5.3), streaming
-edge cases (6.5.4), route replacement, conflicts and ownership (6.5.1), binding metadata, HEAD,
-CORS and middleware. The handlers run in an iii_rx worker."""
+"""The REST API's engine-side rules through real HTTP: envelope encoding (docs/protocol.md
+§6.5.3), streaming edge cases (§6.5.4), route replacement, conflicts and ownership (§6.5.1),
+binding metadata, HEAD, CORS and middleware. The handlers run in an iii_rx worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The REST API's route table (spec 6.5.1): keys, shapes, replacement, ownership, matching."""
+"""The REST API's route table (docs/protocol.md §6.5.1): keys, shapes, replacement, ownership,
+matching."""
 
 from __future__ import annotations
 

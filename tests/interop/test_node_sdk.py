@@ -7,7 +7,7 @@ requirement of the suite: when it or the installed SDK is missing the tests fail
 
 `III_RX_INTEROP_ENGINE_URL=ws://127.0.0.1:P` runs the same tests against an engine that is
 already running (for instance the Rust engine, to check by hand that both behave alike; the
-Rust engine 0.23 drops an `invokefunction` without `data`, spec 11 #4, so
+Rust engine 0.23 drops an `invokefunction` without `data`, docs/protocol.md §11 row 4, so
 `test_node_call_without_payload_reaches_python` times out there by design).
 """
 
@@ -255,7 +255,10 @@ def test_python_calls_node_which_calls_python(
 
 
 def test_node_call_without_payload_reaches_python(node_worker: NodeWorker) -> None:
-    """Node omits `data` when the payload is undefined (spec 11 #4): the handler gets null."""
+    """Node omits `data` when the payload is undefined: the handler gets null.
+
+    See docs/protocol.md §11 row 4.
+    """
     reply = node_worker.call(f"{PY}::echo")
     assert reply["ok"], reply
     assert reply["result"] == {"echoed": None, "runtime": "python"}

@@ -1,4 +1,5 @@
-"""Round-trip the captured frames and check the decoding rules of spec 1.5 / DECISIONS 2."""
+"""Round-trip the captured frames and check the decoding rules of docs/protocol.md §1.5: encoding
+keeps ``null`` apart from an absent field, and a frame acted on reads ``null`` as absent."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ FRAMES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "frames.jsonl
 
 
 def captured() -> list[dict[str, Any]]:
-    if not FRAMES.exists():  # fail loudly: the captured frames are part of the spec
+    if not FRAMES.exists():  # fail loudly: the captured frames are the protocol's ground truth
         raise FileNotFoundError(f"captured frames not found at {FRAMES}")
     return [json.loads(line)["frame"] for line in FRAMES.read_text().splitlines() if line]
 

@@ -1,4 +1,4 @@
-"""Channel hub of the embedded engine (spec section 7).
+"""Channel hub of the embedded engine (docs/protocol.md §7).
 
 A channel is a one-way pipe of websocket frames between exactly one writer and one reader,
 each a websocket on ``/ws/channels/{id}?key=..&dir=..`` or an end held by the engine itself

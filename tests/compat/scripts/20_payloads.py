@@ -77,7 +77,7 @@ try:
     for fid in ("echo::value", "echo::receipt", "echo::nothing", "echo::tuple"):
         wait_for_function(fid)
     # Without a payload the official SDK leaves `data` out of the frame; the 0.23 Rust engine
-    # drops such a frame (spec 11 #4), an engine that defaults it to null answers.
+    # drops such a frame (docs/protocol.md §11 row 4), an engine that defaults it to null answers.
     for label, request in (("no payload key", {}), ("payload None", {"payload": None})):
         try:
             print(f"{label}:", iii.trigger({"function_id": "echo::value", "timeout_ms": 3000, **request}))
