@@ -102,9 +102,12 @@ Key = tuple[str, str]
 """``(function id, worker name)``."""
 
 
-def _observe(counts: dict[Any, int], attributes: Callable[[Any], dict[str, Any]]) -> Any:
+def _observe(counts: dict[Any, int], attributes: Callable[[Any], dict[str, Any]],
+             lock: threading.Lock) -> Any:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(n, attributes(key)) for key, n in list(counts.items())]
+        with lock:  # the collecting thread reads while loops and pool threads count
+            found = list(counts.items())
+        return [Observation(n, attributes(key)) for key, n in found]
     return callback
 
 
@@ -143,27 +146,28 @@ class Metrics:
 
     def __init__(self, provider: metrics.MeterProvider) -> None:
         meter = provider.get_meter("iii_rx")
+        self._lock = threading.Lock()  # pool threads and several clients' loops count here
         self.calls: dict[Key, int] = {}
         self.call_errors: dict[tuple[str, str, str], int] = {}
         self.invocations: dict[Key, int] = {}
         self.invocation_errors: dict[tuple[str, str, str], int] = {}
         self.bytes_read = Tally()
         self.bytes_written = Tally()
-        self._lock = threading.Lock()  # sync handlers answer on pool threads
         meter.create_observable_counter(
-            "iii.client.calls", [_observe(self.calls, _function)], unit="{call}",
+            "iii.client.calls", [_observe(self.calls, _function, self._lock)], unit="{call}",
             description="Calls this client made")
         meter.create_observable_counter(
-            "iii.client.call.errors", [_observe(self.call_errors, _failed)], unit="{call}",
+            "iii.client.call.errors", [_observe(self.call_errors, _failed, self._lock)],
+            unit="{call}",
             description="Calls that failed, timed out or were cancelled")
         self.call_duration = meter.create_histogram(
             "iii.client.call.duration", unit="s", description="Round trips of sampled calls",
             explicit_bucket_boundaries_advisory=_SECONDS)
         meter.create_observable_counter(
-            "iii.server.invocations", [_observe(self.invocations, _function)],
+            "iii.server.invocations", [_observe(self.invocations, _function, self._lock)],
             unit="{invocation}", description="Invocations this worker answered")
         meter.create_observable_counter(
-            "iii.server.invocation.errors", [_observe(self.invocation_errors, _failed)],
+            "iii.server.invocation.errors", [_observe(self.invocation_errors, _failed, self._lock)],
             unit="{invocation}", description="Invocations whose handler failed")
         self.invocation_duration = meter.create_histogram(
             "iii.server.invocation.duration", unit="s",
@@ -185,12 +189,13 @@ class Metrics:
     def call_done(self, key: Key, attributes: dict[str, Any], started: float,
                   code: str | None, sampled: bool) -> None:
         """A call settled (``code`` is its error code, ``None`` if it succeeded); on the
-        client's loop."""
-        calls = self.calls
-        calls[key] = calls.get(key, 0) + 1
-        if code is not None:
-            failed = (*key, code)
-            self.call_errors[failed] = self.call_errors.get(failed, 0) + 1
+        client's loop, which is not the other clients' (the lock keeps their counts)."""
+        with self._lock:
+            calls = self.calls
+            calls[key] = calls.get(key, 0) + 1
+            if code is not None:
+                failed = (*key, code)
+                self.call_errors[failed] = self.call_errors.get(failed, 0) + 1
         if sampled:
             self.call_duration.record(time.perf_counter() - started, attributes)
 
