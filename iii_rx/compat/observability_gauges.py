@@ -126,13 +126,17 @@ _active: dict[str, Any] = {}
 """``sampler`` and ``attributes`` while registered."""
 
 
-def _callback(field: str, sampler: _Sampler) -> Callable[[Any], Iterable[Any]]:
+def _callback(field: str) -> Callable[[Any], Iterable[Any]]:
+    """Report the registration active now, not the one that made the callback: a meter keeps
+    the first callbacks of an instrument name, so a registration after a stop reuses them."""
     def observe(options: Any) -> Iterable[Any]:
         from opentelemetry.metrics import Observation
 
-        if _active.get("sampler") is not sampler:  # stopped (or registered anew)
+        with _lock:
+            sampler, attributes = _active.get("sampler"), _active.get("attributes")
+        if sampler is None:  # stopped
             return []
-        return [Observation(sampler.read()[field], _active["attributes"])]
+        return [Observation(sampler.read()[field], attributes)]
 
     return observe
 
@@ -149,7 +153,7 @@ def register_worker_gauges(meter: Any, worker_id: str, worker_name: str | None =
         sampler = _Sampler()
         _active.update(sampler=sampler, attributes=attributes)
         for name, field, unit, description in _GAUGES:
-            meter.create_observable_gauge(name, callbacks=[_callback(field, sampler)], unit=unit,
+            meter.create_observable_gauge(name, callbacks=[_callback(field)], unit=unit,
                                           description=description)
 
 

@@ -294,6 +294,25 @@ def test_worker_gauges_report_this_process_until_stopped() -> None:
     assert points == []
 
 
+def test_worker_gauges_registered_again_after_a_stop_report_again() -> None:
+    """OpenTelemetry keeps an instrument's first callbacks: a second registration on the same
+    meter (a worker that restarted its gauges) must still be reported, with its own id."""
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("gauges-again")
+    register_worker_gauges(meter, "worker-1")
+    stop_worker_gauges()
+    register_worker_gauges(meter, "worker-2", worker_name="again")
+    try:
+        data = reader.get_metrics_data()
+        assert data is not None
+        (rss,) = [p for rm in data.resource_metrics for sm in rm.scope_metrics
+                  for m in sm.metrics if m.name == "iii.worker.memory.rss"
+                  for p in m.data.data_points]
+        assert dict(rss.attributes or {}) == {"worker.id": "worker-2", "worker.name": "again"}
+    finally:
+        stop_worker_gauges()
+
+
 # ---------------------------------------------------------------------- init_otel
 
 
