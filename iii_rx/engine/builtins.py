@@ -150,7 +150,7 @@ def install_builtins(
 
 async def _register_trigger(triggers: Triggers, ack_timeout: float, data: dict[str, Any],
                             creator: tuple[str, str] | None) -> dict[str, Any]:
-    """Spec 8.11: a durable binding; waits (bounded) for a worker provider's answer.
+    """docs/protocol.md §8.11: a durable binding; waits (bounded) for a worker provider's answer.
 
     ``creator`` (the calling worker's namespace and name) may remove it later."""
     trigger_type = data.get("trigger_type")

@@ -300,7 +300,7 @@ def _cause_chain(exc: BaseException) -> str:
 
 
 def _map_response(status: int, reason: str | None, payload: bytes) -> HttpOutcome:
-    """Spec 9.4: 2xx JSON/empty succeed, 1xx/3xx succeed leniently, >= 400 fail.
+    """docs/protocol.md §9.4: 2xx JSON/empty succeed, 1xx/3xx succeed leniently, >= 400 fail.
 
     JSON no frame could carry (too deep, lone surrogates) counts as not JSON."""
     if 200 <= status < 300:

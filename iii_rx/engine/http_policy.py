@@ -66,7 +66,7 @@ class HttpFunctionSettings:
 
 
 class UrlRefused(Exception):
-    """A URL the policy refuses; ``str()`` is the spec's reason (``HTTPS is required``...)."""
+    """A URL the policy refuses; ``str()`` is the protocol's reason (``HTTPS is required``...)."""
 
 
 class RegistrationRefused(Exception):

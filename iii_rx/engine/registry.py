@@ -226,7 +226,7 @@ class Registry:
 
     def reattaching(self, conn: WorkerConnection, previous_id: str,
                     token: str | None) -> WorkerConnection | None:
-        """Spec 2.6: ``conn`` claims to succeed ``previous_id`` with ``token``.
+        """docs/protocol.md §2.6: ``conn`` claims to succeed ``previous_id`` with ``token``.
 
         The token is compared in constant time. Returns the previous connection when it is
         still live and the token is right (the caller retires it); ``None`` otherwise. With the

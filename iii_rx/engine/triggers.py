@@ -339,7 +339,7 @@ class Triggers:
     # ------------------------------------------------------------------ cleanup
 
     def connection_closed(self, conn: WorkerConnection) -> None:
-        """Spec 2.10 step 4: remove its bindings and trigger types, re-home or park."""
+        """docs/protocol.md §2.10 step 4: remove its bindings and trigger types, re-home or park."""
         for binding_id in list(conn.bindings):
             self.unbind(binding_id, conn)
         for key in list(conn.trigger_types):

@@ -1,7 +1,7 @@
 """Metric columns read from topology rows, and call rates from successive counters (pure).
 
-The spec's rows carry no metrics (the Rust engine sends none); an engine that counts
-invocations puts them in the row, where :class:`~iii_rx.topology.WorkerInfo` and
+The protocol's rows (docs/protocol.md §8) carry no metrics (the Rust engine sends none); an engine
+that counts invocations puts them in the row, where :class:`~iii_rx.topology.WorkerInfo` and
 :class:`~iii_rx.topology.FunctionInfo` keep them in ``extra``. This module reads them
 leniently, at the top level of the row or under a ``metrics`` object, so the dashboard and
 ``iii-rx ls`` show them when present and leave the cells blank otherwise: the columns never

@@ -3,8 +3,8 @@
 Each row is one entry of a discovery function's answer (``docs/topology.md`` lists them):
 :class:`WorkerInfo` (``engine::workers::list``), :class:`FunctionInfo`
 (``engine::functions::list``), :class:`TriggerTypeInfo` (``engine::triggers::list``) and
-:class:`RegisteredTrigger` (``engine::registered-triggers::list``). Fields the spec names are
-attributes; anything else an engine adds (metrics, a namespace on binding rows, ...) is kept in
+:class:`RegisteredTrigger` (``engine::registered-triggers::list``). Fields docs/protocol.md names
+are attributes; anything else an engine adds (metrics, a namespace on binding rows, ...) is kept in
 ``extra`` so that nothing the engine says is lost and nothing breaks when it says less.
 Rows are parsed leniently: the Rust engine and ours differ in what they omit, and a row that
 cannot be read at all is dropped with a warning rather than failing the whole snapshot.
@@ -59,7 +59,7 @@ class _Row:
     """What every row shares: ``extra`` and a JSON form."""
 
     _wire: ClassVar[tuple[str, ...]] = ()
-    """The spec's field names, in the order ``to_dict`` writes them."""
+    """The protocol's field names, in the order ``to_dict`` writes them."""
 
     @property
     def key(self) -> Any:  # pragma: no cover - each row defines it
@@ -247,7 +247,7 @@ class RegisteredTrigger(_Row):
     """A binding of a function to a trigger type (a row of
     ``engine::registered-triggers::list``), keyed by its ``id``.
 
-    The spec's row has no namespace; ``namespace`` is the engine's when it sends one, else
+    The protocol's row has no namespace; ``namespace`` is the engine's when it sends one, else
     ``None``. ``worker_name`` (the target's owner) and ``config_summary`` are derived by the
     engine; only ``trigger_type``, ``function_id`` and ``config`` identify the binding.
     """

@@ -295,7 +295,7 @@ async def test_functions_available_coalesces_a_burst(engine: Engine) -> None:
 
 
 async def test_functions_available_announces_each_change_well_before_the_rust_poll() -> None:
-    """With the spec's 5 s poll period as default, later changes are not held back by it."""
+    """With the protocol's 5 s poll period as default, later changes are not held back by it."""
     async with Engine(port=0, namespace_grace_ms=300) as engine:
         watcher = await _consumer(engine, name="watcher", function_id="watch::fns")
         await watcher.send(_bind("fa", type_id="engine::functions-available",

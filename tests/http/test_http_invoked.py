@@ -2,7 +2,7 @@
 HttpInvocationConfig by an iii_rx worker and by an official iii-sdk worker, served by the
 embedded engine calling a real aiohttp server on 127.0.0.1, called from both SDKs; each auth
 type (the server verifies the HMAC signature with iii_rx.http.verify_request); error statuses,
-timeouts and refused registrations mapped to the spec's codes."""
+timeouts and refused registrations mapped to the protocol's codes."""
 
 from __future__ import annotations
 

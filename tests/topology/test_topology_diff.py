@@ -117,7 +117,7 @@ def test_snapshots_are_deeply_immutable() -> None:
     with pytest.raises(FrozenInstanceError):
         function.function_id = "g"  # type: ignore[misc]
     assert thaw(function.metadata) == {"tags": ["x"], "nested": {"k": 1}}
-    assert snapshot.workers[0].extra == {"pid": 7}  # fields the spec does not name are kept
+    assert snapshot.workers[0].extra == {"pid": 7}  # fields the protocol does not name are kept
     assert pickle.loads(pickle.dumps(snapshot)) == snapshot
     json.dumps(snapshot.to_dict())
 

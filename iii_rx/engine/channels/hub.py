@@ -70,7 +70,7 @@ class ChannelUnavailable(LookupError):
 class ChannelHub:
     """All channels of one engine: creation, authorisation, one reader and one writer each.
 
-    ``sweep_interval_s`` and ``max_age_s`` are the spec's 60 s and 5 minutes; tests pass
+    ``sweep_interval_s`` and ``max_age_s`` are the protocol's 60 s and 5 minutes; tests pass
     milliseconds. ``buffer_bytes`` bounds each pipe; ``max_per_owner`` the live channels one
     worker created (0 = no cap).
     """
