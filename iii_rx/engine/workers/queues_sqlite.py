@@ -18,15 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
-from pathlib import Path
 
 from iii_rx.engine.workers.queues_store import Message, QueueFull
 from iii_rx.engine.workers.sqlite_common import (
+    SqliteFile,
     Synchronous,
-    check_options,
     dump,
-    open_db,
     transaction,
 )
 
@@ -47,38 +44,23 @@ CREATE INDEX IF NOT EXISTS {table}_by_state ON {table} (queue, state, seq);
 """
 
 
-class SqliteQueueAdapter:
+class SqliteQueueAdapter(SqliteFile):
     """Queues in the sqlite file ``path`` (created with its directory if missing)."""
+
+    what = "queue"
 
     def __init__(self, path: str | os.PathLike[str], *, table: str = "queue_messages",
                  synchronous: Synchronous = "NORMAL", busy_timeout_ms: int = 5000) -> None:
-        check_options(table, synchronous)
-        self.path = Path(path)
-        self.table = table
-        self.synchronous = synchronous
-        self.busy_timeout_ms = busy_timeout_ms
-        self._db: sqlite3.Connection | None = None
+        super().__init__(path, table=table, synchronous=synchronous,
+                         busy_timeout_ms=busy_timeout_ms)
 
     async def open(self) -> None:
-        if self._db is not None:
+        if not self._open_file(_SCHEMA):
             return
-        self._db = open_db(self.path, _SCHEMA.format(table=self.table),
-                           synchronous=self.synchronous, busy_timeout_ms=self.busy_timeout_ms)
-        with transaction(self._db):  # what was in flight is delivered again
-            back = self._db.execute(
+        with transaction(self._conn):  # what was in flight is delivered again
+            back = self._conn.execute(
                 f"UPDATE {self.table} SET state = 'pending' WHERE state = 'flight'").rowcount
         log.info("queued messages are kept in %s (%d were in flight)", self.path, back)
-
-    async def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            db.close()
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the sqlite queue adapter is not open")
-        return self._db
 
     def _count(self, queue: str, state: str) -> int:
         row = self._conn.execute(

@@ -5,17 +5,19 @@ in WAL mode with every write its own committed transaction (:class:`transaction`
 function answers: a write that was answered is in the file even if the engine process is
 killed right after (``SIGKILL`` included). ``synchronous="NORMAL"`` (the default) leaves the
 last transactions to the operating system's cache, so a power cut may lose them; ``"FULL"``
-syncs every commit to disk (slower). Values are JSON text (:func:`dump`).
+syncs every commit to disk (slower). Values are JSON text (:func:`dump`). :class:`SqliteFile`
+is the file handling the adapters share: the options, open, close and the open connection.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Synchronous", "check_options", "dump", "open_db", "transaction"]
+__all__ = ["SqliteFile", "Synchronous", "check_options", "dump", "open_db", "transaction"]
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -62,3 +64,39 @@ class transaction:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+class SqliteFile:
+    """The sqlite file of one adapter: ``table`` in ``path`` (created with its directory if
+    missing), opened by :meth:`_open_file` and closed by :meth:`close`."""
+
+    what = "sqlite"
+    """What the adapter keeps, for the error of a use before :meth:`open`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, table: str, synchronous: Synchronous,
+                 busy_timeout_ms: int) -> None:
+        check_options(table, synchronous)
+        self.path = Path(path)
+        self.table = table
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self._db: sqlite3.Connection | None = None
+
+    def _open_file(self, schema: str) -> bool:
+        """Open the file with ``schema`` (``{table}`` filled in); ``False`` if already open."""
+        if self._db is not None:
+            return False
+        self._db = open_db(self.path, schema.format(table=self.table),
+                           synchronous=self.synchronous, busy_timeout_ms=self.busy_timeout_ms)
+        return True
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"the sqlite {self.what} adapter is not open")
+        return self._db

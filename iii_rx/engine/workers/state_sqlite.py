@@ -16,16 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
-from pathlib import Path
 from typing import Any, ClassVar
 
 from iii_rx.engine.workers._common import MISSING
 from iii_rx.engine.workers.sqlite_common import (
+    SqliteFile,
     Synchronous,
-    check_options,
     dump,
-    open_db,
     transaction,
 )
 from iii_rx.engine.workers.state_store import Mutate
@@ -44,40 +41,23 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 
 
-class SqliteStateAdapter:
+class SqliteStateAdapter(SqliteFile):
     """State in the sqlite file ``path`` (created with its directory if missing).
 
     ``table`` lets another worker keep its own values in the same file.
     """
 
     inline: ClassVar[bool] = True
+    what = "state"
 
     def __init__(self, path: str | os.PathLike[str], *, table: str = "state",
                  synchronous: Synchronous = "NORMAL", busy_timeout_ms: int = 5000) -> None:
-        check_options(table, synchronous)
-        self.path = Path(path)
-        self.table = table
-        self.synchronous = synchronous
-        self.busy_timeout_ms = busy_timeout_ms
-        self._db: sqlite3.Connection | None = None
+        super().__init__(path, table=table, synchronous=synchronous,
+                         busy_timeout_ms=busy_timeout_ms)
 
     async def open(self) -> None:
-        if self._db is not None:
-            return
-        self._db = open_db(self.path, _SCHEMA.format(table=self.table),
-                           synchronous=self.synchronous, busy_timeout_ms=self.busy_timeout_ms)
-        log.info("state is kept in %s", self.path)
-
-    async def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            db.close()
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the sqlite state adapter is not open")
-        return self._db
+        if self._open_file(_SCHEMA):
+            log.info("state is kept in %s", self.path)
 
     def _read(self, scope: str, key: str) -> Any:
         row = self._conn.execute(f"SELECT value FROM {self.table} WHERE scope = ? AND key = ?",

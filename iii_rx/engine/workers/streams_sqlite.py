@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 from iii_rx.engine.workers._common import MISSING
 from iii_rx.engine.workers.sqlite_common import (
+    SqliteFile,
     Synchronous,
-    check_options,
     dump,
-    open_db,
     transaction,
 )
 from iii_rx.engine.workers.streams_store import Mutate
@@ -40,35 +37,19 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 
 
-class SqliteStreamAdapter:
+class SqliteStreamAdapter(SqliteFile):
     """Stream items in the sqlite file ``path`` (created with its directory if missing)."""
+
+    what = "stream"
 
     def __init__(self, path: str | os.PathLike[str], *, table: str = "streams",
                  synchronous: Synchronous = "NORMAL", busy_timeout_ms: int = 5000) -> None:
-        check_options(table, synchronous)
-        self.path = Path(path)
-        self.table = table
-        self.synchronous = synchronous
-        self.busy_timeout_ms = busy_timeout_ms
-        self._db: sqlite3.Connection | None = None
+        super().__init__(path, table=table, synchronous=synchronous,
+                         busy_timeout_ms=busy_timeout_ms)
 
     async def open(self) -> None:
-        if self._db is None:
-            self._db = open_db(self.path, _SCHEMA.format(table=self.table),
-                               synchronous=self.synchronous,
-                               busy_timeout_ms=self.busy_timeout_ms)
+        if self._open_file(_SCHEMA):
             log.info("stream items are kept in %s", self.path)
-
-    async def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            db.close()
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the sqlite stream adapter is not open")
-        return self._db
 
     def _read(self, stream: str, group: str, item: str) -> Any:
         row = self._conn.execute(
