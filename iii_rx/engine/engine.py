@@ -30,7 +30,7 @@ part                    receives
 ``EngineServer``        the config, the dispatcher (its ``serve``, behind a listener guard
                         when the main port has middleware or RBAC), the hub
 ``ListenerServers``     the further listeners, the config, the dispatcher, the hub
-``CoreServices``        the config, registry, triggers, router, hub, dispatcher
+``CoreServices``        the config, registry, triggers, router, hub, dispatcher, servers
 extensions              the services (:class:`~iii_rx.engine.services.EngineServices`)
 ======================  ===========================================================
 
@@ -235,7 +235,7 @@ class Engine:
         self.services = CoreServices(config=config, registry=self.registry,
                                      triggers=self.triggers, router=self.router,
                                      channels=self.hub, dispatcher=self.dispatcher,
-                                     server=self._server)
+                                     servers=(self._server, *self.listeners.servers))
         """What extensions get (:class:`~iii_rx.engine.services.EngineServices`)."""
         self._rest = RestExtension()
         self.workers = BuiltinWorkers.create(state_file=config.state_file,

@@ -50,6 +50,7 @@ trigger providers, not from other threads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
@@ -199,7 +200,8 @@ class EngineServices(Protocol):
         ...
 
     def set_telemetry_sink(self, sink: TelemetrySink | None) -> None:
-        """Hand every frame received on ``/otel`` to ``sink`` (``None``: discard them)."""
+        """Hand every frame received on ``/otel`` (of every listener) to ``sink`` (``None``:
+        discard them)."""
         ...
 
 
@@ -220,9 +222,10 @@ class CoreServices:
 
     def __init__(self, *, config: EngineConfig, registry: Registry, triggers: Triggers,
                  router: Router, channels: ChannelService, dispatcher: Dispatcher,
-                 server: EngineServer | None = None) -> None:
+                 servers: Sequence[EngineServer] = ()) -> None:
         self._config = config
-        self._server = server
+        self._servers = tuple(servers)
+        """The main port's server and the further listeners' (each mounts ``/otel``)."""
         self._registry = registry
         self._triggers = triggers
         self._router = router
@@ -290,5 +293,5 @@ class CoreServices:
         self._dispatcher.http_function_hook = hook
 
     def set_telemetry_sink(self, sink: TelemetrySink | None) -> None:
-        if self._server is not None:
-            self._server.telemetry_sink = sink
+        for server in self._servers:
+            server.telemetry_sink = sink

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from raw_engine_client import RawWorker, wait_until
@@ -66,3 +67,18 @@ async def test_the_main_port_itself_may_be_guarded() -> None:
         assert "error" not in await worker.call("engine::functions::list", {})
         denied = await worker.call("engine::workers::list", {})
         assert denied["error"]["code"] == "FORBIDDEN"
+
+
+async def test_telemetry_is_taken_on_every_listener() -> None:
+    """A worker exports to its own listener's ``/otel`` (its URL + ``/otel``): the frames of
+    the further listeners reach the same intake as the main port's."""
+    metrics = b'MTRC{"resourceMetrics": []}'
+    async with Engine(port=0, listeners=(Listener(port=0),)) as engine:
+        def taken(count: int) -> Callable[[], bool]:
+            return lambda: engine.otel.frames == count
+
+        for n, url in enumerate(engine.listener_urls, 1):
+            async with ws_connect(f"{url}/otel") as otel:
+                await otel.send(metrics)
+                await engine.otel.wait_for(taken(n))
+        assert engine.otel.rejected == 0
