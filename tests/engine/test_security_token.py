@@ -1,8 +1,8 @@
 """The engine token (issue 12, item 3), over real sockets: with ``Engine(token=...)`` the
-worker socket, ``/otel`` and the channel sockets need ``Authorization: Bearer <token>`` (401 at
-the handshake otherwise, no traceback); iii_rx clients and the official ``iii-sdk`` send it from
-``III_TOKEN`` on their main and channel sockets; reattach tokens compare in constant time; the
-CLI reads ``--token`` / ``III_TOKEN``."""
+worker socket, ``/otel``, the channel sockets and the streams socket need ``Authorization:
+Bearer <token>`` (401 at the handshake otherwise, no traceback); iii_rx clients and the
+official ``iii-sdk`` send it from ``III_TOKEN`` on their main and channel sockets; reattach
+tokens compare in constant time; the CLI reads ``--token`` / ``III_TOKEN``."""
 
 from __future__ import annotations
 
@@ -31,8 +31,14 @@ TOKEN = "t0ken-" + uuid.uuid4().hex
 
 @pytest.fixture
 async def guarded() -> AsyncIterator[Engine]:
-    async with Engine(port=0, namespace_grace_ms=50, token=TOKEN) as engine:
+    async with Engine(port=0, namespace_grace_ms=50, token=TOKEN, stream_port=0) as engine:
         yield engine
+
+
+def stream_url(engine: Engine) -> str:
+    socket = engine.workers.streams.socket
+    assert socket is not None and socket.port is not None
+    return f"ws://127.0.0.1:{socket.port}/"
 
 
 async def handshake_status(url: str, headers: dict[str, str] | None = None) -> int:
@@ -57,7 +63,7 @@ async def test_every_path_refuses_a_missing_or_wrong_token(
         caplog: pytest.LogCaptureFixture) -> None:
     pair = guarded.hub.create(None)
     for url in (guarded.url, f"{guarded.url}/otel", channel_url(guarded, pair["reader"], "read"),
-                f"{guarded.url}/nowhere"):
+                f"{guarded.url}/nowhere", stream_url(guarded)):
         assert await handshake_status(url, headers) == 401, url
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
@@ -67,6 +73,7 @@ async def test_the_right_token_opens_every_path(guarded: Engine) -> None:
     worker = await RawWorker.connect(guarded.url, additional_headers=bearer)
     assert worker.hello["type"] == "workerregistered"
     assert await handshake_status(f"{guarded.url}/otel", bearer) == 101
+    assert await handshake_status(stream_url(guarded), bearer) == 101
     pair = guarded.hub.create(None)
     async with connect(channel_url(guarded, pair["writer"], "write"),
                        additional_headers=bearer) as writer, \

@@ -16,7 +16,9 @@ matching subscription):
 ``{"type": "stream", "timestamp", "streamName", "groupId", "id", "event": {"type": "sync" |
 "create" | "update" | "delete" | "unauthorized" | "event", ...}}``.
 
-With ``stream_auth_function`` set, each connection first calls that function with
+With the engine's ``token`` set, a handshake without ``Authorization: Bearer <token>`` is
+refused (401), as on every other port of the engine. With ``stream_auth_function`` set, each
+connection first calls that function with
 ``{headers, path, query_params, addr}``; the ``context`` of its answer is passed to the join and
 leave bindings of that connection (a failed call leaves the context empty, as in the Rust
 engine). The auth function and each binding get :data:`CALL_TIMEOUT_S` to answer: one that
@@ -33,13 +35,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from iii_rx.aio import TaskSet
+from iii_rx.engine.auth import bearer_token_ok
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding
@@ -148,7 +153,7 @@ class StreamSocket:
         return int(next(iter(self._server.sockets)).getsockname()[1])
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await serve(self._serve, host, port)
+        self._server = await serve(self._serve, host, port, process_request=self._check_token)
         log.info("stream socket listening on %s:%d", host, self.port)
 
     async def stop(self) -> None:
@@ -167,6 +172,17 @@ class StreamSocket:
                     client.send(message)
 
     # ------------------------------------------------------------------ one connection
+
+    def _check_token(self, connection: ServerConnection, request: Request) -> Response | None:
+        """401 unless the handshake carries the engine's token (when it has one)."""
+        token = self.services.config.token
+        if token is None or bearer_token_ok(request.headers.get("Authorization"), token):
+            return None
+        _failures.log(logging.WARNING, "unauthorized", "stream socket: refused a connection "
+                      "from %s: missing or wrong token", printable(connection.remote_address))
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     async def _authenticate(self, connection: ServerConnection) -> Any:
         if not self.auth_function:
