@@ -11,7 +11,9 @@ import pytest
 
 from iii_rx import protocol as p
 
-FRAMES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "frames.jsonl"
+FRAMES = Path(__file__).with_name("captured_frames.jsonl")
+"""27 real frames, one per distinct shape, captured between the official Python SDK 0.25, the
+Node SDK 0.22.1 and the Rust engine 0.23 (``dir``: ``w2e`` worker to engine, ``e2w`` back)."""
 
 
 def captured() -> list[dict[str, Any]]:
