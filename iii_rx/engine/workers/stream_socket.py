@@ -215,9 +215,9 @@ class StreamSocket:
                 kind, subscription = parsed
                 if kind == "join":
                     await self._join(client, subscription)
-                else:
-                    await self._notify(self.leave_bindings, subscription.event(client.context))
+                else:  # no change goes out once the client asked to leave
                     client.subscriptions.pop(subscription.subscription_id, None)
+                    await self._notify(self.leave_bindings, subscription.event(client.context))
         except ConnectionClosed:
             pass
         finally:
