@@ -160,7 +160,11 @@ class EngineLink:
                 raise
             except Exception as exc:  # unreachable, refused, dropped: retry
                 self.connected.clear()
-                log.debug("telemetry socket %s: %s; retrying in %.1fs", self.url, exc, delay)
+                # The first failure in a row is a WARNING (a wrong token or URL loses every
+                # span, and would otherwise go unseen); its retries stay at DEBUG.
+                level = logging.DEBUG if delay > 0.5 else logging.WARNING
+                log.log(level, "telemetry socket %s: %s; retrying in %.1fs", self.url, exc,
+                        delay)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 30.0)
 

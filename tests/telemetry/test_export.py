@@ -274,3 +274,31 @@ async def test_the_telemetry_socket_sends_the_clients_token(fresh_otel: None) ->
             await asyncio.wait_for(link.connected.wait(), 10)
         await engine.otel.wait_for(lambda: any(s["service_name"] == "rx-token"
                                                for s in engine.otel.spans))
+
+
+async def test_a_refused_telemetry_socket_is_logged_as_a_warning() -> None:
+    """A wrong token (or URL) loses every span: the first failure says so at WARNING, the
+    retries after it stay at DEBUG."""
+    import logging
+
+    refused = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING and "401" in record.getMessage():
+                loop.call_soon_threadsafe(refused.set)
+
+    handler = Seen()
+    logging.getLogger("iii_rx.telemetry").addHandler(handler)
+    try:
+        async with Engine(token="s3cret") as engine:
+            link = export.EngineLink(export.otel_url(engine.url),
+                                     {"Authorization": "Bearer wrong"}, loop)
+            link.start()
+            try:
+                await asyncio.wait_for(refused.wait(), 10)
+            finally:
+                await link.aclose()
+    finally:
+        logging.getLogger("iii_rx.telemetry").removeHandler(handler)
