@@ -212,3 +212,34 @@ def test_sqlite_queue_adapter_redelivers_what_was_in_flight_first(tmp_path: Path
         await reopened.close()
 
     asyncio.run(run())
+
+
+def test_a_topics_dead_letters_are_listed_after_a_restart_before_it_binds(
+        tmp_path: Path) -> None:
+    """A subscriber's queue is known by its topic from its binding; after a restart its dead
+    letters are in the file before any worker binds again, and the inspection functions must
+    find them by the topic (the subscriber's function id contains ``::`` too)."""
+    async def run() -> None:
+        path = tmp_path / "queues.db"
+        adapter = SqliteQueueAdapter(path)
+        await adapter.open()
+        letter = Message("billing::charge", "default", {"order": 7})
+        key = "orders::created::billing::charge@default"
+        adapter.push(key, letter, limit=10)
+        taken = adapter.take(key)
+        assert taken is not None
+        taken.attempts, taken.last_error = 3, "card declined"
+        adapter.dead_letter(key, taken, limit=10)
+        await adapter.close()
+
+        async with Engine(port=0, queue_file=path, **ENGINE_TIMERS) as engine:
+            [listed] = await engine.call("engine::queue::dlq_messages",
+                                         {"topic": "orders::created"})
+            assert (listed["id"], listed["error"]) == (letter.id, "card declined")
+            topics = await engine.call("engine::queue::dlq_topics", {})
+            assert {"topic": "orders::created", "broker_type": "builtin",
+                    "message_count": 1} in topics
+            assert await engine.call("iii::queue::redrive", {"queue": "orders::created"}) == {
+                "queue": "orders::created", "redriven": 1}
+
+    asyncio.run(run())

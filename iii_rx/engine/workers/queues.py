@@ -277,9 +277,20 @@ class QueueWorker:
             TRIGGER_TYPE, DEFAULT_NAMESPACE, "Durable subscription to a queue topic",
             provider=self, worker_name=WORKER_NAME,
             trigger_request_format=_SUBSCRIBER_SCHEMA, call_request_format={}))
-        for key in self.store.queues():  # named queues holding messages from a previous run
+        for key in self.store.queues():  # queues holding messages from a previous run
             if key.startswith(NAMED_PREFIX):
                 self.named_consumer(key[len(NAMED_PREFIX):])
+            elif key not in self._topic_of:
+                self._remember_topic(key)
+
+    def _remember_topic(self, key: str) -> None:
+        """The topic of a subscriber's queue ``{topic}::{function}@{namespace}`` found in the
+        store before its binding, read off with a dead letter's function and namespace (both
+        the topic and the function id may contain ``::``)."""
+        for message in self.store.dead_letters(key)[:1]:
+            suffix = f"::{message.function_id}@{message.namespace}"
+            if key.endswith(suffix) and len(key) > len(suffix):
+                self._topic_of[key] = key[:-len(suffix)]
 
     async def stop(self) -> None:
         for timer in self._timers:
@@ -428,8 +439,9 @@ class QueueWorker:
         return {"messageReceiptId": message.id}
 
     def _keys_of(self, name: str) -> list[str]:
-        """The internal queues a user-facing name means: a topic's (one per subscribed
-        function, bound now or holding messages), else the named queue."""
+        """The internal queues a user-facing name means: a topic's (one per function bound
+        to it since the start, or holding dead letters of a previous run), else the named
+        queue."""
         keys = sorted(key for key, topic in self._topic_of.items() if topic == name)
         return keys or [NAMED_PREFIX + name]
 
