@@ -31,7 +31,9 @@ __all__ = [
     "bad_input",
     "config_object",
     "config_str",
+    "count_or",
     "json_kind",
+    "optional_count",
     "optional_str",
     "require_object",
     "require_str",
@@ -80,6 +82,22 @@ def require_str(function_id: str, data: dict[str, Any], field: str) -> str:
     if not isinstance(value, str):
         raise bad_input(function_id, f"field `{field}` must be a string, got {json_kind(value)}")
     return value
+
+
+def optional_count(function_id: str, data: dict[str, Any], field: str) -> int | None:
+    """The non-negative integer field ``field`` of ``data``, ``None`` when absent or null."""
+    value = data.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise bad_input(function_id, f"field `{field}` must be a non-negative integer")
+    return value
+
+
+def count_or(function_id: str, data: dict[str, Any], field: str, default: int) -> int:
+    """:func:`optional_count`, ``default`` when absent or null (an offset, a limit)."""
+    value = optional_count(function_id, data, field)
+    return default if value is None else value
 
 
 def optional_str(function_id: str, data: dict[str, Any], field: str) -> str | None:

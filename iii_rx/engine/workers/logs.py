@@ -35,9 +35,9 @@ from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
 from iii_rx.engine.workers._common import (
     Fanout,
-    bad_input,
     config_object,
     config_str,
+    optional_count,
     optional_str,
     require_object,
     require_str,
@@ -186,7 +186,7 @@ class LogsWorker:
     async def _list(self, data: Any, ctx: CallContext) -> dict[str, Any]:
         fid = "engine::logs::list"
         query = require_object(fid, data if data is not None else {})
-        ints = {name: _optional_int(fid, query, name)
+        ints = {name: optional_count(fid, query, name)
                 for name in ("start_time", "end_time", "severity_min", "offset", "limit")}
         trace_id = optional_str(fid, query, "trace_id")
         span_id = optional_str(fid, query, "span_id")
@@ -231,11 +231,3 @@ class LogsWorker:
             "version": ENGINE_VERSION,
         }
 
-
-def _optional_int(function_id: str, data: dict[str, Any], field: str) -> int | None:
-    value = data.get(field)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise bad_input(function_id, f"field `{field}` must be a non-negative integer")
-    return value

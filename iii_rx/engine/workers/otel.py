@@ -36,7 +36,13 @@ from typing import Any
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.registry import CallContext
 from iii_rx.engine.services import EngineServices
-from iii_rx.engine.workers._common import bad_input, optional_str, require_object, require_str
+from iii_rx.engine.workers._common import (
+    bad_input,
+    count_or,
+    optional_str,
+    require_object,
+    require_str,
+)
 from iii_rx.engine.workers.otel_decode import decode_frame
 
 __all__ = ["OtelWorker", "level_of"]
@@ -145,8 +151,8 @@ class OtelWorker:
         q = require_object(fid, data if data is not None else {})
         search_all = _flag(fid, q, "search_all_spans")
         include_internal = _flag(fid, q, "include_internal")
-        offset = _count(fid, q, "offset", 0)
-        limit = _count(fid, q, "limit", 100)
+        offset = count_or(fid, q, "offset", 0)
+        limit = count_or(fid, q, "limit", 100)
         trace_id = optional_str(fid, q, "trace_id")
         trace_ids = _strings(fid, q, "trace_ids")
         service = optional_str(fid, q, "service_name")
@@ -245,15 +251,6 @@ def _flag(fid: str, q: dict[str, Any], field: str) -> bool:
     if value is not None and not isinstance(value, bool):
         raise bad_input(fid, f"field `{field}` must be a boolean")
     return bool(value)
-
-
-def _count(fid: str, q: dict[str, Any], field: str, default: int) -> int:
-    value = q.get(field)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise bad_input(fid, f"field `{field}` must be a non-negative integer")
-    return value
 
 
 def _number(fid: str, q: dict[str, Any], field: str) -> float | None:

@@ -52,6 +52,7 @@ from iii_rx.engine.workers._common import (
     bad_input,
     config_object,
     config_str,
+    count_or,
     optional_str,
     require_object,
     require_str,
@@ -527,8 +528,8 @@ class QueueWorker:
 
     async def _dlq_messages(self, data: Any, ctx: CallContext) -> list[dict[str, Any]]:
         name = _queue_name(DLQ_MESSAGES, data, "topic", "queue", code="topic_required")
-        offset = _count(DLQ_MESSAGES, data, "offset", 0)
-        limit = _count(DLQ_MESSAGES, data, "limit", 50)
+        offset = count_or(DLQ_MESSAGES, data, "offset", 0)
+        limit = count_or(DLQ_MESSAGES, data, "limit", 50)
         letters = [m for key in self._keys_of(name) for m in self.store.dead_letters(key)]
         letters.sort(key=lambda m: m.failed_at or 0.0, reverse=True)  # newest first
         return [m.describe() for m in letters[offset:offset + limit]]
@@ -546,9 +547,3 @@ def _queue_name(function_id: str, data: Any, field: str, alias: str,
         raise IIIInvocationError(code, "Queue name is required")
     return name
 
-
-def _count(function_id: str, data: dict[str, Any], field: str, default: int) -> int:
-    value = data.get(field, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise bad_input(function_id, f"field `{field}` must be a non-negative integer")
-    return value
