@@ -84,7 +84,8 @@ class HotLane(Connection):
         """Switch the lane on (call from the handler); ``False`` where unsupported."""
         protocol = self.protocol
         if (not supported() or protocol.extensions or not isinstance(protocol.writes, list)
-                or not hasattr(protocol.reader, "buffer")):
+                or not hasattr(protocol.reader, "buffer")
+                or not hasattr(protocol, "current_size")):  # before websockets 15: cur_size
             return False
         high = getattr(self, "max_queue_high", None)
         if isinstance(high, int) and high > 0:
