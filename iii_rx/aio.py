@@ -127,7 +127,8 @@ class LoopBridge:
         """Run ``coro`` on the loop and block this (other) thread for its result.
 
         On the loop's own thread this raises :class:`~iii_rx.errors.LoopDeadlockError`. After
-        ``timeout`` seconds the coroutine is cancelled and ``TimeoutError`` raised.
+        ``timeout`` seconds, or when the wait is interrupted (Ctrl-C, a notebook's interrupt),
+        the coroutine is cancelled and the exception raised.
         """
         try:
             self.check_blocking(what)
@@ -137,7 +138,7 @@ class LoopBridge:
         future = self.submit(coro)
         try:
             return future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except (concurrent.futures.TimeoutError, KeyboardInterrupt):
             future.cancel()
             raise
 
