@@ -3,13 +3,17 @@
 :func:`listener_server` builds one :class:`~iii_rx.engine.server.EngineServer` for a
 :class:`~iii_rx.engine.listeners.Listener`: a plain listener serves workers with the
 dispatcher directly, a guarded one through its :class:`~iii_rx.engine.rbac.ListenerGuard`
-(authentication first, then the dispatcher with the guard). :class:`ListenerServers` starts
+(authentication first, then the dispatcher with the guard); its ``/otel`` sockets pass the
+same authentication before their frames are taken. :class:`ListenerServers` starts
 and closes the further listeners together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import ServerConnection
 
 from iii_rx.engine.channels import ChannelHub
 from iii_rx.engine.config import EngineConfig
@@ -17,7 +21,7 @@ from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.dispatch import Dispatcher
 from iii_rx.engine.listeners import Listener
 from iii_rx.engine.rbac import ListenerGuard
-from iii_rx.engine.server import EngineServer
+from iii_rx.engine.server import EngineServer, ServeWorker
 
 __all__ = ["ListenerServers", "listener_server"]
 
@@ -33,7 +37,23 @@ def listener_server(listener: Listener, config: EngineConfig, dispatcher: Dispat
     async def serve(conn: WorkerConnection) -> None:
         await guard.serve(conn, dispatcher.serve)
 
-    return EngineServer(config, serve, hub, host=host, port=port)
+    return _GuardedServer(guard, config, serve, hub, host=host, port=port)
+
+
+class _GuardedServer(EngineServer):
+    """The server of a guarded listener: ``/otel`` is authenticated as ``/`` is."""
+
+    def __init__(self, guard: ListenerGuard, config: EngineConfig, serve: ServeWorker,
+                 hub: ChannelHub, *, host: str | None, port: int | None) -> None:
+        super().__init__(config, serve, hub, host=host, port=port)
+        self.guard = guard
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        request = ws.request
+        if (request is not None and urlsplit(request.path).path == "/otel"
+                and not await self.guard.admit_telemetry(ws)):
+            return
+        await super()._handle(ws)
 
 
 class ListenerServers:

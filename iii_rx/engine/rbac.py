@@ -59,7 +59,7 @@ from iii_rx.protocol import (
     encode,
 )
 
-__all__ = ["FORBIDDEN", "ListenerGuard"]
+__all__ = ["FORBIDDEN", "ListenerGuard", "refuse_socket"]
 
 log = logging.getLogger("iii_rx.engine")
 
@@ -103,6 +103,18 @@ class ListenerGuard:
             await run(conn, self)
         finally:
             del self.sessions[conn]
+
+    async def admit_telemetry(self, ws: ServerConnection) -> bool:
+        """Authenticate a ``/otel`` socket as a worker's (the Rust engine does, so that
+        telemetry cannot go around the auth function); refused: error frame, close, ``False``."""
+        try:
+            await self.authenticate(ws)
+        except AuthError as exc:
+            self._log.log(logging.WARNING, "auth_refused", "refused telemetry from %s: %s",
+                          printable(ws.remote_address), printable(exc))
+            await refuse_socket(ws, str(exc))
+            return False
+        return True
 
     async def authenticate(self, ws: ServerConnection | None) -> Session:
         """Run the auth function (if any) on the upgrade request; the session it grants."""
@@ -338,10 +350,12 @@ def _str(changes: dict[str, Any], key: str, default: Any) -> Any:
 
 
 async def _refuse(conn: WorkerConnection, message: str) -> None:
+    if conn.ws is not None:
+        await refuse_socket(conn.ws, message)
+
+
+async def refuse_socket(ws: ServerConnection, message: str) -> None:
     """The handshake error frame, then close (the Rust engine's answer to a failed auth)."""
-    ws = conn.ws
-    if ws is None:
-        return
     try:
         await ws.send(encode(ErrorFrame(error=ErrorBody(code="AUTH_ERROR", message=message))))
         await ws.close(1008, "authentication failed")

@@ -46,6 +46,24 @@ async def test_a_refused_upgrade_gets_auth_error_then_close() -> None:
         assert [w.name for w in engine.registry.workers.values()] == ["trusted"]
 
 
+async def test_the_otel_socket_passes_the_same_auth_as_a_worker() -> None:
+    """As on the Rust engine: telemetry on a guarded listener needs what a worker needs (an
+    unauthenticated peer would otherwise feed the logs store and fire ``log`` triggers)."""
+    metrics = b'MTRC{"resourceMetrics": []}'
+    async with guarded_engine(_rbac_listener()) as (engine, trusted):
+        async with ws_connect(port_url(engine) + "/otel",
+                              additional_headers={"x-token": "nope"}) as ws:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert (frame["type"], frame["error"]["code"]) == ("error", "AUTH_ERROR")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+        async with ws_connect(port_url(engine) + "/otel",
+                              additional_headers={"x-token": "plain"}) as ws:
+            await ws.send(metrics)
+            await engine.otel.wait_for(lambda: engine.otel.frames == 1)
+        assert [i["headers"]["x-token"] for i in trusted.auth_inputs] == ["nope", "plain"]
+
+
 async def test_expose_match_allows_and_anything_else_is_forbidden() -> None:
     async with guarded_engine(_rbac_listener()) as (engine, _):
         worker = await raw(engine, "plain")
