@@ -24,14 +24,8 @@ condition function that fails) is retried after ``backoff_ms * 2**(n-1)`` ms, at
 skips the message (no retry). Messages stay in the queue while their subscriber is unbound and
 flow again when it binds.
 
-Dead letters and inspection, as the Rust engine names them (a ``queue`` or ``topic`` argument
-is a topic, or else a named queue): ``iii::queue::redrive {queue}`` → ``{queue, redriven}``,
-``iii::queue::redrive_message`` / ``iii::queue::discard_message {queue, message_id}`` →
-``{queue, message_id, redriven: 0 | 1}``, ``engine::queue::list_topics`` → ``[{name,
-broker_type, subscriber_count}]``, ``engine::queue::topic_stats {topic}`` → ``{depth,
-consumer_count, dlq_depth, config}``, ``engine::queue::dlq_topics`` → ``[{topic, broker_type,
-message_count}]``, ``engine::queue::dlq_messages {topic, offset?, limit?}`` → newest first,
-``[{id, payload, error, failed_at, retries, size_bytes, function_id}]``.
+Dead letters and inspection (``iii::queue::redrive``, ``engine::queue::dlq_messages``, ...):
+:mod:`~iii_rx.engine.workers.queues_admin`.
 """
 
 from __future__ import annotations
@@ -52,13 +46,14 @@ from iii_rx.engine.workers._common import (
     bad_input,
     config_object,
     config_str,
-    count_or,
     optional_str,
     require_object,
     require_str,
 )
+from iii_rx.engine.workers.queues_admin import QueueAdmin
 from iii_rx.engine.workers.queues_store import (
     DEFAULT_QUEUE,
+    NAMED_PREFIX,
     MemoryQueueAdapter,
     Message,
     QueueAdapter,
@@ -75,15 +70,7 @@ _failures = RateLimitedLog(log)
 WORKER_NAME = "iii-queue"
 TRIGGER_TYPE = "durable:subscriber"
 DURABLE_PUBLISH = "iii::durable::publish"
-REDRIVE = "iii::queue::redrive"
-REDRIVE_MESSAGE = "iii::queue::redrive_message"
-DISCARD_MESSAGE = "iii::queue::discard_message"
-LIST_TOPICS = "engine::queue::list_topics"
-TOPIC_STATS = "engine::queue::topic_stats"
-DLQ_TOPICS = "engine::queue::dlq_topics"
-DLQ_MESSAGES = "engine::queue::dlq_messages"
 ENQUEUE = "engine::queue::enqueue"
-NAMED_PREFIX = "__fn_queue::"
 
 _SUBSCRIBER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -262,18 +249,7 @@ class QueueWorker:
             services.add_function(ENQUEUE, self._enqueue, worker=WORKER_NAME, inline=True,
                                   description="Queue a function call on a named queue "
                                               "(the engine's enqueue action)")
-        for function_id, handler, description in (
-                (REDRIVE, self._redrive, "Move a queue's dead letters back to the queue"),
-                (REDRIVE_MESSAGE, self._redrive_message,
-                 "Move one dead letter back to its queue"),
-                (DISCARD_MESSAGE, self._discard_message, "Drop one dead letter"),
-                (LIST_TOPICS, self._list_topics, "The topics and named queues"),
-                (TOPIC_STATS, self._topic_stats, "Depth, consumers and dead letters of a "
-                                                 "topic or named queue"),
-                (DLQ_TOPICS, self._dlq_topics, "Dead-letter counts per topic and queue"),
-                (DLQ_MESSAGES, self._dlq_messages, "The dead letters of a topic or queue")):
-            services.add_function(function_id, handler, worker=WORKER_NAME, inline=True,
-                                  description=description)
+        QueueAdmin(self).install(services, WORKER_NAME)
         services.add_trigger_type(TriggerType(
             TRIGGER_TYPE, DEFAULT_NAMESPACE, "Durable subscription to a queue topic",
             provider=self, worker_name=WORKER_NAME,
@@ -439,111 +415,34 @@ class QueueWorker:
         self._push([consumer.key], lambda _key: message)
         return {"messageReceiptId": message.id}
 
-    def _keys_of(self, name: str) -> list[str]:
+    # ------------------------------------------------------------------ for the inspection
+
+    def keys_of(self, name: str) -> list[str]:
         """The internal queues a user-facing name means: a topic's (one per function bound
         to it since the start, or holding dead letters of a previous run), else the named
         queue."""
         keys = sorted(key for key, topic in self._topic_of.items() if topic == name)
         return keys or [NAMED_PREFIX + name]
 
-    def _named_queues(self) -> list[str]:
+    def topics(self) -> list[str]:
+        """Every topic known (bound since the start, or holding dead letters)."""
+        return sorted(set(self._topic_of.values()))
+
+    def subscriber_count(self, topic: str) -> int:
+        """How many bindings subscribe to ``topic`` now."""
+        return sum(1 for t, _key in self._bindings.values() if t == topic)
+
+    def named_queues(self) -> list[str]:
         """The named queues: ``default``, the configured ones, and those used since."""
         names = {DEFAULT_QUEUE, *self.queue_configs}
         names.update(key[len(NAMED_PREFIX):] for key in (*self._consumers, *self.store.queues())
                      if key.startswith(NAMED_PREFIX))
         return sorted(names)
 
-    def _depths(self, keys: list[str]) -> tuple[int, int]:
-        """``(waiting + in flight, dead letters)`` over ``keys``."""
-        depth = sum(self.store.pending(k) + self.store.in_flight(k) for k in keys)
-        return depth, sum(len(self.store.dead_letters(k)) for k in keys)
-
-    def _topics_and_queues(self) -> list[tuple[str, list[str], int]]:
-        """``(name, internal keys, consumers)`` of every topic, then every named queue."""
-        rows: list[tuple[str, list[str], int]] = []
-        for topic in sorted(set(self._topic_of.values())):
-            keys = self._keys_of(topic)
-            bound = sum(1 for t, _key in self._bindings.values() if t == topic)
-            rows.append((topic, keys, bound))
-        for name in self._named_queues():
-            config = self.queue_configs.get(name, self.default_config)
-            rows.append((name, [NAMED_PREFIX + name], config.slots))
-        return rows
-
-    async def _redrive(self, data: Any, ctx: CallContext) -> dict[str, Any]:
-        name = _queue_name(REDRIVE, data, "queue", "topic")
-        total = 0
-        for key in self._keys_of(name):
-            for message in self.store.take_dead_letters(key):
-                self._revive(key, message)
-                total += 1
-        return {"queue": name, "redriven": total}
-
-    def _revive(self, key: str, message: Message) -> None:
+    def revive(self, key: str, message: Message) -> None:
+        """Put a dead letter back at the end of its queue, its attempts reset."""
         message.attempts, message.failed_at = 0, None
         self.store.requeue(key, message)
         consumer = self._consumers.get(key)
         if consumer is not None:
             consumer.wake.set()
-
-    async def _one_dead_letter(self, function_id: str, data: Any,
-                               redrive: bool) -> dict[str, Any]:
-        name = _queue_name(function_id, data, "queue", "topic")
-        message_id = require_str(function_id, data, "message_id")
-        if not message_id:
-            raise IIIInvocationError("message_id_not_set", "Message ID is required")
-        found = 0
-        for key in self._keys_of(name):
-            for message in self.store.take_dead_letters(key, message_id):
-                if redrive:
-                    self._revive(key, message)
-                found += 1
-        return {"queue": name, "message_id": message_id, "redriven": found}
-
-    async def _redrive_message(self, data: Any, ctx: CallContext) -> dict[str, Any]:
-        return await self._one_dead_letter(REDRIVE_MESSAGE, data, redrive=True)
-
-    async def _discard_message(self, data: Any, ctx: CallContext) -> dict[str, Any]:
-        return await self._one_dead_letter(DISCARD_MESSAGE, data, redrive=False)
-
-    async def _list_topics(self, data: Any, ctx: CallContext) -> list[dict[str, Any]]:
-        return [{"name": name, "broker_type": "builtin", "subscriber_count": consumers}
-                for name, _keys, consumers in self._topics_and_queues()]
-
-    async def _topic_stats(self, data: Any, ctx: CallContext) -> dict[str, Any]:
-        name = _queue_name(TOPIC_STATS, data, "topic", "queue", code="topic_required")
-        keys = self._keys_of(name)
-        depth, dead = self._depths(keys)
-        if keys[0].startswith(NAMED_PREFIX):
-            consumers = self.queue_configs.get(name, self.default_config).slots
-        else:
-            consumers = sum(1 for t, _key in self._bindings.values() if t == name)
-        return {"depth": depth, "consumer_count": consumers, "dlq_depth": dead,
-                "config": None}
-
-    async def _dlq_topics(self, data: Any, ctx: CallContext) -> list[dict[str, Any]]:
-        return [{"topic": name, "broker_type": "builtin",
-                 "message_count": self._depths(keys)[1]}
-                for name, keys, _consumers in self._topics_and_queues()]
-
-    async def _dlq_messages(self, data: Any, ctx: CallContext) -> list[dict[str, Any]]:
-        name = _queue_name(DLQ_MESSAGES, data, "topic", "queue", code="topic_required")
-        offset = count_or(DLQ_MESSAGES, data, "offset", 0)
-        limit = count_or(DLQ_MESSAGES, data, "limit", 50)
-        letters = [m for key in self._keys_of(name) for m in self.store.dead_letters(key)]
-        letters.sort(key=lambda m: m.failed_at or 0.0, reverse=True)  # newest first
-        return [m.describe() for m in letters[offset:offset + limit]]
-
-
-def _queue_name(function_id: str, data: Any, field: str, alias: str,
-                code: str = "queue_not_set") -> str:
-    """The queue or topic a function is about (``field``, or its ``alias``), non-empty."""
-    data = require_object(function_id, data)
-    key = field if field in data or alias not in data else alias
-    name = require_str(function_id, data, key)
-    if not name:
-        if code == "topic_required":
-            raise IIIInvocationError(code, "topic is required")
-        raise IIIInvocationError(code, "Queue name is required")
-    return name
-

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "DEFAULT_QUEUE",
+    "NAMED_PREFIX",
     "MemoryQueueAdapter",
     "Message",
     "QueueAdapter",
@@ -28,6 +29,9 @@ __all__ = [
 
 DEFAULT_QUEUE = "default"
 """The named queue that always exists (as in the Rust engine)."""
+NAMED_PREFIX = "__fn_queue::"
+"""The store key of named queue ``q`` is ``NAMED_PREFIX + q`` (a topic subscriber's is
+``{topic}::{function}@{namespace}``)."""
 
 
 @dataclass(frozen=True)
