@@ -5,10 +5,10 @@ did, as redefining a Python function does. Two calls would otherwise keep the pr
 effect alive: ``connect_sync()`` (a second client, and a second embedded engine, next to the
 first one's loop thread, which nothing references any more) and ``register_function`` (the id
 is taken). This module tells the client which cell is running, so that :mod:`iii_rx.connect`
-can close the client an earlier run of the same cell opened, and whether code runs in a
-kernel, so that :class:`~iii_rx.registrations.Registrations` lets a handler replace the one
-registered under its id. Outside IPython every function here returns ``None``/``False`` at
-the cost of a ``sys.modules`` lookup.
+can close the client an earlier run of the same cell opened, and so that
+:class:`~iii_rx.registrations.Registrations` lets a handler replace the one an earlier run of
+the same cell registered under its id. Outside IPython every function here returns
+``None``/``False`` at the cost of a ``sys.modules`` lookup.
 
 :class:`LiveView` is a display any thread can update in place: the client's streams emit on
 its loop thread, in the context of the cell that subscribed, and an update sent in that

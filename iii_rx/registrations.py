@@ -33,7 +33,7 @@ from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.calls import call_namespace, request_fields
 from iii_rx.errors import IIIRegistrationRejectedError, error_from_body
 from iii_rx.functions import FunctionEntry, FunctionSpec, FunctionState, Sink
-from iii_rx.notebook import in_kernel
+from iii_rx.notebook import Cell, current_cell
 from iii_rx.protocol import TriggerRegistrationResult
 from iii_rx.triggers import TriggerBinding, TriggerHandle, TriggerType
 
@@ -87,6 +87,8 @@ class Registrations:
         self._functions: dict[str, FunctionEntry] = {}
         self.functions: Mapping[str, FunctionEntry] = MappingProxyType(self._functions)
         """Live read-only view of the functions by id (lock-free: the worker's hot path)."""
+        self._cells: dict[str, Cell] = {}
+        """The notebook cell (and run) that registered each handler, when one did."""
         self._bindings: dict[str, TriggerHandle] = {}
         self._types: dict[str, TriggerType] = {}
         self._refusal: Callable[[], BaseException] | None = None
@@ -108,31 +110,42 @@ class Registrations:
         Returns the function's entry.
 
         ``ValueError`` if the function has a sink that must be alone (a handler) or ``sink``
-        must be alone and the function exists. In a notebook kernel a handler registered again
-        replaces the previous one instead (a re-run cell): the previous handle is detached
-        (its ``unregister()`` does nothing), invocations already given to it finish there.
+        must be alone and the function exists. In a notebook kernel, a handler registered
+        again by a later run of the cell that registered it replaces it instead (a re-run
+        cell): the previous handle is detached (its ``unregister()`` does nothing), invocations
+        already given to it finish there. Another cell taking the id is still refused: it is
+        as likely a copy-paste slip as a wish to replace a handler defined elsewhere.
         """
         self._check()
+        cell = current_cell(1) if sink.exclusive else None
         with self._lock:
             entry = self._functions.get(spec.id)
             if entry is not None and (sink.exclusive or any(s.exclusive for s in entry.sinks)):
-                if not (sink.exclusive and all(s.exclusive for s in entry.sinks)
-                        and in_kernel()):
+                if not (all(s.exclusive for s in entry.sinks)
+                        and self._rerun(spec.id, cell)):
                     raise ValueError(
                         f"function {spec.id!r} is already registered by this client: call "
                         "unregister() on the handle the first registration returned (or "
                         "dispose its subscriptions), or use another id")
-                log.info("function %r registered again: the new handler replaces the "
-                         "previous one", spec.id)
+                log.info("function %r registered again by its cell: the new handler replaces "
+                         "the previous one", spec.id)
                 send, entry.spec, entry.sinks = spec != entry.spec, spec, (sink,)
             else:
                 send = entry is None
                 if entry is None:
                     entry = self._functions[spec.id] = FunctionEntry(spec, self._bridge)
                 entry.sinks = (*entry.sinks, sink)
+            if cell is not None:
+                self._cells[spec.id] = cell
         if send:
             self._send(spec.register_frame())
         return entry
+
+    def _rerun(self, function_id: str, cell: Cell | None) -> bool:
+        """Whether ``cell`` is a later run of the cell that registered ``function_id``."""
+        first = self._cells.get(function_id)
+        return (cell is not None and first is not None and first.key == cell.key
+                and first.execution != cell.execution)
 
     def remove_sink(self, function_id: str, sink: Sink) -> None:
         """Remove ``sink``; when it was the last, unregister the function (idempotent)."""
@@ -144,6 +157,7 @@ class Registrations:
             if entry.sinks:
                 return
             del self._functions[function_id]
+            self._cells.pop(function_id, None)
             closed = self._closed
         entry.status.set(FunctionState.UNREGISTERED)
         if self.on_removed is not None:

@@ -130,9 +130,10 @@ def test_running_a_connect_sync_cell_again_replaces_its_client(kernel: Kernel) -
 
 def test_running_a_register_function_cell_again_replaces_the_handler(kernel: Kernel) -> None:
     kernel.ok("iii = iii_rx.connect_sync()")
-    kernel.ok("handle = iii.register_function('nb::answer', lambda data: 41)")
+    kernel.ok("handle = iii.register_function('nb::answer', lambda data: 41)", cell_id="c-1")
     reply, output = kernel.run("handle = iii.register_function('nb::answer', lambda data: 42,\n"
-                               "                               description='fixed')")
+                               "                               description='fixed')",
+                               cell_id="c-1")     # the same cell, edited and run again
     assert reply["status"] == "ok", output
     assert kernel.value("iii.trigger('nb::answer').result(timeout=10)") == 42
     assert kernel.value("iii.function_ids") == ["nb::answer"]
@@ -142,6 +143,26 @@ def test_running_a_register_function_cell_again_replaces_the_handler(kernel: Ker
     assert listed == ["fixed"]                 # the new registration reached the engine
     kernel.ok("handle.unregister()")
     assert kernel.value("iii.function_ids") == []
+    kernel.ok("iii.close()")
+
+
+def test_another_cell_taking_a_registered_id_is_refused(kernel: Kernel) -> None:
+    kernel.ok("iii = iii_rx.connect_sync()")
+    first = "first = iii.register_function('nb::taken', lambda data: 1)"
+    kernel.ok(first)                           # no cell id: the cell is known by its text
+    for code, cell_id in [("second = iii.register_function('nb::taken', lambda data: 2)", None),
+                          ("second = iii.register_function('nb::taken', lambda data: 2)", "c-2"),
+                          ("for n in (1, 2): iii.register_function('nb::loop', lambda d: n)",
+                           None)]:
+        reply, output = kernel.run(code, cell_id)
+        assert reply["status"] == "error" and reply["ename"] == "ValueError", output
+        assert "is already registered by this client: call unregister() on the handle" \
+            in reply["evalue"]
+    assert kernel.value("iii.trigger('nb::taken').result(timeout=10)") == 1
+    kernel.ok(first)                           # the first cell, run again: replaces
+    kernel.ok("first.unregister()")
+    kernel.ok("second = iii.register_function('nb::taken', lambda data: 2)")
+    assert kernel.value("iii.trigger('nb::taken').result(timeout=10)") == 2
     kernel.ok("iii.close()")
 
 
