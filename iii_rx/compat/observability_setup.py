@@ -7,7 +7,9 @@ socket (``config.engine_ws_url``, else ``III_URL``, else ``ws://localhost:49134`
 loop of its own, or from ``loop`` when given (:mod:`iii_rx.telemetry.export`). Later calls
 are no-ops until ``shutdown_otel``.
 
-``shutdown_otel`` flushes and closes that socket. OpenTelemetry lets a process set its
+``shutdown_otel`` flushes and closes that socket; called on the socket's own loop it cannot
+wait, so the close runs as a task this module holds until it ends, and
+``shutdown_otel_async`` awaits it. OpenTelemetry lets a process set its
 providers once, so they stay installed (and keep feeding clients that trace); only the
 engine link goes.
 """
@@ -15,6 +17,7 @@ engine link goes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from typing import Any
@@ -24,10 +27,15 @@ from iii_rx.telemetry.config import OtelConfig, resolve_otel
 __all__ = ["attach_event_loop", "flush_otel", "get_logger", "init_otel", "shutdown_otel",
            "shutdown_otel_async"]
 
+log = logging.getLogger("iii_rx.compat")
+
 DEFAULT_URL = "ws://localhost:49134"
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 """``link`` (the EngineLink, when exporting), ``thread`` (the LoopThread we started)."""
+_closing: set[asyncio.Task[None]] = set()
+"""Closes started on the link's own loop, held until they end (:func:`shutdown_otel_async`
+awaits them)."""
 
 
 def _is_initialized() -> bool:
@@ -105,7 +113,9 @@ def shutdown_otel() -> None:
         except RuntimeError:
             running = None
         if running is link.loop:
-            running.create_task(link.aclose())  # cannot wait on our own loop
+            task = running.create_task(link.aclose())  # cannot wait on our own loop
+            _closing.add(task)
+            task.add_done_callback(_closed)
         elif not link.loop.is_closed():
             future = asyncio.run_coroutine_threadsafe(link.aclose(), link.loop)
             try:
@@ -116,9 +126,20 @@ def shutdown_otel() -> None:
         thread.stop()
 
 
+def _closed(task: asyncio.Task[None]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("closing the telemetry socket failed", exc_info=task.exception())
+
+
 async def shutdown_otel_async() -> None:
-    """:func:`shutdown_otel` from async code, awaiting the socket's close."""
+    """:func:`shutdown_otel` from async code, awaiting the socket's close (also one an
+    earlier :func:`shutdown_otel` started on this loop)."""
     await asyncio.to_thread(shutdown_otel)
+    running = asyncio.get_running_loop()
+    pending = [t for t in _closing if t.get_loop() is running]
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def get_logger() -> Any:

@@ -381,6 +381,22 @@ def test_init_otel_exports_to_the_engine(engine: Any, fresh_otel: None) -> None:
         time.sleep(0.01)
 
 
+def test_shutdown_otel_on_the_link_s_own_loop_is_awaited_by_shutdown_otel_async(
+        engine: Any, fresh_otel: None) -> None:
+    async def main() -> None:
+        init_otel(OtelConfig(enabled=True, service_name="compat-own-loop",
+                             engine_ws_url=engine.url, metrics_export_interval_ms=100_000),
+                  loop=asyncio.get_running_loop())
+        (link,) = export.links()
+        await asyncio.wait_for(link.connected.wait(), 30)
+        sending = link._task
+        shutdown_otel()          # on the link's own loop: it cannot wait for the close
+        await mirror.shutdown_otel_async()
+        assert sending is not None and sending.done()   # the socket is closed, not closing
+
+    asyncio.run(main())
+
+
 def test_init_otel_off_does_nothing(fresh_otel: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_ENABLED", "false")
     init_otel()
