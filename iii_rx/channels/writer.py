@@ -151,8 +151,14 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
             ws = self._ws or await self._open()
         except ChannelClosedError:
             return
-        await ws.close(code, reason)
-        self._end_transfer(None if code == 1000 else reason)
+        error: BaseException | str | None = None if code == 1000 else reason
+        try:
+            await ws.close(code, reason)
+        except BaseException as exc:  # failed or cancelled: the span still ends, as an error
+            error = exc
+            raise
+        finally:
+            self._end_transfer(error)
 
     # ------------------------------------------------------------------ sync twins
 

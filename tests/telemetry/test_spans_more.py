@@ -12,9 +12,12 @@ import aiohttp
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from websockets.utils import accept_key
 
 import iii_rx
+from iii_rx.channels.writer import ChannelWriter
 from iii_rx.engine import Engine
+from iii_rx.protocol import StreamChannelRef
 from iii_rx.telemetry.payload import REDACTED, redacted_json
 
 ON = iii_rx.OtelConfig(enabled=True)
@@ -54,6 +57,47 @@ async def test_channel_transfers_get_spans(engine: Engine,
         assert span.attributes["iii.channel.frames"] == 2
         assert span.status.status_code is StatusCode.UNSET
         assert span.end_time is not None
+
+
+async def test_a_writer_close_cancelled_mid_handshake_still_ends_its_span(
+        engine: Engine, exporter: InMemorySpanExporter) -> None:
+    """A channel server that upgrades and then never answers the close frame: ``close()``
+    waits for it, is cancelled, and the transfer's span ends anyway (as an error)."""
+    upgraded, closing, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        (key,) = [line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                  if line.lower().startswith(b"sec-websocket-key:")]
+        accept = accept_key(key.decode()).encode()
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        upgraded.set()
+        await reader.readexactly(7)              # b"x": 2 header bytes, 4 mask, 1 data
+        await reader.read(1)                     # the client's close frame: left unanswered
+        closing.set()
+        await release.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with iii_rx.connect(str(engine.url), name=unique_name("cc"), otel=ON):
+        writer = ChannelWriter(f"ws://127.0.0.1:{port}",
+                               StreamChannelRef(channel_id="c-1", access_key="k",
+                                                direction="write"))
+        await writer.write(b"x")
+        await upgraded.wait()
+        closing_task = asyncio.create_task(writer.close())
+        await closing.wait()
+        closing_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing_task
+        release.set()
+    server.close()
+    await server.wait_closed()
+    (written,) = named(exporter, "channel write")
+    assert written.end_time is not None and written.status.status_code is StatusCode.ERROR
 
 
 async def test_an_aborted_transfer_ends_its_spans_as_errors(
