@@ -30,7 +30,8 @@ from iii_rx.engine.rbac_config import (
     wildcard_matches,
 )
 
-__all__ = ["AuthError", "Session", "auth_input", "forbidden_message", "session_from_result"]
+__all__ = ["AuthError", "Session", "auth_input", "forbidden_message", "header_map",
+           "session_from_result"]
 
 log = logging.getLogger("iii_rx.engine")
 _warnings = RateLimitedLog(log)
@@ -94,13 +95,19 @@ def _grant_matches(grant: str, function_id: str) -> bool:
 def auth_input(path: str, headers: Any, remote: Any) -> dict[str, Any]:
     """``AuthInput``: lower-case header names (repeats joined with ``, ``), every query value
     per key, and the peer's IP address."""
-    header_map: dict[str, str] = {}
-    for name, value in headers.raw_items():
-        key = name.lower()
-        header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
     query = parse_qs(urlsplit(path).query, keep_blank_values=True)
     ip = str(remote[0]) if isinstance(remote, tuple) and remote else ""
-    return {"headers": header_map, "query_params": query, "ip_address": ip}
+    return {"headers": header_map(headers), "query_params": query, "ip_address": ip}
+
+
+def header_map(headers: Any) -> dict[str, str]:
+    """Request headers (``raw_items()``) by lower-case name, a repeated one's values joined
+    with ``, `` (as HTTP reads them), so an auth function sees every value."""
+    joined: dict[str, str] = {}
+    for name, value in headers.raw_items():
+        key = name.lower()
+        joined[key] = f"{joined[key]}, {value}" if key in joined else value
+    return joined
 
 
 def session_from_result(result: Any, rbac: RbacConfig | None) -> Session:

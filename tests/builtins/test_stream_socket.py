@@ -144,6 +144,25 @@ def test_join_sync_changes_leave(engine: EngineThread, official: Any) -> None:
     assert leaves.empty()
 
 
+def test_a_repeated_header_reaches_the_auth_function_joined_as_rbac_sees_it(
+        engine: EngineThread, official: Any) -> None:
+    iii = official("stream-headers")
+    seen: queue.Queue[dict[str, str]] = queue.Queue()
+
+    def auth(data: dict[str, Any]) -> dict[str, Any]:
+        seen.put(data["headers"])
+        return {"context": None}
+
+    iii.register_function("auth::stream", auth)
+    wait_until(lambda: any(f["function_id"] == "auth::stream" for f in iii.trigger({
+        "function_id": "engine::functions::list", "payload": {}})["functions"]),
+        "the auth function")
+    with connect(socket_url(engine), additional_headers=[("X-Team", "red"),
+                                                         ("x-team", "blue")]):
+        headers = seen.get(timeout=WAIT)
+    assert headers["x-team"] == "red, blue"
+
+
 def test_without_the_port_there_is_no_socket() -> None:
     with Engine.start_in_thread(port=0, **ENGINE_TIMERS) as handle:
         assert handle.engine.workers.streams.socket is None

@@ -46,6 +46,7 @@ from websockets.http11 import Request, Response
 from iii_rx.aio import TaskSet
 from iii_rx.engine.auth import bearer_token_ok
 from iii_rx.engine.logsafe import RateLimitedLog, printable
+from iii_rx.engine.rbac_session import header_map
 from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding
 from iii_rx.errors import IIIInvocationError
@@ -189,7 +190,7 @@ class StreamSocket:
             return None
         request = connection.request
         target = urlsplit(request.path if request is not None else "/")
-        headers = {k.lower(): v for k, v in request.headers.raw_items()} if request else {}
+        headers = header_map(request.headers) if request is not None else {}
         peer = connection.remote_address
         payload = {"headers": headers, "path": target.path,
                    "query_params": parse_qs(target.query, keep_blank_values=True),
