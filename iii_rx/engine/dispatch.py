@@ -7,6 +7,8 @@ through the target's outbound queue, and in-process functions that may take time
 
 Registrations wait in the connection's buffer until ``engine::workers::register`` fixes the
 namespace, or the grace period (``namespace_grace_ms``) fixes it to ``default`` (spec 2.5).
+On a listener with registration hooks they are then admitted in order by the connection's
+:class:`~iii_rx.engine.admission.Admission` task, so a hook never holds the reader.
 
 **HTTP-invoked functions.** A ``registerfunction`` with ``invocation`` is handed to
 :attr:`Dispatcher.http_function_hook`, an async callable ``hook(conn, frame)`` that returns
@@ -48,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
 
+from iii_rx.engine.admission import Admission, needs_admission
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
 from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.hotsocket import HotConnection
@@ -107,15 +110,8 @@ REGISTRATION_LIMIT = "registration_limit_exceeded"
 WorkerEvents = Callable[[str, str], None]
 """``on_worker_event(event, worker_id)``: a worker connected, registered or left."""
 
-_REGISTRATIONS = (
-    RegisterFunction,
-    UnregisterFunction,
-    RegisterTriggerType,
-    UnregisterTriggerType,
-    RegisterTrigger,
-    UnregisterTrigger,
-    RegisterService,
-)
+_REGISTRATIONS = (RegisterFunction, UnregisterFunction, RegisterTriggerType,
+                  UnregisterTriggerType, RegisterTrigger, UnregisterTrigger, RegisterService)
 _TELEMETRY_PREFIXES = (b"OTLP", b"LOGS", b"MTRC")
 _PONG = encode(Pong())
 _NAME_MAX = 280
@@ -153,6 +149,7 @@ class Dispatcher:
         self._drains: dict[WorkerConnection, asyncio.Task[None]] = {}
         self._guards: dict[WorkerConnection, ListenerGuard] = {}
         """Connections of a listener with middleware or RBAC (:mod:`iii_rx.engine.rbac`)."""
+        self._admissions: dict[WorkerConnection, Admission] = {}
 
     # ------------------------------------------------------------------ connection life
 
@@ -162,6 +159,8 @@ class Dispatcher:
         config = self.config
         if guard is not None:
             self._guards[conn] = guard
+            if needs_admission(guard):
+                self._admissions[conn] = Admission(conn, self.apply)
         self.registry.add_worker(conn)
         conn.set_bounds(config.max_queue_bytes, config.stuck_timeout_ms)
         conn.start_writer()
@@ -175,6 +174,8 @@ class Dispatcher:
             await self._read(conn)
         finally:
             self.cleanup(conn)
+            if (admission := self._admissions.pop(conn, None)) is not None:
+                await admission.wait_closed()  # cancelled by cleanup
             code, reason = _close_of(conn)
             if conn.dropped is not None:
                 reason = f"dropped: {conn.dropped}"
@@ -234,8 +235,10 @@ class Dispatcher:
                     self._refuse(conn, frame, "registrations waiting for the namespace")
                     return
                 conn.buffer.append(frame)
-            else:
+            elif (admission := self._admissions.get(conn)) is None:
                 await self.apply(conn, frame)
+            elif not admission.put(frame, self._buffer_cap):
+                self._refuse(conn, frame, "registrations waiting for admission")
         elif isinstance(frame, TriggerRegistrationResult):
             self.triggers.ack(conn, frame)
         elif isinstance(frame, Reattach):
@@ -264,6 +267,8 @@ class Dispatcher:
         drain = self._drains.pop(conn, None)
         if drain is not None:
             drain.cancel()
+        if (admission := self._admissions.get(conn)) is not None:
+            admission.close()  # the pending registrations go; serve awaits the task
         for key in list(conn.functions):
             entry = self.registry.functions.get(key)
             if entry is not None and entry.owner is conn:
@@ -303,6 +308,8 @@ class Dispatcher:
     async def _drain(self, conn: WorkerConnection) -> None:
         try:
             buffer = conn.buffer
+            if buffer and (admission := self._admissions.get(conn)) is not None:
+                admission.take(buffer)  # hooks: applied in order by the admission task
             while buffer and not conn.closed and not conn.rejected:
                 frame = buffer.popleft()
                 try:
