@@ -18,6 +18,7 @@ import pytest
 import websockets
 
 import iii_rx
+from iii_rx.wslane import HotClientConnection
 
 FUNCTION = "lane::echo"
 
@@ -39,10 +40,30 @@ def call(invocation_id: str, pad: int = 0) -> bytes:
                        "data": {"id": invocation_id, "pad": "é" * pad}}).encode()
 
 
+class ClientReads:
+    """Watches what the client's connections are handed (``data_received``): :attr:`ended` is
+    set once a read ends with :attr:`wait_for`, so the burst writes the rest of the cut frame
+    only after the client holds its first part (without that, both writes may arrive in one
+    read and the cut goes untested)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.wait_for: bytes | None = None
+        self.ended = asyncio.Event()
+        received = HotClientConnection.data_received
+
+        def watching(conn: HotClientConnection, data: bytes) -> None:
+            if self.wait_for is not None and data.endswith(self.wait_for):
+                self.ended.set()
+            received(conn, data)
+
+        monkeypatch.setattr(HotClientConnection, "data_received", watching)
+
+
 class BurstEngine:
     """Greets, acks the worker registration, then writes the calls of ``burst`` raw."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_reads: ClientReads) -> None:
+        self.client_reads = client_reads
         self.port = 0
         self.answers: list[dict[str, Any]] = []
         self.done = asyncio.Event()
@@ -74,8 +95,9 @@ class BurstEngine:
                  + server_frame(0, fragmented[50:]) + server_frame(1, call("t2"))
                  + cut[:3000])
         self.expected = 2 + 300 + 1 + 1 + 1 + 1
+        self.client_reads.wait_for = first[-64:]
         ws.transport.write(first)
-        await asyncio.sleep(0.05)  # no event tells that the client read the first part
+        await asyncio.wait_for(self.client_reads.ended.wait(), 10)
         ws.transport.write(cut[3000:] + server_frame(1, call("last")))
 
     @property
@@ -84,8 +106,8 @@ class BurstEngine:
 
 
 @pytest.fixture
-async def burst_engine() -> AsyncIterator[BurstEngine]:
-    engine = BurstEngine()
+async def burst_engine(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BurstEngine]:
+    engine = BurstEngine(ClientReads(monkeypatch))
     async with websockets.serve(engine.handler, "127.0.0.1", 0, compression=None) as server:
         engine.port = server.sockets[0].getsockname()[1]
         yield engine

@@ -14,7 +14,10 @@ import json
 import os
 import struct
 
+import pytest
+
 from iii_rx.engine import Engine
+from iii_rx.engine.hotsocket import HotConnection
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True,
@@ -86,18 +89,44 @@ async def test_frames_of_every_kind_in_one_write_are_answered_in_order(engine: E
     sock.writer.close()
 
 
-async def test_a_frame_cut_across_writes_and_the_next_one(engine: Engine) -> None:
+class Reads:
+    """Counts the bytes the engine's connections were handed (``data_received``), so that a
+    test writes the second part of a cut frame only once the engine has read the first."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.total = 0
+        self._changed = asyncio.Event()
+        received = HotConnection.data_received
+
+        def counting(conn: HotConnection, data: bytes) -> None:
+            self.total += len(data)
+            self._changed.set()
+            received(conn, data)
+
+        monkeypatch.setattr(HotConnection, "data_received", counting)
+
+    async def reach(self, total: int) -> None:
+        while self.total < total:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), 10)
+
+
+async def test_a_frame_cut_across_writes_and_the_next_one(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cut frame's payload looks like a frame of its own: read at the wrong offset, the
     engine would answer "evil" (a binary message that is not JSON gets no answer)."""
+    reads = Reads(monkeypatch)
     sock = await RawSocket.open(engine)
-    await sock.frames(1)
+    await sock.frames(1)  # the engine answered: it has read the handshake
     # A zero mask puts the payload on the wire as is; a 14-byte header.
     cut_frame = frame(2, frame(1, call("evil")) + b" " * 70_000, key=bytes(4))
     whole = cut_frame + frame(1, call("b"))
     for cut in (1, 5, 11, 14, 20, len(cut_frame), len(whole) - 3):
+        read = reads.total
         sock.writer.write(whole[:cut])
         await sock.writer.drain()
-        await asyncio.sleep(0.01)  # let the engine read the first part on its own
+        await reads.reach(read + cut)  # the engine read the whole first part, on its own
+        assert reads.total == read + cut
         sock.writer.write(whole[cut:])
         await sock.writer.drain()
         ((_, payload),) = await sock.frames(1)
