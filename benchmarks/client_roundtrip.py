@@ -1,12 +1,12 @@
 """Client round trips: iii_rx against the official iii-sdk, as a caller and as a worker.
 
-One role at a time, against raw-frame peers that are never the bottleneck (BENCHMARKING.md):
+One role at a time, against raw-frame peers that are never the bottleneck:
 
 * **callers** — iii_rx and the official SDK call the same raw-frame echo worker through the same
   engine: sequential latency (p50/p99) and throughput with 1, 64 and 512 calls in flight, for
   ``async`` calls (``await iii.trigger(...)`` on the client's loop / ``await trigger_async``) and
   for ``blocking`` calls (N threads each blocking in ``.result()`` / ``trigger``).
-  Targets (DECISIONS 19, issue 3): iii_rx >= 1.3x the official SDK (>= 1.5x at 64 in flight),
+  Targets (issue 3): iii_rx >= 1.3x the official SDK (>= 1.5x at 64 in flight),
   p99 no worse.
 * **workers** — a raw-frame caller calls an iii_rx worker and an official-SDK worker (sync
   handler in a thread, async handler as a task) through the same engine. Target: >= 3x.

@@ -13,7 +13,7 @@ Caller, worker and engine each run in a process of their own. Scenarios (all in 
 Each scenario is measured sequentially (one call in flight) and with a window of calls in
 flight (64 by default); the rounds are interleaved across scenarios so that load from other
 processes on the machine spreads over all of them. Figures are the median of the rounds with
-the range beside it. The target is a/b >= 0.7 (DECISIONS 19).
+the range beside it. The target is a/b >= 0.7.
 
     python benchmarks/engine_throughput.py [--duration 1.0] [--rounds 3] [--scenarios a,b,c,d,e]
 """

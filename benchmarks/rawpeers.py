@@ -1,7 +1,7 @@
 """Benchmark peers that are never the bottleneck: raw-frame worker, caller and relay.
 
 A benchmark measures one component at a time, so the peers around it must be as lean as the
-protocol allows (see BENCHMARKING.md). Everything here speaks the iii frames with plain
+protocol allows (see benchmarks/README.md). Everything here speaks the iii frames with plain
 `websockets` + `json` and nothing else:
 
 - ``worker``: registers functions, sends ``engine::workers::register`` (the engine buffers
@@ -49,7 +49,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-# Loopback peers: no compression (DECISIONS 4), no proxy, frames up to 64 MiB like the SDKs.
+# Loopback peers: no compression (the Rust engine does not negotiate it), no proxy, and frames
+# up to 64 MiB like the SDKs.
 WS_OPTIONS: dict[str, Any] = {"compression": None, "max_size": 64 * 1024 * 1024}
 
 

@@ -1,6 +1,6 @@
 """Worker throughput: iii_rx as a worker against the official iii-sdk 0.25 as a worker.
 
-One role at a time (BENCHMARKING.md): a raw-frame caller (``rawpeers.py caller``, never the
+One role at a time (see benchmarks/README.md): a raw-frame caller (``rawpeers.py caller``, never the
 bottleneck) calls an echo function through the embedded iii_rx engine, and only the worker
 changes. Contenders, each in its own process, all in one run:
 
@@ -12,7 +12,7 @@ changes. Contenders, each in its own process, all in one run:
 Each is measured sequentially and with 64 calls in flight; rounds are interleaved (the order
 rotates) so that load from elsewhere hits every contender. Printed: median [min-max] of the
 rounds, p50/p99 latency, the CPU each process spent per call, and per-round ratios
-iii_rx / official for each handler kind. Target (DECISIONS 19): as a worker, iii_rx >= 3x.
+iii_rx / official for each handler kind. Target: as a worker, iii_rx >= 3x.
 
 On two cores the caller, the engine and the worker share the CPU, so throughput ratios are
 compressed towards 1 whatever the worker does; the **worker CPU per call** ratio (official /
@@ -336,7 +336,7 @@ def report(cs: list[Contender], args: argparse.Namespace, load: list[float]) -> 
     print()
     by_key = {c.key: c for c in cs}
     print("RATIOS iii_rx / official iii-sdk, per round (each pair saw the same load), "
-          "median [min-max]; target (DECISIONS 19) >= 3x")
+          "median [min-max]; target >= 3x")
     for handler in args.handlers:
         rx, sdk = by_key.get(f"rx-{handler}"), by_key.get(f"sdk-{handler}")
         if rx is None or sdk is None or rx.failure or sdk.failure:
@@ -377,7 +377,8 @@ def run_bench(args: argparse.Namespace) -> int:
     cs = contenders(args.handlers, not args.no_ceiling)
     load = [os.getloadavg()[0]]
     if args.engine == "rust" and not rust_available():
-        print("the Rust engine is not built (~/.cache/iii-engine/iii); see BENCHMARKING.md")
+        print("the Rust engine is not built (~/.cache/iii-engine/iii);"
+              " see docs/howto/real-engine.md")
         return 1
     with tempfile.TemporaryDirectory(prefix="iii-worker-bench-") as log_dir, \
             contextlib.ExitStack() as stack:
@@ -412,7 +413,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     if args.engine == "rust" and not rust_available():
-        print("the Rust engine is not built (~/.cache/iii-engine/iii); see BENCHMARKING.md")
+        print("the Rust engine is not built (~/.cache/iii-engine/iii);"
+              " see docs/howto/real-engine.md")
         return 1
     c = Contender(f"rx-{args.profile}", f"iii_rx, {args.profile} handler", "rx", args.profile)
     with tempfile.TemporaryDirectory(prefix="iii-worker-profile-") as log_dir, \

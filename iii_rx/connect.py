@@ -1,7 +1,7 @@
 """``connect()`` and ``connect_sync()``: address, identity and headers, then a running client.
 
-Resolution follows spec 1.4: the address is the argument, else ``III_URL``, else an embedded
-engine started in-process on ephemeral ports and owned (stopped) by the client. An address
+Resolution follows docs/protocol.md §1.4: the address is the argument, else ``III_URL``, else an
+embedded engine started in-process on ephemeral ports and owned (stopped) by the client. An address
 that cannot name a worker port (no or wrong scheme, no host, a port out of range) raises
 ``ValueError`` at once: retrying cannot fix it. ``token`` (else ``III_TOKEN``) adds
 ``Authorization: Bearer ...`` unless the caller passed an ``Authorization`` header;
@@ -57,9 +57,10 @@ def _version() -> str:
 
 def resolve_headers(headers: Mapping[str, str] | None,
                     token: str | None = None) -> dict[str, str]:
-    """The caller's headers plus ``Authorization: Bearer <token>`` (spec 1.3), the token being
-    ``token``, else ``III_TOKEN``; an empty ``token`` sends none. An explicit ``token`` with an
-    ``Authorization`` header raises ``ValueError`` (which one should win is not ours to guess).
+    """The caller's headers plus ``Authorization: Bearer <token>`` (docs/protocol.md §1.3), the
+    token being ``token``, else ``III_TOKEN``; an empty ``token`` sends none. An explicit ``token``
+    with an ``Authorization`` header raises ``ValueError`` (which one should win is not ours to
+    guess).
     """
     resolved = dict(headers or {})
     has_header = any(key.lower() == "authorization" for key in resolved)
@@ -130,7 +131,10 @@ def _project_name() -> str:
 
 
 def worker_metadata(name: str, namespace: str | None, description: str | None) -> dict[str, Any]:
-    """The ``engine::workers::register`` payload (spec 2.4), as iii_rx describes itself."""
+    """The ``engine::workers::register`` payload, as iii_rx describes itself.
+
+    See docs/protocol.md §2.4.
+    """
     lang = os.environ.get("LANG", "")
     data: dict[str, Any] = {
         "runtime": "python",

@@ -16,9 +16,9 @@ the wrong type, another frame type) returns ``None`` and goes through the model,
 refusal keeps its exact error. That skips the per-frame model validation, which cost four times
 the parse.
 
-``NaN``/``Infinity`` (spec 5.4): JSON has no such numbers and the Rust engine drops a frame that
-carries one. They are written as the bare tokens the official SDK writes, so the engine relays
-them unchanged (``allow_nan=True``, the default, as in :func:`json.dumps`); the client passes
+``NaN``/``Infinity`` (docs/protocol.md §5.4): JSON has no such numbers and the Rust engine drops a
+frame that carries one. They are written as the bare tokens the official SDK writes, so the engine
+relays them unchanged (``allow_nan=True``, the default, as in :func:`json.dumps`); the client passes
 ``allow_nan=False`` and gets :class:`NonFiniteError` instead. The check reads the text just
 written rather than walking the payload, see :func:`_refuse_non_finite` for what it costs.
 """
@@ -40,7 +40,7 @@ from iii_rx.protocol import EnqueueAction, ErrorBody, VoidAction
 __all__ = ["NON_FINITE", "HotInvoke", "HotResult", "NonFiniteError", "dumps", "invoke_text",
            "read_hot", "result_text"]
 
-NON_FINITE = "NaN and Infinity cannot be sent: JSON has no such numbers (spec 5.4)"
+NON_FINITE = "NaN and Infinity cannot be sent: JSON has no such numbers (docs/protocol.md §5.4)"
 
 
 class NonFiniteError(ValueError):

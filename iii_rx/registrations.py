@@ -1,4 +1,6 @@
-"""What this worker registered with the engine, and replays on every connection (spec 2.3).
+"""What this worker registered with the engine and replays on every connection.
+
+See docs/protocol.md §2.3.
 
 :class:`Registrations` keeps three registries: functions (with the sinks their invocations go
 to), trigger bindings (consumer side) and trigger types (provider side). Adding or removing an

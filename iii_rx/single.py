@@ -10,7 +10,8 @@ call (so ``retry`` re-invokes, and awaiting twice calls twice):
   raises instead of deadlocking.
 * ``single.future()`` — a :class:`concurrent.futures.Future`; cancelling it cancels the call.
 * ``single.subscribe(...)`` — plain Rx; disposing before the answer frees the pending call.
-* ``single.pipe(*ops)`` — another Single (DECISIONS 12): its value is the last one the piped
+* ``single.pipe(*ops)`` — another Single, so ``await iii.trigger(...).pipe(ops.retry(3))``
+  works: its value is the last one the piped
   observable emits, and it fails with :class:`EmptySingleError` if there is none.
 
 Rx signals of a call are delivered on the client's loop.

@@ -1,8 +1,8 @@
 """One websocket to the engine, kept open: connect, reconnect with backoff, ordered writes.
 
 The transport knows frames only as text. Its caller (the client) says what to send first on
-every new connection (the replay of spec 2.3) and receives every message, every loss and every
-state change. Rules it keeps:
+every new connection (the replay of docs/protocol.md §2.3) and receives every message, every loss
+and every state change. Rules it keeps:
 
 * **Ordered, cheap writes.** ``send`` appends to an outbox drained by one writer task per
   connection, so frames leave in the order they were sent and a burst costs one wake-up.
@@ -26,8 +26,8 @@ state change. Rules it keeps:
   is the authoritative state. Results of invocations that arrived on
   a lost connection are dropped: the engine has already answered their callers with
   ``invocation_stopped``.
-* **Large messages** (spec 1.5): above 16 MiB a message is sent in 1 MiB fragments, above 64 MiB
-  it is refused.
+* **Large messages** (docs/protocol.md §1.5): above 16 MiB a message is sent in 1 MiB fragments,
+  above 64 MiB it is refused.
 * **A writer never dies silently.** A writer that crashes is logged, drops the frame it choked
   on and closes its connection with 1011, so the reconnect loop takes over instead of leaving a
   socket that reads but never writes.
@@ -93,7 +93,7 @@ _CLOSE_TIMEOUT = 10.0  # the closing handshake's bound when there are no pings
 _RETRYABLE_STATUS = frozenset({408, 425, 429})  # ask to come back later
 
 OnOpen = Callable[[], list[str]]
-"""Called on every new connection: the frames to send first (the replay of spec 2.3)."""
+"""Called on each new connection: the frames to send first (the replay, docs/protocol.md §2.3)."""
 Item = tuple[str, int, str | None]
 """One frame waiting: its text, its kind, the invocation id of a call."""
 
@@ -188,7 +188,7 @@ class Transport:
 
         Calls wait for this (not just for the socket) so that a call to one of this worker's
         own functions cannot overtake the registrations the engine buffers until
-        ``engine::workers::register`` (spec 2.5).
+        ``engine::workers::register`` (docs/protocol.md §2.5).
         """
         if self._ws is None or self._ready:
             return

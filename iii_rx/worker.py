@@ -8,13 +8,14 @@ the ``invocationresult`` on whatever thread the answer comes from and hands it t
 :class:`HandlerSink` runs ``iii.register_function`` handlers: async handlers as tasks on the
 loop, sync handlers in the client's :class:`~iii_rx._pool.HandlerPool` (the invocation context
 follows them), results sent from where they are produced, and ``max_concurrency`` keeps the
-excess waiting in arrival order (DECISIONS 14). Its tasks belong to the client's
+excess waiting in arrival order (none is refused or dropped: the engine's per-call timeout
+bounds memory). Its tasks belong to the client's
 :class:`WorkerTasks`, cancelled and awaited on close.
 
 **A bound for the whole worker.** An engine may deliver thousands of invocations at once (a
 flood started 20,000 tasks); the :class:`Gate` of the worker (``connect(max_concurrency=...)``,
 default :data:`DEFAULT_MAX_CONCURRENCY`) lets that many async handlers run at once and keeps the
-rest waiting in arrival order, never refused (DECISIONS 14). Sync handlers are bounded by the
+rest waiting in arrival order, never refused. Sync handlers are bounded by the
 pool's threads (``max_workers``) instead, where the excess waits in order too, so counting
 them here would only add a loop hop per call.
 

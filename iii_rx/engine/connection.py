@@ -4,8 +4,8 @@ Sending never blocks the sender. :meth:`WorkerConnection.send` writes the frame 
 the socket's transport when nothing is queued and the transport is not applying back-pressure
 (the common case: no task switch on the relay path); otherwise it appends the text to a queue
 that one writer task per connection drains with flow control. Either way a slow or stuck worker
-can delay only its own frames, never the reader of the worker that called it (spec 12.2 item
-9a). The direct write uses the websockets connection's sans-I/O ``protocol`` and
+can delay only its own frames, never the reader of the worker that called it (docs/protocol.md §12.2
+item 9a). The direct write uses the websockets connection's sans-I/O ``protocol`` and
 ``send_data()``; where a websockets version lacks them, every frame takes the queue.
 
 **Bounds** (docs/guarantees.md, "Bounds and fault detection"). The queue is counted in UTF-8
@@ -20,10 +20,10 @@ to the socket for ``stuck_timeout`` seconds, or when it does not answer a websoc
 reader then ends and the disconnect cleanup fails its calls with ``invocation_stopped``. A frame
 is always accepted into an empty queue, so one message up to the size limit still goes out.
 
-The sets on the connection are what the disconnect cleanup of spec 2.10 walks: the functions,
-trigger bindings and trigger types it owns, and the invocations in flight in both directions
-(:class:`Pending`, kept here because a call in flight and its two connections refer to each
-other).
+The sets on the connection are what the disconnect cleanup of docs/protocol.md §2.10 walks: the
+functions, trigger bindings and trigger types it owns, and the invocations in flight in both
+directions (:class:`Pending`, kept here because a call in flight and its two connections refer to
+each other).
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ class WorkerConnection:
         """Refused by a worker-name conflict: its registrations are ignored until it closes."""
 
         # Namespace: None until engine::workers::register or the grace period fixes it;
-        # registrations arriving meanwhile wait in ``buffer`` in arrival order (spec 2.5).
+        # registrations arriving meanwhile wait in ``buffer`` in arrival order
+        # (docs/protocol.md §2.5).
         self.namespace: str | None = None
         self.buffer: deque[Frame] | None = deque()
         self.draining = False

@@ -1,20 +1,20 @@
 """The life of one worker connection: its reader loop, registrations, reattach, cleanup.
 
-Frames of one connection are handled **in arrival order** by its reader (spec 12.2 item 9a):
-a trigger may name a function registered in the previous frame, and a reconnect's replay must
+Frames of one connection are handled **in arrival order** by its reader (docs/protocol.md §12.2 item
+9a): a trigger may name a function registered in the previous frame, and a reconnect's replay must
 land before later calls. Nothing in the reader waits on another worker: calls are forwarded
 through the target's outbound queue, and in-process functions that may take time run as tasks.
 
 Registrations wait in the connection's buffer until ``engine::workers::register`` fixes the
-namespace, or the grace period (``namespace_grace_ms``) fixes it to ``default`` (spec 2.5).
-On a listener with registration hooks they are then admitted in order by the connection's
+namespace, or the grace period (``namespace_grace_ms``) fixes it to ``default`` (docs/protocol.md
+§2.5). On a listener with registration hooks they are then admitted in order by the connection's
 :class:`~iii_rx.engine.admission.Admission` task, so a hook never holds the reader.
 
 **HTTP-invoked functions.** A ``registerfunction`` with ``invocation`` is handed to
 :attr:`Dispatcher.http_function_hook`, an async callable ``hook(conn, frame)`` that returns
 either an in-process handler (registered as the function, owned by the connection) or a string:
 the reason it was refused. A refusal is logged, the function is not registered, and a call of
-it fails with ``function_not_found`` naming the reason (DECISIONS 8; never
+it fails with ``function_not_found`` naming the reason (never
 ``registrationrejected``, which the official SDK treats as fatal). Without a hook every such
 registration is refused with "HTTP-invoked functions are not enabled". Extensions install it
 through :meth:`iii_rx.engine.services.EngineServices.set_http_function_hook`.
@@ -256,7 +256,7 @@ class Dispatcher:
                       printable(conn.label))
 
     def cleanup(self, conn: WorkerConnection) -> None:
-        """Spec 2.10, once: everything the connection owned goes, callers are told."""
+        """docs/protocol.md §2.10, once: everything the connection owned goes, callers are told."""
         if conn.closed:
             return
         conn.closed = True
@@ -282,7 +282,7 @@ class Dispatcher:
         self.on_worker_event("worker_disconnected", conn.id)
 
     def reattach(self, conn: WorkerConnection, frame: Reattach) -> None:
-        """Spec 2.6: retire the previous connection before the replay that follows.
+        """docs/protocol.md §2.6: retire the previous connection before the replay that follows.
 
         The registry checks the token (constant time) and hands ``conn`` the name lease of
         the worker it proved to be (docs/guarantees.md)."""
@@ -323,7 +323,10 @@ class Dispatcher:
                 del self._drains[conn]
 
     async def register_worker(self, conn: WorkerConnection, data: dict[str, Any]) -> bool:
-        """``engine::workers::register``: metadata, name lease, namespace, drain (spec 8.10)."""
+        """``engine::workers::register``: metadata, name lease, namespace, drain.
+
+        See docs/protocol.md §8.10.
+        """
         raw_ns = data.get("namespace")
         if raw_ns is not None and (not isinstance(raw_ns, str) or not raw_ns.strip()):
             raise IIIInvocationError("INVALID_NAMESPACE", "namespace must be a non-blank string")

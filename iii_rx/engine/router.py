@@ -4,16 +4,16 @@ The hot path (a worker calls a function of another worker) is one decode, one di
 encode and one queue append each way:
 
 * ``invokefunction`` in: resolve ``(namespace or "default", function_id)``, add
-  ``_caller_worker_id`` to an object payload (spec 4.3), queue the handler's frame;
+  ``_caller_worker_id`` to an object payload (docs/protocol.md §4.3), queue the handler's frame;
 * ``invocationresult`` in: pop the pending entry of the *handler's* connection by id and queue
   the handler's frame text to the caller **unchanged** (the caller's id is reused toward the
-  handler, so the text is already the caller's answer; spec 12.3 item 11).
+  handler, so the text is already the caller's answer; docs/protocol.md §12.3 item 11).
 
 Pending entries live on the handler's connection keyed by the id sent to it, so a buggy client
-reusing ids can only confuse itself (spec 4.2); an id already in flight to the same handler
-gets a fresh id toward the handler and its result is re-encoded. Entries are also remembered
+reusing ids can only confuse itself (docs/protocol.md §4.2); an id already in flight to the same
+handler gets a fresh id toward the handler and its result is re-encoded. Entries are also remembered
 on the caller's connection so both sides' cleanup can find them, and a sweep expires very old
-ones (``pending_max_age_ms``) with ``invocation_error`` (spec 12.3 item 13).
+ones (``pending_max_age_ms``) with ``invocation_error`` (docs/protocol.md §12.3 item 13).
 
 In-process functions (``engine::*`` builtins, HTTP-invoked functions) are awaited inline in the
 caller's reader when marked ``inline`` and run as tasks otherwise. :meth:`Router.call` is the
@@ -316,14 +316,15 @@ class Router:
     # ------------------------------------------------------------------ errors, cleanup
 
     def not_found(self, function_id: str, namespace: str) -> dict[str, Any]:
-        """The ``function_not_found`` body of spec 4.3 (plus a refusal reason, DECISIONS 8)."""
+        """The ``function_not_found`` body of docs/protocol.md §4.3, plus why a registration of
+        the function was refused, if it was."""
         elsewhere = [ns for ns in self.registry.namespaces_of(function_id) if ns != namespace]
         refused = self.registry.refusal_reason((namespace, function_id))
         return error_body("function_not_found",
                           function_not_found_message(function_id, namespace, elsewhere, refused))
 
     def halt(self, conn: WorkerConnection) -> None:
-        """Spec 2.10 step 3: stop every call sent to ``conn`` and forget those it made."""
+        """Stop the calls sent to ``conn``, forget those it made (docs/protocol.md §2.10 step 3)."""
         inbound = list(conn.inbound.values())
         conn.inbound.clear()
         for pending in inbound:

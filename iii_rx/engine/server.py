@@ -1,4 +1,4 @@
-"""The engine's websocket port: one server, three kinds of path (spec 1.2).
+"""The engine's websocket port: one server, three kinds of path (docs/protocol.md §1.2).
 
 * ``/`` — a worker connection, handed to ``serve_worker`` (the dispatcher's ``serve``);
 * ``/otel`` — telemetry: accepted and read, each frame handed to :attr:`EngineServer.telemetry_sink`
@@ -14,7 +14,8 @@ is answered 401 (no traceback, one rate-limited log line). Reattach tokens are i
 :class:`~iii_rx.engine.auth.SecretToken`, so comparing one takes constant time too.
 
 Messages up to 64 MiB (fragmented or not) are accepted; bigger ones close that connection with
-1009 (DECISIONS 3). permessage-deflate is off (DECISIONS 4). The engine answers websocket pings
+1009 while every other worker keeps working. permessage-deflate is off: the Rust engine does not
+negotiate it, and on loopback it costs more CPU than it saves. The engine answers websocket pings
 (the library does). Unlike the Rust engine it pings worker sockets (``/``) itself and drops one
 that does not answer (``ping_interval_ms`` / ``ping_timeout_ms``, see
 :class:`~iii_rx.engine.connection.WorkerConnection`); channel sockets are not pinged, since a

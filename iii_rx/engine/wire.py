@@ -31,7 +31,7 @@ __all__ = [
 
 
 def error_body(code: str, message: str, stacktrace: str | None = None) -> dict[str, Any]:
-    """``{"code", "message", "stacktrace"?}`` (spec 3.0)."""
+    """``{"code", "message", "stacktrace"?}`` (docs/protocol.md §3.0)."""
     body: dict[str, Any] = {"code": code, "message": message}
     if stacktrace is not None:
         body["stacktrace"] = stacktrace
@@ -62,9 +62,9 @@ def invoke_text(
 def function_not_found_message(
     function_id: str, namespace: str, elsewhere: list[str], refused: str | None = None
 ) -> str:
-    """Spec 4.3: ``Function {id} not found in namespace {ns}.`` plus where it does exist.
+    """``Function {id} not found in namespace {ns}.`` plus where it exists (docs/protocol.md §4.3).
 
-    ``refused`` names why a registration of this id was turned down (DECISIONS 8), so that the
+    ``refused`` names why a registration of this id was turned down, so that the
     caller of an HTTP-invoked function that could not be registered learns the reason.
     """
     message = f"Function {function_id} not found in namespace {namespace}."

@@ -380,7 +380,8 @@ def _has_non_finite(value: Any) -> bool:
 
 
 def test_the_refusal_text_is_todays() -> None:
-    assert NON_FINITE == "NaN and Infinity cannot be sent: JSON has no such numbers (spec 5.4)"
+    assert NON_FINITE == ("NaN and Infinity cannot be sent: JSON has no such numbers"
+                          " (docs/protocol.md §5.4)")
 
 
 # ----------------------------------------------------------------------------- what cannot be sent
