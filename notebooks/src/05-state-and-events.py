@@ -169,14 +169,15 @@ async with audit.iterate() as entries:
 strict_calls = []
 
 
-def strict(data):
+def ledger_rules(data):
     strict_calls.append(data)
     if data.get("amount", 0) < 0:
         raise ValueError(f"negative amount: {data['amount']}")
     return None
 
 
-iii.register_function("ledger::post", strict)
+# The handler looks the rules up at each call, so a later cell can change them.
+iii.register_function("ledger::post", lambda data: ledger_rules(data))
 iii.register_trigger({"type": "durable:subscriber", "function_id": "ledger::post",
                       "config": {"topic": "ledger",
                                  "queue_config": {"maxRetries": 1, "backoffDelayMs": 50}}})
@@ -191,17 +192,16 @@ for _ in range(100):      # the retry is 50 ms away: look a few times
 [(m["function_id"], m["payload"], m["retries"], m["error"]) for m in dead]
 
 # %% [markdown]
-# Fix the subscriber (a negative amount is a refund), then redrive the dead letters. In a
-# notebook, registering `ledger::post` again **replaces** its handler (a re-run cell does the
-# same; outside a notebook it raises `ValueError`, see `docs/client.md`, Jupyter).
+# Fix the subscriber (a negative amount is a refund) by redefining its rules, then redrive the
+# dead letters. (Registering `ledger::post` again from this cell would raise `ValueError`: only
+# a re-run of the cell that registered it replaces the handler; see `docs/client.md`, Jupyter.)
 
 # %%
-def strict(data):
+def ledger_rules(data):
     strict_calls.append(data)
     return {"refund": -data["amount"]} if data["amount"] < 0 else None
 
 
-iii.register_function("ledger::post", strict)
 print(await iii.trigger("iii::queue::redrive", {"queue": "ledger"}))
 for _ in range(100):
     if len(strict_calls) == 3:       # two failed deliveries, then this one
