@@ -115,9 +115,47 @@ class LoopBridge:
     # ------------------------------------------------------------------ coroutines
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule ``coro`` on the loop from another thread (closes it if the loop is gone)."""
+        """Schedule ``coro`` on the loop from another thread (closes it if the loop is gone).
+
+        Cancelling the returned future cancels the coroutine's task."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._schedule(coro, future)
+        return future
+
+    def _schedule(self, coro: Coroutine[Any, Any, T],
+                  future: concurrent.futures.Future[T]) -> None:
+        """Run ``coro`` as a task on the loop, its outcome copied into ``future``, which the
+        caller made first: a cancel of ``future`` reaches the task however early it comes
+        (``asyncio.run_coroutine_threadsafe`` returns its future only once the coroutine may
+        already run, so an interrupt landing in between would leave the task running)."""
+        loop = self.loop
+
+        def start() -> None:
+            if future.cancelled():
+                coro.close()
+                return
+            task = loop.create_task(coro)
+
+            def settle(done: asyncio.Task[T]) -> None:
+                try:
+                    if done.cancelled():
+                        future.cancel()
+                    elif (exc := done.exception()) is not None:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(done.result())
+                except concurrent.futures.InvalidStateError:
+                    pass  # cancelled by the caller meanwhile
+
+            def cancel_task(f: concurrent.futures.Future[T]) -> None:
+                if f.cancelled() and not loop.is_closed():
+                    loop.call_soon_threadsafe(task.cancel)
+
+            task.add_done_callback(settle)
+            future.add_done_callback(cancel_task)
+
         try:
-            return asyncio.run_coroutine_threadsafe(coro, self.loop)
+            loop.call_soon_threadsafe(start)
         except RuntimeError:
             coro.close()
             raise
@@ -135,8 +173,9 @@ class LoopBridge:
         except LoopDeadlockError:
             coro.close()
             raise
-        future = self.submit(coro)
-        try:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:  # an interrupt may land as soon as the coroutine runs: schedule inside the try
+            self._schedule(coro, future)
             return future.result(timeout)
         except (concurrent.futures.TimeoutError, KeyboardInterrupt):
             future.cancel()
