@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -29,6 +30,24 @@ ENGINE_TIMERS: dict[str, Any] = {
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def call(worker: Any, function_id: str, payload: Any = None, **extra: Any) -> Any:
+    """``worker.trigger`` in the official SDK's request form (``extra``: its other keys)."""
+    return worker.trigger({"function_id": function_id, "payload": payload, **extra})
+
+
+def collector(worker: Any, prefix: str) -> tuple[str, queue.Queue[Any]]:
+    """A function of ``worker`` that puts what it receives on a queue."""
+    received: queue.Queue[Any] = queue.Queue()
+    function_id = unique(prefix)
+
+    def handler(data: Any) -> dict[str, Any]:
+        received.put(data)
+        return {}
+
+    worker.register_function(function_id, handler)
+    return function_id, received
 
 
 def on_engine(handle: EngineThread, fn: Callable[[], T]) -> T:

@@ -15,6 +15,7 @@ from builtins_helpers import (
     ENGINE_TIMERS,
     WAIT,
     EngineProcess,
+    call,
     on_engine,
     unique,
     wait_until,
@@ -42,10 +43,6 @@ def worker(handle: EngineThread) -> Any:
     return register_worker(handle.url, InitOptions(
         worker_name=unique("files"), otel={"enabled": False}, enable_metrics_reporting=False,
         invocation_timeout_ms=int(WAIT * 1000)))
-
-
-def call(iii: Any, function_id: str, payload: Any) -> Any:
-    return iii.trigger({"function_id": function_id, "payload": payload})
 
 
 def test_a_restart_loses_no_item_no_message_and_no_dead_letter(tmp_path: Path) -> None:

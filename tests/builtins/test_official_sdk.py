@@ -13,30 +13,22 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from builtins_helpers import WAIT, on_engine, unique, wait_bound, wait_parked, wait_until
+from builtins_helpers import (
+    WAIT,
+    call,
+    collector,
+    on_engine,
+    unique,
+    wait_bound,
+    wait_parked,
+    wait_until,
+)
 from iii import InvocationError
 
 from iii_rx.engine import EngineThread
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 Factory = Callable[..., Any]
-
-
-def call(worker: Any, function_id: str, payload: Any = None) -> Any:
-    return worker.trigger({"function_id": function_id, "payload": payload})
-
-
-def collector(worker: Any, prefix: str) -> tuple[str, queue.Queue[Any]]:
-    """A function of ``worker`` that puts what it receives on a queue."""
-    received: queue.Queue[Any] = queue.Queue()
-    function_id = unique(prefix)
-
-    def handler(data: Any) -> dict[str, Any]:
-        received.put(data)
-        return {}
-
-    worker.register_function(function_id, handler)
-    return function_id, received
 
 
 def nothing_more(received: queue.Queue[Any]) -> None:

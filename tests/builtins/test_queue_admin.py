@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from builtins_helpers import WAIT, on_engine, unique, wait_bound, wait_until
+from builtins_helpers import WAIT, call, on_engine, unique, wait_bound, wait_until
 from iii import InvocationError, TriggerAction
 
 from iii_rx.engine import EngineThread
@@ -18,10 +18,6 @@ from iii_rx.engine.workers.queues_store import Message
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 Factory = Callable[..., Any]
-
-
-def call(worker: Any, function_id: str, payload: Any = None) -> Any:
-    return worker.trigger({"function_id": function_id, "payload": payload})
 
 
 def failing_first(worker: Any, failures: int) -> tuple[str, queue.Queue[Any]]:

@@ -17,6 +17,7 @@ import pytest
 from builtins_helpers import (
     ENGINE_TIMERS,
     WAIT,
+    call,
     on_engine,
     unique,
     wait_bound,
@@ -31,10 +32,6 @@ from iii_rx.engine.workers.queues_store import Message, QueueConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 Factory = Callable[..., Any]
-
-
-def call(worker: Any, function_id: str, payload: Any = None, **extra: Any) -> Any:
-    return worker.trigger({"function_id": function_id, "payload": payload, **extra})
 
 
 def flaky(worker: Any, prefix: str, failures: int) -> tuple[str, queue.Queue[Any]]:

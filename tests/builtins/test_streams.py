@@ -7,12 +7,20 @@ Functions and the ``stream`` trigger's event (the Rust engine's shape), custom s
 from __future__ import annotations
 
 import asyncio
-import queue
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from builtins_helpers import ENGINE_TIMERS, WAIT, unique, wait_bound, wait_parked, wait_until
+from builtins_helpers import (
+    ENGINE_TIMERS,
+    WAIT,
+    call,
+    collector,
+    unique,
+    wait_bound,
+    wait_parked,
+    wait_until,
+)
 from iii import InvocationError
 
 import iii_rx
@@ -21,22 +29,6 @@ from iii_rx.engine import Engine, EngineThread
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::FutureWarning")]
 Factory = Callable[..., Any]
-
-
-def call(worker: Any, function_id: str, payload: Any = None) -> Any:
-    return worker.trigger({"function_id": function_id, "payload": payload})
-
-
-def collector(worker: Any, prefix: str) -> tuple[str, queue.Queue[Any]]:
-    received: queue.Queue[Any] = queue.Queue()
-    function_id = unique(prefix)
-
-    def handler(data: Any) -> dict[str, Any]:
-        received.put(data)
-        return {}
-
-    worker.register_function(function_id, handler)
-    return function_id, received
 
 
 def test_stream_functions(official: Factory) -> None:
