@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 __all__ = ["REDACTED", "payloads_enabled", "payload_max_bytes", "redact", "redacted_json"]
@@ -51,14 +52,18 @@ def redact(value: Any) -> Any:
     return value
 
 
-_HINTS = (*_SECRET_PARTS, "token")
+_HINTS = re.compile("|".join(re.escape(part) for part in (*_SECRET_PARTS, "token")))
 """Every secret-looking key holds one of these: a JSON text holding none has nothing to
-redact (the common case: it is encoded once and not walked)."""
+redact (the common case: it is encoded once and its lower case searched once, not walked)."""
+
+
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+"""Made once: ``json.dumps`` with options builds an encoder per call."""
 
 
 def _dumps(value: Any) -> str:
     try:
-        return json.dumps(value, default=str, ensure_ascii=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError):
         return "null"
 
@@ -66,10 +71,8 @@ def _dumps(value: Any) -> str:
 def redacted_json(value: Any, max_bytes: int | None) -> tuple[str, bool]:
     """``(json, truncated)``: ``value`` redacted, as JSON, cut to ``max_bytes``."""
     text = _dumps(value)
-    if isinstance(value, (dict, list, tuple)):
-        lowered = text.lower()
-        if any(hint in lowered for hint in _HINTS):
-            text = _dumps(redact(value))
+    if isinstance(value, (dict, list, tuple)) and _HINTS.search(text.lower()) is not None:
+        text = _dumps(redact(value))
     if max_bytes is None or len(text) * 4 <= max_bytes:
         return text, False
     raw = text.encode()

@@ -51,6 +51,7 @@ from iii_rx.telemetry import hooks
 from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.http import http_attributes, http_status, is_http_request
 from iii_rx.telemetry.ids import parse_traceparent, propagate_otel
+from iii_rx.telemetry.leanspan import lean_tracer
 from iii_rx.telemetry.metrics import Metrics, install_meter_provider
 from iii_rx.telemetry.payload import payload_max_bytes, payloads_enabled, redacted_json
 from iii_rx.telemetry.transfers import ChannelTelemetry
@@ -66,7 +67,9 @@ _ATTRS_MAX = 1024
 
 
 _ROOT = otel_context.Context()
-_PARENTS: dict[tuple[str | None, str | None], otel_context.Context] = {}
+Parent = tuple[otel_context.Context, SpanContext | None]
+"""A parent context and the span context current in it (``None``: none)."""
+_PARENTS: dict[tuple[str | None, str | None], Parent] = {}
 """Recently seen parents of calls (see :func:`call_parent`)."""
 _PARENTS_MAX = 512
 
@@ -74,32 +77,38 @@ _PARENTS_MAX = 512
 def parent_context(traceparent: str | None, baggage: str | None) -> otel_context.Context:
     """The OpenTelemetry context a frame's ``traceparent``/``baggage`` describe (the empty
     context when it carries neither: the span starts a trace)."""
+    return parent_of(traceparent, baggage)[0]
+
+
+def parent_of(traceparent: str | None, baggage: str | None) -> Parent:
+    """:func:`parent_context` and the span context it makes current."""
     if traceparent is None and not baggage:
-        return _ROOT
+        return _ROOT, None
     ctx = _ROOT
+    span_context = None
     parsed = parse_traceparent(traceparent)
     if parsed is not None:
         trace_id, span_id, flags = parsed
-        ctx = trace.set_span_in_context(NonRecordingSpan(SpanContext(
-            int(trace_id, 16), int(span_id, 16), is_remote=True,
-            trace_flags=TraceFlags(int(flags, 16)))), ctx)
+        span_context = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                                   trace_flags=TraceFlags(int(flags, 16)))
+        ctx = trace.set_span_in_context(NonRecordingSpan(span_context), ctx)
     if baggage:
         ctx = _BAGGAGE.extract({"baggage": baggage}, ctx)
-    return ctx
+    return ctx, span_context
 
 
-def call_parent(traceparent: str | None, baggage: str | None) -> otel_context.Context:
-    """:func:`parent_context`, remembered: the calls of one handler (or the retries of one
-    call) share their parent."""
+def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
+    """:func:`parent_of`, remembered: the calls of one handler (or the retries of one call)
+    share their parent."""
     if traceparent is None and not baggage:
-        return _ROOT
+        return _ROOT, None
     key = (traceparent, baggage)
-    ctx = _PARENTS.get(key)
-    if ctx is None:
+    found = _PARENTS.get(key)
+    if found is None:
         if len(_PARENTS) >= _PARENTS_MAX:
             _PARENTS.clear()
-        ctx = _PARENTS[key] = parent_context(traceparent, baggage)
-    return ctx
+        found = _PARENTS[key] = parent_of(traceparent, baggage)
+    return found
 
 
 def traceparent_of(span: trace.Span) -> str:
@@ -269,6 +278,7 @@ class Tracing:
         self.config = config
         self.provider = provider if provider is not None else tracer_provider(config)
         self.tracer = self.provider.get_tracer(INSTRUMENTATION)
+        self._lean = lean_tracer(self.tracer)
         self.metrics = metrics
         """The client's instruments, ``None`` when ``metrics_enabled`` is ``False``."""
         self.spans: HotStream[ReadableSpan] = HotStream(bridge, "iii.spans")
@@ -280,21 +290,26 @@ class Tracing:
         self.payloads = payloads_enabled()
         self.max_bytes = payload_max_bytes()
         self.worker_name = worker_name
-        self._attrs: dict[str, dict[str, Any]] = {}
+        self._functions: dict[str, _Function] = {}
 
     def _started(self, span: trace.Span) -> None:
         self._feed.mine.add(span.get_span_context().span_id)
 
-    def _attributes(self, function_id: str) -> dict[str, Any]:
-        """The attributes every span of ``function_id`` starts with (built once per id; the
-        SDK copies them)."""
-        attributes = self._attrs.get(function_id)
-        if attributes is None:
-            if len(self._attrs) >= _ATTRS_MAX:
-                self._attrs.clear()
-            attributes = self._attrs[function_id] = {
-                "iii.function.id": function_id, "iii.worker.name": self.worker_name}
-        return attributes
+    def _function(self, function_id: str) -> _Function:
+        """The span names and attributes of ``function_id`` (built once per id)."""
+        found = self._functions.get(function_id)
+        if found is None:
+            if len(self._functions) >= _ATTRS_MAX:
+                self._functions.clear()
+            found = self._functions[function_id] = _Function(function_id, self.worker_name)
+        return found
+
+    def _start(self, name: str, parent: Parent, kind: SpanKind,
+               attributes: dict[str, Any]) -> trace.Span:
+        """A span of this client: lean on an SDK pipeline, else the tracer's own."""
+        if self._lean is not None:
+            return self._lean.start(name, parent[1], parent[0], kind, attributes)
+        return self.tracer.start_span(name, parent[0], kind=kind, attributes=attributes)
 
     # ------------------------------------------------------------------ caller side
 
@@ -302,11 +317,10 @@ class Tracing:
         """Start ``call`` (a :class:`~iii_rx.calls.Call`) with ``send`` inside its CLIENT
         span: the frame's ``traceparent`` names the span, the call's outcome ends it (a
         cancelled call ends it too, as an error); returns the call's canceller."""
-        function_id = call.function_id
-        attributes = self._attributes(function_id)
-        span = self.tracer.start_span(
-            f"invoke {function_id}", call_parent(call.traceparent, call.baggage),
-            kind=SpanKind.CLIENT, attributes=attributes)
+        function = self._function(call.function_id)
+        attributes = function.attributes
+        span = self._start(function.invoke, call_parent(call.traceparent, call.baggage),
+                           SpanKind.CLIENT, attributes)
         sent = _retraced(call, traceparent_of(span))
         recording = span.is_recording()
         if not recording and self.metrics is None:  # sampled out: nothing to end
@@ -320,9 +334,9 @@ class Tracing:
 
     def on_invoke(self, invocation: Any) -> None:
         """Start the SERVER span of ``invocation`` and give it to the invocation."""
-        function_id = invocation.function_id
-        parent = parent_context(invocation.traceparent, invocation.baggage)
-        base = self._attributes(function_id)
+        function = self._function(invocation.function_id)
+        parent = parent_of(invocation.traceparent, invocation.baggage)
+        base = function.attributes
         attributes = base
         if invocation.invocation_id is not None:
             attributes = {**base, "iii.invocation.id": invocation.invocation_id}
@@ -330,15 +344,14 @@ class Tracing:
         http = isinstance(data, dict) and is_http_request(data)
         if http:
             attributes = {**attributes, **http_attributes(data)}
-        span = self.tracer.start_span(f"execute {function_id}", parent,
-                                      kind=SpanKind.SERVER, attributes=attributes)
+        span = self._start(function.execute, parent, SpanKind.SERVER, attributes)
         if self.spans.has_observers:
             self._started(span)
         if self.payloads and span.is_recording():
             text, cut = redacted_json(data, self.max_bytes)
             span.add_event("iii.invocation.input", {"iii.payload.json": text,
                                                     "iii.payload.truncated": cut})
-        invocation.trace = ServerSpan(self, span, trace.set_span_in_context(span, parent),
+        invocation.trace = ServerSpan(self, span, trace.set_span_in_context(span, parent[0]),
                                       base, http)
 
     def close(self) -> None:
@@ -346,6 +359,18 @@ class Tracing:
         self._feed.closed = True
         self._feed.mine.clear()
         self.spans.on_completed()
+
+
+class _Function:
+    """What every span of one function starts with."""
+
+    __slots__ = ("attributes", "execute", "invoke")
+
+    def __init__(self, function_id: str, worker_name: str) -> None:
+        self.invoke = f"invoke {function_id}"
+        self.execute = f"execute {function_id}"
+        self.attributes = {"iii.function.id": function_id, "iii.worker.name": worker_name}
+        """Shared by the spans (never changed: a span copies them before it changes them)."""
 
 
 def _code_of(error: Any) -> str | None:
