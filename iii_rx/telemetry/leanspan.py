@@ -13,8 +13,11 @@ same ``ReadableSpan`` as from the SDK's own spans; a handler that reads
 ``trace.get_current_span()`` gets the :class:`LeanSpan` and may add to it.
 
 What the lean path leaves out: the SDK's internal self-metrics
-(``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``) and a per-scope tracer configurator that
-disables a tracer; the SDK's span limits apply (read from the environment, as the SDK does).
+(``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), a per-scope tracer configurator that
+disables a tracer, and the experimental ``_on_ending`` processor hook. The tracer's span
+limits apply, and whatever a span cannot keep as it is (a value to clean or cut, a limit
+reached) goes through the SDK's own bounded containers, so it is kept, cleaned, evicted and
+counted as dropped exactly as the installed SDK does.
 A tracer that is not the SDK's (another implementation, a no-op) gets ordinary
 ``start_span`` calls instead.
 """
@@ -29,9 +32,11 @@ from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, sampling
 from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
@@ -47,7 +52,34 @@ _UNSET = Status(StatusCode.UNSET)
 _PARENT_BASED_ON = sampling.DEFAULT_ON
 _ALWAYS_ON = sampling.ALWAYS_ON
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_VALUE_TYPES = (bool, str, bytes, int, float)
+_PLAIN = frozenset((bool, str, bytes, int, float))
+"""Attribute value types every SDK version keeps unchanged (when no length limit applies)."""
+
+
+class _List(list):  # type: ignore[type-arg]
+    """A span's events or links under the limit: nothing dropped (ReadableSpans of older SDKs
+    read ``.dropped`` off any non-empty container)."""
+
+    __slots__ = ()
+    dropped = 0
+
+
+class _Shared(dict):  # type: ignore[type-arg]
+    """Shared start attributes as an older SDK's ``ReadableSpan`` reads them (see ``_List``)."""
+
+    __slots__ = ()
+    dropped = 0
+
+
+def _counts_plain() -> bool:
+    """Whether this SDK's ``ReadableSpan`` takes plain attribute maps (1.2x on)."""
+    try:
+        return ReadableSpan("probe", attributes={"k": 1}).dropped_attributes == 0
+    except AttributeError:
+        return False
+
+
+_COUNTS_PLAIN = _counts_plain()
 
 
 def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
@@ -58,19 +90,46 @@ def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
 class LeanTracer:
     """Starts :class:`LeanSpan` s on an SDK tracer's pipeline (see the module docstring)."""
 
-    __slots__ = ("limits", "scope", "tracer")
+    __slots__ = ("limits", "plain", "room", "scope", "tracer")
 
     def __init__(self, tracer: SdkTracer) -> None:
         self.tracer = tracer
         info = tracer.instrumentation_info
         self.scope = InstrumentationScope(info.name, info.version, info.schema_url)
-        self.limits = SpanLimits()
+        # The provider's limits (its own, or the environment's), as the SDK tracer uses them.
+        limits = getattr(tracer, "_span_limits", None)
+        self.limits: SpanLimits = limits if isinstance(limits, SpanLimits) else SpanLimits()
+        self.room = (_limit(self.limits.max_span_attributes)
+                     if self.limits.max_span_attribute_length is None else -1)
+        """How many start attributes a span keeps as given (-1: none, values may be cut)."""
+        self.plain = self.limits.max_attribute_length is None
+        """Whether event and link attribute values are never cut."""
+
+    def bounded(self, attributes: types.Attributes) -> BoundedAttributes:
+        """A span's attributes in the SDK's own map (same cleaning, limits, eviction)."""
+        limits = self.limits
+        return BoundedAttributes(limits.max_span_attributes, attributes, immutable=False,
+                                 max_value_len=limits.max_span_attribute_length)
+
+    def frozen(self, attributes: types.Attributes, maxlen: int | None) -> Mapping[str, Any]:
+        """The attributes of an event or a link, as the SDK would keep them (read-only)."""
+        if not attributes:
+            return _EMPTY
+        if self.plain and len(attributes) <= _limit(maxlen):
+            for key, value in attributes.items():
+                if type(value) not in _PLAIN or type(key) is not str or not key:
+                    break
+            else:
+                return MappingProxyType(dict(attributes))
+        return BoundedAttributes(maxlen, attributes, immutable=True,
+                                 max_value_len=self.limits.max_attribute_length)
 
     def start(self, name: str, parent: SpanContext | None, context: Context, kind: SpanKind,
               attributes: Mapping[str, Any]) -> trace.Span:
         """A started span: a :class:`LeanSpan` if the sampler records it, else a
         ``NonRecordingSpan`` with fresh ids. ``parent`` is the span context current in
-        ``context`` (``None`` when there is none), ``attributes`` are shared, never changed."""
+        ``context`` (``None`` when there is none), ``attributes`` are valid attribute values,
+        shared, never changed."""
         tracer = self.tracer
         sampler = tracer.sampler
         ids = tracer.id_generator
@@ -89,12 +148,14 @@ class LeanTracer:
             recording = sampled
             trace_state = parent.trace_state if parent is not None else None
             start_attributes: Mapping[str, Any] | None = attributes
+            if len(attributes) > self.room:
+                start_attributes = self.bounded(attributes)
         else:
             result = sampler.should_sample(context, trace_id, name, kind, attributes, ())
             sampled = result.decision is sampling.Decision.RECORD_AND_SAMPLE
             recording = sampled or result.decision is sampling.Decision.RECORD_ONLY
             trace_state = result.trace_state
-            start_attributes = result.attributes
+            start_attributes = self.bounded(result.attributes)
         flags = TraceFlags((_SAMPLED if sampled else 0) | (_RANDOM if random else 0))
         span_context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False,
                                    trace_flags=flags, trace_state=trace_state)
@@ -127,10 +188,11 @@ class LeanSpan(trace.Span):
         self._parent = parent
         self._kind = kind
         self._attributes: Mapping[str, Any] = attributes
-        self._own = False
-        """Whether ``_attributes`` is this span's own dict (else shared: copied on write)."""
-        self._events: list[Event] | None = None
-        self._links: list[Link] | None = None
+        self._own = isinstance(attributes, BoundedAttributes)
+        """Whether ``_attributes`` is this span's own map (else shared: copied on write)."""
+        self._events: _List | BoundedList[Event] | None = None
+        """A list while under the limit, the SDK's ``BoundedList`` (evicting) from then on."""
+        self._links: _List | BoundedList[Link] | None = None
         self._status = _UNSET
         self._start_time = _now()
         self._end_time: int | None = None
@@ -150,41 +212,30 @@ class LeanSpan(trace.Span):
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         if not self._writable("set_attribute"):
             return
-        if not isinstance(key, str) or not key:
-            log.warning("invalid span attribute key %r: dropped", key)
-            return
-        value = _valid(key, value)
-        if value is None:
-            return
         attributes = self._attributes
-        if not self._own:
-            attributes = self._attributes = dict(attributes)
+        if not self._own:  # the SDK's map validates, cuts, evicts and counts
+            attributes = self._attributes = self._lean.bounded(attributes)
             self._own = True
-        if key not in attributes and len(attributes) >= _limit(self._lean.limits
-                                                                .max_span_attributes):
-            return
         attributes[key] = value  # type: ignore[index]
 
     def add_event(self, name: str, attributes: types.Attributes = None,
                   timestamp: int | None = None) -> None:
         if not self._writable("add_event"):
             return
-        events = self._events
-        if events is None:
-            events = self._events = []
-        if len(events) >= _limit(self._lean.limits.max_events):
-            return
-        events.append(Event(name, MappingProxyType(dict(attributes)) if attributes else _EMPTY,
+        lean = self._lean
+        events = self._events = _room(self._events, lean.limits.max_events)
+        events.append(Event(name, lean.frozen(attributes, lean.limits.max_event_attributes),
                             timestamp if timestamp is not None else _now()))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
-        if not self._writable("add_link") or context is None or not context.is_valid:
+        # The SDK keeps a link to an invalid context if it has attributes or a trace state.
+        if not context or not (context.is_valid or attributes or context.trace_state):
             return
-        links = self._links
-        if links is None:
-            links = self._links = []
-        if len(links) < _limit(self._lean.limits.max_links):
-            links.append(Link(context, attributes))
+        if not self._writable("add_link"):
+            return
+        lean = self._lean
+        links = self._links = _room(self._links, lean.limits.max_links)
+        links.append(Link(context, lean.frozen(attributes, lean.limits.max_link_attributes)))
 
     def update_name(self, name: str) -> None:
         if self._writable("update_name"):
@@ -194,8 +245,9 @@ class LeanSpan(trace.Span):
         if not self._writable("set_status") or self._status.status_code is StatusCode.OK:
             return  # OK is final (the SDK's rule)
         if isinstance(status, Status):
-            self._status = status
-        else:
+            if status.status_code is not StatusCode.UNSET:  # UNSET is ignored, as by the SDK
+                self._status = status
+        elif status is not StatusCode.UNSET:
             self._status = Status(status, description)
 
     def record_exception(self, exception: BaseException,
@@ -234,12 +286,13 @@ class LeanSpan(trace.Span):
         """The span as the SDK's ``ReadableSpan`` (what processors and exporters take)."""
         lean = self._lean
         attributes = self._attributes
+        if not (_COUNTS_PLAIN or self._own or not attributes):
+            attributes = _Shared(attributes)
         return ReadableSpan(
             name=self._name, context=self._context, parent=self._parent,
-            resource=lean.tracer.resource,
-            attributes=MappingProxyType(attributes) if self._own else attributes,
-            events=tuple(self._events) if self._events else (),
-            links=tuple(self._links) if self._links else (), kind=self._kind,
+            resource=lean.tracer.resource, attributes=attributes,
+            events=self._events if self._events is not None else (),
+            links=self._links if self._links is not None else (), kind=self._kind,
             instrumentation_info=lean.tracer.instrumentation_info, status=self._status,
             start_time=self._start_time, end_time=self._end_time,
             instrumentation_scope=lean.scope)
@@ -262,7 +315,7 @@ class LeanSpan(trace.Span):
 
     @property
     def attributes(self) -> Mapping[str, Any]:
-        return MappingProxyType(self._attributes) if self._own else self._attributes
+        return MappingProxyType(self._attributes)
 
     @property
     def events(self) -> Sequence[Event]:
@@ -301,18 +354,11 @@ def _limit(value: int | None) -> float:
     return float("inf") if value is None else value
 
 
-def _valid(key: str, value: Any) -> Any:
-    """``value`` if OpenTelemetry accepts it as an attribute (a primitive, or a sequence of
-    one primitive type, kept as a tuple), else ``None`` with a warning."""
-    if isinstance(value, _VALUE_TYPES):
-        return value
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        kinds = {type(item) for item in value if item is not None}
-        if len(kinds) <= 1 and all(isinstance(item, _VALUE_TYPES) or item is None
-                                   for item in value):
-            return tuple(value)
-    log.warning("invalid value for the span attribute %r (%s): dropped", key,
-                type(value).__name__)
-    return None
-
-
+def _room(items: Any, maxlen: int | None) -> Any:
+    """``items`` (events or links, or ``None``) ready for one more: the SDK's evicting
+    ``BoundedList`` once the limit is reached (it drops the oldest and counts it)."""
+    if items is None:
+        return _List() if maxlen is None or maxlen > 0 else BoundedList(maxlen)
+    if maxlen is not None and type(items) is _List and len(items) >= maxlen:
+        return BoundedList.from_seq(maxlen, items)
+    return items
