@@ -104,7 +104,8 @@ def redact_and_truncate(value: Any, max_bytes: int | None = None) -> tuple[str, 
     """``(json, truncated)``: ``value`` redacted, as JSON, cut to ``max_bytes`` UTF-8 bytes
     with a ``..."[TRUNCATED]"`` marker (no cap when ``max_bytes`` is unset or not
     positive)."""
-    return payload.redacted_json(value, max_bytes if max_bytes and max_bytes > 0 else None)
+    return payload.redacted_json(value, max_bytes if max_bytes and max_bytes > 0 else None,
+                                 compact=False)
 
 
 def resolve_max_bytes_from_env() -> int | None:

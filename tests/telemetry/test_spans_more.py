@@ -224,5 +224,5 @@ def test_payload_secrets_are_redacted() -> None:
     assert not cut
     assert '"k"' not in text and '"t"' not in text and '"p"' not in text
     assert text.count(REDACTED) == 3 and '"ann"' in text
-    assert redacted_json({"plain": [1, 2]}, None) == ('{"plain": [1, 2]}', False)
+    assert redacted_json({"plain": [1, 2]}, None) == ('{"plain":[1,2]}', False)
     assert redacted_json("a" * 100, 20) == ('"aaa..."[TRUNCATED]"', True)  # 20 bytes
