@@ -316,35 +316,6 @@ def test_worker_gauges_registered_again_after_a_stop_report_again() -> None:
 # ---------------------------------------------------------------------- init_otel
 
 
-@pytest.fixture
-def fresh_otel() -> Iterator[None]:
-    """No tracer, logger or meter provider set (as in a new process); restored afterwards."""
-    from opentelemetry._logs import _internal as logs_internal
-    from opentelemetry.metrics import _internal as metrics_internal
-
-    from iii_rx.telemetry import ids
-
-    saved = (trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE,
-             logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE,
-             metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE,
-             dict(export._INSTALLED), ids.OTEL_LOGS[0])
-    trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = None, Once()
-    logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE = None, Once()
-    metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE = None, Once()
-    export._INSTALLED.clear()
-    try:
-        yield
-    finally:
-        for provider in export._INSTALLED.values():
-            provider.shutdown()
-        (trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE,
-         logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE,
-         metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE,
-         installed, ids.OTEL_LOGS[0]) = saved
-        export._INSTALLED.clear()
-        export._INSTALLED.update(installed)
-
-
 def test_init_otel_exports_to_the_engine(engine: Any, fresh_otel: None) -> None:
     threads_before = set(threading.enumerate())
     init_otel(OtelConfig(enabled=True, service_name="compat-init", engine_ws_url=engine.url,

@@ -14,45 +14,16 @@ import os
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
 from websockets.asyncio.client import connect as ws_connect
 
 import iii_rx
 from iii_rx.engine import Engine
 from iii_rx.telemetry import export
 from iii_rx.telemetry.export_otlp import SPANS, spans_json
-
-
-@pytest.fixture
-def fresh_otel() -> Iterator[None]:
-    """No tracer, logger or meter provider set (as in a new process); restored afterwards."""
-    from opentelemetry._logs import _internal as logs_internal
-    from opentelemetry.metrics import _internal as metrics_internal
-
-    saved = (trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE,
-             logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE,
-             metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE,
-             dict(export._INSTALLED))
-    trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = None, Once()
-    logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE = None, Once()
-    metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE = None, Once()
-    export._INSTALLED.clear()
-    try:
-        yield
-    finally:
-        for provider in export._INSTALLED.values():
-            provider.shutdown()
-        (trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE,
-         logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE,
-         metrics_internal._METER_PROVIDER, metrics_internal._METER_PROVIDER_SET_ONCE,
-         installed) = saved
-        export._INSTALLED.clear()
-        export._INSTALLED.update(installed)
 
 
 def unique_name() -> str:
