@@ -10,11 +10,13 @@ One role at a time, against raw-frame peers that are never the bottleneck:
   p99 no worse.
 * **workers** — a raw-frame caller calls an iii_rx worker and an official-SDK worker (sync
   handler in a thread, async handler as a task) through the same engine. Target: >= 3x.
-* **tracing** — the same iii_rx caller and workers with OpenTelemetry off and on
-  (``connect(otel=...)``, an SDK ``TracerProvider`` whose batch processor feeds an exporter
-  that drops the spans; metrics and payload events on, as by default), same run,
-  interleaved. Target (issue 14): on costs <= 15% of throughput (ratio >= 0.85); off is the
-  default, whose cost is one ``if`` per call. The traced roles inherit the environment, so
+* **tracing** — the same iii_rx caller and workers with OpenTelemetry off, with spans on
+  (``connect(otel=OtelConfig(enabled=True, metrics_enabled=False))``, an SDK
+  ``TracerProvider`` whose batch processor feeds an exporter that drops the spans; payload
+  events on, as by default) and with ``OtelConfig(enabled=True)``'s defaults (spans and
+  metrics), same run, interleaved. Target (issue 14): tracing on costs <= 15% of throughput
+  (ratio >= 0.85); off is the default, whose cost is one ``if`` per call. The traced roles
+  inherit the environment, so
   ``OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1`` measures
   sampling and ``III_DISABLE_TRACE_PAYLOADS=1`` spans without payload events.
 
@@ -61,6 +63,8 @@ from rawpeers import (  # noqa: E402
 
 SELF = str(Path(__file__).resolve())
 ECHO = "bench::echo"
+TRACING_CONFIGS = {"off": [], "spans": ["--otel", "--no-metrics"], "all": ["--otel"]}
+"""The tracing part's contenders: OpenTelemetry off, spans without metrics, the defaults."""
 
 
 # =========================================================================== roles
@@ -68,7 +72,7 @@ ECHO = "bench::echo"
 
 def otel_option(args: argparse.Namespace) -> dict[str, Any]:
     """``{"otel": ...}`` with a real SDK pipeline (batch processor, dropping exporter) when
-    the role runs with ``--otel``; ``{}`` otherwise."""
+    the role runs with ``--otel`` (metrics too unless ``--no-metrics``); ``{}`` otherwise."""
     if not getattr(args, "otel", False):
         return {}
     from opentelemetry import trace
@@ -84,7 +88,7 @@ def otel_option(args: argparse.Namespace) -> dict[str, Any]:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Drop()))
     trace.set_tracer_provider(provider)
-    return {"otel": iii_rx.OtelConfig(enabled=True)}
+    return {"otel": iii_rx.OtelConfig(enabled=True, metrics_enabled=not args.no_metrics)}
 
 
 def run_rx_caller(args: argparse.Namespace) -> None:
@@ -320,37 +324,43 @@ def bench_tracing(args: argparse.Namespace, url: str, log_dir: str,
         start_peer("raw-worker", rawpeer_argv("worker", url, ECHO, "--name", "bench-raw-echo"),
                    log_dir, stack)
     payload = ("--payload-bytes", str(args.payload_bytes))
-    pairs: dict[str, dict[bool, Contender]] = {}
-    for otel in (False, True):
-        flag = ["--otel"] if otel else []
-        tag = "on" if otel else "off"
+    pairs: dict[str, dict[str, Contender]] = {}
+    for tag, flags in TRACING_CONFIGS.items():
         argv = [sys.executable, SELF, "rx-caller", "--url", url, "--mode", "async", *payload,
-                "--name", f"bench-rx-otel-{tag}-{uuid.uuid4().hex[:6]}", *flag]
+                "--name", f"bench-rx-otel-{tag}-{uuid.uuid4().hex[:6]}", *flags]
         caller = start_peer(f"rx-caller-otel-{tag}", argv, log_dir, stack)
-        pairs.setdefault("async caller", {})[otel] = Contender(f"caller-{tag}", tag, caller)
+        pairs.setdefault("async caller", {})[tag] = Contender(f"caller-{tag}", tag, caller)
         for handler in args.handlers:
             function_id = f"bench::otel_{tag}_{handler}"
             worker = start_peer(f"rx-worker-otel-{tag}-{handler}", [
                 sys.executable, SELF, "rx-worker", "--url", url, "--function", function_id,
                 "--handler", handler, "--name", f"bench-otel-{tag}-{handler}-"
-                f"{uuid.uuid4().hex[:6]}", *flag], log_dir, stack)
+                f"{uuid.uuid4().hex[:6]}", *flags], log_dir, stack)
             raw = start_peer(f"raw-caller-otel-{tag}-{handler}",
                              rawpeer_argv("caller", url, function_id, *payload), log_dir, stack)
-            pairs.setdefault(f"{handler} worker", {})[otel] = Contender(
+            pairs.setdefault(f"{handler} worker", {})[tag] = Contender(
                 f"{handler}-{tag}", tag, raw, worker)
     windows = [w for w in args.windows if w <= 64] or [1]
     for _ in range(args.rounds):
         for window in windows:
             for pair in pairs.values():
-                for otel in (False, True):
-                    pair[otel].measure(window, args.duration, args.warmup)
+                for tag in TRACING_CONFIGS:
+                    pair[tag].measure(window, args.duration, args.warmup)
     print()
-    print("TRACING: iii_rx with OpenTelemetry on vs off (same run; ratio = on / off, target "
-          f">= 0.85; engine: {args.engine}); cpu us = traced process CPU per call")
-    print(header("tracing on", "tracing off"))
+    print("TRACING: iii_rx with spans on (payload events, metrics off) vs OpenTelemetry off "
+          f"(same run; ratio = on / off, target >= 0.85; engine: {args.engine}); cpu us = "
+          "traced process CPU per call")
+    print(header("spans on", "off"))
     for label, pair in pairs.items():
         for window in windows:
-            print(ratio_row(label, pair[True], pair[False], window))
+            print(ratio_row(label, pair["spans"], pair["off"], window))
+    print()
+    print("TELEMETRY: iii_rx with OtelConfig(enabled=True)'s defaults (spans and metrics) vs "
+          f"off (same run; ratio = on / off; engine: {args.engine})")
+    print(header("spans and metrics on", "off"))
+    for label, pair in pairs.items():
+        for window in windows:
+            print(ratio_row(label, pair["all"], pair["off"], window))
     span_costs()
 
 
@@ -483,10 +493,12 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--payload-bytes", type=int, default=64)
         p.add_argument("--name", default=f"bench-{role}-{uuid.uuid4().hex[:6]}")
         p.add_argument("--otel", action="store_true")
+        p.add_argument("--no-metrics", action="store_true")
     p = roles.add_parser("span-cost")
     p.add_argument("--no-metrics", action="store_true")
     p = roles.add_parser("rx-worker")
     p.add_argument("--otel", action="store_true")
+    p.add_argument("--no-metrics", action="store_true")
     p.add_argument("--url", required=True)
     p.add_argument("--function", action="append", required=True)
     p.add_argument("--handler", choices=("sync", "async"), default="sync")

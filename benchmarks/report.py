@@ -12,6 +12,7 @@ appears in the report with its full output; only its ratios would be missing fro
 
     python benchmarks/report.py                      # all, short mode, ~10 minutes
     python benchmarks/report.py --only engine_throughput,channel_throughput --full
+    python benchmarks/report.py --only client_roundtrip --update   # redo one, keep the rest
 """
 
 from __future__ import annotations
@@ -307,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per script")
     parser.add_argument("--rerender", action="store_true",
                         help="run nothing: render --out again from the outputs it holds")
+    parser.add_argument("--update", action="store_true",
+                        help="with --only: run those scripts, keep the other outputs --out holds")
     args = parser.parse_args(argv)
+    if args.update and not args.only:
+        parser.error("--update needs --only")
     if args.rerender:
         runs, load = rerun_from(Path(args.out))
         info = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", Path(args.out).read_text("utf-8"),
@@ -326,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     runs = [run(script, args.full, args.timeout) for script in chosen]
     load_after = os.getloadavg()[0]
+    if args.update:  # the fresh outputs take the place of the old ones, in the old order
+        fresh = {r.script: r for r in runs}
+        kept, _ = rerun_from(Path(args.out))
+        runs = [fresh.pop(r.script, r) for r in kept] + list(fresh.values())
     img = ROOT / "docs" / "img" / "performance"
     shutil.rmtree(img, ignore_errors=True)
     plots = plot(runs, img)
