@@ -48,6 +48,8 @@ class EngineConfig:
     channel_max_age_ms: int = 300_000
     pending_max_age_ms: int = 3_600_000
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    handshake_timeout_ms: int = 10_000
+    """Deadline of a new connection's websocket opening handshake on the main port."""
     allow_http_private: bool = False
     require_https: bool = True
     http_url_allowlist: tuple[str, ...] = ("*",)

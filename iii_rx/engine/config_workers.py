@@ -5,7 +5,7 @@
 settings. Workers and keys (docs/engine-config.md has the full table):
 
 * ``iii-worker-manager`` — the first entry is the main port (``host``, ``port`` default 49134,
-  ``middleware_function_id``, ``rbac``), each further one a
+  ``middleware_function_id``, ``rbac``, ``handshake_timeout_ms``), each further one a
   :class:`~iii_rx.engine.listeners.Listener`;
 * ``iii-http`` — the REST API: ``port`` (3111), ``default_timeout`` (ms),
   ``concurrency_request_limit``;
@@ -80,7 +80,7 @@ def settings_from_file(config: ConfigFile) -> EngineSettings:
                     settings.options.update(
                         host=listener.host, port=listener.port,
                         middleware_function_id=listener.middleware_function_id,
-                        rbac=listener.rbac)
+                        rbac=listener.rbac, handshake_timeout_ms=listener.handshake_timeout_ms)
             else:
                 mapper = _MAPPERS.get(entry.name)
                 if mapper is None:

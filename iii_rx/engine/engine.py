@@ -116,7 +116,9 @@ class Engine:
     be sent to one worker (calls toward it are refused with ``queue_full`` past half of it, the
     peer is dropped past all of it), ``stuck_timeout_ms`` drops a peer whose queue cannot be
     written for that long, ``ping_interval_ms`` / ``ping_timeout_ms`` drop a peer that does not
-    answer a websocket ping in time (0 disables each); ``channel_buffer_bytes`` bounds one
+    answer a websocket ping in time (0 disables each), ``handshake_timeout_ms`` drops a new
+    connection to the main port that has not completed its websocket opening handshake in
+    that time (further listeners have their own); ``channel_buffer_bytes`` bounds one
     channel's pipe, ``max_channels_per_worker`` the live channels a worker created;
     ``max_functions_per_worker``, ``max_triggers_per_worker`` and
     ``max_trigger_types_per_worker`` cap one connection's registrations.
@@ -153,6 +155,7 @@ class Engine:
         channel_max_age_ms: int = 300_000,
         pending_max_age_ms: int = 3_600_000,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        handshake_timeout_ms: int = 10_000,
         allow_http_private: bool = False,
         require_https: bool = True,
         http_url_allowlist: tuple[str, ...] = ("*",),
@@ -188,7 +191,8 @@ class Engine:
             http_no_response_grace_ms=http_no_response_grace_ms,
             channel_sweep_interval_ms=channel_sweep_interval_ms,
             channel_max_age_ms=channel_max_age_ms, pending_max_age_ms=pending_max_age_ms,
-            max_message_bytes=max_message_bytes, allow_http_private=allow_http_private,
+            max_message_bytes=max_message_bytes, handshake_timeout_ms=handshake_timeout_ms,
+            allow_http_private=allow_http_private,
             require_https=require_https, http_url_allowlist=tuple(http_url_allowlist),
             max_queue_bytes=max_queue_bytes, stuck_timeout_ms=stuck_timeout_ms,
             ping_interval_ms=ping_interval_ms, ping_timeout_ms=ping_timeout_ms,
@@ -228,7 +232,8 @@ class Engine:
             workers_available=self.workers_available,
             functions_available=self.functions_available)
         self._server = listener_server(
-            Listener(config.port, config.host, middleware_function_id, rbac), config,
+            Listener(config.port, config.host, middleware_function_id, rbac,
+                     config.handshake_timeout_ms), config,
             self.dispatcher, self.hub, main=True)
         self.listeners = ListenerServers(listeners, config, self.dispatcher, self.hub)
         """The listeners beyond the main port (their ``ports`` once started)."""

@@ -30,22 +30,27 @@ def listener_server(listener: Listener, config: EngineConfig, dispatcher: Dispat
                     hub: ChannelHub, *, main: bool = False) -> EngineServer:
     """The server of ``listener`` (``main``: bound where ``config`` says, not the listener)."""
     host, port = (None, None) if main else (listener.host, listener.port)
+    timeout = listener.handshake_timeout_ms
     if not listener.guarded:
-        return EngineServer(config, dispatcher.serve, hub, host=host, port=port)
+        return EngineServer(config, dispatcher.serve, hub, host=host, port=port,
+                            handshake_timeout_ms=timeout)
     guard = ListenerGuard(listener, dispatcher.router, dispatcher.registry)
 
     async def serve(conn: WorkerConnection) -> None:
         await guard.serve(conn, dispatcher.serve)
 
-    return _GuardedServer(guard, config, serve, hub, host=host, port=port)
+    return _GuardedServer(guard, config, serve, hub, host=host, port=port,
+                          handshake_timeout_ms=timeout)
 
 
 class _GuardedServer(EngineServer):
     """The server of a guarded listener: ``/otel`` is authenticated as ``/`` is."""
 
     def __init__(self, guard: ListenerGuard, config: EngineConfig, serve: ServeWorker,
-                 hub: ChannelHub, *, host: str | None, port: int | None) -> None:
-        super().__init__(config, serve, hub, host=host, port=port)
+                 hub: ChannelHub, *, host: str | None, port: int | None,
+                 handshake_timeout_ms: int) -> None:
+        super().__init__(config, serve, hub, host=host, port=port,
+                         handshake_timeout_ms=handshake_timeout_ms)
         self.guard = guard
 
     async def _handle(self, ws: ServerConnection) -> None:

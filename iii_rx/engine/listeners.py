@@ -23,10 +23,12 @@ from iii_rx.engine.rbac_config import (
     parse_rbac,
 )
 
-__all__ = ["DEFAULT_WORKER_PORT", "Listener", "parse_listener"]
+__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT_MS", "DEFAULT_WORKER_PORT", "Listener", "parse_listener"]
 
 DEFAULT_WORKER_PORT = 49134
 """The Rust engine's worker port, the default of an ``iii-worker-manager`` entry."""
+DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
+"""The Rust engine's ``handshake_timeout_ms`` default."""
 
 _KEYS = ("host", "port", "middleware_function_id", "rbac", "handshake_timeout_ms")
 
@@ -47,6 +49,16 @@ class Listener:
     ``engine::*`` functions."""
     rbac: RbacConfig | None = None
     """Authentication, what sessions may call, and registration hooks."""
+    handshake_timeout_ms: int = DEFAULT_HANDSHAKE_TIMEOUT_MS
+    """Time a new TCP connection has to complete the websocket opening handshake (its HTTP
+    upgrade request) before it is dropped, so that sockets stalled before the upgrade do not
+    hold a file descriptor forever. An established connection is not affected."""
+
+    def __post_init__(self) -> None:
+        timeout = self.handshake_timeout_ms
+        if type(timeout) is not int or timeout <= 0:
+            raise ValueError("handshake_timeout_ms: expected a positive integer "
+                             f"(milliseconds), got {timeout!r}")
 
     @property
     def guarded(self) -> bool:
@@ -66,12 +78,13 @@ def parse_listener(config: dict[str, Any], key: str, default_port: int) -> Liste
     host = config.get("host", "127.0.0.1")
     if not isinstance(host, str) or not host.strip():
         raise ConfigValueError(f"{key}.host", f"expected a host name or address, got {host!r}")
-    timeout = config.get("handshake_timeout_ms")
-    if timeout is not None and (type(timeout) is not int or timeout <= 0):
+    timeout = config.get("handshake_timeout_ms", DEFAULT_HANDSHAKE_TIMEOUT_MS)
+    if type(timeout) is not int or timeout <= 0:
         raise ConfigValueError(f"{key}.handshake_timeout_ms", "expected a positive integer "
                                f"(milliseconds), got {timeout!r}")
     middleware = optional_function_id(config.get("middleware_function_id"),
                                       f"{key}.middleware_function_id")
     rbac = config.get("rbac")
     return Listener(port=port, host=host.strip(), middleware_function_id=middleware,
-                    rbac=parse_rbac(rbac, f"{key}.rbac") if rbac is not None else None)
+                    rbac=parse_rbac(rbac, f"{key}.rbac") if rbac is not None else None,
+                    handshake_timeout_ms=timeout)

@@ -19,8 +19,11 @@ negotiate it, and on loopback it costs more CPU than it saves. The engine answer
 (the library does). Unlike the Rust engine it pings worker sockets (``/``) itself and drops one
 that does not answer (``ping_interval_ms`` / ``ping_timeout_ms``, see
 :class:`~iii_rx.engine.connection.WorkerConnection`); channel sockets are not pinged, since a
-writer held back by a full pipe cannot read the answer. An opening handshake must complete
-within the library's ``open_timeout`` (10 s), which ends slow-loris handshakes.
+writer held back by a full pipe cannot read the answer. A new TCP connection must complete its
+opening handshake within ``handshake_timeout_ms`` (10 s by default, as on the Rust engine) or
+it is dropped: a socket that sends nothing, or half a request, does not hold its file
+descriptor forever. The deadline ends with the handshake; an established connection never
+meets it.
 """
 
 from __future__ import annotations
@@ -63,18 +66,22 @@ TelemetrySink = Callable[[bytes | str], None]
 class EngineServer:
     """Owns the websocket server of one engine.
 
-    ``config`` gives the address and message limit, ``serve_worker`` runs worker sockets and
-    ``hub`` authorises and serves channel sockets. ``host`` and ``port``, when given, replace
-    the config's: the engine's further listeners (:mod:`iii_rx.engine.listeners`).
+    ``config`` gives the address, message limit and handshake deadline, ``serve_worker`` runs
+    worker sockets and ``hub`` authorises and serves channel sockets. ``host``, ``port`` and
+    ``handshake_timeout_ms``, when given, replace the config's: the engine's further listeners
+    (:mod:`iii_rx.engine.listeners`).
     """
 
     def __init__(self, config: EngineConfig, serve_worker: ServeWorker, hub: ChannelHub, *,
-                 host: str | None = None, port: int | None = None) -> None:
+                 host: str | None = None, port: int | None = None,
+                 handshake_timeout_ms: int | None = None) -> None:
         self.config = config
         self.serve_worker = serve_worker
         self.hub = hub
         self.host = config.host if host is None else host
         self._bind_port = config.port if port is None else port
+        self.handshake_timeout_ms = (config.handshake_timeout_ms if handshake_timeout_ms is None
+                                     else handshake_timeout_ms)
         self._server: Server | None = None
         self._live: set[ServerConnection] = set()
         self.port = 0
@@ -90,6 +97,8 @@ class EngineServer:
             process_request=self._check_request,
             compression=None,
             max_size=config.max_message_bytes,
+            # Covers the opening handshake only: from the TCP accept to the upgrade answered.
+            open_timeout=self.handshake_timeout_ms / 1000,
             ping_interval=None,
             max_queue=64,
             write_limit=2**20,

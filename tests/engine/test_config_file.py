@@ -45,6 +45,7 @@ def test_the_suite_config_maps_every_worker(tmp_path: Path) -> None:
             config:
               host: 127.0.0.1
               port: ${RBAC_PORT:49135}
+              handshake_timeout_ms: 250
               middleware_function_id: mw
               rbac:
                 auth_function_id: auth
@@ -90,6 +91,8 @@ def test_the_suite_config_maps_every_worker(tmp_path: Path) -> None:
     [listener] = settings.listeners
     assert (listener.host, listener.port, listener.middleware_function_id) == (
         "127.0.0.1", 40001, "mw")
+    assert listener.handshake_timeout_ms == 250
+    assert settings.options["handshake_timeout_ms"] == 10_000  # the Rust engine's default
     assert listener.rbac is not None
     assert listener.rbac.auth_function_id == "auth"
     assert listener.rbac.on_function_registration_function_id == "on-fn"
@@ -140,6 +143,8 @@ def test_a_worker_we_do_not_implement_is_one_warning(tmp_path: Path) -> None:
      "workers[0].config.port", "port number"),
     ("workers: [{name: iii-worker-manager, config: {prot: 1}}]",
      "workers[0].config.prot", "unknown key"),
+    ("workers: [{name: iii-worker-manager, config: {handshake_timeout_ms: 0}}]",
+     "workers[0].config.handshake_timeout_ms", "positive integer"),
     ("workers: [{name: iii-worker-manager, config: {middleware_function_id: 3}}]",
      "workers[0].config.middleware_function_id", "function id"),
     ("workers: [{name: iii-worker-manager, config: {rbac: [1]}}]",

@@ -10,7 +10,7 @@ from raw_engine_client import RawWorker, wait_until
 from websockets.asyncio.client import connect as ws_connect
 
 from iii_rx.engine import Engine
-from iii_rx.engine.listeners import Listener
+from iii_rx.engine.listeners import DEFAULT_HANDSHAKE_TIMEOUT_MS, Listener
 from iii_rx.engine.rbac_config import FunctionFilter, RbacConfig
 
 
@@ -82,3 +82,47 @@ async def test_telemetry_is_taken_on_every_listener() -> None:
                 await otel.send(metrics)
                 await engine.otel.wait_for(taken(n))
         assert engine.otel.rejected == 0
+
+
+async def _dropped(url: str, sent: bytes) -> None:
+    """Open a raw TCP connection to ``url``'s port, send ``sent`` and read until the engine
+    drops it (EOF or a reset); 5 s is half the default deadline, so only the configured one
+    ends the read in time."""
+    port = int(url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(sent)
+        await writer.drain()
+
+        async def until_closed() -> None:
+            try:
+                while await reader.read(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+
+        await asyncio.wait_for(until_closed(), 5)
+    finally:
+        writer.close()
+
+
+async def test_a_socket_that_stalls_before_the_upgrade_is_dropped() -> None:
+    """``handshake_timeout_ms`` of the main port and of a further listener: a socket that sends
+    nothing, or half an upgrade request, is closed; an established worker is not."""
+    assert DEFAULT_HANDSHAKE_TIMEOUT_MS == Listener().handshake_timeout_ms == 10_000
+    async with Engine(port=0, handshake_timeout_ms=100,
+                      listeners=(Listener(port=0, handshake_timeout_ms=100),)) as engine:
+        for url in engine.listener_urls:
+            worker = await RawWorker.connect(url)  # a short deadline still lets workers in
+            await _dropped(url, b"")
+            await _dropped(url, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            # both stalled sockets outlived the deadline after the worker connected: the
+            # worker's session did not meet it
+            assert "error" not in await worker.call("engine::workers::list", {})
+
+
+def test_a_handshake_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="handshake_timeout_ms"):
+        Listener(handshake_timeout_ms=0)
+    with pytest.raises(ValueError, match="handshake_timeout_ms"):
+        Engine(handshake_timeout_ms=-1)
