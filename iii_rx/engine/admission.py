@@ -24,7 +24,7 @@ from iii_rx.engine.logsafe import printable
 from iii_rx.protocol import Frame
 
 if TYPE_CHECKING:
-    from iii_rx.engine.rbac import ListenerGuard
+    from iii_rx.engine.rbac import SessionGuard
 
 __all__ = ["Admission", "Apply", "needs_admission"]
 
@@ -34,7 +34,7 @@ Apply = Callable[[WorkerConnection, Frame], Awaitable[None]]
 """``await apply(conn, frame)``: admit and apply one registration (the dispatcher's)."""
 
 
-def needs_admission(guard: ListenerGuard | None) -> bool:
+def needs_admission(guard: SessionGuard | None) -> bool:
     """Whether a connection under ``guard`` needs an admission queue: a registration hook."""
     rbac = guard.rbac if guard is not None else None
     return rbac is not None and (

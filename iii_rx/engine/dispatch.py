@@ -86,7 +86,7 @@ from iii_rx.protocol import (
 )
 
 if TYPE_CHECKING:
-    from iii_rx.engine.rbac import ListenerGuard
+    from iii_rx.engine.rbac import SessionGuard
 
 __all__ = [
     "HTTP_FUNCTIONS_DISABLED",
@@ -147,13 +147,13 @@ class Dispatcher:
         budget per engine, so engines in one process do not share it."""
         self.http_function_hook: HttpFunctionHook | None = None
         self._drains: dict[WorkerConnection, asyncio.Task[None]] = {}
-        self._guards: dict[WorkerConnection, ListenerGuard] = {}
+        self._guards: dict[WorkerConnection, SessionGuard] = {}
         """Connections of a listener with middleware or RBAC (:mod:`iii_rx.engine.rbac`)."""
         self._admissions: dict[WorkerConnection, Admission] = {}
 
     # ------------------------------------------------------------------ connection life
 
-    async def serve(self, conn: WorkerConnection, guard: ListenerGuard | None = None) -> None:
+    async def serve(self, conn: WorkerConnection, guard: SessionGuard | None = None) -> None:
         """Run one worker connection from ``workerregistered`` to cleanup; ``guard`` filters
         the calls and registrations of a listener with middleware or RBAC."""
         config = self.config

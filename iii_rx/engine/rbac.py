@@ -2,7 +2,9 @@
 
 One :class:`ListenerGuard` serves every connection of one listener
 (:mod:`iii_rx.engine.listeners`); connections of a plain listener never meet it, so the plain
-path costs nothing more. Per connection:
+path costs nothing more. An authenticated connection is run with a :class:`SessionGuard`,
+the listener's guard bound to its session: a guarded connection without a session cannot
+exist. Per connection:
 
 * **upgrade** — :meth:`ListenerGuard.serve` runs ``auth_function_id`` once with ``AuthInput``
   before the engine says ``workerregistered``; a failure sends the handshake error frame
@@ -17,9 +19,12 @@ path costs nothing more. Per connection:
   ``allow_trigger_type_registration``, ``allowed_trigger_types``, the three hooks (a hook
   returns the fields to change, ``{}`` keeps them; an error or a non-object denies) and
   ``function_registration_prefix`` (the worker never sees the prefix: calls toward it carry its
-  own id). A denied function or trigger type is logged, as the Rust engine does, and told to
-  the worker with an ``error`` frame (``FORBIDDEN``, as registration limits are); a denied
-  trigger binding is answered with a ``triggerregistrationresult`` error ``FORBIDDEN``.
+  own id). A session scoped by ``namespaces`` registers only in those namespaces, also when
+  the grace period (not ``engine::workers::register``) fixed the connection's to ``default``
+  (the Rust engine drains such a worker's registrations into ``default``). A denied function
+  or trigger type is logged, as the Rust engine does, and told to the worker with an ``error``
+  frame (``FORBIDDEN``, as registration limits are); a denied trigger binding is answered
+  with a ``triggerregistrationresult`` error ``FORBIDDEN``.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from iii_rx.protocol import (
     encode,
 )
 
-__all__ = ["FORBIDDEN", "ListenerGuard", "refuse_socket"]
+__all__ = ["FORBIDDEN", "SessionGuard", "ListenerGuard", "refuse_socket"]
 
 log = logging.getLogger("iii_rx.engine")
 
@@ -71,7 +76,7 @@ _LIST = "engine::functions::list"
 _INFO = "engine::functions::info"
 _REGISTER = "engine::workers::register"
 
-ServeGuarded = Callable[[WorkerConnection, "ListenerGuard"], Awaitable[None]]
+ServeGuarded = Callable[[WorkerConnection, "SessionGuard"], Awaitable[None]]
 """``await serve(conn, guard)``: the dispatcher's run of one guarded connection."""
 
 
@@ -84,13 +89,13 @@ class ListenerGuard:
         self.middleware_id = listener.middleware_function_id
         self.router = router
         self.registry = registry
-        self.sessions: dict[WorkerConnection, Session] = {}
         self._log = RateLimitedLog(log)
 
     # ------------------------------------------------------------------ upgrade
 
     async def serve(self, conn: WorkerConnection, run: ServeGuarded) -> None:
-        """Authenticate ``conn``, then run it with its session (``run`` is the dispatcher's)."""
+        """Authenticate ``conn``, then run it bound to its session (``run`` is the
+        dispatcher's): a guarded connection never exists without one."""
         try:
             session = await self.authenticate(conn.ws)
         except AuthError as exc:
@@ -98,11 +103,7 @@ class ListenerGuard:
                           printable(conn.ip_address), printable(exc))
             await _refuse(conn, str(exc))
             return
-        self.sessions[conn] = session
-        try:
-            await run(conn, self)
-        finally:
-            del self.sessions[conn]
+        await run(conn, SessionGuard(self, session))
 
     async def admit_telemetry(self, ws: ServerConnection) -> bool:
         """Authenticate a ``/otel`` socket as a worker's (the Rust engine does, so that
@@ -132,12 +133,11 @@ class ListenerGuard:
 
     # ------------------------------------------------------------------ calls
 
-    def invoke(self, conn: WorkerConnection,
+    def invoke(self, conn: WorkerConnection, session: Session,
                frame: InvokeFunction | HotInvoke) -> Awaitable[None] | None:
-        """The router's ``invoke`` for a guarded connection."""
-        session = self.sessions.get(conn)
+        """The router's ``invoke`` for a connection holding ``session``."""
         namespace = frame.namespace
-        if session is None or (namespace is not None and not namespace.strip()):
+        if namespace is not None and not namespace.strip():
             return self.router.invoke(conn, frame)  # blank namespace: the router answers
         namespace = namespace or DEFAULT_NAMESPACE
         function_id = frame.function_id
@@ -214,13 +214,21 @@ class ListenerGuard:
 
     # ------------------------------------------------------------------ registrations
 
-    async def admit(self, conn: WorkerConnection,
+    async def admit(self, conn: WorkerConnection, session: Session,
                     frame: Frame) -> tuple[Frame, str | None] | None:
-        """The registration as this session may make it, with the worker's own id of a
+        """The registration as ``session`` may make it, with the worker's own id of a
         prefixed function; ``None`` when it is denied."""
-        session = self.sessions.get(conn)
-        if session is None:
-            return frame, None
+        if isinstance(frame, (RegisterFunction, RegisterTriggerType, RegisterTrigger)):
+            outside = _outside(session, frame, conn.effective_namespace)
+            if outside is not None:
+                kind = ("function" if isinstance(frame, RegisterFunction) else "trigger"
+                        if isinstance(frame, RegisterTrigger) else "trigger type")
+                message = f"registration of {kind} {frame.id} refused: {outside}"
+                if isinstance(frame, RegisterTrigger):
+                    self._refuse_trigger(conn, frame, frame.function_id, message)
+                else:
+                    self._deny(conn, message, frame)
+                return None
         if isinstance(frame, RegisterFunction):
             return await self._function(conn, session, frame)
         if isinstance(frame, UnregisterFunction):
@@ -342,6 +350,46 @@ class ListenerGuard:
         conn.send(encode(TriggerRegistrationResult(
             id=frame.id, trigger_type=frame.trigger_type, function_id=function_id,
             error=ErrorBody(code=FORBIDDEN, message=message))))
+
+
+class SessionGuard:
+    """One guarded connection's guard: its listener's :class:`ListenerGuard` bound to the
+    session the connection authenticated with, so no call or registration of it is ever
+    judged without a session. The dispatcher uses it in place of the router's ``invoke``."""
+
+    __slots__ = ("listener_guard", "rbac", "session")
+
+    def __init__(self, listener_guard: ListenerGuard, session: Session) -> None:
+        self.listener_guard = listener_guard
+        self.rbac = listener_guard.rbac
+        self.session = session
+
+    def invoke(self, conn: WorkerConnection,
+               frame: InvokeFunction | HotInvoke) -> Awaitable[None] | None:
+        """The router's ``invoke`` as this session may make the call."""
+        return self.listener_guard.invoke(conn, self.session, frame)
+
+    async def admit(self, conn: WorkerConnection,
+                    frame: Frame) -> tuple[Frame, str | None] | None:
+        """:meth:`ListenerGuard.admit` under this session."""
+        return await self.listener_guard.admit(conn, self.session, frame)
+
+
+def _outside(session: Session, frame: RegisterFunction | RegisterTriggerType | RegisterTrigger,
+             home: str) -> str | None:
+    """Why a session scoped by ``namespaces`` may not register ``frame``: it lands in a
+    namespace the session may not declare (``None``: it may). A function and a trigger land in
+    the connection's namespace ``home``, also when the grace period, not the worker, fixed it
+    to ``default``; a trigger type in its own ``namespace`` when it names one."""
+    if not session.namespaces:
+        return None
+    namespace = home
+    if isinstance(frame, RegisterTriggerType) and frame.namespace is not None:
+        namespace = frame.namespace
+    if namespace in session.namespaces:
+        return None
+    permitted = ", ".join(sorted(session.namespaces))
+    return f"namespace '{namespace}' not allowed for this session (permitted: {permitted})"
 
 
 def _str(changes: dict[str, Any], key: str, default: Any) -> Any:

@@ -26,6 +26,8 @@ TOKENS: dict[str, dict[str, Any]] = {
     "readonly": {"allow_function_registration": False, "allowed_trigger_types": ["t-ok"],
                  "context": {"user": "readonly"}},
     "orders": {"namespaces": {"orders": ["svc::*"]}, "context": {"user": "orders"}},
+    "orders-admin": {"namespaces": {"orders": ["svc::*"]},
+                     "allow_trigger_type_registration": True, "context": {"user": "orders"}},
 }
 """What the test auth function grants per ``x-token`` header (no header: refused)."""
 
