@@ -81,3 +81,7 @@ class EngineConfig:
     """Port of the streams socket (``None``: no socket; ``0``: a free port)."""
     stream_auth_function: str | None = None
     """Function that authenticates streams socket connections (its ``context``)."""
+    rest_host: str | None = None
+    """Host the REST API binds (``None``: :attr:`host`, the main listener's)."""
+    stream_host: str | None = None
+    """Host the streams socket binds (``None``: :attr:`host`, the main listener's)."""

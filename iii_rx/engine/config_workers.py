@@ -7,13 +7,13 @@ settings. Workers and keys (docs/engine-config.md has the full table):
 * ``iii-worker-manager`` — the first entry is the main port (``host``, ``port`` default 49134,
   ``middleware_function_id``, ``rbac``, ``handshake_timeout_ms``), each further one a
   :class:`~iii_rx.engine.listeners.Listener`;
-* ``iii-http`` — the REST API: ``port`` (3111), ``default_timeout`` (ms),
-  ``concurrency_request_limit``;
+* ``iii-http`` — the REST API: ``host`` (the main listener's by default), ``port`` (3111),
+  ``default_timeout`` (ms), ``concurrency_request_limit``;
 * ``iii-http-functions`` — ``security.url_allowlist``, ``block_private_ips``, ``require_https``;
 * ``iii-state`` — ``adapter: {name: kv, config: {store_method: file_based, file_path}}`` keeps
   state in that file (our sqlite format), anything else in memory;
-* ``iii-stream`` — the streams socket: ``port`` (3112), ``auth_function``, a ``file_based``
-  ``kv`` adapter's ``file_path``;
+* ``iii-stream`` — the streams socket: ``host`` (as ``iii-http``), ``port`` (3112),
+  ``auth_function``, a ``file_based`` ``kv`` adapter's ``file_path``;
 * ``iii-queue`` — ``queue_configs``; ``iii-pubsub``, ``iii-cron``, ``iii-observability`` —
   always running; their keys are checked.
 
@@ -59,8 +59,6 @@ class EngineSettings:
     queue_configs: dict[str, QueueConfig] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     """One line per worker or key the file names that this engine does not apply."""
-    rest_host: tuple[str, str] | None = None
-    """``iii-http``'s ``host`` (key, value): ours binds the REST API on the main host."""
 
 
 def settings_from_file(config: ConfigFile) -> EngineSettings:
@@ -95,12 +93,6 @@ def settings_from_file(config: ConfigFile) -> EngineSettings:
     if not main_seen:
         settings.options.setdefault("port", DEFAULT_WORKER_PORT)
     settings.options.setdefault("rest_port", DEFAULT_REST_PORT)
-    main_host = settings.options.get("host", "127.0.0.1")
-    if settings.rest_host is not None and settings.rest_host[1] != main_host:
-        key, host = settings.rest_host
-        settings.warnings.append(f"{key}.host: the REST API binds the main listener's host "
-                                 f"{main_host!r} (one host for both in iii_rx); {host!r} not "
-                                 "applied")
     settings.warnings[:] = [w if w.startswith(config.path) else f"{config.path}: {w}"
                             for w in settings.warnings]
     return settings
@@ -119,11 +111,7 @@ def _http(entry: WorkerEntry, settings: EngineSettings) -> None:
     if "concurrency_request_limit" in config:
         settings.options["rest_max_concurrency"] = _int(config, "concurrency_request_limit",
                                                         key, 1024, 1)
-    host = config.get("host")
-    if host is not None:
-        if not isinstance(host, str) or not host.strip():
-            raise ConfigValueError(f"{key}.host", f"expected a host, got {host!r}")
-        settings.rest_host = (key, host.strip())
+    _host(config, key, settings, "rest_host")
 
 
 def _http_functions(entry: WorkerEntry, settings: EngineSettings) -> None:
@@ -194,9 +182,10 @@ def _queue(entry: WorkerEntry, settings: EngineSettings) -> None:
 
 def _stream(entry: WorkerEntry, settings: EngineSettings) -> None:
     config, key = entry.config, entry.key
-    _known(entry, settings, {"adapter", "port", "auth_function"}, ignored={"host"})
+    _known(entry, settings, {"adapter", "host", "port", "auth_function"})
     name, adapter_config = _adapter(entry, ("kv", "redis", "bridge"), "kv")
     settings.options["stream_port"] = _int(config, "port", key, 3112, 0, 65535)
+    _host(config, key, settings, "stream_host")
     auth = config.get("auth_function")
     if auth is not None:
         if not isinstance(auth, str) or not auth.strip():
@@ -290,6 +279,15 @@ def _file_path(adapter_config: dict[str, Any], key: str) -> str:
         raise ConfigValueError(f"{key}.file_path", "expected a file path (store_method: "
                                "file_based); iii_rx keeps an sqlite file there")
     return path
+
+
+def _host(config: dict[str, Any], key: str, settings: EngineSettings, option: str) -> None:
+    """A worker's own ``host``: that server binds it (unset: the main listener's host)."""
+    host = config.get("host")
+    if host is not None:
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigValueError(f"{key}.host", f"expected a host, got {host!r}")
+        settings.options[option] = host.strip()
 
 
 def _int(config: dict[str, Any], name: str, key: str, default: int, low: int,

@@ -127,7 +127,8 @@ class Engine:
     are always there (:attr:`workers`); ``state_file``, ``stream_file`` and ``queue_file`` keep
     state, stream items and queued messages in sqlite files (they survive restarts and kills)
     instead of in memory; ``stream_port`` opens the streams socket (``0``: a free port), whose
-    connections ``stream_auth_function`` authenticates.
+    connections ``stream_auth_function`` authenticates. The REST API and the streams socket
+    bind ``rest_host`` / ``stream_host``, by default ``host`` (the main listener's).
 
     Listeners (``docs/engine-config.md``): ``middleware_function_id`` and ``rbac`` guard the
     main port; ``listeners`` opens further ports, each a
@@ -178,6 +179,8 @@ class Engine:
         queue_file: str | os.PathLike[str] | None = None,
         stream_port: int | None = None,
         stream_auth_function: str | None = None,
+        rest_host: str | None = None,
+        stream_host: str | None = None,
         middleware_function_id: str | None = None,
         rbac: RbacConfig | None = None,
         listeners: Sequence[Listener] = (),
@@ -209,6 +212,7 @@ class Engine:
             stream_file=os.fspath(stream_file) if stream_file is not None else None,
             queue_file=os.fspath(queue_file) if queue_file is not None else None,
             stream_port=stream_port, stream_auth_function=stream_auth_function,
+            rest_host=rest_host, stream_host=stream_host,
         )
         config = self.config
         self.registry = Registry()

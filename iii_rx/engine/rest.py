@@ -207,6 +207,14 @@ class RestApi:
             host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(address, port)`` of every bound socket (none until started)."""
+        runner = self._runner
+        if runner is None:
+            return []
+        return [(str(address[0]), int(address[1])) for address in runner.addresses]
+
     async def start(self) -> None:
         """Bind and serve (``port=0`` picks an ephemeral port, read it from :attr:`port`)."""
         if self._calls.closed:

@@ -93,7 +93,8 @@ class RestExtension:
             return await services.call(function_id, data, namespace=namespace,
                                        metadata=metadata, timeout=timeout)
 
-        api = RestApi(invoke, services.channels, host=config.host, port=config.rest_port,
+        host = config.host if config.rest_host is None else config.rest_host
+        api = RestApi(invoke, services.channels, host=host, port=config.rest_port,
                       timeout_ms=config.rest_timeout_ms,
                       no_response_grace_ms=config.http_no_response_grace_ms,
                       max_concurrency=config.rest_max_concurrency, token=config.token,

@@ -56,7 +56,8 @@ def test_the_suite_config_maps_every_worker(tmp_path: Path) -> None:
                       public: true
                       name: match("*pub*")
           - name: iii-http
-            config: {port: 3199, default_timeout: 5000, concurrency_request_limit: 8}
+            config: {host: 127.0.0.1, port: 3199, default_timeout: 5000,
+                     concurrency_request_limit: 8}
           - name: iii-http-functions
             config:
               security: {url_allowlist: [localhost], block_private_ips: false,
@@ -65,7 +66,7 @@ def test_the_suite_config_maps_every_worker(tmp_path: Path) -> None:
             config:
               adapter: {name: kv, config: {store_method: file_based, file_path: ./s.db}}
           - name: iii-stream
-            config: {port: 3112, auth_function: stream-auth}
+            config: {host: " 127.0.0.1 ", port: 3112, auth_function: stream-auth}
           - name: iii-queue
             config:
               queue_configs:
@@ -88,6 +89,7 @@ def test_the_suite_config_maps_every_worker(tmp_path: Path) -> None:
     assert settings.options["state_file"] == "./s.db"
     assert settings.options["stream_port"] == 3112
     assert settings.options["stream_auth_function"] == "stream-auth"
+    assert settings.options["rest_host"] == settings.options["stream_host"] == "127.0.0.1"
     [listener] = settings.listeners
     assert (listener.host, listener.port, listener.middleware_function_id) == (
         "127.0.0.1", 40001, "mw")
@@ -102,6 +104,7 @@ def test_the_suite_config_maps_every_worker(tmp_path: Path) -> None:
     orders = settings.queue_configs["orders"]
     assert (orders.fifo, orders.message_group_field, orders.max_retries) == (True, "customer", 5)
     assert any("iii-observability keys not applied" in w for w in settings.warnings)
+    assert not any("host" in w for w in settings.warnings)  # every host: is applied
 
 
 def test_defaults_are_the_rust_engines_except_the_host(tmp_path: Path) -> None:
@@ -157,6 +160,8 @@ def test_a_worker_we_do_not_implement_is_one_warning(tmp_path: Path) -> None:
      "workers[0].config.rbac.auth", "unknown key"),
     ("workers: [{name: iii-http, config: {default_timeout: -1}}]",
      "workers[0].config.default_timeout", "integer >= 1"),
+    ("workers: [{name: iii-http, config: {host: ''}}]", "workers[0].config.host", "a host"),
+    ("workers: [{name: iii-stream, config: {host: 3}}]", "workers[0].config.host", "a host"),
     ("workers: [{name: iii-http, config: {cors_typo: 1}}]",
      "workers[0].config.cors_typo", "unknown key for iii-http"),
     ("workers: [{name: iii-http-functions, config: {security: {require_https: maybe}}}]",
@@ -260,3 +265,31 @@ def test_settings_the_rust_engine_migrated_are_read_from_its_directory(
         """)
     assert caught.value.path.endswith("iii-state.yaml")
     assert caught.value.key == "value"
+
+
+async def test_the_rest_api_and_streams_socket_bind_their_own_host(tmp_path: Path) -> None:
+    """``host:`` under ``iii-http`` / ``iii-stream`` is where those servers bind, not the
+    main listener's host (here ``localhost``): read back from their bound sockets."""
+    path = _write(tmp_path, """
+        workers:
+          - name: iii-worker-manager
+            config: {host: localhost, port: 0}
+          - name: iii-http
+            config: {host: 127.0.0.1, port: 0}
+          - name: iii-stream
+            config: {host: 127.0.0.1, port: 0}
+    """)
+    async with Engine.from_config(path) as engine:
+        assert engine.url.startswith("ws://localhost:")
+        api = engine._rest.api  # the REST extension's server
+        assert api is not None and api.url.startswith("http://127.0.0.1:")
+        assert api.addresses == [("127.0.0.1", engine.rest_port)]
+        socket = engine.workers.streams.socket
+        assert socket is not None and socket.host == "127.0.0.1"
+        assert socket.addresses == [("127.0.0.1", socket.port)]
+    # without a host of their own they bind the main listener's
+    async with Engine(host="localhost", rest_port=0, stream_port=0) as engine:
+        api = engine._rest.api
+        assert api is not None and api.url.startswith("http://localhost:")
+        socket = engine.workers.streams.socket
+        assert socket is not None and socket.host == "localhost"

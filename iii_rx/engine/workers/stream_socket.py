@@ -1,7 +1,8 @@
 """The streams socket: the websocket the Rust engine's stream worker offers to stream clients.
 
-Off by default; ``Engine(stream_port=P)`` / ``iii-rx engine --stream-port P`` opens it on the
-engine's host (``0``: a free port, :attr:`StreamSocket.port`). A client sends JSON text frames
+Off by default; ``Engine(stream_port=P)`` / ``iii-rx engine --stream-port P`` opens it on
+``stream_host``, by default the engine's host (``0``: a free port, :attr:`StreamSocket.port`).
+A client sends JSON text frames
 
 * ``{"type": "join", "data": {"subscriptionId", "streamName", "groupId", "id"?}}`` — subscribe
   to a group (or to one item of it, with ``id``). The ``stream:join`` bindings are called first
@@ -144,6 +145,8 @@ class StreamSocket:
         self.auth_function = auth_function
         self.clients: set[_Client] = set()
         self._server: Server | None = None
+        self.host: str | None = None
+        """The host it binds (``None`` until started)."""
         self._tasks = TaskSet("the stream socket")
 
     @property
@@ -153,7 +156,16 @@ class StreamSocket:
             return None
         return int(next(iter(self._server.sockets)).getsockname()[1])
 
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(address, port)`` of every bound socket (one per address the host resolves to)."""
+        if self._server is None:
+            return []
+        names = [s.getsockname() for s in self._server.sockets]
+        return [(str(name[0]), int(name[1])) for name in names]
+
     async def start(self, host: str, port: int) -> None:
+        self.host = host
         self._server = await serve(self._serve, host, port, process_request=self._check_token)
         log.info("stream socket listening on %s:%d", host, self.port)
 

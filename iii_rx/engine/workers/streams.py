@@ -187,7 +187,9 @@ class StreamWorker:
         if port is not None:
             self.socket = StreamSocket(services, self.read, self.join.bindings,
                                        self.leave.bindings, services.config.stream_auth_function)
-            await self.socket.start(services.config.host, port)
+            config = services.config
+            await self.socket.start(config.host if config.stream_host is None
+                                    else config.stream_host, port)
 
     async def stop(self) -> None:
         socket, self.socket = self.socket, None
