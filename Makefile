@@ -14,10 +14,10 @@ FLOORS_STAMP := $(FLOORS_VENV)/.installed
 FLOORS_DEPS   = $(shell sed -n '/^dependencies = \[/,/^\]/p' pyproject.toml | grep -c '^ *"')
 FLOORS        = $(shell sed -n '/^dependencies = \[/,/^\]/p' pyproject.toml \
                   | grep -o '"[][A-Za-z0-9_.-]*>=[^",<; ]*' | tr -d '"' | sed 's/>=/==/')
-# What runs on the floors: the suites over the client, the wire, channels, operators, the engine
-# and HTTP, minus the Node peer and what needs the official iii-sdk, whose own floors are above
+# What runs on the floors: the suites over the client, the wire, channels, operators, the engine,
+# HTTP and telemetry, minus the Node peer and what needs the official iii-sdk, whose own floors are above
 # ours (constraints/floors_plugin.py leaves those out).
-FLOORS_TESTS := tests/client tests/wire tests/channels tests/operators tests/engine tests/http \
+FLOORS_TESTS := tests/client tests/wire tests/channels tests/operators tests/engine tests/http tests/telemetry \
 	--ignore=tests/channels/test_channel_interop_node.py
 
 .PHONY: demo test lint typecheck pytest floors install node bench clean

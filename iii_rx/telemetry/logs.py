@@ -7,6 +7,7 @@ They go through the standard :mod:`logging` module as well, always (``iii_rx.con
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -62,17 +63,54 @@ def emit(level: int, message: str, attributes: dict[str, Any],
          logger_name: str = "iii_rx.logger") -> None:
     """Emit one log record (``trace_id``/``span_id`` in hex, ``None`` for none) on the
     OpenTelemetry logger ``logger_name``."""
-    ctx = None
+    span_context = None
     if trace_id and span_id:
         try:
-            ctx = trace.set_span_in_context(NonRecordingSpan(SpanContext(
-                int(trace_id, 16), int(span_id, 16), is_remote=False,
-                trace_flags=TraceFlags(TraceFlags.SAMPLED))), otel_context.Context())
+            span_context = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=False,
+                                       trace_flags=TraceFlags(TraceFlags.SAMPLED))
         except ValueError:
-            ctx = None
+            span_context = None
     attrs = {k: v if isinstance(v, (str, bool, int, float)) else _structured(v)
              for k, v in attributes.items() if v is not None}
-    _logs.get_logger(logger_name).emit(
-        timestamp=time.time_ns(), context=ctx,
-        severity_number=_SEVERITY.get(level, SeverityNumber.INFO),
-        severity_text=logging.getLevelName(level), body=message, attributes=attrs)
+    logger = _logs.get_logger(logger_name)
+    severity = _SEVERITY.get(level, SeverityNumber.INFO)
+    if not _takes_keywords(logger):
+        _emit_record(logger, span_context, severity, logging.getLevelName(level), message, attrs)
+        return
+    ctx = (None if span_context is None
+           else trace.set_span_in_context(NonRecordingSpan(span_context), otel_context.Context()))
+    logger.emit(timestamp=time.time_ns(), context=ctx, severity_number=severity,
+                severity_text=logging.getLevelName(level), body=message, attributes=attrs)
+
+
+_KEYWORDS: dict[type, bool] = {}
+
+
+def _takes_keywords(logger: Any) -> bool:
+    """Whether ``logger.emit`` takes the record's fields as keywords (OpenTelemetry 1.39 on);
+    older releases take one ``LogRecord``."""
+    kind = type(logger)
+    found = _KEYWORDS.get(kind)
+    if found is None:
+        try:
+            found = "timestamp" in inspect.signature(logger.emit).parameters
+        except (TypeError, ValueError):
+            found = False
+        _KEYWORDS[kind] = found
+    return found
+
+
+def _emit_record(logger: Any, span_context: SpanContext | None, severity: SeverityNumber,
+                 severity_text: str, body: str, attributes: dict[str, Any]) -> None:
+    """Emit as the releases before keyword ``emit`` want it: an SDK ``LogRecord`` holding the
+    trace ids and the logger's resource."""
+    from opentelemetry.sdk import _logs as sdk_logs
+
+    ids: dict[str, Any] = {}
+    if span_context is not None:
+        ids = {"trace_id": span_context.trace_id, "span_id": span_context.span_id,
+               "trace_flags": span_context.trace_flags}
+    record = sdk_logs.LogRecord(  # type: ignore[attr-defined]  # gone from today's SDK
+        timestamp=time.time_ns(), severity_text=severity_text, severity_number=severity,
+        body=body, resource=getattr(logger, "resource", None), attributes=attributes, **ids)
+    logger.emit(record)

@@ -119,6 +119,16 @@ def _failed(key: tuple[str, str, str]) -> dict[str, Any]:
     return {"iii.function.id": key[0], "iii.worker.name": key[1], "iii.error.code": key[2]}
 
 
+def _histogram(meter: metrics.Meter, name: str, description: str) -> metrics.Histogram:
+    """A duration histogram (s) with :data:`_SECONDS` as its advised buckets; an SDK older
+    than 1.23 takes no advice and keeps its default buckets."""
+    try:
+        return meter.create_histogram(name, unit="s", description=description,
+                                      explicit_bucket_boundaries_advisory=_SECONDS)
+    except TypeError:
+        return meter.create_histogram(name, unit="s", description=description)
+
+
 def _tally(tally: Tally) -> Any:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(tally.value)]
@@ -160,19 +170,16 @@ class Metrics:
             "iii.client.call.errors", [_observe(self.call_errors, _failed, self._lock)],
             unit="{call}",
             description="Calls that failed, timed out or were cancelled")
-        self.call_duration = meter.create_histogram(
-            "iii.client.call.duration", unit="s", description="Round trips of sampled calls",
-            explicit_bucket_boundaries_advisory=_SECONDS)
+        self.call_duration = _histogram(
+            meter, "iii.client.call.duration", "Round trips of sampled calls")
         meter.create_observable_counter(
             "iii.server.invocations", [_observe(self.invocations, _function, self._lock)],
             unit="{invocation}", description="Invocations this worker answered")
         meter.create_observable_counter(
             "iii.server.invocation.errors", [_observe(self.invocation_errors, _failed, self._lock)],
             unit="{invocation}", description="Invocations whose handler failed")
-        self.invocation_duration = meter.create_histogram(
-            "iii.server.invocation.duration", unit="s",
-            description="Run times of sampled invocations",
-            explicit_bucket_boundaries_advisory=_SECONDS)
+        self.invocation_duration = _histogram(
+            meter, "iii.server.invocation.duration", "Run times of sampled invocations")
         meter.create_observable_counter(
             "iii.channel.bytes_read", [_tally(self.bytes_read)], unit="By",
             description="Bytes read from channels")

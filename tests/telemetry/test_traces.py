@@ -183,11 +183,14 @@ async def test_logs_in_a_handler_carry_the_span_ids(engine: Engine,
     from opentelemetry import _logs
     from opentelemetry._logs import _internal as logs_globals
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk._logs import export as logs_export
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
     from opentelemetry.util._once import Once
 
     saved = logs_globals._LOGGER_PROVIDER, logs_globals._LOGGER_PROVIDER_SET_ONCE
-    logs = InMemoryLogRecordExporter()
+    in_memory = (getattr(logs_export, "InMemoryLogRecordExporter", None)
+                 or logs_export.InMemoryLogExporter)  # its name before SDK 1.3x
+    logs = in_memory()
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     logs_globals._LOGGER_PROVIDER, logs_globals._LOGGER_PROVIDER_SET_ONCE = None, Once()
