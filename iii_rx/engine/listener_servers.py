@@ -11,9 +11,6 @@ and closes the further listeners together.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlsplit
-
-from websockets.asyncio.server import ServerConnection
 
 from iii_rx.engine.channels import ChannelHub
 from iii_rx.engine.config import EngineConfig
@@ -21,7 +18,7 @@ from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.dispatch import Dispatcher
 from iii_rx.engine.listeners import Listener
 from iii_rx.engine.rbac import ListenerGuard
-from iii_rx.engine.server import EngineServer, ServeWorker
+from iii_rx.engine.server import EngineServer
 
 __all__ = ["ListenerServers", "listener_server"]
 
@@ -39,26 +36,9 @@ def listener_server(listener: Listener, config: EngineConfig, dispatcher: Dispat
     async def serve(conn: WorkerConnection) -> None:
         await guard.serve(conn, dispatcher.serve)
 
-    return _GuardedServer(guard, config, serve, hub, host=host, port=port,
-                          handshake_timeout_ms=timeout)
-
-
-class _GuardedServer(EngineServer):
-    """The server of a guarded listener: ``/otel`` is authenticated as ``/`` is."""
-
-    def __init__(self, guard: ListenerGuard, config: EngineConfig, serve: ServeWorker,
-                 hub: ChannelHub, *, host: str | None, port: int | None,
-                 handshake_timeout_ms: int) -> None:
-        super().__init__(config, serve, hub, host=host, port=port,
-                         handshake_timeout_ms=handshake_timeout_ms)
-        self.guard = guard
-
-    async def _handle(self, ws: ServerConnection) -> None:
-        request = ws.request
-        if (request is not None and urlsplit(request.path).path == "/otel"
-                and not await self.guard.admit_telemetry(ws)):
-            return
-        await super()._handle(ws)
+    # ``/otel`` is authenticated as ``/`` is.
+    return EngineServer(config, serve, hub, host=host, port=port, handshake_timeout_ms=timeout,
+                        admit_telemetry=guard.admit_telemetry)
 
 
 class ListenerServers:

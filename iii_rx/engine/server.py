@@ -1,8 +1,9 @@
 """The engine's websocket port: one server, three kinds of path (docs/protocol.md §1.2).
 
 * ``/`` — a worker connection, handed to ``serve_worker`` (the dispatcher's ``serve``);
-* ``/otel`` — telemetry: accepted and read, each frame handed to :attr:`EngineServer.telemetry_sink`
-  (the ``/otel`` intake, :mod:`~iii_rx.engine.workers.otel`; discarded when unset);
+* ``/otel`` — telemetry: accepted (after the ``admit_telemetry`` hook, when given, let it in)
+  and read, each frame handed to :attr:`EngineServer.telemetry_sink` (the ``/otel`` intake,
+  :mod:`~iii_rx.engine.workers.otel`; discarded when unset);
 * ``/ws/channels/{id}?key=..&dir=read|write`` — one end of a channel, handed to the channel hub
   after the handshake checks: 400 when ``key``/``dir`` are missing or ``dir`` is invalid, 404
   when the hub does not know the id or the key;
@@ -46,7 +47,7 @@ from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.hotsocket import HotConnection
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 
-__all__ = ["CHANNEL_PREFIX", "EngineServer", "ServeWorker", "TelemetrySink"]
+__all__ = ["CHANNEL_PREFIX", "AdmitSocket", "EngineServer", "ServeWorker", "TelemetrySink"]
 
 log = logging.getLogger("iii_rx.engine")
 
@@ -61,6 +62,9 @@ ServeWorker = Callable[[WorkerConnection], Awaitable[None]]
 """``await serve_worker(conn)``: run one worker connection until it ends."""
 TelemetrySink = Callable[[bytes | str], None]
 """``sink(frame)``: take one frame received on ``/otel`` (on the engine's loop)."""
+AdmitSocket = Callable[[ServerConnection], Awaitable[bool]]
+"""``await admit(ws)``: whether an upgraded socket may be served; on ``False`` it has told the
+peer why (and closed it) itself."""
 
 
 class EngineServer:
@@ -69,12 +73,15 @@ class EngineServer:
     ``config`` gives the address, message limit and handshake deadline, ``serve_worker`` runs
     worker sockets and ``hub`` authorises and serves channel sockets. ``host``, ``port`` and
     ``handshake_timeout_ms``, when given, replace the config's: the engine's further listeners
-    (:mod:`iii_rx.engine.listeners`).
+    (:mod:`iii_rx.engine.listeners`). ``admit_telemetry``, when given, is awaited on every
+    ``/otel`` socket before its first frame is read (a guarded listener authenticates it there
+    as it does a worker); ``False`` ends that connection.
     """
 
     def __init__(self, config: EngineConfig, serve_worker: ServeWorker, hub: ChannelHub, *,
                  host: str | None = None, port: int | None = None,
-                 handshake_timeout_ms: int | None = None) -> None:
+                 handshake_timeout_ms: int | None = None,
+                 admit_telemetry: AdmitSocket | None = None) -> None:
         self.config = config
         self.serve_worker = serve_worker
         self.hub = hub
@@ -86,6 +93,7 @@ class EngineServer:
         self._live: set[ServerConnection] = set()
         self.port = 0
         self.telemetry_sink: TelemetrySink | None = None
+        self.admit_telemetry = admit_telemetry
 
     async def start(self) -> int:
         """Listen on the configured host and port; returns the bound port."""
@@ -171,6 +179,9 @@ class EngineServer:
             if parts.path == "/":
                 await self._serve_worker(ws)
             elif parts.path == "/otel":
+                admit = self.admit_telemetry
+                if admit is not None and not await admit(ws):
+                    return
                 async for frame in ws:
                     sink = self.telemetry_sink
                     if sink is not None:
