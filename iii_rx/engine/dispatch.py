@@ -136,15 +136,15 @@ class Dispatcher:
     """
 
     def __init__(self, registry: Registry, router: Router, triggers: Triggers,
-                 config: EngineConfig, on_worker_event: WorkerEvents) -> None:
+                 config: EngineConfig, on_worker_event: WorkerEvents, *,
+                 peer_log: RateLimitedLog | None = None) -> None:
         self.registry = registry
         self.router = router
         self.triggers = triggers
         self.config = config
         self.on_worker_event = on_worker_event
-        self._peer_log = RateLimitedLog(log)
-        """Lines a peer can cause at will (one per bad frame or refused registration); one
-        budget per engine, so engines in one process do not share it."""
+        self.peer_log = peer_log if peer_log is not None else RateLimitedLog(log)
+        """The engine's budget of lines a peer can cause at will (its listeners share it)."""
         self.http_function_hook: HttpFunctionHook | None = None
         self._drains: dict[WorkerConnection, asyncio.Task[None]] = {}
         self._guards: dict[WorkerConnection, SessionGuard] = {}
@@ -205,7 +205,7 @@ class Dispatcher:
                     try:
                         frame = decode(message)
                     except FrameError as exc:
-                        self._peer_log.log(logging.WARNING, "bad_frame",
+                        self.peer_log.log(logging.WARNING, "bad_frame",
                                            "dropped a bad frame from worker %s: %s",
                                            printable(conn.label), printable(exc))
                         _answer_invalid_frame(conn, message, exc, router)
@@ -248,7 +248,7 @@ class Dispatcher:
         elif isinstance(frame, (Pong, WorkerRegistered, RegistrationRejected)):
             pass
         elif isinstance(frame, UnknownFrame):
-            self._peer_log.log(logging.WARNING, "unknown_frame",
+            self.peer_log.log(logging.WARNING, "unknown_frame",
                           "dropped a frame of unknown type %s from worker %s",
                           printable(frame.type), printable(conn.label))
         else:
@@ -414,7 +414,7 @@ class Dispatcher:
         what = getattr(frame, "id", "")
         message = (f"{frame.type} {what} refused: this connection already holds {held}, "
                    "the engine's limit")
-        self._peer_log.log(logging.WARNING, "registration_limit", "worker %s: %s",
+        self.peer_log.log(logging.WARNING, "registration_limit", "worker %s: %s",
                       printable(conn.label), printable(message))
         if isinstance(frame, RegisterTrigger):
             conn.send(encode(TriggerRegistrationResult(
@@ -505,7 +505,7 @@ class Dispatcher:
 
     def _reject_function(self, conn: WorkerConnection, namespace: str, function_id: str,
                          owner: str) -> None:
-        self._peer_log.log(logging.WARNING, "function_conflict",
+        self.peer_log.log(logging.WARNING, "function_conflict",
                       "worker %s may not register %s in namespace %s (owner %r)",
                       printable(conn.label), printable(function_id), printable(namespace), owner)
         conn.send(encode(RegistrationRejected(

@@ -63,6 +63,7 @@ from iii_rx.engine.dispatch import Dispatcher
 from iii_rx.engine.http_functions import HttpFunctionsExtension
 from iii_rx.engine.listener_servers import ListenerServers, listener_server
 from iii_rx.engine.listeners import Listener
+from iii_rx.engine.logsafe import RateLimitedLog
 from iii_rx.engine.rbac_config import RbacConfig
 from iii_rx.engine.registry import Registry
 from iii_rx.engine.rest_trigger import RestExtension
@@ -215,9 +216,12 @@ class Engine:
             rest_host=rest_host, stream_host=stream_host,
         )
         config = self.config
-        self.registry = Registry()
-        self.triggers = Triggers()
-        self.router = Router(self.registry, config)
+        self.peer_log = RateLimitedLog(log)
+        """This engine's budget of log lines a peer can cause at will, handed to every part
+        that writes them: engines in one process never silence each other's warnings."""
+        self.registry = Registry(peer_log=self.peer_log)
+        self.triggers = Triggers(peer_log=self.peer_log)
+        self.router = Router(self.registry, config, peer_log=self.peer_log)
         self.hub = ChannelHub(sweep_interval_s=config.channel_sweep_interval_ms / 1000,
                               max_age_s=config.channel_max_age_ms / 1000,
                               buffer_bytes=config.channel_buffer_bytes,
@@ -228,7 +232,7 @@ class Engine:
             self.router, self.registry, self.discovery.all_function_summaries,
             config.functions_available_poll_ms)
         self.dispatcher = Dispatcher(self.registry, self.router, self.triggers, config,
-                                     self._worker_event)
+                                     self._worker_event, peer_log=self.peer_log)
         install_builtins(
             self.registry, self.triggers, self.discovery,
             register_worker=self.dispatcher.register_worker, create_channel=self.hub.create,

@@ -30,15 +30,16 @@ def listener_server(listener: Listener, config: EngineConfig, dispatcher: Dispat
     timeout = listener.handshake_timeout_ms
     if not listener.guarded:
         return EngineServer(config, dispatcher.serve, hub, host=host, port=port,
-                            handshake_timeout_ms=timeout)
-    guard = ListenerGuard(listener, dispatcher.router, dispatcher.registry)
+                            handshake_timeout_ms=timeout, peer_log=dispatcher.peer_log)
+    guard = ListenerGuard(listener, dispatcher.router, dispatcher.registry,
+                          peer_log=dispatcher.peer_log)
 
     async def serve(conn: WorkerConnection) -> None:
         await guard.serve(conn, dispatcher.serve)
 
     # ``/otel`` is authenticated as ``/`` is.
     return EngineServer(config, serve, hub, host=host, port=port, handshake_timeout_ms=timeout,
-                        admit_telemetry=guard.admit_telemetry)
+                        admit_telemetry=guard.admit_telemetry, peer_log=guard.peer_log)
 
 
 class ListenerServers:

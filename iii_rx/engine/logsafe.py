@@ -4,7 +4,9 @@ Ids, names and messages that come from workers or HTTP clients are escaped befor
 log line (:func:`printable`): a newline would forge a second line, an ANSI escape would
 repaint the operator's terminal. Lines a peer can trigger at will (one per bad frame, one per
 malformed request) go through a :class:`RateLimitedLog`, which writes at most ``burst`` lines
-per ``interval`` for each kind and then one summary of what it held back.
+per ``interval`` for each kind and then one summary of what it held back. The engine owns one
+(``Engine.peer_log``) and hands it to the parts that write such lines, so that engines in one
+process never share a budget: a flood at one never silences another's warnings.
 """
 
 from __future__ import annotations

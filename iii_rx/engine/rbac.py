@@ -83,13 +83,15 @@ ServeGuarded = Callable[[WorkerConnection, "SessionGuard"], Awaitable[None]]
 class ListenerGuard:
     """Middleware and RBAC of one listener, over the shared router and registry."""
 
-    def __init__(self, listener: Listener, router: Router, registry: Registry) -> None:
+    def __init__(self, listener: Listener, router: Router, registry: Registry, *,
+                 peer_log: RateLimitedLog | None = None) -> None:
         self.listener = listener
         self.rbac = listener.rbac
         self.middleware_id = listener.middleware_function_id
         self.router = router
         self.registry = registry
-        self._log = RateLimitedLog(log)
+        self.peer_log = peer_log if peer_log is not None else RateLimitedLog(log)
+        """The engine's budget of lines a peer can cause (refusals, denials); its sessions'."""
 
     # ------------------------------------------------------------------ upgrade
 
@@ -99,7 +101,7 @@ class ListenerGuard:
         try:
             session = await self.authenticate(conn.ws)
         except AuthError as exc:
-            self._log.log(logging.WARNING, "auth_refused", "refused a worker from %s: %s",
+            self.peer_log.log(logging.WARNING, "auth_refused", "refused a worker from %s: %s",
                           printable(conn.ip_address), printable(exc))
             await _refuse(conn, str(exc))
             return
@@ -111,7 +113,7 @@ class ListenerGuard:
         try:
             await self.authenticate(ws)
         except AuthError as exc:
-            self._log.log(logging.WARNING, "auth_refused", "refused telemetry from %s: %s",
+            self.peer_log.log(logging.WARNING, "auth_refused", "refused telemetry from %s: %s",
                           printable(ws.remote_address), printable(exc))
             await refuse_socket(ws, str(exc))
             return False
@@ -121,7 +123,8 @@ class ListenerGuard:
         """Run the auth function (if any) on the upgrade request; the session it grants."""
         rbac = self.rbac
         if rbac is None or rbac.auth_function_id is None:
-            return Session(rbac=rbac, allow_trigger_type_registration=True)
+            return Session(rbac=rbac, allow_trigger_type_registration=True,
+                           warnings=self.peer_log)
         assert ws is not None and ws.request is not None
         data = auth_input(ws.request.path, ws.request.headers, ws.remote_address)
         try:
@@ -129,7 +132,7 @@ class ListenerGuard:
                                             timeout=HOOK_TIMEOUT_S)
         except IIIInvocationError as exc:
             raise AuthError(exc.message) from None
-        return session_from_result(result, rbac)
+        return session_from_result(result, rbac, self.peer_log)
 
     # ------------------------------------------------------------------ calls
 
@@ -260,7 +263,7 @@ class ListenerGuard:
         """Log a denied registration; a function or trigger type is also told to the worker
         with an ``error`` frame (``FORBIDDEN``), which the official SDKs ignore and the iii_rx
         client logs (a trigger's caller answers it with a ``triggerregistrationresult``)."""
-        self._log.log(logging.WARNING, "rbac_denied", "worker %s: %s", printable(conn.label),
+        self.peer_log.log(logging.WARNING, "rbac_denied", "worker %s: %s", printable(conn.label),
                       printable(message))
         if isinstance(frame, (RegisterFunction, RegisterTriggerType)):
             conn.send(encode(ErrorFrame(error=ErrorBody(code=FORBIDDEN, message=message),

@@ -34,7 +34,6 @@ __all__ = ["AuthError", "Session", "auth_input", "forbidden_message", "header_ma
            "session_from_result"]
 
 log = logging.getLogger("iii_rx.engine")
-_warnings = RateLimitedLog(log)
 
 
 class AuthError(Exception):
@@ -54,14 +53,17 @@ class Session:
     allow_function_registration: bool = True
     function_registration_prefix: str | None = None
     context: Any = field(default_factory=dict)
+    warnings: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log), repr=False,
+                                     compare=False)
+    """Where a forbidden infrastructure function is warned about: the engine's budget."""
 
     def allows(self, function_id: str, namespace: str, metadata: Any) -> bool:
         """The access rule of the module docstring."""
         if function_id in self.forbidden_functions:
             if function_id in INFRASTRUCTURE_FUNCTIONS:
-                _warnings.log(logging.WARNING, "rbac_infra", "the auth result forbids the "
-                              "infrastructure function %s: the worker may fail to register, "
-                              "log or propagate context", printable(function_id))
+                self.warnings.log(logging.WARNING, "rbac_infra", "the auth result forbids the "
+                                  "infrastructure function %s: the worker may fail to "
+                                  "register, log or propagate context", printable(function_id))
             return False
         grants = self.namespaces.get(namespace)
         if grants and any(_grant_matches(g, function_id) for g in grants):
@@ -110,8 +112,10 @@ def header_map(headers: Any) -> dict[str, str]:
     return joined
 
 
-def session_from_result(result: Any, rbac: RbacConfig | None) -> Session:
-    """Read an ``AuthResult``; raises :class:`AuthError` for anything else."""
+def session_from_result(result: Any, rbac: RbacConfig | None,
+                        warnings: RateLimitedLog | None = None) -> Session:
+    """Read an ``AuthResult``; raises :class:`AuthError` for anything else. ``warnings``: the
+    engine's budget of peer-caused lines (a session read alone gets its own)."""
     if result is None:
         raise AuthError("auth function returned no result")
     if not isinstance(result, dict):
@@ -138,6 +142,7 @@ def session_from_result(result: Any, rbac: RbacConfig | None) -> Session:
         allow_function_registration=_flag(result, "allow_function_registration", True),
         function_registration_prefix=prefix or None,
         context=context if context is not None else {},
+        warnings=warnings if warnings is not None else RateLimitedLog(log),
     )
 
 

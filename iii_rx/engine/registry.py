@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("iii_rx.engine")
-_reattach_log = RateLimitedLog(log)
 
 RECLAIM_S = 120.0
 """How long a departed lease holder's successor may reclaim its name (SDK backoff tops at
@@ -120,7 +119,9 @@ class BuiltinWorker:
 class Registry:
     """Functions, connected workers and name leases of one engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, peer_log: RateLimitedLog | None = None) -> None:
+        self._peer_log = peer_log if peer_log is not None else RateLimitedLog(log)
+        """The engine's budget of lines a peer can cause (a registry built alone: its own)."""
         self.functions: dict[tuple[str, str], FunctionEntry] = {}
         self.workers: dict[str, WorkerConnection] = {}
         self.leases: dict[tuple[str, str], WorkerConnection] = {}
@@ -238,8 +239,8 @@ class Registry:
             return None
         if old is not None and not old.closed:
             if not same_secret(token, old.reattach_token):
-                _reattach_log.log(logging.INFO, "reattach", "ignored reattach of %s by %s: "
-                                  "wrong token", printable(previous_id), conn.id)
+                self._peer_log.log(logging.INFO, "reattach", "ignored reattach of %s by %s: "
+                                   "wrong token", printable(previous_id), conn.id)
                 return None
             if old.lease is not None:
                 self._heirs[conn] = old.lease

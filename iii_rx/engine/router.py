@@ -55,15 +55,17 @@ QUEUE_FUNCTION = "engine::queue::enqueue"
 """Provider of the ``enqueue`` action (a queue worker); absent ⇒ ``enqueue_error``."""
 
 _STOPPED = error_body("invocation_stopped", "Invocation stopped")
-_refusals = RateLimitedLog(log)
 
 
 class Router:
     """Routes invocations between workers and in-process functions."""
 
-    def __init__(self, registry: Registry, config: EngineConfig) -> None:
+    def __init__(self, registry: Registry, config: EngineConfig, *,
+                 peer_log: RateLimitedLog | None = None) -> None:
         self.registry = registry
         self.config = config
+        self._peer_log = peer_log if peer_log is not None else RateLimitedLog(log)
+        """The engine's budget of lines a peer can cause (a router built alone: its own)."""
         self.metrics = EngineMetrics(registry)
         self._tasks = TaskSet("the engine router")
 
@@ -163,9 +165,10 @@ class Router:
         if reply_id is not None:
             conn.send(result_text(reply_id, function_id, error=handler.busy_error(function_id)))
         else:
-            _refusals.log(logging.WARNING, "queue_full", "void call of %s from %s dropped: "
-                          "worker %s is not reading its connection", printable(function_id),
-                          printable(conn.label), printable(handler.label))
+            self._peer_log.log(logging.WARNING, "queue_full", "void call of %s from %s "
+                               "dropped: worker %s is not reading its connection",
+                               printable(function_id), printable(conn.label),
+                               printable(handler.label))
 
     async def _run_local(self, conn: WorkerConnection | None, entry: FunctionEntry, data: Any,
                          ctx: CallContext) -> None:

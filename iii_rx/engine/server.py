@@ -54,7 +54,6 @@ log = logging.getLogger("iii_rx.engine")
 _ws_log = logging.getLogger("iii_rx.engine.websockets")
 # The library logs every connection at INFO; the engine logs its own line per worker instead.
 _ws_log.setLevel(logging.WARNING)
-_refusals = RateLimitedLog(log)
 
 CHANNEL_PREFIX = "/ws/channels/"
 
@@ -81,8 +80,11 @@ class EngineServer:
     def __init__(self, config: EngineConfig, serve_worker: ServeWorker, hub: ChannelHub, *,
                  host: str | None = None, port: int | None = None,
                  handshake_timeout_ms: int | None = None,
-                 admit_telemetry: AdmitSocket | None = None) -> None:
+                 admit_telemetry: AdmitSocket | None = None,
+                 peer_log: RateLimitedLog | None = None) -> None:
         self.config = config
+        self._peer_log = peer_log if peer_log is not None else RateLimitedLog(log)
+        """The engine's budget of lines a peer can cause (refused upgrades)."""
         self.serve_worker = serve_worker
         self.hub = hub
         self.host = config.host if host is None else host
@@ -146,9 +148,9 @@ class EngineServer:
         token = self.config.token
         if token is not None and not bearer_token_ok(request.headers.get("Authorization"),
                                                      token):
-            _refusals.log(logging.WARNING, "unauthorized", "refused a connection from %s to "
-                          "%s: missing or wrong token", printable(connection.remote_address),
-                          printable(request.path))
+            self._peer_log.log(logging.WARNING, "unauthorized", "refused a connection from "
+                               "%s to %s: missing or wrong token",
+                               printable(connection.remote_address), printable(request.path))
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response

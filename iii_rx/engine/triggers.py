@@ -65,7 +65,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("iii_rx.engine")
-_refusals = RateLimitedLog(log)
 
 FORBIDDEN = "FORBIDDEN"
 """Error code of an operation on a binding or trigger type that belongs to another worker."""
@@ -138,7 +137,9 @@ class Binding:
 class Triggers:
     """All trigger types and bindings of one engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, peer_log: RateLimitedLog | None = None) -> None:
+        self._peer_log = peer_log if peer_log is not None else RateLimitedLog(log)
+        """The engine's budget of lines a peer can cause (triggers built alone: their own)."""
         self.types: dict[tuple[str, str], TriggerType] = {}
         self.bindings: dict[str, Binding] = {}
         self._served: dict[tuple[str, str], set[str]] = {}
@@ -158,9 +159,9 @@ class Triggers:
         conn = _worker_of(trigger_type)
         holder = _worker_of(old) if old is not None else None
         if conn is not None and holder is not None and holder is not conn and not holder.closed:
-            _forbid(conn, "registertriggertype", trigger_type.id,
-                    f"trigger type {trigger_type.id!r} in namespace {key[0]!r} is provided by "
-                    "another worker")
+            self._forbid(conn, "registertriggertype", trigger_type.id,
+                         f"trigger type {trigger_type.id!r} in namespace {key[0]!r} is "
+                         "provided by another worker")
             return False
         if old is not None and old.provider is not trigger_type.provider:
             old_conn = _worker_of(old)
@@ -189,9 +190,9 @@ class Triggers:
         trigger_type = self.types.get(key)
         if trigger_type is None or (provider is not None and trigger_type.provider is not provider):
             if trigger_type is not None and isinstance(provider, WorkerConnection):
-                _forbid(provider, "unregistertriggertype", key[1],
-                        f"trigger type {key[1]!r} in namespace {key[0]!r} is provided by "
-                        "another worker")
+                self._forbid(provider, "unregistertriggertype", key[1],
+                             f"trigger type {key[1]!r} in namespace {key[0]!r} is provided by "
+                             "another worker")
             return False
         del self.types[key]
         conn = _worker_of(trigger_type)
@@ -231,10 +232,10 @@ class Triggers:
                 and (old.owner is None or not old.owner.closed):
             error = ErrorBody(code=FORBIDDEN,
                               message=f"trigger {binding.id!r} belongs to another worker")
-            _refusals.log(logging.WARNING, "foreign_binding", "worker %s may not replace "
-                          "trigger %s: it belongs to %s", printable(binding.owner.label),
-                          printable(binding.id),
-                          printable(old.owner.label) if old.owner else "the engine")
+            self._peer_log.log(logging.WARNING, "foreign_binding", "worker %s may not replace "
+                               "trigger %s: it belongs to %s", printable(binding.owner.label),
+                               printable(binding.id),
+                               printable(old.owner.label) if old.owner else "the engine")
             binding.owner.send(_result_frame(binding, error))
             return error
         if old is not None:
@@ -261,8 +262,8 @@ class Triggers:
             return False
         if not any_owner and binding.owner is not owner:
             if owner is not None:
-                _forbid(owner, "unregistertrigger", binding_id,
-                        f"trigger {binding_id!r} belongs to another worker")
+                self._forbid(owner, "unregistertrigger", binding_id,
+                             f"trigger {binding_id!r} belongs to another worker")
             return False
         self._remove(binding, retract=True)
         return True
@@ -418,6 +419,14 @@ class Triggers:
         if binding.owner is not None:
             binding.owner.bindings.discard(binding.id)
 
+    def _forbid(self, conn: WorkerConnection, frame_type: str, item: str,
+                message: str) -> None:
+        """Refuse a worker's operation on something another worker owns (logged, answered)."""
+        self._peer_log.log(logging.WARNING, "forbidden", "worker %s: %s refused: %s",
+                           printable(conn.label), frame_type, printable(message))
+        conn.send(encode(ErrorFrame(error=ErrorBody(code=FORBIDDEN, message=message),
+                                    frame_type=frame_type, id=item)))
+
     def is_empty(self) -> bool:
         """No worker-owned binding or worker-provided type left (the leak check of the tests)."""
         return (
@@ -425,14 +434,6 @@ class Triggers:
             and all(_worker_of(t) is None for t in self.types.values())
             and not self._waiters
         )
-
-
-def _forbid(conn: WorkerConnection, frame_type: str, item: str, message: str) -> None:
-    """Refuse a worker's operation on something another worker owns (logged, answered)."""
-    _refusals.log(logging.WARNING, "forbidden", "worker %s: %s refused: %s",
-                  printable(conn.label), frame_type, printable(message))
-    conn.send(encode(ErrorFrame(error=ErrorBody(code=FORBIDDEN, message=message),
-                                frame_type=frame_type, id=item)))
 
 
 def _worker_of(trigger_type: TriggerType) -> WorkerConnection | None:
