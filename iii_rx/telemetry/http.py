@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["http_attributes", "http_status", "is_http_request"]
 
-_REQUEST_KEYS = ("method", "path", "headers", "query_params")
+_REQUEST_KEYS = frozenset(("method", "path", "headers", "query_params"))
 
 
 def is_http_request(data: dict[str, Any]) -> bool:
@@ -22,7 +22,7 @@ def is_http_request(data: dict[str, Any]) -> bool:
     trigger = data.get("trigger")
     if isinstance(trigger, Mapping):
         return trigger.get("type") == "http"
-    return all(key in data for key in _REQUEST_KEYS)
+    return data.keys() >= _REQUEST_KEYS
 
 
 def http_attributes(data: Mapping[str, Any]) -> dict[str, Any]:

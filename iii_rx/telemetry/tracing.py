@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -67,6 +68,8 @@ _ATTRS_MAX = 1024
 
 
 _ROOT = otel_context.Context()
+_CANONICAL = re.compile("00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+"""A ``traceparent`` as every SDK writes it (anything else goes through the full parser)."""
 Parent = tuple[otel_context.Context, SpanContext | None]
 """A parent context and the span context current in it (``None``: none)."""
 _PARENTS: dict[tuple[str | None, str | None], Parent] = {}
@@ -86,12 +89,16 @@ def parent_of(traceparent: str | None, baggage: str | None) -> Parent:
         return _ROOT, None
     ctx = _ROOT
     span_context = None
-    parsed = parse_traceparent(traceparent)
+    plain = _CANONICAL.fullmatch(traceparent) if traceparent is not None else None
+    parsed = plain.groups() if plain is not None else parse_traceparent(traceparent)
     if parsed is not None:
         trace_id, span_id, flags = parsed
         span_context = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
                                    trace_flags=TraceFlags(int(flags, 16)))
-        ctx = trace.set_span_in_context(NonRecordingSpan(span_context), ctx)
+        if span_context.is_valid:
+            ctx = trace.set_span_in_context(NonRecordingSpan(span_context), ctx)
+        else:  # an all-zero id
+            span_context = None
     if baggage:
         ctx = _BAGGAGE.extract({"baggage": baggage}, ctx)
     return ctx, span_context
