@@ -63,7 +63,7 @@ from iii_rx.engine.dispatch import Dispatcher
 from iii_rx.engine.http_functions import HttpFunctionsExtension
 from iii_rx.engine.listener_servers import ListenerServers, listener_server
 from iii_rx.engine.listeners import Listener
-from iii_rx.engine.logsafe import RateLimitedLog
+from iii_rx.engine.logsafe import LogBudgets
 from iii_rx.engine.rbac_config import RbacConfig
 from iii_rx.engine.registry import Registry
 from iii_rx.engine.rest_trigger import RestExtension
@@ -216,9 +216,12 @@ class Engine:
             rest_host=rest_host, stream_host=stream_host,
         )
         config = self.config
-        self.peer_log = RateLimitedLog(log)
-        """This engine's budget of log lines a peer can cause at will, handed to every part
-        that writes them: engines in one process never silence each other's warnings."""
+        self.log_budgets = LogBudgets()
+        """This engine's budgets of log lines a peer can cause at will, one per logger, handed
+        to every part that writes them: engines in one process never silence each other's
+        warnings. Extensions take theirs through ``services.limited_log``."""
+        self.peer_log = self.log_budgets.of(log)
+        """The budget of the ``iii_rx.engine`` logger (the core parts' lines)."""
         self.registry = Registry(peer_log=self.peer_log)
         self.triggers = Triggers(peer_log=self.peer_log)
         self.router = Router(self.registry, config, peer_log=self.peer_log)
@@ -248,6 +251,7 @@ class Engine:
         self.services = CoreServices(config=config, registry=self.registry,
                                      triggers=self.triggers, router=self.router,
                                      channels=self.hub, dispatcher=self.dispatcher,
+                                     log_budgets=self.log_budgets,
                                      servers=(self._server, *self.listeners.servers))
         """What extensions get (:class:`~iii_rx.engine.services.EngineServices`)."""
         self._rest = RestExtension()

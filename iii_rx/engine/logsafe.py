@@ -5,8 +5,9 @@ log line (:func:`printable`): a newline would forge a second line, an ANSI escap
 repaint the operator's terminal. Lines a peer can trigger at will (one per bad frame, one per
 malformed request) go through a :class:`RateLimitedLog`, which writes at most ``burst`` lines
 per ``interval`` for each kind and then one summary of what it held back. The engine owns one
-(``Engine.peer_log``) and hands it to the parts that write such lines, so that engines in one
-process never share a budget: a flood at one never silences another's warnings.
+(``Engine.peer_log``) and hands it to the parts that write such lines, and its extensions take
+theirs from the same :class:`LogBudgets` (``services.limited_log(logger)``), so that engines in
+one process never share a budget: a flood at one never silences another's warnings.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-__all__ = ["RateLimitedLog", "printable"]
+__all__ = ["LogBudgets", "RateLimitedLog", "printable"]
 
 _ESCAPES = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
 _ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
@@ -64,3 +65,20 @@ class RateLimitedLog:
         if len(self._windows) > 1024:  # keys are ours, but never let the map grow
             self._windows = {k: v for k, v in self._windows.items()
                              if now - v[0] < self._interval}
+
+
+class LogBudgets:
+    """One engine's :class:`RateLimitedLog` s, one per logger (made on first use): every part
+    that logs to a logger shares its budget, and no other engine does."""
+
+    __slots__ = ("_logs",)
+
+    def __init__(self) -> None:
+        self._logs: dict[str, RateLimitedLog] = {}
+
+    def of(self, logger: logging.Logger) -> RateLimitedLog:
+        """The budget of ``logger``'s peer-caused lines."""
+        limited = self._logs.get(logger.name)
+        if limited is None:
+            limited = self._logs[logger.name] = RateLimitedLog(logger)
+        return limited

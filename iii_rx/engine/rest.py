@@ -80,7 +80,6 @@ from iii_rx.errors import IIIInvocationError
 __all__ = ["Invoke", "RestApi", "RouteError"]
 
 log = logging.getLogger("iii_rx.engine.rest")
-_limited = RateLimitedLog(log)
 
 Invoke = Callable[[str, str, Any, Any], Coroutine[Any, Any, Any]]
 """``await invoke(namespace, function_id, data, metadata)``: the result, or raises
@@ -180,8 +179,11 @@ class RestApi:
         token: str | None = None,
         header_timeout_ms: int = 10_000,
         body_timeout_ms: int = 10_000,
+        peer_log: RateLimitedLog | None = None,
     ) -> None:
         self.invoke = invoke
+        self._limited = peer_log if peer_log is not None else RateLimitedLog(log)
+        """The engine's budget of lines a peer can cause (its connections' too)."""
         self.channels = channels
         self.host = host
         self.port = port
@@ -223,6 +225,7 @@ class RestApi:
         # closing; a body that stalls gets no longer than any other stall.
         lingering = min(10.0, self.body_timeout) if self.body_timeout else 10.0
         server = GuardedServer(self._handle, header_timeout=self.header_timeout,
+                               quiet=self._limited,
                                handler_cancellation=False, access_log=None,
                                lingering_time=lingering)
         runner = web.ServerRunner(server, shutdown_timeout=0.25)
@@ -460,10 +463,10 @@ class RestApi:
                 writer_seen = True
                 continue
             error_id = new_error_id()
-            _limited.log(logging.ERROR, "no-response", "http %s: %s returned no response and "
-                         "never opened the response channel (error_id %s)",
-                         printable(exchange.route.label),
-                         printable(exchange.route.function_id), error_id)
+            self._limited.log(logging.ERROR, "no-response", "http %s: %s returned no response "
+                              "and never opened the response channel (error_id %s)",
+                              printable(exchange.route.label),
+                              printable(exchange.route.function_id), error_id)
             return error_response(
                 500, "NO_RESPONSE", "The handler returned no response and did not write to "
                 "the response channel", error_id=error_id)
@@ -514,20 +517,20 @@ class RestApi:
 
     def _invalid_status(self, route: Route, status: int) -> web.Response:
         error_id = new_error_id()
-        _limited.log(logging.ERROR, "invalid-status", "http %s: %s answered status %d, which "
-                     "is not a final HTTP status; answering 500 (error_id %s)",
-                     printable(route.label), printable(route.function_id), status, error_id)
+        self._limited.log(logging.ERROR, "invalid-status", "http %s: %s answered status %d, "
+                          "which is not a final HTTP status; answering 500 (error_id %s)",
+                          printable(route.label), printable(route.function_id), status, error_id)
         return invalid_status_response(status, error_id)
 
     def _failure(self, exc: BaseException, route: Route, what: str) -> web.Response:
         error_id = new_error_id()
         if isinstance(exc, IIIInvocationError):
-            _limited.log(logging.ERROR, "handler-failed", "http %s: %s (%s: %s, error_id %s)",
-                         printable(route.label), what, printable(exc.code),
-                         printable(exc.message), error_id)
+            self._limited.log(logging.ERROR, "handler-failed",
+                              "http %s: %s (%s: %s, error_id %s)", printable(route.label), what,
+                              printable(exc.code), printable(exc.message), error_id)
             return error_response(500, exc.code, exc.message, error_id=error_id)
-        _limited.log(logging.ERROR, "handler-crashed", "http %s: %s (error_id %s)",
-                     printable(route.label), what, error_id, exc_info=exc)
+        self._limited.log(logging.ERROR, "handler-crashed", "http %s: %s (error_id %s)",
+                          printable(route.label), what, error_id, exc_info=exc)
         return error_response(500, "INTERNAL_ERROR", "internal server error",
                               error_id=error_id)
 

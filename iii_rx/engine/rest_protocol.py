@@ -32,7 +32,6 @@ from iii_rx.engine.logsafe import RateLimitedLog, printable
 __all__ = ["GuardedServer", "request_finished"]
 
 log = logging.getLogger("iii_rx.engine.rest")
-_quiet = RateLimitedLog(log)
 
 _silent = logging.getLogger("iii_rx.engine.rest.aiohttp")
 _silent.disabled = True  # aiohttp's own lines; the handler below writes ours instead
@@ -41,8 +40,10 @@ _silent.disabled = True  # aiohttp's own lines; the handler below writes ours in
 class _GuardedHandler(web_protocol.RequestHandler):
     """One HTTP connection of the REST API (see the module docstring)."""
 
-    def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, *, header_timeout: float, quiet: RateLimitedLog,
+                 **kwargs: Any) -> None:
         super().__init__(manager, logger=_silent, **kwargs)
+        self._quiet = quiet
         # The head count is aiohttp's own (``_request_count``, one per parsed head); an aiohttp
         # without it gets no header timeout rather than a wrong one.
         self._header_timeout = header_timeout if hasattr(self, "_request_count") else 0.0
@@ -93,9 +94,9 @@ class _GuardedHandler(web_protocol.RequestHandler):
         if heads != self._heads_at_arm or heads != self._finished:
             return  # a head arrived, or a request is being handled
         peer = self.transport.get_extra_info("peername") if self.transport else None
-        _quiet.log(logging.INFO, "header-timeout", "REST API: closed a connection from %s "
-                   "that sent no complete request head within %.1f s", printable(peer),
-                   self._header_timeout)
+        self._quiet.log(logging.INFO, "header-timeout", "REST API: closed a connection from "
+                        "%s that sent no complete request head within %.1f s",
+                        printable(peer), self._header_timeout)
         self.force_close()
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
@@ -103,32 +104,35 @@ class _GuardedHandler(web_protocol.RequestHandler):
         exc = kw.get("exc_info")
         peer = printable(args[1]) if len(args) > 1 else "?"
         if isinstance(exc, HttpProcessingError):
-            _quiet.log(logging.WARNING, "malformed-request",
-                       "REST API: malformed HTTP request from %s: %s", peer,
-                       printable(exc.message))
+            self._quiet.log(logging.WARNING, "malformed-request",
+                            "REST API: malformed HTTP request from %s: %s", peer,
+                            printable(exc.message))
         else:
             try:
                 text = str(args[0]) % args[1:] if args else "connection error"
             except (TypeError, ValueError):
                 text = str(args[0])
-            _quiet.log(logging.ERROR, "connection-error", "REST API: %s", printable(text),
-                       exc_info=exc if isinstance(exc, BaseException) else None)
+            self._quiet.log(logging.ERROR, "connection-error", "REST API: %s", printable(text),
+                            exc_info=exc if isinstance(exc, BaseException) else None)
 
 
 class GuardedServer(web.Server):
     """aiohttp's low-level server whose connections are :class:`_GuardedHandler` s."""
 
-    def __init__(self, handler: Any, *, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, header_timeout: float, quiet: RateLimitedLog | None = None,
+                 **kwargs: Any) -> None:
         handler_args = {k: kwargs.pop(k) for k in list(kwargs)
                         if k not in ("request_factory", "handler_cancellation", "loop")}
         super().__init__(handler, **kwargs)
         self._handler_args = handler_args
         self._header_timeout = header_timeout
+        self._quiet = quiet if quiet is not None else RateLimitedLog(log)
+        """The engine's budget of the REST API's peer-caused lines (shared by connections)."""
         self._guarded_loop = asyncio.get_running_loop()
 
     def __call__(self) -> web_protocol.RequestHandler:
         return _GuardedHandler(self, loop=self._guarded_loop, header_timeout=self._header_timeout,
-                               **self._handler_args)
+                               quiet=self._quiet, **self._handler_args)
 
 
 def request_finished(request: web.BaseRequest) -> None:

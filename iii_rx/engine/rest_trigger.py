@@ -99,7 +99,8 @@ class RestExtension:
                       no_response_grace_ms=config.http_no_response_grace_ms,
                       max_concurrency=config.rest_max_concurrency, token=config.token,
                       header_timeout_ms=config.rest_header_timeout_ms,
-                      body_timeout_ms=config.rest_body_timeout_ms)
+                      body_timeout_ms=config.rest_body_timeout_ms,
+                      peer_log=services.limited_log(log))
         await api.start()
         self.api = api
         self.port = api.port

@@ -23,7 +23,9 @@ What the services offer:
 * :attr:`~EngineServices.channels` — the channel hub: create channels, hold their ends;
 * :meth:`~EngineServices.set_http_function_hook` — serve ``registerfunction`` frames that
   carry an HTTP ``invocation`` (see :mod:`iii_rx.engine.dispatch`);
-* :meth:`~EngineServices.set_telemetry_sink` — take the frames workers send on ``/otel``.
+* :meth:`~EngineServices.set_telemetry_sink` — take the frames workers send on ``/otel``;
+* :meth:`~EngineServices.limited_log` — the engine's budget of a logger's lines that a peer
+  can cause at will (a bad frame, a refused request): engines in one process never share one.
 
 A built-in worker is written against it like this::
 
@@ -50,12 +52,14 @@ trigger providers, not from other threads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
 from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.dispatch import Dispatcher, HttpFunctionHook
+from iii_rx.engine.logsafe import LogBudgets, RateLimitedLog
 from iii_rx.engine.registry import FunctionEntry, InProcessHandler, Registry
 from iii_rx.engine.router import Router
 from iii_rx.engine.server import EngineServer, TelemetrySink
@@ -204,6 +208,11 @@ class EngineServices(Protocol):
         discard them)."""
         ...
 
+    def limited_log(self, logger: logging.Logger) -> RateLimitedLog:
+        """This engine's rate-limited log of ``logger`` (shared by everything that logs there),
+        for the lines a peer can cause at will."""
+        ...
+
 
 class EngineExtension(Protocol):
     """A feature started and stopped with the engine, reaching it through its services."""
@@ -222,7 +231,7 @@ class CoreServices:
 
     def __init__(self, *, config: EngineConfig, registry: Registry, triggers: Triggers,
                  router: Router, channels: ChannelService, dispatcher: Dispatcher,
-                 servers: Sequence[EngineServer] = ()) -> None:
+                 log_budgets: LogBudgets, servers: Sequence[EngineServer] = ()) -> None:
         self._config = config
         self._servers = tuple(servers)
         """The main port's server and the further listeners' (each mounts ``/otel``)."""
@@ -231,6 +240,7 @@ class CoreServices:
         self._router = router
         self._channels = channels
         self._dispatcher = dispatcher
+        self._log_budgets = log_budgets
 
     @property
     def config(self) -> EngineConfig:
@@ -295,3 +305,6 @@ class CoreServices:
     def set_telemetry_sink(self, sink: TelemetrySink | None) -> None:
         for server in self._servers:
             server.telemetry_sink = sink
+
+    def limited_log(self, logger: logging.Logger) -> RateLimitedLog:
+        return self._log_budgets.of(logger)

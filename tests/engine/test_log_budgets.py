@@ -2,12 +2,15 @@
 
 A peer may flood the engine with refusable requests; those lines are rate limited
 (:class:`~iii_rx.engine.logsafe.RateLimitedLog`, 10 lines per kind per 10 s). The budget belongs to
-the engine, so that a flood at one engine never silences another engine's first warning in the
-same process (as tests and embedding applications run several).
+the engine (``Engine.log_budgets``: one per logger, handed to the core parts and, through
+``services.limited_log``, to the extensions), so that a flood at one engine never silences
+another engine's first warning in the same process (as tests and embedding applications run
+several).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -59,6 +62,25 @@ async def test_bad_frames_at_one_engine_leave_the_other_engines_warnings(
         assert _lines(caplog, "dropped a bad frame") == 11
 
 
+async def _malformed_http(engine: Engine) -> None:
+    assert engine.rest_port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", engine.rest_port)
+    writer.write(b"GET /ping HTTP/1.1\r\nX\r\n: x\r\n\r\n")  # a header line without a colon
+    await reader.read()  # the 400 answer, then the REST API closes the connection
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_an_extension_takes_its_engines_budget(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "iii_rx.engine.rest")
+    async with Engine(port=0) as first, Engine(port=0) as second:
+        for _ in range(_FLOOD):
+            await _malformed_http(first)
+        assert _lines(caplog, "malformed HTTP request") == 10
+        await _malformed_http(second)
+        assert _lines(caplog, "malformed HTTP request") == 11
+
+
 def test_every_part_of_an_engine_writes_to_its_budget() -> None:
     engine = Engine(port=0, listeners=())
     budget = engine.peer_log
@@ -67,4 +89,7 @@ def test_every_part_of_an_engine_writes_to_its_budget() -> None:
     assert engine.triggers._peer_log is budget
     assert engine.router._peer_log is budget
     assert engine._server._peer_log is budget
+    assert engine.services.limited_log(logging.getLogger("iii_rx.engine")) is budget
+    rest = logging.getLogger("iii_rx.engine.rest")
+    assert engine.services.limited_log(rest) is engine.services.limited_log(rest)
     assert Engine(port=0).peer_log is not budget

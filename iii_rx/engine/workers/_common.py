@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from iii_rx.aio import TaskSet
-from iii_rx.engine.logsafe import RateLimitedLog, printable
+from iii_rx.engine.logsafe import printable
 from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding, BindingRefused
 from iii_rx.engine.wire import json_kind
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("iii_rx.engine.workers")
-_failures = RateLimitedLog(log)
 
 DESERIALIZATION_ERROR = "deserialization_error"
 
@@ -138,6 +137,7 @@ class Fanout:
     def __init__(self, services: EngineServices, owner: str) -> None:
         self.services = services
         self.tasks = TaskSet(owner)
+        self._failures = services.limited_log(log)
 
     def fire(self, binding: Binding, payload: Any, condition: str | None = None) -> None:
         """Invoke ``binding``'s function with ``payload`` (after ``condition``, if any)."""
@@ -153,8 +153,8 @@ class Fanout:
         try:
             answer = await self.services.call(condition, payload, namespace=namespace)
         except IIIInvocationError as exc:
-            _failures.log(logging.WARNING, "condition", "condition function %s failed: %s",
-                          printable(condition), printable(exc))
+            self._failures.log(logging.WARNING, "condition", "condition function %s failed: "
+                               "%s", printable(condition), printable(exc))
             return False
         return answer is not False
 

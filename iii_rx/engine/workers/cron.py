@@ -39,7 +39,6 @@ from iii_rx.errors import IIIInvocationError
 __all__ = ["CRON_CONFIG_SCHEMA", "CRON_EVENT_SCHEMA", "CronWorker", "rfc3339"]
 
 log = logging.getLogger("iii_rx.engine.workers")
-_failures = RateLimitedLog(log)
 
 WORKER_NAME = "iii-cron"
 TRIGGER_TYPE = "cron"
@@ -98,9 +97,12 @@ class CronWorker:
         self._services: EngineServices | None = None
         self._fanout: Fanout | None = None
         self._tasks = TaskSet("the cron worker")
+        self._failures = RateLimitedLog(log)
+        """The engine's budget of these lines once started."""
 
     async def start(self, services: EngineServices) -> None:
         self._services = services
+        self._failures = services.limited_log(log)
         self._fanout = Fanout(services, "the cron worker")
         self._tasks = TaskSet("the cron worker")
         services.add_worker(WORKER_NAME, "Schedule functions with cron expressions")
@@ -139,7 +141,7 @@ class CronWorker:
         job = _Job(binding, schedule, condition)
         job.task = self._tasks.spawn(self._run(job), name=f"cron {binding.id}")
         self.jobs[binding.id] = job
-        _failures.log(logging.INFO, "cron_bind", "cron job %s (%s) -> %s",
+        self._failures.log(logging.INFO, "cron_bind", "cron job %s (%s) -> %s",
                       printable(binding.id), printable(expression),
                       printable(binding.function_id))
 
@@ -183,6 +185,6 @@ class CronWorker:
             await services.call(binding.function_id, payload, namespace=binding.namespace,
                                 metadata=binding.metadata)
         except IIIInvocationError as exc:
-            _failures.log(logging.WARNING, "cron_call", "cron job %s: call of %s failed: %s",
+            self._failures.log(logging.WARNING, "cron_call", "cron job %s: call of %s failed: %s",
                           printable(binding.id), printable(binding.function_id),
                           printable(exc))

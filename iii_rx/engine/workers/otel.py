@@ -49,7 +49,6 @@ __all__ = ["OtelWorker", "level_of"]
 
 WORKER_NAME = "iii-observability"
 log = logging.getLogger("iii_rx.engine.otel")
-_refusals = RateLimitedLog(log)
 _STORAGE = {"archive": "disabled", "completeness": "complete", "known_dropped_spans": 0,
             "physical_bytes": 0, "max_disk_bytes": 0, "last_error": None}
 
@@ -84,8 +83,11 @@ class OtelWorker:
         self.rejected = 0
         """Frames that did not decode."""
         self._changed: asyncio.Event | None = None
+        self._refusals = RateLimitedLog(log)
+        """The engine's budget of these lines once started."""
 
     async def start(self, services: EngineServices) -> None:
+        self._refusals = services.limited_log(log)
         services.add_worker(WORKER_NAME, "Logs: engine::log::* and the log trigger")
         for function_id, handler, description in (
                 ("engine::traces::list", self._list, "List stored spans (root spans unless "
@@ -123,8 +125,8 @@ class OtelWorker:
             tag, records = decode_frame(frame)
         except ValueError as exc:
             self.rejected += 1
-            _refusals.log(logging.WARNING, "otel", "dropped a telemetry frame: %s",
-                          printable(str(exc), 300))
+            self._refusals.log(logging.WARNING, "otel", "dropped a telemetry frame: %s",
+                               printable(str(exc), 300))
             return
         if tag == b"OTLP":
             self.spans.extend(records)

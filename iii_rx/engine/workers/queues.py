@@ -65,7 +65,6 @@ from iii_rx.errors import IIIInvocationError
 __all__ = ["DURABLE_PUBLISH", "ENQUEUE", "QueueWorker", "TRIGGER_TYPE"]
 
 log = logging.getLogger("iii_rx.engine.workers")
-_failures = RateLimitedLog(log)
 
 WORKER_NAME = "iii-queue"
 TRIGGER_TYPE = "durable:subscriber"
@@ -169,10 +168,10 @@ class _Consumer:
                     self.worker.dead_letter(self.key, message, self.config)
                     return
                 delay = self.config.backoff(message.attempts)
-                _failures.log(logging.INFO, "retry", "queue %s: delivery of %s to %s failed "
-                              "(attempt %d), retrying in %.3fs: %s", printable(self.key),
-                              message.id, printable(message.function_id), message.attempts,
-                              delay, printable(error))
+                self.worker.failures.log(
+                    logging.INFO, "retry", "queue %s: delivery of %s to %s failed (attempt %d), "
+                    "retrying in %.3fs: %s", printable(self.key), message.id,
+                    printable(message.function_id), message.attempts, delay, printable(error))
                 if self.config.fifo:
                     await asyncio.sleep(delay)  # FIFO retries inline: the queue waits
                     continue
@@ -226,6 +225,8 @@ class QueueWorker:
         self._holders: dict[str, set[str]] = {}  # internal key -> binding ids
         self._topic_of: dict[str, str] = {}  # internal key of a subscriber -> its topic
         self._timers: set[asyncio.TimerHandle] = set()
+        self.failures = RateLimitedLog(log)
+        """The engine's budget of these lines once started."""
 
     @property
     def services(self) -> EngineServices:
@@ -238,6 +239,7 @@ class QueueWorker:
     async def start(self, services: EngineServices) -> None:
         await self.store.open()
         self._services = services
+        self.failures = services.limited_log(log)
         if self.tasks.closed:
             self.tasks = TaskSet("the queue worker")
         services.add_worker(WORKER_NAME, "Durable queues with retries and dead letters")
@@ -339,9 +341,9 @@ class QueueWorker:
                     message.attempts, printable(message.last_error or ""))
         dropped = self.store.dead_letter(key, message, config.max_dead_letters)
         if dropped is not None:
-            _failures.log(logging.WARNING, "dlq_full", "queue %s: dead-letter list full "
-                          "(%d); dropped the oldest dead letter %s", printable(key),
-                          config.max_dead_letters, dropped.id)
+            self.failures.log(logging.WARNING, "dlq_full", "queue %s: dead-letter list full "
+                              "(%d); dropped the oldest dead letter %s", printable(key),
+                              config.max_dead_letters, dropped.id)
         for listener in list(self.dead_letter_listeners):
             try:
                 listener(key, message)

@@ -55,7 +55,6 @@ from iii_rx.errors import IIIInvocationError
 __all__ = ["CALL_TIMEOUT_S", "OUTBOX_LIMIT", "StreamSocket", "Subscription"]
 
 log = logging.getLogger("iii_rx.engine.workers")
-_failures = RateLimitedLog(log)
 
 OUTBOX_LIMIT = 1024
 """Messages that may wait for one slow client before it is disconnected."""
@@ -92,7 +91,7 @@ def _wrapper(stream: str, group: str, item: str | None, event: dict[str, Any]) -
             "groupId": group, "id": item, "event": event}
 
 
-def _parse(raw: str | bytes) -> tuple[str, Subscription] | None:
+def _parse(raw: str | bytes, failures: RateLimitedLog) -> tuple[str, Subscription] | None:
     """``(kind, subscription)`` of a join/leave frame; ``None`` (logged) for anything else."""
     try:
         message = json.loads(raw)
@@ -103,8 +102,8 @@ def _parse(raw: str | bytes) -> tuple[str, Subscription] | None:
                 item is not None and not isinstance(item, str)):
             raise ValueError("not a join or leave message")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        _failures.log(logging.WARNING, "bad_frame", "stream socket: ignored a frame (%s)",
-                      printable(str(exc)))
+        failures.log(logging.WARNING, "bad_frame", "stream socket: ignored a frame (%s)",
+                     printable(str(exc)))
         return None
     return kind, Subscription(fields[0], fields[1], fields[2], item)
 
@@ -112,16 +111,18 @@ def _parse(raw: str | bytes) -> tuple[str, Subscription] | None:
 class _Client:
     """One socket connection: its subscriptions and its outbox (written by one task)."""
 
-    def __init__(self, connection: ServerConnection, context: Any) -> None:
+    def __init__(self, connection: ServerConnection, context: Any,
+                 failures: RateLimitedLog) -> None:
         self.connection = connection
+        self.failures = failures
         self.context = context
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     def send(self, message: dict[str, Any]) -> None:
         if self.outbox.qsize() >= OUTBOX_LIMIT:
-            _failures.log(logging.WARNING, "slow_client", "stream socket: a client fell %d "
-                          "messages behind; disconnecting it", OUTBOX_LIMIT)
+            self.failures.log(logging.WARNING, "slow_client", "stream socket: a client fell "
+                              "%d messages behind; disconnecting it", OUTBOX_LIMIT)
             self.connection.transport.abort()
             return
         self.outbox.put_nowait(message)
@@ -139,6 +140,7 @@ class StreamSocket:
                  join: dict[str, Binding], leave: dict[str, Binding],
                  auth_function: str | None = None) -> None:
         self.services = services
+        self._failures = services.limited_log(log)
         self.read = read
         self.join_bindings = join
         self.leave_bindings = leave
@@ -191,8 +193,9 @@ class StreamSocket:
         token = self.services.config.token
         if token is None or bearer_token_ok(request.headers.get("Authorization"), token):
             return None
-        _failures.log(logging.WARNING, "unauthorized", "stream socket: refused a connection "
-                      "from %s: missing or wrong token", printable(connection.remote_address))
+        self._failures.log(logging.WARNING, "unauthorized", "stream socket: refused a "
+                           "connection from %s: missing or wrong token",
+                           printable(connection.remote_address))
         response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
@@ -211,18 +214,18 @@ class StreamSocket:
             answer = await self.services.call(self.auth_function, payload,
                                               timeout=CALL_TIMEOUT_S)
         except IIIInvocationError as exc:
-            _failures.log(logging.WARNING, "auth", "stream socket: auth function %s failed: "
-                          "%s", printable(self.auth_function), printable(exc))
+            self._failures.log(logging.WARNING, "auth", "stream socket: auth function %s "
+                               "failed: %s", printable(self.auth_function), printable(exc))
             return None
         return answer.get("context") if isinstance(answer, dict) else None
 
     async def _serve(self, connection: ServerConnection) -> None:
-        client = _Client(connection, await self._authenticate(connection))
+        client = _Client(connection, await self._authenticate(connection), self._failures)
         self.clients.add(client)
         writer = self._tasks.spawn(client.write(), name="stream socket writer")
         try:
             async for raw in connection:
-                parsed = _parse(raw)
+                parsed = _parse(raw, self._failures)
                 if parsed is None:
                     continue
                 kind, subscription = parsed
@@ -250,9 +253,9 @@ class StreamSocket:
         try:
             data = await self.read(sub.stream_name, sub.group_id, sub.item_id)
         except IIIInvocationError as exc:
-            _failures.log(logging.WARNING, "sync", "stream socket: could not read %s/%s for a "
-                          "join: %s", printable(sub.stream_name), printable(sub.group_id),
-                          printable(exc))
+            self._failures.log(logging.WARNING, "sync", "stream socket: could not read %s/%s "
+                               "for a join: %s", printable(sub.stream_name),
+                               printable(sub.group_id), printable(exc))
             return
         client.send(_wrapper(sub.stream_name, sub.group_id, sub.item_id,
                              {"type": "sync", "data": data}))
@@ -266,6 +269,6 @@ class StreamSocket:
                     binding.function_id, event, namespace=binding.namespace,
                     metadata=binding.metadata, timeout=CALL_TIMEOUT_S))
             except Exception as exc:  # an error result, a timeout: logged, the others run
-                _failures.log(logging.WARNING, "join_leave", "stream socket: %s failed: %s",
-                              printable(binding.function_id), printable(exc))
+                self._failures.log(logging.WARNING, "join_leave", "stream socket: %s failed: "
+                                   "%s", printable(binding.function_id), printable(exc))
         return answers
