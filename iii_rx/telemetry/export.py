@@ -315,8 +315,16 @@ def _install_metrics(resource: Any, config: OtelConfig) -> None:
     reader = PeriodicExportingMetricReader(
         EngineMetricExporter(),
         export_interval_millis=max(1, config.metrics_export_interval_ms))
-    provider = (MeterProvider(resource=resource, metric_readers=[reader])
-                if resource is not None else MeterProvider(metric_readers=[reader]))
+    options: dict[str, Any] = {"metric_readers": [reader]}
+    if resource is not None:
+        options["resource"] = resource
+    try:  # the engine's intake keeps no exemplars: sampling them would cost every record
+        from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+    except ImportError:  # SDK before 1.26: no exemplars at all
+        pass
+    else:
+        options["exemplar_filter"] = AlwaysOffExemplarFilter()
+    provider = MeterProvider(**options)
     metrics.set_meter_provider(provider)
     _INSTALLED["metrics"] = provider
 
