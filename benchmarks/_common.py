@@ -26,9 +26,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RAWPEERS = str(HERE / "rawpeers.py")
 RUST_BINARY = Path(os.environ.get("III_BIN", Path.home() / ".cache/iii-engine/iii"))
-RUST_LAUNCHER = Path(
-    os.environ.get("III_REAL_ENGINE", ROOT.parent / "shared/tools/real-engine.py")
-)
+RUST_LAUNCHER = Path(os.environ.get("III_REAL_ENGINE", HERE / "rust_engine.py"))
+"""What starts the Rust engine (``--port P --rest-port R``): ``rust_engine.py`` unless
+``III_REAL_ENGINE`` names another launcher."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 """Ticks per second of the CPU times in ``/proc/<pid>/stat``."""
 

@@ -13,9 +13,9 @@ Every import of ``iii`` must sit between the ``# --- iii imports ---`` and
 ``# --- end iii imports ---`` markers, and nothing else in a script may change.
 
 By hand, against any engine, e.g. the real Rust engine started with
-``COMPAT_HTTP_TOKEN=compat-secret-token real-engine.py --port P --rest-port R
---allow-http-private`` (the HTTP-invoked script needs both; an embedded engine also needs
-``--http-secret-env COMPAT_HTTP_TOKEN``)::
+``COMPAT_HTTP_TOKEN=compat-secret-token python benchmarks/rust_engine.py --port P --rest-port R``
+(the HTTP-invoked script needs the token and private addresses, which that launcher allows; an
+embedded engine also needs ``--http-secret-env COMPAT_HTTP_TOKEN``)::
 
     python tests/compat/compat_harness.py --url ws://127.0.0.1:49134 \
         [--rest-url http://127.0.0.1:3111] [--compat] [--stderr] [NAME ...]
