@@ -14,7 +14,8 @@ One role at a time, against raw-frame peers that are never the bottleneck:
   (``connect(otel=OtelConfig(enabled=True, metrics_enabled=False))``, an SDK
   ``TracerProvider`` whose batch processor feeds an exporter that drops the spans; payload
   events on, as by default) and with ``OtelConfig(enabled=True)``'s defaults (spans and
-  metrics), same run, interleaved. Target (issue 14): tracing on costs <= 15% of throughput
+  metrics), and with the defaults and 10% of the traces sampled, same run, interleaved.
+  Target (issue 14): tracing on costs <= 15% of throughput
   (ratio >= 0.85); off is the default, whose cost is one ``if`` per call. The traced roles
   inherit the environment, so
   ``OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1`` measures
@@ -63,8 +64,10 @@ from rawpeers import (  # noqa: E402
 
 SELF = str(Path(__file__).resolve())
 ECHO = "bench::echo"
-TRACING_CONFIGS = {"off": [], "spans": ["--otel", "--no-metrics"], "all": ["--otel"]}
-"""The tracing part's contenders: OpenTelemetry off, spans without metrics, the defaults."""
+TRACING_CONFIGS = {"off": [], "spans": ["--otel", "--no-metrics"], "all": ["--otel"],
+                   "sampled": ["--otel", "--sample", "0.1"]}
+"""The tracing part's contenders: OpenTelemetry off, spans without metrics, the defaults, and
+the defaults with 10% of the traces sampled."""
 
 
 # =========================================================================== roles
@@ -72,7 +75,8 @@ TRACING_CONFIGS = {"off": [], "spans": ["--otel", "--no-metrics"], "all": ["--ot
 
 def otel_option(args: argparse.Namespace) -> dict[str, Any]:
     """``{"otel": ...}`` with a real SDK pipeline (batch processor, dropping exporter) when
-    the role runs with ``--otel`` (metrics too unless ``--no-metrics``); ``{}`` otherwise."""
+    the role runs with ``--otel`` (metrics too unless ``--no-metrics``; ``--sample R``: a
+    ``ParentBased(TraceIdRatioBased(R))`` sampler); ``{}`` otherwise."""
     if not getattr(args, "otel", False):
         return {}
     from opentelemetry import trace
@@ -85,7 +89,12 @@ def otel_option(args: argparse.Namespace) -> dict[str, Any]:
         def export(self, spans: Any) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
+    sampler = None
+    if args.sample is not None:
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+        sampler = ParentBased(TraceIdRatioBased(args.sample))
+    provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(Drop()))
     trace.set_tracer_provider(provider)
     return {"otel": iii_rx.OtelConfig(enabled=True, metrics_enabled=not args.no_metrics)}
@@ -361,6 +370,14 @@ def bench_tracing(args: argparse.Namespace, url: str, log_dir: str,
     for label, pair in pairs.items():
         for window in windows:
             print(ratio_row(label, pair["all"], pair["off"], window))
+    print()
+    print("SAMPLED: iii_rx with the defaults and 10% of the traces sampled "
+          "(ParentBased(TraceIdRatioBased(0.1))) vs off (same run; ratio = on / off; engine: "
+          f"{args.engine})")
+    print(header("defaults, 10% sampled", "off"))
+    for label, pair in pairs.items():
+        for window in windows:
+            print(ratio_row(label, pair["sampled"], pair["off"], window))
     span_costs()
 
 
@@ -494,11 +511,13 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--name", default=f"bench-{role}-{uuid.uuid4().hex[:6]}")
         p.add_argument("--otel", action="store_true")
         p.add_argument("--no-metrics", action="store_true")
+        p.add_argument("--sample", type=float)
     p = roles.add_parser("span-cost")
     p.add_argument("--no-metrics", action="store_true")
     p = roles.add_parser("rx-worker")
     p.add_argument("--otel", action="store_true")
     p.add_argument("--no-metrics", action="store_true")
+    p.add_argument("--sample", type=float)
     p.add_argument("--url", required=True)
     p.add_argument("--function", action="append", required=True)
     p.add_argument("--handler", choices=("sync", "async"), default="sync")
