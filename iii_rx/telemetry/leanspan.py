@@ -148,19 +148,21 @@ class LeanTracer:
             recording = sampled
             trace_state = parent.trace_state if parent is not None else None
             start_attributes: Mapping[str, Any] | None = attributes
-            if len(attributes) > self.room:
-                start_attributes = self.bounded(attributes)
+            unbounded = len(attributes) > self.room
         else:
             result = sampler.should_sample(context, trace_id, name, kind, attributes, ())
             sampled = result.decision is sampling.Decision.RECORD_AND_SAMPLE
             recording = sampled or result.decision is sampling.Decision.RECORD_ONLY
             trace_state = result.trace_state
-            start_attributes = self.bounded(result.attributes)
+            start_attributes = result.attributes
+            unbounded = True  # a sampler's attributes: cleaned and bounded as by the SDK
         flags = TraceFlags((_SAMPLED if sampled else 0) | (_RANDOM if random else 0))
         span_context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False,
                                    trace_flags=flags, trace_state=trace_state)
         if not recording:
             return trace.NonRecordingSpan(span_context)
+        if unbounded:
+            start_attributes = self.bounded(start_attributes)
         span = LeanSpan(self, name, span_context, parent, kind, start_attributes or _EMPTY)
         tracer.span_processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
