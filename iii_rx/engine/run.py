@@ -26,7 +26,7 @@ from typing import Any
 from iii_rx.engine import Engine
 from iii_rx.engine.config_file import ConfigFileError
 
-__all__ = ["add_engine_arguments", "main", "secret_env_allowlist", "serve"]
+__all__ = ["add_engine_arguments", "args_options", "main", "secret_env_allowlist", "serve"]
 
 CLI_PORT = 49134
 CLI_REST_PORT = 3111
@@ -69,6 +69,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                              "(0 = ephemeral; default: no socket)")
     parser.add_argument("--stream-auth-function", default=None, metavar="FUNCTION_ID",
                         help="function that authenticates streams socket connections")
+    parser.add_argument("--rest-host", default=None,
+                        help="address the REST API binds (default: --host)")
+    parser.add_argument("--stream-host", default=None,
+                        help="address the streams socket binds (default: --host)")
+    parser.add_argument("--handshake-timeout-ms", type=int, default=None, metavar="MS",
+                        help="drop a connection that has not finished its websocket "
+                             "handshake after MS (default 10000)")
     parser.add_argument("--namespace-grace-ms", type=int, default=None,
                         help="how long registrations wait for engine::workers::register "
                              "(default $III_NAMESPACE_GRACE_MS or 5000)")
@@ -145,23 +152,30 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return run_args(args)
 
 
-def _builtin_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The built-in workers' flags that were given, as :class:`Engine` arguments."""
-    names = ("stream_file", "queue_file", "stream_port", "stream_auth_function")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+_PASSED_AS_GIVEN = ("stream_file", "queue_file", "stream_port", "stream_auth_function",
+                    "rest_host", "stream_host", "handshake_timeout_ms")
+"""Flags that become :class:`Engine` arguments of the same name when given."""
+
+
+def args_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`Engine` keywords (and ``config``) of parsed :func:`add_engine_arguments`
+    flags."""
+    grace = args.namespace_grace_ms if args.namespace_grace_ms is not None else _env_grace()
+    given = {name: getattr(args, name) for name in _PASSED_AS_GIVEN
+             if getattr(args, name, None) is not None}
+    return engine_options(
+        config=getattr(args, "config", None), host=args.host, port=args.port,
+        rest_port=args.rest_port, allow_http_private=getattr(args, "allow_http_private", None),
+        namespace_grace_ms=grace, token=getattr(args, "token", None),
+        http_secret_env_allowlist=secret_env_allowlist(getattr(args, "http_secret_env", None))
+        or None, state_file=getattr(args, "state_file", None), **given)
 
 
 def run_args(args: argparse.Namespace) -> int:
     """Run with parsed :func:`add_engine_arguments` flags."""
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    grace = args.namespace_grace_ms if args.namespace_grace_ms is not None else _env_grace()
-    options = engine_options(
-        config=getattr(args, "config", None), host=args.host, port=args.port,
-        rest_port=args.rest_port, allow_http_private=getattr(args, "allow_http_private", None),
-        namespace_grace_ms=grace, token=getattr(args, "token", None),
-        http_secret_env_allowlist=secret_env_allowlist(getattr(args, "http_secret_env", None))
-        or None, state_file=getattr(args, "state_file", None), **_builtin_options(args))
+    options = args_options(args)
     try:
         asyncio.run(_serve(options))
     except ConfigFileError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from iii_rx.engine.config_file import ConfigFileError, load_config_file, substit
 from iii_rx.engine.config_workers import EngineSettings, settings_from_file
 from iii_rx.engine.listeners import Listener
 from iii_rx.engine.rbac_config import FunctionFilter, Wildcard
-from iii_rx.engine.run import engine_options
+from iii_rx.engine.run import add_engine_arguments, args_options, engine_options
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -293,3 +294,24 @@ async def test_the_rest_api_and_streams_socket_bind_their_own_host(tmp_path: Pat
         assert api is not None and api.url.startswith("http://localhost:")
         socket = engine.workers.streams.socket
         assert socket is not None and socket.host == "localhost"
+
+
+async def test_command_line_hosts_and_handshake_deadline_reach_the_engine() -> None:
+    """``--rest-host``, ``--stream-host`` and ``--handshake-timeout-ms`` (the command line of
+    ``iii-rx engine``) become the engine's settings."""
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    options = args_options(parser.parse_args([
+        "--host", "localhost", "--port", "0", "--rest-port", "0", "--stream-port", "0",
+        "--rest-host", "127.0.0.1", "--stream-host", "127.0.0.1",
+        "--handshake-timeout-ms", "1234"]))
+    assert options["handshake_timeout_ms"] == 1234
+    async with Engine(**options) as engine:
+        assert engine.url.startswith("ws://localhost:")
+        api = engine._rest.api
+        assert api is not None and api.url.startswith("http://127.0.0.1:")
+        socket = engine.workers.streams.socket
+        assert socket is not None and socket.host == "127.0.0.1"
+    # not given: the file's or the engine's own values stay in charge
+    options = args_options(parser.parse_args(["--config", "iii.yaml"]))
+    assert not {"rest_host", "stream_host", "handshake_timeout_ms"} & options.keys()
