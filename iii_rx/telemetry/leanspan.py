@@ -25,6 +25,7 @@ A tracer that is not the SDK's (another implementation, a no-op) gets ordinary
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from time import time_ns as _now
@@ -34,6 +35,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, sampling
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.util import BoundedList
@@ -51,7 +53,6 @@ _RANDOM: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _UNSET = Status(StatusCode.UNSET)
 _PARENT_BASED_ON = sampling.DEFAULT_ON
 _ALWAYS_ON = sampling.ALWAYS_ON
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _PLAIN = frozenset((bool, str, bytes, int, float))
 """Attribute value types every SDK version keeps unchanged (when no length limit applies)."""
 
@@ -64,6 +65,23 @@ class _List(list):  # type: ignore[type-arg]
     dropped = 0
 
 
+class _Frozen(dict):  # type: ignore[type-arg]
+    """An event's or a link's attributes under the limits: read-only, nothing dropped (OTLP
+    encoders before 1.27 read ``attributes.dropped``, as the SDK's ``BoundedAttributes`` has
+    it; a ``dict`` so that every SDK's ``to_json`` writes it)."""
+
+    __slots__ = ()
+    dropped = 0
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("span event and link attributes are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+
+
+_EMPTY: Mapping[str, Any] = _Frozen({})
+
+
 class _Shared(dict):  # type: ignore[type-arg]
     """Shared start attributes as an older SDK's ``ReadableSpan`` reads them (see ``_List``)."""
 
@@ -74,7 +92,8 @@ class _Shared(dict):  # type: ignore[type-arg]
 def _counts_plain() -> bool:
     """Whether this SDK's ``ReadableSpan`` takes plain attribute maps (1.2x on)."""
     try:
-        return ReadableSpan("probe", attributes={"k": 1}).dropped_attributes == 0
+        return ReadableSpan("probe", resource=Resource.get_empty(),
+                            attributes={"k": 1}).dropped_attributes == 0
     except AttributeError:
         return False
 
@@ -83,8 +102,14 @@ _COUNTS_PLAIN = _counts_plain()
 
 
 def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
-    """The lean tracer over ``tracer`` when it is an SDK tracer, else ``None``."""
-    return LeanTracer(tracer) if isinstance(tracer, SdkTracer) else None
+    """The lean tracer over ``tracer`` when it is the SDK's own tracer (not a subclass, which
+    may start spans its own way) and no tracer configurator turned it off; else ``None``."""
+    if type(tracer) is not SdkTracer:
+        return None
+    enabled = getattr(tracer, "_is_enabled", None)  # SDK 1.3x on: a configurator's verdict
+    if callable(enabled) and not enabled():
+        return None
+    return LeanTracer(tracer)
 
 
 class LeanTracer:
@@ -120,7 +145,7 @@ class LeanTracer:
                 if type(value) not in _PLAIN or type(key) is not str or not key:
                     break
             else:
-                return MappingProxyType(dict(attributes))
+                return _Frozen(attributes)
         return BoundedAttributes(maxlen, attributes, immutable=True,
                                  max_value_len=self.limits.max_attribute_length)
 
@@ -175,11 +200,14 @@ def _no() -> bool:
 class LeanSpan(trace.Span):
     """A recording span in slots, handed to the processors as a ``ReadableSpan`` at its end.
 
-    It offers the ``ReadableSpan`` read accessors too, for span processors' ``on_start``.
+    It offers the ``ReadableSpan`` read accessors too, for span processors' ``on_start``. As
+    in the SDK, a lock orders the writers and the end: a handler's pool thread (or a thread
+    it started) may write while the loop ends the span, and nothing changes what a processor
+    was handed.
     """
 
     __slots__ = ("_attributes", "_context", "_end_time", "_events", "_kind", "_lean", "_links",
-                 "_name", "_own", "_parent", "_start_time", "_status")
+                 "_lock", "_name", "_own", "_parent", "_start_time", "_status")
 
     def __init__(self, lean: LeanTracer, name: str, context: SpanContext,
                  parent: SpanContext | None, kind: SpanKind,
@@ -196,6 +224,7 @@ class LeanSpan(trace.Span):
         """A list while under the limit, the SDK's ``BoundedList`` (evicting) from then on."""
         self._links: _List | BoundedList[Link] | None = None
         self._status = _UNSET
+        self._lock = threading.Lock()
         self._start_time = _now()
         self._end_time: int | None = None
 
@@ -212,45 +241,50 @@ class LeanSpan(trace.Span):
             self.set_attribute(key, value)
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
-        if not self._writable("set_attribute"):
-            return
-        attributes = self._attributes
-        if not self._own:  # the SDK's map validates, cuts, evicts and counts
-            attributes = self._attributes = self._lean.bounded(attributes)
-            self._own = True
-        attributes[key] = value  # type: ignore[index]
+        with self._lock:
+            if not self._writable("set_attribute"):
+                return
+            attributes = self._attributes
+            if not self._own:  # the SDK's map validates, cuts, evicts and counts
+                attributes = self._attributes = self._lean.bounded(attributes)
+                self._own = True
+            attributes[key] = value  # type: ignore[index]
 
     def add_event(self, name: str, attributes: types.Attributes = None,
                   timestamp: int | None = None) -> None:
-        if not self._writable("add_event"):
-            return
         lean = self._lean
-        events = self._events = _room(self._events, lean.limits.max_events)
-        events.append(Event(name, lean.frozen(attributes, lean.limits.max_event_attributes),
-                            timestamp if timestamp is not None else _now()))
+        event = Event(name, lean.frozen(attributes, lean.limits.max_event_attributes),
+                      timestamp if timestamp is not None else _now())
+        with self._lock:
+            if self._writable("add_event"):
+                events = self._events = _room(self._events, lean.limits.max_events)
+                events.append(event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         # The SDK keeps a link to an invalid context if it has attributes or a trace state.
         if not context or not (context.is_valid or attributes or context.trace_state):
             return
-        if not self._writable("add_link"):
-            return
         lean = self._lean
-        links = self._links = _room(self._links, lean.limits.max_links)
-        links.append(Link(context, lean.frozen(attributes, lean.limits.max_link_attributes)))
+        link = Link(context, lean.frozen(attributes, lean.limits.max_link_attributes))
+        with self._lock:
+            if self._writable("add_link"):
+                links = self._links = _room(self._links, lean.limits.max_links)
+                links.append(link)
 
     def update_name(self, name: str) -> None:
-        if self._writable("update_name"):
-            self._name = name
+        with self._lock:
+            if self._writable("update_name"):
+                self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if not self._writable("set_status") or self._status.status_code is StatusCode.OK:
-            return  # OK is final (the SDK's rule)
-        if isinstance(status, Status):
-            if status.status_code is not StatusCode.UNSET:  # UNSET is ignored, as by the SDK
-                self._status = status
-        elif status is not StatusCode.UNSET:
-            self._status = Status(status, description)
+        with self._lock:
+            if not self._writable("set_status") or self._status.status_code is StatusCode.OK:
+                return  # OK is final (the SDK's rule)
+            if isinstance(status, Status):
+                if status.status_code is not StatusCode.UNSET:  # UNSET is ignored (the SDK)
+                    self._status = status
+            elif status is not StatusCode.UNSET:
+                self._status = Status(status, description)
 
     def record_exception(self, exception: BaseException,
                          attributes: types.Attributes = None, timestamp: int | None = None,
@@ -270,13 +304,26 @@ class LeanSpan(trace.Span):
         self.add_event("exception", recorded, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._end_time is not None:
-            log.warning("span %r ended twice", self._name)
-            return
-        self._end_time = end_time if end_time is not None else _now()
+        with self._lock:
+            if self._end_time is not None:
+                log.warning("span %r ended twice", self._name)
+                return
+            self._end_time = end_time if end_time is not None else _now()
+        # Past this point no writer gets in (each checks the end under the lock).
         self._lean.tracer.span_processor.on_end(self.readable())
 
+    def __exit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None,
+                 exc_tb: Any) -> None:
+        """``with span:`` records an escaping exception and sets ``ERROR``, then ends the
+        span, as the SDK's spans do."""
+        if exc_val is not None and self.is_recording():
+            self.record_exception(exc_val, escaped=True)
+            self.set_status(Status(StatusCode.ERROR,
+                                   f"{type(exc_val).__name__}: {exc_val}"))
+        self.end()
+
     def _writable(self, what: str) -> bool:
+        """Whether the span is still open (called under the lock); warns if not."""
         if self._end_time is None:
             return True
         log.warning("%s on the ended span %r: ignored", what, self._name)
@@ -346,6 +393,22 @@ class LeanSpan(trace.Span):
     @property
     def instrumentation_scope(self) -> InstrumentationScope:
         return self._lean.scope
+
+    @property
+    def instrumentation_info(self) -> Any:
+        return self._lean.tracer.instrumentation_info
+
+    @property
+    def dropped_attributes(self) -> int:
+        return getattr(self._attributes, "dropped", 0) if self._own else 0
+
+    @property
+    def dropped_events(self) -> int:
+        return getattr(self._events, "dropped", 0)
+
+    @property
+    def dropped_links(self) -> int:
+        return getattr(self._links, "dropped", 0)
 
     def __repr__(self) -> str:
         return (f"LeanSpan(name={self._name!r}, trace_id=0x{self._context.trace_id:032x}, "

@@ -73,9 +73,11 @@ def _dumps(value: Any, compact: bool) -> str:
         except ValueError:
             pass
     try:
-        return (_COMPACT if compact else _SPACED).encode(value)
+        text = (_COMPACT if compact else _SPACED).encode(value)
     except (TypeError, ValueError):
         return "null"
+    # What the wire encoder refused may hold lone surrogates, which no exporter can write.
+    return text.encode(errors="replace").decode() if compact else text
 
 
 def redacted_json(value: Any, max_bytes: int | None, *,
@@ -83,11 +85,12 @@ def redacted_json(value: Any, max_bytes: int | None, *,
     """``(json, truncated)``: ``value`` redacted, as JSON (compact, or spaced as
     ``json.dumps`` writes it), cut to ``max_bytes``."""
     text = _dumps(value, compact)
-    if isinstance(value, (dict, list, tuple)) and _HINTS.search(text.lower()) is not None:
-        text = _dumps(redact(value), compact)
+    if text[:1] in ("{", "[") and _HINTS.search(text.lower()) is not None:
+        # Redact what was written: models and dataclasses are objects there too.
+        text = _dumps(redact(json.loads(text)), compact)
     if max_bytes is None or len(text) * 4 <= max_bytes:
         return text, False
-    raw = text.encode()
+    raw = text.encode(errors="surrogatepass")  # a lone surrogate must not raise here
     if len(raw) <= max_bytes:
         return text, False
     keep = max(0, max_bytes - len(_CUT))

@@ -236,7 +236,14 @@ class ServerSpan:
 
     def end(self, result: Any, error: Any) -> None:
         """The invocation was answered with ``result`` or ``error`` (an exception, an
-        ``ErrorBody``, a text), or abandoned (``error`` is ``None``, ``result`` is ``...``)."""
+        ``ErrorBody``, a text), or abandoned (``error`` is ``None``, ``result`` is ``...``).
+        Never raises: the answer is sent after this."""
+        try:
+            self._end(result, error)
+        except Exception:
+            hook_failed("ending an invocation's span")
+
+    def _end(self, result: Any, error: Any) -> None:
         tracing = self.tracing
         metrics = tracing.metrics
         if metrics is not None:
@@ -324,23 +331,35 @@ class Tracing:
         """Start ``call`` (a :class:`~iii_rx.calls.Call`) with ``send`` inside its CLIENT
         span: the frame's ``traceparent`` names the span, the call's outcome ends it (a
         cancelled call ends it too, as an error); returns the call's canceller."""
-        function = self._function(call.function_id)
-        attributes = function.attributes
-        span = self._start(function.invoke, call_parent(call.traceparent, call.baggage),
-                           SpanKind.CLIENT, attributes)
-        sent = _retraced(call, traceparent_of(span))
-        recording = span.is_recording()
+        try:
+            function = self._function(call.function_id)
+            attributes = function.attributes
+            span = self._start(function.invoke, call_parent(call.traceparent, call.baggage),
+                               SpanKind.CLIENT, attributes)
+            sent = _retraced(call, traceparent_of(span))
+            recording = span.is_recording()
+            if recording and self.spans.has_observers:
+                self._started(span)
+        except Exception:
+            hook_failed("starting a call's span")
+            return send(call, target)  # untraced
         if not recording and self.metrics is None:  # sampled out: nothing to end
             return send(sent, target)
-        if recording and self.spans.has_observers:
-            self._started(span)
         ending = _Ending(span if recording else None, target, self.metrics, attributes)
         return ending.cancels(send(sent, ending))
 
     # ------------------------------------------------------------------ worker side
 
     def on_invoke(self, invocation: Any) -> None:
-        """Start the SERVER span of ``invocation`` and give it to the invocation."""
+        """Start the SERVER span of ``invocation`` and give it to the invocation (if that
+        fails, the invocation runs untraced)."""
+        try:
+            self._on_invoke(invocation)
+        except Exception:
+            invocation.trace = None
+            hook_failed("starting an invocation's span")
+
+    def _on_invoke(self, invocation: Any) -> None:
         function = self._function(invocation.function_id)
         parent = parent_of(invocation.traceparent, invocation.baggage)
         base = function.attributes
@@ -380,6 +399,17 @@ class _Function:
         """Shared by the spans (never changed: a span copies them before it changes them)."""
 
 
+_HOOK_FAILURES = [0]
+
+
+def hook_failed(what: str) -> None:
+    """A telemetry hook raised (logged, the first ten times in a process): the call or the
+    invocation goes on, its span possibly incomplete. Telemetry never costs an answer."""
+    _HOOK_FAILURES[0] += 1
+    if _HOOK_FAILURES[0] <= 10:
+        log.warning("telemetry: %s failed; going on without it", what, exc_info=True)
+
+
 def _code_of(error: Any) -> str | None:
     code = getattr(error, "code", None)
     return code if isinstance(code, str) else None
@@ -414,7 +444,10 @@ class _Ending:
         if target is None:
             return
         self.target = None
-        self._end(error)
+        try:
+            self._end(error)
+        except Exception:
+            hook_failed("ending a call's span")
         settle(target, value, error)
 
     def _end(self, error: BaseException | None) -> None:
@@ -442,7 +475,10 @@ class _Ending:
             cancel()
             if self.target is not None:
                 self.target = None
-                self._end(_Cancelled("the call was cancelled before its answer came"))
+                try:
+                    self._end(_Cancelled("the call was cancelled before its answer came"))
+                except Exception:
+                    hook_failed("ending a cancelled call's span")
 
         return cancelled
 

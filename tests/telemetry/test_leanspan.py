@@ -825,3 +825,111 @@ def test_a_lean_span_as_the_current_span(pipe: Pipe) -> None:
         assert spans[name].context is not None
         assert spans[name].context.trace_id == outer.trace_id
     assert spans["outer"].parent is None
+
+
+# ------------------------------------------------------------------ review follow-ups
+
+
+def test_event_and_link_attributes_carry_a_drop_count_as_the_sdks_do(pipe: Pipe) -> None:
+    """OTLP encoders before 1.27 read ``event.attributes.dropped``: every attribute map a
+    lean span exports has it, read-only, and is written by ``to_json``."""
+    def op(span: trace.Span) -> None:
+        span.add_event("e", {"k": "v"})
+        span.add_event("empty")
+        span.add_link(SpanContext(PARENT_TRACE, PARENT_SPAN, is_remote=True), {"l": 1})
+
+    sdk, lean = pipe.both(op) if SDK_ADDS_LINKS else pipe.both(
+        lambda s: (s.add_event("e", {"k": "v"}), s.add_event("empty")))
+    for span in (sdk, lean):
+        for item in (*span.events, *span.links):
+            assert item.attributes is not None and item.attributes.dropped == 0
+    for event in lean.events:
+        assert event.attributes is not None
+        with pytest.raises(TypeError):
+            event.attributes["k"] = "changed"  # type: ignore[index]
+    assert '"k": "v"' in lean.to_json()
+
+
+def test_a_span_ended_from_two_threads_at_once_is_handed_on_once() -> None:
+    """The end is claimed under the span's lock: two threads ending a span at the same moment
+    (a handler's thread and the loop) hand it on once, and writes after the end change
+    nothing that was handed on."""
+    import sys
+    import threading
+
+    class Count(SpanProcessor):
+        def __init__(self) -> None:
+            self.ended: list[ReadableSpan] = []
+
+        def on_end(self, span: ReadableSpan) -> None:
+            self.ended.append(span)
+
+    count = Count()
+    provider = TracerProvider()
+    provider.add_span_processor(count)
+    lean = lean_tracer(provider.get_tracer("race"))
+    assert lean is not None
+    quiet = logging.getLogger("iii_rx.telemetry")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    quiet.disabled = True  # "ended twice" warnings would slow one thread down
+    try:
+        for _ in range(1500):
+            span = lean.start("n", None, Context(), SpanKind.SERVER, {})
+            barrier = threading.Barrier(2)
+
+            def end(span: trace.Span = span, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                span.end()
+                span.add_event("late")
+
+            threads = [threading.Thread(target=end) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        quiet.disabled = False
+        sys.setswitchinterval(interval)
+        provider.shutdown()
+    assert len(count.ended) == 1500
+    assert not any(s.events for s in count.ended)
+
+
+def test_with_span_records_an_escaping_exception_as_the_sdk_does(pipe: Pipe) -> None:
+    def raise_inside(span: trace.Span) -> None:
+        with pytest.raises(ValueError), span:
+            raise ValueError("boom")
+
+    sdk, lean = pipe.both(raise_inside, end=False)
+    assert lean.status.status_code is sdk.status.status_code is StatusCode.ERROR
+    assert lean.status.description == sdk.status.description
+    assert [e.name for e in lean.events] == [e.name for e in sdk.events] == ["exception"]
+    assert lean.events[0].attributes["exception.escaped"] == "True"  # type: ignore[index]
+
+
+def test_a_lean_span_reports_what_it_dropped_while_open(pipe: Pipe) -> None:
+    limited = Pipe(limits=SpanLimits(max_span_attributes=1, max_events=1, max_links=1))
+    try:
+        span = limited.lean_start("op")
+        assert isinstance(span, LeanSpan)
+        span.set_attribute("a", 1)
+        span.set_attribute("b", 2)
+        span.add_event("one")
+        span.add_event("two")
+        assert (span.dropped_attributes, span.dropped_events) == (1, 1)
+        assert span.instrumentation_info is limited.tracer.instrumentation_info
+        span.end()
+    finally:
+        limited.close()
+
+
+def test_a_subclass_of_the_sdk_tracer_keeps_its_own_start_span(pipe: Pipe) -> None:
+    from opentelemetry.sdk.trace import Tracer as SdkTracer
+
+    class Custom(SdkTracer):
+        pass
+
+    custom = object.__new__(Custom)
+    custom.__dict__.update(pipe.tracer.__dict__)
+    assert lean_tracer(custom) is None

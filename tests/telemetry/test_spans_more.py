@@ -226,3 +226,49 @@ def test_payload_secrets_are_redacted() -> None:
     assert text.count(REDACTED) == 3 and '"ann"' in text
     assert redacted_json({"plain": [1, 2]}, None) == ('{"plain":[1,2]}', False)
     assert redacted_json("a" * 100, 20) == ('"aaa..."[TRUNCATED]"', True)  # 20 bytes
+
+
+def test_secrets_in_models_and_dataclasses_are_redacted_too() -> None:
+    """A pydantic model or a dataclass is written as a JSON object: its secret-looking fields
+    are redacted like a dict's."""
+    import dataclasses
+
+    from pydantic import BaseModel
+
+    class Login(BaseModel):
+        user: str
+        api_key: str
+
+    @dataclasses.dataclass
+    class Account:
+        password: str
+
+    text, _ = redacted_json({"login": Login(user="ann", api_key="k-123"),
+                             "account": Account("hunter2")}, None)
+    assert "k-123" not in text and "hunter2" not in text and '"ann"' in text
+    assert text.count(REDACTED) == 2
+    assert "k-9" not in redacted_json(Login(user="bo", api_key="k-9"), None)[0]
+
+
+def test_a_lone_surrogate_in_a_payload_does_not_raise() -> None:
+    for cap in (None, 16):
+        text, _ = redacted_json({"name": "x\udcff" * 10}, cap)
+        text.encode()  # writable by any exporter
+
+
+async def test_a_failing_telemetry_hook_costs_no_answer(
+        engine: Engine, exporter: InMemorySpanExporter,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever goes wrong while a span is made or ended, the call is answered."""
+    from iii_rx.telemetry import tracing
+
+    def broken(value: Any, max_bytes: int | None) -> tuple[str, bool]:
+        raise RuntimeError("telemetry fault")
+
+    async with iii_rx.connect(str(engine.url), name=unique_name("hf"), otel=ON) as iii:
+        iii.register_function("hf::echo", lambda data: data)
+        await iii.wait_for_function("hf::echo", timeout=10)
+        monkeypatch.setattr(tracing, "redacted_json", broken)  # input and output events
+        assert await asyncio.wait_for(iii.trigger("hf::echo", 7), 10) == 7
+        monkeypatch.setattr(tracing, "traceparent_of", broken)  # a call's span start
+        assert await asyncio.wait_for(iii.trigger("hf::echo", 8), 10) == 8
