@@ -300,6 +300,17 @@ def rerun_from(report_path: Path) -> tuple[list[Run], tuple[float, float]]:
     return runs, ((float(load.group(1)), float(load.group(2))) if load else (0.0, 0.0))
 
 
+def updated_info(report_path: Path, now: dict[str, str], scripts: list[str]) -> dict[str, str]:
+    """The machine table of a report some of whose scripts ran again (``--update``): the
+    first run's date and commit stay, a ``rerun`` row says which scripts ran when."""
+    old = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", report_path.read_text("utf-8"),
+                          re.M))
+    info = {key: old.get(key, value) for key, value in now.items()}
+    rerun = f"{', '.join(scripts)} at {now['iii_rx commit']}, {now['date (UTC)']}"
+    info["rerun"] = f"{old['rerun']}; {rerun}" if "rerun" in old else rerun
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="each script's default settings")
@@ -315,8 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--update needs --only")
     if args.rerender:
         runs, load = rerun_from(Path(args.out))
-        info = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", Path(args.out).read_text("utf-8"),
-                               re.M)[1:7])
+        rows = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", Path(args.out).read_text("utf-8"),
+                          re.M)
+        info = dict(rows[1:7])
+        info.update((key, value) for key, value in rows if key == "rerun")
         img = ROOT / "docs" / "img" / "performance"
         shutil.rmtree(img, ignore_errors=True)
         plots = plot(runs, img)
@@ -331,14 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     runs = [run(script, args.full, args.timeout) for script in chosen]
     load_after = os.getloadavg()[0]
+    info = machine()
     if args.update:  # the fresh outputs take the place of the old ones, in the old order
         fresh = {r.script: r for r in runs}
         kept, _ = rerun_from(Path(args.out))
         runs = [fresh.pop(r.script, r) for r in kept] + list(fresh.values())
+        info = updated_info(Path(args.out), info, chosen)
     img = ROOT / "docs" / "img" / "performance"
     shutil.rmtree(img, ignore_errors=True)
     plots = plot(runs, img)
-    text = report(runs, machine(), (load_before, load_after), args.full, plots)
+    text = report(runs, info, (load_before, load_after), args.full, plots)
     Path(args.out).write_text(text + "\n", encoding="utf-8")
     print(f"wrote {args.out} and {len(plots)} plots in {img}")
     return 0 if all(r.code == 0 for r in runs) else 1

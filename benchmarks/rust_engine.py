@@ -70,7 +70,10 @@ def main() -> None:
     args = parser.parse_args()
     if not BINARY.exists():
         parser.exit(2, f"no Rust engine at {BINARY} (set III_BIN; docs/howto/real-engine.md)\n")
-    workdir = Path(tempfile.mkdtemp(prefix="iii-rust-"))  # the engine writes beside its config
+    # One directory per port, written over by the next run on it (the process becomes the
+    # engine, so nothing would be left to remove a fresh one); the engine writes beside it.
+    workdir = Path(tempfile.gettempdir()) / f"iii-rust-engine-{args.port}"
+    workdir.mkdir(exist_ok=True)
     config = workdir / "config.yaml"
     config.write_text(config_text(args.port, args.rest_port or _free_port(), _free_port(),
                                   args.otel), encoding="utf-8")

@@ -57,7 +57,7 @@ from iii_rx.telemetry.metrics import Metrics, install_meter_provider
 from iii_rx.telemetry.payload import payload_max_bytes, payloads_enabled, redacted_json
 from iii_rx.telemetry.transfers import ChannelTelemetry
 
-__all__ = ["ServerSpan", "SpanFeed", "Tracing", "parent_context", "tracer_provider"]
+__all__ = ["ServerSpan", "SpanFeed", "Tracing", "parent_of", "tracer_provider"]
 
 log = logging.getLogger("iii_rx.telemetry")
 
@@ -77,14 +77,10 @@ _PARENTS: dict[tuple[str | None, str | None], Parent] = {}
 _PARENTS_MAX = 512
 
 
-def parent_context(traceparent: str | None, baggage: str | None) -> otel_context.Context:
-    """The OpenTelemetry context a frame's ``traceparent``/``baggage`` describe (the empty
-    context when it carries neither: the span starts a trace)."""
-    return parent_of(traceparent, baggage)[0]
-
-
 def parent_of(traceparent: str | None, baggage: str | None) -> Parent:
-    """:func:`parent_context` and the span context it makes current."""
+    """The OpenTelemetry context a frame's ``traceparent``/``baggage`` describe (the empty
+    context when it carries neither: the span starts a trace), and the span context it makes
+    current (``None``: none)."""
     if traceparent is None and not baggage:
         return _ROOT, None
     ctx = _ROOT
