@@ -5,21 +5,23 @@ opentelemetry-sdk spends about 40 µs of CPU starting and ending one span (valid
 attribute maps, a lock per span, the sampler's generic path): as much as a whole untraced call
 through iii_rx. A client traces every call and every invocation, so that cost would dominate.
 :class:`LeanTracer` starts the same spans with the SDK tracer's own sampler, id generator,
-resource and span processors, all reached through the SDK ``Tracer``'s public attributes, but
-keeps a span in a few slots (:class:`LeanSpan`, a full OpenTelemetry API ``Span``: attributes,
-events, status, exceptions, links, renaming) and hands the processors an SDK ``ReadableSpan``
-only when it ends. Exporters, ``iii.spans`` subscribers and in-memory test exporters see the
-same ``ReadableSpan`` as from the SDK's own spans; a handler that reads
-``trace.get_current_span()`` gets the :class:`LeanSpan` and may add to it.
+resource and span processors (the SDK ``Tracer``'s public attributes; its span limits and
+whether a configurator disabled it are read from its private ``_span_limits`` and
+``_is_enabled``, where they exist), but keeps a span in a few slots (:class:`LeanSpan`, a
+full OpenTelemetry API ``Span``: attributes, events, status, exceptions, links, renaming)
+and hands the processors an SDK ``ReadableSpan`` only when it ends. Exporters, ``iii.spans``
+subscribers and in-memory test exporters see the same ``ReadableSpan`` as from the SDK's own
+spans; a handler that reads ``trace.get_current_span()`` gets the :class:`LeanSpan` and may
+add to it.
 
 What the lean path leaves out: the SDK's internal self-metrics
-(``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), a per-scope tracer configurator that
-disables a tracer, and the experimental ``_on_ending`` processor hook. The tracer's span
-limits apply, and whatever a span cannot keep as it is (a value to clean or cut, a limit
-reached) goes through the SDK's own bounded containers, so it is kept, cleaned, evicted and
-counted as dropped exactly as the installed SDK does.
-A tracer that is not the SDK's (another implementation, a no-op) gets ordinary
-``start_span`` calls instead.
+(``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), a tracer configurator that disables the
+tracer after the client started, and the experimental ``_on_ending`` processor hook. The
+tracer's span limits apply, and whatever a span cannot keep as it is (a value to clean or
+cut, a limit reached) goes through the SDK's own bounded containers, so it is kept, cleaned,
+evicted and counted as dropped exactly as the installed SDK does. A tracer that is not the
+SDK's own (another implementation, a no-op, a subclass of the SDK's, a disabled one) gets
+ordinary ``start_span`` calls instead.
 """
 
 from __future__ import annotations
