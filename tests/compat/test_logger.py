@@ -18,7 +18,6 @@ import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.util._once import Once
 
 from iii_rx.compat import InitOptions, Logger, register_worker
 from iii_rx.engine import Engine
@@ -96,23 +95,17 @@ def test_off_a_handlers_record_carries_its_invocation(otel_off: None,
 
 
 @pytest.fixture
-def otel_logs() -> Iterator[Any]:
+def otel_logs(otel_globals: Any) -> Iterator[Any]:
     """OpenTelemetry logs on, into memory, for this test."""
-    from opentelemetry._logs import _internal as logs_internal
-
-    saved = logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE
     exporter = InMemoryLogs()
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE = None, Once()
-    logs_internal.set_logger_provider(provider)
+    otel_globals.logger(provider)
     enabled, ids.OTEL_LOGS[0] = ids.OTEL_LOGS[0], True
     try:
         yield exporter
     finally:
         ids.OTEL_LOGS[0] = enabled
-        provider.shutdown()
-        logs_internal._LOGGER_PROVIDER, logs_internal._LOGGER_PROVIDER_SET_ONCE = saved
 
 
 def test_on_each_call_is_one_opentelemetry_record(otel_logs: Any,

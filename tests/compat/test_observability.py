@@ -25,7 +25,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util._once import Once
 
 from iii_rx import compat
 from iii_rx.compat import (
@@ -70,20 +69,14 @@ EXTRA_OFFICIAL = ("extract_context", "get_baggage_entry", "set_baggage_entry",
 
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
+def spans(otel_globals: Any) -> InMemorySpanExporter:
     """The process's tracer provider is a fresh in-memory one for this test."""
-    saved = trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(BaggageSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = None, Once()
-    trace.set_tracer_provider(provider)
-    try:
-        yield exporter
-    finally:
-        provider.shutdown()
-        trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = saved
+    otel_globals.tracer(provider)
+    return exporter
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
-from opentelemetry.util._once import Once
 
 import iii_rx
 from iii_rx import ConnectionState, ReconnectConfig
@@ -30,19 +27,11 @@ def unique_name(prefix: str) -> str:
 
 
 @pytest.fixture
-def reader() -> Iterator[InMemoryMetricReader]:
+def reader(otel_globals: Any) -> InMemoryMetricReader:
     """This test's metrics, in memory; the global meter provider is restored afterwards."""
-    internal = metrics._internal  # type: ignore[attr-defined]
-    saved = internal._METER_PROVIDER, internal._METER_PROVIDER_SET_ONCE
     reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    internal._METER_PROVIDER, internal._METER_PROVIDER_SET_ONCE = None, Once()
-    metrics.set_meter_provider(provider)
-    try:
-        yield reader
-    finally:
-        provider.shutdown()
-        internal._METER_PROVIDER, internal._METER_PROVIDER_SET_ONCE = saved
+    otel_globals.meter(MeterProvider(metric_readers=[reader]))
+    return reader
 
 
 def points(source: InMemoryMetricReader | MetricsData | None, name: str) -> list[Any]:
@@ -167,24 +156,18 @@ async def test_channel_bytes_are_counted(engine: Engine, exporter: Any,
 
 
 async def test_sampled_out_calls_are_counted_without_durations(
-        engine: Engine, reader: InMemoryMetricReader) -> None:
+        engine: Engine, reader: InMemoryMetricReader, otel_globals: Any) -> None:
     """A sampler that keeps nothing: every call and invocation is still counted, no duration
     is recorded (the histogram follows the sampler)."""
-    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-    saved = trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE
-    trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = None, Once()
-    trace.set_tracer_provider(TracerProvider(sampler=ALWAYS_OFF))
-    try:
-        async with iii_rx.connect(str(engine.url), name=unique_name("s"), otel=ON) as iii:
-            iii.register_function("m::sampled", lambda data: data)
-            await iii.wait_for_function("m::sampled", timeout=10)
-            for i in range(4):
-                assert await iii.trigger("m::sampled", i) == i
-    finally:
-        trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = saved
+    otel_globals.tracer(TracerProvider(sampler=ALWAYS_OFF))
+    async with iii_rx.connect(str(engine.url), name=unique_name("s"), otel=ON) as iii:
+        iii.register_function("m::sampled", lambda data: data)
+        await iii.wait_for_function("m::sampled", timeout=10)
+        for i in range(4):
+            assert await iii.trigger("m::sampled", i) == i
     fid = {"iii.function.id": "m::sampled"}
     assert total(reader, "iii.client.calls", **fid) == 4
     assert total(reader, "iii.server.invocations", **fid) == 4

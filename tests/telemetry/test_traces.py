@@ -179,45 +179,37 @@ async def test_errors_set_the_span_status(engine: Engine,
 
 async def test_logs_in_a_handler_carry_the_span_ids(engine: Engine,
                                                     exporter: InMemorySpanExporter,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    from opentelemetry import _logs
-    from opentelemetry._logs import _internal as logs_globals
+                                                    caplog: pytest.LogCaptureFixture,
+                                                    otel_globals: Any) -> None:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs import export as logs_export
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-    from opentelemetry.util._once import Once
 
-    saved = logs_globals._LOGGER_PROVIDER, logs_globals._LOGGER_PROVIDER_SET_ONCE
     in_memory = (getattr(logs_export, "InMemoryLogRecordExporter", None)
                  or logs_export.InMemoryLogExporter)  # its name before SDK 1.3x
     logs = in_memory()
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
-    logs_globals._LOGGER_PROVIDER, logs_globals._LOGGER_PROVIDER_SET_ONCE = None, Once()
-    _logs.set_logger_provider(provider)
-    try:
-        url = str(engine.url)
-        caplog.set_level(logging.INFO, logger="iii_rx.logger")
-        async with iii_rx.connect(url, name=unique_name("l"), otel=ON) as rx:
-            def noisy(data: Any) -> Any:
-                iii_rx.get_context().logger.info("working", {"n": data})
-                return data
+    otel_globals.logger(provider)
+    url = str(engine.url)
+    caplog.set_level(logging.INFO, logger="iii_rx.logger")
+    async with iii_rx.connect(url, name=unique_name("l"), otel=ON) as rx:
+        def noisy(data: Any) -> Any:
+            iii_rx.get_context().logger.info("working", {"n": data})
+            return data
 
-            rx.register_function("log::noisy", noisy)
-            await wait_for(engine, rx, "log::noisy")
-            await rx.trigger("log::noisy", 3)
-        span = {s.name: s for s in exporter.get_finished_spans()}["execute log::noisy"]
-        records = [r for r in caplog.records if r.getMessage() == "working"]
-        assert len(records) == 1
-        assert records[0].trace_id == f"{span.context.trace_id:032x}"  # type: ignore[attr-defined]
-        assert records[0].span_id == f"{span.context.span_id:016x}"  # type: ignore[attr-defined]
-        otel = [r for r in logs.get_finished_logs() if r.log_record.body == "working"]
-        assert len(otel) == 1
-        assert otel[0].log_record.trace_id == span.context.trace_id
-        assert otel[0].log_record.span_id == span.context.span_id
-    finally:
-        provider.shutdown()
-        logs_globals._LOGGER_PROVIDER, logs_globals._LOGGER_PROVIDER_SET_ONCE = saved
+        rx.register_function("log::noisy", noisy)
+        await wait_for(engine, rx, "log::noisy")
+        await rx.trigger("log::noisy", 3)
+    span = {s.name: s for s in exporter.get_finished_spans()}["execute log::noisy"]
+    records = [r for r in caplog.records if r.getMessage() == "working"]
+    assert len(records) == 1
+    assert records[0].trace_id == f"{span.context.trace_id:032x}"  # type: ignore[attr-defined]
+    assert records[0].span_id == f"{span.context.span_id:016x}"  # type: ignore[attr-defined]
+    otel = [r for r in logs.get_finished_logs() if r.log_record.body == "working"]
+    assert len(otel) == 1
+    assert otel[0].log_record.trace_id == span.context.trace_id
+    assert otel[0].log_record.span_id == span.context.span_id
 
 
 async def test_off_by_default_makes_no_spans(engine: Engine,
