@@ -197,26 +197,25 @@ class Metrics:
                   code: str | None, sampled: bool) -> None:
         """A call settled (``code`` is its error code, ``None`` if it succeeded); on the
         client's loop, which is not the other clients' (the lock keeps their counts)."""
-        with self._lock:
-            calls = self.calls
-            calls[key] = calls.get(key, 0) + 1
-            if code is not None:
-                failed = (*key, code)
-                self.call_errors[failed] = self.call_errors.get(failed, 0) + 1
-        if sampled:
-            self.call_duration.record(time.perf_counter() - started, attributes)
+        self._done(self.calls, self.call_errors, self.call_duration, key, attributes, started,
+                   code, sampled)
 
     def invocation_done(self, key: Key, attributes: dict[str, Any], started: float,
                         code: str | None, sampled: bool) -> None:
         """An invocation was answered (or abandoned: ``code`` ``"abandoned"``)."""
+        self._done(self.invocations, self.invocation_errors, self.invocation_duration, key,
+                   attributes, started, code, sampled)
+
+    def _done(self, counts: dict[Key, int], errors: dict[tuple[str, str, str], int],
+              duration: metrics.Histogram, key: Key, attributes: dict[str, Any],
+              started: float, code: str | None, sampled: bool) -> None:
         with self._lock:
-            invocations = self.invocations
-            invocations[key] = invocations.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + 1
             if code is not None:
                 failed = (*key, code)
-                self.invocation_errors[failed] = self.invocation_errors.get(failed, 0) + 1
+                errors[failed] = errors.get(failed, 0) + 1
         if sampled:
-            self.invocation_duration.record(time.perf_counter() - started, attributes)
+            duration.record(time.perf_counter() - started, attributes)
 
     def watch(self, state: Any) -> Any:
         """Count the changes of a client's connection ``state`` stream; returns the
