@@ -355,29 +355,22 @@ def bench_tracing(args: argparse.Namespace, url: str, log_dir: str,
             for pair in pairs.values():
                 for tag in TRACING_CONFIGS:
                     pair[tag].measure(window, args.duration, args.warmup)
-    print()
-    print("TRACING: iii_rx with spans on (payload events, metrics off) vs OpenTelemetry off "
-          f"(same run; ratio = on / off, target >= 0.85; engine: {args.engine}); cpu us = "
-          "traced process CPU per call")
-    print(header("spans on", "off"))
-    for label, pair in pairs.items():
-        for window in windows:
-            print(ratio_row(label, pair["spans"], pair["off"], window))
-    print()
-    print("TELEMETRY: iii_rx with OtelConfig(enabled=True)'s defaults (spans and metrics) vs "
-          f"off (same run; ratio = on / off; engine: {args.engine})")
-    print(header("spans and metrics on", "off"))
-    for label, pair in pairs.items():
-        for window in windows:
-            print(ratio_row(label, pair["all"], pair["off"], window))
-    print()
-    print("SAMPLED: iii_rx with the defaults and 10% of the traces sampled "
-          "(ParentBased(TraceIdRatioBased(0.1))) vs off (same run; ratio = on / off; engine: "
-          f"{args.engine})")
-    print(header("defaults, 10% sampled", "off"))
-    for label, pair in pairs.items():
-        for window in windows:
-            print(ratio_row(label, pair["sampled"], pair["off"], window))
+    engine = f"engine: {args.engine}"
+    for tag, heading, column in (
+            ("spans", "TRACING: iii_rx with spans on (payload events, metrics off) vs "
+             f"OpenTelemetry off (same run; ratio = on / off, target >= 0.85; {engine}); "
+             "cpu us = traced process CPU per call", "spans on"),
+            ("all", "TELEMETRY: iii_rx with OtelConfig(enabled=True)'s defaults (spans and "
+             f"metrics) vs off (same run; ratio = on / off; {engine})", "spans and metrics on"),
+            ("sampled", "SAMPLED: iii_rx with the defaults and 10% of the traces sampled "
+             "(ParentBased(TraceIdRatioBased(0.1))) vs off (same run; ratio = on / off; "
+             f"{engine})", "defaults, 10% sampled")):
+        print()
+        print(heading)
+        print(header(column, "off"))
+        for label, pair in pairs.items():
+            for window in windows:
+                print(ratio_row(label, pair[tag], pair["off"], window))
     span_costs()
 
 
