@@ -68,27 +68,21 @@ class _List(list):  # type: ignore[type-arg]
 
 
 class _Frozen(dict):  # type: ignore[type-arg]
-    """An event's or a link's attributes under the limits: read-only, nothing dropped (OTLP
-    encoders before 1.27 read ``attributes.dropped``, as the SDK's ``BoundedAttributes`` has
-    it; a ``dict`` so that every SDK's ``to_json`` writes it)."""
+    """Attributes handed on as they are (an event's, a link's, or on SDK 1.20 a span's shared
+    start attributes): read-only, nothing dropped (OTLP encoders before 1.27 and SDK 1.20's
+    ``ReadableSpan`` read ``.dropped``, as the SDK's ``BoundedAttributes`` has it; a ``dict`` so
+    that every SDK's ``to_json`` writes it)."""
 
     __slots__ = ()
     dropped = 0
 
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("span event and link attributes are read-only")
+        raise TypeError("the attributes of a span handed on are read-only")
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
 
 
 _EMPTY: Mapping[str, Any] = _Frozen({})
-
-
-class _Shared(dict):  # type: ignore[type-arg]
-    """Shared start attributes as an older SDK's ``ReadableSpan`` reads them (see ``_List``)."""
-
-    __slots__ = ()
-    dropped = 0
 
 
 def _counts_plain() -> bool:
@@ -338,7 +332,7 @@ class LeanSpan(trace.Span):
         lean = self._lean
         attributes = self._attributes
         if not (_COUNTS_PLAIN or self._own or not attributes):
-            attributes = _Shared(attributes)
+            attributes = _Frozen(attributes)  # shared: read-only, with .dropped for 1.20
         return ReadableSpan(
             name=self._name, context=self._context, parent=self._parent,
             resource=lean.tracer.resource, attributes=attributes,
