@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from compat_helpers import wait_for_function
 from pydantic import BaseModel, Field
 
 import iii_rx
@@ -66,15 +67,6 @@ def _leftover_threads(before: set[threading.Thread]) -> list[threading.Thread]:
         if not extra or time.monotonic() > deadline:
             return extra
         time.sleep(0.02)
-
-
-def wait_for_function(iii: compat.III, function_id: str) -> None:
-    for _ in range(500):
-        listed = iii.trigger({"function_id": "engine::functions::list", "payload": {}})
-        if any(f["function_id"] == function_id for f in listed["functions"]):
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{function_id} was never listed")
 
 
 # ----------------------------------------------------------------------------- older spellings

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import iii_helpers.observability as official
 import pytest
+from compat_helpers import wait_for_function
 from opentelemetry import _logs, metrics, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import MeterProvider
@@ -86,15 +87,6 @@ def engine() -> Iterator[Any]:
         yield handle
     finally:
         handle.stop()
-
-
-def wait_for_function(iii: Any, function_id: str) -> None:
-    for _ in range(500):
-        listed = iii.trigger({"function_id": "engine::functions::list", "payload": {}})
-        if any(f["function_id"] == function_id for f in listed["functions"]):
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{function_id} was never listed")
 
 
 # ---------------------------------------------------------------------- surface
