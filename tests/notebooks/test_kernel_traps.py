@@ -7,7 +7,6 @@ tests/client/test_notebook_traps.py has the parts that need no kernel.)"""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import socket
 import sys
@@ -19,22 +18,13 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
 
 
 @pytest.fixture
-def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kernel]:
+def kernel(tmp_path: Path, kernel_name: str) -> Iterator[Kernel]:
     """A fresh kernel running this interpreter, importing this tree."""
-    spec = tmp_path / "jupyter" / "kernels" / "iii-rx-test"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "iii_rx tests", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    manager = KernelManager(kernel_name="iii-rx-test")
+    manager = KernelManager(kernel_name=kernel_name)
     manager.start_kernel(cwd=str(tmp_path))
     client = manager.client()
     client.start_channels()

@@ -5,9 +5,6 @@ no outputs."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -27,22 +24,6 @@ def _build() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def kernel_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A kernel spec running this interpreter and importing this tree, whatever else the
-    machine has installed (JUPYTER_PATH comes first in the search)."""
-    spec = tmp_path / "jupyter" / "kernels" / "iii-rx-notebooks"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "iii_rx notebooks", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    monkeypatch.delenv("III_URL", raising=False)      # the notebooks start their own engine
-    return "iii-rx-notebooks"
 
 
 def test_there_are_five_notebooks() -> None:
