@@ -9,7 +9,11 @@ resource and span processors (the SDK ``Tracer``'s public attributes; its span l
 whether a configurator disabled it are read from its private ``_span_limits`` and
 ``_is_enabled``, where they exist), but keeps a span in a few slots (:class:`LeanSpan`, a
 full OpenTelemetry API ``Span``: attributes, events, status, exceptions, links, renaming)
-and hands the processors an SDK ``ReadableSpan`` only when it ends. Exporters, ``iii.spans``
+that is also the SDK's ``ReadableSpan``, handed to the processors as it is when it ends (no
+copy: nothing writes to an ended span). Processors whose ``on_start`` does nothing (the SDK's
+batch and simple processors, ``iii.spans``' feed) are not called at a span's start, and the
+parent context, which only a processor's ``on_start`` or a non-default sampler reads, is then
+not even built. Exporters, ``iii.spans``
 subscribers and in-memory test exporters see the same ``ReadableSpan`` as from the SDK's own
 spans; a handler that reads ``trace.get_current_span()`` gets the :class:`LeanSpan` and may
 add to it.
@@ -38,14 +42,30 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, sampling
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    sampling,
+)
 from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    Link,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 from opentelemetry.util import types
 
-__all__ = ["LeanSpan", "LeanTracer", "lean_tracer"]
+__all__ = ["LeanSpan", "LeanTracer", "lean_tracer", "span_context"]
 
 log = logging.getLogger("iii_rx.telemetry")
 
@@ -57,6 +77,39 @@ _PARENT_BASED_ON = sampling.DEFAULT_ON
 _ALWAYS_ON = sampling.ALWAYS_ON
 _PLAIN = frozenset((bool, str, bytes, int, float))
 """Attribute value types every SDK version keeps unchanged (when no length limit applies)."""
+_QUIET_ON_START = frozenset((SpanProcessor.on_start, BatchSpanProcessor.on_start,
+                             SimpleSpanProcessor.on_start))
+"""``on_start`` methods that do nothing (a processor with one of these is not called)."""
+_FLAGS = tuple(TraceFlags(bits) for bits in range(256))
+_NO_STATE = TraceState()
+_new_tuple = tuple.__new__
+
+
+def span_context(trace_id: int, span_id: int, remote: bool, flags: TraceFlags,
+                 state: TraceState | None = None) -> SpanContext:
+    """``SpanContext(trace_id, span_id, remote, flags, state)`` for ids known to fit (a
+    third of the constructor's cost: a span context is a tuple, built here directly when
+    this API's layout is the one checked below, else by the constructor)."""
+    return _new_tuple(SpanContext, (trace_id, span_id, remote, flags,
+                                    _NO_STATE if state is None else state,
+                                    trace_id != 0 and span_id != 0))
+
+
+def _layout_checked() -> bool:
+    made = SpanContext(0xA, 0xB, True, _FLAGS[1], TraceState([("k", "v")]))
+    fast = span_context(0xA, 0xB, True, _FLAGS[1], made.trace_state)
+    return (fast == made and fast.is_valid and (fast.trace_id, fast.span_id, fast.is_remote,
+                                                fast.trace_flags, fast.trace_state)
+            == (0xA, 0xB, True, _FLAGS[1], made.trace_state)
+            and not span_context(0, 0xB, False, _FLAGS[0]).is_valid
+            and SpanContext(1, 1, False).trace_state == _NO_STATE)
+
+
+_LAYOUT_OK = _layout_checked()
+if not _LAYOUT_OK:  # another API version: its own constructor (and no lean tracer)
+    def span_context(trace_id: int, span_id: int, remote: bool, flags: TraceFlags,
+                     state: TraceState | None = None) -> SpanContext:
+        return SpanContext(trace_id, span_id, remote, flags, state)
 
 
 class _List(list):  # type: ignore[type-arg]
@@ -99,8 +152,9 @@ _COUNTS_PLAIN = _counts_plain()
 
 def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
     """The lean tracer over ``tracer`` when it is the SDK's own tracer (not a subclass, which
-    may start spans its own way) and no tracer configurator turned it off; else ``None``."""
-    if type(tracer) is not SdkTracer:
+    may start spans its own way), no tracer configurator turned it off and the API's span
+    contexts have the layout this module builds; else ``None``."""
+    if type(tracer) is not SdkTracer or not _LAYOUT_OK:
         return None
     enabled = getattr(tracer, "_is_enabled", None)  # SDK 1.3x on: a configurator's verdict
     if callable(enabled) and not enabled():
@@ -111,7 +165,8 @@ def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
 class LeanTracer:
     """Starts :class:`LeanSpan` s on an SDK tracer's pipeline (see the module docstring)."""
 
-    __slots__ = ("limits", "plain", "room", "scope", "tracer")
+    __slots__ = ("_processors", "_quiet", "event_cap", "event_room", "limits", "plain", "room",
+                 "scope", "tracer")
 
     def __init__(self, tracer: SdkTracer) -> None:
         self.tracer = tracer
@@ -125,6 +180,35 @@ class LeanTracer:
         """How many start attributes a span keeps as given (-1: none, values may be cut)."""
         self.plain = self.limits.max_attribute_length is None
         """Whether event and link attribute values are never cut."""
+        self.event_room = _limit(self.limits.max_event_attributes) if self.plain else -1
+        """How many valid attributes an event keeps as given (-1: none, values may be cut)."""
+        self.event_cap = _limit(self.limits.max_events)
+        """How many events a span keeps (past it the SDK's list evicts the oldest)."""
+        self._processors: object = None
+        self._quiet = False
+
+    def needs_context(self) -> bool:
+        """Whether :meth:`start` reads its ``context``: a sampler of the user's, or a span
+        processor that does something at a span's start. When not, a caller may pass
+        ``None`` (and save building it)."""
+        sampler = self.tracer.sampler
+        if not (sampler is _PARENT_BASED_ON or sampler is _ALWAYS_ON):
+            return True
+        if getattr(self.tracer.span_processor, "_span_processors", None) is self._processors:
+            return not self._quiet  # (what _quiet_start says, one call less)
+        return not self._quiet_start()
+
+    def _quiet_start(self) -> bool:
+        """Whether no span processor does anything in ``on_start`` (checked again whenever the
+        provider's processors change)."""
+        multi = self.tracer.span_processor
+        processors = getattr(multi, "_span_processors", None)
+        if processors is not self._processors:
+            self._processors = processors
+            self._quiet = (type(multi) is SynchronousMultiSpanProcessor
+                           and isinstance(processors, tuple)
+                           and all(type(p).on_start in _QUIET_ON_START for p in processors))
+        return self._quiet
 
     def bounded(self, attributes: types.Attributes) -> BoundedAttributes:
         """A span's attributes in the SDK's own map (same cleaning, limits, eviction)."""
@@ -145,47 +229,54 @@ class LeanTracer:
         return BoundedAttributes(maxlen, attributes, immutable=True,
                                  max_value_len=self.limits.max_attribute_length)
 
-    def start(self, name: str, parent: SpanContext | None, context: Context, kind: SpanKind,
-              attributes: Mapping[str, Any]) -> trace.Span:
+    def start(self, name: str, parent: SpanContext | None, context: Context | None,
+              kind: SpanKind, attributes: Mapping[str, Any]) -> trace.Span:
         """A started span: a :class:`LeanSpan` if the sampler records it, else a
         ``NonRecordingSpan`` with fresh ids. ``parent`` is the span context current in
-        ``context`` (``None`` when there is none), ``attributes`` are valid attribute values,
-        shared, never changed."""
+        ``context`` (``None`` when there is none; ``context`` may be ``None`` when
+        :meth:`needs_context` says so), ``attributes`` are valid attribute values, shared,
+        never changed."""
         tracer = self.tracer
         sampler = tracer.sampler
         ids = tracer.id_generator
-        if parent is not None and not parent.is_valid:
-            parent = None
+        trace_state: TraceState | None
+        if parent is not None:  # a tuple (the layout lean_tracer checked)
+            trace_id, _, _, parent_flags, trace_state, valid = parent
+            if not valid:
+                parent = None
         if parent is None:
             trace_id = ids.generate_trace_id()
             random = _RANDOM and getattr(ids, "is_trace_id_random", _no)()
+            parent_flags = _FLAGS[_SAMPLED]
+            trace_state = None
         else:
-            trace_id = parent.trace_id
-            random = parent.trace_flags & _RANDOM
+            random = parent_flags & _RANDOM
         if sampler is _PARENT_BASED_ON or sampler is _ALWAYS_ON:
             # The default sampler, decided without its generic path (same answer).
-            sampled = (parent is None or sampler is _ALWAYS_ON
-                       or bool(parent.trace_flags & _SAMPLED))
+            sampled = sampler is _ALWAYS_ON or bool(parent_flags & _SAMPLED)
             recording = sampled
-            trace_state = parent.trace_state if parent is not None else None
             start_attributes: Mapping[str, Any] | None = attributes
             unbounded = len(attributes) > self.room
         else:
+            if context is None:
+                context = _context_of(parent)
             result = sampler.should_sample(context, trace_id, name, kind, attributes, ())
             sampled = result.decision is sampling.Decision.RECORD_AND_SAMPLE
             recording = sampled or result.decision is sampling.Decision.RECORD_ONLY
             trace_state = result.trace_state
             start_attributes = result.attributes
             unbounded = True  # a sampler's attributes: cleaned and bounded as by the SDK
-        flags = TraceFlags((_SAMPLED if sampled else 0) | (_RANDOM if random else 0))
-        span_context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False,
-                                   trace_flags=flags, trace_state=trace_state)
+        flags = _FLAGS[(_SAMPLED if sampled else 0) | (_RANDOM if random else 0)]
+        own = span_context(trace_id, ids.generate_span_id(), False, flags, trace_state)
         if not recording:
-            return trace.NonRecordingSpan(span_context)
+            return trace.NonRecordingSpan(own)
         if unbounded:
             start_attributes = self.bounded(start_attributes)
-        span = LeanSpan(self, name, span_context, parent, kind, start_attributes or _EMPTY)
-        tracer.span_processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        span = LeanSpan(self, name, own, parent, kind, start_attributes or _EMPTY)
+        if not self._quiet_start():
+            if context is None:
+                context = _context_of(parent)
+            tracer.span_processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
 
@@ -193,17 +284,39 @@ def _no() -> bool:
     return False
 
 
-class LeanSpan(trace.Span):
-    """A recording span in slots, handed to the processors as a ``ReadableSpan`` at its end.
+def _context_of(parent: SpanContext | None) -> Context:
+    """The context ``parent`` is current in (for a caller that passed none)."""
+    if parent is None:
+        return Context()
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent), Context())
 
-    It offers the ``ReadableSpan`` read accessors too, for span processors' ``on_start``. As
-    in the SDK, a lock orders the writers and the end: a handler's pool thread (or a thread
-    it started) may write while the loop ends the span, and nothing changes what a processor
-    was handed.
+
+class _Event(Event):
+    """An SDK ``Event`` whose attributes are already what the SDK would keep (built without
+    the generic path)."""
+
+    def __init__(self, name: str, attributes: Mapping[str, Any], timestamp: int) -> None:
+        self._name = name
+        self._attributes = attributes
+        self._timestamp = timestamp
+
+
+class LeanSpan(trace.Span, ReadableSpan):
+    """A recording span, handed to the processors as the ``ReadableSpan`` it also is.
+
+    Its fields are the ones ``ReadableSpan`` reads (what a span never changed keeps the class
+    defaults). As in the SDK, a lock orders the writers and the end: a handler's pool thread
+    (or a thread it started) may write while the loop ends the span, and nothing changes
+    what a processor was handed.
     """
 
-    __slots__ = ("_attributes", "_context", "_end_time", "_events", "_kind", "_lean", "_links",
-                 "_lock", "_name", "_own", "_parent", "_start_time", "_status")
+    _events: _List | BoundedList[Event] | tuple[()] = ()
+    """A list while under the limit, the SDK's ``BoundedList`` (evicting) from then on."""
+    _links: _List | BoundedList[Link] | tuple[()] = ()
+    _status = _UNSET
+    _end_time: int | None = None
+    _context: SpanContext
+    _start_time: int
 
     def __init__(self, lean: LeanTracer, name: str, context: SpanContext,
                  parent: SpanContext | None, kind: SpanKind,
@@ -216,13 +329,12 @@ class LeanSpan(trace.Span):
         self._attributes: Mapping[str, Any] = attributes
         self._own = isinstance(attributes, BoundedAttributes)
         """Whether ``_attributes`` is this span's own map (else shared: copied on write)."""
-        self._events: _List | BoundedList[Event] | None = None
-        """A list while under the limit, the SDK's ``BoundedList`` (evicting) from then on."""
-        self._links: _List | BoundedList[Link] | None = None
-        self._status = _UNSET
         self._lock = threading.Lock()
+        # What ReadableSpan's own methods (``to_json``) read.
+        self._resource = lean.tracer.resource
+        self._instrumentation_info = lean.tracer.instrumentation_info
+        self._instrumentation_scope = lean.scope
         self._start_time = _now()
-        self._end_time: int | None = None
 
     # ------------------------------------------------------------ the API Span
 
@@ -255,6 +367,55 @@ class LeanSpan(trace.Span):
             if self._writable("add_event"):
                 events = self._events = _room(self._events, lean.limits.max_events)
                 events.append(event)
+
+    def add_known_event(self, name: str, attributes: dict[str, Any]) -> None:
+        """``add_event`` for attributes known valid (text, numbers, booleans; a fresh dict
+        this span may keep): kept as they are unless a limit applies."""
+        event = self._known_event(name, attributes)
+        with self._lock:
+            if self._end_time is not None:
+                self._writable("add_event")  # warns
+                return
+            events = self._events
+            if type(events) is _List and len(events) < self._lean.event_cap:
+                events.append(event)
+            else:
+                self._append_event(event)
+
+    def finish(self, status: Status, name: str | None = None,
+               attributes: dict[str, Any] | None = None) -> None:
+        """``add_known_event(name, attributes)`` (when ``name`` is given), ``set_status`` and
+        ``end`` in one step: how an answer ends a span."""
+        event = self._known_event(name, attributes) if name is not None else None
+        with self._lock:
+            if self._end_time is not None:
+                self._writable("end")  # warns
+                return
+            if event is not None:
+                events = self._events
+                if type(events) is _List and len(events) < self._lean.event_cap:
+                    events.append(event)
+                else:
+                    self._append_event(event)
+            current = self._status
+            if current is _UNSET or (current.status_code is not StatusCode.OK  # OK is final
+                                     and status.status_code is not StatusCode.UNSET):
+                self._status = status
+            self._end_locked(_now())
+        self._lean.tracer.span_processor.on_end(self)
+
+    def _known_event(self, name: str, attributes: dict[str, Any] | None) -> Event:
+        lean = self._lean
+        if not attributes:
+            return _Event(name, _EMPTY, _now())
+        return _Event(name, _Frozen(attributes) if len(attributes) <= lean.event_room
+                      else lean.frozen(attributes, lean.limits.max_event_attributes), _now())
+
+    def _append_event(self, event: Event) -> None:
+        """Keep ``event`` (under the lock, the span open): the first one, or one past the
+        limit (the hot paths append to a list under the limit themselves)."""
+        events = self._events = _room(self._events, self._lean.limits.max_events)
+        events.append(event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         # The SDK keeps a link to an invalid context if it has attributes or a trace state.
@@ -304,9 +465,16 @@ class LeanSpan(trace.Span):
             if self._end_time is not None:
                 log.warning("span %r ended twice", self._name)
                 return
-            self._end_time = end_time if end_time is not None else _now()
+            self._end_locked(end_time if end_time is not None else _now())
         # Past this point no writer gets in (each checks the end under the lock).
-        self._lean.tracer.span_processor.on_end(self.readable())
+        self._lean.tracer.span_processor.on_end(self)
+
+    def _end_locked(self, end_time: int) -> None:
+        self._end_time = end_time
+        if not _COUNTS_PLAIN:
+            attributes = self._attributes
+            if not (self._own or not attributes):
+                self._attributes = _Frozen(attributes)  # shared: with .dropped for SDK 1.20
 
     def __exit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None,
                  exc_tb: Any) -> None:
@@ -328,19 +496,8 @@ class LeanSpan(trace.Span):
     # ------------------------------------------------------------ ReadableSpan's view
 
     def readable(self) -> ReadableSpan:
-        """The span as the SDK's ``ReadableSpan`` (what processors and exporters take)."""
-        lean = self._lean
-        attributes = self._attributes
-        if not (_COUNTS_PLAIN or self._own or not attributes):
-            attributes = _Frozen(attributes)  # shared: read-only, with .dropped for 1.20
-        return ReadableSpan(
-            name=self._name, context=self._context, parent=self._parent,
-            resource=lean.tracer.resource, attributes=attributes,
-            events=self._events if self._events is not None else (),
-            links=self._links if self._links is not None else (), kind=self._kind,
-            instrumentation_info=lean.tracer.instrumentation_info, status=self._status,
-            start_time=self._start_time, end_time=self._end_time,
-            instrumentation_scope=lean.scope)
+        """The span as the SDK's ``ReadableSpan`` (itself)."""
+        return self
 
     @property
     def name(self) -> str:
@@ -418,7 +575,7 @@ def _limit(value: int | None) -> float:
 def _room(items: Any, maxlen: int | None) -> Any:
     """``items`` (events or links, or ``None``) ready for one more: the SDK's evicting
     ``BoundedList`` once the limit is reached (it drops the oldest and counts it)."""
-    if items is None:
+    if type(items) is tuple:  # none yet
         return _List() if maxlen is None or maxlen > 0 else BoundedList(maxlen)
     if maxlen is not None and type(items) is _List and len(items) >= maxlen:
         return BoundedList.from_seq(maxlen, items)

@@ -72,6 +72,11 @@ def _dumps(value: Any, compact: bool) -> str:
             return dumps(value)
         except ValueError:
             pass
+    return _json_module_text(value, compact)
+
+
+def _json_module_text(value: Any, compact: bool) -> str:
+    """:func:`_dumps` by the ``json`` module (spaced, or what the wire's encoder refused)."""
     try:
         text = (_COMPACT if compact else _SPACED).encode(value)
     except (TypeError, ValueError):
@@ -84,7 +89,13 @@ def redacted_json(value: Any, max_bytes: int | None, *,
                   compact: bool = True) -> tuple[str, bool]:
     """``(json, truncated)``: ``value`` redacted, as JSON (compact, or spaced as
     ``json.dumps`` writes it), cut to ``max_bytes``."""
-    text = _dumps(value, compact)
+    if compact:  # _dumps, one call less (two payloads per traced invocation)
+        try:
+            text = dumps(value)
+        except ValueError:
+            text = _json_module_text(value, compact)
+    else:
+        text = _json_module_text(value, compact)
     if text[:1] in ("{", "[") and _HINTS.search(text.lower()) is not None:
         # Redact what was written: models and dataclasses are objects there too.
         text = _dumps(redact(json.loads(text)), compact)

@@ -52,18 +52,19 @@ from iii_rx.telemetry import hooks
 from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.http import http_attributes, http_status, is_http_request
 from iii_rx.telemetry.ids import parse_traceparent, propagate_otel
-from iii_rx.telemetry.leanspan import lean_tracer
+from iii_rx.telemetry.leanspan import LeanSpan, lean_tracer, span_context
 from iii_rx.telemetry.metrics import Metrics, install_meter_provider
 from iii_rx.telemetry.payload import payload_max_bytes, payloads_enabled, redacted_json
 from iii_rx.telemetry.transfers import ChannelTelemetry
 
-__all__ = ["ServerSpan", "SpanFeed", "Tracing", "parent_of", "tracer_provider"]
+__all__ = ["ServerSpan", "SpanFeed", "Tracing", "parent_of", "remote_parent", "tracer_provider"]
 
 log = logging.getLogger("iii_rx.telemetry")
 
 INSTRUMENTATION = "iii_rx"
 _BAGGAGE = W3CBaggagePropagator()
 _OK = Status(StatusCode.OK)
+_FLAGS = tuple(TraceFlags(bits) for bits in range(256))
 _ATTRS_MAX = 1024
 
 
@@ -77,27 +78,45 @@ _PARENTS: dict[tuple[str | None, str | None], Parent] = {}
 _PARENTS_MAX = 512
 
 
+def remote_parent(traceparent: str | None) -> SpanContext | None:
+    """The span context a frame's ``traceparent`` names (``None``: none, or not a valid one)."""
+    if traceparent is None:
+        return None
+    if _CANONICAL.fullmatch(traceparent) is not None:
+        trace_id = int(traceparent[3:35], 16)
+        span_id = int(traceparent[36:52], 16)
+        flags = int(traceparent[53:], 16)
+    else:
+        parsed = parse_traceparent(traceparent)
+        if parsed is None:
+            return None
+        trace_id, span_id, flags = (int(part, 16) for part in parsed)
+    if not (trace_id and span_id):  # an all-zero id
+        return None
+    return span_context(trace_id, span_id, True, _FLAGS[flags])
+
+
+def baggage_context(baggage: str | None) -> otel_context.Context:
+    """The context holding a frame's ``baggage`` (the empty context when it has none)."""
+    return _BAGGAGE.extract({"baggage": baggage}, _ROOT) if baggage else _ROOT
+
+
+def with_parent(context: otel_context.Context,
+                parent: SpanContext | None) -> otel_context.Context:
+    """``context`` with ``parent`` (a remote span context) as its current span."""
+    if parent is None:
+        return context
+    return trace.set_span_in_context(NonRecordingSpan(parent), context)
+
+
 def parent_of(traceparent: str | None, baggage: str | None) -> Parent:
     """The OpenTelemetry context a frame's ``traceparent``/``baggage`` describe (the empty
     context when it carries neither: the span starts a trace), and the span context it makes
     current (``None``: none)."""
     if traceparent is None and not baggage:
         return _ROOT, None
-    ctx = _ROOT
-    span_context = None
-    plain = _CANONICAL.fullmatch(traceparent) if traceparent is not None else None
-    parsed = plain.groups() if plain is not None else parse_traceparent(traceparent)
-    if parsed is not None:
-        trace_id, span_id, flags = parsed
-        span_context = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
-                                   trace_flags=TraceFlags(int(flags, 16)))
-        if span_context.is_valid:
-            ctx = trace.set_span_in_context(NonRecordingSpan(span_context), ctx)
-        else:  # an all-zero id
-            span_context = None
-    if baggage:
-        ctx = _BAGGAGE.extract({"baggage": baggage}, ctx)
-    return ctx, span_context
+    span_context = remote_parent(traceparent)
+    return with_parent(baggage_context(baggage), span_context), span_context
 
 
 def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
@@ -177,8 +196,10 @@ class SpanFeed(SpanProcessor):
         self.closed = False
 
     def on_end(self, span: ReadableSpan) -> None:
+        if not self.mine or self.closed:
+            return
         sc = span.context
-        if self.closed or sc is None or not self.mine:
+        if sc is None:
             return
         try:
             self.mine.remove(sc.span_id)
@@ -233,48 +254,56 @@ class ServerSpan:
     def end(self, result: Any, error: Any) -> None:
         """The invocation was answered with ``result`` or ``error`` (an exception, an
         ``ErrorBody``, a text), or abandoned (``error`` is ``None``, ``result`` is ``...``).
-        Never raises: the answer is sent after this."""
+        Never raises: the answer is sent after this. Runs for every invocation: the answer's
+        path is kept flat, the rest is in helpers."""
         try:
-            self._end(result, error)
+            tracing = self.tracing
+            span = self.span
+            if tracing.metrics is not None:
+                self._count(result, error)
+            if not span.is_recording():
+                return
+            if self.http:
+                status = http_status(result) if error is None else None
+                if status is not None:
+                    span.set_attribute("http.response.status_code", status)
+            if error is not None:
+                self._failed(span, error)
+            elif result is ... or not tracing.payloads:
+                _finish(span, _OK)
+            else:
+                text, cut = redacted_json(result, tracing.max_bytes)
+                attributes = {"iii.payload.json": text, "iii.payload.truncated": cut,
+                              "iii.payload.ok": True}
+                if type(span) is LeanSpan:
+                    span.finish(_OK, "iii.invocation.output", attributes)
+                else:
+                    _finish(span, _OK, "iii.invocation.output", attributes)
         except Exception:
             hook_failed("ending an invocation's span")
 
-    def _end(self, result: Any, error: Any) -> None:
+    def _count(self, result: Any, error: Any) -> None:
         tracing = self.tracing
-        metrics = tracing.metrics
-        if metrics is not None:
-            code = (None if error is None and result is not ... else "abandoned"
-                    if error is None else _code_of(error) or "invocation_failed")
-            span = self.span
-            metrics.invocation_done((self.attributes["iii.function.id"], tracing.worker_name),
-                                    self.attributes, self.started, code, span.is_recording())
-        span = self.span
-        if not span.is_recording():
-            return
-        if self.http:
-            status = http_status(result) if error is None else None
-            if status is not None:
-                span.set_attribute("http.response.status_code", status)
-        if error is None:
-            if result is not ... and tracing.payloads:
-                text, cut = redacted_json(result, tracing.max_bytes)
-                span.add_event("iii.invocation.output", {
-                    "iii.payload.json": text, "iii.payload.truncated": cut,
-                    "iii.payload.ok": True})
-            span.set_status(_OK)
-        else:
-            message = getattr(error, "message", None) or str(error)
-            if tracing.payloads:
-                text, cut = redacted_json({"error": message}, tracing.max_bytes)
-                span.add_event("iii.invocation.output", {
-                    "iii.payload.json": text, "iii.payload.truncated": cut,
-                    "iii.payload.ok": False})
-            if isinstance(error, BaseException):
-                span.record_exception(error)
-            code = _code_of(error)
-            if code is not None:
-                span.set_attribute("iii.error.code", code)
-            span.set_status(Status(StatusCode.ERROR, message))
+        assert tracing.metrics is not None
+        code = (None if error is None and result is not ... else "abandoned"
+                if error is None else _code_of(error) or "invocation_failed")
+        tracing.metrics.invocation_done((self.attributes["iii.function.id"],
+                                         tracing.worker_name), self.attributes, self.started,
+                                        code, self.span.is_recording())
+
+    def _failed(self, span: trace.Span, error: Any) -> None:
+        message = getattr(error, "message", None) or str(error)
+        if self.tracing.payloads:
+            text, cut = redacted_json({"error": message}, self.tracing.max_bytes)
+            _add_payload_event(span, "iii.invocation.output", {
+                "iii.payload.json": text, "iii.payload.truncated": cut,
+                "iii.payload.ok": False})
+        if isinstance(error, BaseException):
+            span.record_exception(error)
+        code = _code_of(error)
+        if code is not None:
+            span.set_attribute("iii.error.code", code)
+        span.set_status(Status(StatusCode.ERROR, message))
         span.end()
 
 
@@ -306,7 +335,8 @@ class Tracing:
         self._feed.mine.add(span.get_span_context().span_id)
 
     def _function(self, function_id: str) -> _Function:
-        """The span names and attributes of ``function_id`` (built once per id)."""
+        """The span names and attributes of ``function_id`` (built once per id; the hot
+        paths look in ``_functions`` first)."""
         found = self._functions.get(function_id)
         if found is None:
             if len(self._functions) >= _ATTRS_MAX:
@@ -314,12 +344,16 @@ class Tracing:
             found = self._functions[function_id] = _Function(function_id, self.worker_name)
         return found
 
-    def _start(self, name: str, parent: Parent, kind: SpanKind,
+    def _start(self, name: str, parent: SpanContext | None,
+               context: otel_context.Context | None, kind: SpanKind,
                attributes: dict[str, Any]) -> trace.Span:
-        """A span of this client: lean on an SDK pipeline, else the tracer's own."""
+        """A span of this client, child of ``parent`` (current in ``context``, which may be
+        ``None`` only when the lean tracer does not need it): lean on an SDK pipeline, else
+        the tracer's own."""
         if self._lean is not None:
-            return self._lean.start(name, parent[1], parent[0], kind, attributes)
-        return self.tracer.start_span(name, parent[0], kind=kind, attributes=attributes)
+            return self._lean.start(name, parent, context, kind, attributes)
+        assert context is not None
+        return self.tracer.start_span(name, context, kind=kind, attributes=attributes)
 
     # ------------------------------------------------------------------ caller side
 
@@ -330,8 +364,8 @@ class Tracing:
         try:
             function = self._function(call.function_id)
             attributes = function.attributes
-            span = self._start(function.invoke, call_parent(call.traceparent, call.baggage),
-                               SpanKind.CLIENT, attributes)
+            context, parent = call_parent(call.traceparent, call.baggage)
+            span = self._start(function.invoke, parent, context, SpanKind.CLIENT, attributes)
             sent = _retraced(call, traceparent_of(span))
             recording = span.is_recording()
             if recording and self.spans.has_observers:
@@ -348,33 +382,45 @@ class Tracing:
 
     def on_invoke(self, invocation: Any) -> None:
         """Start the SERVER span of ``invocation`` and give it to the invocation (if that
-        fails, the invocation runs untraced)."""
+        fails, the invocation runs untraced). Runs for every invocation: kept flat."""
         try:
-            self._on_invoke(invocation)
+            function_id = invocation.function_id
+            function = self._functions.get(function_id) or self._function(function_id)
+            parent = remote_parent(invocation.traceparent)
+            baggage = invocation.baggage
+            outer = _BAGGAGE.extract({"baggage": baggage}, _ROOT) if baggage else _ROOT
+            base = function.attributes
+            attributes = base
+            if invocation.invocation_id is not None:
+                attributes = {**base, "iii.invocation.id": invocation.invocation_id}
+            data = invocation.data
+            http = type(data) is dict and is_http_request(data)
+            if http:
+                attributes = {**attributes, **http_attributes(data)}
+            lean = self._lean
+            if lean is not None:
+                span = lean.start(function.execute, parent,
+                                  with_parent(outer, parent) if lean.needs_context() else None,
+                                  SpanKind.SERVER, attributes)
+            else:
+                span = self.tracer.start_span(function.execute, with_parent(outer, parent),
+                                              kind=SpanKind.SERVER, attributes=attributes)
+            if self.spans.has_observers:
+                self._started(span)
+            if self.payloads and span.is_recording():
+                text, cut = redacted_json(data, self.max_bytes)
+                payload: dict[str, Any] = {"iii.payload.json": text,
+                                           "iii.payload.truncated": cut}
+                if type(span) is LeanSpan:
+                    span.add_known_event("iii.invocation.input", payload)
+                else:
+                    span.add_event("iii.invocation.input", payload)
+            # The handler's context: the caller's baggage, this span current.
+            invocation.trace = ServerSpan(self, span, trace.set_span_in_context(span, outer),
+                                          base, http)
         except Exception:
             invocation.trace = None
             hook_failed("starting an invocation's span")
-
-    def _on_invoke(self, invocation: Any) -> None:
-        function = self._function(invocation.function_id)
-        parent = parent_of(invocation.traceparent, invocation.baggage)
-        base = function.attributes
-        attributes = base
-        if invocation.invocation_id is not None:
-            attributes = {**base, "iii.invocation.id": invocation.invocation_id}
-        data = invocation.data
-        http = isinstance(data, dict) and is_http_request(data)
-        if http:
-            attributes = {**attributes, **http_attributes(data)}
-        span = self._start(function.execute, parent, SpanKind.SERVER, attributes)
-        if self.spans.has_observers:
-            self._started(span)
-        if self.payloads and span.is_recording():
-            text, cut = redacted_json(data, self.max_bytes)
-            span.add_event("iii.invocation.input", {"iii.payload.json": text,
-                                                    "iii.payload.truncated": cut})
-        invocation.trace = ServerSpan(self, span, trace.set_span_in_context(span, parent[0]),
-                                      base, http)
 
     def close(self) -> None:
         """The client closed: the span stream completes, the processor goes quiet."""
@@ -393,6 +439,27 @@ class _Function:
         self.execute = f"execute {function_id}"
         self.attributes = {"iii.function.id": function_id, "iii.worker.name": worker_name}
         """Shared by the spans (never changed: a span copies them before it changes them)."""
+
+
+def _add_payload_event(span: trace.Span, name: str, attributes: dict[str, Any]) -> None:
+    """A payload event (its attributes text and booleans, a fresh dict)."""
+    if type(span) is LeanSpan:
+        span.add_known_event(name, attributes)
+    else:
+        span.add_event(name, attributes)
+
+
+def _finish(span: trace.Span, status: Status, name: str | None = None,
+            attributes: dict[str, Any] | None = None) -> None:
+    """Add the event ``name`` (attributes as for :func:`_add_payload_event`), set ``status``
+    and end ``span``: in one step on a lean span."""
+    if type(span) is LeanSpan:
+        span.finish(status, name, attributes)
+        return
+    if name is not None:
+        span.add_event(name, attributes)
+    span.set_status(status)
+    span.end()
 
 
 _HOOK_FAILURES = [0]
@@ -457,13 +524,13 @@ class _Ending:
         if span is None:
             return
         if error is None:
-            span.set_status(_OK)
+            _finish(span, _OK)
         else:
             span.record_exception(error)
             if code is not None:
                 span.set_attribute("iii.error.code", code)
             span.set_status(Status(StatusCode.ERROR, str(error)))
-        span.end()
+            span.end()
 
     def cancels(self, cancel: Callable[[], None]) -> Callable[[], None]:
         """``cancel``, which also ends the span (a cancelled call is an error: ``cancelled``)."""
