@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
 from iii_rx.frame_text import dumps
@@ -54,9 +53,17 @@ def redact(value: Any) -> Any:
     return value
 
 
-_HINTS = re.compile("|".join(re.escape(part) for part in (*_SECRET_PARTS, "token")))
+_HINTS = ("key", "pass", "secret", "credential", "auth", "token", "bearer")
 """Every secret-looking key holds one of these: a JSON text holding none has nothing to
-redact (the common case: it is encoded once and its lower case searched once, not walked)."""
+redact (the common case: it is encoded once and its lower case searched for seven words,
+not walked; seven substring searches cost half a regular expression's alternation)."""
+
+
+def _hinted(lowered: str) -> bool:
+    """Whether ``lowered`` holds one of :data:`_HINTS`."""
+    return ("key" in lowered or "pass" in lowered or "secret" in lowered
+            or "credential" in lowered or "auth" in lowered or "token" in lowered
+            or "bearer" in lowered)
 
 
 _SPACED = json.JSONEncoder(default=str, ensure_ascii=False)
@@ -96,7 +103,7 @@ def redacted_json(value: Any, max_bytes: int | None, *,
             text = _json_module_text(value, compact)
     else:
         text = _json_module_text(value, compact)
-    if text[:1] in ("{", "[") and _HINTS.search(text.lower()) is not None:
+    if text[:1] in ("{", "[") and _hinted(text.lower()):
         # Redact what was written: models and dataclasses are objects there too.
         text = _dumps(redact(json.loads(text)), compact)
     if max_bytes is None or len(text) * 4 <= max_bytes:

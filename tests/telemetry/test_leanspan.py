@@ -958,3 +958,117 @@ def test_a_subclass_of_the_sdk_tracer_keeps_its_own_start_span(pipe: Pipe) -> No
     custom = object.__new__(Custom)
     custom.__dict__.update(pipe.tracer.__dict__)
     assert lean_tracer(custom) is None
+
+
+# ---------------------------------------------------------------------------- the hot paths
+
+
+@pytest.mark.parametrize("event", [False, True])
+@pytest.mark.parametrize("status", [Status(StatusCode.OK), Status(StatusCode.ERROR, "bad")])
+def test_finish_is_add_event_set_status_end(pipe: Pipe, event: bool, status: Status) -> None:
+    """``finish`` (an answer's one step) exports what the three calls export on the SDK."""
+    attributes = {"iii.payload.json": '{"a":1}', "iii.payload.truncated": False}
+
+    def three(span: trace.Span) -> None:
+        if event:
+            span.add_event("out", attributes)
+        span.set_status(status)
+
+    sdk_span = pipe.sdk_start(attributes={"k": "v"})
+    three(sdk_span)
+    sdk_span.end()
+    lean_span = pipe.lean_start(attributes={"k": "v"})
+    assert isinstance(lean_span, LeanSpan)
+    lean_span.finish(status, "out" if event else None, dict(attributes) if event else None)
+    sdk, lean = pipe.exporter.get_finished_spans()
+    assert_same(sdk, lean)
+
+
+def test_finish_keeps_an_ok_status_and_ends_once(pipe: Pipe,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    span = pipe.lean_start()
+    assert isinstance(span, LeanSpan)
+    span.set_status(Status(StatusCode.OK))
+    span.finish(Status(StatusCode.ERROR, "late"))
+    with caplog.at_level(logging.WARNING, logger="iii_rx.telemetry"):
+        span.finish(Status(StatusCode.ERROR, "twice"), "e", {"a": 1})
+    (exported,) = pipe.exporter.get_finished_spans()
+    assert exported.status.status_code is StatusCode.OK  # OK is final, as in the SDK
+    assert exported.events == ()
+    assert "ended span" in caplog.text
+
+
+def test_finish_respects_the_event_limit() -> None:
+    made = Pipe(limits=SpanLimits(max_events=1))
+    try:
+        span = made.lean_start()
+        assert isinstance(span, LeanSpan)
+        span.add_known_event("first", {"n": 1})
+        span.finish(Status(StatusCode.OK), "second", {"n": 2})
+        (exported,) = made.exporter.get_finished_spans()
+        assert [e.name for e in exported.events] == ["second"]
+        assert exported.dropped_events == 1
+    finally:
+        made.close()
+
+
+def test_span_context_builds_what_the_constructor_builds() -> None:
+    from iii_rx.telemetry.leanspan import span_context
+
+    state = TraceState([("v", "1")])
+    for args in ((PARENT_TRACE, PARENT_SPAN, True, TraceFlags(1), state),
+                 (PARENT_TRACE, PARENT_SPAN, False, TraceFlags(0), None),
+                 (0, PARENT_SPAN, True, TraceFlags(1), None)):
+        made, fast = SpanContext(*args), span_context(*args)
+        assert fast == made and type(fast) is SpanContext
+        assert (fast.trace_id, fast.span_id, fast.is_remote, fast.trace_flags,
+                fast.trace_state, fast.is_valid) == (
+            made.trace_id, made.span_id, made.is_remote, made.trace_flags,
+            made.trace_state, made.is_valid)
+
+
+@pytest.mark.parametrize(("traceparent", "expected"), [
+    ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+     (PARENT_TRACE, PARENT_SPAN, 1)),
+    ("00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-00",  # not canonical: parsed too
+     (PARENT_TRACE, PARENT_SPAN, 0)),
+    ("00-00000000000000000000000000000000-b7ad6b7169203331-01", None),
+    ("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", None),
+    ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01", None),
+    ("not a traceparent", None),
+    (None, None),
+])
+def test_remote_parent(traceparent: str | None, expected: tuple[int, int, int] | None) -> None:
+    from iii_rx.telemetry.tracing import remote_parent
+
+    parent = remote_parent(traceparent)
+    if expected is None:
+        assert parent is None
+        return
+    assert parent is not None and parent.is_valid and parent.is_remote
+    assert (parent.trace_id, parent.span_id, int(parent.trace_flags)) == expected
+
+
+def test_a_processor_that_starts_spans_gets_the_parent_context() -> None:
+    """Quiet processors are not called at a span's start; one that overrides ``on_start``
+    is, with the parent's context built for it (the caller passed none)."""
+    recorder = Recorder()
+    made = Pipe(processors=[recorder])
+    try:
+        assert made.lean.needs_context()
+        parent = SpanContext(PARENT_TRACE, PARENT_SPAN, is_remote=True,
+                             trace_flags=TraceFlags(1))
+        made.lean.start("op", parent, None, SpanKind.SERVER, {}).end()
+        ((span, context),) = recorder.started
+        assert isinstance(span, LeanSpan)
+        assert context is not None
+        assert trace.get_current_span(context).get_span_context() == parent
+    finally:
+        made.close()
+    quiet = Pipe()
+    try:
+        assert not quiet.lean.needs_context()
+        quiet.provider.add_span_processor(recorder)  # processors changed: checked again
+        assert quiet.lean.needs_context()
+    finally:
+        quiet.close()

@@ -18,7 +18,7 @@ import iii_rx
 from iii_rx.channels.writer import ChannelWriter
 from iii_rx.engine import Engine
 from iii_rx.protocol import StreamChannelRef
-from iii_rx.telemetry.payload import REDACTED, redacted_json
+from iii_rx.telemetry.payload import _SECRET_PARTS, REDACTED, redacted_json
 
 ON = iii_rx.OtelConfig(enabled=True)
 _unique = itertools.count(1)
@@ -226,6 +226,15 @@ def test_payload_secrets_are_redacted() -> None:
     assert text.count(REDACTED) == 3 and '"ann"' in text
     assert redacted_json({"plain": [1, 2]}, None) == ('{"plain":[1,2]}', False)
     assert redacted_json("a" * 100, 20) == ('"aaa..."[TRUNCATED]"', True)  # 20 bytes
+
+
+@pytest.mark.parametrize("key", [*_SECRET_PARTS, "token", "X-Token", "my_token",
+                                 "Client_Secret"])
+def test_every_secret_key_is_redacted(key: str) -> None:
+    """The quick look for secret-looking keys (a few words searched in the text) misses none
+    of the keys the redaction replaces."""
+    text, _ = redacted_json({"outer": {key: "hidden-value"}, "plain": "shown"}, None)
+    assert "hidden-value" not in text and REDACTED in text and "shown" in text
 
 
 def test_secrets_in_models_and_dataclasses_are_redacted_too() -> None:
