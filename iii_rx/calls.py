@@ -132,6 +132,22 @@ class Call:
         """Send this call now (on the loop); returns its canceller."""
         return self.calls.start(self, done)
 
+    def retraced(self, traceparent: str) -> Call:
+        """A copy of this call sent with ``traceparent`` (a traced call is started again with
+        a fresh span each time, so the call itself keeps its own)."""
+        sent = object.__new__(Call)
+        sent.calls = self.calls
+        sent.bridge = self.bridge
+        sent.function_id = self.function_id
+        sent.data = self.data
+        sent.action = self.action
+        sent.timeout_ms = self.timeout_ms
+        sent.metadata = self.metadata
+        sent.namespace = self.namespace
+        sent.traceparent = traceparent
+        sent.baggage = self.baggage
+        return sent
+
 
 class Calls:
     """The pending calls of one client: ids, timers, answers, and failing them all.

@@ -573,7 +573,7 @@ def _limit(value: int | None) -> float:
 
 
 def _room(items: Any, maxlen: int | None) -> Any:
-    """``items`` (events or links, or ``None``) ready for one more: the SDK's evicting
+    """``items`` (events or links; ``()`` while none) ready for one more: the SDK's evicting
     ``BoundedList`` once the limit is reached (it drops the oldest and counts it)."""
     if type(items) is tuple:  # none yet
         return _List() if maxlen is None or maxlen > 0 else BoundedList(maxlen)

@@ -135,6 +135,9 @@ def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
 
 def traceparent_of(span: trace.Span) -> str:
     """The ``traceparent`` naming ``span`` as the parent."""
+    if type(span) is LeanSpan:  # its span context has the layout leanspan checked
+        trace_id, span_id, _, flags, _, _ = span.get_span_context()
+        return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
     sc = span.get_span_context()
     return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
 
@@ -362,11 +365,12 @@ class Tracing:
         span: the frame's ``traceparent`` names the span, the call's outcome ends it (a
         cancelled call ends it too, as an error); returns the call's canceller."""
         try:
-            function = self._function(call.function_id)
+            function_id = call.function_id
+            function = self._functions.get(function_id) or self._function(function_id)
             attributes = function.attributes
             context, parent = call_parent(call.traceparent, call.baggage)
             span = self._start(function.invoke, parent, context, SpanKind.CLIENT, attributes)
-            sent = _retraced(call, traceparent_of(span))
+            sent = call.retraced(traceparent_of(span))
             recording = span.is_recording()
             if recording and self.spans.has_observers:
                 self._started(span)
@@ -478,16 +482,6 @@ def _code_of(error: Any) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _retraced(call: Call, traceparent: str) -> Call:
-    """A copy of ``call`` sent with ``traceparent`` (the Call itself may be started again;
-    cheaper than ``copy.copy``)."""
-    sent = object.__new__(Call)
-    for name in Call.__slots__:
-        setattr(sent, name, getattr(call, name))
-    sent.traceparent = traceparent
-    return sent
-
-
 class _Ending:
     """The target of a traced call: ends its span and counts it, once, when the call settles
     or is cancelled, then hands the outcome on."""
@@ -508,7 +502,11 @@ class _Ending:
             return
         self.target = None
         try:
-            self._end(error)
+            span = self.span
+            if error is None and self.metrics is None and type(span) is LeanSpan:
+                span.finish(_OK)  # the common case, flat
+            else:
+                self._end(error)
         except Exception:
             hook_failed("ending a call's span")
         settle(target, value, error)

@@ -20,7 +20,7 @@ import pytest
 from iii_rx import IIIConnectionError, IIIInvocationError, IIITimeoutError, Invocation
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, LoopThread
-from iii_rx.calls import Calls, PendingCall, trigger_action
+from iii_rx.calls import Call, Calls, PendingCall, trigger_action
 from iii_rx.client import Client
 from iii_rx.errors import LoopDeadlockError, PayloadTooLargeError
 from iii_rx.functions import FunctionSpec, HttpInvokedSink, ObserverSink
@@ -507,3 +507,18 @@ def test_a_client_is_not_built_directly() -> None:
         Client()
     with pytest.raises(TypeError, match="connect_sync"):
         Client(url="ws://127.0.0.1:1", name="x")
+
+
+def test_a_retraced_call_copies_every_field_but_its_traceparent() -> None:
+    """``Call.retraced`` (what a traced call sends) lists the call's fields by hand: a field
+    added to ``Call`` and not to it would be lost on every traced call."""
+    call = object.__new__(Call)
+    for index, name in enumerate(Call.__slots__):
+        setattr(call, name, f"value-{index}")
+    sent = call.retraced("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    assert sent is not call and type(sent) is Call
+    for name in Call.__slots__:
+        expected = ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                    if name == "traceparent" else getattr(call, name))
+        assert getattr(sent, name) == expected, name
+    assert call.traceparent == f"value-{Call.__slots__.index('traceparent')}"
