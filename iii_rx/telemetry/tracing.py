@@ -249,9 +249,10 @@ class ServerSpan:
         """The ``traceparent`` for a call made inside the handler: the current span when it
         belongs to this trace (a span the handler started), else this one."""
         current = trace.get_current_span()
-        sc = current.get_span_context()
-        if sc.is_valid and sc.trace_id == self.span.get_span_context().trace_id:
-            return traceparent_of(current)
+        if current is not self.span:
+            sc = current.get_span_context()
+            if sc.is_valid and sc.trace_id == self.span.get_span_context().trace_id:
+                return traceparent_of(current)
         return traceparent_of(self.span)
 
     def end(self, result: Any, error: Any) -> None:
