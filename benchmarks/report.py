@@ -31,7 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-NOT_BENCHMARKS = {"report.py", "rawpeers.py", "loadpeers.py", "rust_engine.py"}
+NOT_BENCHMARKS = {"report.py", "rawpeers.py", "loadpeers.py", "rust_engine.py",
+                  "span_instructions.py"}  # needs valgrind; run by hand
 
 # Each script's short mode: fewer rounds and shorter measurements, the same scenarios.
 SHORT: dict[str, list[str]] = {
