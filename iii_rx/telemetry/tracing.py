@@ -399,7 +399,7 @@ class Tracing:
             if invocation.invocation_id is not None:
                 attributes = {**base, "iii.invocation.id": invocation.invocation_id}
             data = invocation.data
-            http = type(data) is dict and is_http_request(data)
+            http = isinstance(data, dict) and is_http_request(data)
             if http:
                 attributes = {**attributes, **http_attributes(data)}
             lean = self._lean
