@@ -7,13 +7,15 @@ through iii_rx. A client traces every call and every invocation, so that cost wo
 :class:`LeanTracer` starts the same spans with the SDK tracer's own sampler, id generator,
 resource and span processors (the SDK ``Tracer``'s public attributes; its span limits and
 whether a configurator disabled it are read from its private ``_span_limits`` and
-``_is_enabled``, where they exist), but keeps a span in a few slots (:class:`LeanSpan`, a
+``_is_enabled``, where they exist), but keeps a span in a few plain fields (:class:`LeanSpan`, a
 full OpenTelemetry API ``Span``: attributes, events, status, exceptions, links, renaming)
 that is also the SDK's ``ReadableSpan``, handed to the processors as it is when it ends (no
 copy: nothing writes to an ended span). Processors whose ``on_start`` does nothing (the SDK's
 batch and simple processors, ``iii.spans``' feed) are not called at a span's start, and the
-parent context, which only a processor's ``on_start`` or a non-default sampler reads, is then
-not even built. Exporters, ``iii.spans``
+parent context, which only a processor's ``on_start`` or a sampler of one's own reads, is then
+not even built. The SDK's standard samplers (always on or off, trace id ratio, parent-based
+over one of those) are decided by the same rule without their generic path; any other sampler
+is asked through its own ``should_sample``. Exporters, ``iii.spans``
 subscribers and in-memory test exporters see the same ``ReadableSpan`` as from the SDK's own
 spans; a handler that reads ``trace.get_current_span()`` gets the :class:`LeanSpan` and may
 add to it.
@@ -73,8 +75,37 @@ _SAMPLED = TraceFlags.SAMPLED
 _RANDOM: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 """The W3C level-2 "random trace id" flag (set by SDKs from 1.39; absent from older APIs)."""
 _UNSET = Status(StatusCode.UNSET)
-_PARENT_BASED_ON = sampling.DEFAULT_ON
 _ALWAYS_ON = sampling.ALWAYS_ON
+_ALWAYS_OFF = sampling.ALWAYS_OFF
+_PARENT_BASED = (sampling.ParentBased, sampling.ParentBasedTraceIdRatio)
+_DELEGATES = ("_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
+              "_local_parent_not_sampled")
+_DEFAULT_DELEGATES = (_ALWAYS_ON, _ALWAYS_OFF, _ALWAYS_ON, _ALWAYS_OFF)
+Rule = tuple[bool, int | None]
+"""How a standard sampler decides: ``(follows_parent, bound)``. With a valid parent and
+``follows_parent``, the parent's sampled flag decides; otherwise a span is sampled when
+``bound`` is ``None`` or the trace id's low 64 bits are below it (``0``: never)."""
+_TRACE_ID_LIMIT = sampling.TraceIdRatioBased.TRACE_ID_LIMIT
+
+
+def _rule_of(sampler: object) -> Rule | None:
+    """The :data:`Rule` of the SDK's standard samplers (always on or off, trace id ratio, and
+    parent-based over one of those with the default delegates), ``None`` for any other (it
+    then decides through its own ``should_sample``)."""
+    if sampler is _ALWAYS_ON:
+        return False, None
+    if sampler is _ALWAYS_OFF:
+        return False, 0
+    if type(sampler) is sampling.TraceIdRatioBased:
+        return False, sampler.bound
+    if type(sampler) in _PARENT_BASED:
+        delegates = tuple(getattr(sampler, name, None) for name in _DELEGATES)
+        root = _rule_of(getattr(sampler, "_root", None))
+        if root is not None and not root[0] and all(
+                found is expected for found, expected in zip(delegates, _DEFAULT_DELEGATES,
+                                                             strict=True)):
+            return True, root[1]
+    return None
 _PLAIN = frozenset((bool, str, bytes, int, float))
 """Attribute value types every SDK version keeps unchanged (when no length limit applies)."""
 _QUIET_ON_START = frozenset((SpanProcessor.on_start, BatchSpanProcessor.on_start,
@@ -165,8 +196,8 @@ def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
 class LeanTracer:
     """Starts :class:`LeanSpan` s on an SDK tracer's pipeline (see the module docstring)."""
 
-    __slots__ = ("_processors", "_quiet", "event_cap", "event_room", "limits", "plain", "room",
-                 "scope", "tracer")
+    __slots__ = ("_processors", "_quiet", "_rule", "_sampler", "event_cap", "event_room",
+                 "limits", "plain", "room", "scope", "tracer")
 
     def __init__(self, tracer: SdkTracer) -> None:
         self.tracer = tracer
@@ -186,17 +217,25 @@ class LeanTracer:
         """How many events a span keeps (past it the SDK's list evicts the oldest)."""
         self._processors: object = None
         self._quiet = False
+        self._sampler: object = None
+        self._rule: Rule | None = None
 
     def needs_context(self) -> bool:
         """Whether :meth:`start` reads its ``context``: a sampler of the user's, or a span
         processor that does something at a span's start. When not, a caller may pass
         ``None`` (and save building it)."""
-        sampler = self.tracer.sampler
-        if not (sampler is _PARENT_BASED_ON or sampler is _ALWAYS_ON):
+        if self._rule_for(self.tracer.sampler) is None:
             return True
         if getattr(self.tracer.span_processor, "_span_processors", None) is self._processors:
             return not self._quiet  # (what _quiet_start says, one call less)
         return not self._quiet_start()
+
+    def _rule_for(self, sampler: object) -> Rule | None:
+        """:func:`_rule_of` ``sampler``, worked out again only when the sampler changes."""
+        if sampler is not self._sampler:
+            self._rule = _rule_of(sampler)
+            self._sampler = sampler
+        return self._rule
 
     def _quiet_start(self) -> bool:
         """Whether no span processor does anything in ``on_start`` (checked again whenever the
@@ -251,9 +290,14 @@ class LeanTracer:
             trace_state = None
         else:
             random = parent_flags & _RANDOM
-        if sampler is _PARENT_BASED_ON or sampler is _ALWAYS_ON:
-            # The default sampler, decided without its generic path (same answer).
-            sampled = sampler is _ALWAYS_ON or bool(parent_flags & _SAMPLED)
+        rule = self._rule if sampler is self._sampler else self._rule_for(sampler)
+        if rule is not None:
+            # A standard sampler, decided without its generic path (same answer).
+            follows_parent, bound = rule
+            if follows_parent and parent is not None:
+                sampled = bool(parent_flags & _SAMPLED)
+            else:
+                sampled = bound is None or (trace_id & _TRACE_ID_LIMIT) < bound
             recording = sampled
             start_attributes: Mapping[str, Any] | None = attributes
             unbounded = len(attributes) > self.room

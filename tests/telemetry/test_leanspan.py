@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import sampling as smp
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -1072,3 +1073,50 @@ def test_a_processor_that_starts_spans_gets_the_parent_context() -> None:
         assert quiet.lean.needs_context()
     finally:
         quiet.close()
+
+
+class _Ids(RandomIdGenerator):
+    """Trace ids from a list (the test knows which ones a ratio sampler keeps)."""
+
+    def __init__(self, trace_ids: list[int]) -> None:
+        self.trace_ids = iter(trace_ids)
+
+    def generate_trace_id(self) -> int:
+        return next(self.trace_ids)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: smp.TraceIdRatioBased(0.5),
+    lambda: smp.ParentBased(smp.TraceIdRatioBased(0.3)),
+    lambda: smp.ParentBasedTraceIdRatio(0.7),
+    lambda: smp.ParentBased(smp.ALWAYS_OFF),
+    lambda: smp.ALWAYS_OFF,
+])
+@pytest.mark.parametrize("parent_sampled", [None, True, False])
+def test_standard_samplers_decide_as_the_sdk(make: Callable[[], smp.Sampler],
+                                             parent_sampled: bool | None) -> None:
+    """The lean tracer decides the SDK's standard samplers itself: span by span, the same
+    decision (and trace state) as the sampler's own ``should_sample``."""
+    import random
+
+    sampler = make()
+    trace_ids = [random.getrandbits(128) or 1 for _ in range(300)]
+    provider = TracerProvider(sampler=sampler, id_generator=_Ids(list(trace_ids)))
+    lean = lean_tracer(provider.get_tracer("ratio.test"))
+    assert lean is not None
+    assert not lean.needs_context()  # decided without the parent's context
+    for trace_id in trace_ids:
+        parent = None
+        if parent_sampled is not None:
+            parent = SpanContext(trace_id, PARENT_SPAN, is_remote=True,
+                                 trace_flags=TraceFlags(1 if parent_sampled else 0),
+                                 trace_state=TraceState([("k", "v")]))
+        context = (trace.set_span_in_context(NonRecordingSpan(parent), Context())
+                   if parent is not None else Context())
+        expected = sampler.should_sample(context, trace_id, "op")
+        span = lean.start("op", parent, None, SpanKind.SERVER, {"a": 1})
+        assert span.is_recording() == expected.decision.is_sampled(), hex(trace_id)
+        assert span.get_span_context().trace_flags.sampled == expected.decision.is_sampled()
+        assert span.get_span_context().trace_state == (expected.trace_state or TraceState())
+        span.end()
+    provider.shutdown()
