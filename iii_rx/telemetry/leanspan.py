@@ -67,6 +67,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
+from iii_rx.telemetry.sampler_rules import TRACE_ID_LIMIT, Rule, rule_of
+
 __all__ = ["LeanSpan", "LeanTracer", "lean_tracer", "span_context"]
 
 log = logging.getLogger("iii_rx.telemetry")
@@ -75,37 +77,6 @@ _SAMPLED = TraceFlags.SAMPLED
 _RANDOM: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 """The W3C level-2 "random trace id" flag (set by SDKs from 1.39; absent from older APIs)."""
 _UNSET = Status(StatusCode.UNSET)
-_ALWAYS_ON = sampling.ALWAYS_ON
-_ALWAYS_OFF = sampling.ALWAYS_OFF
-_PARENT_BASED = (sampling.ParentBased, sampling.ParentBasedTraceIdRatio)
-_DELEGATES = ("_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
-              "_local_parent_not_sampled")
-_DEFAULT_DELEGATES = (_ALWAYS_ON, _ALWAYS_OFF, _ALWAYS_ON, _ALWAYS_OFF)
-Rule = tuple[bool, int | None]
-"""How a standard sampler decides: ``(follows_parent, bound)``. With a valid parent and
-``follows_parent``, the parent's sampled flag decides; otherwise a span is sampled when
-``bound`` is ``None`` or the trace id's low 64 bits are below it (``0``: never)."""
-_TRACE_ID_LIMIT = sampling.TraceIdRatioBased.TRACE_ID_LIMIT
-
-
-def _rule_of(sampler: object) -> Rule | None:
-    """The :data:`Rule` of the SDK's standard samplers (always on or off, trace id ratio, and
-    parent-based over one of those with the default delegates), ``None`` for any other (it
-    then decides through its own ``should_sample``)."""
-    if sampler is _ALWAYS_ON:
-        return False, None
-    if sampler is _ALWAYS_OFF:
-        return False, 0
-    if type(sampler) is sampling.TraceIdRatioBased:
-        return False, sampler.bound
-    if type(sampler) in _PARENT_BASED:
-        delegates = tuple(getattr(sampler, name, None) for name in _DELEGATES)
-        root = _rule_of(getattr(sampler, "_root", None))
-        if root is not None and not root[0] and all(
-                found is expected for found, expected in zip(delegates, _DEFAULT_DELEGATES,
-                                                             strict=True)):
-            return True, root[1]
-    return None
 _PLAIN = frozenset((bool, str, bytes, int, float))
 """Attribute value types every SDK version keeps unchanged (when no length limit applies)."""
 _QUIET_ON_START = frozenset((SpanProcessor.on_start, BatchSpanProcessor.on_start,
@@ -231,9 +202,10 @@ class LeanTracer:
         return not self._quiet_start()
 
     def _rule_for(self, sampler: object) -> Rule | None:
-        """:func:`_rule_of` ``sampler``, worked out again only when the sampler changes."""
+        """The rule of ``sampler`` (:func:`~iii_rx.telemetry.sampler_rules.rule_of`), worked
+        out again only when the sampler changes."""
         if sampler is not self._sampler:
-            self._rule = _rule_of(sampler)
+            self._rule = rule_of(sampler)
             self._sampler = sampler
         return self._rule
 
@@ -297,7 +269,7 @@ class LeanTracer:
             if follows_parent and parent is not None:
                 sampled = bool(parent_flags & _SAMPLED)
             else:
-                sampled = bound is None or (trace_id & _TRACE_ID_LIMIT) < bound
+                sampled = bound is None or (trace_id & TRACE_ID_LIMIT) < bound
             recording = sampled
             start_attributes: Mapping[str, Any] | None = attributes
             unbounded = len(attributes) > self.room
