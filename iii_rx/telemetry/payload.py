@@ -53,14 +53,11 @@ def redact(value: Any) -> Any:
     return value
 
 
-_HINTS = ("key", "pass", "secret", "credential", "auth", "token", "bearer")
-"""Every secret-looking key holds one of these: a JSON text holding none has nothing to
-redact (the common case: it is encoded once and its lower case searched for seven words,
-not walked; seven substring searches cost half a regular expression's alternation)."""
-
-
 def _hinted(lowered: str) -> bool:
-    """Whether ``lowered`` holds one of :data:`_HINTS`."""
+    """Whether ``lowered`` (a JSON text in lower case) may hold a secret-looking key: every
+    one of them holds one of these seven words, so a text holding none has nothing to redact
+    (the common case: the payload is encoded once and searched, not walked; seven substring
+    searches cost half a regular expression's alternation of the key parts)."""
     return ("key" in lowered or "pass" in lowered or "secret" in lowered
             or "credential" in lowered or "auth" in lowered or "token" in lowered
             or "bearer" in lowered)
