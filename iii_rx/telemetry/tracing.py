@@ -69,7 +69,7 @@ _ATTRS_MAX = 1024
 
 
 _ROOT = otel_context.Context()
-_CANONICAL = re.compile("00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_CANONICAL = re.compile("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 """A ``traceparent`` as every SDK writes it (anything else goes through the full parser)."""
 Parent = tuple[otel_context.Context, SpanContext | None]
 """A parent context and the span context current in it (``None``: none)."""
@@ -135,9 +135,6 @@ def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
 
 def traceparent_of(span: trace.Span) -> str:
     """The ``traceparent`` naming ``span`` as the parent."""
-    if type(span) is LeanSpan:  # its span context has the layout leanspan checked
-        trace_id, span_id, _, flags, _, _ = span.get_span_context()
-        return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
     sc = span.get_span_context()
     return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
 
@@ -258,8 +255,7 @@ class ServerSpan:
     def end(self, result: Any, error: Any) -> None:
         """The invocation was answered with ``result`` or ``error`` (an exception, an
         ``ErrorBody``, a text), or abandoned (``error`` is ``None``, ``result`` is ``...``).
-        Never raises: the answer is sent after this. Runs for every invocation: the answer's
-        path is kept flat, the rest is in helpers."""
+        Never raises: the answer is sent after this."""
         try:
             tracing = self.tracing
             span = self.span
@@ -277,12 +273,9 @@ class ServerSpan:
                 _finish(span, _OK)
             else:
                 text, cut = redacted_json(result, tracing.max_bytes)
-                attributes = {"iii.payload.json": text, "iii.payload.truncated": cut,
-                              "iii.payload.ok": True}
-                if type(span) is LeanSpan:
-                    span.finish(_OK, "iii.invocation.output", attributes)
-                else:
-                    _finish(span, _OK, "iii.invocation.output", attributes)
+                _finish(span, _OK, "iii.invocation.output", {
+                    "iii.payload.json": text, "iii.payload.truncated": cut,
+                    "iii.payload.ok": True})
         except Exception:
             hook_failed("ending an invocation's span")
 
@@ -339,8 +332,7 @@ class Tracing:
         self._feed.mine.add(span.get_span_context().span_id)
 
     def _function(self, function_id: str) -> _Function:
-        """The span names and attributes of ``function_id`` (built once per id; the hot
-        paths look in ``_functions`` first)."""
+        """The span names and attributes of ``function_id`` (built once per id)."""
         found = self._functions.get(function_id)
         if found is None:
             if len(self._functions) >= _ATTRS_MAX:
@@ -366,8 +358,7 @@ class Tracing:
         span: the frame's ``traceparent`` names the span, the call's outcome ends it (a
         cancelled call ends it too, as an error); returns the call's canceller."""
         try:
-            function_id = call.function_id
-            function = self._functions.get(function_id) or self._function(function_id)
+            function = self._function(call.function_id)
             attributes = function.attributes
             context, parent = call_parent(call.traceparent, call.baggage)
             span = self._start(function.invoke, parent, context, SpanKind.CLIENT, attributes)
@@ -387,13 +378,11 @@ class Tracing:
 
     def on_invoke(self, invocation: Any) -> None:
         """Start the SERVER span of ``invocation`` and give it to the invocation (if that
-        fails, the invocation runs untraced). Runs for every invocation: kept flat."""
+        fails, the invocation runs untraced)."""
         try:
-            function_id = invocation.function_id
-            function = self._functions.get(function_id) or self._function(function_id)
+            function = self._function(invocation.function_id)
             parent = remote_parent(invocation.traceparent)
-            baggage = invocation.baggage
-            outer = _BAGGAGE.extract({"baggage": baggage}, _ROOT) if baggage else _ROOT
+            outer = baggage_context(invocation.baggage)
             base = function.attributes
             attributes = base
             if invocation.invocation_id is not None:
@@ -403,23 +392,15 @@ class Tracing:
             if http:
                 attributes = {**attributes, **http_attributes(data)}
             lean = self._lean
-            if lean is not None:
-                span = lean.start(function.execute, parent,
-                                  with_parent(outer, parent) if lean.needs_context() else None,
-                                  SpanKind.SERVER, attributes)
-            else:
-                span = self.tracer.start_span(function.execute, with_parent(outer, parent),
-                                              kind=SpanKind.SERVER, attributes=attributes)
+            context = (None if lean is not None and not lean.needs_context()
+                       else with_parent(outer, parent))
+            span = self._start(function.execute, parent, context, SpanKind.SERVER, attributes)
             if self.spans.has_observers:
                 self._started(span)
             if self.payloads and span.is_recording():
                 text, cut = redacted_json(data, self.max_bytes)
-                payload: dict[str, Any] = {"iii.payload.json": text,
-                                           "iii.payload.truncated": cut}
-                if type(span) is LeanSpan:
-                    span.add_known_event("iii.invocation.input", payload)
-                else:
-                    span.add_event("iii.invocation.input", payload)
+                _add_payload_event(span, "iii.invocation.input",
+                                   {"iii.payload.json": text, "iii.payload.truncated": cut})
             # The handler's context: the caller's baggage, this span current.
             invocation.trace = ServerSpan(self, span, trace.set_span_in_context(span, outer),
                                           base, http)
@@ -503,11 +484,7 @@ class _Ending:
             return
         self.target = None
         try:
-            span = self.span
-            if error is None and self.metrics is None and type(span) is LeanSpan:
-                span.finish(_OK)  # the common case, flat
-            else:
-                self._end(error)
+            self._end(error)
         except Exception:
             hook_failed("ending a call's span")
         settle(target, value, error)
