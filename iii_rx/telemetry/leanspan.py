@@ -69,7 +69,8 @@ from opentelemetry.util import types
 
 from iii_rx.telemetry.sampler_rules import TRACE_ID_LIMIT, Rule, rule_of
 
-__all__ = ["LeanSpan", "LeanTracer", "lean_tracer", "span_context"]
+__all__ = ["TRACE_FLAGS", "LeanSpan", "LeanTracer", "lean_tracer", "span_context",
+           "with_parent"]
 
 log = logging.getLogger("iii_rx.telemetry")
 
@@ -82,7 +83,8 @@ _PLAIN = frozenset((bool, str, bytes, int, float))
 _QUIET_ON_START = frozenset((SpanProcessor.on_start, BatchSpanProcessor.on_start,
                              SimpleSpanProcessor.on_start))
 """``on_start`` methods that do nothing (a processor with one of these is not called)."""
-_FLAGS = tuple(TraceFlags(bits) for bits in range(256))
+TRACE_FLAGS = tuple(TraceFlags(bits) for bits in range(256))
+"""``TraceFlags`` by their value (built once)."""
 _NO_STATE = TraceState()
 _new_tuple = tuple.__new__
 
@@ -98,12 +100,12 @@ def span_context(trace_id: int, span_id: int, remote: bool, flags: TraceFlags,
 
 
 def _layout_checked() -> bool:
-    made = SpanContext(0xA, 0xB, True, _FLAGS[1], TraceState([("k", "v")]))
-    fast = span_context(0xA, 0xB, True, _FLAGS[1], made.trace_state)
+    made = SpanContext(0xA, 0xB, True, TRACE_FLAGS[1], TraceState([("k", "v")]))
+    fast = span_context(0xA, 0xB, True, TRACE_FLAGS[1], made.trace_state)
     return (fast == made and fast.is_valid and (fast.trace_id, fast.span_id, fast.is_remote,
                                                 fast.trace_flags, fast.trace_state)
-            == (0xA, 0xB, True, _FLAGS[1], made.trace_state)
-            and not span_context(0, 0xB, False, _FLAGS[0]).is_valid
+            == (0xA, 0xB, True, TRACE_FLAGS[1], made.trace_state)
+            and not span_context(0, 0xB, False, TRACE_FLAGS[0]).is_valid
             and SpanContext(1, 1, False).trace_state == _NO_STATE)
 
 
@@ -167,8 +169,8 @@ def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
 class LeanTracer:
     """Starts :class:`LeanSpan` s on an SDK tracer's pipeline (see the module docstring)."""
 
-    __slots__ = ("_processors", "_quiet", "_rule", "_sampler", "event_cap", "event_room",
-                 "limits", "plain", "room", "scope", "tracer")
+    __slots__ = ("_processors", "_quiet", "_rule", "_sampler", "event_room", "limits", "plain",
+                 "room", "scope", "tracer")
 
     def __init__(self, tracer: SdkTracer) -> None:
         self.tracer = tracer
@@ -184,8 +186,6 @@ class LeanTracer:
         """Whether event and link attribute values are never cut."""
         self.event_room = _limit(self.limits.max_event_attributes) if self.plain else -1
         """How many valid attributes an event keeps as given (-1: none, values may be cut)."""
-        self.event_cap = _limit(self.limits.max_events)
-        """How many events a span keeps (past it the SDK's list evicts the oldest)."""
         self._processors: object = None
         self._quiet = False
         self._sampler: object = None
@@ -197,8 +197,6 @@ class LeanTracer:
         ``None`` (and save building it)."""
         if self._rule_for(self.tracer.sampler) is None:
             return True
-        if getattr(self.tracer.span_processor, "_span_processors", None) is self._processors:
-            return not self._quiet  # (what _quiet_start says, one call less)
         return not self._quiet_start()
 
     def _rule_for(self, sampler: object) -> Rule | None:
@@ -258,11 +256,11 @@ class LeanTracer:
         if parent is None:
             trace_id = ids.generate_trace_id()
             random = _RANDOM and getattr(ids, "is_trace_id_random", _no)()
-            parent_flags = _FLAGS[_SAMPLED]
+            parent_flags = TRACE_FLAGS[_SAMPLED]
             trace_state = None
         else:
             random = parent_flags & _RANDOM
-        rule = self._rule if sampler is self._sampler else self._rule_for(sampler)
+        rule = self._rule_for(sampler)
         if rule is not None:
             # A standard sampler, decided without its generic path (same answer).
             follows_parent, bound = rule
@@ -275,14 +273,14 @@ class LeanTracer:
             unbounded = len(attributes) > self.room
         else:
             if context is None:
-                context = _context_of(parent)
+                context = with_parent(Context(), parent)
             result = sampler.should_sample(context, trace_id, name, kind, attributes, ())
             sampled = result.decision is sampling.Decision.RECORD_AND_SAMPLE
             recording = sampled or result.decision is sampling.Decision.RECORD_ONLY
             trace_state = result.trace_state
             start_attributes = result.attributes
             unbounded = True  # a sampler's attributes: cleaned and bounded as by the SDK
-        flags = _FLAGS[(_SAMPLED if sampled else 0) | (_RANDOM if random else 0)]
+        flags = TRACE_FLAGS[(_SAMPLED if sampled else 0) | (_RANDOM if random else 0)]
         own = span_context(trace_id, ids.generate_span_id(), False, flags, trace_state)
         if not recording:
             return trace.NonRecordingSpan(own)
@@ -291,7 +289,7 @@ class LeanTracer:
         span = LeanSpan(self, name, own, parent, kind, start_attributes or _EMPTY)
         if not self._quiet_start():
             if context is None:
-                context = _context_of(parent)
+                context = with_parent(Context(), parent)
             tracer.span_processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
@@ -300,11 +298,11 @@ def _no() -> bool:
     return False
 
 
-def _context_of(parent: SpanContext | None) -> Context:
-    """The context ``parent`` is current in (for a caller that passed none)."""
+def with_parent(context: Context, parent: SpanContext | None) -> Context:
+    """``context`` with ``parent`` (a span context) as its current span."""
     if parent is None:
-        return Context()
-    return trace.set_span_in_context(trace.NonRecordingSpan(parent), Context())
+        return context
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent), context)
 
 
 class _Event(Event):
@@ -381,21 +379,14 @@ class LeanSpan(trace.Span, ReadableSpan):
                       timestamp if timestamp is not None else _now())
         with self._lock:
             if self._writable("add_event"):
-                events = self._events = _room(self._events, lean.limits.max_events)
-                events.append(event)
+                self._append_event(event)
 
     def add_known_event(self, name: str, attributes: dict[str, Any]) -> None:
         """``add_event`` for attributes known valid (text, numbers, booleans; a fresh dict
         this span may keep): kept as they are unless a limit applies."""
         event = self._known_event(name, attributes)
         with self._lock:
-            if self._end_time is not None:
-                self._writable("add_event")  # warns
-                return
-            events = self._events
-            if type(events) is _List and len(events) < self._lean.event_cap:
-                events.append(event)
-            else:
+            if self._writable("add_event"):
                 self._append_event(event)
 
     def finish(self, status: Status, name: str | None = None,
@@ -404,19 +395,11 @@ class LeanSpan(trace.Span, ReadableSpan):
         ``end`` in one step: how an answer ends a span."""
         event = self._known_event(name, attributes) if name is not None else None
         with self._lock:
-            if self._end_time is not None:
-                self._writable("end")  # warns
+            if not self._writable("end"):
                 return
             if event is not None:
-                events = self._events
-                if type(events) is _List and len(events) < self._lean.event_cap:
-                    events.append(event)
-                else:
-                    self._append_event(event)
-            current = self._status
-            if current is _UNSET or (current.status_code is not StatusCode.OK  # OK is final
-                                     and status.status_code is not StatusCode.UNSET):
-                self._status = status
+                self._append_event(event)
+            self._set_status_locked(status)
             self._end_locked(_now())
         self._lean.tracer.span_processor.on_end(self)
 
@@ -428,8 +411,7 @@ class LeanSpan(trace.Span, ReadableSpan):
                       else lean.frozen(attributes, lean.limits.max_event_attributes), _now())
 
     def _append_event(self, event: Event) -> None:
-        """Keep ``event`` (under the lock, the span open): the first one, or one past the
-        limit (the hot paths append to a list under the limit themselves)."""
+        """Keep ``event`` (under the lock, the span open)."""
         events = self._events = _room(self._events, self._lean.limits.max_events)
         events.append(event)
 
@@ -450,14 +432,17 @@ class LeanSpan(trace.Span, ReadableSpan):
                 self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if not isinstance(status, Status):
+            status = Status(status, description)
         with self._lock:
-            if not self._writable("set_status") or self._status.status_code is StatusCode.OK:
-                return  # OK is final (the SDK's rule)
-            if isinstance(status, Status):
-                if status.status_code is not StatusCode.UNSET:  # UNSET is ignored (the SDK)
-                    self._status = status
-            elif status is not StatusCode.UNSET:
-                self._status = Status(status, description)
+            if self._writable("set_status"):
+                self._set_status_locked(status)
+
+    def _set_status_locked(self, status: Status) -> None:
+        """The SDK's rules: OK is final, UNSET is ignored (under the lock, the span open)."""
+        if (self._status.status_code is not StatusCode.OK
+                and status.status_code is not StatusCode.UNSET):
+            self._status = status
 
     def record_exception(self, exception: BaseException,
                          attributes: types.Attributes = None, timestamp: int | None = None,
@@ -510,10 +495,6 @@ class LeanSpan(trace.Span, ReadableSpan):
         return False
 
     # ------------------------------------------------------------ ReadableSpan's view
-
-    def readable(self) -> ReadableSpan:
-        """The span as the SDK's ``ReadableSpan`` (itself)."""
-        return self
 
     @property
     def name(self) -> str:

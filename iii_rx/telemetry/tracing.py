@@ -37,12 +37,10 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import (
-    NonRecordingSpan,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
 )
 
 from iii_rx.aio import LoopBridge
@@ -52,7 +50,13 @@ from iii_rx.telemetry import hooks
 from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.http import http_attributes, http_status, is_http_request
 from iii_rx.telemetry.ids import parse_traceparent, propagate_otel
-from iii_rx.telemetry.leanspan import LeanSpan, lean_tracer, span_context
+from iii_rx.telemetry.leanspan import (
+    TRACE_FLAGS,
+    LeanSpan,
+    lean_tracer,
+    span_context,
+    with_parent,
+)
 from iii_rx.telemetry.metrics import Metrics, install_meter_provider
 from iii_rx.telemetry.payload import payload_max_bytes, payloads_enabled, redacted_json
 from iii_rx.telemetry.transfers import ChannelTelemetry
@@ -64,7 +68,6 @@ log = logging.getLogger("iii_rx.telemetry")
 INSTRUMENTATION = "iii_rx"
 _BAGGAGE = W3CBaggagePropagator()
 _OK = Status(StatusCode.OK)
-_FLAGS = tuple(TraceFlags(bits) for bits in range(256))
 _ATTRS_MAX = 1024
 
 
@@ -93,20 +96,12 @@ def remote_parent(traceparent: str | None) -> SpanContext | None:
         trace_id, span_id, flags = (int(part, 16) for part in parsed)
     if not (trace_id and span_id):  # an all-zero id
         return None
-    return span_context(trace_id, span_id, True, _FLAGS[flags])
+    return span_context(trace_id, span_id, True, TRACE_FLAGS[flags])
 
 
 def baggage_context(baggage: str | None) -> otel_context.Context:
     """The context holding a frame's ``baggage`` (the empty context when it has none)."""
     return _BAGGAGE.extract({"baggage": baggage}, _ROOT) if baggage else _ROOT
-
-
-def with_parent(context: otel_context.Context,
-                parent: SpanContext | None) -> otel_context.Context:
-    """``context`` with ``parent`` (a remote span context) as its current span."""
-    if parent is None:
-        return context
-    return trace.set_span_in_context(NonRecordingSpan(parent), context)
 
 
 def parent_of(traceparent: str | None, baggage: str | None) -> Parent:
