@@ -20,7 +20,7 @@ def is_http_request(data: dict[str, Any]) -> bool:
     """Whether an invocation's payload is an HTTP request (its ``trigger`` says ``http``, or
     it has the request's keys)."""
     trigger = data.get("trigger")
-    if trigger is not None and isinstance(trigger, Mapping):
+    if isinstance(trigger, Mapping):
         return trigger.get("type") == "http"
     return data.keys() >= _REQUEST_KEYS
 

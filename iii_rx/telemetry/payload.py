@@ -93,13 +93,7 @@ def redacted_json(value: Any, max_bytes: int | None, *,
                   compact: bool = True) -> tuple[str, bool]:
     """``(json, truncated)``: ``value`` redacted, as JSON (compact, or spaced as
     ``json.dumps`` writes it), cut to ``max_bytes``."""
-    if compact:  # _dumps, one call less (two payloads per traced invocation)
-        try:
-            text = dumps(value)
-        except ValueError:
-            text = _json_module_text(value, compact)
-    else:
-        text = _json_module_text(value, compact)
+    text = _dumps(value, compact)
     if text[:1] in ("{", "[") and _hinted(text.lower()):
         # Redact what was written: models and dataclasses are objects there too.
         text = _dumps(redact(json.loads(text)), compact)
