@@ -3,16 +3,18 @@ engine's observability worker serves it.
 
 Workers (the official SDKs, iii_rx with ``otel=`` on) open a second websocket on ``/otel`` and
 send tagged OTLP/JSON frames (:mod:`~iii_rx.engine.workers.otel_decode`). The server hands each
-frame to :meth:`OtelWorker.intake` on the engine's loop; it decodes it and keeps
+frame to :meth:`OtelWorker.intake` on the engine's loop, which keeps
 
 * spans in a ring of the last ``max_spans`` (1000, the Rust engine's ``memory_max_spans``),
-  served by ``engine::traces::list``, ``engine::traces::tree`` and ``engine::traces::clear``;
+  decoded when read (:mod:`~iii_rx.engine.workers.span_store`), served by
+  ``engine::traces::list``, ``engine::traces::tree`` and ``engine::traces::clear``;
 * log records in the logs worker's store (``engine::logs::list`` and the ``log`` trigger see
   them like ``engine::log::*`` entries);
 * metrics in a ring of the last ``max_metrics`` (10000), the ``sdk_metrics`` of
   ``engine::metrics::list``.
 
-A frame that does not decode is dropped with one rate-limited warning; nothing a worker sends
+A frame that does not decode is dropped with one rate-limited warning (a frame of spans when
+it is read); nothing a worker sends
 here can fail its socket. Answers follow the Rust engine's shapes:
 
 * ``engine::traces::list {trace_id?, trace_ids?, service_name?, name?, status?,
@@ -43,7 +45,8 @@ from iii_rx.engine.workers._common import (
     require_object,
     require_str,
 )
-from iii_rx.engine.workers.otel_decode import decode_frame
+from iii_rx.engine.workers.otel_decode import TAGS, decode_frame
+from iii_rx.engine.workers.span_store import SpanStore
 
 __all__ = ["OtelWorker", "level_of"]
 
@@ -76,12 +79,12 @@ class OtelWorker:
     def __init__(self, log_sink: LogSink | None = None, *, max_spans: int = 1000,
                  max_metrics: int = 10_000) -> None:
         self.log_sink = log_sink
-        self.spans: deque[dict[str, Any]] = deque(maxlen=max_spans)
+        self._spans = SpanStore(max_spans, self._reject)
         self.metrics: deque[dict[str, Any]] = deque(maxlen=max_metrics)
         self.frames = 0
         """Frames received (decoded or not)."""
         self.rejected = 0
-        """Frames that did not decode."""
+        """Frames found not to decode (a frame of spans: when the spans are read)."""
         self._changed: asyncio.Event | None = None
         self._refusals = RateLimitedLog(log)
         """The engine's budget of these lines once started."""
@@ -116,25 +119,35 @@ class OtelWorker:
 
         await asyncio.wait_for(until(), timeout)
 
+    @property
+    def spans(self) -> deque[dict[str, Any]]:
+        """The stored spans (the last ``max_spans``), oldest first."""
+        return self._spans.records()
+
     def intake(self, frame: bytes | str) -> None:
         """Take one ``/otel`` frame (on the engine's loop)."""
         self.frames += 1
         if self._changed is not None:
             self._changed.set()
-        try:
-            tag, records = decode_frame(frame)
-        except ValueError as exc:
-            self.rejected += 1
-            self._refusals.log(logging.WARNING, "otel", "dropped a telemetry frame: %s",
-                               printable(str(exc), 300))
+        raw = frame.encode() if isinstance(frame, str) else bytes(frame)
+        if raw[:4] == TAGS[0]:  # spans: decoded when read
+            self._spans.add(raw)
             return
-        if tag == b"OTLP":
-            self.spans.extend(records)
-        elif tag == b"MTRC":
+        try:
+            tag, records = decode_frame(raw)
+        except ValueError as exc:
+            self._reject(exc)
+            return
+        if tag == b"MTRC":
             self.metrics.extend(records)
         elif self.log_sink is not None:
             for entry in records:
                 self.log_sink(entry, level_of(entry["severity_number"]))
+
+    def _reject(self, error: ValueError) -> None:
+        self.rejected += 1
+        self._refusals.log(logging.WARNING, "otel", "dropped a telemetry frame: %s",
+                           printable(str(error), 300))
 
     def sdk_metrics(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         """The stored metrics ``engine::metrics::list`` answers as ``sdk_metrics``
@@ -227,7 +240,7 @@ class OtelWorker:
         return {"roots": roots, "storage": dict(_STORAGE)}
 
     async def _clear(self, data: Any, ctx: CallContext) -> dict[str, Any]:
-        self.spans.clear()
+        self._spans.clear()
         return {"success": True}
 
 
