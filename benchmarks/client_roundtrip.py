@@ -14,7 +14,9 @@ One role at a time, against raw-frame peers that are never the bottleneck:
   (``connect(otel=OtelConfig(enabled=True, metrics_enabled=False))``, an SDK
   ``TracerProvider`` whose batch processor feeds an exporter that drops the spans; payload
   events on, as by default) and with ``OtelConfig(enabled=True)``'s defaults (spans and
-  metrics), and with the defaults and 10% of the traces sampled, same run, interleaved.
+  metrics), and with the defaults and 10% of the traces sampled, same run, interleaved; then
+  ``OtelConfig(enabled=True)`` alone, which exports to the engine's ``/otel``, beside the
+  official SDK's worker with OpenTelemetry on (the same kind of export) and off.
   Target (issue 14): tracing on costs <= 15% of throughput
   (ratio >= 0.85); off is the default, whose cost is one ``if`` per call. The traced roles
   inherit the environment, so
@@ -65,9 +67,10 @@ from rawpeers import (  # noqa: E402
 SELF = str(Path(__file__).resolve())
 ECHO = "bench::echo"
 TRACING_CONFIGS = {"off": [], "spans": ["--otel", "--no-metrics"], "all": ["--otel"],
-                   "sampled": ["--otel", "--sample", "0.1"]}
-"""The tracing part's contenders: OpenTelemetry off, spans without metrics, the defaults, and
-the defaults with 10% of the traces sampled."""
+                   "sampled": ["--otel", "--sample", "0.1"], "engine": ["--otel-engine"]}
+"""The tracing part's contenders: OpenTelemetry off, spans without metrics, the defaults, the
+defaults with 10% of the traces sampled (these three with a span exporter that drops), and the
+defaults exporting to the engine's ``/otel`` (no exporter of the user's)."""
 
 
 # =========================================================================== roles
@@ -76,14 +79,17 @@ the defaults with 10% of the traces sampled."""
 def otel_option(args: argparse.Namespace) -> dict[str, Any]:
     """``{"otel": ...}`` with a real SDK pipeline (batch processor, dropping exporter) when
     the role runs with ``--otel`` (metrics too unless ``--no-metrics``; ``--sample R``: a
-    ``ParentBased(TraceIdRatioBased(R))`` sampler); ``{}`` otherwise."""
+    ``ParentBased(TraceIdRatioBased(R))`` sampler), ``OtelConfig(enabled=True)`` alone with
+    ``--otel-engine`` (iii_rx's own pipeline, exporting to the engine); ``{}`` otherwise."""
+    import iii_rx
+
+    if getattr(args, "otel_engine", False):  # iii_rx installs its provider: engine export
+        return {"otel": iii_rx.OtelConfig(enabled=True)}
     if not getattr(args, "otel", False):
         return {}
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    import iii_rx
 
     class Drop(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
@@ -349,12 +355,13 @@ def bench_tracing(args: argparse.Namespace, url: str, log_dir: str,
                              rawpeer_argv("caller", url, function_id, *payload), log_dir, stack)
             pairs.setdefault(f"{handler} worker", {})[tag] = Contender(
                 f"{handler}-{tag}", tag, raw, worker)
+    official = official_tracing_pairs(args, url, log_dir, stack)
     windows = [w for w in args.windows if w <= 64] or [1]
     for _ in range(args.rounds):
         for window in windows:
-            for pair in pairs.values():
-                for tag in TRACING_CONFIGS:
-                    pair[tag].measure(window, args.duration, args.warmup)
+            for pair in [*pairs.values(), *official.values()]:
+                for contender in pair.values():
+                    contender.measure(window, args.duration, args.warmup)
     engine = f"engine: {args.engine}"
     for tag, heading, column in (
             ("spans", "TRACING: iii_rx with spans on (payload events, metrics off) vs "
@@ -364,14 +371,51 @@ def bench_tracing(args: argparse.Namespace, url: str, log_dir: str,
              f"metrics) vs off (same run; ratio = on / off; {engine})", "spans and metrics on"),
             ("sampled", "SAMPLED: iii_rx with the defaults and 10% of the traces sampled "
              "(ParentBased(TraceIdRatioBased(0.1))) vs off (same run; ratio = on / off; "
-             f"{engine})", "defaults, 10% sampled")):
+             f"{engine})", "defaults, 10% sampled"),
+            ("engine", "EXPORT: iii_rx with OtelConfig(enabled=True) alone (spans, "
+             "metrics and logs exported to the engine's /otel, as the official SDK does) vs "
+             f"off (same run; ratio = on / off; {engine})", "defaults, engine export")):
         print()
         print(heading)
         print(header(column, "off"))
         for label, pair in pairs.items():
             for window in windows:
                 print(ratio_row(label, pair[tag], pair["off"], window))
+    print()
+    print("OFFICIAL: the official iii-sdk worker with OpenTelemetry on (its "
+          f"defaults: engine export) vs off (same run; ratio = on / off; {engine})")
+    print(header("official, otel on", "official, off"))
+    for label, pair in official.items():
+        for window in windows:
+            print(ratio_row(label, pair["on"], pair["off"], window))
+    print()
+    print("TRACED: iii_rx vs the official iii-sdk, both exporting to the engine with "
+          f"their defaults (same run; ratio = iii_rx / official; {engine})")
+    print(header("iii_rx, engine export", "official, otel on"))
+    for label, pair in official.items():
+        for window in windows:
+            print(ratio_row(label, pairs[label]["engine"], pair["on"], window))
     span_costs()
+
+
+def official_tracing_pairs(args: argparse.Namespace, url: str, log_dir: str,
+                           stack: contextlib.ExitStack) -> dict[str, dict[str, Contender]]:
+    """Per handler, an official-SDK worker with OpenTelemetry off and one with it on, each
+    behind its raw caller: ``{"<handler> worker": {"off": ..., "on": ...}}``."""
+    payload = ("--payload-bytes", str(args.payload_bytes))
+    pairs: dict[str, dict[str, Contender]] = {}
+    for handler in args.handlers:
+        for tag, flags in (("off", []), ("on", ["--otel"])):
+            function_id = f"bench::sdk_otel_{tag}_{handler}"
+            worker = start_peer(f"sdk-worker-otel-{tag}-{handler}", rawpeer_argv(
+                "sdk-worker", url, function_id, "--handler", handler, "--name",
+                f"bench-sdk-otel-{tag}-{handler}-{uuid.uuid4().hex[:6]}", *flags),
+                log_dir, stack)
+            raw = start_peer(f"raw-caller-sdk-otel-{tag}-{handler}",
+                             rawpeer_argv("caller", url, function_id, *payload), log_dir, stack)
+            pairs.setdefault(f"{handler} worker", {})[tag] = Contender(
+                f"sdk-{handler}-{tag}", tag, raw, worker)
+    return pairs
 
 
 SPAN_COST_CONFIGS = (
@@ -483,6 +527,15 @@ def orchestrate(args: argparse.Namespace) -> None:
 # =========================================================================== command line
 
 
+def add_otel_flags(parser: argparse.ArgumentParser) -> None:
+    """The telemetry flags of the iii_rx roles (see :func:`otel_option`)."""
+    parser.add_argument("--otel", action="store_true")
+    parser.add_argument("--no-metrics", action="store_true")
+    parser.add_argument("--sample", type=float)
+    parser.add_argument("--otel-engine", action="store_true",
+                        help="OtelConfig(enabled=True) exporting to the engine's /otel")
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OTEL_ENABLED", "false")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -502,15 +555,11 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--mode", choices=("async", "blocking"), default="async")
         p.add_argument("--payload-bytes", type=int, default=64)
         p.add_argument("--name", default=f"bench-{role}-{uuid.uuid4().hex[:6]}")
-        p.add_argument("--otel", action="store_true")
-        p.add_argument("--no-metrics", action="store_true")
-        p.add_argument("--sample", type=float)
+        add_otel_flags(p)
     p = roles.add_parser("span-cost")
     p.add_argument("--no-metrics", action="store_true")
     p = roles.add_parser("rx-worker")
-    p.add_argument("--otel", action="store_true")
-    p.add_argument("--no-metrics", action="store_true")
-    p.add_argument("--sample", type=float)
+    add_otel_flags(p)
     p.add_argument("--url", required=True)
     p.add_argument("--function", action="append", required=True)
     p.add_argument("--handler", choices=("sync", "async"), default="sync")

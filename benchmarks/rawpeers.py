@@ -480,12 +480,14 @@ def wait_served_blocking(call: Callable[[], Any], timeout: float = 30.0) -> None
 # --------------------------------------------------------------------------- official SDK
 
 
-def _sdk_options(name: str) -> Any:
+def _sdk_options(name: str, otel: bool = False) -> Any:
+    """The official SDK's options: OpenTelemetry off, or (``otel``) its defaults: spans,
+    metrics and logs exported to the engine's ``/otel``."""
     from iii import InitOptions
 
     return InitOptions(
         worker_name=name,
-        otel={"enabled": False},
+        otel={"enabled": otel},
         enable_metrics_reporting=False,
         invocation_timeout_ms=30_000,
     )
@@ -495,7 +497,7 @@ def run_sdk_worker(args: argparse.Namespace) -> None:
     """The official SDK as the worker: an echo handler, sync (in a thread) or async."""
     from iii import register_worker
 
-    client = register_worker(args.url, _sdk_options(args.name))
+    client = register_worker(args.url, _sdk_options(args.name, args.otel))
     try:
         for function_id in args.function:
             if args.handler == "async":
@@ -573,6 +575,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--control", action="store_true", help="stop when stdin closes")
         if role == "sdk-worker":
             p.add_argument("--handler", choices=("sync", "async"), default="sync")
+            p.add_argument("--otel", action="store_true",
+                           help="OpenTelemetry on, with the SDK's defaults (engine export)")
 
     for role in ("caller", "sdk-caller"):
         p = roles.add_parser(role, help=f"{role}: sync calls, N in flight")
