@@ -281,7 +281,7 @@ class ServerSpan:
                 if error is None else _code_of(error) or "invocation_failed")
         tracing.metrics.invocation_done((self.attributes["iii.function.id"],
                                          tracing.worker_name), self.attributes, self.started,
-                                        code, self.span.is_recording())
+                                        code, self.span.is_recording(), self.context)
 
     def _failed(self, span: trace.Span, error: Any) -> None:
         message = getattr(error, "message", None) or str(error)

@@ -202,3 +202,103 @@ def test_clients_on_several_loops_lose_no_count() -> None:
         sys.setswitchinterval(interval)
     assert counted.calls[("f", "w")] == 4 * per_thread
     assert counted.call_errors[("f", "w", "TIMEOUT")] == 4 * per_thread
+
+
+class Recorder:
+    """A histogram of the metrics API that keeps what it is given (``context``: whether its
+    ``record`` takes one, as from SDK 1.26 on)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[float, Any]] = []
+
+    def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        self.recorded.append((amount, context))
+
+
+class OldRecorder(Recorder):
+    def record(self, amount: float, attributes: Any = None) -> None:  # type: ignore[override]
+        self.recorded.append((amount, None))
+
+
+def test_durations_reach_the_histograms_in_runs_and_on_flush() -> None:
+    from iii_rx.telemetry.metrics import Durations
+
+    durations, first, second = Durations(), Recorder(), Recorder()
+    run = Durations.RUN
+    for i in range(run - 1):
+        durations.add(first if i % 2 else second, float(i), {})
+    assert first.recorded == [] and second.recorded == []  # kept until a run is full
+    durations.add(first, float(run - 1), {})
+    assert [a for a, _ in second.recorded] == [float(i) for i in range(0, run, 2)]
+    assert [a for a, _ in first.recorded] == [float(i) for i in range(1, run, 2)]
+    durations.add(first, -1.0, {})
+    durations.flush()
+    assert first.recorded[-1] == (-1.0, None)
+    durations.flush()  # nothing kept: nothing more
+    assert len(first.recorded) + len(second.recorded) == run + 1
+
+
+def test_a_duration_keeps_its_context_where_record_takes_one() -> None:
+    from opentelemetry.context import Context
+
+    from iii_rx.telemetry.metrics import Durations
+
+    durations, new, old = Durations(), Recorder(), OldRecorder()
+    context = Context({"k": "v"})
+    durations.add(new, 1.0, {}, context)
+    durations.add(old, 2.0, {}, context)
+    durations.add(new, 3.0, {})
+    durations.flush()
+    assert new.recorded == [(1.0, context), (3.0, None)]
+    assert old.recorded == [(2.0, None)]
+
+
+def test_durations_from_several_threads_all_reach_a_collection() -> None:
+    """Pool threads and loops record at once: every duration is in the next collection,
+    whatever run it was handed over in."""
+    import threading
+
+    from iii_rx.telemetry.metrics import Metrics
+
+    reader = InMemoryMetricReader()
+    counted = Metrics(MeterProvider(metric_readers=[reader]))
+    per_thread = 1_000  # not a multiple of the run: some are still kept at the collection
+
+    def record() -> None:
+        for _ in range(per_thread):
+            counted.invocation_done(("f", "w"), {"iii.function.id": "f"}, 0.0, None, True)
+
+    threads = [threading.Thread(target=record) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    data = reader.get_metrics_data()
+    assert total(data, "iii.server.invocation.duration", iii_function_id="f") == 3 * per_thread
+    assert total(data, "iii.server.invocations", iii_function_id="f") == 3 * per_thread
+
+
+def test_an_invocation_duration_is_recorded_in_its_handler_context() -> None:
+    """The SDK links a duration to the span it was recorded in (an exemplar, SDK 1.26 on):
+    handed over later, it still is."""
+    from opentelemetry import trace
+    from opentelemetry.sdk import metrics as sdk_metrics
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from iii_rx.telemetry.metrics import Metrics
+
+    reader = InMemoryMetricReader()
+    always_on = getattr(sdk_metrics, "AlwaysOnExemplarFilter", None)
+    provider = (MeterProvider(metric_readers=[reader]) if always_on is None
+                else MeterProvider(metric_readers=[reader], exemplar_filter=always_on()))
+    counted = Metrics(provider)
+    span = TracerProvider().get_tracer("t").start_span("execute f")
+    handler_context = trace.set_span_in_context(span)
+    counted.invocation_done(("f", "w"), {"iii.function.id": "f"}, 0.0, None, True,
+                            handler_context)
+    span.end()
+    (point,) = points(reader, "iii.server.invocation.duration")
+    assert point.count == 1
+    if always_on is not None:  # an SDK with exemplars: the span is the duration's
+        (exemplar,) = point.exemplars
+        assert exemplar.span_id == span.get_span_context().span_id
