@@ -17,6 +17,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from opentelemetry.trace import SpanKind, StatusCode
+
 __all__ = ["LOGS", "METRICS", "SPANS", "logs_json", "metrics_json", "spans_json"]
 
 _esc = json.encoder.encode_basestring
@@ -61,13 +63,17 @@ def key_values(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
 _dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 
+_TRUE = '{"boolValue":true}'
+_FALSE = '{"boolValue":false}'
+
+
 def _text_value(value: Any) -> str:
     """:func:`any_value` of ``value`` as JSON text."""
     kind = type(value)
     if kind is str:
         return '{"stringValue":' + _esc(value) + "}"
     if kind is bool:
-        return '{"boolValue":true}' if value else '{"boolValue":false}'
+        return _TRUE if value else _FALSE
     if kind is int:
         return f'{{"intValue":"{value}"}}'
     if kind is float and math.isfinite(value):
@@ -77,12 +83,36 @@ def _text_value(value: Any) -> str:
     return _dumps(any_value(value))
 
 
+_KEY_TEXT: dict[str, str] = {}
+"""``{"key":<key>,"value":`` of the attribute keys met so far (a process has a few dozen)."""
+_KEY_TEXT_MAX = 4096
+
+
+def _key_text(key: Any) -> str:
+    found = '{"key":' + _esc(str(key)) + ',"value":'
+    if type(key) is str and len(_KEY_TEXT) < _KEY_TEXT_MAX:
+        _KEY_TEXT[key] = found
+    return found
+
+
 def _text_kvs(attributes: Mapping[str, Any] | None) -> str:
-    """:func:`key_values` as JSON text."""
+    """:func:`key_values` as JSON text. The volume of a span's text (about ten attributes
+    with its events'): the keys are written once per process, and the text and boolean
+    values (nearly all of them) without a call."""
     if not attributes:
         return "[]"
-    return "[" + ",".join('{"key":' + _esc(str(k)) + ',"value":' + _text_value(v) + "}"
-                          for k, v in attributes.items()) + "]"
+    known = _KEY_TEXT.get
+    parts = []
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            text = '{"stringValue":' + _esc(value) + "}"
+        elif kind is bool:
+            text = _TRUE if value else _FALSE
+        else:
+            text = _text_value(value)
+        parts.append((known(key) or _key_text(key)) + text + "}")
+    return "[" + ",".join(parts) + "]"
 
 
 def _scope(scope: Any) -> str:
@@ -96,14 +126,21 @@ def _resource(resource: Any) -> str:
 
 def _grouped(items: Iterable[Any], resource_of: Any, scope_of: Any
              ) -> list[tuple[Any, list[tuple[Any, list[Any]]]]]:
-    """``items`` grouped by resource, then by instrumentation scope, in first-seen order."""
+    """``items`` grouped by resource, then by instrumentation scope, in first-seen order (an
+    item with the resource and scope objects of the one before joins its group at once: a
+    batch comes in long runs of them)."""
     groups: dict[int, tuple[Any, dict[tuple[str, str], tuple[Any, list[Any]]]]] = {}
+    last: tuple[Any, Any] | None = None
+    group: list[Any] = []
     for item in items:
         resource = resource_of(item)
-        by_scope = groups.setdefault(id(resource), (resource, {}))[1]
         scope = scope_of(item)
-        key = (getattr(scope, "name", "") or "", getattr(scope, "version", "") or "")
-        by_scope.setdefault(key, (scope, []))[1].append(item)
+        if last is None or resource is not last[0] or scope is not last[1]:
+            by_scope = groups.setdefault(id(resource), (resource, {}))[1]
+            key = (getattr(scope, "name", "") or "", getattr(scope, "version", "") or "")
+            group = by_scope.setdefault(key, (scope, []))[1]
+            last = (resource, scope)
+        group.append(item)
     return [(resource, list(by_scope.values())) for resource, by_scope in groups.values()]
 
 
@@ -112,30 +149,35 @@ def _request(field: str, scopes_field: str, items_field: str, item_text: Any,
     return ('{"' + field + '":[' + ",".join(
         '{"resource":' + _resource(resource) + ',"' + scopes_field + '":[' + ",".join(
             '{"scope":' + _scope(scope) + ',"' + items_field + '":['
-            + ",".join(item_text(item) for item in items) + "]}"
+            + ",".join(map(item_text, items)) + "]}"
             for scope, items in scopes) + "]}"
         for resource, scopes in groups) + "]}").encode()
+
+
+_KIND = {kind: kind.value + 1 for kind in SpanKind}
+"""The OTLP number of each span kind (from 1, INTERNAL; the Python enum counts from 0)."""
+_CODE = {code: code.value for code in StatusCode}
 
 
 def _span(span: Any) -> str:
     ctx = span.context
     parent = span.parent
     status = span.status
-    events = ",".join(
+    events = ",".join([
         f'{{"name":{_esc(e.name)},"timeUnixNano":"{e.timestamp or 0}",'
-        f'"attributes":{_text_kvs(e.attributes)}}}' for e in span.events)
-    links = ",".join(
+        f'"attributes":{_text_kvs(e.attributes)}}}' for e in span.events])
+    links = span.links
+    links_text = ",".join([
         f'{{"traceId":"{link.context.trace_id:032x}","spanId":"{link.context.span_id:016x}",'
-        f'"attributes":{_text_kvs(link.attributes)}}}' for link in span.links)
+        f'"attributes":{_text_kvs(link.attributes)}}}' for link in links]) if links else ""
     parent_id = (f'"parentSpanId":"{parent.span_id:016x}",'
                  if parent is not None and parent.span_id else "")
-    # OTLP numbers kinds from 1 (INTERNAL); the Python enum from 0.
     return (
         f'{{"traceId":"{ctx.trace_id:032x}","spanId":"{ctx.span_id:016x}",{parent_id}'
-        f'"name":{_esc(span.name)},"kind":{span.kind.value + 1},'
+        f'"name":{_esc(span.name)},"kind":{_KIND[span.kind]},'
         f'"startTimeUnixNano":"{span.start_time or 0}","endTimeUnixNano":"{span.end_time or 0}",'
-        f'"attributes":{_text_kvs(span.attributes)},"events":[{events}],"links":[{links}],'
-        f'"status":{{"code":{status.status_code.value},'
+        f'"attributes":{_text_kvs(span.attributes)},"events":[{events}],"links":[{links_text}],'
+        f'"status":{{"code":{_CODE[status.status_code]},'
         f'"message":{_esc(status.description or "")}}},"flags":{int(ctx.trace_flags)}}}')
 
 
