@@ -14,8 +14,11 @@ import os
 import sys
 import textwrap
 import uuid
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from websockets.asyncio.client import connect as ws_connect
@@ -277,3 +280,20 @@ async def test_a_refused_telemetry_socket_is_logged_as_a_warning() -> None:
                 await link.aclose()
     finally:
         logging.getLogger("iii_rx.telemetry").removeHandler(handler)
+
+
+_SCALARS = (st.text() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+            | st.floats(allow_nan=True, allow_infinity=True) | st.binary(max_size=8))
+_VALUES = _SCALARS | st.lists(_SCALARS, max_size=3) | st.dictionaries(
+    st.text(max_size=5), _SCALARS, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), _VALUES, max_size=6))
+def test_attribute_text_is_the_otlp_key_values(attributes: dict[str, Any]) -> None:
+    """The hand-written text of a span's attributes says what the plain OTLP mapping
+    (``key_values``, through ``json``) says, for every kind of attribute value."""
+    from iii_rx.telemetry.export_otlp import _text_kvs, key_values
+
+    assert json.loads(_text_kvs(attributes)) == json.loads(json.dumps(key_values(attributes)))
+    assert json.loads(_text_kvs(attributes)) == json.loads(_text_kvs(attributes))  # keys kept
