@@ -14,8 +14,8 @@ frame to :meth:`OtelWorker.intake` on the engine's loop, which keeps
   ``engine::metrics::list``.
 
 A frame that does not decode is dropped with one rate-limited warning (a frame of spans when
-it is read); nothing a worker sends
-here can fail its socket. Answers follow the Rust engine's shapes:
+its spans are read); nothing a worker sends here can fail its socket. Answers follow the Rust
+engine's shapes:
 
 * ``engine::traces::list {trace_id?, trace_ids?, service_name?, name?, status?,
   min_duration_ms?, max_duration_ms?, start_time?, end_time?, sort_by?, sort_order?,
