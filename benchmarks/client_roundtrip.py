@@ -375,27 +375,28 @@ def bench_tracing(args: argparse.Namespace, url: str, log_dir: str,
             ("engine", "EXPORT: iii_rx with OtelConfig(enabled=True) alone (spans, "
              "metrics and logs exported to the engine's /otel, as the official SDK does) vs "
              f"off (same run; ratio = on / off; {engine})", "defaults, engine export")):
-        print()
-        print(heading)
-        print(header(column, "off"))
-        for label, pair in pairs.items():
-            for window in windows:
-                print(ratio_row(label, pair[tag], pair["off"], window))
-    print()
-    print("OFFICIAL: the official iii-sdk worker with OpenTelemetry on (its "
-          f"defaults: engine export) vs off (same run; ratio = on / off; {engine})")
-    print(header("official, otel on", "official, off"))
-    for label, pair in official.items():
-        for window in windows:
-            print(ratio_row(label, pair["on"], pair["off"], window))
-    print()
-    print("TRACED: iii_rx vs the official iii-sdk, both exporting to the engine with "
-          f"their defaults (same run; ratio = iii_rx / official; {engine})")
-    print(header("iii_rx, engine export", "official, otel on"))
-    for label, pair in official.items():
-        for window in windows:
-            print(ratio_row(label, pairs[label]["engine"], pair["on"], window))
+        print_pairs(heading, (column, "off"), windows,
+                    [(label, pair[tag], pair["off"]) for label, pair in pairs.items()])
+    print_pairs("OFFICIAL: the official iii-sdk worker with OpenTelemetry on (its defaults: "
+                f"engine export) vs off (same run; ratio = on / off; {engine})",
+                ("official, otel on", "official, off"), windows,
+                [(label, pair["on"], pair["off"]) for label, pair in official.items()])
+    print_pairs("TRACED: iii_rx vs the official iii-sdk, both exporting to the engine with "
+                f"their defaults (same run; ratio = iii_rx / official; {engine})",
+                ("iii_rx, engine export", "official, otel on"), windows,
+                [(label, pairs[label]["engine"], pair["on"]) for label, pair in official.items()])
     span_costs()
+
+
+def print_pairs(heading: str, columns: tuple[str, str], windows: list[int],
+                rows: list[tuple[str, Contender, Contender]]) -> None:
+    """One table: per row label and window, the first contender against the second."""
+    print()
+    print(heading)
+    print(header(*columns))
+    for label, first, second in rows:
+        for window in windows:
+            print(ratio_row(label, first, second, window))
 
 
 def official_tracing_pairs(args: argparse.Namespace, url: str, log_dir: str,
