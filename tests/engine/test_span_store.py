@@ -98,3 +98,29 @@ def test_clear_drops_decoded_and_pending_spans() -> None:
     assert s.names() == []
     s.store.add(frame("c"))
     assert s.names() == ["c"]
+
+
+def test_waiting_frames_are_bounded_in_bytes() -> None:
+    """Past ``max_pending_bytes`` the oldest waiting frame is decoded at once (a frame may be
+    large and hold one span): the order and the ring stay the same."""
+    errors: list[ValueError] = []
+    small = frame("a")
+    store = SpanStore(10, errors.append, max_pending_bytes=2 * len(small))
+    store.add(BROKEN)
+    assert errors == []  # waiting
+    store.add(frame("b"))
+    store.add(frame("c"))  # over the budget: the oldest (BROKEN) is decoded now
+    assert len(errors) == 1
+    store.add(frame("d"))
+    assert [s["name"] for s in store.records()] == ["b", "c", "d"]
+    assert len(errors) == 1
+
+
+def test_the_ring_bound_holds_across_eager_and_lazy_decoding() -> None:
+    for budget in (len(frame("a", "b")), 1 << 20):  # decoded at once by size, or on read
+        store = SpanStore(3, [].append, max_pending_bytes=budget)
+        for name in "abcdefg":
+            store.add(frame(name))
+            waiting = store._pending  # the byte count is what waits, after every drop
+            assert store._pending_bytes == sum(len(f) for f, _ in waiting)
+        assert [s["name"] for s in store.records()] == ["e", "f", "g"]

@@ -10,7 +10,10 @@ is dropped without ever being decoded.
 How many spans a frame holds is counted without parsing it: every OTLP span, and nothing
 else in an export request, has a ``"startTimeUnixNano"`` key (an event's is
 ``timeUnixNano``; inside a JSON string the quotes would be escaped). A frame with no such key
-(empty, malformed, or spelled otherwise) is decoded at once, so nothing unbounded waits.
+(empty, malformed, or spelled otherwise) is decoded at once. So is the oldest waiting frame
+whenever the waiting ones hold more than ``max_pending_bytes`` (a frame may be up to the
+engine's message limit, 64 MiB, with one span in it): what waits stays bounded in count and
+in bytes.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ class SpanStore:
     """The last ``max_spans`` spans of the ``OTLP`` frames added (see the module docstring);
     ``rejected(error)`` is called for a frame found not to decode."""
 
-    def __init__(self, max_spans: int, rejected: Callable[[ValueError], None]) -> None:
+    def __init__(self, max_spans: int, rejected: Callable[[ValueError], None], *,
+                 max_pending_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_spans = max_spans
+        self.max_pending_bytes = max_pending_bytes
         self._rejected = rejected
         self._decoded: deque[dict[str, Any]] = deque(maxlen=max_spans)
         self._pending: deque[tuple[bytes, int]] = deque()
         """Frames not decoded yet, oldest first, with the spans each holds."""
         self._pending_spans = 0
+        self._pending_bytes = 0
 
     def add(self, frame: bytes) -> None:
         """Keep one ``OTLP`` frame (its tag included)."""
@@ -47,24 +53,32 @@ class SpanStore:
         pending = self._pending
         pending.append((frame, count))
         self._pending_spans += count
+        self._pending_bytes += len(frame)
         # Drop the oldest frames the newer ones replace in the ring.
         while self._pending_spans - pending[0][1] >= self.max_spans:
-            self._pending_spans -= pending.popleft()[1]
+            self._take()
         if self._pending_spans >= self.max_spans:
             self._decoded.clear()  # every decoded span would be pushed out
+        while self._pending_bytes > self.max_pending_bytes:
+            self._decode(self._take()[0])
 
     def records(self) -> deque[dict[str, Any]]:
         """The stored spans, oldest first (decoding what is pending)."""
-        pending = self._pending
-        while pending:
-            self._decode(pending.popleft()[0])
-        self._pending_spans = 0
+        while self._pending:
+            self._decode(self._take()[0])
         return self._decoded
 
     def clear(self) -> None:
         self._pending.clear()
-        self._pending_spans = 0
+        self._pending_spans = self._pending_bytes = 0
         self._decoded.clear()
+
+    def _take(self) -> tuple[bytes, int]:
+        """The oldest waiting frame, out of the counts."""
+        frame, count = self._pending.popleft()
+        self._pending_spans -= count
+        self._pending_bytes -= len(frame)
+        return frame, count
 
     def _decode(self, frame: bytes) -> None:
         try:
