@@ -290,13 +290,7 @@ class ServerSpan:
             _add_payload_event(span, "iii.invocation.output", {
                 "iii.payload.json": text, "iii.payload.truncated": cut,
                 "iii.payload.ok": False})
-        if isinstance(error, BaseException):
-            span.record_exception(error)
-        code = _code_of(error)
-        if code is not None:
-            span.set_attribute("iii.error.code", code)
-        span.set_status(Status(StatusCode.ERROR, message))
-        span.end()
+        _end_failed(span, error, message, _code_of(error))
 
 
 class Tracing:
@@ -443,6 +437,17 @@ def _finish(span: trace.Span, status: Status, name: str | None = None,
     span.end()
 
 
+def _end_failed(span: trace.Span, error: Any, message: str, code: str | None) -> None:
+    """End ``span`` as failed: ``error`` recorded when it is an exception, ``code`` as
+    ``iii.error.code``, the status ``ERROR`` with ``message``."""
+    if isinstance(error, BaseException):
+        span.record_exception(error)
+    if code is not None:
+        span.set_attribute("iii.error.code", code)
+    span.set_status(Status(StatusCode.ERROR, message))
+    span.end()
+
+
 _HOOK_FAILURES = [0]
 
 
@@ -497,11 +502,7 @@ class _Ending:
         if error is None:
             _finish(span, _OK)
         else:
-            span.record_exception(error)
-            if code is not None:
-                span.set_attribute("iii.error.code", code)
-            span.set_status(Status(StatusCode.ERROR, str(error)))
-            span.end()
+            _end_failed(span, error, str(error), code)
 
     def cancels(self, cancel: Callable[[], None]) -> Callable[[], None]:
         """``cancel``, which also ends the span (a cancelled call is an error: ``cancelled``)."""
