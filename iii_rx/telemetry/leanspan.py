@@ -451,7 +451,8 @@ class LeanSpan(trace.Span, ReadableSpan):
         module = kind.__module__
         recorded: dict[str, Any] = {
             "exception.type": (f"{module}.{kind.__qualname__}"
-                               if module and module != "builtins" else kind.__qualname__),
+                               if module and module != "builtins" and _names_module()
+                               else kind.__qualname__),
             "exception.message": str(exception),
             "exception.stacktrace": "".join(traceback.format_exception(
                 kind, exception, exception.__traceback__)),
@@ -563,6 +564,35 @@ class LeanSpan(trace.Span, ReadableSpan):
     def __repr__(self) -> str:
         return (f"LeanSpan(name={self._name!r}, trace_id=0x{self._context.trace_id:032x}, "
                 f"span_id=0x{self._context.span_id:016x})")
+
+
+class _Probe(Exception):
+    """What :func:`_names_module` records."""
+
+
+_NAMES_MODULE: list[bool] = []
+
+
+def _names_module() -> bool:
+    """Whether the installed SDK's spans write ``exception.type`` with the class's module
+    (1.2x on) rather than the bare class name (older ones); asked once, of the SDK's own
+    ``record_exception``."""
+    if not _NAMES_MODULE:
+        from opentelemetry.sdk.trace import Span as SdkSpan
+
+        recorded: dict[str, Any] = {}
+
+        class Sink:
+            def add_event(self, name: str, attributes: Any = None, timestamp: Any = None
+                          ) -> None:
+                recorded.update(attributes or {})
+
+        try:
+            SdkSpan.record_exception(Sink(), _Probe())  # type: ignore[arg-type]
+        except Exception:  # another SDK's shape: the current SDKs' naming
+            recorded["exception.type"] = "."
+        _NAMES_MODULE.append("." in str(recorded.get("exception.type", ".")))
+    return _NAMES_MODULE[0]
 
 
 def _limit(value: int | None) -> float:
