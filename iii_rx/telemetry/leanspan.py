@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from collections.abc import Mapping, Sequence
 from time import time_ns as _now
 from types import MappingProxyType
@@ -67,6 +66,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
+from iii_rx.telemetry.exception_event import exception_attributes
 from iii_rx.telemetry.sampler_rules import TRACE_ID_LIMIT, Rule, rule_of
 
 __all__ = ["TRACE_FLAGS", "LeanSpan", "LeanTracer", "lean_tracer", "span_context",
@@ -447,17 +447,7 @@ class LeanSpan(trace.Span, ReadableSpan):
     def record_exception(self, exception: BaseException,
                          attributes: types.Attributes = None, timestamp: int | None = None,
                          escaped: bool = False) -> None:
-        kind = type(exception)
-        module = kind.__module__
-        recorded: dict[str, Any] = {
-            "exception.type": (f"{module}.{kind.__qualname__}"
-                               if module and module != "builtins" and _names_module()
-                               else kind.__qualname__),
-            "exception.message": str(exception),
-            "exception.stacktrace": "".join(traceback.format_exception(
-                kind, exception, exception.__traceback__)),
-            "exception.escaped": str(escaped),
-        }
+        recorded = exception_attributes(exception, escaped)
         if attributes:
             recorded.update(attributes)
         self.add_event("exception", recorded, timestamp)
@@ -564,35 +554,6 @@ class LeanSpan(trace.Span, ReadableSpan):
     def __repr__(self) -> str:
         return (f"LeanSpan(name={self._name!r}, trace_id=0x{self._context.trace_id:032x}, "
                 f"span_id=0x{self._context.span_id:016x})")
-
-
-class _Probe(Exception):
-    """What :func:`_names_module` records."""
-
-
-_NAMES_MODULE: list[bool] = []
-
-
-def _names_module() -> bool:
-    """Whether the installed SDK's spans write ``exception.type`` with the class's module
-    (1.2x on) rather than the bare class name (older ones); asked once, of the SDK's own
-    ``record_exception``."""
-    if not _NAMES_MODULE:
-        from opentelemetry.sdk.trace import Span as SdkSpan
-
-        recorded: dict[str, Any] = {}
-
-        class Sink:
-            def add_event(self, name: str, attributes: Any = None, timestamp: Any = None
-                          ) -> None:
-                recorded.update(attributes or {})
-
-        try:
-            SdkSpan.record_exception(Sink(), _Probe())  # type: ignore[arg-type]
-        except Exception:  # another SDK's shape: the current SDKs' naming
-            recorded["exception.type"] = "."
-        _NAMES_MODULE.append("." in str(recorded.get("exception.type", ".")))
-    return _NAMES_MODULE[0]
 
 
 def _limit(value: int | None) -> float:
