@@ -34,6 +34,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 
 from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.export_otlp import LOGS, METRICS, SPANS, logs_json, metrics_json, spans_json
+from iii_rx.telemetry.histograms import OwnHistograms
 
 __all__ = [
     "EngineLink",
@@ -232,14 +233,22 @@ class EngineLogExporter:
 
 
 class EngineMetricExporter(MetricExporter):
-    """A push metric exporter sending each collection as one ``MTRC`` frame."""
+    """A push metric exporter sending each collection as one ``MTRC`` frame, with the
+    provider's own duration histograms (``histograms``, of ``resource``) in the ``iii_rx``
+    scope."""
+
+    def __init__(self, histograms: OwnHistograms | None = None, resource: Any = None) -> None:
+        super().__init__()
+        self.histograms = histograms
+        self.resource = resource
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **kwargs: Any) -> MetricExportResult:
-        if not any(sm.metrics for rm in metrics_data.resource_metrics
-                   for sm in rm.scope_metrics):
+        own = self.histograms.metrics() if self.histograms is not None else []
+        if not own and not any(sm.metrics for rm in metrics_data.resource_metrics
+                               for sm in rm.scope_metrics):
             return MetricExportResult.SUCCESS
-        ok = _send(METRICS, metrics_json(metrics_data))
+        ok = _send(METRICS, metrics_json(metrics_data, own, self.resource))
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -312,12 +321,16 @@ def _install_metrics(resource: Any, config: OtelConfig) -> None:
     if type(metrics.get_meter_provider()).__name__ not in ("_ProxyMeterProvider",
                                                            "NoOpMeterProvider"):
         return  # the user's provider: keep it
+    if resource is None:
+        from opentelemetry.sdk.resources import Resource
+
+        resource = Resource.create()  # the provider's default, named for the exporter too
+    # Nobody else reads this provider: the durations go to histograms of iii_rx's own.
+    histograms = OwnHistograms()
     reader = PeriodicExportingMetricReader(
-        EngineMetricExporter(),
+        EngineMetricExporter(histograms, resource),
         export_interval_millis=max(1, config.metrics_export_interval_ms))
-    options: dict[str, Any] = {"metric_readers": [reader]}
-    if resource is not None:
-        options["resource"] = resource
+    options: dict[str, Any] = {"metric_readers": [reader], "resource": resource}
     try:  # the engine's intake keeps no exemplars: sampling them would cost every record
         from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
     except ImportError:  # SDK before 1.26: no exemplars at all
@@ -325,6 +338,7 @@ def _install_metrics(resource: Any, config: OtelConfig) -> None:
     else:
         options["exemplar_filter"] = AlwaysOffExemplarFilter()
     provider = MeterProvider(**options)
+    provider.iii_rx_histograms = histograms  # type: ignore[attr-defined]  # for Metrics.of
     metrics.set_meter_provider(provider)
     _INSTALLED["metrics"] = provider
 

@@ -258,13 +258,30 @@ def _metric(metric: Any) -> dict[str, Any]:
     return out
 
 
-def metrics_json(data: Any) -> bytes:
-    """An ``ExportMetricsServiceRequest`` of the SDK's ``MetricsData``."""
-    return _dumps({"resourceMetrics": [
+OWN_SCOPE = "iii_rx"
+"""The meter (instrumentation scope) of iii_rx's instruments."""
+
+
+def metrics_json(data: Any, own: Sequence[Any] = (), resource: Any = None) -> bytes:
+    """An ``ExportMetricsServiceRequest`` of the SDK's ``MetricsData``, with ``own``
+    (``Metric`` s collected outside the SDK) in the :data:`OWN_SCOPE` scope of the first
+    resource (or of ``resource`` when the SDK collected nothing)."""
+    resources: list[dict[str, Any]] = [
         {"resource": {"attributes": key_values(getattr(rm.resource, "attributes", None))},
          "scopeMetrics": [
              {"scope": {"name": getattr(sm.scope, "name", "") or "",
                         "version": getattr(sm.scope, "version", "") or ""},
               "metrics": [_metric(m) for m in sm.metrics]}
              for sm in rm.scope_metrics]}
-        for rm in data.resource_metrics]}).encode()
+        for rm in data.resource_metrics]
+    if own:
+        if not resources:
+            resources.append({"resource": {"attributes": key_values(
+                getattr(resource, "attributes", None))}, "scopeMetrics": []})
+        scopes = resources[0]["scopeMetrics"]
+        found = [s for s in scopes if s["scope"]["name"] == OWN_SCOPE]
+        if not found:
+            found = [{"scope": {"name": OWN_SCOPE, "version": ""}, "metrics": []}]
+            scopes.append(found[0])
+        found[0]["metrics"].extend(_metric(m) for m in own)
+    return _dumps({"resourceMetrics": resources}).encode()

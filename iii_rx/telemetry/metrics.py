@@ -25,7 +25,9 @@ path, which costs a busy worker three times what it costs in a tight loop.
 
 They go to the process's ``MeterProvider``. When none is configured, ``OTEL_METRICS_EXPORTER``
 (``console``, or ``otlp`` when installed) makes iii_rx install one exporting there; otherwise
-the engine export (:mod:`~iii_rx.telemetry.export`) installs one sending to the engine.
+the engine export (:mod:`~iii_rx.telemetry.export`) installs one sending to the engine, and
+on that one the duration histograms are iii_rx's own
+(:mod:`~iii_rx.telemetry.histograms`), a fraction of the SDK's cost per value.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider
 
 from iii_rx.state import ConnectionState
 from iii_rx.telemetry.config import OtelConfig
+from iii_rx.telemetry.histograms import OwnHistogram, OwnHistograms
 
 __all__ = ["Metrics", "install_meter_provider"]
 
@@ -174,9 +177,17 @@ def _failed(key: tuple[str, str, str]) -> dict[str, Any]:
     return {"iii.function.id": key[0], "iii.worker.name": key[1], "iii.error.code": key[2]}
 
 
-def _histogram(meter: metrics.Meter, name: str, description: str) -> metrics.Histogram:
-    """A duration histogram (s) with :data:`_SECONDS` as its advised buckets; an SDK older
-    than 1.23 takes no advice and keeps its default buckets."""
+Duration = metrics.Histogram | OwnHistogram
+"""A duration histogram: the SDK's, or one of ``own`` (see :func:`_histogram`)."""
+
+
+def _histogram(meter: metrics.Meter, own: OwnHistograms | None, name: str,
+               description: str) -> Duration:
+    """A duration histogram (s) with :data:`_SECONDS` as its buckets: one of ``own`` when the
+    provider has them, else the SDK's with :data:`_SECONDS` advised (an SDK older than 1.23
+    takes no advice and keeps its default buckets)."""
+    if own is not None:
+        return own.get(name, description, _SECONDS)
     try:
         return meter.create_histogram(name, unit="s", description=description,
                                       explicit_bucket_boundaries_advisory=_SECONDS)
@@ -219,6 +230,9 @@ class Metrics:
         self.bytes_read = Tally()
         self.bytes_written = Tally()
         self.durations = Durations()
+        own = getattr(provider, "iii_rx_histograms", None)
+        """The histograms of a provider iii_rx installed for the engine (see
+        :mod:`~iii_rx.telemetry.histograms`), else ``None``: the SDK's."""
         meter.create_observable_counter(
             "iii.client.calls", [self._observe(self.calls, _function)], unit="{call}",
             description="Calls this client made")
@@ -227,7 +241,7 @@ class Metrics:
             unit="{call}",
             description="Calls that failed, timed out or were cancelled")
         self.call_duration = _histogram(
-            meter, "iii.client.call.duration", "Round trips of sampled calls")
+            meter, own, "iii.client.call.duration", "Round trips of sampled calls")
         meter.create_observable_counter(
             "iii.server.invocations", [self._observe(self.invocations, _function)],
             unit="{invocation}", description="Invocations this worker answered")
@@ -235,7 +249,7 @@ class Metrics:
             "iii.server.invocation.errors", [self._observe(self.invocation_errors, _failed)],
             unit="{invocation}", description="Invocations whose handler failed")
         self.invocation_duration = _histogram(
-            meter, "iii.server.invocation.duration", "Run times of sampled invocations")
+            meter, own, "iii.server.invocation.duration", "Run times of sampled invocations")
         meter.create_observable_counter(
             "iii.channel.bytes_read", [_tally(self.bytes_read)], unit="By",
             description="Bytes read from channels")
@@ -275,7 +289,7 @@ class Metrics:
                    attributes, started, code, sampled, context)
 
     def _done(self, counts: dict[Key, int], errors: dict[tuple[str, str, str], int],
-              duration: metrics.Histogram, key: Key, attributes: dict[str, Any],
+              duration: Duration, key: Key, attributes: dict[str, Any],
               started: float, code: str | None, sampled: bool,
               context: otel_context.Context | None) -> None:
         with self._lock:
@@ -284,7 +298,11 @@ class Metrics:
                 failed = (*key, code)
                 errors[failed] = errors.get(failed, 0) + 1
         if sampled:
-            self.durations.add(duration, time.perf_counter() - started, attributes, context)
+            seconds = time.perf_counter() - started
+            if isinstance(duration, OwnHistogram):
+                duration.add(key, seconds)
+            else:
+                self.durations.add(duration, seconds, attributes, context)
 
     def watch(self, state: Any) -> Any:
         """Count the changes of a client's connection ``state`` stream; returns the

@@ -28,6 +28,8 @@ from iii_rx.engine import Engine
 from iii_rx.telemetry import export
 from iii_rx.telemetry import logs as otel_logs
 from iii_rx.telemetry.export_otlp import SPANS, spans_json
+from iii_rx.telemetry.histograms import OwnHistograms
+from iii_rx.telemetry.metrics import _SECONDS
 
 
 def unique_name() -> str:
@@ -48,6 +50,8 @@ async def test_a_client_exports_spans_logs_and_metrics_to_its_engine(
         metrics.get_meter("test").create_counter("export.test.count").add(3)
         (link,) = export.links()
         assert link.url == engine.url + "/otel"
+        installed = export._INSTALLED["metrics"]  # the meter provider iii_rx installed
+        assert isinstance(getattr(installed, "iii_rx_histograms", None), OwnHistograms)
     # Closing the client flushed the processors and drained its socket.
     assert link.sent >= 3 and link.pending() == 0 and link.dropped == 0
     await engine.otel.wait_for(lambda: len(engine.otel.spans) >= 2 and bool(engine.otel.metrics))
@@ -82,6 +86,16 @@ async def test_a_client_exports_spans_logs_and_metrics_to_its_engine(
     (counter,) = [m for m in sdk if m["name"] == "export.test.count"]
     assert counter["metric_type"] == "counter"
     assert counter["data_points"][0]["value"] == 3
+    # The durations, from histograms iii_rx keeps itself on the provider it installed.
+    for name in ("iii.server.invocation.duration", "iii.client.call.duration"):
+        (duration,) = [m for m in sdk if m["name"] == name]
+        (point,) = duration["data_points"]
+        assert duration["metric_type"] == "histogram" and duration["unit"] == "s"
+        assert duration["instrumentation_scope_name"] == "iii_rx"
+        assert point["count"] == sum(point["bucket_counts"]) == 1
+        assert point["explicit_bounds"] == list(_SECONDS)
+        assert 0 < point["min"] == point["max"] == point["sum"] < 10
+        assert ["iii.function.id", "export::double"] in point["attributes"]
 
 
 OFFICIAL_WORKER = textwrap.dedent("""
