@@ -19,6 +19,8 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind, StatusCode
 
+from iii_rx.telemetry.ids import hex_id
+
 __all__ = ["LOGS", "METRICS", "SPANS", "logs_json", "metrics_json", "spans_json"]
 
 _esc = json.encoder.encode_basestring
@@ -103,16 +105,15 @@ def _text_kvs(attributes: Mapping[str, Any] | None) -> str:
         return "[]"
     known = _KEY_TEXT.get
     parts = []
-    for key, value in attributes.items():
+    for key, value in attributes.items():  # each item's text built in one step
         kind = type(value)
         if kind is str:
-            text = '{"stringValue":' + _esc(value) + "}"
+            parts.append(f'{known(key) or _key_text(key)}{{"stringValue":{_esc(value)}}}}}')
         elif kind is bool:
-            text = _TRUE if value else _FALSE
+            parts.append(f'{known(key) or _key_text(key)}{_TRUE if value else _FALSE}}}')
         else:
-            text = _text_value(value)
-        parts.append((known(key) or _key_text(key)) + text + "}")
-    return "[" + ",".join(parts) + "]"
+            parts.append(f'{known(key) or _key_text(key)}{_text_value(value)}}}')
+    return f'[{",".join(parts)}]'
 
 
 def _scope(scope: Any) -> str:
@@ -154,9 +155,10 @@ def _request(field: str, scopes_field: str, items_field: str, item_text: Any,
         for resource, scopes in groups) + "]}").encode()
 
 
-_KIND = {kind: kind.value + 1 for kind in SpanKind}
-"""The OTLP number of each span kind (from 1, INTERNAL; the Python enum counts from 0)."""
-_CODE = {code: code.value for code in StatusCode}
+_KIND = {id(kind): kind.value + 1 for kind in SpanKind}
+"""The OTLP number of each span kind, by the member's identity (an enum member hashes in
+Python; the OTLP kinds count from 1, INTERNAL, the Python enum from 0)."""
+_CODE = {id(code): code.value for code in StatusCode}
 
 
 def _span(span: Any) -> str:
@@ -168,16 +170,17 @@ def _span(span: Any) -> str:
         f'"attributes":{_text_kvs(e.attributes)}}}' for e in span.events])
     links = span.links
     links_text = ",".join([
-        f'{{"traceId":"{link.context.trace_id:032x}","spanId":"{link.context.span_id:016x}",'
+        f'{{"traceId":"{hex_id(link.context.trace_id, 32)}",'
+        f'"spanId":"{hex_id(link.context.span_id, 16)}",'
         f'"attributes":{_text_kvs(link.attributes)}}}' for link in links]) if links else ""
-    parent_id = (f'"parentSpanId":"{parent.span_id:016x}",'
+    parent_id = (f'"parentSpanId":"{hex_id(parent.span_id, 16)}",'
                  if parent is not None and parent.span_id else "")
     return (
-        f'{{"traceId":"{ctx.trace_id:032x}","spanId":"{ctx.span_id:016x}",{parent_id}'
-        f'"name":{_esc(span.name)},"kind":{_KIND[span.kind]},'
+        f'{{"traceId":"{hex_id(ctx.trace_id, 32)}","spanId":"{hex_id(ctx.span_id, 16)}",'
+        f'{parent_id}"name":{_esc(span.name)},"kind":{_KIND[id(span.kind)]},'
         f'"startTimeUnixNano":"{span.start_time or 0}","endTimeUnixNano":"{span.end_time or 0}",'
         f'"attributes":{_text_kvs(span.attributes)},"events":[{events}],"links":[{links_text}],'
-        f'"status":{{"code":{_CODE[status.status_code]},'
+        f'"status":{{"code":{_CODE[id(status.status_code)]},'
         f'"message":{_esc(status.description or "")}}},"flags":{int(ctx.trace_flags)}}}')
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "format_traceparent",
+    "hex_id",
     "new_span_id",
     "new_trace_id",
     "otel_enabled",
@@ -37,6 +38,15 @@ def propagate_otel() -> None:
     _FORCED[0] = True
 
 _HEX = frozenset("0123456789abcdef")
+
+
+def hex_id(number: int, digits: int) -> str:
+    """``number`` as ``digits`` lower-case hex digits, the W3C text of an id (more digits if it
+    does not fit, as a format spec writes it)."""
+    try:
+        return number.to_bytes(digits // 2, "big").hex()  # a third of a format spec's cost
+    except OverflowError:  # not a valid id: written as it is
+        return f"{number:0{digits}x}"
 
 
 def new_trace_id() -> str:

@@ -49,7 +49,7 @@ from iii_rx.streams import HotStream
 from iii_rx.telemetry import hooks
 from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.http import http_attributes, http_status, is_http_request
-from iii_rx.telemetry.ids import parse_traceparent, propagate_otel
+from iii_rx.telemetry.ids import hex_id, parse_traceparent, propagate_otel
 from iii_rx.telemetry.leanspan import (
     TRACE_FLAGS,
     LeanSpan,
@@ -71,6 +71,7 @@ _OK = Status(StatusCode.OK)
 _ATTRS_MAX = 1024
 
 
+_FLAGS_TEXT = tuple(f"{flags:02x}" for flags in range(256))
 _ROOT = otel_context.Context()
 _CANONICAL = re.compile("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 """A ``traceparent`` as every SDK writes it (anything else goes through the full parser)."""
@@ -131,7 +132,8 @@ def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
 def traceparent_of(span: trace.Span) -> str:
     """The ``traceparent`` naming ``span`` as the parent."""
     sc = span.get_span_context()
-    return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+    flags = _FLAGS_TEXT[sc.trace_flags & 0xFF]
+    return f"00-{hex_id(sc.trace_id, 32)}-{hex_id(sc.span_id, 16)}-{flags}"
 
 
 def tracer_provider(config: OtelConfig) -> trace.TracerProvider:

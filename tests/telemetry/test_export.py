@@ -311,3 +311,22 @@ def test_attribute_text_is_the_otlp_key_values(attributes: dict[str, Any]) -> No
 
     assert json.loads(_text_kvs(attributes)) == json.loads(json.dumps(key_values(attributes)))
     assert json.loads(_text_kvs(attributes)) == json.loads(_text_kvs(attributes))  # keys kept
+
+
+@given(st.integers(min_value=0, max_value=2**140))
+def test_ids_are_written_as_the_format_spec_writes_them(number: int) -> None:
+    from iii_rx.telemetry.ids import hex_id
+
+    assert hex_id(number, 32) == f"{number:032x}"
+    assert hex_id(number, 16) == f"{number:016x}"
+
+
+@given(st.integers(min_value=1, max_value=2**128 - 1),
+       st.integers(min_value=1, max_value=2**64 - 1), st.integers(min_value=0, max_value=255))
+def test_a_spans_traceparent_is_the_w3c_text(trace_id: int, span_id: int, flags: int) -> None:
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from iii_rx.telemetry.tracing import traceparent_of
+
+    span = NonRecordingSpan(SpanContext(trace_id, span_id, False, TraceFlags(flags)))
+    assert traceparent_of(span) == f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
