@@ -282,9 +282,9 @@ def metrics_json(data: Any, own: Sequence[Any] = (), resource: Any = None) -> by
             resources.append({"resource": {"attributes": key_values(
                 getattr(resource, "attributes", None))}, "scopeMetrics": []})
         scopes = resources[0]["scopeMetrics"]
-        found = [s for s in scopes if s["scope"]["name"] == OWN_SCOPE]
-        if not found:
-            found = [{"scope": {"name": OWN_SCOPE, "version": ""}, "metrics": []}]
-            scopes.append(found[0])
-        found[0]["metrics"].extend(_metric(m) for m in own)
+        scope = next((s for s in scopes if s["scope"]["name"] == OWN_SCOPE), None)
+        if scope is None:
+            scope = {"scope": {"name": OWN_SCOPE, "version": ""}, "metrics": []}
+            scopes.append(scope)
+        scope["metrics"].extend(_metric(m) for m in own)
     return _dumps({"resourceMetrics": resources}).encode()

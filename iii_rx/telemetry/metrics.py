@@ -230,9 +230,9 @@ class Metrics:
         self.bytes_read = Tally()
         self.bytes_written = Tally()
         self.durations = Durations()
+        # A provider iii_rx installed for the engine has histograms of its own (see
+        # iii_rx.telemetry.histograms); any other gets the SDK's.
         own = getattr(provider, "iii_rx_histograms", None)
-        """The histograms of a provider iii_rx installed for the engine (see
-        :mod:`~iii_rx.telemetry.histograms`), else ``None``: the SDK's."""
         meter.create_observable_counter(
             "iii.client.calls", [self._observe(self.calls, _function)], unit="{call}",
             description="Calls this client made")
