@@ -16,10 +16,14 @@ def exception_attributes(exception: BaseException, escaped: bool) -> dict[str, A
     ``.escaped``."""
     kind = type(exception)
     module = kind.__module__
+    if not _names_module():  # the older SDKs: the class's bare name
+        name = kind.__name__
+    elif module and module != "builtins":
+        name = f"{module}.{kind.__qualname__}"
+    else:
+        name = kind.__qualname__
     return {
-        "exception.type": (f"{module}.{kind.__qualname__}"
-                           if module and module != "builtins" and _names_module()
-                           else kind.__qualname__),
+        "exception.type": name,
         "exception.message": str(exception),
         "exception.stacktrace": "".join(traceback.format_exception(
             kind, exception, exception.__traceback__)),

@@ -6,7 +6,8 @@ traced invocation. When iii_rx installs the meter provider that exports to the e
 else reads it), the duration histograms are :class:`OwnHistogram` s instead: a bucket index and
 four sums under a lock per value. The engine exporter writes them beside what the SDK collected,
 as the SDK writes an explicit-bucket histogram: cumulative points, the value on a bound counted
-in the bucket that bound closes, count, sum, min and max.
+in the bucket that bound closes, count, sum, min and max; negative and non-finite values
+dropped; at most :data:`LIMIT` attribute sets, then one overflow point.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ __all__ = ["OwnHistogram", "OwnHistograms"]
 
 Key = tuple[str, str]
 """``(function id, worker name)``: the attributes of a point."""
+LIMIT = 2000
+"""Attribute sets a histogram keeps apart (the SDK's default cardinality limit)."""
+OVERFLOW: Key = ("", "")
+"""The key of the point counting the values of keys past :data:`LIMIT` (exported with the
+SDK's overflow attribute, ``otel.metric.overflow``)."""
+_INF = float("inf")
 
 
 class _Point:
@@ -59,15 +66,20 @@ class OwnHistogram:
         self._points: dict[Key, _Point] = {}
 
     def add(self, key: Key, value: float) -> None:
-        """Count ``value`` for ``key`` (any thread); a negative one is dropped, as the SDK
-        drops it (a duration never is)."""
-        if value < 0:
+        """Count ``value`` for ``key`` (any thread). A negative or non-finite value is dropped,
+        as the SDK drops it (a duration never is one); past :data:`LIMIT` keys, a new key
+        counts in the overflow point, as the SDK's cardinality limit does."""
+        if not 0 <= value < _INF:  # NaN too
             return
         index = bisect_left(self.bounds, value)
         with self._lock:
             point = self._points.get(key)
             if point is None:
-                point = self._points[key] = _Point(len(self.bounds) + 1)
+                if len(self._points) >= LIMIT:
+                    key = OVERFLOW
+                    point = self._points.get(key)
+                if point is None:
+                    point = self._points[key] = _Point(len(self.bounds) + 1)
             point.count += 1
             point.total += value
             if value < point.low:
@@ -81,7 +93,8 @@ class OwnHistogram:
         first value."""
         with self._lock:
             points = [HistogramDataPoint(
-                attributes={"iii.function.id": key[0], "iii.worker.name": key[1]},
+                attributes=({"otel.metric.overflow": True} if key is OVERFLOW else
+                            {"iii.function.id": key[0], "iii.worker.name": key[1]}),
                 start_time_unix_nano=point.start, time_unix_nano=now, count=point.count,
                 sum=point.total, bucket_counts=list(point.buckets),
                 explicit_bounds=list(self.bounds), min=point.low, max=point.high)

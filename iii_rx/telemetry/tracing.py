@@ -132,7 +132,7 @@ def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
 def traceparent_of(span: trace.Span) -> str:
     """The ``traceparent`` naming ``span`` as the parent."""
     sc = span.get_span_context()
-    flags = _FLAGS_TEXT[sc.trace_flags & 0xFF]
+    flags = _FLAGS_TEXT[sc.trace_flags & 0xFF]  # the W3C field is one byte
     return f"00-{hex_id(sc.trace_id, 32)}-{hex_id(sc.span_id, 16)}-{flags}"
 
 

@@ -4,6 +4,7 @@ points as the SDK's explicit-bucket histogram, written in the ``iii_rx`` scope o
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from typing import Any
@@ -24,6 +25,8 @@ ATTRIBUTES = {"iii.function.id": "m::f", "iii.worker.name": "w"}
 ON_BOUNDS = st.sampled_from(_SECONDS)
 values = st.lists(st.one_of(ON_BOUNDS, st.floats(0, 100), st.floats(0, 0.01)), min_size=1,
                   max_size=60)
+UNFIT = st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.5])
+"""What a histogram drops (the SDK drops it too)."""
 
 
 def sdk_point(recorded: list[float]) -> Any:
@@ -42,10 +45,10 @@ def sdk_point(recorded: list[float]) -> Any:
 
 
 @settings(max_examples=60, deadline=None)
-@given(values)
-def test_the_points_are_the_sdks(recorded: list[float]) -> None:
+@given(values, st.lists(UNFIT, max_size=3))
+def test_the_points_are_the_sdks(recorded: list[float], unfit: list[float]) -> None:
     own = OwnHistogram("d", "durations", _SECONDS)
-    for value in recorded:
+    for value in [*unfit, *recorded]:
         own.add(KEY, value)
     now = time.time_ns()
     metric = own.metric(now)
@@ -87,22 +90,48 @@ def test_points_are_cumulative_and_per_function() -> None:
 
 
 def test_threads_lose_no_value() -> None:
+    """Threads adding to the same new keys at once: each key's first value makes its point,
+    and none is made twice (a point made twice loses the values of the one replaced)."""
     own = OwnHistogram("d", "durations", _SECONDS)
-    per_thread = 2_000
+    keys = [(f"f{i}", "w") for i in range(500)]
 
     def add() -> None:
-        for i in range(per_thread):
-            own.add(KEY, i / per_thread)
+        for i, key in enumerate(keys):
+            own.add(key, i / len(keys))
 
     threads = [threading.Thread(target=add) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch inside add (without its lock, values go)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
     metric = own.metric(1)
     assert metric is not None
-    (point,) = metric.data.data_points
-    assert point.count == sum(point.bucket_counts) == 4 * per_thread
+    points = metric.data.data_points
+    assert len(points) == len(keys)
+    assert [p.count for p in points] == [len(threads)] * len(keys)
+    assert all(sum(p.bucket_counts) == p.count for p in points)
+
+
+def test_past_the_limit_new_keys_share_the_overflow_point(monkeypatch: Any) -> None:
+    from iii_rx.telemetry import histograms
+
+    monkeypatch.setattr(histograms, "LIMIT", 2)
+    own = OwnHistogram("d", "durations", (1.0,))
+    for function in ("a", "b", "c", "d", "a"):
+        own.add((function, "w"), 0.5)
+    metric = own.metric(1)
+    assert metric is not None
+    counts = {tuple(sorted(p.attributes.items())): p.count for p in metric.data.data_points}
+    assert counts == {
+        (("iii.function.id", "a"), ("iii.worker.name", "w")): 2,
+        (("iii.function.id", "b"), ("iii.worker.name", "w")): 1,
+        (("otel.metric.overflow", True),): 2,
+    }
 
 
 def test_metrics_on_a_provider_with_own_histograms_record_there() -> None:

@@ -598,6 +598,17 @@ def test_record_exception_type_names_its_module(pipe: Pipe) -> None:
         assert_same(sdk, lean)
 
 
+def test_record_exception_names_a_local_class_as_the_sdk(pipe: Pipe) -> None:
+    class Local(Exception):
+        pass
+
+    error = raised(Local("local"))
+    sdk, lean = pipe.both(lambda span: span.record_exception(error))
+    lean_type = dict(lean.events[0].attributes or {})["exception.type"]
+    assert lean_type == dict(sdk.events[0].attributes or {})["exception.type"]
+    assert lean_type.endswith("Local")
+
+
 def test_add_link(pipe: Pipe) -> None:
     valid = SpanContext(PARENT_TRACE, 5, is_remote=True,
                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
