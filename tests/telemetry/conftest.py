@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -63,3 +65,24 @@ async def official() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     yield start
     for worker in workers:
         await asyncio.to_thread(worker.shutdown)
+
+
+@pytest.fixture
+def race() -> Iterator[Callable[[Callable[[], None], int], None]]:
+    """``race(work, n)``: run ``work`` on ``n`` threads at once, switching between them as
+    often as the interpreter lets them (so that an unguarded read-modify-write loses)."""
+    interval = sys.getswitchinterval()
+
+    def run(work: Callable[[], None], n: int) -> None:
+        threads = [threading.Thread(target=work) for _ in range(n)]
+        sys.setswitchinterval(1e-6)
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+
+    yield run
+    sys.setswitchinterval(interval)

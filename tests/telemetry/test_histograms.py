@@ -4,8 +4,6 @@ points as the SDK's explicit-bucket histogram, written in the ``iii_rx`` scope o
 from __future__ import annotations
 
 import json
-import sys
-import threading
 import time
 from typing import Any
 
@@ -89,7 +87,7 @@ def test_points_are_cumulative_and_per_function() -> None:
     assert list(by_function["b"].bucket_counts) == [1, 0]  # on the bound: that bucket
 
 
-def test_threads_lose_no_value() -> None:
+def test_threads_lose_no_value(race: Any) -> None:
     """Threads adding to the same new keys at once: each key's first value makes its point,
     and none is made twice (a point made twice loses the values of the one replaced)."""
     own = OwnHistogram("d", "durations", _SECONDS)
@@ -99,21 +97,12 @@ def test_threads_lose_no_value() -> None:
         for i, key in enumerate(keys):
             own.add(key, i / len(keys))
 
-    threads = [threading.Thread(target=add) for _ in range(4)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads switch inside add (without its lock, values go)
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    race(add, 4)  # threads switch inside add (without its lock, values go)
     metric = own.metric(1)
     assert metric is not None
     points = metric.data.data_points
     assert len(points) == len(keys)
-    assert [p.count for p in points] == [len(threads)] * len(keys)
+    assert [p.count for p in points] == [4] * len(keys)
     assert all(sum(p.bucket_counts) == p.count for p in points)
 
 

@@ -175,12 +175,9 @@ async def test_sampled_out_calls_are_counted_without_durations(
     assert total(reader, "iii.server.invocation.duration", **fid) == 0
 
 
-def test_clients_on_several_loops_lose_no_count() -> None:
+def test_clients_on_several_loops_lose_no_count(race: Any) -> None:
     """The clients of a process share one Metrics, each counting on its own loop's thread:
     with threads switching as often as they can, every call is still counted."""
-    import sys
-    import threading
-
     from iii_rx.telemetry.metrics import Metrics
 
     counted = Metrics(MeterProvider())
@@ -190,16 +187,7 @@ def test_clients_on_several_loops_lose_no_count() -> None:
         for _ in range(per_thread):
             counted.call_done(("f", "w"), {}, 0.0, "TIMEOUT", False)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=count) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    race(count, 4)
     assert counted.calls[("f", "w")] == 4 * per_thread
     assert counted.call_errors[("f", "w", "TIMEOUT")] == 4 * per_thread
 
