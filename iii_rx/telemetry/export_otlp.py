@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind, StatusCode
 
+from iii_rx.telemetry.histograms import SCOPE
 from iii_rx.telemetry.ids import hex_id
 
 __all__ = ["LOGS", "METRICS", "SPANS", "logs_json", "metrics_json", "spans_json"]
@@ -261,13 +262,9 @@ def _metric(metric: Any) -> dict[str, Any]:
     return out
 
 
-OWN_SCOPE = "iii_rx"
-"""The meter (instrumentation scope) of iii_rx's instruments."""
-
-
 def metrics_json(data: Any, own: Sequence[Any] = (), resource: Any = None) -> bytes:
     """An ``ExportMetricsServiceRequest`` of the SDK's ``MetricsData``, with ``own``
-    (``Metric`` s collected outside the SDK) in the :data:`OWN_SCOPE` scope of the first
+    (``Metric`` s collected outside the SDK) in the :data:`SCOPE` scope of the first
     resource (or of ``resource`` when the SDK collected nothing)."""
     resources: list[dict[str, Any]] = [
         {"resource": {"attributes": key_values(getattr(rm.resource, "attributes", None))},
@@ -282,9 +279,9 @@ def metrics_json(data: Any, own: Sequence[Any] = (), resource: Any = None) -> by
             resources.append({"resource": {"attributes": key_values(
                 getattr(resource, "attributes", None))}, "scopeMetrics": []})
         scopes = resources[0]["scopeMetrics"]
-        scope = next((s for s in scopes if s["scope"]["name"] == OWN_SCOPE), None)
+        scope = next((s for s in scopes if s["scope"]["name"] == SCOPE), None)
         if scope is None:
-            scope = {"scope": {"name": OWN_SCOPE, "version": ""}, "metrics": []}
+            scope = {"scope": {"name": SCOPE, "version": ""}, "metrics": []}
             scopes.append(scope)
         scope["metrics"].extend(_metric(m) for m in own)
     return _dumps({"resourceMetrics": resources}).encode()

@@ -25,7 +25,11 @@ from opentelemetry.sdk.metrics.export import (
     Metric,
 )
 
-__all__ = ["OwnHistogram", "OwnHistograms"]
+__all__ = ["SCOPE", "OwnHistogram", "OwnHistograms"]
+
+SCOPE = "iii_rx"
+"""The meter of iii_rx's instruments (:class:`~iii_rx.telemetry.metrics.Metrics`), so the
+scope its own histograms are exported in."""
 
 Key = tuple[str, str]
 """``(function id, worker name)``: the attributes of a point."""
@@ -46,8 +50,8 @@ class _Point:
         self.start = time_ns()
         self.count = 0
         self.total = 0.0
-        self.low = float("inf")
-        self.high = float("-inf")
+        self.low = _INF
+        self.high = -_INF
         self.buckets = [0] * buckets
 
 

@@ -48,7 +48,7 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider
 
 from iii_rx.state import ConnectionState
 from iii_rx.telemetry.config import OtelConfig
-from iii_rx.telemetry.histograms import OwnHistogram, OwnHistograms
+from iii_rx.telemetry.histograms import SCOPE, OwnHistogram, OwnHistograms
 
 __all__ = ["Metrics", "install_meter_provider"]
 
@@ -221,7 +221,7 @@ class Metrics:
         return found
 
     def __init__(self, provider: metrics.MeterProvider) -> None:
-        meter = provider.get_meter("iii_rx")
+        meter = provider.get_meter(SCOPE)
         self._lock = threading.Lock()  # pool threads and several clients' loops count here
         self.calls: dict[Key, int] = {}
         self.call_errors: dict[tuple[str, str, str], int] = {}
