@@ -68,6 +68,15 @@ from opentelemetry.util import types
 
 from iii_rx.telemetry.exception_event import exception_attributes
 from iii_rx.telemetry.sampler_rules import TRACE_ID_LIMIT, Rule, rule_of
+from iii_rx.telemetry.span_store import (
+    EMPTY,
+    FEW,
+    BuiltEvent,
+    Frozen,
+    PlainList,
+    room,
+    sdk_event,
+)
 
 __all__ = ["TRACE_FLAGS", "LeanSpan", "LeanTracer", "lean_tracer", "span_context",
            "with_parent"]
@@ -116,30 +125,8 @@ if not _LAYOUT_OK:  # another API version: its own constructor (and no lean trac
         return SpanContext(trace_id, span_id, remote, flags, state)
 
 
-class _List(list):  # type: ignore[type-arg]
-    """A span's events or links under the limit: nothing dropped (ReadableSpans of older SDKs
-    read ``.dropped`` off any non-empty container)."""
-
-    __slots__ = ()
-    dropped = 0
-
-
-class _Frozen(dict):  # type: ignore[type-arg]
-    """Attributes handed on as they are (an event's, a link's, or on SDK 1.20 a span's shared
-    start attributes): read-only, nothing dropped (OTLP encoders before 1.27 and SDK 1.20's
-    ``ReadableSpan`` read ``.dropped``, as the SDK's ``BoundedAttributes`` has it; a ``dict`` so
-    that every SDK's ``to_json`` writes it)."""
-
-    __slots__ = ()
-    dropped = 0
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("the attributes of a span handed on are read-only")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
-
-
-_EMPTY: Mapping[str, Any] = _Frozen({})
+_LOCKS = tuple(threading.RLock() for _ in range(64))
+"""The spans' locks, shared by span id (see :class:`LeanSpan`)."""
 
 
 def _counts_plain() -> bool:
@@ -228,13 +215,13 @@ class LeanTracer:
     def frozen(self, attributes: types.Attributes, maxlen: int | None) -> Mapping[str, Any]:
         """The attributes of an event or a link, as the SDK would keep them (read-only)."""
         if not attributes:
-            return _EMPTY
+            return EMPTY
         if self.plain and len(attributes) <= _limit(maxlen):
             for key, value in attributes.items():
                 if type(value) not in _PLAIN or type(key) is not str or not key:
                     break
             else:
-                return _Frozen(attributes)
+                return Frozen(attributes)
         return BoundedAttributes(maxlen, attributes, immutable=True,
                                  max_value_len=self.limits.max_attribute_length)
 
@@ -286,7 +273,7 @@ class LeanTracer:
             return trace.NonRecordingSpan(own)
         if unbounded:
             start_attributes = self.bounded(start_attributes)
-        span = LeanSpan(self, name, own, parent, kind, start_attributes or _EMPTY)
+        span = LeanSpan(self, name, own, parent, kind, start_attributes or EMPTY)
         if not self._quiet_start():
             if context is None:
                 context = with_parent(Context(), parent)
@@ -305,16 +292,6 @@ def with_parent(context: Context, parent: SpanContext | None) -> Context:
     return trace.set_span_in_context(trace.NonRecordingSpan(parent), context)
 
 
-class _Event(Event):
-    """An SDK ``Event`` whose attributes are already what the SDK would keep (built without
-    the generic path)."""
-
-    def __init__(self, name: str, attributes: Mapping[str, Any], timestamp: int) -> None:
-        self._name = name
-        self._attributes = attributes
-        self._timestamp = timestamp
-
-
 class LeanSpan(trace.Span, ReadableSpan):
     """A recording span, handed to the processors as the ``ReadableSpan`` it also is.
 
@@ -322,11 +299,20 @@ class LeanSpan(trace.Span, ReadableSpan):
     defaults). As in the SDK, a lock orders the writers and the end: a handler's pool thread
     (or a thread it started) may write while the loop ends the span, and nothing changes
     what a processor was handed.
+
+    A span keeps few objects of its own: it lives from its start to the processor's next
+    export, long enough for the garbage collector to promote it and walk it in every
+    collection in between (in a busy worker that walking cost more than a tenth of a
+    span's CPU). So the lock is one of :data:`_LOCKS` (re-entrant: a logging handler that
+    a warning under it calls may write to another span of the same lock), and an event
+    added by :meth:`add_known_event` or :meth:`finish` is kept as a
+    ``(name, attributes, time)`` tuple and made the SDK's ``Event`` when read.
     """
 
-    _events: _List | BoundedList[Event] | tuple[()] = ()
-    """A list while under the limit, the SDK's ``BoundedList`` (evicting) from then on."""
-    _links: _List | BoundedList[Link] | tuple[()] = ()
+    _kept_events: tuple[Any, ...] | PlainList | BoundedList[Any] = ()
+    """Events (SDK ``Event`` s or known-event tuples): a tuple while few and under the limit,
+    then a list, the SDK's ``BoundedList`` (evicting) once the limit is reached."""
+    _links: PlainList | BoundedList[Link] | tuple[()] = ()
     _status = _UNSET
     _end_time: int | None = None
     _context: SpanContext
@@ -343,7 +329,7 @@ class LeanSpan(trace.Span, ReadableSpan):
         self._attributes: Mapping[str, Any] = attributes
         self._own = isinstance(attributes, BoundedAttributes)
         """Whether ``_attributes`` is this span's own map (else shared: copied on write)."""
-        self._lock = threading.Lock()
+        self._lock = _LOCKS[context.span_id & 63]
         # What ReadableSpan's own methods (``to_json``) read.
         self._resource = lean.tracer.resource
         self._instrumentation_info = lean.tracer.instrumentation_info
@@ -403,17 +389,34 @@ class LeanSpan(trace.Span, ReadableSpan):
             self._end_locked(_now())
         self._lean.tracer.span_processor.on_end(self)
 
-    def _known_event(self, name: str, attributes: dict[str, Any] | None) -> Event:
+    def _known_event(self, name: str, attributes: dict[str, Any] | None) -> Any:
+        """The event to keep: a ``(name, attributes, time)`` tuple when the attributes are
+        kept as they are, else an SDK ``Event`` with what the limits leave of them."""
         lean = self._lean
-        if not attributes:
-            return _Event(name, _EMPTY, _now())
-        return _Event(name, _Frozen(attributes) if len(attributes) <= lean.event_room
-                      else lean.frozen(attributes, lean.limits.max_event_attributes), _now())
+        if not attributes or len(attributes) <= lean.event_room:
+            return (name, attributes, _now())
+        return BuiltEvent(name, lean.frozen(attributes, lean.limits.max_event_attributes), _now())
 
-    def _append_event(self, event: Event) -> None:
+    def _append_event(self, event: Any) -> None:
         """Keep ``event`` (under the lock, the span open)."""
-        events = self._events = _room(self._events, self._lean.limits.max_events)
-        events.append(event)
+        kept = self._kept_events
+        maxlen = self._lean.limits.max_events
+        if type(kept) is tuple and len(kept) < FEW and (maxlen is None or len(kept) < maxlen):
+            self._kept_events = (*kept, event)
+        else:
+            kept = self._kept_events = room(kept, maxlen)
+            kept.append(event)
+
+    @property
+    def _events(self) -> PlainList | BoundedList[Event]:  # type: ignore[override]
+        """The events as SDK ``Event`` s (where ``ReadableSpan.to_json`` reads them)."""
+        kept = self._kept_events
+        events = [sdk_event(event) for event in kept]
+        if type(kept) is not BoundedList:
+            return PlainList(events)
+        bounded = BoundedList.from_seq(self._lean.limits.max_events, events)
+        bounded.dropped = kept.dropped
+        return bounded
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         # The SDK keeps a link to an invalid context if it has attributes or a trace state.
@@ -423,7 +426,7 @@ class LeanSpan(trace.Span, ReadableSpan):
         link = Link(context, lean.frozen(attributes, lean.limits.max_link_attributes))
         with self._lock:
             if self._writable("add_link"):
-                links = self._links = _room(self._links, lean.limits.max_links)
+                links = self._links = room(self._links, lean.limits.max_links)
                 links.append(link)
 
     def update_name(self, name: str) -> None:
@@ -466,7 +469,7 @@ class LeanSpan(trace.Span, ReadableSpan):
         if not _COUNTS_PLAIN:
             attributes = self._attributes
             if not (self._own or not attributes):
-                self._attributes = _Frozen(attributes)  # shared: with .dropped for SDK 1.20
+                self._attributes = Frozen(attributes)  # shared: with .dropped for SDK 1.20
 
     def __exit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None,
                  exc_tb: Any) -> None:
@@ -545,7 +548,7 @@ class LeanSpan(trace.Span, ReadableSpan):
 
     @property
     def dropped_events(self) -> int:
-        return getattr(self._events, "dropped", 0)
+        return getattr(self._kept_events, "dropped", 0)
 
     @property
     def dropped_links(self) -> int:
@@ -558,13 +561,3 @@ class LeanSpan(trace.Span, ReadableSpan):
 
 def _limit(value: int | None) -> float:
     return float("inf") if value is None else value
-
-
-def _room(items: Any, maxlen: int | None) -> Any:
-    """``items`` (events or links; ``()`` while none) ready for one more: the SDK's evicting
-    ``BoundedList`` once the limit is reached (it drops the oldest and counts it)."""
-    if type(items) is tuple:  # none yet
-        return _List() if maxlen is None or maxlen > 0 else BoundedList(maxlen)
-    if maxlen is not None and type(items) is _List and len(items) >= maxlen:
-        return BoundedList.from_seq(maxlen, items)
-    return items

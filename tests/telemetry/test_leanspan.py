@@ -1025,6 +1025,30 @@ def test_finish_respects_the_event_limit() -> None:
         made.close()
 
 
+@pytest.mark.parametrize("max_events", [None, 5, 12])
+def test_many_known_and_other_events_keep_their_order_and_limit(max_events: int | None) -> None:
+    """Known events (kept as tuples while few) and ``add_event`` ones, past the few a tuple
+    holds and past the limit: exported in order, evicted and counted as on the SDK."""
+    made = Pipe(limits=SpanLimits(max_events=max_events))
+    try:
+        sdk_span, lean_span = made.sdk_start(), made.lean_start()
+        assert isinstance(lean_span, LeanSpan)
+        for n in range(14):
+            sdk_span.add_event(f"e{n}", {"n": n}, timestamp=n + 1)
+            if n % 3:
+                lean_span.add_known_event(f"e{n}", {"n": n})
+            else:
+                lean_span.add_event(f"e{n}", {"n": n}, timestamp=n + 1)
+        sdk_span.add_event("last", {"ok": True})
+        sdk_span.end()
+        lean_span.finish(Status(StatusCode.UNSET), "last", {"ok": True})
+        sdk, lean = made.exporter.get_finished_spans()
+        assert_same(sdk, lean)
+        assert json.loads(lean.to_json())["events"][-1]["name"] == "last"
+    finally:
+        made.close()
+
+
 def test_span_context_builds_what_the_constructor_builds() -> None:
     from iii_rx.telemetry.leanspan import span_context
 
