@@ -125,10 +125,6 @@ if not _LAYOUT_OK:  # another API version: its own constructor (and no lean trac
         return SpanContext(trace_id, span_id, remote, flags, state)
 
 
-_LOCKS = tuple(threading.RLock() for _ in range(64))
-"""The spans' locks, shared by span id (see :class:`LeanSpan`)."""
-
-
 def _counts_plain() -> bool:
     """Whether this SDK's ``ReadableSpan`` takes plain attribute maps (1.2x on)."""
     try:
@@ -303,15 +299,15 @@ class LeanSpan(trace.Span, ReadableSpan):
     A span keeps few objects of its own: it lives from its start to the processor's next
     export, long enough for the garbage collector to promote it and walk it in every
     collection in between (in a busy worker that walking cost more than a tenth of a
-    span's CPU). So the lock is one of :data:`_LOCKS` (re-entrant: a logging handler that
-    a warning under it calls may write to another span of the same lock), and an event
-    added by :meth:`add_known_event` or :meth:`finish` is kept as a
-    ``(name, attributes, time)`` tuple and made the SDK's ``Event`` when read.
+    span's CPU). So an event added by :meth:`add_known_event` or :meth:`finish` is kept as
+    a ``(name, attributes, time)`` tuple and made the SDK's ``Event`` when read. (The lock
+    stays the span's own: the SDK logs under it, and a logging handler that waits for
+    another thread must not block the spans that thread ends.)
     """
 
     _kept_events: tuple[Any, ...] | PlainList | BoundedList[Any] = ()
     """Events (SDK ``Event`` s or known-event tuples): a tuple while few and under the limit,
-    then a list, the SDK's ``BoundedList`` (evicting) once the limit is reached."""
+    then a list while under it, the SDK's ``BoundedList`` (evicting) once it is reached."""
     _links: PlainList | BoundedList[Link] | tuple[()] = ()
     _status = _UNSET
     _end_time: int | None = None
@@ -329,7 +325,7 @@ class LeanSpan(trace.Span, ReadableSpan):
         self._attributes: Mapping[str, Any] = attributes
         self._own = isinstance(attributes, BoundedAttributes)
         """Whether ``_attributes`` is this span's own map (else shared: copied on write)."""
-        self._lock = _LOCKS[context.span_id & 63]
+        self._lock = threading.Lock()
         # What ReadableSpan's own methods (``to_json``) read.
         self._resource = lean.tracer.resource
         self._instrumentation_info = lean.tracer.instrumentation_info
@@ -369,7 +365,8 @@ class LeanSpan(trace.Span, ReadableSpan):
 
     def add_known_event(self, name: str, attributes: dict[str, Any]) -> None:
         """``add_event`` for attributes known valid (text, numbers, booleans; a fresh dict
-        this span may keep): kept as they are unless a limit applies."""
+        this span keeps, which nobody changes afterwards: it is copied only when read): kept
+        as they are unless a limit applies."""
         event = self._known_event(name, attributes)
         with self._lock:
             if self._writable("add_event"):

@@ -934,6 +934,51 @@ def test_a_span_ended_from_two_threads_at_once_is_handed_on_once() -> None:
     assert not any(s.events for s in count.ended)
 
 
+def test_a_warning_under_one_spans_lock_does_not_hold_up_other_spans(pipe: Pipe) -> None:
+    """A write to an ended span warns under that span's lock, and a logging handler may wait
+    for another thread (one that forwards records through the event loop): that thread must
+    still end its own spans, whatever their ids (a lock shared between spans would stop it)."""
+    import threading
+
+    ended = pipe.lean_start("ended")
+    ended.end()
+    low_bits = ended.get_span_context().span_id & 0xFF
+    others = [pipe.lean_start("other") for _ in range(300)]
+    while len(others) < 310:  # a few that share the ended span's low bits too
+        span = pipe.lean_start("other")
+        if span.get_span_context().span_id & 0xFF == low_bits:
+            others.append(span)
+        else:
+            span.end()
+    in_handler, others_ended = threading.Event(), threading.Event()
+
+    class WaitsForTheLoop(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            in_handler.set()
+            others_ended.wait(10)
+
+    handler = WaitsForTheLoop(logging.WARNING)
+    log = logging.getLogger("iii_rx.telemetry")
+    log.addHandler(handler)
+    try:
+        writer = threading.Thread(target=ended.set_attribute, args=("late", 1))
+        writer.start()
+        assert in_handler.wait(10)
+
+        def end_the_others() -> None:
+            for span in others:
+                span.end()
+            others_ended.set()
+
+        loop_thread = threading.Thread(target=end_the_others, daemon=True)
+        loop_thread.start()
+        assert others_ended.wait(10), "ending another span waited for the warning's handler"
+        writer.join(10)
+    finally:
+        others_ended.set()
+        log.removeHandler(handler)
+
+
 def test_with_span_records_an_escaping_exception_as_the_sdk_does(pipe: Pipe) -> None:
     def raise_inside(span: trace.Span) -> None:
         with pytest.raises(ValueError), span:
