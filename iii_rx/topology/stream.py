@@ -457,12 +457,15 @@ class TopologyStream:
         taken_at = time.time()
         # Worker and function rows carry the engine's call metrics when it keeps them (ours,
         # on request; engines without them ignore the key), in ``extra["metrics"]``.
-        answers = await asyncio.gather(
-            *(self._client.trigger(
+        async def ask(function_id: str) -> Any:
+            # The call is made in its task: cancelled before the tasks start, this makes
+            # none (a trigger made and never awaited would be reported as forgotten).
+            return await self._client.trigger(
                 function_id, {**payload, "include_metrics": True}
                 if function_id in _WITH_METRICS else payload,
                 timeout_ms=self.call_timeout_ms)
-              for function_id in DISCOVERY_FUNCTIONS))
+
+        answers = await asyncio.gather(*(ask(f) for f in DISCOVERY_FUNCTIONS))
         snapshot = Topology.from_answers(*answers, taken_at=taken_at)
         return Topology.of(
             snapshot.workers,

@@ -321,3 +321,24 @@ def test_a_sync_client_gets_emissions_on_its_loop_thread() -> None:
         assert threads[0].name.startswith("iii-rx-loop") and threads[0] is not \
             threading.current_thread()
         subscription.dispose()
+
+
+async def test_a_fetch_cancelled_before_its_calls_start_warns_about_nothing(
+        engine: Engine) -> None:
+    """``fetch`` hands its four calls to ``gather``; cancelled before those start (a session
+    stopping, ``iii-rx top`` quitting), nothing was sent and nothing is reported as a
+    forgotten call."""
+    import gc
+    import warnings
+
+    async with iii_rx.connect(engine.url, name=unique_name("observer")) as observer:
+        topology = TopologyStream(observer, poll_interval=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fetching = asyncio.ensure_future(topology.fetch())
+            await asyncio.sleep(0)  # fetch reaches its gather: the calls' tasks are queued
+            fetching.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await fetching
+            gc.collect()
+        assert [str(w.message) for w in caught if w.category is RuntimeWarning] == []
