@@ -137,6 +137,21 @@ def _counts_plain() -> bool:
 _COUNTS_PLAIN = _counts_plain()
 
 
+def _counts_drops_of_empty() -> bool:
+    """Whether this SDK's ``ReadableSpan`` reports what a container that kept nothing dropped
+    (1.2x on; 1.20 reports 0 for an empty one, as when a limit is 0)."""
+    events: BoundedList[Any] = BoundedList(0)
+    events.append(None)
+    try:
+        return bool(ReadableSpan("probe", resource=Resource.get_empty(),
+                                 events=events).dropped_events)
+    except (AttributeError, TypeError):  # another SDK: the current versions' rule
+        return True
+
+
+_COUNTS_DROPS_OF_EMPTY = _counts_drops_of_empty()
+
+
 def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
     """The lean tracer over ``tracer`` when it is the SDK's own tracer (not a subclass, which
     may start spans its own way), no tracer configurator turned it off and the API's span
@@ -269,7 +284,9 @@ class LeanTracer:
             return trace.NonRecordingSpan(own)
         if unbounded:
             start_attributes = self.bounded(start_attributes)
-        span = LeanSpan(self, name, own, parent, kind, start_attributes or EMPTY)
+        if not start_attributes and type(start_attributes) is not BoundedAttributes:
+            start_attributes = EMPTY  # (a bounded map keeps its count of the dropped)
+        span = LeanSpan(self, name, own, parent, kind, start_attributes)
         if not self._quiet_start():
             if context is None:
                 context = with_parent(Context(), parent)
@@ -541,19 +558,24 @@ class LeanSpan(trace.Span, ReadableSpan):
 
     @property
     def dropped_attributes(self) -> int:
-        return getattr(self._attributes, "dropped", 0) if self._own else 0
+        return _dropped(self._attributes) if self._own else 0
 
     @property
     def dropped_events(self) -> int:
-        return getattr(self._kept_events, "dropped", 0)
+        return _dropped(self._kept_events)
 
     @property
     def dropped_links(self) -> int:
-        return getattr(self._links, "dropped", 0)
+        return _dropped(self._links)
 
     def __repr__(self) -> str:
         return (f"LeanSpan(name={self._name!r}, trace_id=0x{self._context.trace_id:032x}, "
                 f"span_id=0x{self._context.span_id:016x})")
+
+
+def _dropped(kept: Any) -> int:
+    """What ``kept`` (attributes, events or links) dropped, as this SDK version reports it."""
+    return getattr(kept, "dropped", 0) if kept or _COUNTS_DROPS_OF_EMPTY else 0
 
 
 def _limit(value: int | None) -> float:

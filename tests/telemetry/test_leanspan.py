@@ -1070,6 +1070,28 @@ def test_finish_respects_the_event_limit() -> None:
         made.close()
 
 
+def test_limits_of_zero_keep_nothing_and_count_what_they_drop_as_the_sdk() -> None:
+    """With room for no attribute, event or link, what each SDK version reports as dropped
+    (1.20 reports nothing dropped from an empty container; later versions count)."""
+    made = Pipe(limits=SpanLimits(max_span_attributes=0, max_events=0, max_links=0))
+    try:
+        def ops(span: trace.Span) -> None:
+            span.set_attribute("k", "v")
+            span.add_event("e", {"n": 1})
+            if isinstance(span, LeanSpan):
+                span.add_known_event("known", {"n": 2})
+            else:
+                span.add_event("known", {"n": 2})
+            if SDK_ADDS_LINKS:
+                span.add_link(SpanContext(PARENT_TRACE, 2, False))
+
+        sdk, lean = made.both(ops, attributes={"start": "x"})
+        assert_same(sdk, lean)
+        assert (lean.attributes, lean.events, lean.links) == ({}, (), ())
+    finally:
+        made.close()
+
+
 @pytest.mark.parametrize("max_events", [None, 5, 12])
 def test_many_known_and_other_events_keep_their_order_and_limit(max_events: int | None) -> None:
     """Known events (kept as tuples while few) and ``add_event`` ones, past the few a tuple
