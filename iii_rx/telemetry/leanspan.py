@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from copy import deepcopy
 from time import time_ns as _now
 from types import MappingProxyType
 from typing import Any
@@ -567,6 +568,18 @@ class LeanSpan(trace.Span, ReadableSpan):
     @property
     def dropped_links(self) -> int:
         return _dropped(self._links)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ReadableSpan:
+        """A deep copy is the SDK's plain ``ReadableSpan`` of these fields, deep-copied (as
+        of what the SDK hands its processors): neither the lock nor the tracer is copied."""
+        readable = ReadableSpan(
+            name=self._name, context=self._context, parent=self._parent,
+            resource=self.resource, attributes=self._attributes, events=self._events,
+            links=self._links, kind=self._kind, status=self._status,
+            start_time=self._start_time, end_time=self._end_time,
+            instrumentation_info=self.instrumentation_info,
+            instrumentation_scope=self.instrumentation_scope)
+        return deepcopy(readable, memo)
 
     def __repr__(self) -> str:
         return (f"LeanSpan(name={self._name!r}, trace_id=0x{self._context.trace_id:032x}, "

@@ -36,6 +36,10 @@ class Frozen(dict):  # type: ignore[type-arg]
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
 
+    def __reduce__(self) -> tuple[type[Frozen], tuple[dict[str, Any]]]:
+        """Copied and pickled as built: from a plain ``dict`` of its items."""
+        return (Frozen, (dict(self),))
+
 
 EMPTY: Mapping[str, Any] = Frozen({})
 

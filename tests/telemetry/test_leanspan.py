@@ -1070,6 +1070,40 @@ def test_finish_respects_the_event_limit() -> None:
         made.close()
 
 
+def test_a_deep_copy_is_what_the_sdks_span_copies_to() -> None:
+    """A processor or exporter may deep-copy the span it is handed (to keep it past
+    ``on_end``): a lean span copies to the SDK's plain ``ReadableSpan`` of the same fields,
+    what it dropped included, as the SDK's own spans do."""
+    import copy
+
+    made = Pipe(limits=SpanLimits(max_span_attributes=2, max_events=2, max_links=1))
+    try:
+        def ops(span: trace.Span) -> None:
+            for n in range(3):
+                span.set_attribute(f"a{n}", n)
+                span.add_event(f"e{n}", {"n": n})
+                if SDK_ADDS_LINKS:
+                    span.add_link(SpanContext(PARENT_TRACE, n + 1, False), {"n": n})
+            span.set_status(Status(StatusCode.ERROR, "bad"))
+
+        sdk, lean = made.both(ops, attributes={"start": "x"})
+        try:
+            sdk_copy = copy.deepcopy(sdk)
+        except TypeError as exc:  # SDK 1.20: its attribute maps hold a lock
+            with pytest.raises(TypeError, match=str(exc)):
+                copy.deepcopy(lean)
+            return
+        lean_copy = copy.deepcopy(lean)
+        assert type(lean_copy) is ReadableSpan
+        assert json_view(lean_copy) == json_view(sdk_copy) == json_view(lean)
+        for field in ("dropped_attributes", "dropped_events", "dropped_links"):
+            assert getattr(lean_copy, field) == getattr(sdk_copy, field) == getattr(lean, field)
+        assert (lean_copy.context, lean_copy.parent) == (lean.context, lean.parent)
+        assert events_of(lean_copy) == events_of(sdk_copy)
+    finally:
+        made.close()
+
+
 def test_limits_of_zero_keep_nothing_and_count_what_they_drop_as_the_sdk() -> None:
     """With room for no attribute, event or link, what each SDK version reports as dropped
     (1.20 reports nothing dropped from an empty container; later versions count)."""
