@@ -127,7 +127,7 @@ if not _LAYOUT_OK:  # another API version: its own constructor (and no lean trac
 
 
 def _counts_plain() -> bool:
-    """Whether this SDK's ``ReadableSpan`` takes plain attribute maps (1.2x on)."""
+    """Whether this SDK's ``ReadableSpan`` takes plain attribute maps (1.22 on)."""
     try:
         return ReadableSpan("probe", resource=Resource.get_empty(),
                             attributes={"k": 1}).dropped_attributes == 0
@@ -140,7 +140,7 @@ _COUNTS_PLAIN = _counts_plain()
 
 def _counts_drops_of_empty() -> bool:
     """Whether this SDK's ``ReadableSpan`` reports what a container that kept nothing dropped
-    (1.2x on; 1.20 reports 0 for an empty one, as when a limit is 0)."""
+    (1.22 on; before, it reports 0 for an empty one, as when a limit is 0)."""
     events: BoundedList[Any] = BoundedList(0)
     events.append(None)
     try:
@@ -285,8 +285,10 @@ class LeanTracer:
             return trace.NonRecordingSpan(own)
         if unbounded:
             start_attributes = self.bounded(start_attributes)
-        if not start_attributes and type(start_attributes) is not BoundedAttributes:
-            start_attributes = EMPTY  # (a bounded map keeps its count of the dropped)
+        if not start_attributes:  # shared, unless a bounded map keeps a count of the dropped
+            dropped: int = getattr(start_attributes, "dropped", 0)
+            if start_attributes is None or not dropped:
+                start_attributes = EMPTY
         span = LeanSpan(self, name, own, parent, kind, start_attributes)
         if not self._quiet_start():
             if context is None:

@@ -34,7 +34,8 @@ class Frozen(dict):  # type: ignore[type-arg]
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("the attributes of a span handed on are read-only")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = (
+        _read_only)
 
     def __reduce__(self) -> tuple[type[Frozen], tuple[dict[str, Any]]]:
         """Copied and pickled as built: from a plain ``dict`` of its items."""

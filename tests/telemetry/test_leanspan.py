@@ -36,6 +36,7 @@ from opentelemetry.trace import (
 from iii_rx.aio import LoopBridge
 from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.leanspan import LeanSpan, LeanTracer, lean_tracer
+from iii_rx.telemetry.span_store import EMPTY
 from iii_rx.telemetry.tracing import Tracing
 
 RANDOM: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
@@ -782,9 +783,41 @@ def test_on_end_gets_a_read_only_readable_span() -> None:
             with pytest.raises(TypeError):
                 ended.attributes["x"] = 1  # type: ignore[index]
             assert isinstance(ended.events, tuple)
-        with pytest.raises(TypeError):
-            recorder.ended[0].events[0].attributes["b"] = 2  # type: ignore[index]
+        event_attributes: Any = recorder.ended[0].events[0].attributes
+        changes: list[Callable[[Any], Any]] = [
+            lambda m: m.__setitem__("b", 2), lambda m: m.__delitem__("a"),
+            lambda m: m.__ior__({"b": 2}), lambda m: m.update(b=2), lambda m: m.pop("a"),
+            lambda m: m.popitem(), lambda m: m.setdefault("b", 2), lambda m: m.clear()]
+        for change in changes:
+            with pytest.raises(TypeError):
+                change(event_attributes)
+        assert dict(event_attributes) == {"a": 1}
         assert recorder.ended[0].to_json()  # exporters' own rendering works
+    finally:
+        made.close()
+
+
+@pytest.mark.parametrize("setup", ["no limits", "a value length limit", "a sampler's own"])
+def test_spans_started_without_attributes_share_the_empty_map(setup: str) -> None:
+    """A span that starts with no attribute keeps no attribute map of its own (one object
+    less for the collector per span) unless a limit dropped something from it."""
+
+    class Own(smp.Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> smp.SamplingResult:
+            return smp.SamplingResult(smp.Decision.RECORD_AND_SAMPLE)
+
+        def get_description(self) -> str:
+            return "own"
+
+    made = Pipe(sampler=Own() if setup == "a sampler's own" else None,
+                limits=(SpanLimits(max_span_attribute_length=64)
+                        if setup == "a value length limit" else None))
+    try:
+        for attributes in (None, {}):
+            span = made.lean_start(attributes=attributes)
+            assert isinstance(span, LeanSpan)
+            assert span.attributes == {} and span._attributes is EMPTY
+            span.end()
     finally:
         made.close()
 
@@ -1089,7 +1122,7 @@ def test_a_deep_copy_is_what_the_sdks_span_copies_to() -> None:
         sdk, lean = made.both(ops, attributes={"start": "x"})
         try:
             sdk_copy = copy.deepcopy(sdk)
-        except TypeError as exc:  # SDK 1.20: its attribute maps hold a lock
+        except TypeError as exc:  # SDKs before 1.41: their spans hold locks
             with pytest.raises(TypeError, match=str(exc)):
                 copy.deepcopy(lean)
             return
@@ -1106,7 +1139,7 @@ def test_a_deep_copy_is_what_the_sdks_span_copies_to() -> None:
 
 def test_limits_of_zero_keep_nothing_and_count_what_they_drop_as_the_sdk() -> None:
     """With room for no attribute, event or link, what each SDK version reports as dropped
-    (1.20 reports nothing dropped from an empty container; later versions count)."""
+    (before 1.22 nothing dropped from an empty container; from 1.22 the count)."""
     made = Pipe(limits=SpanLimits(max_span_attributes=0, max_events=0, max_links=0))
     try:
         def ops(span: trace.Span) -> None:
