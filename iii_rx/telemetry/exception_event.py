@@ -40,7 +40,7 @@ _NAMES_MODULE: list[bool] = []
 
 def _names_module() -> bool:
     """Whether the installed SDK's spans write ``exception.type`` with the class's module
-    (1.2x on) rather than the bare class name (older ones); asked once, of the SDK's own
+    (1.25 on) rather than the bare class name (older ones); asked once, of the SDK's own
     ``record_exception``."""
     if not _NAMES_MODULE:
         from opentelemetry.sdk.trace import Span as SdkSpan
