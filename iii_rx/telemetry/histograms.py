@@ -25,20 +25,25 @@ from opentelemetry.sdk.metrics.export import (
     Metric,
 )
 
-__all__ = ["SCOPE", "OwnHistogram", "OwnHistograms"]
+__all__ = ["SCOPE", "Key", "OwnHistogram", "OwnHistograms", "function_attributes"]
 
 SCOPE = "iii_rx"
 """The meter of iii_rx's instruments (:class:`~iii_rx.telemetry.metrics.Metrics`), so the
 scope its own histograms are exported in."""
 
 Key = tuple[str, str]
-"""``(function id, worker name)``: the attributes of a point."""
+"""``(function id, worker name)``: what a per-function instrument counts by."""
 LIMIT = 2000
 """Attribute sets a histogram keeps apart (the SDK's default cardinality limit)."""
 OVERFLOW: Key = ("", "")
 """The key of the point counting the values of keys past :data:`LIMIT` (exported with the
 SDK's overflow attribute, ``otel.metric.overflow``)."""
 _INF = float("inf")
+
+
+def function_attributes(key: Key) -> dict[str, Any]:
+    """The attributes of ``key``'s point."""
+    return {"iii.function.id": key[0], "iii.worker.name": key[1]}
 
 
 class _Point:
@@ -98,7 +103,7 @@ class OwnHistogram:
         with self._lock:
             points = [HistogramDataPoint(
                 attributes=({"otel.metric.overflow": True} if key is OVERFLOW else
-                            {"iii.function.id": key[0], "iii.worker.name": key[1]}),
+                            function_attributes(key)),
                 start_time_unix_nano=point.start, time_unix_nano=now, count=point.count,
                 sum=point.total, bucket_counts=list(point.buckets),
                 explicit_bounds=list(self.bounds), min=point.low, max=point.high)

@@ -48,7 +48,13 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider
 
 from iii_rx.state import ConnectionState
 from iii_rx.telemetry.config import OtelConfig
-from iii_rx.telemetry.histograms import SCOPE, OwnHistogram, OwnHistograms
+from iii_rx.telemetry.histograms import (
+    SCOPE,
+    Key,
+    OwnHistogram,
+    OwnHistograms,
+    function_attributes,
+)
 
 __all__ = ["Metrics", "install_meter_provider"]
 
@@ -103,10 +109,6 @@ class Tally:
     def add(self, amount: int) -> None:
         with self._lock:
             self.value += amount
-
-
-Key = tuple[str, str]
-"""``(function id, worker name)``."""
 
 
 class Durations:
@@ -167,10 +169,6 @@ class Durations:
                 found = False
             self._contexts[id(histogram)] = found
         return found
-
-
-def _function(key: Key) -> dict[str, Any]:
-    return {"iii.function.id": key[0], "iii.worker.name": key[1]}
 
 
 def _failed(key: tuple[str, str, str]) -> dict[str, Any]:
@@ -234,7 +232,7 @@ class Metrics:
         # iii_rx.telemetry.histograms); any other gets the SDK's.
         own = getattr(provider, "iii_rx_histograms", None)
         meter.create_observable_counter(
-            "iii.client.calls", [self._observe(self.calls, _function)], unit="{call}",
+            "iii.client.calls", [self._observe(self.calls, function_attributes)], unit="{call}",
             description="Calls this client made")
         meter.create_observable_counter(
             "iii.client.call.errors", [self._observe(self.call_errors, _failed)],
@@ -243,7 +241,7 @@ class Metrics:
         self.call_duration = _histogram(
             meter, own, "iii.client.call.duration", "Round trips of sampled calls")
         meter.create_observable_counter(
-            "iii.server.invocations", [self._observe(self.invocations, _function)],
+            "iii.server.invocations", [self._observe(self.invocations, function_attributes)],
             unit="{invocation}", description="Invocations this worker answered")
         meter.create_observable_counter(
             "iii.server.invocation.errors", [self._observe(self.invocation_errors, _failed)],
