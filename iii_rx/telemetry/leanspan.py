@@ -529,7 +529,7 @@ class LeanSpan(trace.Span, ReadableSpan):
 
     @property
     def events(self) -> Sequence[Event]:
-        return tuple(self._events or ())
+        return tuple([sdk_event(event) for event in self._kept_events])  # not via _events' list
 
     @property
     def links(self) -> Sequence[Link]:
