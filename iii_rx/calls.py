@@ -26,6 +26,7 @@ from iii_rx.errors import IIIInvocationError, IIITimeoutError, PayloadTooLargeEr
 from iii_rx.frame_text import NON_FINITE, HotResult, NonFiniteError, invoke_text
 from iii_rx.protocol import EnqueueAction, InvocationResult, VoidAction
 from iii_rx.single import Done
+from iii_rx.telemetry.ids import wire_traceparent
 from iii_rx.transport import CALL
 
 __all__ = [
@@ -298,7 +299,7 @@ def call_text(call: Call, iid: str | None) -> str:
     """The ``invokefunction`` of ``call``; ``ValueError`` if its payload holds NaN/Infinity."""
     try:
         return invoke_text(call.function_id, call.data, invocation_id=iid,
-                           metadata=call.metadata, traceparent=call.traceparent,
+                           metadata=call.metadata, traceparent=wire_traceparent(call.traceparent),
                            baggage=call.baggage, action=call.action, namespace=call.namespace,
                            allow_nan=False)
     except NonFiniteError:

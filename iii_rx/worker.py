@@ -44,6 +44,7 @@ from iii_rx.functions import Sink
 from iii_rx.protocol import ErrorBody, InvokeFunction
 from iii_rx.registrations import Registrations
 from iii_rx.streams import HotStream
+from iii_rx.telemetry.ids import wire_traceparent
 from iii_rx.transport import MAX_FRAME, MAX_MESSAGE, RESULT
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "Gate", "HandlerSink", "ReplyOutbox", "Worker",
@@ -410,8 +411,8 @@ class Worker:
         """Encode and send an ``invocationresult`` (any thread)."""
         iid, function_id = invocation.invocation_id, invocation.function_id
         assert iid is not None and function_id is not None
-        traceparent = (invocation.outgoing_trace()[0] if invocation.traceparent is not None
-                       else None)
+        traceparent = (wire_traceparent(invocation.outgoing_trace()[0])
+                       if invocation.traceparent is not None else None)
         text: str | None = None
         if error is None:
             if isinstance(result, BaseModel):

@@ -20,6 +20,7 @@ from iii_rx.telemetry.ids import (
     otel_trace_headers,
     parse_traceparent,
     propagate_otel,
+    wire_traceparent,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "parse_traceparent",
     "propagate_otel",
     "resolve_otel",
+    "wire_traceparent",
 ]

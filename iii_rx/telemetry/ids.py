@@ -23,6 +23,7 @@ __all__ = [
     "otel_trace_headers",
     "parse_traceparent",
     "propagate_otel",
+    "wire_traceparent",
 ]
 
 OTEL_LOGS = [False]
@@ -76,6 +77,27 @@ def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
 
 def format_traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
     return f"00-{trace_id}-{span_id}-{flags}"
+
+
+_LEVEL_1_FLAGS = frozenset(("00", "01"))
+
+
+def wire_traceparent(value: str | None) -> str | None:
+    """``value`` as a frame carries it: a version-00 ``traceparent`` keeps only the sampled
+    bit of its flags (W3C Trace Context level 1; docs/protocol.md §10.4).
+
+    The Rust engine (0.23, on opentelemetry-rust 0.31) drops a ``traceparent`` with any other
+    flag bit set, and the trace breaks in two there. The OpenTelemetry Python SDK sets level
+    2's random-trace-id bit (``03``) from 1.42 on, so does an official SDK caller. Anything
+    but a canonical version-00 value goes as it is (the engine reads or drops it).
+    """
+    if value is None or (value[53:] in _LEVEL_1_FLAGS and len(value) == 55):
+        return value
+    parsed = parse_traceparent(value)
+    if parsed is None or len(value) != 55 or not value.startswith("00-"):
+        return value
+    trace_id, span_id, flags = parsed
+    return f"00-{trace_id}-{span_id}-{'01' if int(flags, 16) & 1 else '00'}"
 
 
 @lru_cache(maxsize=1)

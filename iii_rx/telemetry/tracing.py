@@ -71,7 +71,7 @@ _OK = Status(StatusCode.OK)
 _ATTRS_MAX = 1024
 
 
-_FLAGS_TEXT = tuple(f"{flags:02x}" for flags in range(256))
+_FLAGS_TEXT = ("00", "01")
 _ROOT = otel_context.Context()
 _CANONICAL = re.compile("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 """A ``traceparent`` as every SDK writes it (anything else goes through the full parser)."""
@@ -130,9 +130,11 @@ def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
 
 
 def traceparent_of(span: trace.Span) -> str:
-    """The ``traceparent`` naming ``span`` as the parent."""
+    """The ``traceparent`` naming ``span`` as the parent, with the sampled flag only (see
+    :func:`~iii_rx.telemetry.ids.wire_traceparent`: the random-trace-id bit breaks the trace
+    at the Rust engine)."""
     sc = span.get_span_context()
-    flags = _FLAGS_TEXT[sc.trace_flags & 0xFF]  # the W3C field is one byte
+    flags = _FLAGS_TEXT[sc.trace_flags & 0x01]
     return f"00-{hex_id(sc.trace_id, 32)}-{hex_id(sc.span_id, 16)}-{flags}"
 
 

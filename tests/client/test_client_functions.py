@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -316,6 +317,44 @@ async def test_incoming_traceparent_reaches_the_handler(engine: Engine, name: st
         assert traceparent.startswith("00-0af7651916cd43dd8448eb211c80319c-")
         assert traceparent.split("-")[2] != "b7ad6b7169203331"  # the caller's own span
         assert baggage == "k=v"
+
+
+@pytest.mark.parametrize(("sent", "flags"), [("03", "01"), ("02", "00"), ("81", "01"),
+                                             ("01", "01"), ("00", "00")])
+async def test_calls_carry_the_sampled_flag_only(engine: Engine, name: str, sent: str,
+                                                 flags: str) -> None:
+    """The Rust engine drops a ``traceparent`` with flag bits beyond the sampled one (the
+    random-trace-id bit ``02`` of OpenTelemetry SDKs from 1.42 included): a nested call sends
+    the sampled bit only. Our engine passes the field through, so the handler sees the frame's."""
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("trace::seen", lambda _: iii_rx.get_context().traceparent)
+        seen = await _as_caller(f"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{sent}",
+                                lambda: iii.trigger("trace::seen"))
+        version, trace_id, _, sent_flags = seen.split("-")
+        assert (version, trace_id) == ("00", "0af7651916cd43dd8448eb211c80319c")
+        assert sent_flags == flags
+
+
+async def test_a_result_carries_the_sampled_flag_only(engine: Engine, name: str) -> None:
+    """The ``invocationresult`` a handler sends back names its span with level-1 flags too (a
+    raw caller reads the frame)."""
+    from websockets.asyncio.client import connect
+
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("trace::answer", lambda data: data)
+        async with connect(engine.url, compression=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "workerregistered"
+            await ws.send(json.dumps({
+                "type": "invokefunction", "function_id": "trace::answer", "data": 1,
+                "invocation_id": "i-1",
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03"}))
+            while (frame := json.loads(await asyncio.wait_for(ws.recv(), 5)))["type"] != (
+                    "invocationresult"):
+                pass
+        assert frame["result"] == 1
+        version, trace_id, span_id, flags = frame["traceparent"].split("-")
+        assert trace_id == "0af7651916cd43dd8448eb211c80319c" and span_id != "b7ad6b7169203331"
+        assert (version, flags) == ("00", "01")
 
 
 async def test_invocations_as_an_async_iterator(engine: Engine, name: str) -> None:

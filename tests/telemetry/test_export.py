@@ -329,4 +329,19 @@ def test_a_spans_traceparent_is_the_w3c_text(trace_id: int, span_id: int, flags:
     from iii_rx.telemetry.tracing import traceparent_of
 
     span = NonRecordingSpan(SpanContext(trace_id, span_id, False, TraceFlags(flags)))
-    assert traceparent_of(span) == f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    # Level-1 flags: the sampled bit only (the Rust engine drops a traceparent with others).
+    assert traceparent_of(span) == f"00-{trace_id:032x}-{span_id:016x}-{flags & 1:02x}"
+
+
+@given(st.from_regex(r"\A[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
+       | st.text(max_size=60))
+def test_a_frame_sends_a_traceparent_with_the_sampled_flag_only(value: str) -> None:
+    from iii_rx.telemetry.ids import parse_traceparent, wire_traceparent
+
+    sent = wire_traceparent(value)
+    parsed = parse_traceparent(value)
+    if parsed is None or len(value) != 55 or not value.startswith("00-"):
+        assert sent == value  # not a canonical version-00 traceparent: the engine decides
+    else:
+        assert sent == f"00-{parsed[0]}-{parsed[1]}-0{int(parsed[2], 16) & 1}"
+    assert wire_traceparent(None) is None

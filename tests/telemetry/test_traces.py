@@ -66,11 +66,13 @@ async def test_three_rx_workers_make_one_trace(engine: Engine,
         def leaf(data: Any) -> Any:  # sync: runs on a pool thread
             ctx = iii_rx.get_context()
             seen["c"] = (ctx.trace_id, ctx.span_id, threading.current_thread().name)
+            seen["c traceparent"] = ctx.traceparent  # the frame's, as our engine passes it on
             return data + 1
 
         async def mid(data: Any) -> Any:
             ctx = iii_rx.get_context()
             seen["b"] = (ctx.trace_id, ctx.span_id)
+            seen["b traceparent"] = ctx.traceparent
             return await b.trigger("c::leaf", data * 10)
 
         c.register_function("c::leaf", leaf)
@@ -100,6 +102,12 @@ async def test_three_rx_workers_make_one_trace(engine: Engine,
     assert seen["b"] == (trace_id, f"{named['execute b::mid'].context.span_id:016x}")
     assert seen["c"][:2] == (trace_id, f"{leaf_span.context.span_id:016x}")
     assert seen["c"][2].startswith("iii-rx-handler")
+    # The frames carry the sampled flag only (the SDK's spans may also have the random-trace-id
+    # bit, from 1.42 on, which the Rust engine refuses).
+    assert seen["b traceparent"] == (f"00-{trace_id}-"
+                                     f"{named['invoke b::mid'].context.span_id:016x}-01")
+    assert seen["c traceparent"] == (f"00-{trace_id}-"
+                                     f"{named['invoke c::leaf'].context.span_id:016x}-01")
 
 
 @pytest.mark.parametrize("order", ["rx-official-rx", "official-rx-official"])
