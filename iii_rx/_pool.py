@@ -8,6 +8,11 @@ to ``max_workers`` and are reused, a task never waits while a thread could be st
 :meth:`HandlerPool.shutdown` drops what has not started and reports when every thread ended
 (:meth:`HandlerPool.aclose` waits for that, bounded, on a loop: how the client closes it).
 
+Each task runs in a copy of the context it was submitted from, as ``asyncio.to_thread`` runs
+a function: a reused thread keeps nothing a handler set in its context variables (a request's
+user id must not reach the next request on that thread), and a handler sees what an async
+handler started at the same point would.
+
 A close must never wait on the thread that asked for it (a handler calling ``iii.close()``
 would wait 10 s on itself): :meth:`HandlerPool.exempt_current` takes the calling pool thread
 out of what the close waits for. And a close that does wait says for what: each thread keeps
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -30,7 +36,7 @@ __all__ = ["CLOSE_WAIT", "HandlerPool", "describe"]
 log = logging.getLogger("iii_rx.pool")
 
 T = TypeVar("T")
-_Task = tuple[Callable[..., Any], tuple[Any, ...]]
+_Task = tuple[Callable[..., Any], tuple[Any, ...], contextvars.Context]
 
 CLOSE_WAIT = 10.0
 """Seconds a close waits for running sync handlers before it stops waiting (and says so)."""
@@ -39,7 +45,7 @@ CLOSE_WAIT = 10.0
 def describe(task: _Task) -> str:
     """What a pool task runs, for a person: the function and invocation of a sync handler
     (its first argument is the invocation), else the callable's name."""
-    fn, args = task
+    fn, args, _ = task
     first = args[0] if args else None
     function_id = getattr(first, "function_id", None)
     if isinstance(function_id, str):
@@ -73,12 +79,13 @@ class HandlerPool:
         return len(self._started)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on a pool thread; exceptions are logged. ``RuntimeError`` after
-        :meth:`shutdown`."""
+        """Run ``fn(*args)`` on a pool thread, in a copy of the caller's context; exceptions
+        are logged. ``RuntimeError`` after :meth:`shutdown`."""
+        context = contextvars.copy_context()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the handler pool is shut down")
-            self._queue.put((fn, args))
+            self._queue.put((fn, args, context))
             if self._idle:
                 self._idle -= 1  # that thread takes this task
                 return
@@ -127,13 +134,13 @@ class HandlerPool:
                 if task is None:
                     return
                 busy[slot] = task
-                fn, args = task
+                fn, args, context = task
                 try:
-                    fn(*args)
+                    context.run(fn, *args)
                 except BaseException:
                     log.exception("task of the handler pool raised")
                 busy[slot] = None
-                del task, fn, args  # drop references before waiting again
+                del task, fn, args, context  # drop references before waiting again
                 with lock:
                     self._idle += 1
         finally:

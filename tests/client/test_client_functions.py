@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import json
 import threading
@@ -355,6 +356,23 @@ async def test_a_result_carries_the_sampled_flag_only(engine: Engine, name: str)
         version, trace_id, span_id, flags = frame["traceparent"].split("-")
         assert trace_id == "0af7651916cd43dd8448eb211c80319c" and span_id != "b7ad6b7169203331"
         assert (version, flags) == ("00", "01")
+
+
+async def test_a_sync_handler_leaves_nothing_in_its_threads_context(engine: Engine,
+                                                                    name: str) -> None:
+    """Sync handlers share reused pool threads: what one sets in a context variable (a
+    request's user) does not reach the next invocation (each runs in a context of its own)."""
+    user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="anonymous")
+
+    def handler(data: str) -> str:
+        before = user.get()
+        user.set(data)
+        return before
+
+    async with iii_rx.connect(engine.url, name=name, max_workers=1) as iii:
+        iii.register_function("ctx::user", handler)
+        assert [await iii.trigger("ctx::user", who) for who in ("alice", "bob")] == [
+            "anonymous", "anonymous"]
 
 
 async def test_invocations_as_an_async_iterator(engine: Engine, name: str) -> None:

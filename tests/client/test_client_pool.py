@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 
 import pytest
@@ -51,6 +52,36 @@ def test_busy_threads_make_new_ones_up_to_the_limit_then_tasks_queue_in_order() 
         assert finished.acquire(timeout=5)
     assert order == [0, 1, 2, 3, 4]
     for thread in pool.shutdown(lambda: None):
+        thread.join(5)
+
+
+def test_each_task_runs_in_a_copy_of_the_context_it_was_submitted_from() -> None:
+    """A reused thread keeps nothing a task set in a context variable (as ``to_thread``)."""
+    user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="anonymous")
+    pool = HandlerPool(1, "iii-rx-handler")
+    seen: list[str] = []
+
+    def handle(name: str, done: threading.Event) -> None:
+        seen.append(user.get())
+        user.set(name)
+        done.set()
+
+    for name in ("alice", "bob"):
+        done = threading.Event()
+        pool.submit(handle, name, done)
+        assert done.wait(5)
+    token = user.set("submitter")
+    try:
+        done = threading.Event()
+        pool.submit(handle, "carol", done)
+        assert done.wait(5)
+    finally:
+        user.reset(token)
+    assert pool.threads == 1  # one thread ran all three
+    assert seen == ["anonymous", "anonymous", "submitter"]
+    assert user.get() == "anonymous"
+    ended = threading.Event()
+    for thread in pool.shutdown(ended.set):
         thread.join(5)
 
 
