@@ -460,6 +460,8 @@ class Client:
                 raise TypeError("trigger() needs a function_id string")
         if not function_id or not function_id.strip():
             raise ValueError("function_id must not be empty")
+        if timeout_ms is not None:
+            _check_timeout(timeout_ms)
         ctx = current_context.get()
         traceparent, baggage = ctx.outgoing_trace() if ctx is not None else otel_trace_headers()
         call = Call(self._calls, function_id, payload, trigger_action(action),
@@ -597,3 +599,13 @@ class Client:
         raises :class:`~iii_rx.errors.LoopDeadlockError`)."""
         return self.bridge.run_blocking(channels.open_channel(self, buffer_size),
                                         "create_channel()")
+
+
+def _check_timeout(timeout_ms: Any) -> None:
+    """A call's ``timeout_ms`` is a number (a text read from the environment would have
+    failed on the loop and left the call without a timer: waiting for ever)."""
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+        raise TypeError(f"timeout_ms must be a number of milliseconds, "
+                        f"not {type(timeout_ms).__name__}")
+    if timeout_ms != timeout_ms:
+        raise ValueError("timeout_ms must not be NaN")

@@ -241,9 +241,10 @@ class ReplySink(Protocol):
 def error_body_of(
     error: BaseException | str, code: str = "invocation_failed", stacktrace: str | None = None
 ) -> ErrorBody:
-    """The wire error of an exception (message ``str(exc)``, formatted traceback) or a text."""
+    """The wire error of an exception (message ``str(exc)``, formatted traceback) or a text.
+    Never raises: the caller is answered even when the exception cannot be written."""
     if isinstance(error, BaseException):
-        message = str(error)
+        message = _message_of(error)
         if stacktrace is None:
             stacktrace = "".join(traceback.format_exception(type(error), error,
                                                             error.__traceback__))
@@ -251,6 +252,15 @@ def error_body_of(
     if stacktrace is None:
         return ErrorBody(code=code, message=str(error))
     return ErrorBody(code=code, message=str(error), stacktrace=stacktrace)
+
+
+def _message_of(error: BaseException) -> str:
+    """``str(error)``, or what can be said of it when its ``__str__`` raises."""
+    try:
+        return str(error)
+    except Exception as failure:
+        return (f"{type(error).__qualname__} (its message could not be written: "
+                f"{type(failure).__qualname__})")
 
 
 class Invocation(Context):

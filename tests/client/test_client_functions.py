@@ -375,6 +375,31 @@ async def test_a_sync_handler_leaves_nothing_in_its_threads_context(engine: Engi
             "anonymous", "anonymous"]
 
 
+class _Unwritable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this one")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_an_exception_that_cannot_be_written_still_answers(engine: Engine, name: str,
+                                                                 kind: str) -> None:
+    """A handler's exception whose ``__str__`` raises fails the call at once (it was never
+    answered: the caller waited for its timeout)."""
+    def sync_handler(data: Any) -> Any:
+        raise _Unwritable()
+
+    async def async_handler(data: Any) -> Any:
+        raise _Unwritable()
+
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("fail::unwritable",
+                              sync_handler if kind == "sync" else async_handler)
+        with pytest.raises(IIIInvocationError) as failed:
+            await iii.trigger("fail::unwritable", timeout_ms=60_000)
+        assert failed.value.code == "invocation_failed"
+        assert "_Unwritable" in failed.value.message
+
+
 async def test_invocations_as_an_async_iterator(engine: Engine, name: str) -> None:
     async with iii_rx.connect(engine.url, name=name) as iii:
         stream = iii.function("pull::work")

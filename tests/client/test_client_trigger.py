@@ -210,6 +210,20 @@ def test_invalid_timeout() -> None:
         iii_rx.connect("ws://127.0.0.1:1", timeout_ms=0)
 
 
+async def test_a_call_timeout_must_be_a_number(engine: Engine, name: str) -> None:
+    """A text (read from the environment) is refused at once; it used to leave the call
+    without a timer, waiting for ever."""
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        for request in (lambda: iii.trigger("t::x", timeout_ms="500"),  # type: ignore[arg-type]
+                        lambda: iii.trigger({"function_id": "t::x", "timeout_ms": "500"}),
+                        lambda: iii.trigger("t::x", timeout_ms=True)):
+            with pytest.raises(TypeError, match="timeout_ms must be a number"):
+                request()
+        with pytest.raises(ValueError, match="NaN"):
+            iii.trigger("t::x", timeout_ms=float("nan"))
+        assert iii.pending_calls == 0
+
+
 async def test_blank_function_id_and_namespace(engine: Engine, name: str) -> None:
     async with iii_rx.connect(engine.url, name=name) as iii:
         with pytest.raises(ValueError):
