@@ -268,6 +268,13 @@ class Client:
             self._loop_thread.stop()
         return closing
 
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until this client has closed (by :meth:`close`, from any thread or a
+        handler); ``False`` if ``timeout`` seconds passed first. A sync worker script can end
+        with it to serve until something closes it. Not on the client's loop thread (there it
+        raises :class:`~iii_rx.errors.LoopDeadlockError`)."""
+        return self._closing.wait(timeout)
+
     async def aclose(self) -> None:
         """Close the client and wait for it, from any loop (also stops a sync client's loop
         thread)."""

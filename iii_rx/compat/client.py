@@ -75,6 +75,13 @@ def register_worker(address: str | None = None, options: InitOptions | None = No
     return III(resolve_engine_url(address), options)
 
 
+def _serve_until_closed(client: Client) -> None:
+    try:
+        client.wait_closed()
+    except Exception:  # the close failed: it has logged why, and it is over
+        pass
+
+
 class III:
     """A connected worker (see the module docstring); made by :func:`register_worker`."""
 
@@ -86,6 +93,10 @@ class III:
         self._client: Client = connect_sync(
             address, **connect_options(self._options), connect_timeout=CONNECT_TIMEOUT_S,
             max_workers=SYNC_HANDLER_THREADS)
+        # As with the official SDK, a worker script whose code ends keeps serving until
+        # shutdown(): a thread Python waits for at exit, alive until the client closes.
+        threading.Thread(target=_serve_until_closed, args=(self._client,),
+                         name="iii-rx-compat-worker", daemon=False).start()
 
     @property
     def client(self) -> Client:

@@ -40,6 +40,18 @@ def test_close_is_blocking_and_idempotent(engine_thread: Any, name: str) -> None
         iii.trigger("sync::id", 1).result(5)
 
 
+def test_wait_closed_serves_until_a_handler_closes_the_client(engine_thread: Any,
+                                                              name: str) -> None:
+    iii = iii_rx.connect_sync(engine_thread.url, name=name)
+    assert iii.wait_closed(timeout=0.01) is False
+    iii.register_function("sync::stop", lambda _: iii.close() and None)
+    with iii_rx.connect_sync(engine_thread.url, name=f"{name}-caller") as caller:
+        caller.wait_for_function_sync("sync::stop", timeout=10)
+        caller.trigger("sync::stop", action=iii_rx.TriggerAction.void()).result(5)
+        assert iii.wait_closed(timeout=10) is True
+    assert iii.closed and iii.wait_closed() is True
+
+
 def test_blocking_result_timeout_cancels_the_call(engine_thread: Any, name: str) -> None:
     with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
         held: list[Invocation] = []

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -449,3 +452,42 @@ def test_listeners_see_a_reconnect_and_functions_come_back() -> None:
         if second is not None:
             second.stop()
         first.stop()
+
+
+# ----------------------------------------------------------------------------- the process
+
+_SERVING_SCRIPT = """
+import sys
+from iii_rx.compat import InitOptions, register_worker
+
+worker = register_worker(sys.argv[1], InitOptions(worker_name="keeps-serving"))
+worker.register_function("alive::ping", lambda data: {"pong": data})
+if sys.argv[2] == "shutdown":
+    worker.shutdown()
+print("main ended", flush=True)
+"""
+
+
+@pytest.mark.parametrize("ending", ["end of script", "shutdown"])
+def test_a_worker_keeps_its_process_serving_until_shutdown(engine_url: str, tmp_path: Any,
+                                                           ending: str) -> None:
+    """As with the official SDK: a worker script that reaches its end goes on serving (its
+    process stays), one that calls ``shutdown()`` exits."""
+    script = tmp_path / "worker.py"
+    script.write_text(_SERVING_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), engine_url, ending.split()[0]],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "OTEL_ENABLED": "false"})
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "main ended"
+        if ending == "shutdown":
+            assert proc.wait(30) == 0
+            return
+        with iii_rx.connect_sync(engine_url, name="alive-caller") as caller:
+            caller.wait_for_function_sync("alive::ping", timeout=10)
+            assert caller.trigger("alive::ping", 1).result(timeout=10) == {"pong": 1}
+        assert proc.poll() is None  # still serving after its main code ended
+    finally:
+        proc.kill()
+        proc.wait(10)
