@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from iii_rx.client import Client
 from iii_rx.compat.channels import Channel, create_channel, create_channel_async
@@ -73,6 +75,19 @@ def register_worker(address: str | None = None, options: InitOptions | None = No
     engine refuses the worker (e.g. its name is taken in the namespace).
     """
     return III(resolve_engine_url(address), options)
+
+
+_UNKNOWN_TYPE = re.compile(r"Unable to serialize unknown type: <class '(?:[^']*\.)?([^'.]+)'>")
+
+
+def _unwritable(error: PydanticSerializationError) -> Exception:
+    """A payload JSON cannot hold, as the official SDK reports it: ``TypeError`` for a value
+    of a type it cannot write (what ``json.dumps`` raises), else the error as it is (a
+    ``ValueError``, as ``json.dumps``'s for a cycle)."""
+    found = _UNKNOWN_TYPE.search(str(error))
+    if found is None:
+        return error
+    return TypeError(f"Object of type {found.group(1)} is not JSON serializable")
 
 
 def _serve_until_closed(client: Client) -> None:
@@ -235,6 +250,8 @@ class III:
             return single.result()
         except IIIConnectionError as exc:
             raise self._shutdown_error(exc, request) from exc
+        except PydanticSerializationError as exc:
+            raise _unwritable(exc) from exc
 
     async def trigger_async(self, request: Mapping[str, Any] | TriggerRequest) -> Any:
         """:meth:`trigger` for async code, from any event loop."""
@@ -243,6 +260,8 @@ class III:
             return await single
         except IIIConnectionError as exc:
             raise self._shutdown_error(exc, request) from exc
+        except PydanticSerializationError as exc:
+            raise _unwritable(exc) from exc
 
     def _shutdown_error(self, exc: IIIConnectionError,
                         request: Mapping[str, Any] | TriggerRequest) -> Exception:
@@ -323,7 +342,11 @@ class TriggerTypeRef:
 
     def register_trigger(self, function_id: str, config: Any,
                          metadata: dict[str, Any] | None = None) -> Trigger:
-        """Bind ``function_id`` (in this worker's namespace) to this trigger type."""
+        """Bind ``function_id`` (in this worker's namespace) to this trigger type. A pydantic
+        ``config`` is sent as the official SDK sends it here: ``model_dump()`` (field names,
+        ``None`` fields kept; elsewhere a model goes by alias without them)."""
+        if isinstance(config, BaseModel):
+            config = config.model_dump()
         return self._iii.register_trigger(RegisterTriggerInput(
             type=self._trigger_type_id, function_id=function_id, config=to_wire_value(config),
             metadata=metadata, namespace=self._iii.client.namespace))

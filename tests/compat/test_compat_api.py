@@ -305,6 +305,16 @@ def test_trigger_type_ref_binds_functions_to_its_type(worker: compat.III) -> Non
     assert (seen[0].function_id, seen[0].config, seen[0].metadata, seen[0].namespace) == (
         "api::on-hook", {"path": "/x"}, {"team": "t"}, None)
     trigger.unregister()
+
+    class Hook(BaseModel):  # the official SDK sends model_dump() here: names, None kept
+        url_path: str = Field(alias="urlPath")
+        secret: str | None = None
+
+    bound.clear()
+    trigger = ref.register_trigger("api::on-hook", Hook(urlPath="/y"))
+    assert bound.wait(10)
+    assert seen[1].config == {"url_path": "/y", "secret": None}
+    trigger.unregister()
     worker.unregister_trigger_type({"id": "api-hook"})
 
 
@@ -491,3 +501,15 @@ def test_a_worker_keeps_its_process_serving_until_shutdown(engine_url: str, tmp_
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_payload_json_cannot_hold_raises_type_error(worker: compat.III) -> None:
+    """As ``json.dumps`` (and so the official SDK): ``TypeError`` for a type it cannot write."""
+    class Thing:
+        pass
+
+    with pytest.raises(TypeError, match=r"^Object of type Thing is not JSON serializable$"):
+        worker.trigger({"function_id": "engine::functions::list", "payload": {"v": [Thing()]}})
+    with pytest.raises(TypeError, match="Object of type Thing"):
+        asyncio.run(worker.trigger_async({"function_id": "engine::functions::list",
+                                          "payload": Thing()}))
