@@ -77,12 +77,16 @@ from iii_rx.engine.rest_routes import Route, RouteError, RouteTable, route_from_
 from iii_rx.engine.services import ChannelService, LocalReader
 from iii_rx.errors import IIIInvocationError
 
-__all__ = ["Invoke", "RestApi", "RouteError"]
+__all__ = ["Invoke", "RestApi", "RouteError", "Trace"]
 
 log = logging.getLogger("iii_rx.engine.rest")
 
-Invoke = Callable[[str, str, Any, Any], Coroutine[Any, Any, Any]]
-"""``await invoke(namespace, function_id, data, metadata)``: the result, or raises
+Trace = tuple[str | None, str | None]
+"""The ``traceparent`` and ``baggage`` headers of a request: its calls continue the HTTP
+caller's trace (docs/protocol.md §10.4)."""
+
+Invoke = Callable[[str, str, Any, Any, Trace], Coroutine[Any, Any, Any]]
+"""``await invoke(namespace, function_id, data, metadata, trace)``: the result, or raises
 :class:`IIIInvocationError` (its ``code``/``message`` go into the 500 envelope)."""
 
 
@@ -142,6 +146,7 @@ class _Exchange:
     route: Route
     payload: dict[str, Any]
     tasks: TaskSet
+    trace: Trace = (None, None)
     channel_ids: list[str] = field(default_factory=list)
     reader: LocalReader | None = None
     recv: asyncio.Task[bytes | str | None] | None = None
@@ -344,6 +349,7 @@ class RestApi:
                           body: Any) -> _Head | web.StreamResponse:
         """Everything up to a buffered response or the head of a streamed one."""
         route = exchange.route
+        exchange.trace = (request.headers.get("traceparent"), request.headers.get("baggage"))
         exchange.payload = {
             "query_params": dict(request.rel_url.query.items()),
             "path_params": params,
@@ -365,7 +371,7 @@ class RestApi:
         if route.condition_function_id is not None:
             try:
                 verdict = await self.invoke(route.namespace, route.condition_function_id,
-                                            exchange.payload, None)
+                                            exchange.payload, None, exchange.trace)
             except Exception as exc:
                 return self._failure(exc, route, "condition function failed")
             if verdict is False:
@@ -377,7 +383,8 @@ class RestApi:
             try:
                 outcome = await self.invoke(
                     route.namespace, middleware_id,
-                    {"phase": "preHandler", "request": request_view, "context": {}}, None)
+                    {"phase": "preHandler", "request": request_view, "context": {}}, None,
+                    exchange.trace)
             except Exception as exc:
                 return self._failure(exc, route, "middleware failed")
             if isinstance(outcome, Mapping) and outcome.get("action") == "respond":
@@ -411,7 +418,7 @@ class RestApi:
         route = exchange.route
         call = self._calls.spawn(
             _settle(self.invoke(route.namespace, route.function_id, exchange.payload,
-                                route.metadata)),
+                                route.metadata, exchange.trace)),
             name=f"iii-rest-call-{route.function_id}")
         return await self._race(exchange, call)
 

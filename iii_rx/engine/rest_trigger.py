@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE
-from iii_rx.engine.rest import RestApi
+from iii_rx.engine.rest import RestApi, Trace
 from iii_rx.engine.rest_routes import HTTP_METHODS, RouteError
 from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
@@ -89,9 +89,11 @@ class RestExtension:
         config = services.config
         timeout = config.rest_timeout_ms / 1000
 
-        async def invoke(namespace: str, function_id: str, data: Any, metadata: Any) -> Any:
+        async def invoke(namespace: str, function_id: str, data: Any, metadata: Any,
+                         trace: Trace) -> Any:
             return await services.call(function_id, data, namespace=namespace,
-                                       metadata=metadata, timeout=timeout)
+                                       metadata=metadata, traceparent=trace[0],
+                                       baggage=trace[1], timeout=timeout)
 
         host = config.host if config.rest_host is None else config.rest_host
         api = RestApi(invoke, services.channels, host=host, port=config.rest_port,

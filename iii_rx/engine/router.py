@@ -306,13 +306,16 @@ class Router:
         return frame.result
 
     def fire(self, function_id: str, data: Any, *, namespace: str = DEFAULT_NAMESPACE,
-             metadata: Any = None) -> None:
+             metadata: Any = None, traceparent: str | None = None,
+             baggage: str | None = None) -> None:
         """Call without waiting (trigger fires); failures are logged."""
-        self.spawn(self._fire(function_id, data, namespace, metadata))
+        self.spawn(self._fire(function_id, data, namespace, metadata, traceparent, baggage))
 
-    async def _fire(self, function_id: str, data: Any, namespace: str, metadata: Any) -> None:
+    async def _fire(self, function_id: str, data: Any, namespace: str, metadata: Any,
+                    traceparent: str | None, baggage: str | None) -> None:
         try:
-            await self.call(function_id, data, namespace=namespace, metadata=metadata)
+            await self.call(function_id, data, namespace=namespace, metadata=metadata,
+                            traceparent=traceparent, baggage=baggage)
         except IIIInvocationError as exc:
             log.info("trigger call of %s/%s failed: %s", namespace, function_id, exc)
 

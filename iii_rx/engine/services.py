@@ -150,8 +150,10 @@ class EngineServices(Protocol):
         ...
 
     def fire(self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NAMESPACE,
-             metadata: Any = None) -> None:
-        """Call a function without waiting (a trigger firing); a failure is logged."""
+             metadata: Any = None, traceparent: str | None = None,
+             baggage: str | None = None) -> None:
+        """Call a function without waiting (a trigger firing); a failure is logged. The trace
+        context is the one of the call that made the event, if any."""
         ...
 
     def add_worker(self, name: str, description: str | None = None) -> None:
@@ -259,8 +261,10 @@ class CoreServices:
                                        baggage=baggage, timeout=timeout)
 
     def fire(self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NAMESPACE,
-             metadata: Any = None) -> None:
-        self._router.fire(function_id, data, namespace=namespace, metadata=metadata)
+             metadata: Any = None, traceparent: str | None = None,
+             baggage: str | None = None) -> None:
+        self._router.fire(function_id, data, namespace=namespace, metadata=metadata,
+                          traceparent=traceparent, baggage=baggage)
 
     def add_worker(self, name: str, description: str | None = None) -> None:
         self._registry.add_builtin_worker(name, description)

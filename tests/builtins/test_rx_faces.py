@@ -235,3 +235,29 @@ async def test_the_client_offers_kv_subscribe_and_publish(client: Client) -> Non
     await client.publish(topic, {"hello": "world"})
     assert await seen.take(1) == [{"hello": "world"}]
     subscription.dispose()
+
+
+async def test_a_state_trigger_continues_the_writers_trace(client: Client) -> None:
+    """The function a ``state`` binding calls runs in the trace of the ``state::set`` /
+    ``update`` / ``delete`` that changed the value (as the Rust engine does)."""
+    from iii_rx.context import Context, current_context
+
+    scope = unique("traced")
+    seen = Collect()
+    client.register_function(f"{scope}::on", lambda event: seen((
+        event["event_type"], iii_rx.get_context().traceparent, iii_rx.get_context().baggage)))
+    client.register_trigger({"type": "state", "function_id": f"{scope}::on",
+                             "config": {"scope": scope}})
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    token = current_context.set(Context("test::writer", "w", None, traceparent, "k=v"))
+    try:  # the calls take the trace context of the code that makes them
+        writes = [client.trigger("state::set", {"scope": scope, "key": "k", "value": 1}),
+                  client.trigger("state::delete", {"scope": scope, "key": "k"})]
+    finally:
+        current_context.reset(token)
+    for write in writes:  # sent when awaited
+        await write
+    events = await seen.take(2)
+    assert [event[0] for event in events] == ["state:created", "state:deleted"]
+    for _, sent, baggage in events:
+        assert sent.startswith("00-0af7651916cd43dd8448eb211c80319c-") and baggage == "k=v"

@@ -299,3 +299,28 @@ async def test_unmatched_route_is_a_404(served: Served, client: aiohttp.ClientSe
             assert response.status == 404
             assert await response.json() == {
                 "error": {"code": "NOT_FOUND", "message": "Not Found"}}
+
+
+async def test_a_request_continues_its_callers_trace(engine: EngineThread,
+                                                    client: aiohttp.ClientSession) -> None:
+    """A request's ``traceparent`` / ``baggage`` headers reach the condition function and the
+    handler (docs/protocol.md §10.4; the Rust engine continues them too)."""
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    def seen() -> dict[str, Any]:
+        ctx = iii_rx.get_context()
+        return {"traceparent": ctx.traceparent, "baggage": ctx.baggage}
+
+    async with iii_rx.connect(engine.url, name=f"http-trace-{uuid.uuid4().hex[:8]}") as iii:
+        iii.register_function("trace::web", lambda data: {"status_code": 200, "body": seen()})
+        iii.register_function("trace::guard", lambda data: seen()["traceparent"] == traceparent)
+        iii.register_trigger({"type": "http", "function_id": "trace::web", "config": {
+            "api_path": "/traced", "http_method": "GET",
+            "condition_function_id": "trace::guard"}})
+        await wait_for_routes(engine, "trace::web")
+        async with client.get(rest_url(engine) + "/traced",
+                              headers={"traceparent": traceparent, "baggage": "k=v"}) as response:
+            assert response.status == 200  # the condition saw the trace too
+            assert await response.json() == {"traceparent": traceparent, "baggage": "k=v"}
+        async with client.get(rest_url(engine) + "/traced") as response:
+            assert response.status == 422  # no trace: the condition says no

@@ -27,7 +27,9 @@ from iii_rx.errors import IIIInvocationError
 __all__ = [
     "DESERIALIZATION_ERROR",
     "MISSING",
+    "NO_TRACE",
     "Fanout",
+    "Trace",
     "bad_input",
     "config_object",
     "config_str",
@@ -42,6 +44,10 @@ __all__ = [
 log = logging.getLogger("iii_rx.engine.workers")
 
 DESERIALIZATION_ERROR = "deserialization_error"
+
+Trace = tuple[str | None, str | None]
+"""The ``traceparent`` and ``baggage`` an event is fired in (those of the call that made it)."""
+NO_TRACE: Trace = (None, None)
 
 
 class _Missing:
@@ -139,29 +145,36 @@ class Fanout:
         self.tasks = TaskSet(owner)
         self._failures = services.limited_log(log)
 
-    def fire(self, binding: Binding, payload: Any, condition: str | None = None) -> None:
-        """Invoke ``binding``'s function with ``payload`` (after ``condition``, if any)."""
+    def fire(self, binding: Binding, payload: Any, condition: str | None = None,
+             trace: Trace = NO_TRACE) -> None:
+        """Invoke ``binding``'s function with ``payload`` (after ``condition``, if any), in
+        ``trace`` (the ``traceparent``/``baggage`` of the call that made the event)."""
         if condition is None:
             self.services.fire(binding.function_id, payload, namespace=binding.namespace,
-                               metadata=binding.metadata)
+                               metadata=binding.metadata, traceparent=trace[0],
+                               baggage=trace[1])
         else:
-            self.tasks.spawn(self._conditional(binding, payload, condition))
+            self.tasks.spawn(self._conditional(binding, payload, condition, trace))
 
-    async def passes(self, condition: str, namespace: str, payload: Any) -> bool:
+    async def passes(self, condition: str, namespace: str, payload: Any,
+                     trace: Trace = NO_TRACE) -> bool:
         """Whether ``condition`` lets an event through: anything but ``false`` does; an
         error does not (it is logged)."""
         try:
-            answer = await self.services.call(condition, payload, namespace=namespace)
+            answer = await self.services.call(condition, payload, namespace=namespace,
+                                              traceparent=trace[0], baggage=trace[1])
         except IIIInvocationError as exc:
             self._failures.log(logging.WARNING, "condition", "condition function %s failed: "
                                "%s", printable(condition), printable(exc))
             return False
         return answer is not False
 
-    async def _conditional(self, binding: Binding, payload: Any, condition: str) -> None:
-        if await self.passes(condition, binding.namespace, payload):
+    async def _conditional(self, binding: Binding, payload: Any, condition: str,
+                           trace: Trace) -> None:
+        if await self.passes(condition, binding.namespace, payload, trace):
             self.services.fire(binding.function_id, payload, namespace=binding.namespace,
-                               metadata=binding.metadata)
+                               metadata=binding.metadata, traceparent=trace[0],
+                               baggage=trace[1])
 
     async def aclose(self) -> None:
         """Cancel the condition checks still running."""

@@ -34,7 +34,9 @@ from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding, TriggerType
 from iii_rx.engine.workers._common import (
     MISSING,
+    NO_TRACE,
     Fanout,
+    Trace,
     bad_input,
     config_object,
     config_str,
@@ -183,7 +185,7 @@ class StateWorker:
         else:
             raise bad_input(fid, "missing field `value`")
         old = await self.adapter.set(scope, key, value)
-        self._changed(scope, key, old, value)
+        self._changed(scope, key, old, value, (ctx.traceparent, ctx.baggage))
         return {"old_value": _none(old), "new_value": value}
 
     async def _get(self, data: Any, ctx: CallContext) -> Any:
@@ -197,7 +199,7 @@ class StateWorker:
         data = require_object(fid, data)
         scope, key = require_str(fid, data, "scope"), require_str(fid, data, "key")
         old = await self.adapter.delete(scope, key)
-        self.emit("state:deleted", scope, key, _none(old), None)
+        self.emit("state:deleted", scope, key, _none(old), None, (ctx.traceparent, ctx.baggage))
         return _none(old)
 
     async def _update(self, data: Any, ctx: CallContext) -> dict[str, Any]:
@@ -213,7 +215,7 @@ class StateWorker:
             return new
 
         old, new = await self.adapter.update(scope, key, mutate)
-        self._changed(scope, key, old, new)
+        self._changed(scope, key, old, new, (ctx.traceparent, ctx.baggage))
         result = {"old_value": _none(old), "new_value": new}
         if errors:
             result["errors"] = errors
@@ -230,12 +232,14 @@ class StateWorker:
 
     # ------------------------------------------------------------------ events
 
-    def _changed(self, scope: str, key: str, old: Any, new: Any) -> None:
+    def _changed(self, scope: str, key: str, old: Any, new: Any, trace: Trace) -> None:
         event_type = "state:created" if old is MISSING else "state:updated"
-        self.emit(event_type, scope, key, _none(old), new)
+        self.emit(event_type, scope, key, _none(old), new, trace)
 
-    def emit(self, event_type: str, scope: str, key: str, old: Any, new: Any) -> None:
-        """Fire the ``state`` bindings matching ``(scope, key)`` with one event."""
+    def emit(self, event_type: str, scope: str, key: str, old: Any, new: Any,
+             trace: Trace = NO_TRACE) -> None:
+        """Fire the ``state`` bindings matching ``(scope, key)`` with one event, in the trace
+        of the call that changed the value (as the Rust engine does)."""
         fanout = self._fanout
         if fanout is None or not len(self.bindings):
             return
@@ -245,7 +249,7 @@ class StateWorker:
         event = {"type": "state", "event_type": event_type, "scope": scope, "key": key,
                  "old_value": old, "new_value": new}
         for entry in matching:
-            fanout.fire(entry.binding, event, entry.condition)
+            fanout.fire(entry.binding, event, entry.condition, trace)
 
 
 def _none(value: Any) -> Any:
