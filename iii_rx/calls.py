@@ -38,6 +38,7 @@ __all__ = [
     "call_text",
     "new_id_source",
     "request_fields",
+    "trigger_arguments",
     "settle",
     "trigger_action",
 ]
@@ -317,6 +318,32 @@ def call_namespace(function_id: str, explicit: str | None, worker: str | None) -
     if function_id.startswith(("engine::", "configuration::")):
         return "default"
     return worker
+
+
+_CALL_FIELDS = ("function_id", "payload", "action", "timeout_ms", "metadata", "namespace")
+
+
+def trigger_arguments(function_id: Any, payload: Any, action: Any, timeout_ms: Any,
+                      metadata: Any, namespace: Any) -> tuple[str, Any, Any, Any, Any, Any]:
+    """The arguments of ``Client.trigger``, checked; taken from the request when
+    ``function_id`` is one (a mapping or an object with those fields) rather than a string.
+    ``timeout_ms`` must be a number: a text (read from the environment) would fail on the
+    loop and leave the call without a timer, waiting for ever."""
+    if not isinstance(function_id, str):
+        request = request_fields(function_id, _CALL_FIELDS)
+        function_id, payload, action, timeout_ms, metadata, namespace = (
+            request.get(key) for key in _CALL_FIELDS)
+        if not isinstance(function_id, str):
+            raise TypeError("trigger() needs a function_id string")
+    if not function_id or not function_id.strip():
+        raise ValueError("function_id must not be empty")
+    if timeout_ms is not None:
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+            raise TypeError(f"timeout_ms must be a number of milliseconds, "
+                            f"not {type(timeout_ms).__name__}")
+        if timeout_ms != timeout_ms:
+            raise ValueError("timeout_ms must not be NaN")
+    return function_id, payload, action, timeout_ms, metadata, namespace
 
 
 def request_fields(request: Any, keys: tuple[str, ...]) -> dict[str, Any]:

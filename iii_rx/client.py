@@ -35,7 +35,7 @@ from typing import Any
 from iii_rx import channels
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, LoopThread
-from iii_rx.calls import Call, Calls, call_namespace, request_fields, trigger_action
+from iii_rx.calls import Call, Calls, call_namespace, trigger_action, trigger_arguments
 from iii_rx.context import Invocation, current_context
 from iii_rx.errors import IIIConnectionError, IIIInvocationError, IIIRegistrationRejectedError
 from iii_rx.frame_text import HotInvoke, HotResult, read_hot
@@ -89,7 +89,6 @@ DEFAULT_MAX_WORKERS = 64
 """Threads for sync handlers (created on demand). Sync handlers that block on nested calls
 each hold one while they wait, so the pool must be larger than such handlers run at once."""
 _FATAL_ON_REGISTER = frozenset({"INVALID_NAMESPACE", "FORBIDDEN"})
-_CALL_FIELDS = ("function_id", "payload", "action", "timeout_ms", "metadata", "namespace")
 _CLOSE_WAIT = 30.0
 """Seconds a blocking ``close()`` waits for the close before it stops the loop anyway."""
 
@@ -459,16 +458,8 @@ class Client:
         ``action=TriggerAction.void()`` completes with ``None`` once the frame is handed to
         the connection; ``TriggerAction.enqueue(q)`` gives ``{"messageReceiptId": ...}``.
         """
-        if not isinstance(function_id, str):
-            request = request_fields(function_id, _CALL_FIELDS)
-            function_id, payload, action, timeout_ms, metadata, namespace = (
-                request.get(key) for key in _CALL_FIELDS)
-            if not isinstance(function_id, str):
-                raise TypeError("trigger() needs a function_id string")
-        if not function_id or not function_id.strip():
-            raise ValueError("function_id must not be empty")
-        if timeout_ms is not None:
-            _check_timeout(timeout_ms)
+        function_id, payload, action, timeout_ms, metadata, namespace = trigger_arguments(
+            function_id, payload, action, timeout_ms, metadata, namespace)
         ctx = current_context.get()
         traceparent, baggage = ctx.outgoing_trace() if ctx is not None else otel_trace_headers()
         call = Call(self._calls, function_id, payload, trigger_action(action),
@@ -606,13 +597,3 @@ class Client:
         raises :class:`~iii_rx.errors.LoopDeadlockError`)."""
         return self.bridge.run_blocking(channels.open_channel(self, buffer_size),
                                         "create_channel()")
-
-
-def _check_timeout(timeout_ms: Any) -> None:
-    """A call's ``timeout_ms`` is a number (a text read from the environment would have
-    failed on the loop and left the call without a timer: waiting for ever)."""
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
-        raise TypeError(f"timeout_ms must be a number of milliseconds, "
-                        f"not {type(timeout_ms).__name__}")
-    if timeout_ms != timeout_ms:
-        raise ValueError("timeout_ms must not be NaN")
