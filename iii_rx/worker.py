@@ -110,11 +110,15 @@ class WorkerTasks(TaskSet):
     those tasks first, then the others.
     """
 
-    __slots__ = ("_lean",)
+    __slots__ = ("_lean", "cancelling")
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._lean: set[asyncio.Task[Any]] = set()
+        self.cancelling = False
+        """Set when :meth:`aclose` starts: a handler cancelled now is cut short by the close
+        (the engine answers its caller); a ``CancelledError`` before that is the handler's
+        own failure."""
 
     @property
     def lean(self) -> set[asyncio.Task[Any]]:
@@ -139,6 +143,7 @@ class WorkerTasks(TaskSet):
     async def aclose(self) -> None:
         """Cancel and await the handler tasks (also those started meanwhile), then close the
         rest as :meth:`TaskSet.aclose` does."""
+        self.cancelling = True
         current = asyncio.current_task()
         while True:
             # A task cancelled before its first step never runs its ``finally``, so it never
@@ -269,9 +274,11 @@ class HandlerSink(Sink):
     async def _run_async(self, invocation: Invocation) -> None:
         try:
             result = await self._call(invocation)
-        except asyncio.CancelledError:
-            invocation.abandon()  # the client is closing: the engine answers the caller
-            raise
+        except asyncio.CancelledError as exc:
+            if self._tasks.cancelling:
+                invocation.abandon()  # the client is closing: the engine answers the caller
+                raise
+            invocation.fail(_cancelled(exc))  # the handler's own (something it awaited)
         except BaseException as exc:
             invocation.fail(exc)
         else:
@@ -293,8 +300,11 @@ class HandlerSink(Sink):
             result = self._call(invocation)
             if inspect.isawaitable(result):
                 result = self._bridge.submit(self._await(result)).result()
-        except concurrent.futures.CancelledError:
-            invocation.abandon()  # the client is closing: the engine answers the caller
+        except concurrent.futures.CancelledError as exc:
+            if self._tasks.cancelling:
+                invocation.abandon()  # the client is closing: the engine answers the caller
+            else:
+                invocation.fail(_cancelled(exc))
         except BaseException as exc:
             invocation.fail(exc)
         else:
@@ -332,6 +342,15 @@ class HandlerSink(Sink):
         self._waiting.clear()
         for invocation in waiting:
             invocation.abandon()
+
+
+def _cancelled(error: BaseException) -> BaseException:
+    """A ``CancelledError`` a handler raised itself (not the close's), as its failure: its
+    text, or what happened when it has none."""
+    if str(error):
+        return error
+    return type(error)(f"the handler was cancelled (it raised {type(error).__qualname__})"
+                       ).with_traceback(error.__traceback__)
 
 
 # ====================================================================== the worker
@@ -415,11 +434,11 @@ class Worker:
                        if invocation.traceparent is not None else None)
         text: str | None = None
         if error is None:
-            if isinstance(result, BaseModel):
-                to_wire = getattr(result, "to_wire", None)
-                result = (to_wire() if callable(to_wire)
-                          else result.model_dump(mode="json", by_alias=True, exclude_none=True))
             try:
+                if isinstance(result, BaseModel):  # a model that cannot dump fails the call
+                    to_wire = getattr(result, "to_wire", None)
+                    result = (to_wire() if callable(to_wire) else
+                              result.model_dump(mode="json", by_alias=True, exclude_none=True))
                 text = result_text(iid, function_id, result, traceparent=traceparent,
                                    null_result=True, allow_nan=False)
             except NonFiniteError:

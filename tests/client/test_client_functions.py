@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import gc
 import json
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from client_helpers import wait_for
+from pydantic import BaseModel
 
 import iii_rx
 from iii_rx import IIIInvocationError, Invocation
@@ -398,6 +400,37 @@ async def test_an_exception_that_cannot_be_written_still_answers(engine: Engine,
             await iii.trigger("fail::unwritable", timeout_ms=60_000)
         assert failed.value.code == "invocation_failed"
         assert "_Unwritable" in failed.value.message
+
+
+class _Undumpable(BaseModel):
+    value: Any
+
+
+@pytest.mark.parametrize("kind", ["async: a cancelled task awaited", "sync: a cancelled future",
+                                  "model that cannot dump"])
+async def test_a_handlers_own_cancellation_or_bad_model_fails_the_call(
+        engine: Engine, name: str, kind: str) -> None:
+    """A ``CancelledError`` the handler raised itself (the client is not closing) and a model
+    result that cannot be written fail the call at once (they were never answered)."""
+    async def awaits_a_cancelled_task(data: Any) -> Any:
+        task = asyncio.ensure_future(asyncio.sleep(10))
+        task.cancel()
+        return await task
+
+    def waits_on_a_cancelled_future(data: Any) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.cancel()
+        return future.result()
+
+    handler = {"async: a cancelled task awaited": awaits_a_cancelled_task,
+               "sync: a cancelled future": waits_on_a_cancelled_future,
+               "model that cannot dump": lambda data: _Undumpable(value=object())}[kind]
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("fail::own", handler)
+        with pytest.raises(IIIInvocationError) as failed:
+            await iii.trigger("fail::own", timeout_ms=60_000)
+        assert failed.value.code == "invocation_failed"
+        assert iii.running_tasks == 0
 
 
 async def test_invocations_as_an_async_iterator(engine: Engine, name: str) -> None:
