@@ -9,7 +9,9 @@ invocations for monitoring). Three rules, each a trap measured with reactivex, s
 * a subscriber whose callback raises is logged and detached, and the producer (our frame reader)
   carries on: one faulty observer cannot stop the client;
 * the async-iterator view subscribes eagerly and buffers in a bounded deque with a named overflow
-  policy, because Rx has no backpressure.
+  policy, because Rx has no backpressure; a producer that can wait (a trigger stream's
+  delivery, which the engine waits for) asks for ``wait`` and awaits
+  :meth:`StreamIterator.room` before each value, so nothing is dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import deque
 from typing import Any, Generic, Literal, TypeVar
 
@@ -31,7 +34,7 @@ __all__ = ["HotStream", "Overflow", "StreamIterator", "StreamOverflowError"]
 T = TypeVar("T")
 log = logging.getLogger("iii_rx.streams")
 
-Overflow = Literal["drop_oldest", "error"]
+Overflow = Literal["drop_oldest", "error", "wait"]
 
 
 class _Guarded(Generic[T]):
@@ -212,8 +215,12 @@ class HotStream(Observable[T], Generic[T]):
         """An async iterator over this stream, subscribed now, buffering up to ``maxsize``.
 
         ``overflow`` says what happens when the consumer falls behind: ``drop_oldest`` keeps the
-        newest values, ``error`` ends the iteration with :class:`StreamOverflowError`.
+        newest values, ``error`` ends the iteration with :class:`StreamOverflowError`
+        (``wait`` needs a producer that waits for room: trigger streams have it).
         """
+        if overflow == "wait":
+            raise ValueError(f"{self.name} cannot wait for its consumer: use 'drop_oldest' "
+                             "or 'error'")
         return StreamIterator(self, maxsize, overflow)
 
     def __aiter__(self) -> StreamIterator[T]:
@@ -224,9 +231,15 @@ class StreamIterator(Generic[T]):
     """Pull view of a hot stream: bounded buffer, signals marshalled onto the consumer's loop."""
 
     def __init__(self, stream: Observable[T], maxsize: int, overflow: Overflow) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
         self._buffer: deque[T] = deque()
         self._maxsize = maxsize
         self._overflow = overflow
+        self._lock = threading.Lock()
+        self._queued = 0
+        """With ``wait``: values handed on (any thread) and not yet taken by the consumer."""
+        self._room: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._terminal: BaseException | None = None
         self._done = False
         self._waiter: asyncio.Future[None] | None = None
@@ -235,7 +248,7 @@ class StreamIterator(Generic[T]):
         except RuntimeError:
             self._bridge = None
         self._subscription = stream.subscribe(
-            on_next=lambda v: self._marshal(self._push, v),
+            on_next=self._handed if overflow == "wait" else lambda v: self._marshal(self._push, v),
             on_error=lambda e: self._marshal(self._finish, e),
             on_completed=lambda: self._marshal(self._finish, None),
         )
@@ -248,6 +261,36 @@ class StreamIterator(Generic[T]):
             with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
                 bridge.run_sync_soon(fn, arg)
 
+    @property
+    def finished(self) -> bool:
+        """Whether the iteration has ended (the stream ended, or :meth:`aclose`)."""
+        return self._done
+
+    def _handed(self, value: T) -> None:
+        with self._lock:
+            self._queued += 1
+        self._marshal(self._push, value)
+
+    async def room(self) -> None:
+        """Return once fewer than ``maxsize`` values wait for the consumer, or the iteration
+        has ended (``wait`` mode; the producer awaits it before each value, on its loop)."""
+        with self._lock:
+            if self._queued < self._maxsize or self._done:
+                return
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._room.append((loop, future))
+        await future
+
+    def _taken(self) -> None:
+        """The consumer took a value: wake the producer if there is room now."""
+        with self._lock:
+            self._queued -= 1
+            if self._queued >= self._maxsize:
+                return
+            waiting, self._room = self._room, []
+        _wake_producers(waiting)
+
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
@@ -256,7 +299,7 @@ class StreamIterator(Generic[T]):
     def _push(self, value: T) -> None:
         if self._done:
             return
-        if len(self._buffer) >= self._maxsize:
+        if len(self._buffer) >= self._maxsize and self._overflow != "wait":
             if self._overflow == "error":
                 self._finish(StreamOverflowError(
                     f"consumer fell more than {self._maxsize} items behind"))
@@ -269,9 +312,12 @@ class StreamIterator(Generic[T]):
     def _finish(self, error: BaseException | None) -> None:
         if self._done:
             return
-        self._done = True
+        with self._lock:  # a waiting producer goes on: nobody reads any more
+            self._done = True
+            waiting, self._room = self._room, []
         self._terminal = error
         self._wake()
+        _wake_producers(waiting)
 
     def __aiter__(self) -> StreamIterator[T]:
         return self
@@ -279,7 +325,10 @@ class StreamIterator(Generic[T]):
     async def __anext__(self) -> T:
         while True:
             if self._buffer:
-                return self._buffer.popleft()
+                value = self._buffer.popleft()
+                if self._overflow == "wait":
+                    self._taken()
+                return value
             if self._done:
                 if self._terminal is not None:
                     raise self._terminal
@@ -301,3 +350,14 @@ class StreamIterator(Generic[T]):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+
+def _wake_producers(waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]
+                    ) -> None:
+    for loop, future in waiting:
+        with contextlib.suppress(RuntimeError):  # the producer's loop is closed
+            loop.call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -7,9 +7,13 @@ unregisters both, so nothing stays registered while nobody listens. Any number o
 subscribers share the one binding, and the client replays both registrations when it
 reconnects (what is published during an outage is missed: the trigger's own semantics).
 
-Values are emitted on the client's loop in the order the engine delivered them; a subscriber
-that raises is logged and detached (:class:`~iii_rx.streams.HotStream`). ``async for`` works
-too (a bounded buffer, :meth:`~iii_rx.streams.HotStream.iterate`).
+Values are emitted on the client's loop in the order the engine delivered them, one delivery at
+a time; a subscriber that raises is logged and detached (:class:`~iii_rx.streams.HotStream`).
+``async for`` works too, and loses nothing: the iterator buffers up to ``maxsize`` values, and
+past that the delivery waits for the consumer (the engine waits for its answer; the deliveries
+behind it wait in the private function's queue, holding none of the worker's handler slots).
+``iterate(overflow="drop_oldest")`` keeps the newest values instead. The stream completes when
+the client closes.
 
 Subscribing sends the registrations at once, on the client's loop: a call made by the same
 client after ``subscribe`` returned reaches the engine after them, so
@@ -25,9 +29,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
+from reactivex import Observable
+from reactivex.abc import DisposableBase
+
 from iii_rx.aio import LoopBridge
 from iii_rx.single import Single
-from iii_rx.streams import HotStream, _Guarded
+from iii_rx.streams import HotStream, Overflow, StreamIterator, _Guarded
 
 __all__ = ["BUILTIN_NAMESPACE", "PRIVATE_PREFIX", "TriggerHost", "TriggerStream"]
 
@@ -58,8 +65,13 @@ class TriggerHost(Protocol):
     def bridge(self) -> LoopBridge:
         """The client's loop."""
 
+    @property
+    def state(self) -> Observable[Any]:
+        """The client's connection state: it completes when the client has closed."""
+
     def register_function(self, function_id: str, handler: Callable[..., Any], *,
-                          description: str | None = ..., metadata: Any = ...) -> Registered:
+                          description: str | None = ..., metadata: Any = ...,
+                          max_concurrency: int | None = ...) -> Registered:
         ...
 
     def register_trigger(self, trigger: Mapping[str, Any], /) -> BindingHandle: ...
@@ -83,6 +95,9 @@ class TriggerStream(HotStream[T], Generic[T]):
         self._transform = transform
         self._function: Registered | None = None
         self._binding: BindingHandle | None = None
+        self._closing: DisposableBase | None = None
+        self._paced: list[StreamIterator[T]] = []
+        """The ``async for`` iterators a delivery waits for (``overflow="wait"``)."""
 
     @property
     def bound(self) -> bool:
@@ -106,11 +121,21 @@ class TriggerStream(HotStream[T], Generic[T]):
         if not self._observers and self._binding is not None:
             self._unbind()
 
+    def iterate(self, maxsize: int = 64, overflow: Overflow = "wait") -> StreamIterator[T]:
+        """An async iterator over the deliveries, subscribed now. Past ``maxsize`` values
+        waiting for the consumer, ``wait`` (the default) holds the next delivery until it
+        takes one, ``drop_oldest`` keeps the newest, ``error`` ends the iteration with
+        :class:`~iii_rx.errors.StreamOverflowError`."""
+        iterator = StreamIterator(self, maxsize, overflow)
+        if overflow == "wait":
+            self._paced.append(iterator)
+        return iterator
+
     def _bind(self) -> None:
         function_id = f"{PRIVATE_PREFIX}{uuid.uuid4().hex}"
         self._function = self._host.register_function(
             function_id, self._deliver, description=f"{self.name} (iii_rx)",
-            metadata={"internal": True})
+            metadata={"internal": True}, max_concurrency=1)
         try:
             self._binding = self._host.register_trigger(
                 {"type": self.trigger_type, "function_id": function_id, "config": self.config})
@@ -118,16 +143,24 @@ class TriggerStream(HotStream[T], Generic[T]):
             self._function.unregister()
             self._function = None
             raise
+        self._closing = self._host.state.subscribe(on_completed=self.on_completed)
 
     def _unbind(self) -> None:
         binding, self._binding = self._binding, None
         function, self._function = self._function, None
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            closing.dispose()
         if binding is not None:
             binding.unregister()
         if function is not None:
             function.unregister()
 
     async def _deliver(self, data: Any) -> None:
+        if self._paced:
+            self._paced = [iterator for iterator in self._paced if not iterator.finished]
+            for iterator in self._paced:
+                await iterator.room()
         self.on_next(data if self._transform is None else self._transform(data))
 
     def __repr__(self) -> str:

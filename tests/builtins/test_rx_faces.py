@@ -261,3 +261,43 @@ async def test_a_state_trigger_continues_the_writers_trace(client: Client) -> No
     assert [event[0] for event in events] == ["state:created", "state:deleted"]
     for _, sent, baggage in events:
         assert sent.startswith("00-0af7651916cd43dd8448eb211c80319c-") and baggage == "k=v"
+
+
+@pytest.mark.parametrize("face", ["topic", "kv changes"])
+async def test_a_slow_async_for_loses_nothing(client: Client, face: str) -> None:
+    """Past its buffer, a delivery waits for the consumer (it was dropped silently)."""
+    name = unique("slow")
+    stream: Any = (client.subscribe(name) if face == "topic"
+                   else client.kv.changes(name))
+    received: list[Any] = []
+    async with stream.iterate(maxsize=4) as values:
+        async def produce() -> None:
+            for i in range(60):
+                if face == "topic":
+                    await client.publish(name, i)
+                else:
+                    await client.kv.set(name, "k", i)
+
+        producer = asyncio.ensure_future(produce())
+        while len(received) < 60:
+            value = await asyncio.wait_for(anext(values), WAIT)
+            received.append(value if face == "topic" else value.new_value)
+            await asyncio.sleep(0.002)  # a slow consumer (the pace, not a synchronisation)
+        await producer
+    assert received == list(range(60))
+
+
+async def test_trigger_streams_complete_when_the_client_closes(engine: Engine) -> None:
+    iii = await iii_rx.connect(engine.url, name=unique("closing"))
+    completed = asyncio.Event()
+    iii.subscribe(unique("topic")).subscribe(on_completed=completed.set)
+    changes = iii.kv.changes(unique("scope"))
+    iterator = changes.iterate()
+
+    async def drain() -> list[Any]:
+        return [change async for change in iterator]
+
+    draining = asyncio.ensure_future(drain())
+    await iii.close()
+    await asyncio.wait_for(completed.wait(), WAIT)
+    assert await asyncio.wait_for(draining, WAIT) == []  # the iteration ended
