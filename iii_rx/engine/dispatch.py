@@ -543,6 +543,15 @@ class Dispatcher:
             owner=conn))
 
 
+def _number(text: str) -> int | float:
+    """An integer of a frame re-read for its ids: one past Python's 4300-digit limit (the
+    reason the frame could not be read) as a float, not an error."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def _answer_invalid_frame(conn: WorkerConnection, message: str | bytes, exc: FrameError,
                           router: Router) -> None:
     """Answer whoever waits on a frame that failed validation: an invalid ``invokefunction``
@@ -550,7 +559,7 @@ def _answer_invalid_frame(conn: WorkerConnection, message: str | bytes, exc: Fra
     worker holds (say, nested deeper than the decoder goes) ends that call with
     ``invalid_result``, so its caller is told at once instead of at its timeout."""
     try:
-        raw = json.loads(message)
+        raw = json.loads(message, parse_int=_number)
     except (ValueError, RecursionError):
         return
     if not isinstance(raw, dict):

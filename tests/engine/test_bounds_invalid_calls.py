@@ -44,3 +44,33 @@ async def test_invalid_frames_nobody_waits_for_get_no_answer(engine: Engine, tex
     await peer.send(text)
     await peer.nothing("invocationresult")
     assert isinstance(await peer.result_of("engine::functions::list", {}), dict)
+
+
+BIG = "9" * 5000  # past Python's 4300-digit limit of int <-> text conversion
+
+
+async def test_a_call_holding_a_huge_integer_is_answered(engine: Engine) -> None:
+    """The engine cannot read a 5000-digit number; the call is answered at once (re-reading
+    the frame for its id failed on the same number, and the caller waited its timeout)."""
+    peer = await RawWorker.connect(engine.url)
+    await peer.send('{"type":"invokefunction","function_id":"engine::functions::list",'
+                    f'"invocation_id":"big-call","data":{{"n":{BIG}}}}}')
+    answer = await peer.recv("invocationresult", timeout=1.5,
+                             where=lambda f: f.get("invocation_id") == "big-call")
+    assert answer["error"]["code"] == "deserialization_error"
+
+
+async def test_a_result_holding_a_huge_integer_ends_the_call(engine: Engine) -> None:
+    worker = await RawWorker.connect(engine.url)
+    await worker.register()  # its namespace: its functions are held until it is known
+    await worker.register_function("big::answer")
+    await worker.result_of("engine::functions::list", {})  # its frames are read in order
+    caller = await RawWorker.connect(engine.url)
+    invocation_id = await caller.invoke("big::answer", None)
+    frame = await worker.recv("invokefunction")
+    await worker.send('{"type":"invocationresult",'
+                      f'"invocation_id":{json.dumps(frame["invocation_id"])},'
+                      f'"function_id":"big::answer","result":{BIG}}}')
+    answer = await caller.recv("invocationresult", timeout=1.5,
+                               where=lambda f: f.get("invocation_id") == invocation_id)
+    assert answer["error"]["code"] == "invalid_result"
