@@ -268,10 +268,9 @@ class Client:
         return closing
 
     def wait_closed(self, timeout: float | None = None) -> bool:
-        """Block until this client has closed (by :meth:`close`, from any thread or a
-        handler); ``False`` if ``timeout`` seconds passed first. A sync worker script can end
-        with it to serve until something closes it. Not on the client's loop thread (there it
-        raises :class:`~iii_rx.errors.LoopDeadlockError`)."""
+        """Block until this client has closed (whoever closed it); ``False`` if ``timeout``
+        seconds passed first: a sync worker script can end with it to serve until then. Not on
+        the client's loop thread (:class:`~iii_rx.errors.LoopDeadlockError` there)."""
         return self._closing.wait(timeout)
 
     async def aclose(self) -> None:
@@ -310,6 +309,8 @@ class Client:
         self.invocations.on_completed()
         self.state.on_completed()
         self._lifecycle = Lifecycle.CLOSED
+        if self._loop_thread is not None and self._closing.started_on_loop:
+            self._loop_thread.stop()  # on its own thread: stops the loop once this step ends
 
     async def __aenter__(self) -> Client:
         return self

@@ -72,7 +72,7 @@ class Closing:
     blocks for it (not on the client's loop thread).
     """
 
-    __slots__ = ("_bridge", "_done", "_shutdown", "_task")
+    __slots__ = ("_bridge", "_done", "_shutdown", "_task", "started_on_loop")
 
     def __init__(self, bridge: LoopBridge,
                  shutdown: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -80,10 +80,15 @@ class Closing:
         self._shutdown = shutdown
         self._task: asyncio.Task[None] | None = None
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.started_on_loop = False
+        """Whether the close was first asked for on the client's own loop (by a handler or a
+        subscriber): then no caller outside is there to stop a sync client's loop thread."""
 
     def start(self) -> Closing:
         """Start the close if it has not started (any thread); returns this object."""
         if self._bridge.on_loop():
+            if not self.started:
+                self.started_on_loop = True
             self._start_on_loop()
         else:
             try:

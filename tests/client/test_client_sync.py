@@ -52,6 +52,29 @@ def test_wait_closed_serves_until_a_handler_closes_the_client(engine_thread: Any
     assert iii.closed and iii.wait_closed() is True
 
 
+@pytest.mark.parametrize("how", ["await close() in an async handler",
+                                 "await aclose() in an async handler", "close() in a subscriber"])
+def test_closed_on_its_own_loop_a_sync_client_stops_its_loop_thread(engine_thread: Any,
+                                                                    name: str, how: str) -> None:
+    """Nobody outside is there to stop the loop thread (it was left running)."""
+    iii = iii_rx.connect_sync(engine_thread.url, name=name)
+    loop_thread = next(t for t in threading.enumerate() if t.ident == iii.bridge.thread_id)
+
+    async def closes(_: Any) -> None:
+        await (iii.close() if "close()" in how else iii.aclose())
+
+    if "subscriber" in how:
+        iii.function("sync::closes").subscribe(lambda invocation: iii.close())
+    else:
+        iii.register_function("sync::closes", closes)
+    with iii_rx.connect_sync(engine_thread.url, name=f"{name}-caller") as caller:
+        caller.wait_for_function_sync("sync::closes", timeout=10)
+        caller.trigger("sync::closes", action=iii_rx.TriggerAction.void()).result(5)
+        assert iii.wait_closed(timeout=10)
+    loop_thread.join(10)
+    assert not loop_thread.is_alive()
+
+
 def test_blocking_result_timeout_cancels_the_call(engine_thread: Any, name: str) -> None:
     with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
         held: list[Invocation] = []
