@@ -259,7 +259,7 @@ class Client:
         stop their loop thread; the return value may then be awaited or ignored.
         """
         self._pool.exempt_current()  # a handler closing its client: the close must not wait for it
-        closing = self._closing.start()
+        closing = self._closing.request()
         if self._loop_thread is not None and not self.bridge.on_loop():
             if not closing.wait(_CLOSE_WAIT):
                 log.warning("closing the client took more than %ss; stopping its loop anyway",
@@ -276,7 +276,7 @@ class Client:
     async def aclose(self) -> None:
         """Close the client and wait for it, from any loop (also stops a sync client's loop
         thread)."""
-        await self._closing.start()
+        await self._closing.request()
         if self._loop_thread is not None:
             self._loop_thread.stop()
 

@@ -81,14 +81,13 @@ class Closing:
         self._task: asyncio.Task[None] | None = None
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.started_on_loop = False
-        """Whether the close was first asked for on the client's own loop (by a handler or a
-        subscriber): then no caller outside is there to stop a sync client's loop thread."""
+        """Whether ``close()`` was first asked for on the client's own loop (by a handler or a
+        subscriber; :meth:`request`): then no caller outside stops a sync client's loop
+        thread. A failed connect closes on the loop too, but its caller waits outside."""
 
     def start(self) -> Closing:
         """Start the close if it has not started (any thread); returns this object."""
         if self._bridge.on_loop():
-            if not self.started:
-                self.started_on_loop = True
             self._start_on_loop()
         else:
             try:
@@ -96,6 +95,13 @@ class Closing:
             except RuntimeError:  # the loop is gone, and with it everything to close
                 self._finish()
         return self
+
+    def request(self) -> Closing:
+        """:meth:`start`, as ``close()`` asks for it: a close first asked for on the client's
+        loop is remembered (:attr:`started_on_loop`)."""
+        if not self.started and self._bridge.on_loop():
+            self.started_on_loop = True
+        return self.start()
 
     def _start_on_loop(self) -> None:
         if self._task is not None or self._done.done():

@@ -42,7 +42,6 @@ to the ``engine::workers-available`` provider).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -54,11 +53,12 @@ from iii_rx.engine.admission import Admission, needs_admission
 from iii_rx.engine.config import DEFAULT_NAMESPACE, EngineConfig
 from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.hotsocket import HotConnection
+from iii_rx.engine.invalid_frames import answer_invalid_frame
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.registry import FunctionEntry, InProcessHandler, Registry
 from iii_rx.engine.router import Router
 from iii_rx.engine.triggers import Binding, Triggers, TriggerType
-from iii_rx.engine.wire import HotInvoke, HotResult, error_body, read_hot, result_text
+from iii_rx.engine.wire import HotInvoke, HotResult, read_hot
 from iii_rx.errors import IIIInvocationError
 from iii_rx.protocol import (
     ErrorBody,
@@ -208,7 +208,7 @@ class Dispatcher:
                         self.peer_log.log(logging.WARNING, "bad_frame",
                                            "dropped a bad frame from worker %s: %s",
                                            printable(conn.label), printable(exc))
-                        _answer_invalid_frame(conn, message, exc, router)
+                        answer_invalid_frame(conn, message, exc, router)
                         continue
                 try:
                     kind = type(frame)
@@ -541,47 +541,6 @@ class Dispatcher:
             namespace=frame.namespace if frame.namespace is not None else DEFAULT_NAMESPACE,
             home_namespace=conn.effective_namespace, trigger_namespace=frame.trigger_namespace,
             owner=conn))
-
-
-def _number(text: str) -> int | float:
-    """An integer of a frame re-read for its ids: one past Python's 4300-digit limit (the
-    reason the frame could not be read) as a float, not an error."""
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
-
-
-def _answer_invalid_frame(conn: WorkerConnection, message: str | bytes, exc: FrameError,
-                          router: Router) -> None:
-    """Answer whoever waits on a frame that failed validation: an invalid ``invokefunction``
-    with an id gets ``deserialization_error``; an invalid ``invocationresult`` of a call this
-    worker holds (say, nested deeper than the decoder goes) ends that call with
-    ``invalid_result``, so its caller is told at once instead of at its timeout."""
-    try:
-        raw = json.loads(message, parse_int=_number)
-    except (ValueError, RecursionError):
-        return
-    if not isinstance(raw, dict):
-        return
-    invocation_id = raw.get("invocation_id")
-    function_id = raw.get("function_id")
-    function_id = function_id if isinstance(function_id, str) else ""
-    if not isinstance(invocation_id, str):
-        return
-    if raw.get("type") == "invocationresult":
-        router.result(conn, InvocationResult(
-            invocation_id=invocation_id, function_id=function_id, error=ErrorBody(
-                code="invalid_result",
-                message=f"the worker's invocationresult could not be read: {exc}")), b"")
-        return
-    action = raw.get("action")
-    if raw.get("type") != "invokefunction" or (
-            isinstance(action, dict) and action.get("type") == "void"):
-        return
-    conn.send(result_text(
-        invocation_id, function_id,
-        error=error_body("deserialization_error", f"invalid invokefunction frame: {exc}")))
 
 
 def _close_of(conn: WorkerConnection) -> tuple[int | None, str]:

@@ -1,0 +1,55 @@
+"""Answers to frames that fail validation, for whoever waits on them (docs/guarantees.md,
+"Invalid calls"): the frame is read again as plain JSON for its ids, so a caller is told at
+once instead of at its timeout."""
+
+from __future__ import annotations
+
+import json
+
+from iii_rx.engine.connection import WorkerConnection
+from iii_rx.engine.router import Router
+from iii_rx.engine.wire import error_body, result_text
+from iii_rx.protocol import ErrorBody, FrameError, InvocationResult
+
+__all__ = ["answer_invalid_frame"]
+
+
+def _number(text: str) -> int | float:
+    """An integer of a frame re-read for its ids: one past Python's 4300-digit limit (the
+    reason the frame could not be read) as a float, not an error."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def answer_invalid_frame(conn: WorkerConnection, message: str | bytes, exc: FrameError,
+                          router: Router) -> None:
+    """Answer whoever waits on a frame that failed validation: an invalid ``invokefunction``
+    with an id gets ``deserialization_error``; an invalid ``invocationresult`` of a call this
+    worker holds (say, nested deeper than the decoder goes) ends that call with
+    ``invalid_result``, so its caller is told at once instead of at its timeout."""
+    try:
+        raw = json.loads(message, parse_int=_number)
+    except (ValueError, RecursionError):
+        return
+    if not isinstance(raw, dict):
+        return
+    invocation_id = raw.get("invocation_id")
+    function_id = raw.get("function_id")
+    function_id = function_id if isinstance(function_id, str) else ""
+    if not isinstance(invocation_id, str):
+        return
+    if raw.get("type") == "invocationresult":
+        router.result(conn, InvocationResult(
+            invocation_id=invocation_id, function_id=function_id, error=ErrorBody(
+                code="invalid_result",
+                message=f"the worker's invocationresult could not be read: {exc}")), b"")
+        return
+    action = raw.get("action")
+    if raw.get("type") != "invokefunction" or (
+            isinstance(action, dict) and action.get("type") == "void"):
+        return
+    conn.send(result_text(
+        invocation_id, function_id,
+        error=error_body("deserialization_error", f"invalid invokefunction frame: {exc}")))
