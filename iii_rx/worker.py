@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from iii_rx import channels
+from iii_rx import _pool, channels
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.context import Invocation, current_context, error_body_of
@@ -142,9 +142,13 @@ class WorkerTasks(TaskSet):
 
     async def aclose(self) -> None:
         """Cancel and await the handler tasks (also those started meanwhile), then close the
-        rest as :meth:`TaskSet.aclose` does."""
+        rest as :meth:`TaskSet.aclose` does. A handler that goes on after its cancellation
+        is waited for as long as sync handlers are (``_pool.CLOSE_WAIT``), then named in a
+        warning and left behind."""
         self.cancelling = True
         current = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _pool.CLOSE_WAIT
         while True:
             # A task cancelled before its first step never runs its ``finally``, so it never
             # releases itself: forget the ended ones here.
@@ -154,8 +158,27 @@ class WorkerTasks(TaskSet):
                 break
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved (a handler's task catches its own errors)
+            if pending:
+                log.warning("closing: %d async handler(s) still running %.0fs after they were "
+                            "cancelled; going on without them: %s", len(pending),
+                            _pool.CLOSE_WAIT, "; ".join(map(_handler_of, pending)))
+                self._lean.difference_update(pending)
+                break
         await super().aclose()
+
+
+def _handler_of(task: asyncio.Task[Any]) -> str:
+    """What a handler's task runs, for a person: its function and invocation."""
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    invocation = frame.f_locals.get("invocation") if frame is not None else None
+    if isinstance(invocation, Invocation):
+        return (f"handler of {invocation.function_id!r} "
+                f"(invocation {invocation.invocation_id})")
+    return task.get_name()
 
 
 # ====================================================================== handlers

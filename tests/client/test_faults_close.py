@@ -150,3 +150,37 @@ def test_ctrl_c_with_a_busy_sync_handler_says_what_it_waits_for(engine_thread: A
             child.kill()
             child.wait()
         caller.close()
+
+
+async def test_an_async_handler_that_ignores_its_cancellation_is_named_and_left(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The close waits for it as long as for sync handlers, then says which one and goes on
+    (it waited as long as the handler ran, without a word)."""
+    from iii_rx import _pool
+
+    monkeypatch.setattr(_pool, "CLOSE_WAIT", 0.3)
+    started, released, ended = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def stubborn(data: Any) -> None:
+        started.set()
+        try:
+            while not released.is_set():
+                try:
+                    await released.wait()
+                except asyncio.CancelledError:
+                    continue  # swallowed: the handler goes on
+        finally:
+            ended.set()
+
+    iii = await iii_rx.connect(engine.url, name=unique_name("stubborn"))
+    iii.register_function("close::stubborn", stubborn)
+    call = asyncio.ensure_future(iii.trigger("close::stubborn", timeout_ms=60_000))
+    await asyncio.wait_for(started.wait(), QUICK)
+    caplog.set_level("WARNING", logger="iii_rx.worker")
+    await asyncio.wait_for(iii.close(), QUICK)
+    assert "handler of 'close::stubborn'" in caplog.text
+    with pytest.raises(iii_rx.IIIConnectionError):
+        await call
+    released.set()
+    await asyncio.wait_for(ended.wait(), QUICK)
