@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections import deque
 from typing import Any, Generic, Literal, TypeVar
 
@@ -29,7 +30,7 @@ from reactivex.disposable import Disposable
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import StreamOverflowError
 
-__all__ = ["HotStream", "Overflow", "StreamIterator", "StreamOverflowError"]
+__all__ = ["HotStream", "Overflow", "Pace", "StreamIterator", "StreamOverflowError"]
 
 T = TypeVar("T")
 log = logging.getLogger("iii_rx.streams")
@@ -227,8 +228,54 @@ class HotStream(Observable[T], Generic[T]):
         return self.iterate()
 
 
+class Pace:
+    """How far an iterator's consumer is behind, for a producer that waits for it (``wait``):
+    the producer awaits :meth:`room` before each value. It is shared by the two, never holds
+    the iterator, and is finished when the iteration ends, also when the iterator is dropped
+    without :meth:`StreamIterator.aclose` (a ``break`` out of ``async for``) or its
+    consumer's loop closes: a producer never waits for a consumer that is gone."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._lock = threading.Lock()
+        self._queued = 0  # values handed on (any thread), not yet taken by the consumer
+        self._room: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.finished = False
+
+    async def room(self) -> None:
+        """Return once fewer than ``maxsize`` values wait for the consumer, or it is gone."""
+        with self._lock:
+            if self._queued < self._maxsize or self.finished:
+                return
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._room.append((loop, future))
+        await future
+
+    def handed(self) -> None:
+        with self._lock:
+            self._queued += 1
+
+    def taken(self) -> None:
+        with self._lock:
+            self._queued -= 1
+            if self._queued >= self._maxsize:
+                return
+            waiting, self._room = self._room, []
+        _wake_producers(waiting)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished = True
+            waiting, self._room = self._room, []
+        _wake_producers(waiting)
+
+
 class StreamIterator(Generic[T]):
-    """Pull view of a hot stream: bounded buffer, signals marshalled onto the consumer's loop."""
+    """Pull view of a hot stream: bounded buffer, signals marshalled onto the consumer's loop.
+
+    The subscription holds the iterator weakly: one dropped without :meth:`aclose` is
+    unsubscribed when it is collected."""
 
     def __init__(self, stream: Observable[T], maxsize: int, overflow: Overflow) -> None:
         if maxsize < 1:
@@ -236,10 +283,8 @@ class StreamIterator(Generic[T]):
         self._buffer: deque[T] = deque()
         self._maxsize = maxsize
         self._overflow = overflow
-        self._lock = threading.Lock()
-        self._queued = 0
-        """With ``wait``: values handed on (any thread) and not yet taken by the consumer."""
-        self._room: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.pace = Pace(maxsize) if overflow == "wait" else None
+        """What a waiting producer awaits (``wait`` only)."""
         self._terminal: BaseException | None = None
         self._done = False
         self._waiter: asyncio.Future[None] | None = None
@@ -247,19 +292,34 @@ class StreamIterator(Generic[T]):
             self._bridge: LoopBridge | None = LoopBridge.current()  # the consumer's loop
         except RuntimeError:
             self._bridge = None
-        self._subscription = stream.subscribe(
-            on_next=self._handed if overflow == "wait" else lambda v: self._marshal(self._push, v),
-            on_error=lambda e: self._marshal(self._finish, e),
-            on_completed=lambda: self._marshal(self._finish, None),
-        )
+        me = weakref.ref(self)
+
+        def on_next(value: T) -> None:
+            iterator = me()
+            if iterator is not None:
+                iterator._handed(value)
+
+        def on_end(error: BaseException | None) -> None:
+            iterator = me()
+            if iterator is not None:
+                iterator._marshal(iterator._finish, error)
+
+        self._subscription = stream.subscribe(on_next=on_next, on_error=on_end,
+                                              on_completed=lambda: on_end(None))
+        weakref.finalize(self, _dropped, self._subscription, self.pace)
 
     def _marshal(self, fn: Any, arg: Any) -> None:
         bridge = self._bridge
         if bridge is None or bridge.on_loop():
             fn(arg)
-        else:
-            with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
-                bridge.run_sync_soon(fn, arg)
+            return
+        try:
+            bridge.run_sync_soon(fn, arg)
+        except RuntimeError:  # the consumer's loop is closed: nobody will read
+            self._done = True
+            self._subscription.dispose()
+            if self.pace is not None:
+                self.pace.finish()
 
     @property
     def finished(self) -> bool:
@@ -267,29 +327,9 @@ class StreamIterator(Generic[T]):
         return self._done
 
     def _handed(self, value: T) -> None:
-        with self._lock:
-            self._queued += 1
+        if self.pace is not None:
+            self.pace.handed()
         self._marshal(self._push, value)
-
-    async def room(self) -> None:
-        """Return once fewer than ``maxsize`` values wait for the consumer, or the iteration
-        has ended (``wait`` mode; the producer awaits it before each value, on its loop)."""
-        with self._lock:
-            if self._queued < self._maxsize or self._done:
-                return
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            self._room.append((loop, future))
-        await future
-
-    def _taken(self) -> None:
-        """The consumer took a value: wake the producer if there is room now."""
-        with self._lock:
-            self._queued -= 1
-            if self._queued >= self._maxsize:
-                return
-            waiting, self._room = self._room, []
-        _wake_producers(waiting)
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -312,12 +352,11 @@ class StreamIterator(Generic[T]):
     def _finish(self, error: BaseException | None) -> None:
         if self._done:
             return
-        with self._lock:  # a waiting producer goes on: nobody reads any more
-            self._done = True
-            waiting, self._room = self._room, []
+        self._done = True
         self._terminal = error
         self._wake()
-        _wake_producers(waiting)
+        if self.pace is not None:  # a waiting producer goes on: nobody reads any more
+            self.pace.finish()
 
     def __aiter__(self) -> StreamIterator[T]:
         return self
@@ -326,8 +365,8 @@ class StreamIterator(Generic[T]):
         while True:
             if self._buffer:
                 value = self._buffer.popleft()
-                if self._overflow == "wait":
-                    self._taken()
+                if self.pace is not None:
+                    self.pace.taken()
                 return value
             if self._done:
                 if self._terminal is not None:
@@ -349,6 +388,13 @@ class StreamIterator(Generic[T]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _dropped(subscription: abc.DisposableBase, pace: Pace | None) -> None:
+    """An iterator was collected (dropped without ``aclose``): unsubscribe, free its producer."""
+    subscription.dispose()
+    if pace is not None:
+        pace.finish()
 
 
 def _wake_producers(waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]

@@ -34,7 +34,7 @@ from reactivex.abc import DisposableBase
 
 from iii_rx.aio import LoopBridge
 from iii_rx.single import Single
-from iii_rx.streams import HotStream, Overflow, StreamIterator, _Guarded
+from iii_rx.streams import HotStream, Overflow, Pace, StreamIterator, _Guarded
 
 __all__ = ["BUILTIN_NAMESPACE", "PRIVATE_PREFIX", "TriggerHost", "TriggerStream"]
 
@@ -96,8 +96,8 @@ class TriggerStream(HotStream[T], Generic[T]):
         self._function: Registered | None = None
         self._binding: BindingHandle | None = None
         self._closing: DisposableBase | None = None
-        self._paced: list[StreamIterator[T]] = []
-        """The ``async for`` iterators a delivery waits for (``overflow="wait"``)."""
+        self._paces: list[Pace] = []
+        """The ``async for`` consumers a delivery waits for (``overflow="wait"``)."""
 
     @property
     def bound(self) -> bool:
@@ -127,8 +127,8 @@ class TriggerStream(HotStream[T], Generic[T]):
         takes one, ``drop_oldest`` keeps the newest, ``error`` ends the iteration with
         :class:`~iii_rx.errors.StreamOverflowError`."""
         iterator = StreamIterator(self, maxsize, overflow)
-        if overflow == "wait":
-            self._paced.append(iterator)
+        if iterator.pace is not None:
+            self._paces.append(iterator.pace)
         return iterator
 
     def _bind(self) -> None:
@@ -157,10 +157,10 @@ class TriggerStream(HotStream[T], Generic[T]):
             function.unregister()
 
     async def _deliver(self, data: Any) -> None:
-        if self._paced:
-            self._paced = [iterator for iterator in self._paced if not iterator.finished]
-            for iterator in self._paced:
-                await iterator.room()
+        if self._paces:
+            self._paces = [pace for pace in self._paces if not pace.finished]
+            for pace in tuple(self._paces):
+                await pace.room()
         self.on_next(data if self._transform is None else self._transform(data))
 
     def __repr__(self) -> str:

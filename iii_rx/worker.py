@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import logging
 from collections import deque
@@ -61,7 +62,8 @@ class Gate:
     """The async handlers running in one worker, and the invocations waiting for a slot.
 
     Plain attributes, read and changed on the loop by :class:`HandlerSink` without a method
-    call on the hot path.
+    call on the hot path. A waiting invocation keeps a copy of the context it arrived in and
+    starts in it, not in the context of the handler whose end freed its slot.
     """
 
     __slots__ = ("limit", "running", "waiting")
@@ -71,22 +73,22 @@ class Gate:
             raise ValueError("max_concurrency must be at least 1")
         self.limit = limit
         self.running = 0
-        self.waiting: deque[tuple[HandlerSink, Invocation]] = deque()
+        self.waiting: deque[tuple[HandlerSink, Invocation, contextvars.Context]] = deque()
 
     def resume(self) -> None:
         """Start waiting invocations while there are free slots (after a handler ended)."""
         waiting = self.waiting
         while waiting and self.running < self.limit:
-            sink, invocation = waiting.popleft()
+            sink, invocation, context = waiting.popleft()
             self.running += 1
-            sink._spawn(invocation)
+            context.run(sink._spawn, invocation)
 
     def close(self) -> None:
         """The client is closing: the waiting invocations are abandoned (the engine answers
         their callers)."""
         waiting = list(self.waiting)
         self.waiting.clear()
-        for _, invocation in waiting:
+        for _, invocation, _ in waiting:
             invocation.abandon()
 
 
@@ -241,7 +243,9 @@ class HandlerSink(Sink):
         self._metadata = _metadata_mode(handler)
         self._limit = max_concurrency
         self._inflight = 0
-        self._waiting: deque[Invocation] = deque()
+        self._waiting: deque[tuple[Invocation, contextvars.Context]] = deque()
+        """Invocations waiting for a ``max_concurrency`` slot, each with a copy of the context
+        it arrived in (see :class:`Gate`)."""
 
     @property
     def in_flight(self) -> int:
@@ -256,7 +260,7 @@ class HandlerSink(Sink):
     def __call__(self, invocation: Invocation) -> None:
         if self._limit is not None:
             if self._inflight >= self._limit:
-                self._waiting.append(invocation)
+                self._waiting.append((invocation, contextvars.copy_context()))
                 return
             self._inflight += 1
         self._start(invocation)
@@ -265,7 +269,7 @@ class HandlerSink(Sink):
         if self._async:
             gate = self._gate
             if gate.running >= gate.limit:
-                gate.waiting.append((self, invocation))
+                gate.waiting.append((self, invocation, contextvars.copy_context()))
                 return
             gate.running += 1
             self._spawn(invocation)
@@ -355,15 +359,15 @@ class HandlerSink(Sink):
     def _finished(self) -> None:
         self._inflight -= 1
         while self._waiting and self._inflight < (self._limit or 0):
-            invocation = self._waiting.popleft()
+            invocation, context = self._waiting.popleft()
             self._inflight += 1
-            self._start(invocation)
+            context.run(self._start, invocation)
 
     def close(self) -> None:
         """Invocations still waiting for a slot are abandoned: the engine answers them."""
         waiting = list(self._waiting)
         self._waiting.clear()
-        for invocation in waiting:
+        for invocation, _ in waiting:
             invocation.abandon()
 
 

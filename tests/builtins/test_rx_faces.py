@@ -301,3 +301,24 @@ async def test_trigger_streams_complete_when_the_client_closes(engine: Engine) -
     await iii.close()
     await asyncio.wait_for(completed.wait(), WAIT)
     assert await asyncio.wait_for(draining, WAIT) == []  # the iteration ended
+
+
+async def test_an_async_for_left_early_holds_up_nobody(client: Client) -> None:
+    """An iterator dropped after ``break`` (no ``aclose``) stops being waited for: the other
+    subscribers of the stream get every delivery."""
+    topic = unique("left")
+    stream = client.subscribe(topic)
+    seen = Collect()
+    stream.subscribe(seen)
+    iterator = stream.iterate(maxsize=2)
+    await client.publish(topic, 0)
+    async for first in iterator:
+        assert first == 0
+        break
+    del iterator  # dropped without aclose()
+    for i in range(1, 30):  # the first one went before the break; these would wait for room
+        await client.publish(topic, i)
+    await client.publish(topic, "end")
+    assert (await seen.take(31))[-1] == "end"
+
+

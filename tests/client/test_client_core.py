@@ -9,6 +9,7 @@ sans-I/O protocol). Behaviour that crosses a real socket is tested in the other 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 import threading
@@ -379,6 +380,33 @@ async def test_unknown_functions_raising_handlers_and_nan_results(rig: WorkerRig
     assert errors["i1"]["code"] == "function_not_found"
     assert errors["i2"]["message"] == "bad input" and "RuntimeError" in errors["i2"]["stacktrace"]
     assert errors["i3"]["code"] == "invocation_failed" and "NaN" in errors["i3"]["message"]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_an_invocation_that_waited_for_a_slot_starts_in_a_context_of_its_own(
+        rig: WorkerRig, kind: str) -> None:
+    """Not in the context of the handler whose end freed the slot (what it set leaked)."""
+    user: contextvars.ContextVar[str] = contextvars.ContextVar("user", default="anonymous")
+    release, freed = threading.Event(), asyncio.Event()
+
+    def sync_handler(data: str) -> str:
+        before = user.get()
+        user.set(data)
+        release.wait(5)
+        return before
+
+    async def async_handler(data: str) -> str:
+        before = user.get()
+        user.set(data)
+        await freed.wait()
+        return before
+
+    rig.register("f::user", sync_handler if kind == "sync" else async_handler, limit=1)
+    rig.invoke("f::user", "alice", "i1")
+    rig.invoke("f::user", "bob", "i2")  # waits for the slot
+    release.set()
+    freed.set()
+    assert [r["result"] for r in await rig.wait_results(2)] == ["anonymous", "anonymous"]
 
 
 async def test_concurrency_limit_queues_and_close_abandons_the_waiting(rig: WorkerRig) -> None:
