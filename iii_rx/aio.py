@@ -188,11 +188,20 @@ class LoopBridge:
         return await asyncio.wrap_future(self.submit(coro))
 
 
+_DRAIN_TURNS = 5
+
+
+async def _turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
 class LoopThread:
     """A daemon thread running a private event loop until :meth:`stop`."""
 
     def __init__(self, name: str = "iii-rx-loop") -> None:
         self.loop = asyncio.new_event_loop()
+        self._draining = False
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -220,7 +229,11 @@ class LoopThread:
                 self.loop.close()
 
     def _drain(self) -> None:
-        """Cancel what is left on the loop, then let it unwind, so no task is destroyed pending."""
+        """Cancel what is left on the loop, then let it unwind, so no task is destroyed pending.
+        Tasks about to end first get a few turns of the loop (one that awaited the close that
+        stopped the loop returns rather than being cancelled)."""
+        self._draining = True
+        self.loop.run_until_complete(_turns(_DRAIN_TURNS))
         pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
         for task in pending:
             task.cancel()
@@ -234,7 +247,8 @@ class LoopThread:
         if self.loop.is_closed():
             return
         if threading.current_thread() is self._thread:
-            self.loop.stop()
+            if not self._draining:  # a task ending in the drain: the loop is stopped already
+                self.loop.stop()
             return
         try:
             self.loop.call_soon_threadsafe(self.loop.stop)

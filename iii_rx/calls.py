@@ -17,6 +17,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import numbers
 import os
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
@@ -338,7 +339,7 @@ def trigger_arguments(function_id: Any, payload: Any, action: Any, timeout_ms: A
     if not function_id or not function_id.strip():
         raise ValueError("function_id must not be empty")
     if timeout_ms is not None:
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, numbers.Real):
             raise TypeError(f"timeout_ms must be a number of milliseconds, "
                             f"not {type(timeout_ms).__name__}")
         if timeout_ms != timeout_ms:

@@ -302,8 +302,8 @@ class HandlerSink(Sink):
         try:
             result = await self._call(invocation)
         except asyncio.CancelledError as exc:
-            if self._tasks.cancelling:
-                invocation.abandon()  # the client is closing: the engine answers the caller
+            if self._tasks.cancelling or _cancel_requested():
+                invocation.abandon()  # the close (or someone) cancelled the handler's task
                 raise
             invocation.fail(_cancelled(exc))  # the handler's own (something it awaited)
         except BaseException as exc:
@@ -369,6 +369,13 @@ class HandlerSink(Sink):
         self._waiting.clear()
         for invocation, _ in waiting:
             invocation.abandon()
+
+
+def _cancel_requested() -> bool:
+    """Whether the running task was asked to cancel (Python 3.11+ counts the requests; 3.10
+    cannot tell that from a ``CancelledError`` the handler raised itself)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling is not None and cancelling() > 0
 
 
 def _cancelled(error: BaseException) -> BaseException:

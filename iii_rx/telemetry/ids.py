@@ -11,6 +11,7 @@ installed) is injected through the OTel propagator instead. When a client traces
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -80,6 +81,7 @@ def format_traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
 
 
 _LEVEL_1_FLAGS = frozenset(("00", "01"))
+_CANONICAL = re.compile("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def wire_traceparent(value: str | None) -> str | None:
@@ -93,6 +95,8 @@ def wire_traceparent(value: str | None) -> str | None:
     """
     if value is None or (value[53:] in _LEVEL_1_FLAGS and len(value) == 55):
         return value
+    if _CANONICAL.fullmatch(value) is not None:  # as every SDK writes it
+        return value[:53] + ("01" if int(value[53:], 16) & 1 else "00")
     parsed = parse_traceparent(value)
     if parsed is None or len(value) != 55 or not value.startswith("00-"):
         return value

@@ -75,6 +75,20 @@ def test_closed_on_its_own_loop_a_sync_client_stops_its_loop_thread(engine_threa
     assert not loop_thread.is_alive()
 
 
+@pytest.mark.parametrize("how", ["aclose", "close"])
+def test_a_coroutine_on_the_loop_that_awaits_the_close_returns(engine_thread: Any, name: str,
+                                                               how: str) -> None:
+    """The close stops the loop thread; what awaited it still returns (it was cancelled)."""
+    iii = iii_rx.connect_sync(engine_thread.url, name=name)
+
+    async def shut() -> str:
+        await (iii.aclose() if how == "aclose" else iii.close())
+        return "returned"
+
+    assert iii.bridge.submit(shut()).result(10) == "returned"
+    assert iii.closed
+
+
 def test_blocking_result_timeout_cancels_the_call(engine_thread: Any, name: str) -> None:
     with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
         held: list[Invocation] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fractions
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -222,6 +223,8 @@ async def test_a_call_timeout_must_be_a_number(engine: Engine, name: str) -> Non
         with pytest.raises(ValueError, match="NaN"):
             iii.trigger("t::x", timeout_ms=float("nan"))
         assert iii.pending_calls == 0
+        iii.register_function("t::x", lambda data: data)  # any real number is a timeout
+        assert await iii.trigger("t::x", 1, timeout_ms=fractions.Fraction(5000)) == 1
 
 
 async def test_blank_function_id_and_namespace(engine: Engine, name: str) -> None:
