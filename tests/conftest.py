@@ -98,3 +98,15 @@ def fresh_otel(otel_globals: OtelGlobals) -> Iterator[None]:
         export._INSTALLED.clear()
         export._INSTALLED.update(installed)
         ids.OTEL_LOGS[0] = logs_on
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Shut down the compat workers a failed test left open: each keeps the process alive
+    until its ``shutdown()`` (as the official SDK's), which would hold pytest at exit."""
+    import gc
+
+    from iii_rx.compat.client import III
+
+    for worker in [obj for obj in gc.get_objects() if isinstance(obj, III)]:
+        if not worker.client.closed:
+            worker.shutdown()

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,27 @@ log = logging.getLogger("iii_rx.engine.rest")
 Trace = tuple[str | None, str | None]
 """The ``traceparent`` and ``baggage`` headers of a request: its calls continue the HTTP
 caller's trace (docs/protocol.md §10.4)."""
+
+_TRACEPARENT = re.compile("[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+"""A W3C ``traceparent`` (version ``ff`` is invalid; all-zero ids too)."""
+_BAGGAGE_MAX = 8192
+"""The W3C limit of a ``baggage`` header, in bytes."""
+
+
+def trace_of(headers: Mapping[str, str]) -> Trace:
+    """The trace context a request's headers carry, as far as it is valid: a ``traceparent``
+    that parses and a printable ASCII ``baggage`` within the W3C limit go on, anything else
+    is left out (a peer's header must not reach a frame as it came)."""
+    traceparent = headers.get("traceparent")
+    if traceparent is not None and (_TRACEPARENT.fullmatch(traceparent) is None
+                                    or traceparent.startswith("ff")):
+        traceparent = None
+    baggage = headers.get("baggage")
+    if baggage is not None and not (len(baggage) <= _BAGGAGE_MAX and baggage.isascii()
+                                    and baggage.isprintable()):
+        baggage = None
+    return traceparent, baggage
+
 
 Invoke = Callable[[str, str, Any, Any, Trace], Coroutine[Any, Any, Any]]
 """``await invoke(namespace, function_id, data, metadata, trace)``: the result, or raises
@@ -349,7 +371,7 @@ class RestApi:
                           body: Any) -> _Head | web.StreamResponse:
         """Everything up to a buffered response or the head of a streamed one."""
         route = exchange.route
-        exchange.trace = (request.headers.get("traceparent"), request.headers.get("baggage"))
+        exchange.trace = trace_of(request.headers)
         exchange.payload = {
             "query_params": dict(request.rel_url.query.items()),
             "path_params": params,

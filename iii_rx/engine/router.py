@@ -283,14 +283,16 @@ class Router:
         if handler.queued_bytes > handler.call_limit and not handler.closed:
             body = handler.busy_error(function_id)
             raise IIIInvocationError(body["code"], body["message"], function_id=function_id)
+        # Written before the call is counted: a payload that cannot be written leaves nothing.
+        text = None if handler.closed else invoke_text(
+            wire_id, entry.local_id or function_id, data, metadata, traceparent, baggage)
         fn_stats.begin()
         worker_stats.begin()
-        if handler.closed:
+        if text is None:
             _complete_stopped(pending)
         else:
             handler.inbound[wire_id] = pending
-            handler.send(invoke_text(wire_id, entry.local_id or function_id, data, metadata,
-                                     traceparent, baggage))
+            handler.send(text)
         try:
             frame = await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:

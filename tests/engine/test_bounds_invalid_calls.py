@@ -74,3 +74,19 @@ async def test_a_result_holding_a_huge_integer_ends_the_call(engine: Engine) -> 
     answer = await caller.recv("invocationresult", timeout=1.5,
                                where=lambda f: f.get("invocation_id") == invocation_id)
     assert answer["error"]["code"] == "invalid_result"
+
+
+async def test_an_engine_call_that_cannot_be_written_leaves_nothing_pending(
+        engine: Engine) -> None:
+    """A payload the frame cannot hold (a lone surrogate) fails the engine's call before it
+    is counted or kept (its pending entry and in-flight count stayed for ever)."""
+    worker = await RawWorker.connect(engine.url)
+    await worker.register()
+    await worker.register_function("leak::target")
+    await worker.result_of("engine::functions::list", {})
+    with pytest.raises(ValueError):
+        await engine.services.call("leak::target", "\ud800")
+    listed = await worker.result_of("engine::functions::list", {"include_metrics": True})
+    row = next(f for f in listed["functions"] if f["function_id"] == "leak::target")
+    assert row["metrics"]["in_flight"] == 0
+    assert not any(conn.inbound for conn in engine.registry.workers.values())

@@ -324,3 +324,13 @@ async def test_a_request_continues_its_callers_trace(engine: EngineThread,
             assert await response.json() == {"traceparent": traceparent, "baggage": "k=v"}
         async with client.get(rest_url(engine) + "/traced") as response:
             assert response.status == 422  # no trace: the condition says no
+        iii.register_function("trace::open", lambda data: {"status_code": 200, "body": seen()})
+        iii.register_trigger({"type": "http", "function_id": "trace::open",
+                              "config": {"api_path": "/open", "http_method": "GET"}})
+        await wait_for_routes(engine, "trace::open")
+        for bad in ({"traceparent": "garbage", "baggage": "k=\u00e9"},
+                    {"traceparent": traceparent.replace("00-", "ff-", 1), "baggage": "k=\tv"},
+                    {"traceparent": "00-" + "0" * 32 + "-b7ad6b7169203331-01"}):
+            async with client.get(rest_url(engine) + "/open", headers=bad) as response:
+                assert response.status == 200  # a header that is not valid is left out
+                assert await response.json() == {"traceparent": None, "baggage": None}
