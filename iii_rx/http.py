@@ -218,7 +218,10 @@ class HttpInvocationConfig(BaseModel):
     def _check_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must be an absolute http(s) URL, got {value!r}")
+            # The value itself is not repeated: it may hold a credential.
+            host = "given" if parts.hostname else "missing"
+            raise ValueError("url must be an absolute http(s) URL "
+                             f"(scheme {parts.scheme[:16]!r}, host {host})")
         if parts.username is not None or parts.password is not None:
             raise ValueError("url must not carry credentials (user info); use auth with an "
                              "environment variable instead")
@@ -407,8 +410,14 @@ class ResponseStream:
     async def __aenter__(self) -> ResponseStream:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        """End the body; when the block raised, end it as failed (``abort``): the HTTP
+        client then sees a cut response, not a complete one."""
+        abort = getattr(self.writer, "abort", None)  # a writer that cannot abort just closes
+        if exc_type is None or abort is None:
+            await self.close()
+        else:
+            await _settle(abort(f"the handler failed ({exc_type.__name__})"))
 
 
 # ----------------------------------------------------------------------------- signatures

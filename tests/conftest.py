@@ -107,6 +107,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     from iii_rx.compat.client import III
 
-    for worker in [obj for obj in gc.get_objects() if isinstance(obj, III)]:
+    for worker in [obj for obj in gc.get_objects() if type(obj) is III]:  # no proxies
         if not worker.client.closed:
             worker.shutdown()

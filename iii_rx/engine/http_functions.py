@@ -319,10 +319,9 @@ def _map_response(status: int, reason: str | None, payload: bytes) -> HttpOutcom
         parsed = loads_bounded(payload) if payload else None
     except ValueError:
         parsed = None
-    if isinstance(parsed, dict) and "error" in parsed:
-        error = parsed["error"]
-        code = error.get("code") if isinstance(error, dict) else None
-        message = error.get("message") if isinstance(error, dict) else None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):  # {"error": {"code", "message"}}; any other body: the status
+        code, message = error.get("code"), error.get("message")
         return HttpOutcome.failed(
             code if isinstance(code, str) else "http_error",
             message if isinstance(message, str) else "HTTP request failed")

@@ -414,7 +414,7 @@ class RestApi:
                 answer = answer if isinstance(answer, Mapping) else {}
                 return self._buffered({"status_code": answer.get("status_code", 200),
                                        "headers": answer.get("headers") or {},
-                                       "body": answer.get("body")}, route, False)
+                                       "body": answer.get("body", {})}, route, False)
         return None
 
     async def _open_channels(self, exchange: _Exchange, request: web.BaseRequest,
@@ -508,7 +508,8 @@ class RestApi:
             return self._invalid_status(exchange.route, head.status)
         response = web.StreamResponse(status=head.status)
         for name, value in headers_of(head.headers):
-            response.headers[name] = value
+            if name.lower() != "content-length":  # a streamed body is chunked: its own length
+                response.headers[name] = value
         if "Origin" in request.headers:
             response.headers.setdefault("Access-Control-Allow-Origin", "*")
             response.headers.setdefault("Access-Control-Expose-Headers", "*")
@@ -527,6 +528,12 @@ class RestApi:
                 if isinstance(item, bytes) and not no_body:
                     # A client that stops reading would hold this request forever.
                     await asyncio.wait_for(response.write(item), stall)
+            if reader.end_code not in (None, 1000):  # the writer failed: cut, no end marker
+                log.debug("http %s: the response's writer failed (code %s); cutting the "
+                          "response", printable(exchange.route.label), reader.end_code)
+                if request.transport is not None:
+                    request.transport.close()
+                return response
             await response.write_eof()
         except asyncio.TimeoutError:
             log.debug("http %s: client stopped reading the response for %s s; closing",

@@ -99,6 +99,11 @@ class LocalReader(Protocol):
         """The next frame (``bytes`` binary, ``str`` text), ``None`` once the writer closed."""
         ...
 
+    @property
+    def end_code(self) -> int | None:
+        """1000 for a clean end, 1011 (or 1001) otherwise; ``None`` while the stream is open."""
+        ...
+
 
 class ChannelService(Protocol):
     """What extensions use of the channel hub (docs/protocol.md §7).

@@ -126,6 +126,16 @@ async def test_a_failed_writer_is_reported_to_an_iii_rx_reader(client: iii_rx.Cl
     assert info.value.code == 1011
 
 
+async def test_the_reason_of_an_abort_reaches_the_reader(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    await channel.writer.write(b"some")
+    await channel.writer.abort("the source went away")
+    with pytest.raises(ChannelClosedError) as info:
+        async for _ in channel.reader:
+            pass
+    assert (info.value.code, info.value.reason) == (1011, "the source went away")
+
+
 async def test_closing_the_reader_fails_the_writer(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async(buffer_size=1)
     await channel.writer.write(b"first")

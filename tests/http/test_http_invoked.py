@@ -83,6 +83,9 @@ async def target() -> AsyncIterator[Target]:
     async def bad_gateway(request: web.Request) -> web.Response:
         return web.Response(status=502, text="down")
 
+    async def odd_error(request: web.Request) -> web.Response:  # not {"error": {...}}
+        return web.json_response({"error": "plain text"}, status=400)
+
     async def text(request: web.Request) -> web.Response:
         return web.Response(text="not json")
 
@@ -95,7 +98,8 @@ async def target() -> AsyncIterator[Target]:
 
     app = web.Application()
     for path, handler in (("/seen", seen), ("/declined", declined), ("/bad", bad_gateway),
-                          ("/text", text), ("/empty", empty), ("/slow", slow)):
+                          ("/text", text), ("/empty", empty), ("/slow", slow),
+                          ("/odd", odd_error)):
         app.router.add_route("*", path, handler)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
@@ -199,12 +203,15 @@ async def test_outcomes_map_to_spec_codes(
     register(workers, registrar, f"{prefix}::text", target.url("/text"))
     register(workers, registrar, f"{prefix}::empty", target.url("/empty"), method="PUT")
     register(workers, registrar, f"{prefix}::slow", target.url("/slow"), timeout_ms=150)
+    register(workers, registrar, f"{prefix}::odd", target.url("/odd"))
     await wait_registered(engine, *(f"{prefix}::{n}" for n in
-                                    ("declined", "bad", "text", "empty", "slow")))
+                                    ("declined", "bad", "text", "empty", "slow", "odd")))
     for caller in ("rx", "sdk"):
         assert await workers.error_of(caller, f"{prefix}::declined") == ("card_declined", "nope")
         assert await workers.error_of(caller, f"{prefix}::bad") == (
             "http_error", "HTTP 502 Bad Gateway")
+        assert await workers.error_of(caller, f"{prefix}::odd") == (
+            "http_error", "HTTP 400 Bad Request")
         assert (await workers.error_of(caller, f"{prefix}::text"))[0] == "invalid_response"
         code, message = await workers.error_of(caller, f"{prefix}::slow")
         assert code == "http_request_failed" and "timed out after 150 ms" in message

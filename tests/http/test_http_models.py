@@ -259,3 +259,11 @@ def test_verify_request_reads_headers_case_insensitively() -> None:
     headers = {"X-III-Timestamp": ts, "X-iii-Signature": reference_signature("k", ts, body)}
     assert verify_request("k", headers, body)
     assert not verify_request("k", {"x-iii-timestamp": ts}, body)
+
+
+@pytest.mark.parametrize("url", ["ftp://user:SUPERSECRETPW@127.0.0.1/x",
+                                 "127.0.0.1/x?token=SUPERSECRETPW"])
+def test_a_refused_url_is_not_repeated_in_the_error(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        HttpInvocationConfig(url=url)
+    assert "SUPERSECRETPW" not in str(refused.value)

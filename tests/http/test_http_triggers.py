@@ -334,3 +334,42 @@ async def test_a_request_continues_its_callers_trace(engine: EngineThread,
             async with client.get(rest_url(engine) + "/open", headers=bad) as response:
                 assert response.status == 200  # a header that is not valid is left out
                 assert await response.json() == {"traceparent": None, "baggage": None}
+
+
+async def test_a_failed_or_lying_streamed_response(engine: EngineThread,
+                                                   client: aiohttp.ClientSession) -> None:
+    """A stream whose handler fails is cut (the client cannot take it for a whole body); a
+    Content-Length the handler set is not sent on a chunked body (the client waited for bytes
+    that never came); a middleware's answer without a body has ``{}``."""
+    async def fails_midway(data: dict[str, Any]) -> None:
+        async with ApiRequest.model_validate(data).stream() as out:
+            await out.write(b"x" * 10_000)
+            raise RuntimeError("midway")
+
+    async def claims_more(data: dict[str, Any]) -> None:
+        async with ApiRequest.model_validate(data).stream() as out:
+            await out.set_headers({"content-length": "100"})
+            await out.write(b"0123456789")
+
+    def answers_early(data: dict[str, Any]) -> dict[str, Any]:
+        return {"action": "respond", "response": {"status_code": 202}}
+
+    async with iii_rx.connect(engine.url, name=f"http-cut-{uuid.uuid4().hex[:8]}") as iii:
+        iii.register_function("cut::fails", fails_midway)
+        iii.register_function("cut::claims", claims_more)
+        iii.register_function("cut::early", answers_early)
+        for function_id, path, extra in (("cut::fails", "/cut/fails", {}),
+                                         ("cut::claims", "/cut/claims", {}),
+                                         ("cut::claims", "/cut/early", {
+                                             "middleware_function_ids": ["cut::early"]})):
+            iii.register_trigger({"type": "http", "function_id": function_id, "config": {
+                "api_path": path, "http_method": "GET", **extra}})
+        await wait_for_routes(engine, "cut::fails", "cut::claims")
+        async with client.get(rest_url(engine) + "/cut/fails") as response:
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        async with client.get(rest_url(engine) + "/cut/claims") as response:
+            assert await asyncio.wait_for(response.read(), 10) == b"0123456789"
+        async with client.get(rest_url(engine) + "/cut/early") as response:
+            assert response.status == 202 and await response.json() == {}

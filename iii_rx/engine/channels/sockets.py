@@ -45,7 +45,9 @@ async def serve_writer(pipe: Pipe, ws: ServerConnection, channel_id: str) -> Non
         return
     except (ConnectionClosed, WriterLost) as exc:
         log.debug("channel %s: writer connection lost (%r)", channel_id, exc)
-        pipe.finish(INTERNAL, "channel writer disconnected before closing")
+        said = ws.protocol.close_rcvd  # an abort(reason): the reader learns the reason
+        pipe.finish(INTERNAL, said.reason if said is not None and said.reason
+                    else "channel writer disconnected before closing")
         return
     finally:
         await stop(lost)
