@@ -40,6 +40,8 @@ _Task = tuple[Callable[..., Any], tuple[Any, ...], contextvars.Context]
 
 CLOSE_WAIT = 10.0
 """Seconds a close waits for running sync handlers before it stops waiting (and says so)."""
+_FINISHING = 0.2
+"""Seconds a close lets running handlers end before it says it waits for them."""
 
 
 def describe(task: _Task) -> str:
@@ -230,6 +232,8 @@ class HandlerPool:
                 loop.call_soon_threadsafe(set_ended)
 
         threads = self.shutdown(on_ended)
+        if not ended.done():  # a handler that has just answered is about to end: not worth a word
+            await asyncio.wait([ended], timeout=_FINISHING)
         if not ended.done():
             busy = self.running()
             if busy:

@@ -32,6 +32,17 @@ CLI_PORT = 49134
 CLI_REST_PORT = 3111
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (ephemeral) to 65535; anything else a usage error."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
+    return port
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags shared by ``iii-rx engine`` and ``python -m iii_rx.engine``.
 
@@ -41,9 +52,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the Rust engine's config file (iii-config.yaml); flags given "
                              "here win over it")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None,
+    parser.add_argument("--port", type=port_number, default=None,
                         help=f"worker websocket port (default {CLI_PORT}, 0 = ephemeral)")
-    parser.add_argument("--rest-port", type=int, default=None,
+    parser.add_argument("--rest-port", type=port_number, default=None,
                         help=f"REST API port for http triggers (default {CLI_REST_PORT})")
     parser.add_argument("--allow-http-private", action="store_true", default=None,
                         help="let HTTP-invoked functions call private and link-local "
@@ -64,7 +75,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-file", default=None, metavar="PATH",
                         help="keep queued messages and dead letters in this sqlite file "
                              "(default: in memory)")
-    parser.add_argument("--stream-port", type=int, default=None, metavar="PORT",
+    parser.add_argument("--stream-port", type=port_number, default=None, metavar="PORT",
                         help="open the streams socket for stream clients on this port "
                              "(0 = ephemeral; default: no socket)")
     parser.add_argument("--stream-auth-function", default=None, metavar="FUNCTION_ID",

@@ -23,11 +23,23 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("III_URL", "").strip() or DEFAULT_URL
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero; anything else a usage error."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return seconds
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """``--url``, ``--connect-timeout`` and ``--verbose``, taken by every client command."""
     parser.add_argument("--url", default=None,
                         help=f"engine websocket URL (default $III_URL, then {DEFAULT_URL})")
-    parser.add_argument("--connect-timeout", type=float, default=3.0, metavar="SECONDS",
+    parser.add_argument("--connect-timeout", type=positive_seconds, default=3.0,
+                        metavar="SECONDS",
                         help="give up connecting after this long (default 3)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log iii_rx's warnings and debug lines to stderr")
@@ -39,7 +51,7 @@ def _internal(parser: argparse.ArgumentParser) -> None:
 
 
 def _poll(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+    parser.add_argument("--poll", type=positive_seconds, default=1.0, metavar="SECONDS",
                         help="re-read the lists after SECONDS of quiet (default 1): new "
                              "bindings and late engine events show within that")
 

@@ -161,6 +161,7 @@ async def _follow(iii: Client, stream: TopologyStream, *, current: bool) -> int:
                     _emit({"event": "connection", "state": item.value})
                 state = item
                 continue
+            hidden.add(iii.worker_id)  # after a reconnect: this watcher's new connection
             snapshot = without_workers(item, hidden)
             if previous is None:
                 _emit({"event": "connection", "state": "connected", "url": iii.url})
@@ -170,7 +171,6 @@ async def _follow(iii: Client, stream: TopologyStream, *, current: bool) -> int:
             for event in events:
                 _emit(event.to_dict())
             previous = snapshot
-            hidden.add(iii.worker_id)
     finally:
         for subscription in subscriptions:
             subscription.dispose()

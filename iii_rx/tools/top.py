@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
+import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -28,7 +31,7 @@ from textual.widgets import DataTable, Footer, RichLog, Static
 
 from iii_rx.errors import IIIError
 from iii_rx.state import ConnectionState, ReconnectConfig
-from iii_rx.tools.common import one_line, open_client, run
+from iii_rx.tools.common import EXIT_INTERRUPTED, one_line, open_client, run
 from iii_rx.tools.metrics import RateTracker
 from iii_rx.tools.rows import (
     FUNCTION_COLUMNS,
@@ -83,11 +86,16 @@ class TopApp(App[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
         Binding("n", "next_namespace", "Namespace"),
         Binding("s", "next_sort", "Sort"),
         Binding("r", "reverse", "Reverse"),
         Binding("e", "toggle_engine", "Engine rows"),
     ]
+
+    def action_interrupt(self) -> None:
+        """Ctrl-C quits, as it stops every other command (exit status 130)."""
+        self.exit(return_code=EXIT_INTERRUPTED)
 
     def __init__(self, source: TopSource | None = None, *, url: str | None = None,
                  namespace: str | None = None, hide_engine: bool = False,
@@ -369,5 +377,10 @@ async def _top(args: argparse.Namespace) -> int:
         stream = TopologyStream(iii, poll_interval=args.poll, include_internal=args.internal)
         app = TopApp(ClientSource(iii, stream), namespace=args.namespace,
                      hide_engine=args.hide_engine)
+        loop = asyncio.get_running_loop()
+        for signum, code in ((signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, 128 + 15)):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not a main thread
+                # A signal ends the app itself, so that it gives the terminal back.
+                loop.add_signal_handler(signum, functools.partial(app.exit, return_code=code))
         await app.run_async()
-    return 0
+    return app.return_code or 0

@@ -209,3 +209,35 @@ def test_python_m_cli_runs_the_engine_and_the_client_commands() -> None:
         assert time.monotonic() - start < WAIT
     finally:
         engine.stop()
+
+
+def test_watch_leaves_its_own_new_connection_out_after_an_engine_restart() -> None:
+    """After a reconnect the watcher is a new worker: it must not show as connected, then
+    disconnected (it did, once per restart)."""
+    port = closed_port()
+    engine = Engine.start_in_thread(port=port, **ENGINE_TIMERS)
+    watch = Lines(cli("watch", "--url", engine.url, "--poll", "0.2"))
+    try:
+        assert json.loads(watch.next())["event"] == "connection"
+        engine.stop()
+        assert json.loads(watch.next()) == {"event": "connection", "state": "reconnecting"}
+        engine = Engine.start_in_thread(port=port, **ENGINE_TIMERS)
+        assert json.loads(watch.next()) == {"event": "connection", "state": "connected"}
+        name = unique_name("after")  # a worker to see: the watcher's own rows come before it
+        with iii_rx.connect_sync(engine.url, name=name):
+            event = json.loads(watch.next())
+        assert event["event"] == "worker_connected" and event["worker"]["name"] == name, event
+    finally:
+        watch.stop()
+        engine.stop()
+
+
+@pytest.mark.parametrize("args", [("engine", "--port", "70000"), ("engine", "--rest-port", "-5"),
+                                  ("watch", "--poll", "0"), ("top", "--poll", "-1"),
+                                  ("ls", "--connect-timeout", "-1")])
+def test_a_bad_number_is_a_usage_error(args: tuple[str, ...],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    assert exited.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -204,3 +204,12 @@ async def test_the_screenshot_is_an_svg_of_what_is_shown() -> None:
     for shown in ("● connected  ws://127.0.0.1:49134", "orders::place", "billing::charge",
                   "4242", "CALLS/S", '{"api_path":"o"}', "q Quit"):
         assert shown in text.replace("\xa0", " ")
+
+
+async def test_ctrl_c_quits_with_the_interrupted_status() -> None:
+    """As every other command: Ctrl-C quits (textual's own Ctrl-C only asked to press
+    ctrl+q) and the status is 130."""
+    app = TopApp(url="ws://test", tick=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+    assert app.return_code == 130
