@@ -10,8 +10,8 @@ invocations for monitoring). Three rules, each a trap measured with reactivex, s
   carries on: one faulty observer cannot stop the client;
 * the async-iterator view subscribes eagerly and buffers in a bounded deque with a named overflow
   policy, because Rx has no backpressure; a producer that can wait (a trigger stream's
-  delivery, which the engine waits for) asks for ``wait`` and awaits
-  :meth:`StreamIterator.room` before each value, so nothing is dropped.
+  delivery, which the engine waits for) asks for ``wait`` and awaits the iterator's
+  :class:`Pace` before each value, so nothing is dropped.
 """
 
 from __future__ import annotations
