@@ -1,8 +1,9 @@
 """A monitoring dashboard in a few lines: print the engine's topology as workers come and go.
 
-Run with ``python examples/monitor.py [--seconds S]``. Against the engine of ``III_URL`` it only
-watches; without one it starts an embedded engine and, so there is something to see, a few
-short-lived workers that connect, register functions, call each other and leave. It prints the
+Run with ``python examples/monitor.py [--seconds S]``. Against the engine of ``III_URL`` it
+watches (adding only its own ``monitor::ping``, which the visitors below call); without one it
+starts an embedded engine and, so there is something to see, a few short-lived workers that
+connect, register functions, call each other and leave. It prints the
 current workers, then every change as it happens, then the engine's call counts, and stops after
 ``--seconds``. ``iii-rx top`` is the full-screen version (docs/cli.md).
 """
