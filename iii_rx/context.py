@@ -272,7 +272,7 @@ class Invocation(Context):
     a void call the engine delivered without an id: then nobody waits and answers go nowhere.
     """
 
-    __slots__ = ("_sink", "_token", "action", "data")
+    __slots__ = ("_sink", "_token", "action", "data", "ends")
 
     def __init__(
         self,
@@ -288,6 +288,8 @@ class Invocation(Context):
         Context.__init__(self, function_id, invocation_id, metadata, traceparent, baggage)
         self.data = data
         self.action = action
+        self.ends: tuple[Any, ...] = ()
+        """The channel ends made from refs in ``data`` (a failed handler's are ended)."""
         self._sink = sink
         # A one-item list: ``pop()`` is atomic, so exactly one answer wins across threads.
         self._token: list[bool] = [True]

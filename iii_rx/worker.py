@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -305,9 +306,9 @@ class HandlerSink(Sink):
             if self._tasks.cancelling or _cancel_requested():
                 invocation.abandon()  # the close (or someone) cancelled the handler's task
                 raise
-            invocation.fail(_cancelled(exc))  # the handler's own (something it awaited)
+            self._fail(invocation, _cancelled(exc))  # the handler's own (something it awaited)
         except BaseException as exc:
-            invocation.fail(exc)
+            self._fail(invocation, exc)
         else:
             invocation.reply(result)
         finally:
@@ -331,9 +332,9 @@ class HandlerSink(Sink):
             if self._tasks.cancelling:
                 invocation.abandon()  # the client is closing: the engine answers the caller
             else:
-                invocation.fail(_cancelled(exc))
+                self._fail(invocation, _cancelled(exc))
         except BaseException as exc:
-            invocation.fail(exc)
+            self._fail(invocation, exc)
         else:
             invocation.reply(result)
         finally:
@@ -345,6 +346,18 @@ class HandlerSink(Sink):
                     self._bridge.run_sync_soon(self._finished)
                 except RuntimeError:  # loop closed
                     pass
+
+    def _fail(self, invocation: Invocation, error: BaseException) -> None:
+        """Fail the invocation; the channel ends it received are ended too (a writer
+        aborted, a reader closed), or their peers would wait for ever (any thread)."""
+        invocation.fail(error)
+        if invocation.ends:
+            reason = f"the handler of {invocation.function_id!r} failed"
+            with contextlib.suppress(RuntimeError):  # the loop is closed: so are the sockets
+                self._bridge.run_sync_soon(self._end_channels, invocation.ends, reason)
+
+    def _end_channels(self, ends: tuple[Any, ...], reason: str) -> None:
+        self._tasks.spawn(_end_channels(ends, reason), name="iii-rx failed handler's channels")
 
     async def _await(self, awaitable: Awaitable[Any]) -> Any:
         """Await what a sync handler returned, as a task the client cancels on close."""
@@ -369,6 +382,17 @@ class HandlerSink(Sink):
         self._waiting.clear()
         for invocation, _ in waiting:
             invocation.abandon()
+
+
+async def _end_channels(ends: tuple[Any, ...], reason: str) -> None:
+    """End a failed handler's channel ends that are still open: abort writers (their readers
+    learn the failure), close readers (their writers stop)."""
+    for end in ends:
+        with contextlib.suppress(Exception):  # an end already ended, or whose socket is gone
+            if isinstance(end, channels.ChannelWriter):
+                await end.abort(reason)
+            else:
+                await end.close()
 
 
 def _cancel_requested() -> bool:
@@ -440,9 +464,11 @@ class Worker:
         if self.telemetry is not None:
             self.telemetry.on_invoke(invocation)
         if isinstance(data, (dict, list)) and isinstance(raw, str) and '"access_key"' in raw:
+            made: list[Any] = []
             try:
                 invocation.data = channels.resolve_channel_refs(
-                    data, engine_url=self._url, headers=self._headers)
+                    data, engine_url=self._url, headers=self._headers, made=made)
+                invocation.ends = tuple(made)
             except Exception as exc:
                 invocation.fail(exc)
                 return

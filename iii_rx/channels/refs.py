@@ -40,29 +40,31 @@ def is_channel_ref(value: Any) -> TypeGuard[Mapping[str, Any]]:
     )
 
 
-def resolve_channel_refs(value: Any, *, engine_url: str, headers: Mapping[str, str]) -> Any:
+def resolve_channel_refs(value: Any, *, engine_url: str, headers: Mapping[str, str],
+                         made: list[ChannelReader | ChannelWriter] | None = None) -> Any:
     """Replace channel refs anywhere in ``value`` by live readers/writers (docs/protocol.md §7.6).
 
     Dicts, lists and tuples are walked at any depth and rebuilt only where a ref was found;
-    a ``read`` ref becomes a :class:`ChannelReader`, a ``write`` ref a :class:`ChannelWriter`.
-    The ends connect lazily, on first use.
+    a ``read`` ref becomes a :class:`ChannelReader`, a ``write`` ref a :class:`ChannelWriter`
+    (each also appended to ``made``, when given). The ends connect lazily, on first use.
     """
-    return _resolve(value, engine_url, headers)
+    return _resolve(value, engine_url, headers, made)
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 """Types that hold no ref: skipped without a call (most of a payload's values)."""
 
 
-def _resolve(value: Any, engine_url: str, headers: Mapping[str, str]) -> Any:
+def _resolve(value: Any, engine_url: str, headers: Mapping[str, str],
+             made: list[ChannelReader | ChannelWriter] | None) -> Any:
     if isinstance(value, dict):
         if "access_key" in value and is_channel_ref(value):
-            return _live_end(value, engine_url, headers)
+            return _live_end(value, engine_url, headers, made)
         out: dict[Any, Any] | None = None
         for key, item in value.items():
             if type(item) in _LEAVES:
                 continue
-            resolved = _resolve(item, engine_url, headers)
+            resolved = _resolve(item, engine_url, headers, made)
             if resolved is not item:
                 if out is None:
                     out = dict(value)
@@ -73,7 +75,7 @@ def _resolve(value: Any, engine_url: str, headers: Mapping[str, str]) -> Any:
         for index, item in enumerate(value):
             if type(item) in _LEAVES:
                 continue
-            resolved = _resolve(item, engine_url, headers)
+            resolved = _resolve(item, engine_url, headers, made)
             if resolved is not item:
                 if items is None:
                     items = list(value)
@@ -82,18 +84,22 @@ def _resolve(value: Any, engine_url: str, headers: Mapping[str, str]) -> Any:
             return value
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, StreamChannelRef):
-        return _live_end(value.model_dump(), engine_url, headers)
+        return _live_end(value.model_dump(), engine_url, headers, made)
     return value
 
 
 def _live_end(
-    ref: Mapping[str, Any], engine_url: str, headers: Mapping[str, str]
+    ref: Mapping[str, Any], engine_url: str, headers: Mapping[str, str],
+    made: list[ChannelReader | ChannelWriter] | None,
 ) -> ChannelReader | ChannelWriter:
     model = StreamChannelRef(channel_id=ref["channel_id"], access_key=ref["access_key"],
                              direction=ref["direction"])
-    if model.direction == "read":
-        return ChannelReader(engine_url, model, headers)
-    return ChannelWriter(engine_url, model, headers)
+    end: ChannelReader | ChannelWriter = (ChannelReader(engine_url, model, headers)
+                                          if model.direction == "read"
+                                          else ChannelWriter(engine_url, model, headers))
+    if made is not None:
+        made.append(end)
+    return end
 
 
 class ChannelOpener(Protocol):

@@ -382,3 +382,39 @@ async def test_a_second_reader_is_refused(engine: Engine, client: iii_rx.Client)
     await channel.writer.write(b"for the first")
     await channel.writer.close()
     assert await first == b"for the first"
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_failed_handler_ends_the_channel_ends_it_received(client: iii_rx.Client,
+                                                                  kind: str) -> None:
+    """A handler that fails holding a writer (it wrote, never closed) or a reader: its peer
+    learns it (the reader waited for ever, the writer kept writing into nothing)."""
+    async def async_handler(data: dict[str, Any]) -> None:
+        await data["out"].write(b"partial")
+        async for _ in data["in"]:
+            break
+        raise RuntimeError("the handler failed midway")
+
+    def sync_handler(data: dict[str, Any]) -> None:
+        data["out"].write_sync(b"partial")
+        for _ in data["in"]:
+            break
+        raise RuntimeError("the handler failed midway")
+
+    client.register_function("chan::fails", async_handler if kind == "async" else sync_handler)
+    result = await client.create_channel_async()
+    request = await client.create_channel_async(buffer_size=1)
+    await request.writer.write(b"first")
+    with pytest.raises(iii_rx.IIIInvocationError):
+        await client.trigger("chan::fails", {"out": result.writer_ref.model_dump(),
+                                             "in": request.reader_ref.model_dump()})
+    chunks: list[bytes] = []
+    with pytest.raises(ChannelClosedError) as info:
+        async for chunk in result.reader:
+            chunks.append(chunk)
+    assert (chunks, info.value.code) == ([b"partial"], 1011)
+    assert "chan::fails" in info.value.reason
+    with pytest.raises(ChannelClosedError):
+        for _ in range(1000):
+            await request.writer.write(os.urandom(1000))
+            await asyncio.sleep(0.002)
