@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = [
+    "CANONICAL_TRACEPARENT",
     "format_traceparent",
     "hex_id",
     "new_span_id",
@@ -81,7 +82,8 @@ def format_traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
 
 
 _LEVEL_1_FLAGS = frozenset(("00", "01"))
-_CANONICAL = re.compile("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+CANONICAL_TRACEPARENT = re.compile("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+"""A ``traceparent`` as every SDK writes it (anything else goes through the full parser)."""
 
 
 def wire_traceparent(value: str | None) -> str | None:
@@ -95,7 +97,7 @@ def wire_traceparent(value: str | None) -> str | None:
     """
     if value is None or (value[53:] in _LEVEL_1_FLAGS and len(value) == 55):
         return value
-    if _CANONICAL.fullmatch(value) is not None:  # as every SDK writes it
+    if CANONICAL_TRACEPARENT.fullmatch(value) is not None:
         return value[:53] + ("01" if int(value[53:], 16) & 1 else "00")
     parsed = parse_traceparent(value)
     if parsed is None or len(value) != 55 or not value.startswith("00-"):

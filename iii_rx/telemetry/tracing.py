@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -49,7 +48,12 @@ from iii_rx.streams import HotStream
 from iii_rx.telemetry import hooks
 from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.http import http_attributes, http_status, is_http_request
-from iii_rx.telemetry.ids import hex_id, parse_traceparent, propagate_otel
+from iii_rx.telemetry.ids import (
+    CANONICAL_TRACEPARENT,
+    hex_id,
+    parse_traceparent,
+    propagate_otel,
+)
 from iii_rx.telemetry.leanspan import (
     TRACE_FLAGS,
     LeanSpan,
@@ -73,8 +77,6 @@ _ATTRS_MAX = 1024
 
 _FLAGS_TEXT = ("00", "01")
 _ROOT = otel_context.Context()
-_CANONICAL = re.compile("00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-"""A ``traceparent`` as every SDK writes it (anything else goes through the full parser)."""
 Parent = tuple[otel_context.Context, SpanContext | None]
 """A parent context and the span context current in it (``None``: none)."""
 _PARENTS: dict[tuple[str | None, str | None], Parent] = {}
@@ -86,7 +88,7 @@ def remote_parent(traceparent: str | None) -> SpanContext | None:
     """The span context a frame's ``traceparent`` names (``None``: none, or not a valid one)."""
     if traceparent is None:
         return None
-    if _CANONICAL.fullmatch(traceparent) is not None:
+    if CANONICAL_TRACEPARENT.fullmatch(traceparent) is not None:
         trace_id = int(traceparent[3:35], 16)
         span_id = int(traceparent[36:52], 16)
         flags = int(traceparent[53:], 16)
