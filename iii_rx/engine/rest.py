@@ -75,16 +75,12 @@ from iii_rx.engine.rest_envelope import (
 )
 from iii_rx.engine.rest_protocol import GuardedServer, request_finished
 from iii_rx.engine.rest_routes import Route, RouteError, RouteTable, route_from_config
-from iii_rx.engine.services import ChannelService, LocalReader
+from iii_rx.engine.services import NO_TRACE, ChannelService, LocalReader, Trace
 from iii_rx.errors import IIIInvocationError
 
-__all__ = ["Invoke", "RestApi", "RouteError", "Trace"]
+__all__ = ["Invoke", "RestApi", "RouteError"]
 
 log = logging.getLogger("iii_rx.engine.rest")
-
-Trace = tuple[str | None, str | None]
-"""The ``traceparent`` and ``baggage`` headers of a request: its calls continue the HTTP
-caller's trace (docs/protocol.md §10.4)."""
 
 _TRACEPARENT = re.compile("[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 """A W3C ``traceparent`` (version ``ff`` is invalid; all-zero ids too)."""
@@ -168,7 +164,7 @@ class _Exchange:
     route: Route
     payload: dict[str, Any]
     tasks: TaskSet
-    trace: Trace = (None, None)
+    trace: Trace = NO_TRACE
     channel_ids: list[str] = field(default_factory=list)
     reader: LocalReader | None = None
     recv: asyncio.Task[bytes | str | None] | None = None

@@ -12,9 +12,9 @@ import logging
 from typing import Any
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE
-from iii_rx.engine.rest import RestApi, Trace
+from iii_rx.engine.rest import RestApi
 from iii_rx.engine.rest_routes import HTTP_METHODS, RouteError
-from iii_rx.engine.services import EngineServices
+from iii_rx.engine.services import EngineServices, Trace
 from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
 
 __all__ = ["HTTP_CONFIG_SCHEMA", "HTTP_RESPONSE_SCHEMA", "HttpTriggerProvider", "RestExtension"]

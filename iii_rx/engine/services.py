@@ -72,7 +72,14 @@ __all__ = [
     "EngineServices",
     "LocalReader",
     "LocalWriter",
+    "NO_TRACE",
+    "Trace",
 ]
+
+Trace = tuple[str | None, str | None]
+"""The ``traceparent`` and ``baggage`` an engine-made call goes on with: those of the HTTP
+request or of the call that made the event (docs/protocol.md §10.4)."""
+NO_TRACE: Trace = (None, None)
 
 
 class LocalWriter(Protocol):

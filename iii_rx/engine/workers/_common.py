@@ -19,7 +19,7 @@ from typing import Any
 
 from iii_rx.aio import TaskSet
 from iii_rx.engine.logsafe import printable
-from iii_rx.engine.services import EngineServices
+from iii_rx.engine.services import NO_TRACE, EngineServices, Trace
 from iii_rx.engine.triggers import Binding, BindingRefused
 from iii_rx.engine.wire import json_kind
 from iii_rx.errors import IIIInvocationError
@@ -27,9 +27,7 @@ from iii_rx.errors import IIIInvocationError
 __all__ = [
     "DESERIALIZATION_ERROR",
     "MISSING",
-    "NO_TRACE",
     "Fanout",
-    "Trace",
     "bad_input",
     "config_object",
     "config_str",
@@ -45,9 +43,6 @@ log = logging.getLogger("iii_rx.engine.workers")
 
 DESERIALIZATION_ERROR = "deserialization_error"
 
-Trace = tuple[str | None, str | None]
-"""The ``traceparent`` and ``baggage`` an event is fired in (those of the call that made it)."""
-NO_TRACE: Trace = (None, None)
 
 
 class _Missing:

@@ -30,13 +30,11 @@ from typing import Any
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE
 from iii_rx.engine.registry import CallContext
-from iii_rx.engine.services import EngineServices
+from iii_rx.engine.services import NO_TRACE, EngineServices, Trace
 from iii_rx.engine.triggers import Binding, TriggerType
 from iii_rx.engine.workers._common import (
     MISSING,
-    NO_TRACE,
     Fanout,
-    Trace,
     bad_input,
     config_object,
     config_str,
