@@ -31,7 +31,7 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
-__all__ = ["CLOSE_WAIT", "HandlerPool", "describe"]
+__all__ = ["CLOSE_WAIT", "HandlerPool", "describe", "describe_handler"]
 
 log = logging.getLogger("iii_rx.pool")
 
@@ -44,15 +44,22 @@ _FINISHING = 0.2
 """Seconds a close lets running handlers end before it says it waits for them."""
 
 
+def describe_handler(invocation: Any) -> str | None:
+    """``handler of 'f' (invocation i)`` when ``invocation`` is one (has a function id),
+    else ``None``: how a close names the sync and async handlers it waits for."""
+    function_id = getattr(invocation, "function_id", None)
+    if not isinstance(function_id, str):
+        return None
+    return f"handler of {function_id!r} (invocation {getattr(invocation, 'invocation_id', None)})"
+
+
 def describe(task: _Task) -> str:
     """What a pool task runs, for a person: the function and invocation of a sync handler
     (its first argument is the invocation), else the callable's name."""
     fn, args, _ = task
-    first = args[0] if args else None
-    function_id = getattr(first, "function_id", None)
-    if isinstance(function_id, str):
-        return (f"handler of {function_id!r} "
-                f"(invocation {getattr(first, 'invocation_id', None)})")
+    handler = describe_handler(args[0] if args else None)
+    if handler is not None:
+        return handler
     target = getattr(fn, "describes", fn)
     return str(getattr(target, "__qualname__", None) or repr(target))
 

@@ -178,10 +178,7 @@ def _handler_of(task: asyncio.Task[Any]) -> str:
     """What a handler's task runs, for a person: its function and invocation."""
     frame = getattr(task.get_coro(), "cr_frame", None)
     invocation = frame.f_locals.get("invocation") if frame is not None else None
-    if isinstance(invocation, Invocation):
-        return (f"handler of {invocation.function_id!r} "
-                f"(invocation {invocation.invocation_id})")
-    return task.get_name()
+    return _pool.describe_handler(invocation) or task.get_name()
 
 
 # ====================================================================== handlers
