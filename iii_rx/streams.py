@@ -315,11 +315,9 @@ class StreamIterator(Generic[T]):
             return
         try:
             bridge.run_sync_soon(fn, arg)
-        except RuntimeError:  # the consumer's loop is closed: nobody will read
+        except RuntimeError:  # the consumer's loop is closed: nobody will read, as if dropped
             self._done = True
-            self._subscription.dispose()
-            if self.pace is not None:
-                self.pace.finish()
+            _dropped(self._subscription, self.pace)
 
     @property
     def finished(self) -> bool:
