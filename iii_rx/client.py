@@ -166,9 +166,10 @@ class Client:
         )
         self._calls = Calls(bridge, self._transport)
         self._registrations = Registrations(self._send_control, bridge)
-        # What the client adds to what connect started; the stack closes it newest first:
-        # the tasks (which may hold pool threads) before the pool.
+        # What the client adds to what connect started, closed newest first: the tasks (which
+        # may hold pool threads), the pool, the channel ends of the handlers they cut short.
         self._resources = resources
+        resources.push_async_callback(lambda: self._worker.end_cut_channels())
         self._pool = HandlerPool(settings.max_workers or DEFAULT_MAX_WORKERS, "iii-rx-handler")
         resources.push_async_callback(self._pool.aclose)
         self._tasks = WorkerTasks("the iii_rx client")
@@ -274,8 +275,7 @@ class Client:
         return self._closing.wait(timeout)
 
     async def aclose(self) -> None:
-        """Close the client and wait for it, from any loop (also stops a sync client's loop
-        thread)."""
+        """Close the client and wait for it, from any loop (also a sync client's thread)."""
         await self._closing.request()
         if self._loop_thread is not None:
             self._loop_thread.stop()
@@ -300,7 +300,7 @@ class Client:
         self._worker.close()
         # 5. Stop what connect started and the client added, newest first: handler and
         #    provider tasks (cancelled, awaited), sync-handler threads (a bounded wait), the
-        #    embedded engine.
+        #    channel ends of the handlers cut short (ended), the embedded engine.
         try:
             await self._resources.aclose()
         except Exception:

@@ -237,6 +237,9 @@ class ReplySink(Protocol):
     def send_reply(self, invocation: Invocation, result: Any, error: ErrorBody | None) -> None:
         """Encode and send the ``invocationresult`` of ``invocation`` (any thread)."""
 
+    def abandoned(self, invocation: Invocation) -> None:
+        """``invocation`` was given up unanswered, holding channel ends (any thread)."""
+
 
 def error_body_of(
     error: BaseException | str, code: str = "invocation_failed", stacktrace: str | None = None
@@ -311,12 +314,15 @@ class Invocation(Context):
 
         The worker does this when it closes with invocations still waiting or running: the
         engine then tells their callers ``invocation_stopped``, so nothing is sent from here
-        and the garbage-collection safety net must not answer either.
+        and the garbage-collection safety net must not answer either. The channel ends it
+        received are ended by the closing worker (their peers would wait for ever).
         """
         if not self._claim():
             return False
         if self.trace is not None:
             self.trace.end(..., None)
+        if self.ends and self._sink is not None:
+            self._sink.abandoned(self)
         return True
 
     def reply(self, value: Any = None) -> bool:

@@ -55,6 +55,9 @@ __all__ = ["DEFAULT_MAX_CONCURRENCY", "Gate", "HandlerSink", "ReplyOutbox", "Wor
 log = logging.getLogger("iii_rx.worker")
 
 DEFAULT_MAX_CONCURRENCY = 1024
+
+CUT_CHANNELS_WAIT = 2.0
+"""How long a close waits for the channel ends of the handlers it cut short to end."""
 """Async handlers one worker runs at once unless ``connect(max_concurrency=...)`` says
 otherwise; later invocations wait in arrival order."""
 
@@ -382,14 +385,11 @@ class HandlerSink(Sink):
 
 
 async def _end_channels(ends: tuple[Any, ...], reason: str) -> None:
-    """End a failed handler's channel ends that are still open: abort writers (their readers
-    learn the failure), close readers (their writers stop)."""
+    """End the channel ends of a handler that failed or was cut short: abort writers (their
+    readers learn it), close readers (their writers stop)."""
     for end in ends:
         with contextlib.suppress(Exception):  # an end already ended, or whose socket is gone
-            if isinstance(end, channels.ChannelWriter):
-                await end.abort(reason)
-            else:
-                await end.close()
+            await end.give_up(reason)
 
 
 def _cancel_requested() -> bool:
@@ -446,6 +446,9 @@ class Worker:
         self._headers = headers
         self.telemetry: Any = None
         """The client's ``Tracing`` when it traces: each invocation gets a span."""
+        self._cut: list[tuple[tuple[Any, ...], str]] = []
+        """The channel ends of invocations given up by the close, with why (see
+        :meth:`end_cut_channels`)."""
 
     def handler(self, handler: Callable[..., Any],
                 max_concurrency: int | None = None) -> HandlerSink:
@@ -482,6 +485,26 @@ class Worker:
             return
         for sink in entry.sinks:
             sink(invocation)
+
+    def abandoned(self, invocation: Invocation) -> None:
+        """Keep the channel ends of an invocation the close gave up, for
+        :meth:`end_cut_channels` (any thread: a list append is atomic)."""
+        self._cut.append((invocation.ends, f"the worker closed before the handler of "
+                                           f"{invocation.function_id!r} finished"))
+
+    async def end_cut_channels(self) -> None:
+        """End the channel ends of the invocations the close gave up (after their handlers
+        were stopped): their peers learn it, rather than waiting until this process exits.
+        Bounded by :data:`CUT_CHANNELS_WAIT` (a frozen engine does not hold the close)."""
+        cut, self._cut = self._cut, []
+        if not cut:
+            return
+        ending = [asyncio.ensure_future(_end_channels(ends, reason)) for ends, reason in cut]
+        _, late = await asyncio.wait(ending, timeout=CUT_CHANNELS_WAIT)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     def send_reply(self, invocation: Invocation, result: Any, error: ErrorBody | None) -> None:
         """Encode and send an ``invocationresult`` (any thread)."""

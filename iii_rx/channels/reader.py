@@ -20,6 +20,7 @@ over when an async iterator starts reading, after which ``messages`` follows tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -134,6 +135,18 @@ class ChannelReader(ChannelEnd):
         ws = self._opened()
         if ws is not None:
             await ws.close()
+
+    async def give_up(self, reason: str) -> None:
+        """Stop reading for good on behalf of a holder that failed or was cut short: the
+        writer's next writes fail. An end that never connected connects first, or its writer
+        would go on writing into the engine's buffer until the channel expires. (A reader's
+        close carries no reason to the writer: ``reason`` is for the writer's side only.)"""
+        if not self._affinity.here():
+            return await self._affinity.hop(self.give_up(reason))
+        if not self._ended and self._opened() is None:
+            with contextlib.suppress(ChannelError):
+                await self._open()
+        await self.close()
 
     async def __aenter__(self) -> ChannelReader:
         return self

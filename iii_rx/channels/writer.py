@@ -141,6 +141,11 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         raises :class:`ChannelClosedError` after the data already sent."""
         await self._end(1011, reason)
 
+    async def give_up(self, reason: str) -> None:
+        """:meth:`abort` on behalf of a holder that failed or was cut short (an end that never
+        connected connects to say it: its reader would otherwise see a clean, empty end)."""
+        await self.abort(reason)
+
     async def _end(self, code: int, reason: str) -> None:
         if not self._affinity.here():
             return await self._affinity.hop(self._end(code, reason))

@@ -384,6 +384,43 @@ async def test_a_second_reader_is_refused(engine: Engine, client: iii_rx.Client)
     assert await first == b"for the first"
 
 
+async def test_a_worker_closing_ends_the_channel_ends_of_the_handlers_it_cuts_short(
+        engine: Engine, client: iii_rx.Client) -> None:
+    """A worker that closes while a handler holds channel ends (running, or waiting for a
+    ``max_concurrency`` slot): the caller's reader fails rather than waiting for the worker
+    process to end, and its writer's writes fail."""
+    started = asyncio.Event()
+
+    async def produce(data: dict[str, Any]) -> None:
+        await data["out"].write(b"partial")
+        started.set()
+        await asyncio.Event().wait()  # cut short by the close
+
+    worker = await iii_rx.connect(engine.url)
+    worker.register_function("chan::slow", produce, max_concurrency=1)
+    await client.wait_for_function("chan::slow")
+    running, waiting, request = [await client.create_channel_async() for _ in range(3)]
+    calls = [asyncio.ensure_future(client.trigger("chan::slow", {"out": running.writer_ref})),
+             asyncio.ensure_future(client.trigger("chan::slow", {"out": waiting.writer_ref,
+                                                               "in": request.reader_ref}))]
+    await started.wait()
+    await worker.aclose()
+    for channel, expected in ((running, [b"partial"]), (waiting, [])):
+        chunks: list[bytes] = []
+        with pytest.raises(ChannelClosedError) as info:
+            async for chunk in channel.reader:
+                chunks.append(chunk)
+        assert (chunks, info.value.code) == (expected, 1011)
+        assert "chan::slow" in info.value.reason and "closed" in info.value.reason
+    with pytest.raises(ChannelClosedError):
+        for _ in range(1000):
+            await request.writer.write(os.urandom(1000))
+            await asyncio.sleep(0.002)
+    for call in calls:
+        with pytest.raises(iii_rx.IIIInvocationError):
+            await call
+
+
 @pytest.mark.parametrize("kind", ["async", "sync"])
 async def test_a_failed_handler_ends_the_channel_ends_it_received(client: iii_rx.Client,
                                                                   kind: str) -> None:
