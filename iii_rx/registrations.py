@@ -119,6 +119,7 @@ class Registrations:
         as likely a copy-paste slip as a wish to replace a handler defined elsewhere.
         """
         self._check()
+        frame = spec.register_frame()  # first: what cannot be sent is refused, nothing kept
         cell = current_cell(1) if sink.exclusive else None
         with self._lock:
             entry = self._functions.get(spec.id)
@@ -140,7 +141,7 @@ class Registrations:
             if cell is not None:
                 self._cells[spec.id] = cell
         if send:
-            self._send(spec.register_frame())
+            self._send(frame)
         return entry
 
     def _rerun(self, function_id: str, cell: Cell | None) -> bool:
@@ -190,9 +191,10 @@ class Registrations:
     def add_binding(self, handle: TriggerHandle) -> None:
         """Keep ``handle``'s binding and register it with the engine."""
         self._check()
+        frame = handle.binding.register_frame()  # first: what cannot be sent is not kept
         with self._lock:
             self._bindings[handle.binding.id] = handle
-        self._send(handle.binding.register_frame())
+        self._send(frame)
 
     def remove_binding(self, binding: TriggerBinding) -> None:
         """Forget ``binding`` and unregister it (idempotent)."""
@@ -221,12 +223,13 @@ class Registrations:
     def add_trigger_type(self, trigger_type: TriggerType) -> None:
         """Provide ``trigger_type``; ``ValueError`` if its id is provided here already."""
         self._check()
+        frame = trigger_type.register_frame()  # first: what cannot be sent is not kept
         with self._lock:
             if trigger_type.id in self._types:
                 raise ValueError(
                     f"trigger type {trigger_type.id!r} is already registered by this client")
             self._types[trigger_type.id] = trigger_type
-        self._send(trigger_type.register_frame())
+        self._send(frame)
 
     def remove_trigger_type(self, trigger_type: TriggerType) -> None:
         """Stop providing ``trigger_type`` (idempotent)."""
@@ -260,9 +263,14 @@ class Registrations:
             types = list(self._types.values())
             functions = [entry.spec for entry in self._functions.values()]
             bindings = [handle.binding for handle in self._bindings.values()]
-        head = [t.register_frame() for t in types]
-        head.extend(spec.register_frame() for spec in functions)
-        head.extend(b.register_frame() for b in bindings)
+        head: list[str] = []
+        items: list[TriggerType | FunctionSpec | TriggerBinding] = [*types, *functions, *bindings]
+        for item in items:
+            try:
+                head.append(item.register_frame())
+            except Exception:  # its metadata or config was changed in place since
+                log.exception("cannot register %r again on the new connection; left out",
+                              item.id)
         return head
 
     def close(self) -> list[FunctionEntry]:

@@ -104,3 +104,39 @@ def test_backoff_schedule() -> None:
         assert all(base * 0.7 - 1e-9 <= d <= base * 1.3 + 1e-9 for d in delays)
         assert max(delays) - min(delays) > base * 0.1  # jitter spreads them
     assert ReconnectConfig(jitter_factor=0).delay(2) == 4.0
+
+
+async def test_what_cannot_be_sent_is_not_registered_and_never_stops_a_reconnect(
+        name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A registration refused for a value the wire cannot carry keeps nothing (the id stays
+    free); metadata made unsendable in place after registering costs that registration only
+    on the next connection, not the reconnect."""
+    first = Engine(port=0, **ENGINE_TIMERS)
+    await first.start()
+    port = first.port
+    second = Engine(port=port, **ENGINE_TIMERS)
+    try:
+        async with iii_rx.connect(first.url, name=name, reconnect=FAST) as iii:
+            with pytest.raises(ValueError):
+                iii.register_function("rc::bad", lambda x: x, description=5)  # type: ignore[arg-type]
+            with pytest.raises(ValueError):
+                iii.register_trigger({"type": "rc::tick", "function_id": "rc::ok",
+                                      "config": object()})
+            with pytest.raises(ValueError):
+                iii.register_trigger_type("rc::tick", object())  # type: ignore[arg-type]
+            assert iii.function_ids == []
+            iii.register_function("rc::bad", lambda x: x + 1)  # the id is free
+            mutable: dict[str, Any] = {"owner": "team"}
+            iii.register_function("rc::mutated", lambda x: x, metadata=mutable)
+            assert await iii.trigger("rc::bad", 1) == 2
+
+            mutable["oops"] = object()
+            await first.stop()
+            await wait_for(lambda: iii.connection_state is ConnectionState.RECONNECTING)
+            await second.start()
+            await wait_for(lambda: iii.connection_state is ConnectionState.CONNECTED)
+            assert await iii.trigger("rc::bad", 41) == 42
+            assert "cannot register 'rc::mutated' again" in caplog.text
+    finally:
+        await first.stop()
+        await second.stop()
