@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable
 
+from iii_rx.operators._outbox import Outbox
 from iii_rx.operators._scheduling import pick_scheduler, seconds
 
 __all__ = ["BatchLimits", "batch"]
@@ -73,7 +74,10 @@ def batch(
       first item arrived.
 
     Empty batches are never emitted. On completion the pending batch is emitted first; on
-    error too, so that nothing already received is lost, then the error follows.
+    error too, so that nothing already received is lost, then the error follows (also an
+    error ``size_of`` raises). Batches go out one at a time and in order: an observer that
+    blocks holds up the thread that called it only (the source's, or the timer's); the other
+    queues its batches behind and returns.
     """
     limits = BatchLimits(max_items, max_bytes, max_delay, size_of)
 
@@ -83,8 +87,10 @@ def batch(
             subscribe_scheduler: abc.SchedulerBase | None = None,
         ) -> abc.DisposableBase:
             sched = pick_scheduler(scheduler, subscribe_scheduler)
-            # Held across on_next so that a timer flush and an item flush cannot interleave.
+            # Over the batch, not over emitting: a timer flush and an item may come at once
+            # from two threads, and the observer may block (see Outbox).
             lock = threading.RLock()
+            out: Outbox[list[T]] = Outbox(observer, lock)
             timer = SerialDisposable()
             pending: list[T] = []
             nbytes = 0
@@ -93,10 +99,9 @@ def batch(
             def flush() -> None:
                 nonlocal pending, nbytes, generation
                 generation += 1
-                if not pending:
-                    return
-                out, pending, nbytes = pending, [], 0
-                observer.on_next(out)
+                if pending:
+                    out.next(pending)
+                    pending, nbytes = [], 0
 
             def arm_timer(delay: float) -> None:
                 due = generation
@@ -105,13 +110,20 @@ def batch(
                     with lock:
                         if due == generation:
                             flush()
+                    out.drain()
 
                 timer.disposable = sched.schedule_relative(delay, fire)
 
             def on_next(item: T) -> None:
                 nonlocal nbytes
-                with lock:
+                try:
                     size = limits.size_of(item) if limits.max_bytes is not None else 0
+                except Exception as exc:  # as reactivex's map: the error goes downstream
+                    on_end(exc)
+                    return
+                with lock:
+                    if out.stopped:
+                        return
                     if limits.overflows(len(pending), nbytes, size):
                         flush()
                     pending.append(item)
@@ -120,19 +132,20 @@ def batch(
                         flush()
                     elif len(pending) == 1 and limits.max_delay is not None:
                         arm_timer(limits.max_delay)
+                out.drain()
 
-            def on_error(error: Exception) -> None:
+            def on_end(error: Exception | None) -> None:
                 with lock:
                     flush()
-                    observer.on_error(error)
-
-            def on_completed() -> None:
-                with lock:
-                    flush()
-                    observer.on_completed()
+                    if error is None:
+                        out.completed()
+                    else:
+                        out.error(error)
+                timer.dispose()
+                out.drain()
 
             upstream = source.subscribe(
-                on_next, on_error, on_completed, scheduler=subscribe_scheduler
+                on_next, on_end, lambda: on_end(None), scheduler=subscribe_scheduler
             )
             return CompositeDisposable(upstream, timer)
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable
 
+from iii_rx.operators._outbox import Outbox
 from iii_rx.operators._scheduling import pick_scheduler
 
 __all__ = ["TokenBucket", "rate_limit"]
@@ -66,41 +67,49 @@ def rate_limit(
             sched = pick_scheduler(scheduler, subscribe_scheduler)
             bucket = TokenBucket(per_second, burst)
             lock = threading.RLock()
+            out: Outbox[T] = Outbox(observer, lock)
             waiting: deque[T] = deque()
             timer = SerialDisposable()
             timer_armed = False
             end: list[Exception | None] = []  # [None] completed, [error] failed
 
-            def drain(_s: abc.SchedulerBase | None = None, _state: Any = None) -> None:
+            def release() -> None:
+                """Queue what the bucket lets through now (holding the lock)."""
+                nonlocal timer_armed
+                while waiting:
+                    wait = bucket.take(sched.to_seconds(sched.now))
+                    if wait > 0.0:
+                        timer_armed = True
+                        timer.disposable = sched.schedule_relative(wait, on_timer)
+                        return
+                    out.next(waiting.popleft())
+                if end:
+                    error = end.pop()
+                    if error is None:
+                        out.completed()
+                    else:
+                        out.error(error)
+
+            def on_timer(_s: abc.SchedulerBase | None = None, _state: Any = None) -> None:
                 nonlocal timer_armed
                 with lock:
                     timer_armed = False
-                    while waiting:
-                        wait = bucket.take(sched.to_seconds(sched.now))
-                        if wait > 0.0:
-                            timer_armed = True
-                            timer.disposable = sched.schedule_relative(wait, drain)
-                            return
-                        observer.on_next(waiting.popleft())
-                    if end:
-                        error = end[0]
-                        end.clear()
-                        if error is None:
-                            observer.on_completed()
-                        else:
-                            observer.on_error(error)
+                    release()
+                out.drain()
 
             def on_next(item: T) -> None:
                 with lock:
                     waiting.append(item)
                     if not timer_armed:
-                        drain()
+                        release()
+                out.drain()
 
             def on_end(error: Exception | None) -> None:
                 with lock:
                     end.append(error)
                     if not timer_armed:
-                        drain()
+                        release()
+                out.drain()
 
             upstream = source.subscribe(
                 on_next, on_end, lambda: on_end(None), scheduler=subscribe_scheduler
