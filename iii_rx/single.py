@@ -33,7 +33,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
 
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable
+from reactivex.disposable import Disposable, SerialDisposable
 
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import EmptySingleError, IIIConnectionError, IIITimeoutError
@@ -303,14 +303,44 @@ class Single(Observable[T], Generic[T]):
                 except RuntimeError:
                     call.done(None, self._closed_error())
             return cf
-        disposable = self._subscribe_into(_FutureSetter(cf))
+        dispose = self._subscribe_on_loop(_FutureSetter(cf))
 
         def finished(f: concurrent.futures.Future[T]) -> None:
             if f.cancelled():
-                disposable.dispose()
+                dispose()
 
         cf.add_done_callback(finished)
         return cf
+
+    def _subscribe_on_loop(self, setter: _Setter[T]) -> Callable[[], None]:
+        """Subscribe on the client's loop; returns a dispose callable from any thread.
+
+        So the operators of a piped Single pick the client's loop for their timers, not the
+        caller's: a notebook cell blocked in ``result()`` holds its kernel's loop, where a
+        ``timeout`` or a retry's backoff would otherwise stand still until the cell gave up.
+        """
+        if self._bridge.on_loop():
+            return self._subscribe_into(setter).dispose
+        subscription = SerialDisposable()  # disposed first: what is assigned later is too
+
+        def subscribe() -> None:
+            try:
+                subscription.disposable = self._subscribe_into(setter)
+            except Exception as exc:  # an operator that fails at subscription
+                setter.settle(None, exc)
+
+        try:
+            self._bridge.run_sync_soon(subscribe)
+        except RuntimeError:  # the client's loop is gone
+            setter.settle(None, self._closed_error())
+
+        def dispose() -> None:
+            try:
+                self._bridge.run_sync_soon(subscription.dispose)
+            except RuntimeError:
+                subscription.dispose()
+
+        return dispose
 
     def result(self, timeout: float | None = None) -> T:
         """Block until the value arrives (not on the client's loop thread, where it raises

@@ -29,7 +29,7 @@ class TokenBucket:
     __slots__ = ("_stamp", "_tokens", "burst", "per_second")
 
     def __init__(self, per_second: float, burst: int) -> None:
-        if per_second <= 0:
+        if not per_second > 0:  # also NaN
             raise ValueError(f"per_second must be > 0, got {per_second}")
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst}")

@@ -5,13 +5,16 @@ same cell opened."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from typing import Any
 
 import pytest
+from reactivex.subject import Subject
 
 import iii_rx
 from iii_rx.notebook import Cell, CellClients, current_cell, in_kernel
+from iii_rx.operators import batch, retry_backoff, timeout
 
 
 def test_outside_a_kernel_a_second_handler_is_refused_saying_what_to_do(name: str) -> None:
@@ -59,3 +62,52 @@ def test_the_registry_returns_only_an_earlier_run_s_open_client() -> None:
     with pytest.warns(UserWarning, match=r"connect_sync\(\) ran again in this cell: closing "
                                          r"the client its earlier run opened \(worker 'w'"):
         CellClients.warn_replacing(client, "connect_sync()")
+
+
+def test_a_piped_single_s_timers_run_while_a_cell_blocks_on_it(name: str) -> None:
+    """A cell (a loop running on the main thread, as a kernel's) blocked in ``result()`` on a
+    piped Single: its ``timeout`` and its retry's backoff run on the client's loop, not on the
+    kernel's loop the cell holds (the retry stood still until ``result`` gave up)."""
+    with iii_rx.connect_sync(name=name) as iii:
+        calls: list[Any] = []
+
+        def flaky(data: Any) -> str:
+            calls.append(data)
+            if len(calls) == 1:
+                raise RuntimeError("the first call fails")
+            return "ok"
+
+        iii.register_function("nb::flaky", flaky)
+
+        async def cell() -> Any:
+            return iii.trigger("nb::flaky").pipe(
+                timeout(5), retry_backoff(initial_delay=0.05, retry_on=iii_rx.IIIInvocationError)
+            ).result(timeout=5)
+
+        assert asyncio.run(cell()) == "ok"
+        assert len(calls) == 2
+
+
+def test_a_cell_blocked_on_a_call_does_not_freeze_a_time_batch_of_an_earlier_cell(
+        name: str) -> None:
+    """A ``batch`` with a time limit subscribed in one cell arms its timers on the kernel's
+    loop; items arriving on the client's loop while a later cell blocks replace those timers.
+    Disposing one waited for the kernel's loop, held by the cell: the client froze, and the
+    cell's own call was never answered."""
+    with iii_rx.connect_sync(name=name) as iii:
+        source: Subject[int] = Subject()
+        batches: list[list[int]] = []
+
+        async def feed(count: int) -> str:  # on the client's loop
+            for i in range(count):
+                source.on_next(i)
+            return "fed"
+
+        iii.register_function("nb::feed", feed)
+
+        async def kernel() -> Any:
+            source.pipe(batch(max_items=2, max_delay=30)).subscribe(batches.append)  # cell 1
+            return iii.trigger("nb::feed", 5).result(timeout=5)  # cell 2
+
+        assert asyncio.run(kernel()) == "fed"
+        assert batches == [[0, 1], [2, 3]]
