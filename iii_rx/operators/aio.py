@@ -34,7 +34,7 @@ from iii_rx.operators._timed_batch import TimedBatcher
 from iii_rx.operators.batch import BatchLimits
 from iii_rx.operators.decode import ChunkDecoder, JsonLinesDecoder, _CborDecoder
 from iii_rx.operators.rate import TokenBucket
-from iii_rx.operators.retry import Backoff, RetryOn, _predicate, is_retryable
+from iii_rx.operators.retry import Backoff, RetryOn, _predicate, check_attempts, is_retryable
 
 __all__ = [
     "AsyncStream",
@@ -298,8 +298,7 @@ async def retrying_op(
     random: Callable[[], float] = _random.random,
 ) -> AsyncIterator[T]:
     """Iterate ``factory()``; after a retryable error, wait and iterate a fresh one."""
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    check_attempts(max_attempts)
     backoff = Backoff(initial_delay, max_delay, jitter, multiplier, random)
     should_retry = _predicate(retry_on)
     attempt = 0
@@ -335,8 +334,10 @@ def retrying(
     ``retry_backoff``. Items yielded before a failure are not taken back: a source that
     restarts from the beginning yields them again.
     """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    if not callable(factory):
+        raise TypeError(f"retrying needs a factory (a function that makes a new async iterable "
+                        f"for each attempt, e.g. lambda: pages()), got {type(factory).__name__}")
+    check_attempts(max_attempts)
     Backoff(initial_delay, max_delay, jitter, multiplier, random)
     return AsyncStream(
         retrying_op(factory, max_attempts, initial_delay, max_delay, jitter, retry_on,

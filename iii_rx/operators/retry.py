@@ -7,6 +7,7 @@ has one).
 
 from __future__ import annotations
 
+import math
 import random as _random
 from collections.abc import Callable
 from datetime import timedelta
@@ -18,7 +19,7 @@ from reactivex.disposable import SerialDisposable, SingleAssignmentDisposable
 from iii_rx.errors import IIIInvocationError
 from iii_rx.operators._scheduling import pick_scheduler, seconds
 
-__all__ = ["Backoff", "RetryOn", "is_retryable", "retry_backoff"]
+__all__ = ["Backoff", "RetryOn", "check_attempts", "is_retryable", "retry_backoff"]
 
 T = TypeVar("T")
 
@@ -45,6 +46,14 @@ def _predicate(retry_on: RetryOn) -> Callable[[BaseException], bool]:
     return retry_on
 
 
+def check_attempts(max_attempts: float) -> None:
+    """``max_attempts`` is a number >= 1 (``math.inf``: retry for ever)."""
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, (int, float)):
+        raise TypeError(f"max_attempts must be a number, got {type(max_attempts).__name__}")
+    if not max_attempts >= 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+
+
 class Backoff:
     """Delays of exponential backoff with proportional jitter, capped at ``max_delay``.
 
@@ -65,7 +74,7 @@ class Backoff:
     ) -> None:
         if not 0.0 <= jitter <= 1.0:
             raise ValueError(f"jitter must be within [0, 1], got {jitter}")
-        if multiplier < 1.0:
+        if not multiplier >= 1.0:  # also NaN
             raise ValueError(f"multiplier must be >= 1, got {multiplier}")
         self.initial_delay = seconds(initial_delay, "initial_delay")
         self.max_delay = seconds(max_delay, "max_delay")
@@ -75,7 +84,11 @@ class Backoff:
 
     def delay(self, failed_attempt: int) -> float:
         """Seconds to wait after attempt number ``failed_attempt`` failed."""
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** (failed_attempt - 1))
+        try:
+            grown = self.initial_delay * self.multiplier ** (failed_attempt - 1)
+        except OverflowError:  # attempt ~1025 at 2x: long past max_delay anyway
+            grown = math.inf
+        base = min(self.max_delay, grown)
         if self.jitter:
             base *= 1.0 + self.jitter * (2.0 * self.random() - 1.0)
         return max(0.0, min(self.max_delay, base))
@@ -98,8 +111,7 @@ def retry_backoff(
     The last error, or the first one that is not retryable, is passed on. Items emitted by a
     failed attempt have already gone downstream; on a ``trigger`` there are none.
     """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    check_attempts(max_attempts)
     backoff = Backoff(initial_delay, max_delay, jitter, multiplier, random)
     should_retry = _predicate(retry_on)
 
@@ -131,7 +143,10 @@ def retry_backoff(
                 if not again:
                     observer.on_error(error)
                     return
-                current.disposable = sched.schedule_relative(backoff.delay(attempt), run)
+                try:
+                    current.disposable = sched.schedule_relative(backoff.delay(attempt), run)
+                except Exception as exc:  # a faulty random or scheduler: the stream fails
+                    observer.on_error(exc)
 
             run()
             return current

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pytest
 import reactivex
 from reactivex import Observable
 from reactivex.testing import ReactiveTest, TestScheduler
 
 from iii_rx.errors import IIIInvocationError, IIITimeoutError
-from iii_rx.operators import is_retryable, retry_backoff, timeout
+from iii_rx.operators import is_retryable, retry_backoff, retrying, timeout
 from iii_rx.operators.retry import Backoff
 
 on_next, on_completed, on_error = (
@@ -150,3 +153,45 @@ def test_timeout_then_retry_backoff_resubscribes() -> None:
     )
     assert calls == [200, 235]
     assert results.messages == [on_next(235, "late but fine"), on_completed(235)]
+
+
+def test_retrying_for_ever_keeps_the_max_delay_past_float_range() -> None:
+    """``multiplier ** attempt`` leaves the float range at attempt ~1025 (2x): the delay stays
+    ``max_delay``, and ``max_attempts=math.inf`` retries on (it raised into the source)."""
+    backoff = Backoff(0.1, 10.0, 0.0, 2.0, lambda: 0.5)
+    assert [backoff.delay(n) for n in (1, 2, 1025, 10**6)] == [0.1, 0.2, 10.0, 10.0]
+    assert Backoff(0.1, 10.0, 0.0, 2, lambda: 0.5).delay(5000) == 10.0  # int multiplier
+    scheduler = TestScheduler()
+    calls: list[float] = []
+    results = scheduler.start(
+        lambda: flaky(scheduler, [STOPPED] * 1100, calls).pipe(
+            retry_backoff(max_attempts=math.inf, initial_delay=0.001, max_delay=0.001,
+                          jitter=0, multiplier=2.0)),
+        disposed=10**9)
+    assert len(calls) == 1101
+    assert [m.value.kind for m in results.messages] == ["N", "C"]
+
+
+def test_a_scheduling_failure_fails_the_stream() -> None:
+    def broken_random() -> float:
+        raise RuntimeError("no entropy")
+
+    errors: list[Exception] = []
+    reactivex.throw(STOPPED).pipe(retry_backoff(random=broken_random)).subscribe(
+        on_error=errors.append)
+    assert [str(e) for e in errors] == ["no entropy"]
+
+
+def test_attempt_counts_and_factories_are_checked_when_made() -> None:
+    with pytest.raises(TypeError, match="max_attempts must be a number, got str"):
+        retry_backoff(max_attempts="3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_attempts must be >= 1"):
+        retry_backoff(max_attempts=math.nan)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="multiplier"):
+        retry_backoff(multiplier=math.nan)
+
+    async def pages() -> Any:
+        yield 1
+
+    with pytest.raises(TypeError, match=r"retrying needs a factory .* got async_generator"):
+        retrying(pages())  # type: ignore[arg-type]
