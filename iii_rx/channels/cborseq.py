@@ -92,6 +92,13 @@ class CborSequenceDecoder:
         self._stack: list[int] = []  # items still expected by each open container
 
     @property
+    def error(self) -> CborDecodeError | None:
+        """Invalid CBOR found after the items a call already returned: the next call raises
+        it. A consumer that has handed those items out raises it now rather than waiting for a
+        chunk that may never come."""
+        return self._error
+
+    @property
     def pending(self) -> int:
         """Bytes held that do not yet form a complete item."""
         return len(self._buf)
@@ -113,7 +120,7 @@ class CborSequenceDecoder:
         elif not chunk:
             return items
         else:
-            data = chunk if type(chunk) is bytes else bytes(chunk)
+            data = chunk if type(chunk) is bytes else _as_bytes(chunk)
         try:
             self._decode(data, items)
         except CborDecodeError as exc:
@@ -243,3 +250,11 @@ class CborSequenceDecoder:
             if done:
                 self._pos = 0
                 return pos
+
+
+def _as_bytes(chunk: Any) -> bytes:
+    """A chunk's bytes; ``bytes(n)`` of an int would be ``n`` zero bytes, decoded as items."""
+    if not isinstance(chunk, (bytearray, memoryview)):
+        raise TypeError(f"a chunk must be bytes, bytearray or memoryview, not "
+                        f"{type(chunk).__name__}")
+    return bytes(chunk)

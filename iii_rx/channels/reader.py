@@ -381,6 +381,8 @@ class _Objects(AsyncIterator[Any]):
 
     async def __anext__(self) -> Any:
         while not self._ready:
+            if self._decoder.error is not None:  # after the items before it, not a chunk later
+                raise self._decoder.error
             try:
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:

@@ -180,6 +180,8 @@ async def _decode(source: AsyncIterable[Any], decoder: ChunkDecoder) -> AsyncIte
         async for chunk in streamer:
             for value in decoder.feed(chunk):
                 yield value
+            if decoder.error is not None:  # bad data after those values: not one chunk later
+                raise decoder.error
     for value in decoder.finish():
         yield value
 
@@ -227,6 +229,8 @@ class _Decoded(AsyncStream[Any]):
             while not ready:
                 if self._ended:
                     raise StopAsyncIteration
+                if self._decoder.error is not None:  # after the values before it
+                    raise self._decoder.error
                 try:
                     chunk = await streamer.__anext__()
                 except StopAsyncIteration:

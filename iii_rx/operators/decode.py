@@ -31,6 +31,10 @@ class ChunkDecoder(Protocol):
 
     def finish(self) -> list[Any]: ...
 
+    @property
+    def error(self) -> Exception | None:
+        """An error found after the items ``feed`` returned (its next call raises it)."""
+
 
 class JsonLinesDecodeError(ChannelError, ValueError):
     """A complete line of a JSON Lines stream that is not valid JSON (the twin of
@@ -64,8 +68,12 @@ class JsonLinesDecoder:
             raise self._error
         if isinstance(chunk, str):
             data: bytes | bytearray = chunk.encode()
-        else:
-            data = chunk if isinstance(chunk, (bytes, bytearray)) else bytes(chunk)
+        elif isinstance(chunk, (bytes, bytearray)):
+            data = chunk
+        elif isinstance(chunk, memoryview):
+            data = bytes(chunk)
+        else:  # bytes(n) of an int would be n zero bytes
+            raise TypeError(f"a chunk must be bytes-like or str, not {type(chunk).__name__}")
         last = data.rfind(b"\n")
         if last < 0:
             self._buf += data
@@ -92,6 +100,11 @@ class JsonLinesDecoder:
             if not values:
                 raise
         return values
+
+    @property
+    def error(self) -> JsonLinesDecodeError | None:
+        """A bad line found after the values a ``feed`` returned (the next call raises it)."""
+        return self._error
 
     def finish(self) -> list[Any]:
         """Decode a last line left without a newline; raise if it is incomplete."""
@@ -139,6 +152,10 @@ class _CborDecoder:
         self._inner.finish()
         return []
 
+    @property
+    def error(self) -> Exception | None:
+        return self._inner.error
+
 
 def _decode_with(
     make_decoder: Callable[[], ChunkDecoder],
@@ -167,6 +184,8 @@ def _decode_with(
                     return
                 for value in values:
                     observer.on_next(value)
+                if decoder.error is not None:  # bad data after those values: fail now
+                    fail(decoder.error)
 
             def on_completed() -> None:
                 if failed:

@@ -455,3 +455,21 @@ async def test_a_failed_handler_ends_the_channel_ends_it_received(client: iii_rx
         for _ in range(1000):
             await request.writer.write(os.urandom(1000))
             await asyncio.sleep(0.002)
+
+
+async def test_objects_fail_after_the_good_items_without_waiting_for_more(
+        client: iii_rx.Client) -> None:
+    """Invalid CBOR after valid items in one chunk, the writer still open: ``objects()``
+    yields the items, then raises (it waited for a next chunk first)."""
+    channel = await client.create_channel_async()
+    await channel.writer.write(encode_item("whole") + b"\xff")
+    got: list[Any] = []
+
+    async def read() -> None:
+        async for item in channel.reader.objects():
+            got.append(item)
+
+    with pytest.raises(iii_rx.CborDecodeError):
+        await asyncio.wait_for(read(), 5)
+    assert got == ["whole"]
+    await channel.writer.close()

@@ -11,7 +11,7 @@ from aiostream import pipe as aiopipe
 from aiostream import stream
 
 from iii_rx.channels.cborseq import encode_item
-from iii_rx.channels.errors import TruncatedStreamError
+from iii_rx.channels.errors import CborDecodeError, TruncatedStreamError
 from iii_rx.errors import IIIInvocationError, IIITimeoutError
 from iii_rx.operators import (
     AsyncStream,
@@ -189,3 +189,38 @@ def test_arguments_are_checked_at_the_call() -> None:
         rate_limited(Source([]), per_second=0)
     with pytest.raises(ValueError):
         retrying(lambda: Source([]), max_attempts=0)
+
+
+class Stalled:
+    """Yields its chunks, then waits for ever (a live channel whose writer went quiet)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def gen(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        await asyncio.Event().wait()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.gen()
+
+
+@pytest.mark.parametrize("form", ["direct", "pipe"])
+async def test_bad_data_after_good_items_fails_without_waiting_for_a_chunk(form: str) -> None:
+    chunk = encode_item({"ok": 1}) + b"\xff"
+    got: list[object] = []
+
+    async def read() -> None:
+        if form == "direct":
+            async for item in cbor_items(Stalled([chunk])):
+                got.append(item)
+            return
+        piped = stream.iterate(Stalled([chunk])) | ops_pipe.cbor_items()
+        async with piped.stream() as streamer:
+            async for item in streamer:
+                got.append(item)
+
+    with pytest.raises(CborDecodeError):
+        await asyncio.wait_for(read(), 5)
+    assert got == [{"ok": 1}]

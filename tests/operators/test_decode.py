@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import cbor2
 import pytest
 import reactivex
+from reactivex.subject import Subject
 
 from iii_rx.channels.cborseq import CborSequenceDecoder, encode_item
 from iii_rx.channels.errors import CborDecodeError, TruncatedStreamError
@@ -176,3 +178,28 @@ def test_json_lines_a_bad_line_fails_every_later_call() -> None:
             decoder.feed(b"4\n")
     with pytest.raises(JsonLinesDecodeError):
         decoder.finish()
+
+
+@pytest.mark.parametrize(("operator", "chunk"), [
+    (decode_json_lines, b'{"ok": 1}\n{oops\n'),
+    (decode_cbor, encode_item({"ok": 1}) + b"\xff"),
+], ids=["json_lines", "cbor"])
+def test_bad_data_after_good_items_in_a_chunk_fails_at_once(operator: Any, chunk: bytes) -> None:
+    """The error follows the good items of the same chunk, not the next chunk (on a live
+    channel that may never come: the consumer waited for ever)."""
+    source: Subject[bytes] = Subject()
+    events: list[Any] = []
+    source.pipe(operator()).subscribe(events.append, lambda e: events.append(type(e)))
+    source.on_next(chunk)
+    assert events[0] == {"ok": 1}
+    assert events[1:] in ([JsonLinesDecodeError], [CborDecodeError])
+
+
+@pytest.mark.parametrize("operator", [decode_json_lines, decode_cbor])
+def test_a_chunk_that_is_not_bytes_is_refused(operator: Any) -> None:
+    """``bytes(7)`` is seven zero bytes: ints (iterating a bytes object gives them) were
+    decoded as zeros."""
+    errors: list[Exception] = []
+    reactivex.from_iterable(b"\x81\x07").pipe(operator()).subscribe(on_error=errors.append)
+    assert [type(e) for e in errors] == [TypeError]
+    assert "int" in str(errors[0])
