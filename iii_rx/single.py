@@ -75,7 +75,9 @@ class _CallSubscription:
 
     def begin(self) -> None:
         if not self.disposed:
-            self.cancel = self.starter.start(self.done)
+            cancel = self.cancel = self.starter.start(self.done)
+            if self.disposed:  # disposed from another thread while starting (or answered
+                cancel()       # already: then cancelling does nothing)
 
     def done(self, value: Any, error: BaseException | None) -> None:
         if self.disposed:
