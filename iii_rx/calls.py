@@ -313,6 +313,8 @@ def call_namespace(function_id: str, explicit: str | None, worker: str | None) -
     """The namespace a call (or binding) of ``function_id`` goes to: ``explicit`` (not blank),
     else ``"default"`` for ``engine::`` / ``configuration::`` ids, else the worker's."""
     if explicit is not None:
+        if not isinstance(explicit, str):
+            raise TypeError(f"namespace must be a string, not {type(explicit).__name__}")
         if not explicit.strip():
             raise ValueError("namespace must not be blank")
         return explicit
@@ -342,8 +344,9 @@ def trigger_arguments(function_id: Any, payload: Any, action: Any, timeout_ms: A
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, numbers.Real):
             raise TypeError(f"timeout_ms must be a number of milliseconds, "
                             f"not {type(timeout_ms).__name__}")
-        if timeout_ms != timeout_ms:
-            raise ValueError("timeout_ms must not be NaN")
+        if not float(timeout_ms) >= 0:  # also NaN
+            raise ValueError(f"timeout_ms must be >= 0 (0: the client's default), got "
+                             f"{timeout_ms!r}")
     return function_id, payload, action, timeout_ms, metadata, namespace
 
 
@@ -360,6 +363,7 @@ def trigger_action(action: Any) -> VoidAction | EnqueueAction | None:
     (and ``queue``), e.g. the official SDK's; ``ValueError`` for anything else."""
     if action is None or isinstance(action, (VoidAction, EnqueueAction)):
         return action
+    given = action
     if isinstance(action, Mapping):
         kind = action.get("type")
     else:
@@ -375,7 +379,8 @@ def trigger_action(action: Any) -> VoidAction | EnqueueAction | None:
         if not isinstance(queue, str) or not queue:
             raise ValueError("an enqueue action needs a queue name")
         return EnqueueAction(queue=queue)
-    raise ValueError(f"unknown trigger action {action!r}")
+    raise ValueError(f"unknown trigger action {given!r}: use TriggerAction.void() or "
+                     f"TriggerAction.enqueue(queue)")
 
 
 def _send_error(exc: Exception, function_id: str, iid: str | None) -> Exception:

@@ -210,6 +210,24 @@ def _metadata_mode(handler: Callable[..., Any]) -> int:
     return _NO_METADATA
 
 
+def _check_takes_data(handler: Callable[..., Any], metadata_mode: int) -> None:
+    """``TypeError`` now for a handler no call could be given to (no parameter for the data,
+    or more required ones than data and metadata), rather than failing every call."""
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):  # some builtins: nothing to check
+        return
+    try:
+        if metadata_mode == _METADATA_KEYWORD:
+            signature.bind(None, metadata=None)
+        else:
+            signature.bind(*(None,) * (1 if metadata_mode == _NO_METADATA else 2))
+    except TypeError as exc:
+        raise TypeError(f"handler {getattr(handler, '__qualname__', handler)!r} cannot be "
+                        f"called with a call's data ({exc}): it takes the data, and "
+                        f"optionally the metadata") from None
+
+
 def _is_async(handler: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
@@ -228,8 +246,12 @@ class HandlerSink(Sink):
         handler: Callable[..., Any],
         max_concurrency: int | None = None,
     ) -> None:
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1 (or None for no limit)")
+        if max_concurrency is not None:
+            if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+                raise TypeError(f"max_concurrency must be an int (or None for no limit), not "
+                                f"{type(max_concurrency).__name__}")
+            if max_concurrency < 1:
+                raise ValueError("max_concurrency must be at least 1 (or None for no limit)")
         self._bridge = worker.bridge
         self._loop = worker.bridge.loop
         self._tasks = worker.tasks
@@ -242,6 +264,7 @@ class HandlerSink(Sink):
         self._handler = handler
         self._async = _is_async(handler)
         self._metadata = _metadata_mode(handler)
+        _check_takes_data(handler, self._metadata)
         self._limit = max_concurrency
         self._inflight = 0
         self._waiting: deque[tuple[Invocation, contextvars.Context]] = deque()

@@ -508,3 +508,22 @@ async def test_sync_handler_returning_an_awaitable(engine: Engine, name: str) ->
     assert hanging.cancelled()  # cancelled on close; its pool thread was freed at once
     with pytest.raises(iii_rx.IIIConnectionError):
         await call
+
+
+async def test_a_handler_no_call_could_be_given_to_is_refused_when_registered(
+        engine: Engine, name: str) -> None:
+    """It was accepted, then failed every call with the handler's own TypeError."""
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        for handler in (lambda: 1, lambda a, b, c: 1, lambda *, key: 1):
+            with pytest.raises(TypeError, match="cannot be called with a call's data"):
+                iii.register_function("f::bad", handler)
+        with pytest.raises(TypeError, match=r"max_concurrency must be an int .* not str"):
+            iii.register_function("f::bad", lambda data: data,
+                                  max_concurrency="3")  # type: ignore[arg-type]
+        assert iii.function_ids == []
+        for good in (lambda data: data, lambda data, metadata: data,
+                     lambda data, *, metadata=None: data, lambda *args: args[0],
+                     lambda data, extra=1: data):
+            handle = iii.register_function("f::good", good)
+            assert await iii.trigger("f::good", 7) == 7
+            handle.unregister()

@@ -220,11 +220,23 @@ async def test_a_call_timeout_must_be_a_number(engine: Engine, name: str) -> Non
                         lambda: iii.trigger("t::x", timeout_ms=True)):
             with pytest.raises(TypeError, match="timeout_ms must be a number"):
                 request()
-        with pytest.raises(ValueError, match="NaN"):
-            iii.trigger("t::x", timeout_ms=float("nan"))
+        for bad in (float("nan"), -5):  # -5 was sent, and "timed out after -5ms"
+            with pytest.raises(ValueError, match=r"timeout_ms must be >= 0 \(0: the client's"):
+                iii.trigger("t::x", timeout_ms=bad)
         assert iii.pending_calls == 0
         iii.register_function("t::x", lambda data: data)  # any real number is a timeout
         assert await iii.trigger("t::x", 1, timeout_ms=fractions.Fraction(5000)) == 1
+
+
+async def test_bad_call_arguments_are_told_in_the_caller_s_terms(engine: Engine,
+                                                                  name: str) -> None:
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        with pytest.raises(TypeError, match="namespace must be a string, not int"):
+            iii.trigger("t::x", namespace=5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"unknown trigger action 'void': use "
+                                             r"TriggerAction.void\(\)"):
+            iii.trigger("t::x", action="void")
+        assert iii.pending_calls == 0
 
 
 async def test_blank_function_id_and_namespace(engine: Engine, name: str) -> None:
