@@ -241,3 +241,72 @@ async def test_iii_rx_client_publishes_and_enqueues() -> None:
                                     action=iii_rx.TriggerAction.enqueue("default"))
         assert "messageReceiptId" in receipt
         assert await asyncio.wait_for(received.get(), WAIT) == {"q": 1}
+
+
+async def test_topics_and_queues_nothing_holds_any_more_are_forgotten() -> None:
+    """A topic whose subscribers all left, and a queue made by an ``enqueue`` to a new name,
+    were kept (listed, and a queue with its consumer task) for the engine's life: one per name
+    ever used. They are forgotten once drained; a topic holding a dead letter is kept until
+    it is discarded."""
+    async with Engine(port=0, **ENGINE_TIMERS) as engine, \
+            iii_rx.connect(engine.url, name=unique("rx")) as iii:
+        queues = engine.workers.queues
+        received: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def handler(data: Any) -> None:
+            if data == "fail":
+                raise RuntimeError("dead-letter me")
+            received.put_nowait(data)
+
+        function_id = unique("tidy")
+        iii.register_function(function_id, handler)
+        tasks_before = len(queues.tasks)
+
+        async def listed() -> set[str]:
+            return {row["name"] for row in await iii.trigger("engine::queue::list_topics", {})}
+
+        topics = [unique("tidy-topic") for _ in range(20)]
+        handles = [iii.register_trigger({
+            "type": "durable:subscriber", "function_id": function_id,
+            "config": {"topic": topic, "queue_config": {"maxRetries": 0}}}) for topic in topics]
+        await wait_for_bindings(engine, function_id, len(topics))
+        await iii.trigger("iii::durable::publish", {"topic": topics[0], "data": "hello"})
+        await iii.trigger("iii::durable::publish", {"topic": topics[1], "data": "fail"})
+        assert await asyncio.wait_for(received.get(), WAIT) == "hello"
+        await wait_dead_letters(iii, topics[1])
+        for handle in handles:
+            handle.unregister()
+        await wait_for_bindings(engine, function_id, 0)
+        names = await listed()
+        assert names & set(topics) == {topics[1]}  # the one holding a dead letter
+
+        [letter] = await iii.trigger("engine::queue::dlq_messages", {"topic": topics[1]})
+        await iii.trigger("iii::queue::discard_message",
+                          {"queue": topics[1], "message_id": letter["id"]})
+        assert not await listed() & set(topics)
+
+        names_used = [unique("tidy-queue") for _ in range(20)]
+        for name in names_used:
+            await iii.trigger(function_id, name, action=iii_rx.TriggerAction.enqueue(name))
+        assert sorted([await asyncio.wait_for(received.get(), WAIT) for _ in names_used]) == \
+            sorted(names_used)
+        deadline = time.monotonic() + WAIT
+        while len(queues.tasks) > tasks_before:  # the last deliveries end after answering
+            assert time.monotonic() < deadline, f"{len(queues.tasks)} queue tasks left"
+            await asyncio.sleep(0.01)
+        assert not await listed() & set(names_used)
+
+
+async def wait_for_bindings(engine: Engine, function_id: str, count: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while sum(b.function_id == function_id and not b.parked
+              for b in engine.triggers.bindings.values()) != count:
+        assert time.monotonic() < deadline, f"{count} bindings of {function_id}"
+        await asyncio.sleep(0.01)
+
+
+async def wait_dead_letters(iii: iii_rx.Client, topic: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not await iii.trigger("engine::queue::dlq_messages", {"topic": topic}):
+        assert time.monotonic() < deadline, f"a dead letter on {topic}"
+        await asyncio.sleep(0.01)

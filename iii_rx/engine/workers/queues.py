@@ -16,7 +16,8 @@ Named queues (beyond the Rust engine's built-in queue, see ``docs/engine.md``): 
 ``enqueue`` action (``TriggerAction.Enqueue(queue=...)``) calls ``engine::queue::enqueue``,
 which this worker provides: the call is queued on the named queue and delivered to its target
 function with the same retries. ``default`` and the queues given to :class:`QueueWorker`
-use their settings; any other name is created on first use with the default settings.
+use their settings; any other name is created on first use with the default settings, and
+forgotten (see :meth:`QueueWorker.tidy`) once it holds nothing.
 
 Delivery: a failed call (an error result, a missing function, a disconnected handler, a
 condition function that fails) is retried after ``backoff_ms * 2**(n-1)`` ms, at most
@@ -130,6 +131,7 @@ class _Consumer:
         self.condition = condition
         self.active = False
         self.running = 0
+        self.retrying = 0  # messages waiting out a backoff, off the queue
         self.wake = asyncio.Event()
         self.loop_task: asyncio.Task[None] | None = None
 
@@ -180,6 +182,8 @@ class _Consumer:
         finally:
             self.running -= 1
             self.wake.set()
+            if not self.running:
+                self.worker.tidy(self.key)
 
     async def _attempt(self, message: Message) -> str | None:
         """One delivery; the error text, or ``None`` when done (or skipped by the condition)."""
@@ -224,6 +228,8 @@ class QueueWorker:
         self._bindings: dict[str, tuple[str, str]] = {}  # binding id -> (topic, key)
         self._holders: dict[str, set[str]] = {}  # internal key -> binding ids
         self._topic_of: dict[str, str] = {}  # internal key of a subscriber -> its topic
+        self._keys_of_topic: dict[str, set[str]] = {}  # the reverse: topic -> internal keys
+        self._subscribers: dict[str, int] = {}  # topic -> bindings now
         self._timers: set[asyncio.TimerHandle] = set()
         self.failures = RateLimitedLog(log)
         """The engine's budget of these lines once started."""
@@ -269,7 +275,35 @@ class QueueWorker:
         for message in self.store.dead_letters(key)[:1]:
             suffix = f"::{message.function_id}@{message.namespace}"
             if key.endswith(suffix) and len(key) > len(suffix):
-                self._topic_of[key] = key[:-len(suffix)]
+                self._know(key, key[:-len(suffix)])
+
+    def _know(self, key: str, topic: str) -> None:
+        self._topic_of[key] = topic
+        self._keys_of_topic.setdefault(topic, set()).add(key)
+
+    def tidy(self, key: str) -> None:
+        """Forget internal queue ``key`` once nothing holds it: no binding, no message waiting,
+        in flight or in a backoff, no dead letter, and (a named queue) no settings of its own.
+        Unbound topics and queues made by an ``enqueue`` to a new name would otherwise stay
+        listed, with their consumer's task, for the engine's life."""
+        consumer = self._consumers.get(key)
+        if consumer is None or consumer.running or consumer.retrying or key in self._holders:
+            return
+        if key.startswith(NAMED_PREFIX):
+            name = key[len(NAMED_PREFIX):]
+            if name == DEFAULT_QUEUE or name in self.queue_configs:
+                return
+        store = self.store
+        if store.pending(key) or store.in_flight(key) or store.dead_letters(key):
+            return
+        consumer.deactivate()
+        del self._consumers[key]
+        topic = self._topic_of.pop(key, None)
+        if topic is not None:
+            keys = self._keys_of_topic.get(topic, set())
+            keys.discard(key)
+            if not keys:
+                self._keys_of_topic.pop(topic, None)
 
     async def stop(self) -> None:
         for timer in self._timers:
@@ -299,7 +333,8 @@ class QueueWorker:
         else:
             consumer.config, consumer.condition = queue_config, condition
         self._bindings[binding.id] = (topic, key)
-        self._topic_of[key] = topic
+        self._know(key, topic)
+        self._subscribers[topic] = self._subscribers.get(topic, 0) + 1
         self._holders.setdefault(key, set()).add(binding.id)
         self._topics.setdefault(topic, set()).add(key)
         consumer.activate()
@@ -309,6 +344,9 @@ class QueueWorker:
         if found is None:
             return
         topic, key = found
+        left = self._subscribers.pop(topic, 1) - 1
+        if left:
+            self._subscribers[topic] = left
         holders = self._holders.get(key, set())
         holders.discard(binding.id)
         if holders:
@@ -321,6 +359,7 @@ class QueueWorker:
         consumer = self._consumers.get(key)
         if consumer is not None:
             consumer.deactivate()  # its messages wait for the next binding
+            self.tidy(key)
 
     # ------------------------------------------------------------------ delivery plumbing
 
@@ -328,8 +367,10 @@ class QueueWorker:
         """Put ``message`` back on ``consumer``'s queue after ``delay`` seconds."""
         def due() -> None:
             self._timers.discard(timer)
+            consumer.retrying -= 1
             self.store.requeue(consumer.key, message)
             consumer.wake.set()
+        consumer.retrying += 1
         timer = asyncio.get_running_loop().call_later(delay, due)
         self._timers.add(timer)
 
@@ -421,21 +462,21 @@ class QueueWorker:
 
     def keys_of(self, name: str) -> list[str]:
         """The internal queues a user-facing name means: a topic's (one per function bound
-        to it since the start, or holding dead letters of a previous run), else the named
-        queue."""
-        keys = sorted(key for key, topic in self._topic_of.items() if topic == name)
-        return keys or [NAMED_PREFIX + name]
+        to it, or holding messages or dead letters), else the named queue."""
+        keys = self._keys_of_topic.get(name)
+        return sorted(keys) if keys else [NAMED_PREFIX + name]
 
     def topics(self) -> list[str]:
-        """Every topic known (bound since the start, or holding dead letters)."""
-        return sorted(set(self._topic_of.values()))
+        """Every topic known (bound, or holding messages or dead letters)."""
+        return sorted(self._keys_of_topic)
 
     def subscriber_count(self, topic: str) -> int:
         """How many bindings subscribe to ``topic`` now."""
-        return sum(1 for t, _key in self._bindings.values() if t == topic)
+        return self._subscribers.get(topic, 0)
 
     def named_queues(self) -> list[str]:
-        """The named queues: ``default``, the configured ones, and those used since."""
+        """The named queues: ``default``, the configured ones, and those holding messages or
+        dead letters."""
         names = {DEFAULT_QUEUE, *self.queue_configs}
         names.update(key[len(NAMED_PREFIX):] for key in (*self._consumers, *self.store.queues())
                      if key.startswith(NAMED_PREFIX))

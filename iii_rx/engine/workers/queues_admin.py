@@ -55,6 +55,8 @@ class Queues(Protocol):
 
     def revive(self, key: str, message: Message) -> None: ...
 
+    def tidy(self, key: str) -> None: ...
+
 
 class QueueAdmin:
     """The dead-letter and inspection functions over one queue worker (module docstring)."""
@@ -115,6 +117,8 @@ class QueueAdmin:
                 if redrive:
                     self.queues.revive(key, message)
                 found += 1
+            if not redrive:
+                self.queues.tidy(key)  # its last dead letter may have been what kept it
         return {"queue": name, "message_id": message_id, "redriven": found}
 
     async def _redrive_message(self, data: Any, ctx: CallContext) -> dict[str, Any]:
