@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 __all__ = ["HTTP_METHODS", "Route", "RouteError", "RouteTable", "route_from_config"]
 
@@ -62,7 +61,9 @@ class Route:
 
 
 def _split(path: str) -> tuple[str, ...]:
-    return tuple(segment for segment in path.split("/") if segment)
+    """The segments after the leading ``/``, empty ones kept (as the Rust engine matches:
+    ``/items/42/`` is not ``/items/:id``, nor ``//items/42``)."""
+    return tuple(path[1:].split("/") if path.startswith("/") else path.split("/"))
 
 
 def route_from_config(
@@ -173,10 +174,11 @@ class RouteTable:
     def match(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
         """The route for a request and its path parameters; ``HEAD`` falls back to ``GET``.
 
-        ``raw_path`` is the path as sent (percent-encoded, no query): segments are split first
-        and decoded after, so an encoded ``/`` stays inside its parameter.
+        ``raw_path`` is the path as sent (percent-encoded, no query). Segments and parameters
+        are matched and passed as sent, not decoded, as the Rust engine does (``%20`` stays
+        ``%20``; decode a parameter with ``urllib.parse.unquote`` where you want it).
         """
-        segments = tuple(unquote(segment) for segment in _split(raw_path))
+        segments = _split(raw_path)
         found = self._match(method, segments)
         if found is None and method == "HEAD":
             found = self._match("GET", segments)

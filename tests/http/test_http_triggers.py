@@ -207,7 +207,7 @@ async def test_get_with_query_and_path_params(served: Served,
         body = await response.json()
     assert body == {
         "query_params": {"page": "2", "sort": "new"},
-        "path_params": {"id": "42", "post": "a b"},
+        "path_params": {"id": "42", "post": "a%20b"},  # as sent (the Rust engine's way)
         "path": f"/{served.kind}/users/:id/posts/:post",
         "method": "GET",
         "body": None,

@@ -54,14 +54,21 @@ def test_unbind_checks_the_owner() -> None:
     assert table.remove("a", "GET", "/x", owner)
 
 
-def test_static_segments_win_and_params_decode() -> None:
+def test_static_segments_win_and_params_stay_as_sent() -> None:
+    """As the Rust engine: parameters are not percent-decoded, and empty segments count (a
+    trailing or doubled ``/`` is another path)."""
     table = RouteTable()
     table.add(route("param", "/users/:id"))
     table.add(route("me", "/users/me"))
     table.add(route("deep", "/users/:id/posts/:post"))
+    table.add(route("trail", "/trail/"))
     assert table.match("GET", "/users/me")[0].trigger_id == "me"  # type: ignore[index]
-    found = table.match("GET", "/users/a%2Fb%20c/")
-    assert found is not None and found[1] == {"id": "a/b c"}
+    found = table.match("GET", "/users/a%2Fb%20c")
+    assert found is not None and found[1] == {"id": "a%2Fb%20c"}
+    assert table.match("GET", "/users/42/") is None
+    assert table.match("GET", "//users/42") is None
+    assert table.match("GET", "/trail/")[0].trigger_id == "trail"  # type: ignore[index]
+    assert table.match("GET", "/trail") is None
     found = table.match("GET", "/users/7/posts/9")
     assert found is not None and found[1] == {"id": "7", "post": "9"}
     assert table.match("GET", "/users") is None
