@@ -9,10 +9,14 @@ log at will. :class:`GuardedServer` is that server with both fixed:
   ``header_timeout`` seconds of opening, and each later head (keep-alive) within
   ``header_timeout`` of its first byte; otherwise the connection is closed. Idle keep-alive
   connections are aiohttp's ``keepalive_timeout``.
-* **Quiet errors.** A malformed request is answered 400 as before and logged as one escaped
-  line without a traceback, at most ``burst`` lines per interval
+* **Quiet errors.** A malformed request is answered 400 and logged as one escaped line without
+  a traceback, at most ``burst`` lines per interval
   (:class:`~iii_rx.engine.logsafe.RateLimitedLog`); other connection errors keep their
-  traceback, rate-limited too.
+  traceback, rate-limited too. The answer is the API's JSON error envelope; aiohttp's own text
+  quotes the bytes it refused (a client's cookie or token, echoed).
+* **Head sizes.** A request line or a header may be :data:`MAX_HEAD_LINE` bytes long (aiohttp:
+  8190; tokens and cookies beyond 8 KiB are common, and the Rust engine takes them); a longer
+  one is answered 431.
 
 The API tells a connection that a request is finished (:func:`request_finished`) so that the
 header clock starts again only for the next head.
@@ -22,14 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web, web_protocol
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 
-__all__ = ["GuardedServer", "request_finished"]
+__all__ = ["MAX_HEAD_LINE", "GuardedServer", "request_finished"]
+
+MAX_HEAD_LINE = 64 * 1024
+"""The longest request line or header line the REST API reads (at most 128 headers)."""
 
 log = logging.getLogger("iii_rx.engine.rest")
 
@@ -99,6 +107,21 @@ class _GuardedHandler(web_protocol.RequestHandler):
                         printable(peer), self._header_timeout)
         self.force_close()
 
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """aiohttp's answer to a request it could not read or serve, as a JSON error envelope
+        that repeats nothing of the request (a line too long: 431)."""
+        super().handle_error(request, status, exc, message)  # logs; raises if a reply began
+        if isinstance(exc, LineTooLong):
+            status, text = 431, f"a request line or header is longer than {MAX_HEAD_LINE} bytes"
+        else:
+            text = "malformed HTTP request" if status == 400 else HTTPStatus(status).phrase
+        code = HTTPStatus(status).phrase.upper().replace(" ", "_")
+        response = web.json_response({"error": {"code": code, "message": text}}, status=status)
+        response.force_close()
+        return response
+
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """aiohttp's error lines, escaped and rate-limited; no traceback for bad requests."""
         exc = kw.get("exc_info")
@@ -124,6 +147,8 @@ class GuardedServer(web.Server):
         handler_args = {k: kwargs.pop(k) for k in list(kwargs)
                         if k not in ("request_factory", "handler_cancellation", "loop")}
         super().__init__(handler, **kwargs)
+        handler_args.setdefault("max_line_size", MAX_HEAD_LINE)
+        handler_args.setdefault("max_field_size", MAX_HEAD_LINE)
         self._handler_args = handler_args
         self._header_timeout = header_timeout
         self._quiet = quiet if quiet is not None else RateLimitedLog(log)

@@ -324,6 +324,29 @@ async def test_malformed_requests_log_a_few_lines_without_tracebacks(
     assert not [r for r in lines if "\x1b" in r.getMessage() or "\n" in r.getMessage()]
 
 
+async def test_long_heads_are_read_and_refusals_repeat_nothing_of_the_request() -> None:
+    """Tokens and cookies past aiohttp's 8190 bytes (the Rust engine takes them) are read; a
+    line past 64 KiB is refused 431, and no refusal quotes the request's bytes back (aiohttp's
+    text did: a client's secret, echoed)."""
+    async with rest_engine() as (_, _, port):
+        cookie = "c" * 20_000
+        assert status(await exchange(port, request("GET", "/ping",
+                                                   headers={"Cookie": cookie}))) == 200
+        long_path = await exchange(port, request("GET", "/" + "p" * 20_000))
+        assert status(long_path) == 404 and body_json(long_path)["error"]["code"] == "NOT_FOUND"
+        secret = "s3cret" * 20_000
+        too_long = await exchange(port, request("GET", "/ping", headers={"X-Token": secret}))
+        assert status(too_long) == 431
+        assert body_json(too_long) == {"error": {
+            "code": "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            "message": "a request line or header is longer than 65536 bytes"}}
+        malformed = await exchange(port, b"GET /ping HTTP/1.1\r\nX\x1bs3cret\r\n: x\r\n\r\n")
+        assert status(malformed) == 400
+        assert body_json(malformed) == {"error": {"code": "BAD_REQUEST",
+                                                  "message": "malformed HTTP request"}}
+        assert b"s3cret" not in too_long + malformed
+
+
 async def test_handler_failures_are_logged_escaped(caplog: pytest.LogCaptureFixture) -> None:
     """A worker's error code and message (newline, ANSI escape) cannot forge log lines."""
     async with rest_engine() as (_, _, port):
