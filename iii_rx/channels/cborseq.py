@@ -40,6 +40,10 @@ def _decoder_per_item() -> bool:
 
 _DECODER_PER_ITEM = _decoder_per_item()
 
+_BREAK = getattr(cbor2, "break_marker", object())
+"""What older cbor2 (5.6, our floor) decodes a stray break code (0xff) to, where current ones
+raise: it is no item (it was handed to the consumer as one)."""
+
 _SHAREABLE_HEADS = (b"\xd8\x1c", b"\xd9\x00\x1c", b"\xda\x00\x00\x00\x1c",
                     b"\xdb\x00\x00\x00\x00\x00\x00\x00\x1c")
 """Tag 28 ("shareable") with each width of argument cbor2 accepts. Value sharing (tags 28 and
@@ -151,7 +155,10 @@ class CborSequenceDecoder:
             try:
                 if _DECODER_PER_ITEM:
                     decoder = cbor2.CBORDecoder(fp)
-                append(decoder.decode())
+                item = decoder.decode()
+                if item is _BREAK:
+                    raise ValueError("break code encountered where a data item was expected")
+                append(item)
             except Exception as exc:  # cbor2's own, or of a tag's decoder (OverflowError...)
                 # Cut by the end of the chunk, or invalid: the scan tells which.
                 self._buf = bytearray(memoryview(data)[start:])
