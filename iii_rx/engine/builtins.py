@@ -177,5 +177,6 @@ async def _register_trigger(triggers: Triggers, ack_timeout: float, data: dict[s
                 triggers.forget_ack(binding.id)
     if error is not None:
         triggers.discard(binding.id)
-        raise IIIInvocationError("trigger_registration_failed", f"{error.code}: {error.message}")
+        # As the Rust engine: the message alone (its code was written into it, then repeated).
+        raise IIIInvocationError("trigger_registration_failed", error.message)
     return {"id": binding.id}

@@ -81,12 +81,13 @@ def headers_of(value: Any) -> list[tuple[str, str]]:
 
 def _status_of(result: Mapping[str, Any]) -> int:
     """``status_code`` then ``statusCode`` (as the Rust engine, which reads only the first), 200
-    when absent or outside 100-599; 1xx is kept so that callers refuse it (it is not a final status,
-    see :func:`final_status`)."""
+    when absent or outside 100-999 (what the Rust engine's HTTP library can send: 600-999 go
+    out as given); 1xx is kept so that callers refuse it (it is not a final status, see
+    :func:`final_status`)."""
     for key in ("status_code", "statusCode"):  # status_code first, as the Rust engine
         value = result.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
-            return value if 100 <= value <= 599 else 200
+            return value if 100 <= value <= 999 else 200
     return 200
 
 
@@ -119,7 +120,7 @@ def final_status(status: int) -> bool:
 def invalid_status_response(status: int, error_id: str) -> web.Response:
     """The engine's 500 for a handler that answered a 1xx status."""
     return error_response(500, "INVALID_STATUS", f"the handler answered status {status}, "
-                          "which is not a final HTTP status (200-599)", error_id=error_id)
+                          "which is not a final HTTP status (200-999)", error_id=error_id)
 
 
 def buffered_response(result: Any, head_only: bool) -> web.Response:

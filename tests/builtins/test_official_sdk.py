@@ -60,6 +60,11 @@ def test_state_functions(official: Factory) -> None:
         call(iii, "state::set", {"key": "a", "value": 1})
     assert caught.value.code == "deserialization_error"
     assert "missing field `scope`" in caught.value.message
+    with pytest.raises(InvocationError) as caught:  # `data` is `value` by another name
+        call(iii, "state::set", {"scope": scope, "key": "a", "value": 1, "data": 2})
+    assert (caught.value.code, caught.value.message) == (
+        "deserialization_error",
+        "Failed to deserialize input for state::set: duplicate field `value`")
 
 
 def test_state_update_applies_the_sdk_operations(official: Factory) -> None:

@@ -60,6 +60,11 @@ def test_stream_functions(official: Factory) -> None:
         call(iii, "stream::set", {"stream_name": name, "group_id": group, "data": 1})
     assert caught.value.code == "deserialization_error"
     assert "missing field `item_id`" in caught.value.message
+    with pytest.raises(InvocationError) as caught:  # null is data, none at all is not
+        call(iii, "stream::send", {"stream_name": name, "group_id": group, "type": "t"})
+    assert "missing field `data`" in caught.value.message
+    assert call(iii, "stream::send", {"stream_name": name, "group_id": group, "type": "t",
+                                      "data": None}) is None
 
 
 def test_stream_trigger_events(engine: EngineThread, official: Factory) -> None:

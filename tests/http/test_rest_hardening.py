@@ -285,6 +285,17 @@ async def test_a_1xx_handler_status_is_refused_not_sent(code: int) -> None:
     assert body_json(answer)["error"]["code"] == "INVALID_STATUS"
 
 
+@pytest.mark.parametrize(("code", "sent"), [(599, 599), (600, 600), (999, 999), (1000, 200),
+                                           (99, 200)])
+async def test_handler_statuses_go_out_as_the_rust_engine_sends_them(code: int,
+                                                                     sent: int) -> None:
+    """Its HTTP library sends any three-digit status; others read as 200 (600-999 were 200)."""
+    async with rest_engine() as (_, handlers, port):
+        handlers.answer = {"status_code": code, "body": "x"}
+        answer = await exchange(port, request("GET", "/answer"), timeout=5)
+    assert status(answer) == sent
+
+
 async def test_a_1xx_streamed_status_is_refused_not_sent() -> None:
     async with rest_engine() as (_, _, port):
         answer = await exchange(port, request("GET", "/stream"), timeout=5)

@@ -177,6 +177,8 @@ class StateWorker:
         data = require_object(fid, data)
         scope, key = require_str(fid, data, "scope"), require_str(fid, data, "key")
         if "value" in data:
+            if "data" in data:  # `data` is another name of `value` there
+                raise bad_input(fid, "duplicate field `value`")
             value = data["value"]
         elif "data" in data:
             value = data["data"]

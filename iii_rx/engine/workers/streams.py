@@ -356,5 +356,7 @@ class StreamWorker:
         group = require_str("stream::send", data, "group_id")
         kind = require_str("stream::send", data, "type")
         item = optional_str("stream::send", data, "id")
+        if "data" not in data:  # null is data; none at all is refused, as by the Rust engine
+            raise bad_input("stream::send", "missing field `data`")
         self.emit(stream, group, item, {"type": "event",
                                         "event": {"type": kind, "data": data.get("data")}})
