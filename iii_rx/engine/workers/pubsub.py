@@ -21,6 +21,7 @@ from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
 from iii_rx.engine.workers._common import (
     Fanout,
+    bad_input,
     config_object,
     config_str,
     require_object,
@@ -100,6 +101,8 @@ class PubSubWorker:
 
     async def _publish(self, data: Any, ctx: CallContext) -> None:
         data = require_object(PUBLISH, data)
+        if "topic" not in data:  # as the Rust engine: absent is unreadable, empty is unset
+            raise bad_input(PUBLISH, "missing field `topic`")
         if not data.get("topic"):
             raise IIIInvocationError("topic_not_set", "Topic is not set")
         self.publish(require_str(PUBLISH, data, "topic"), data.get("data"))
