@@ -29,7 +29,8 @@ async def open_socket(
 
     No compression (the Rust engine does not negotiate permessage-deflate, and on loopback it
     costs more CPU than it saves) and no keepalive pings: while backpressure pauses reading,
-    pongs cannot be read either, and a slow consumer would be mistaken for a dead peer.
+    pongs cannot be read either, and a slow consumer would be mistaken for a dead peer (nor
+    does the Rust engine answer pings on a reader's socket).
     ``max_queue`` bounds the frames websockets buffers before it stops reading the socket.
     """
     try:
