@@ -30,7 +30,7 @@ exist. Per connection:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -339,12 +339,17 @@ class ListenerGuard:
         if changes.get("config") is not None:  # the SDK's result models send None: keep
             update["config"] = changes["config"]
         if rbac is not None:
-            entry = self.registry.functions.get((namespace, function_id))
-            if not session.allows(function_id, namespace,
-                                  entry.metadata if entry is not None else None):
-                self._refuse_trigger(conn, frame, function_id, f"function '{function_id}' not "
-                                     f"allowed in namespace '{namespace}'")
-                return None
+            # The engine calls these for the binding, with the engine's authority: the
+            # target, and a condition or middleware its config names (else a session could
+            # have the engine call, with input of its choosing, what it may not call itself).
+            for called in (function_id, *_also_called(update.get("config", frame.config))):
+                entry = self.registry.functions.get((namespace, called))
+                if not session.allows(called, namespace,
+                                      entry.metadata if entry is not None else None):
+                    role = "" if called == function_id else " (called by the trigger)"
+                    self._refuse_trigger(conn, frame, function_id, f"function '{called}'"
+                                         f"{role} not allowed in namespace '{namespace}'")
+                    return None
         return frame.model_copy(update=update)
 
     def _refuse_trigger(self, conn: WorkerConnection, frame: RegisterTrigger, function_id: str,
@@ -353,6 +358,21 @@ class ListenerGuard:
         conn.send(encode(TriggerRegistrationResult(
             id=frame.id, trigger_type=frame.trigger_type, function_id=function_id,
             error=ErrorBody(code=FORBIDDEN, message=message))))
+
+
+def _also_called(config: Any) -> list[str]:
+    """The functions a binding's config has the engine call besides its target: a condition
+    (any trigger type may have one) and an http route's middleware."""
+    if not isinstance(config, Mapping):
+        return []
+    called: list[str] = []
+    condition = config.get("condition_function_id")
+    if isinstance(condition, str) and condition:
+        called.append(condition)
+    middleware = config.get("middleware_function_ids")
+    if isinstance(middleware, (list, tuple)):
+        called.extend(m for m in middleware if isinstance(m, str) and m)
+    return called
 
 
 class SessionGuard:

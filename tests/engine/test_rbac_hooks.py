@@ -138,3 +138,33 @@ async def test_function_registration_prefix_is_invisible_to_the_worker() -> None
         # unregistering by its own id removes the prefixed function
         await worker.send({"type": "unregisterfunction", "id": "echo"})
         await wait_until(lambda: ("default", "tenant-a::echo") not in engine.registry.functions)
+
+
+async def test_a_trigger_may_not_have_the_engine_call_what_the_session_may_not() -> None:
+    """A binding on a function the session may call, whose condition or http middleware is
+    one it may not: refused (the engine called it on every fire, with the engine's authority
+    and, through http, the attacker's request body)."""
+    async with guarded_engine(Listener(port=0, rbac=rbac())) as (engine, _):
+        worker = await raw(engine, "plain")
+        await worker.register(name="sneaky")
+        sneaky = [
+            ("cron", {"expression": "* * * * * *", "condition_function_id": "priv::echo"}),
+            ("http", {"api_path": "/c", "http_method": "POST",
+                      "condition_function_id": "priv::echo"}),
+            ("http", {"api_path": "/m", "http_method": "POST",
+                      "middleware_function_ids": ["pub::echo", "priv::echo"]}),
+            ("durable:subscriber", {"topic": "t", "condition_function_id": "priv::echo"}),
+        ]
+        for n, (trigger_type, config) in enumerate(sneaky):
+            await worker.send({"type": "registertrigger", "id": f"s{n}",
+                               "trigger_type": trigger_type, "function_id": "pub::echo",
+                               "config": config})
+            answer = await worker.recv("triggerregistrationresult")
+            assert (answer["id"], answer["error"]["code"]) == (f"s{n}", "FORBIDDEN")
+            assert "'priv::echo' (called by the trigger)" in answer["error"]["message"]
+        assert not {f"s{n}" for n in range(len(sneaky))} & set(engine.triggers.bindings)
+        await worker.send({"type": "registertrigger", "id": "fine", "trigger_type": "cron",
+                           "function_id": "pub::echo",
+                           "config": {"expression": "* * * * * *",
+                                      "condition_function_id": "pub::echo"}})
+        await wait_until(lambda: "fine" in engine.triggers.bindings)
