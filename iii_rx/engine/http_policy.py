@@ -146,8 +146,9 @@ async def check_url(url: str, settings: HttpFunctionSettings) -> tuple[str, ...]
         raise UrlRefused("Invalid URL") from None
     if parts.scheme not in ("http", "https") or not host:
         raise UrlRefused("Invalid URL")
-    if not any(fnmatchcase(host, pattern.lower()) or fnmatchcase(url, pattern)
-               for pattern in settings.url_allowlist):
+    # The host only, as the Rust engine matches: a pattern tried on the whole URL let
+    # `http://127.0.0.1/.example.com` through `*.example.com` (`*` spans `/`).
+    if not any(fnmatchcase(host, pattern.lower()) for pattern in settings.url_allowlist):
         raise UrlRefused("URL not in allowlist")
     kind, addresses = await _host_kind(host, port)
     if kind == "private" and not settings.allow_http_private:

@@ -312,6 +312,13 @@ PLAIN_OK = HttpFunctionSettings(require_https=False)
         ("https://127.0.0.1/f", HttpFunctionSettings(url_allowlist=("*.example.com",)),
          "URL not in allowlist"),
         ("https://93.184.216.34/f", HttpFunctionSettings(url_allowlist=("93.184.*",)), None),
+        # the host is matched, never the whole URL (`*` spans `/` in a glob)
+        ("http://127.0.0.1/.example.com", HttpFunctionSettings(url_allowlist=("*.example.com",)),
+         "URL not in allowlist"),
+        ("https://evil.invalid/x.example.com",
+         HttpFunctionSettings(url_allowlist=("*.example.com",)), "URL not in allowlist"),
+        ("https://a.b.invalid:8443/f", HttpFunctionSettings(url_allowlist=("https://*",)),
+         "URL not in allowlist"),
     ],
 )
 async def test_url_policy(url: str, settings: HttpFunctionSettings, refusal: str | None) -> None:
