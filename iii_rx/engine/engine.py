@@ -242,11 +242,14 @@ class Engine:
             provider_ack_timeout_ms=config.provider_ack_timeout_ms,
             workers_available=self.workers_available,
             functions_available=self.functions_available)
-        self._server = listener_server(
-            Listener(config.port, config.host, middleware_function_id, rbac,
-                     config.handshake_timeout_ms), config,
-            self.dispatcher, self.hub, main=True)
-        self.listeners = ListenerServers(listeners, config, self.dispatcher, self.hub)
+        main_listener = Listener(config.port, config.host, middleware_function_id, rbac,
+                                 config.handshake_timeout_ms)
+        reserved = frozenset().union(*(listener.guard_function_ids
+                                       for listener in (main_listener, *listeners)))
+        self._server = listener_server(main_listener, config, self.dispatcher, self.hub,
+                                       main=True, reserved=reserved)
+        self.listeners = ListenerServers(listeners, config, self.dispatcher, self.hub,
+                                         reserved)
         """The listeners beyond the main port (their ``ports`` once started)."""
         self.services = CoreServices(config=config, registry=self.registry,
                                      triggers=self.triggers, router=self.router,

@@ -24,15 +24,18 @@ __all__ = ["ListenerServers", "listener_server"]
 
 
 def listener_server(listener: Listener, config: EngineConfig, dispatcher: Dispatcher,
-                    hub: ChannelHub, *, main: bool = False) -> EngineServer:
-    """The server of ``listener`` (``main``: bound where ``config`` says, not the listener)."""
+                    hub: ChannelHub, *, main: bool = False,
+                    reserved: frozenset[str] = frozenset()) -> EngineServer:
+    """The server of ``listener`` (``main``: bound where ``config`` says, not the listener);
+    ``reserved``: the functions guarding any of the engine's listeners, which its sessions
+    may not register."""
     host, port = (None, None) if main else (listener.host, listener.port)
     timeout = listener.handshake_timeout_ms
     if not listener.guarded:
         return EngineServer(config, dispatcher.serve, hub, host=host, port=port,
                             handshake_timeout_ms=timeout, peer_log=dispatcher.peer_log)
     guard = ListenerGuard(listener, dispatcher.router, dispatcher.registry,
-                          peer_log=dispatcher.peer_log)
+                          peer_log=dispatcher.peer_log, reserved=reserved)
 
     async def serve(conn: WorkerConnection) -> None:
         await guard.serve(conn, dispatcher.serve)
@@ -46,8 +49,9 @@ class ListenerServers:
     """The engine's listeners beyond the main port, started and closed together."""
 
     def __init__(self, listeners: Sequence[Listener], config: EngineConfig,
-                 dispatcher: Dispatcher, hub: ChannelHub) -> None:
-        self.servers = [listener_server(listener, config, dispatcher, hub)
+                 dispatcher: Dispatcher, hub: ChannelHub,
+                 reserved: frozenset[str] = frozenset()) -> None:
+        self.servers = [listener_server(listener, config, dispatcher, hub, reserved=reserved)
                         for listener in listeners]
 
     async def start(self) -> None:

@@ -65,6 +65,18 @@ class Listener:
         """Whether connections on it need a guard (middleware or RBAC)."""
         return self.middleware_function_id is not None or self.rbac is not None
 
+    @property
+    def guard_function_ids(self) -> frozenset[str]:
+        """The functions that guard it: its middleware, auth function and registration hooks
+        (a guarded session registering one would judge the others' sessions)."""
+        rbac = self.rbac
+        ids = [self.middleware_function_id]
+        if rbac is not None:
+            ids += [rbac.auth_function_id, rbac.on_function_registration_function_id,
+                    rbac.on_trigger_registration_function_id,
+                    rbac.on_trigger_type_registration_function_id]
+        return frozenset(i for i in ids if i)
+
 
 def parse_listener(config: dict[str, Any], key: str, default_port: int) -> Listener:
     """An ``iii-worker-manager`` entry's ``config`` mapping."""

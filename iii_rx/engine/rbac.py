@@ -84,8 +84,11 @@ class ListenerGuard:
     """Middleware and RBAC of one listener, over the shared router and registry."""
 
     def __init__(self, listener: Listener, router: Router, registry: Registry, *,
-                 peer_log: RateLimitedLog | None = None) -> None:
+                 peer_log: RateLimitedLog | None = None,
+                 reserved: frozenset[str] = frozenset()) -> None:
         self.listener = listener
+        self.reserved = reserved
+        """Functions that guard the engine's listeners: sessions may not register them."""
         self.rbac = listener.rbac
         self.middleware_id = listener.middleware_function_id
         self.router = router
@@ -285,7 +288,13 @@ class ListenerGuard:
             return None
         worker_id = frame.id
         mapped = _str(changes, "function_id", frame.id)
-        update: dict[str, Any] = {"id": session.local_id(mapped),
+        local_id = session.local_id(mapped)
+        if local_id in self.reserved and local_id not in session.allowed_functions:
+            # It would judge other sessions (auth, middleware, a hook): only a session its
+            # auth result names it for (`allowed_functions`) may provide it from here.
+            self._deny(conn, f"{what} refused: it guards this engine's listeners", frame)
+            return None
+        update: dict[str, Any] = {"id": local_id,
                                   "description": _str(changes, "description", frame.description)}
         if changes.get("metadata") is not None:
             update["metadata"] = changes["metadata"]

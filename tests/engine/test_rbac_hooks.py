@@ -168,3 +168,22 @@ async def test_a_trigger_may_not_have_the_engine_call_what_the_session_may_not()
                            "config": {"expression": "* * * * * *",
                                       "condition_function_id": "pub::echo"}})
         await wait_until(lambda: "fine" in engine.triggers.bindings)
+
+
+async def test_a_session_may_not_register_a_function_that_guards_a_listener() -> None:
+    """The auth function (or the middleware) registered by a session while its trusted
+    provider is away would judge every later session: refused, unless the auth result names
+    it in ``allowed_functions``; other ids register as before."""
+    listener = Listener(port=0, middleware_function_id="t::middleware", rbac=rbac())
+    async with guarded_engine(listener) as (engine, _):
+        worker = await raw(engine, "plain")
+        await worker.register(name="sneaky")
+        for function_id in ("t::auth", "t::middleware"):
+            engine.registry.remove_function(("default", function_id))  # its provider is away
+            await worker.register_function(function_id)
+            refusal = await worker.recv("error")
+            assert (refusal["error"]["code"], refusal["id"]) == ("FORBIDDEN", function_id)
+            assert "guards this engine's listeners" in refusal["error"]["message"]
+            assert ("default", function_id) not in engine.registry.functions
+        await worker.register_function("mine::fine")
+        await wait_until(lambda: ("default", "mine::fine") in engine.registry.functions)
