@@ -368,10 +368,13 @@ class RestApi:
         """Everything up to a buffered response or the head of a streamed one."""
         route = exchange.route
         exchange.trace = trace_of(request.headers)
+        headers = request_headers(request)
+        if self.token is not None:  # it carried the engine's token: no handler may read it
+            headers.pop("authorization", None)
         exchange.payload = {
             "query_params": dict(request.rel_url.query.items()),
             "path_params": params,
-            "headers": request_headers(request),
+            "headers": headers,
             "path": route.path,
             "method": request.method.upper(),
             "body": body,

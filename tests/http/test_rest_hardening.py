@@ -73,6 +73,7 @@ class Handlers:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.answer: Any = {"status_code": 200, "body": "ok"}
+        self.pinged: list[Any] = []  # what /ping's handler was given
         self.request_body_end: asyncio.Future[int | None] = \
             asyncio.get_running_loop().create_future()
 
@@ -95,6 +96,7 @@ class Handlers:
         return {"status_code": 200, "body": {"body": data["body"]}}
 
     async def ping(self, data: Any, ctx: CallContext) -> Any:
+        self.pinged.append(data)
         return {"status_code": 200, "body": "pong"}
 
     async def give_answer(self, data: Any, ctx: CallContext) -> Any:
@@ -372,7 +374,7 @@ async def test_handler_failures_are_logged_escaped(caplog: pytest.LogCaptureFixt
 
 
 async def test_the_token_guards_the_rest_port() -> None:
-    async with rest_engine(token="s3cret-token") as (_, _, port):
+    async with rest_engine(token="s3cret-token") as (_, handlers, port):
         missing = await exchange(port, request("GET", "/ping"))
         wrong = await exchange(port, request("GET", "/ping",
                                              headers={"Authorization": "Bearer nope"}))
@@ -389,3 +391,6 @@ async def test_the_token_guards_the_rest_port() -> None:
         assert head_of(refused)["www-authenticate"] == "Bearer"
     assert status(right) == 200 and body_json(right) == "pong"
     assert status(preflight) == 200  # browsers send no credentials on a preflight
+    # the engine's token is not handed on to handlers (nor, through them, further)
+    [seen] = handlers.pinged
+    assert "authorization" not in seen["headers"] and "host" in seen["headers"]
