@@ -150,7 +150,8 @@ class EngineServer:
                                                      token):
             self._peer_log.log(logging.WARNING, "unauthorized", "refused a connection from "
                                "%s to %s: missing or wrong token",
-                               printable(connection.remote_address), printable(request.path))
+                               printable(connection.remote_address),
+                               printable(urlsplit(request.path).path))  # no query: channel keys
             response = connection.respond(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response

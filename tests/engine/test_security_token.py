@@ -189,3 +189,17 @@ async def test_refusals_are_logged_once_in_a_while(guarded: Engine,
     refusals = [r for r in caplog.records if "missing or wrong token" in r.getMessage()]
     assert len(refusals) <= 10
     assert all(TOKEN not in json.dumps(r.getMessage()) for r in caplog.records)
+
+
+async def test_a_refused_channel_socket_s_key_is_not_logged(guarded: Engine,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    """The official Node SDK opens channel ends without headers: each refusal logged the
+    channel's access key (the query), which is all another client needs to attach."""
+    caplog.set_level(logging.INFO, logger="iii_rx.engine")
+    caplog.clear()
+    url = guarded.url + "/ws/channels/some-id?key=the-access-key&dir=read"
+    assert await handshake_status(url) == 401
+    refusals = [r.getMessage() for r in caplog.records if "wrong token" in r.getMessage()]
+    assert refusals and "/ws/channels/some-id" in refusals[0]
+    assert not [line for line in refusals if "the-access-key" in line]
