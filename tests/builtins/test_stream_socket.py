@@ -222,3 +222,15 @@ def test_an_auth_function_or_binding_that_never_answers_does_not_hold_the_socket
         assert [called.get(timeout=WAIT), called.get(timeout=WAIT)] == ["auth", "join"]
     finally:
         release.set()
+
+
+def test_a_frame_nested_past_the_parser_s_depth_is_ignored_not_fatal() -> None:
+    """It raised RecursionError out of the frame parser: the connection was cut and a
+    traceback logged for every such frame; now it is one more frame ignored (rate-limited)."""
+    import logging
+
+    from iii_rx.engine.logsafe import RateLimitedLog
+    from iii_rx.engine.workers.stream_socket import _parse
+
+    deep = "[" * 200_000 + "]" * 200_000
+    assert _parse(deep, RateLimitedLog(logging.getLogger("iii_rx.test"))) is None

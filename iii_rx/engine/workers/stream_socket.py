@@ -101,7 +101,9 @@ def _parse(raw: str | bytes, failures: RateLimitedLog) -> tuple[str, Subscriptio
         if kind not in ("join", "leave") or not all(isinstance(f, str) for f in fields) or (
                 item is not None and not isinstance(item, str)):
             raise ValueError("not a join or leave message")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        # RecursionError: JSON nested past the parser's depth (it cut the connection, with a
+        # traceback logged every time)
         failures.log(logging.WARNING, "bad_frame", "stream socket: ignored a frame (%s)",
                      printable(str(exc)))
         return None
