@@ -131,3 +131,18 @@ async def test_channels_per_worker_are_capped_and_freed_when_it_leaves() -> None
         assert await streaming_reader.recv() == b"still here"
         await streaming_writer.close()
         await streaming_reader.close()
+
+
+async def test_a_writer_frame_is_bounded_by_the_larger_of_the_pipe_and_1_mib() -> None:
+    """The worker port's 64 MiB frames let a few read-ahead frames hold hundreds of MiB per
+    channel; a writer's frame past the bound now closes it with 1009 (message too big)."""
+    async with Engine(port=0, channel_buffer_bytes=LIMIT) as engine:
+        refs = engine.hub.create(8)
+        writer = await open_end(engine, refs["writer"])
+        reader = await open_end(engine, refs["reader"])
+        whole = os.urandom(1024 * 1024)  # 1 MiB: the official Python reader's own bound
+        await writer.send(whole)
+        assert await reader.recv() == whole
+        await writer.send(os.urandom(1024 * 1024 + 1))
+        await writer.wait_closed()
+        assert writer.close_code == 1009

@@ -48,6 +48,9 @@ Direction = Literal["read", "write"]
 DEFAULT_BUFFER_SIZE = 64
 MAX_BUFFER_SIZE = 1024
 DEFAULT_MAX_PER_OWNER = 256
+MAX_CHANNEL_FRAME = 1024 * 1024
+"""The largest frame a channel writer may send (unless ``buffer_bytes`` is larger): the
+official Python reader refuses bigger ones, and the SDKs' writers send 64 KiB."""
 CHANNEL_LIMIT = "channel_limit_exceeded"
 """Error code of ``engine::channels::create`` past ``max_per_owner``."""
 _CLOSE_TIMEOUT = 1.0
@@ -236,6 +239,7 @@ class ChannelHub:
         try:
             if direction == "write":
                 _limit_read_ahead(websocket)
+                _limit_frame_size(websocket, max(self.buffer_bytes, MAX_CHANNEL_FRAME))
                 channel.writer_socket = websocket
                 await serve_writer(channel.pipe, websocket, channel.id)
             else:
@@ -316,6 +320,17 @@ async def _close(websocket: ServerConnection, code: int, reason: str) -> None:
         await websocket.close(code, reason)
     except Exception:  # already gone
         log.debug("closing a channel socket failed", exc_info=True)
+
+
+def _limit_frame_size(websocket: ServerConnection, limit: int) -> None:
+    """A writer's frames may be ``limit`` bytes at most (a bigger one closes it with 1009):
+    the worker port's 64 MiB let the few frames read ahead hold hundreds of MiB per channel.
+    (websockets 14+ name the bound ``max_message_size``, earlier ones ``max_size``.)"""
+    protocol = websocket.protocol
+    for name in ("max_message_size", "max_size"):
+        if hasattr(protocol, name):
+            setattr(protocol, name, limit)
+            return
 
 
 def _limit_read_ahead(websocket: ServerConnection) -> None:
