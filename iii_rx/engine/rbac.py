@@ -49,6 +49,7 @@ from iii_rx.engine.rbac_session import (
 )
 from iii_rx.engine.registry import Registry
 from iii_rx.engine.router import Router
+from iii_rx.engine.socket_limits import set_message_limit
 from iii_rx.engine.wire import HotInvoke, error_body, result_text
 from iii_rx.errors import IIIInvocationError
 from iii_rx.protocol import (
@@ -80,6 +81,10 @@ ServeGuarded = Callable[[WorkerConnection, "SessionGuard"], Awaitable[None]]
 """``await serve(conn, guard)``: the dispatcher's run of one guarded connection."""
 
 
+UNADMITTED_MESSAGE_LIMIT = 1024 * 1024
+"""The largest message a guarded connection may send before its session is granted."""
+
+
 class ListenerGuard:
     """Middleware and RBAC of one listener, over the shared router and registry."""
 
@@ -100,14 +105,22 @@ class ListenerGuard:
 
     async def serve(self, conn: WorkerConnection, run: ServeGuarded) -> None:
         """Authenticate ``conn``, then run it bound to its session (``run`` is the
-        dispatcher's): a guarded connection never exists without one."""
+        dispatcher's): a guarded connection never exists without one.
+
+        Until the session is granted nothing reads the socket, and the messages that arrive
+        wait in memory: they may be :data:`UNADMITTED_MESSAGE_LIMIT` bytes each meanwhile
+        (64 of the worker port's 64 MiB let anyone without credentials hold 4 GiB)."""
+        ws = conn.ws
+        bound = set_message_limit(ws, UNADMITTED_MESSAGE_LIMIT) if ws is not None else None
         try:
-            session = await self.authenticate(conn.ws)
+            session = await self.authenticate(ws)
         except AuthError as exc:
             self.peer_log.log(logging.WARNING, "auth_refused", "refused a worker from %s: %s",
                           printable(conn.ip_address), printable(exc))
             await _refuse(conn, str(exc))
             return
+        if ws is not None:
+            set_message_limit(ws, bound)
         await run(conn, SessionGuard(self, session))
 
     async def admit_telemetry(self, ws: ServerConnection) -> bool:

@@ -21,7 +21,8 @@ TOKENS: dict[str, dict[str, Any]] = {
     "allow": {"allowed_functions": ["priv::echo"], "context": {"user": "allow"}},
     "deny": {"forbidden_functions": ["pub::echo", "engine::log::info"],
              "context": {"user": "deny"}},
-    "admin": {"allow_trigger_type_registration": True, "context": {"user": "admin"}},
+    "admin": {"allow_trigger_type_registration": True, "context": {"user": "admin"},
+              "allowed_functions": ["w::on-type", "w::on-trigger"]},  # it may serve these hooks
     "prefix": {"function_registration_prefix": "tenant-a", "context": {"user": "prefix"}},
     "readonly": {"allow_function_registration": False, "allowed_trigger_types": ["t-ok"],
                  "context": {"user": "readonly"}},

@@ -26,7 +26,7 @@ _FLOOD = 15
 
 async def _refused(engine: Engine, tag: str) -> None:
     with pytest.raises(InvalidStatus):
-        async with ws_connect(f"{engine.url}/?from={tag}", compression=None,
+        async with ws_connect(f"{engine.url}/from={tag}", compression=None,  # the path is logged
                               additional_headers={"Authorization": "Bearer wrong"}):
             pass
 

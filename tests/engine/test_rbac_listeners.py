@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import pytest
 from raw_engine_client import RawWorker, wait_until
 from websockets.asyncio.client import connect as ws_connect
 
+import iii_rx
 from iii_rx.engine import Engine
 from iii_rx.engine.listeners import DEFAULT_HANDSHAKE_TIMEOUT_MS, Listener
 from iii_rx.engine.rbac_config import FunctionFilter, RbacConfig
@@ -126,3 +128,29 @@ def test_a_handshake_timeout_must_be_positive() -> None:
         Listener(handshake_timeout_ms=0)
     with pytest.raises(ValueError, match="handshake_timeout_ms"):
         Engine(handshake_timeout_ms=-1)
+
+
+async def test_until_its_session_is_granted_a_connection_sends_small_messages_only() -> None:
+    """Nothing reads a guarded socket while its auth function runs, so what it sends waits in
+    memory: 64 messages of the port's 64 MiB let anyone without credentials hold 4 GiB. Until
+    the session is granted a message may be 1 MiB; after, the port's bound is back."""
+    release = asyncio.Event()
+    guarded = Listener(port=0, rbac=RbacConfig(auth_function_id="t::slow-auth"))
+    async with Engine(port=0, namespace_grace_ms=300, listeners=(guarded,)) as engine, \
+            iii_rx.connect(engine.url, name="trusted") as trusted:
+        async def slow_auth(data: object) -> dict[str, object]:
+            await release.wait()
+            return {}
+
+        trusted.register_function("t::slow-auth", slow_auth)
+        await wait_until(lambda: ("default", "t::slow-auth") in engine.registry.functions)
+        big = json.dumps({"type": "registerservice", "id": "s", "description": "x" * 2**21})
+        async with ws_connect(engine.listener_urls[1], max_size=None) as early:
+            await early.send(big)  # while the auth function still runs
+            await early.wait_closed()
+            assert early.close_code == 1009
+        release.set()
+        async with ws_connect(engine.listener_urls[1], max_size=None) as admitted:
+            assert json.loads(await admitted.recv())["type"] == "workerregistered"
+            await admitted.send(big)
+            await asyncio.wait_for(await admitted.ping(), 5)  # still open: the bound is back

@@ -28,6 +28,7 @@ from iii_rx.engine.channels.pipe import (
     ChannelState,
 )
 from iii_rx.engine.channels.sockets import serve_reader, serve_writer
+from iii_rx.engine.socket_limits import set_message_limit
 from iii_rx.errors import IIIInvocationError
 
 __all__ = [
@@ -239,7 +240,9 @@ class ChannelHub:
         try:
             if direction == "write":
                 _limit_read_ahead(websocket)
-                _limit_frame_size(websocket, max(self.buffer_bytes, MAX_CHANNEL_FRAME))
+                # The worker port's 64 MiB would let the few frames read ahead hold hundreds
+                # of MiB per channel.
+                set_message_limit(websocket, max(self.buffer_bytes, MAX_CHANNEL_FRAME))
                 channel.writer_socket = websocket
                 await serve_writer(channel.pipe, websocket, channel.id)
             else:
@@ -320,17 +323,6 @@ async def _close(websocket: ServerConnection, code: int, reason: str) -> None:
         await websocket.close(code, reason)
     except Exception:  # already gone
         log.debug("closing a channel socket failed", exc_info=True)
-
-
-def _limit_frame_size(websocket: ServerConnection, limit: int) -> None:
-    """A writer's frames may be ``limit`` bytes at most (a bigger one closes it with 1009):
-    the worker port's 64 MiB let the few frames read ahead hold hundreds of MiB per channel.
-    (websockets 14+ name the bound ``max_message_size``, earlier ones ``max_size``.)"""
-    protocol = websocket.protocol
-    for name in ("max_message_size", "max_size"):
-        if hasattr(protocol, name):
-            setattr(protocol, name, limit)
-            return
 
 
 def _limit_read_ahead(websocket: ServerConnection) -> None:
