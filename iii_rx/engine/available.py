@@ -12,7 +12,9 @@
   binding made later gets no initial snapshot, only later changes, as in the Rust engine.
 
 Both fire each binding in the binding's namespace with its metadata, through
-:meth:`iii_rx.engine.router.Router.fire`. They ignore ``config``.
+:meth:`iii_rx.engine.router.Router.fire`. They ignore ``config``. A binding of a worker on an
+RBAC listener gets in ``functions`` only what its session may call (as
+``engine::functions::list`` answers it): the list is not a way around that.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.registry import Registry
 from iii_rx.engine.router import Router
 from iii_rx.engine.triggers import Binding
@@ -76,6 +79,10 @@ class FunctionsAvailable(_BindingSet):
         """Every function's summary, the payload's ``functions`` (from the discovery part)."""
         self.interval = min(_SPACING_S, interval_ms / 1000)
         self._last: frozenset[tuple[str, str]] = frozenset()
+        self.visible_to: Callable[[WorkerConnection | None],
+                                  Callable[[Any], bool] | None] = lambda owner: None
+        """What a binding's owner may see of a summary (``None``: everything); the engine
+        sets it to the dispatcher's, which knows the sessions."""
         self._last_fire = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -115,5 +122,10 @@ class FunctionsAvailable(_BindingSet):
         self._last_fire = self._loop.time()
         if self.bindings:
             log.debug("functions changed: %d functions", len(keys))
-            self._fire_all(lambda: {"event": "functions_changed",
-                                    "functions": self.summaries()})
+            summaries = self.summaries()
+            for binding in list(self.bindings.values()):
+                visible = self.visible_to(binding.owner)
+                shown = summaries if visible is None else [s for s in summaries if visible(s)]
+                self.router.fire(binding.function_id,
+                                 {"event": "functions_changed", "functions": shown},
+                                 namespace=binding.namespace, metadata=binding.metadata)

@@ -184,6 +184,11 @@ class Dispatcher:
             await conn.stop_writer()
             self._guards.pop(conn, None)
 
+    def visible_to(self, conn: WorkerConnection | None) -> Callable[[Any], bool] | None:
+        """What ``conn``'s RBAC session may see of a function summary (``None``: all)."""
+        guard = self._guards.get(conn) if conn is not None else None
+        return guard.visible if guard is not None and guard.rbac is not None else None
+
     async def _read(self, conn: WorkerConnection) -> None:
         ws = conn.ws
         assert ws is not None

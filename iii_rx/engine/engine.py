@@ -236,6 +236,7 @@ class Engine:
             config.functions_available_poll_ms)
         self.dispatcher = Dispatcher(self.registry, self.router, self.triggers, config,
                                      self._worker_event, peer_log=self.peer_log)
+        self.functions_available.visible_to = self.dispatcher.visible_to
         install_builtins(
             self.registry, self.triggers, self.discovery,
             register_worker=self.dispatcher.register_worker, create_channel=self.hub.create,

@@ -208,19 +208,20 @@ class ListenerGuard:
         if isinstance(result, dict) and isinstance(result.get("functions"), list):
             shown = []
             for item in result["functions"]:
-                if self._visible(session, item):
+                if self.visible(session, item):
                     shown.append(item)
                 elif function_id == _INFO and isinstance(item, dict):
                     shown.append({"function_id": item.get("function_id"), "error": "not_found"})
             result = {**result, "functions": shown}
-        elif function_id == _INFO and isinstance(result, dict) and not self._visible(session,
-                                                                                     result):
+        elif function_id == _INFO and isinstance(result, dict) and not self.visible(session,
+                                                                                    result):
             result, error = None, error_body(
                 "NOT_FOUND", f"Function '{result.get('function_id')}' is not registered.")
         if reply_id is not None:
             conn.send(result_text(reply_id, function_id, result, error))
 
-    def _visible(self, session: Session, summary: Any) -> bool:
+    def visible(self, session: Session, summary: Any) -> bool:
+        """Whether ``session`` may see a function summary (``{function_id, namespace}``)."""
         if not isinstance(summary, dict):
             return False
         function_id = summary.get("function_id")
@@ -408,6 +409,10 @@ class SessionGuard:
         self.listener_guard = listener_guard
         self.rbac = listener_guard.rbac
         self.session = session
+
+    def visible(self, summary: Any) -> bool:
+        """Whether this session may see a function summary (:meth:`ListenerGuard.visible`)."""
+        return self.listener_guard.visible(self.session, summary)
 
     def invoke(self, conn: WorkerConnection,
                frame: InvokeFunction | HotInvoke) -> Awaitable[None] | None:

@@ -175,3 +175,23 @@ async def test_the_main_port_stays_unguarded() -> None:
 
 async def _until_registered(engine: Engine, key: tuple[str, str]) -> None:
     await wait_until(lambda: key in engine.registry.functions)
+
+
+async def test_functions_available_shows_a_session_only_what_it_may_call() -> None:
+    """``engine::functions-available`` listed every function to any session, so a session
+    shown only what it may call by ``engine::functions::list`` could read the rest there."""
+    async with guarded_engine(Listener(port=0, rbac=rbac())) as (engine, trusted):
+        worker = await raw(engine, "plain")
+        await worker.register(name="watcher")
+        await worker.register_function("pub::watcher")
+        await worker.send({"type": "registertrigger", "id": "fa", "function_id": "pub::watcher",
+                           "trigger_type": "engine::functions-available", "config": {}})
+        await wait_until(lambda: "fa" in engine.triggers.bindings)
+        trusted.client.register_function("priv::new", lambda data: data)
+        trusted.client.register_function("pub::new", lambda data: data)
+        listed: set[str] = set()
+        while "pub::new" not in listed:
+            frame = await worker.serve_once(lambda frame: {"result": None})
+            listed = {f["function_id"] for f in frame["data"]["functions"]}
+        assert "priv::new" not in listed and "priv::echo" not in listed
+        assert {"pub::echo", "pub::watcher"} <= listed
