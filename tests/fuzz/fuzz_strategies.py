@@ -556,7 +556,7 @@ header_maps = st.one_of(
 
 
 statuses = st.one_of(st.integers(min_value=-1, max_value=1000), st.sampled_from(
-    [100, 101, 103, 199, 200, 204, 299, 304, 404, 500, 599, 600, True]), json_values)
+    [100, 101, 103, 199, 200, 204, 299, 304, 404, 500, 599, 600, 999, 1000, True]), json_values)
 
 envelopes = st.one_of(
     st.fixed_dictionaries({}, optional={

@@ -712,9 +712,9 @@ def _is_1xx(envelope: Any) -> bool:
 
 def expected_status(envelope: Any) -> int:
     """The status docs/http.md promises for a handler result: the handler's status, 200 when
-    outside 100-599 or absent, and 500 ``INVALID_STATUS`` for a 1xx (not a final response)."""
+    outside 100-999 or absent, and 500 ``INVALID_STATUS`` for a 1xx (not a final response)."""
     value = _handler_status(envelope)
-    if value is None or not 100 <= value <= 599:
+    if value is None or not 100 <= value <= 999:
         return 200
     return 500 if value <= 199 else value
 
