@@ -234,3 +234,18 @@ def test_a_frame_nested_past_the_parser_s_depth_is_ignored_not_fatal() -> None:
 
     deep = "[" * 200_000 + "]" * 200_000
     assert _parse(deep, RateLimitedLog(logging.getLogger("iii_rx.test"))) is None
+
+
+def test_a_connection_s_subscriptions_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection could join without end (every change is matched against every
+    subscription); past the cap a join is answered ``unauthorized`` and kept nowhere."""
+    from iii_rx.engine.workers import stream_socket
+
+    monkeypatch.setattr(stream_socket, "MAX_SUBSCRIPTIONS", 3)
+    with Engine.start_in_thread(port=0, stream_port=0, **ENGINE_TIMERS) as handle, \
+            connect(socket_url(handle)) as ws:
+        for n in range(4):
+            ws.send(join("join", f"sub-{n}", "capped", "g"))
+            assert receive(ws)["event"]["type"] == ("sync" if n < 3 else "unauthorized")
+        ws.send(join("join", "sub-1", "capped", "g"))  # one it holds: joined again
+        assert receive(ws)["event"]["type"] == "sync"

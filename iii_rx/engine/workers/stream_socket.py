@@ -52,12 +52,15 @@ from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding
 from iii_rx.errors import IIIInvocationError
 
-__all__ = ["CALL_TIMEOUT_S", "OUTBOX_LIMIT", "StreamSocket", "Subscription"]
+__all__ = ["CALL_TIMEOUT_S", "MAX_SUBSCRIPTIONS", "OUTBOX_LIMIT", "StreamSocket", "Subscription"]
 
 log = logging.getLogger("iii_rx.engine.workers")
 
 OUTBOX_LIMIT = 1024
 """Messages that may wait for one slow client before it is disconnected."""
+MAX_SUBSCRIPTIONS = 1024
+"""Subscriptions one connection may hold: a further join is answered ``unauthorized`` (every
+change is matched against every subscription, and a connection could join without end)."""
 CALL_TIMEOUT_S = 30.0
 """Bound on the auth function and each ``stream:join`` / ``stream:leave`` binding: one that
 never answers would otherwise hold its connection's reads (or its close) forever."""
@@ -246,6 +249,14 @@ class StreamSocket:
             client.subscriptions.clear()
 
     async def _join(self, client: _Client, sub: Subscription) -> None:
+        if (len(client.subscriptions) >= MAX_SUBSCRIPTIONS
+                and sub.subscription_id not in client.subscriptions):
+            self._failures.log(logging.WARNING, "too_many_subscriptions", "stream socket: "
+                               "refused a join past %d subscriptions of one connection",
+                               MAX_SUBSCRIPTIONS)
+            client.send(_wrapper(sub.stream_name, sub.group_id, sub.item_id,
+                                 {"type": "unauthorized"}))
+            return
         answers = await self._notify(self.join_bindings, sub.event(client.context))
         if any(isinstance(a, dict) and a.get("unauthorized") is True for a in answers):
             client.send(_wrapper(sub.stream_name, sub.group_id, sub.item_id,
