@@ -311,6 +311,10 @@ class TaskSet:
         self._closed = True
         current = asyncio.current_task()
         while True:
+            # An ended task leaves the set in its done callback, one loop iteration later:
+            # forget it here, or (Python 3.12+, whose gather() of ended tasks returns without
+            # yielding to the loop) this would spin for ever, that callback never running.
+            self._tasks.difference_update([task for task in self._tasks if task.done()])
             tasks = [task for task in self._tasks if task is not current]
             if not tasks:
                 return

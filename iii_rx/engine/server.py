@@ -37,7 +37,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.http11 import Request, Response
 
 from iii_rx.engine.auth import SecretToken, bearer_token_ok
@@ -54,6 +54,17 @@ log = logging.getLogger("iii_rx.engine")
 _ws_log = logging.getLogger("iii_rx.engine.websockets")
 # The library logs every connection at INFO; the engine logs its own line per worker instead.
 _ws_log.setLevel(logging.WARNING)
+
+
+def _drop_refused_handshake(record: logging.LogRecord) -> bool:
+    """websockets < 17 (the newest there is for Python 3.10) logs every request it cannot
+    read or accept as an ERROR "opening handshake failed" with a traceback; 17 logs nothing
+    (the peer had its 400 answer). Drop those records so that both log the same."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not (record.msg == "opening handshake failed" and isinstance(error, InvalidHandshake))
+
+
+_ws_log.addFilter(_drop_refused_handshake)
 
 CHANNEL_PREFIX = "/ws/channels/"
 

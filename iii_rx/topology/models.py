@@ -35,6 +35,13 @@ DEFAULT_NAMESPACE = "default"
 _EMPTY = FrozenDict()
 
 
+def _no_extra() -> FrozenDict:
+    """The default ``extra``: one shared empty mapping. A factory, not ``default=``: Python
+    3.10's dataclasses refuse any ``dict`` instance as a default (3.11+ only unhashable ones),
+    and iii_rx did not import there."""
+    return _EMPTY
+
+
 def _str(row: Mapping[str, Any], key: str) -> str | None:
     value = row.get(key)
     return value if isinstance(value, str) else None
@@ -115,7 +122,7 @@ class WorkerInfo(_Row):
     connected_at_ms: int = 0
     function_count: int = 0
     active_invocations: int = 0
-    extra: FrozenDict = field(default=_EMPTY, repr=False)
+    extra: FrozenDict = field(default_factory=_no_extra, repr=False)
 
     _wire: ClassVar[tuple[str, ...]] = (
         "id", "name", "namespace", "runtime", "version", "os", "description", "status",
@@ -173,7 +180,7 @@ class FunctionInfo(_Row):
     worker_name: str | None = None
     description: str | None = None
     metadata: Any = None
-    extra: FrozenDict = field(default=_EMPTY, repr=False)
+    extra: FrozenDict = field(default_factory=_no_extra, repr=False)
 
     _wire: ClassVar[tuple[str, ...]] = (
         "function_id", "namespace", "worker_name", "description", "metadata")
@@ -220,7 +227,7 @@ class TriggerTypeInfo(_Row):
     namespace: str = DEFAULT_NAMESPACE
     worker_name: str | None = None
     description: str | None = None
-    extra: FrozenDict = field(default=_EMPTY, repr=False)
+    extra: FrozenDict = field(default_factory=_no_extra, repr=False)
 
     _wire: ClassVar[tuple[str, ...]] = ("id", "namespace", "worker_name", "description")
 
@@ -259,7 +266,7 @@ class RegisteredTrigger(_Row):
     config: Any = None
     config_summary: str | None = None
     namespace: str | None = None
-    extra: FrozenDict = field(default=_EMPTY, repr=False)
+    extra: FrozenDict = field(default_factory=_no_extra, repr=False)
 
     _wire: ClassVar[tuple[str, ...]] = (
         "id", "trigger_type", "function_id", "worker_name", "config", "config_summary",

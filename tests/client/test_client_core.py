@@ -20,7 +20,7 @@ import pytest
 
 from iii_rx import IIIConnectionError, IIIInvocationError, IIITimeoutError, Invocation
 from iii_rx._pool import HandlerPool
-from iii_rx.aio import LoopBridge, LoopThread
+from iii_rx.aio import LoopBridge, LoopThread, TaskSet
 from iii_rx.calls import Call, Calls, PendingCall, trigger_action
 from iii_rx.client import Client
 from iii_rx.errors import LoopDeadlockError, PayloadTooLargeError
@@ -550,3 +550,20 @@ def test_a_retraced_call_copies_every_field_but_its_traceparent() -> None:
                     if name == "traceparent" else getattr(call, name))
         assert getattr(sent, name) == expected, name
     assert call.traceparent == f"value-{Call.__slots__.index('traceparent')}"
+
+
+@pytest.mark.timeout(10)
+async def test_closing_a_task_set_whose_task_just_ended_returns() -> None:
+    """A task that ended but whose done callback has not run yet (it runs one loop iteration
+    later) is still in the set: ``aclose`` must not wait for it. On Python 3.12+
+    ``gather()`` of ended tasks returns without yielding to the loop, so a loop that waited
+    for the set to empty itself would spin for ever."""
+    tasks = TaskSet("test")
+
+    async def noop() -> None:
+        return None
+
+    tasks.spawn(noop())
+    await asyncio.sleep(0)  # the task ends; its done callback is queued behind this step
+    await asyncio.wait_for(tasks.aclose(), 5)
+    assert len(tasks) == 0
