@@ -55,11 +55,11 @@ __all__ = ["DEFAULT_MAX_CONCURRENCY", "Gate", "HandlerSink", "ReplyOutbox", "Wor
 log = logging.getLogger("iii_rx.worker")
 
 DEFAULT_MAX_CONCURRENCY = 1024
+"""Async handlers one worker runs at once unless ``connect(max_concurrency=...)`` says
+otherwise; later invocations wait in arrival order."""
 
 CUT_CHANNELS_WAIT = 2.0
 """How long a close waits for the channel ends of the handlers it cut short to end."""
-"""Async handlers one worker runs at once unless ``connect(max_concurrency=...)`` says
-otherwise; later invocations wait in arrival order."""
 
 
 class Gate:
