@@ -106,6 +106,8 @@ def test_named_queue_stats_and_bad_input(engine: EngineThread, official: Factory
             ("engine::queue::topic_stats", {"topic": ""}, "topic_required"),
             ("engine::queue::dlq_messages", {"topic": "t", "limit": -1},
              "deserialization_error"),
+            ("engine::queue::dlq_messages", {"topic": "t", "limit": 10**30},
+             "deserialization_error"),  # past u64, as the Rust engine refuses
             ("iii::queue::redrive_message", {"queue": "q"}, "deserialization_error")):
         with pytest.raises(InvocationError) as caught:
             call(iii, function, payload)

@@ -85,12 +85,14 @@ def require_str(function_id: str, data: dict[str, Any], field: str) -> str:
 
 
 def optional_count(function_id: str, data: dict[str, Any], field: str) -> int | None:
-    """The non-negative integer field ``field`` of ``data``, ``None`` when absent or null."""
+    """The non-negative integer field ``field`` of ``data``, ``None`` when absent or null; at
+    most ``2**64 - 1``, as the Rust engine's unsigned fields (what it refuses, we do)."""
     value = data.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise bad_input(function_id, f"field `{field}` must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise bad_input(function_id, f"field `{field}` must be a non-negative integer below "
+                                     f"2^64")
     return value
 
 
