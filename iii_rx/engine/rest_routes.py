@@ -190,7 +190,9 @@ class RouteTable:
         if route is not None:
             return route, {}
         for candidate in self._dynamic.get((method, len(segments)), ()):
-            if all(want.startswith(":") or want == got
+            # A parameter takes a non-empty segment (as the Rust engine: /items/ is not
+            # /items/:id); a static one must be equal, empty ones too.
+            if all((got != "") if want.startswith(":") else want == got
                    for want, got in zip(candidate.segments, segments, strict=True)):
                 return candidate, {name: segments[i] for i, name in candidate.params}
         return None

@@ -67,6 +67,8 @@ def test_static_segments_win_and_params_stay_as_sent() -> None:
     assert found is not None and found[1] == {"id": "a%2Fb%20c"}
     assert table.match("GET", "/users/42/") is None
     assert table.match("GET", "//users/42") is None
+    assert table.match("GET", "/users/") is None  # no empty parameter
+    assert table.match("GET", "/users//posts/9") is None
     assert table.match("GET", "/trail/")[0].trigger_id == "trail"  # type: ignore[index]
     assert table.match("GET", "/trail") is None
     found = table.match("GET", "/users/7/posts/9")
