@@ -28,7 +28,8 @@ class Outbox(Generic[T]):
     (holding ``lock``), then call :meth:`drain` (not holding it).
 
     Nothing is emitted after a terminal event. An observer that raises leaves the rest queued
-    for the next :meth:`drain`, and the exception goes to the thread that emitted.
+    for the next :meth:`drain`, and the exception goes to the thread that emitted (it broke
+    the Rx contract: with no next event, what is queued, its terminal event too, stays there).
     """
 
     __slots__ = ("_emitting", "_events", "_lock", "_observer", "stopped")
