@@ -53,10 +53,11 @@ class _BindingSet:
     def unbind(self, binding: Binding) -> None:
         self.bindings.pop(binding.id, None)
 
-    def _fire_all(self, make_payload: Any) -> None:
+    def _fire_all(self, payload_for: Callable[[Binding], Any]) -> None:
+        """Fire every binding with the payload made for it."""
         for binding in list(self.bindings.values()):
-            self.router.fire(binding.function_id, make_payload(), namespace=binding.namespace,
-                             metadata=binding.metadata)
+            self.router.fire(binding.function_id, payload_for(binding),
+                             namespace=binding.namespace, metadata=binding.metadata)
 
 
 class WorkersAvailable(_BindingSet):
@@ -65,7 +66,7 @@ class WorkersAvailable(_BindingSet):
     def notify(self, event: str, worker_id: str) -> None:
         """Fire every binding with ``{"event": event, "worker_id": worker_id}``."""
         if self.bindings:
-            self._fire_all(lambda: {"event": event, "worker_id": worker_id})
+            self._fire_all(lambda _binding: {"event": event, "worker_id": worker_id})
 
 
 class FunctionsAvailable(_BindingSet):
@@ -123,9 +124,10 @@ class FunctionsAvailable(_BindingSet):
         if self.bindings:
             log.debug("functions changed: %d functions", len(keys))
             summaries = self.summaries()
-            for binding in list(self.bindings.values()):
+
+            def payload_for(binding: Binding) -> dict[str, Any]:
                 visible = self.visible_to(binding.owner)
                 shown = summaries if visible is None else [s for s in summaries if visible(s)]
-                self.router.fire(binding.function_id,
-                                 {"event": "functions_changed", "functions": shown},
-                                 namespace=binding.namespace, metadata=binding.metadata)
+                return {"event": "functions_changed", "functions": shown}
+
+            self._fire_all(payload_for)

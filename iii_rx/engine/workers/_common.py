@@ -44,7 +44,6 @@ log = logging.getLogger("iii_rx.engine.workers")
 DESERIALIZATION_ERROR = "deserialization_error"
 
 
-
 class _Missing:
     """The type of :data:`MISSING`."""
 
