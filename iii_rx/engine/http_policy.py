@@ -93,9 +93,31 @@ class RegistrationRefused(Exception):
 _Kind = Literal["loopback", "private", "public"]
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4 (2002::/16), NAT64 (64:ff9b::/96) or IPv4-compatible (::/96)
+    address reaches: Python calls those forms global whatever they embed, and a NAT64
+    gateway or a 6to4 relay would carry the request to a private IPv4 host behind them."""
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):  # not ::, ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
 def _kind_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> _Kind:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in _NAT64_LOCAL:  # RFC 8215: a network's own translator
+            return "private"
+        elif (embedded := _embedded_ipv4(address)) is not None:
+            # Translated or relayed, never this machine: loopback behind it is not ours.
+            return "public" if _kind_of(embedded) == "public" else "private"
     if address.is_loopback:
         return "loopback"
     if not address.is_global or address.is_multicast:

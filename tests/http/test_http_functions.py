@@ -299,6 +299,16 @@ PLAIN_OK = HttpFunctionSettings(require_https=False)
         ("http://[::ffff:10.0.0.1]/f", DEFAULT, "Private IP blocked"),
         ("http://0.0.0.0/f", DEFAULT, "Private IP blocked"),
         ("http://192.0.2.1/f", DEFAULT, "Private IP blocked"),
+        # IPv6 forms that carry an IPv4 address are judged by that address
+        ("http://[2002:c0a8:101::1]/f", DEFAULT, "Private IP blocked"),  # 6to4, 192.168.1.1
+        ("http://[2002:7f00:1::1]/f", DEFAULT, "Private IP blocked"),  # 6to4, 127.0.0.1
+        ("http://[64:ff9b::a9fe:a9fe]/f", DEFAULT, "Private IP blocked"),  # NAT64, 169.254.
+        ("http://[64:ff9b::7f00:1]/f", DEFAULT, "Private IP blocked"),  # NAT64, 127.0.0.1
+        ("http://[64:ff9b:1::a00:5]/f", DEFAULT, "Private IP blocked"),  # local-use NAT64
+        ("http://[::a00:5]/f", DEFAULT, "Private IP blocked"),  # IPv4-compatible, 10.0.0.5
+        ("http://[::]/f", DEFAULT, "Private IP blocked"),
+        ("https://[2002:5db8:d822::1]/f", DEFAULT, None),  # 6to4, 93.184.216.34
+        ("http://[64:ff9b::5db8:d822]/f", DEFAULT, "HTTPS is required"),  # NAT64, public
         ("http://10.0.0.5/f", PRIVATE_OK, None),
         ("http://169.254.1.1/f", PRIVATE_OK, None),
         ("http://93.184.216.34/f", DEFAULT, "HTTPS is required"),
