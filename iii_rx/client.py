@@ -166,9 +166,10 @@ class Client:
         )
         self._calls = Calls(bridge, self._transport)
         self._registrations = Registrations(self._send_control, bridge)
-        # What the client adds to what connect started, closed newest first: the tasks (which
-        # may hold pool threads), the pool, the channel ends of the handlers they cut short.
+        # What the client adds to what connect started, closed newest first (see _shutdown).
         self._resources = resources
+        self._telemetry_stack = AsyncExitStack()
+        resources.push_async_callback(self._telemetry_stack.aclose)
         resources.push_async_callback(lambda: self._worker.end_cut_channels())
         self._pool = HandlerPool(settings.max_workers or DEFAULT_MAX_WORKERS, "iii-rx-handler")
         resources.push_async_callback(self._pool.aclose)
@@ -282,8 +283,7 @@ class Client:
 
     async def _shutdown(self) -> None:
         """The ordered close, on the loop (each step says why it comes where it does)."""
-        # 1. Refuse anything new, so nothing starts while the rest is taken down (a rejected
-        #    worker keeps refusing with the engine's reason).
+        # 1. Refuse anything new while the rest is taken down (a rejected worker keeps its reason).
         self._lifecycle = Lifecycle.CLOSING
         self._calls.refuse(lambda function_id: IIIConnectionError(
             f"the client is closed; cannot call {function_id!r}"))
@@ -295,12 +295,12 @@ class Client:
         # 3. Close the socket; the engine tells the callers of our running invocations
         #    `invocation_stopped`, so the handlers cut short below need not answer.
         await self._transport.close()
-        # 4. Forget the functions: their observers complete, invocations waiting for a
-        #    handler slot are abandoned.
+        # 4. Forget the functions: observers complete, invocations waiting for a slot abandoned.
         self._worker.close()
         # 5. Stop what connect started and the client added, newest first: handler and
         #    provider tasks (cancelled, awaited), sync-handler threads (a bounded wait), the
-        #    channel ends of the handlers cut short (ended), the embedded engine.
+        #    channel ends of the handlers cut short (ended), telemetry (after the handlers,
+        #    so that their spans are exported), the embedded engine.
         try:
             await self._resources.aclose()
         except Exception:

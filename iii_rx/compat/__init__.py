@@ -67,6 +67,7 @@ from iii_rx.compat.models import (
 from iii_rx.compat.observability import (
     REDACTED_PLACEHOLDER,
     BaggageSpanProcessor,
+    attach_event_loop,
     current_span_id,
     current_span_is_recording,
     current_trace_id,
@@ -77,6 +78,7 @@ from iii_rx.compat.observability import (
     flush_otel,
     get_all_baggage,
     get_baggage_entry,
+    get_logger,
     init_otel,
     inject_baggage,
     inject_traceparent,
@@ -90,6 +92,7 @@ from iii_rx.compat.observability import (
     set_current_span_attribute,
     set_current_span_error,
     shutdown_otel,
+    shutdown_otel_async,
     stop_worker_gauges,
     with_span,
 )
@@ -275,6 +278,7 @@ __all__ = [
     "UpdateOpError",
     "UpdateRemove",
     "UpdateSet",
+    "attach_event_loop",
     "create_channel",
     "create_channel_async",
     "create_stream",
@@ -291,6 +295,7 @@ __all__ = [
     "get_all_baggage",
     "get_baggage_entry",
     "get_context",
+    "get_logger",
     "http",
     "init_otel",
     "inject_baggage",
@@ -308,6 +313,7 @@ __all__ = [
     "set_current_span_attribute",
     "set_current_span_error",
     "shutdown_otel",
+    "shutdown_otel_async",
     "stop_worker_gauges",
     "with_span",
 ]

@@ -92,6 +92,8 @@ class EngineLink:
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._failing = False
+        """Whether the last attempt to open the socket failed (a close then waits for none)."""
         self.sent = 0
         """Frames written to the socket."""
         self.dropped = 0
@@ -142,6 +144,7 @@ class EngineLink:
                 async with connect(self.url, additional_headers=self.headers or None,
                                    compression=None, open_timeout=10) as ws:
                     self.connected.set()
+                    self._failing = False
                     delay = 0.5
                     while True:
                         frame = self._take()
@@ -161,6 +164,7 @@ class EngineLink:
                 raise
             except Exception as exc:  # unreachable, refused, dropped: retry
                 self.connected.clear()
+                self._failing = True
                 # The first failure in a row is a WARNING (a wrong token or URL loses every
                 # span, and would otherwise go unseen); its retries stay at DEBUG.
                 level = logging.DEBUG if delay > 0.5 else logging.WARNING
@@ -182,7 +186,7 @@ class EngineLink:
         task, self._task = self._task, None
         if task is None:
             return
-        if self.connected.is_set() and self._queue:
+        if self._queue and not self._failing:  # open or still opening: give it the grace
             self._drained.clear()
             try:
                 await asyncio.wait_for(self._drained.wait(), grace)
@@ -368,5 +372,5 @@ def attach(client: Any, config: OtelConfig, tracer_provider: Any) -> EngineLink 
         await asyncio.to_thread(flush)
         await link.aclose()
 
-    client._resources.push_async_callback(close)
+    client._telemetry_stack.push_async_callback(close)
     return link

@@ -58,6 +58,11 @@ def _structured(value: Any) -> Any:
     return json.loads(text) if _RICH else text
 
 
+_SEVERITY_TEXT = {logging.WARNING: "WARN", logging.CRITICAL: "FATAL"}
+"""OpenTelemetry's short names where ``logging``'s differ: the official SDKs send ``WARN``, and
+a query for it (``engine::logs::list``) must find every SDK's warnings."""
+
+
 def emit(level: int, message: str, attributes: dict[str, Any],
          trace_id: str | None, span_id: str | None, *,
          logger_name: str = "iii_rx.logger") -> None:
@@ -74,13 +79,14 @@ def emit(level: int, message: str, attributes: dict[str, Any],
              for k, v in attributes.items() if v is not None}
     logger = _logs.get_logger(logger_name)
     severity = _SEVERITY.get(level, SeverityNumber.INFO)
+    text = _SEVERITY_TEXT.get(level) or logging.getLevelName(level)
     if not _takes_keywords(logger):
-        _emit_record(logger, span_context, severity, logging.getLevelName(level), message, attrs)
+        _emit_record(logger, span_context, severity, text, message, attrs)
         return
     ctx = (None if span_context is None
            else trace.set_span_in_context(NonRecordingSpan(span_context), otel_context.Context()))
     logger.emit(timestamp=time.time_ns(), context=ctx, severity_number=severity,
-                severity_text=logging.getLevelName(level), body=message, attributes=attrs)
+                severity_text=text, body=message, attributes=attrs)
 
 
 _KEYWORDS: dict[type, bool] = {}

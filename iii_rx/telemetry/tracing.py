@@ -270,7 +270,10 @@ class ServerSpan:
                     span.set_attribute("http.response.status_code", status)
             if error is not None:
                 self._failed(span, error)
-            elif result is ... or not tracing.payloads:
+            elif result is ...:  # the client closed first: failed, as the metrics count it
+                _end_failed(span, None, "abandoned: the client closed before the handler "
+                            "answered", "abandoned")
+            elif not tracing.payloads:
                 _finish(span, _OK)
             else:
                 text, cut = redacted_json(result, tracing.max_bytes)
@@ -296,7 +299,7 @@ class ServerSpan:
             _add_payload_event(span, "iii.invocation.output", {
                 "iii.payload.json": text, "iii.payload.truncated": cut,
                 "iii.payload.ok": False})
-        _end_failed(span, error, message, _code_of(error))
+        _end_failed(span, error, message, _code_of(error) or "invocation_failed")
 
 
 class Tracing:
@@ -545,7 +548,7 @@ def attach(client: Any, config: OtelConfig) -> Tracing:
     client._calls.trace_call = tracing.on_call
     client._worker.telemetry = tracing
     client.spans = tracing.spans
-    client._resources.callback(tracing.close)
+    client._telemetry_stack.callback(tracing.close)
     measured = config.metrics_enabled is not False
     if measured:  # an exporter named by OTEL_METRICS_EXPORTER comes before the engine's
         install_meter_provider(config, getattr(provider, "resource", None))
@@ -556,8 +559,8 @@ def attach(client: Any, config: OtelConfig) -> Tracing:
     export.attach(client, config, tracing.provider)
     if measured:
         metrics = tracing.metrics = Metrics.of(otel_metrics.get_meter_provider())
-        client._resources.callback(metrics.watch(client.state).dispose)
+        client._telemetry_stack.callback(metrics.watch(client.state).dispose)
     transfers = ChannelTelemetry(tracing.tracer, tracing.metrics)
     hooks.install(transfers)
-    client._resources.callback(hooks.uninstall, transfers)
+    client._telemetry_stack.callback(hooks.uninstall, transfers)
     return tracing

@@ -14,6 +14,8 @@ import os
 import re
 import sys
 import textwrap
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -44,6 +46,7 @@ async def test_a_client_exports_spans_logs_and_metrics_to_its_engine(
     async with iii_rx.connect(engine.url, name=unique_name(), otel=config) as iii:
         async def double(x: int) -> int:
             iii_rx.get_context().logger.info("doubling", {"x": x})
+            iii_rx.get_context().logger.warn("doubled")
             return x * 2
 
         iii.register_function("export::double", double)
@@ -76,7 +79,9 @@ async def test_a_client_exports_spans_logs_and_metrics_to_its_engine(
     assert [c["span_id"] for c in root["children"]] == [server["span_id"]]
 
     logs = (await engine.call("engine::logs::list", {"trace_id": server["trace_id"]}))["logs"]
-    (entry,) = logs
+    entry, warning = sorted(logs, key=lambda log: log["severity_number"])
+    # OpenTelemetry's name, as the official SDKs send it: a query for WARN finds every SDK's.
+    assert warning["body"] == "doubled" and warning["severity_text"] == "WARN"
     assert entry["body"] == "doubling" and entry["span_id"] == server["span_id"]
     assert entry["service_name"] == "rx-export" and entry["severity_text"] == "INFO"
     # A map, as the official SDK sends it, where the SDK keeps maps in log attributes.
@@ -200,6 +205,50 @@ async def test_bad_queries_are_refused(engine: Engine) -> None:
             await engine.call("engine::traces::list", query)
     with pytest.raises(iii_rx.IIIInvocationError):
         await engine.call("engine::traces::tree", {})
+
+
+async def test_the_spans_of_handlers_cut_short_by_close_are_exported(
+        engine: Engine, fresh_otel: None) -> None:
+    """The export closes after the handlers: the span a close ends (``abandoned``) and the
+    span of a sync handler that finishes during the close both reach the engine (they ended
+    after the socket had closed)."""
+    started = threading.Barrier(3)
+    config = iii_rx.OtelConfig(enabled=True, service_name="rx-cut", metrics_enabled=False)
+    async with iii_rx.connect(engine.url, name=unique_name()) as caller:
+        worker = await iii_rx.connect(engine.url, name=unique_name(), otel=config)
+
+        async def forever(data: Any) -> Any:
+            await asyncio.to_thread(started.wait)
+            await asyncio.Event().wait()
+
+        def briefly(data: Any) -> Any:
+            started.wait()
+            time.sleep(0.2)  # still running when the close begins
+            return data
+
+        worker.register_function("cut::forever", forever)
+        worker.register_function("cut::briefly", briefly)
+        for function_id in ("cut::forever", "cut::briefly"):
+            await caller.wait_for_function(function_id, timeout=10)
+        calls = [asyncio.ensure_future(caller.trigger(f, 1))
+                 for f in ("cut::forever", "cut::briefly")]
+        await asyncio.to_thread(started.wait)
+        await worker.close()
+        await asyncio.gather(*calls, return_exceptions=True)
+
+    wanted = {"execute cut::forever", "execute cut::briefly"}
+    await engine.otel.wait_for(lambda: wanted <= {s["name"] for s in engine.otel.spans}, 5)
+
+
+async def test_close_drains_a_link_still_opening(engine: Engine) -> None:
+    """Frames queued before the socket has opened are sent by the close (up to its grace):
+    ``init_otel`` then ``shutdown_otel`` at once used to lose them."""
+    link = export.EngineLink(engine.url + "/otel", None, asyncio.get_running_loop())
+    link.start()
+    link.send(SPANS + spans_json([]))
+    assert not link.connected.is_set()
+    await link.aclose()
+    assert link.sent == 1 and link.pending() == 0
 
 
 async def test_an_unreachable_engine_drops_the_oldest_frames_and_close_returns() -> None:

@@ -178,11 +178,37 @@ async def test_errors_set_the_span_status(engine: Engine,
     assert server.status.status_code is StatusCode.ERROR
     assert server.status.description == "bad 1"
     assert [e.name for e in server.events][-1] == "exception"
+    assert server.attributes is not None
+    assert server.attributes["iii.error.code"] == "invocation_failed"  # as its metric counts
     assert client.status.status_code is StatusCode.ERROR
     assert client.attributes is not None
     assert client.attributes["iii.error.code"] == "invocation_failed"
     missing = named["invoke err::missing"]
     assert missing.status.status_code is StatusCode.ERROR
+
+
+async def test_a_handler_cut_short_by_close_ends_its_span_as_abandoned(
+        engine: Engine, exporter: InMemorySpanExporter) -> None:
+    """Closing the worker while its handler runs ends the SERVER span as failed with
+    ``abandoned``, as ``iii.server.invocation.errors`` counts it (it said OK)."""
+    started = asyncio.Event()
+    async with iii_rx.connect(str(engine.url), name=unique_name("caller")) as caller:
+        worker = await iii_rx.connect(str(engine.url), name=unique_name("w"), otel=ON)
+
+        async def forever(data: Any) -> Any:
+            started.set()
+            await asyncio.Event().wait()
+
+        worker.register_function("cut::forever", forever)
+        await caller.wait_for_function("cut::forever", timeout=10)
+        call = asyncio.ensure_future(caller.trigger("cut::forever", 1))
+        await started.wait()
+        await worker.close()
+        with pytest.raises(iii_rx.IIIInvocationError):
+            await call
+    (server,) = [s for s in exporter.get_finished_spans() if s.name == "execute cut::forever"]
+    assert server.status.status_code is StatusCode.ERROR
+    assert server.attributes is not None and server.attributes["iii.error.code"] == "abandoned"
 
 
 async def test_logs_in_a_handler_carry_the_span_ids(engine: Engine,
