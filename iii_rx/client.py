@@ -163,7 +163,7 @@ class Client:
             settings.url, self.headers, settings.reconnect, self.state,
             on_open=self._on_open, on_message=self._on_message, on_lost=self._on_lost,
             ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout,
-        )
+            bridge=bridge)
         self._calls = Calls(bridge, self._transport)
         self._registrations = Registrations(self._send_control, bridge)
         # What the client adds to what connect started, closed newest first (see _shutdown).

@@ -6,7 +6,8 @@ and every state change. Rules it keeps:
 
 * **Ordered, cheap writes.** ``send`` appends to an outbox drained by one writer task per
   connection, so frames leave in the order they were sent and a burst costs one wake-up.
-  ``send_threadsafe`` does the same from any thread with one loop hop per burst.
+  ``send_threadsafe`` does the same from any thread, through the client's one queue of work
+  handed to its loop (one loop hop per burst; a thread's frames and calls keep their order).
 * **Nothing lost silently.** While disconnected, calls (``CALL`` frames) wait in a bounded queue
   (``ReconnectConfig.max_queued``; one more raises :class:`~iii_rx.errors.IIIConnectionError`)
   and go out once the engine has accepted the worker again (:meth:`Transport.set_ready`).
@@ -54,7 +55,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.protocol import Protocol, State
 
-from iii_rx.aio import TaskSet
+from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.errors import IIIConnectionError, PayloadTooLargeError
 from iii_rx.state import ConnectionState, ReconnectConfig
 from iii_rx.streams import HotStream
@@ -144,6 +145,7 @@ class Transport:
         open_timeout: float = 10.0,
         ping_interval: float | None = 2.0,
         ping_timeout: float | None = 1.5,
+        bridge: LoopBridge | None = None,
     ) -> None:
         self.url = url
         self.headers = dict(headers)
@@ -162,8 +164,7 @@ class Transport:
         self._withdrawn: set[str] = set()  # calls in the outbox the writer must skip
         self._held: dict[object, Item] = {}  # by invocation id (a fresh key for void calls)
         self._wakeup: asyncio.Future[None] | None = None
-        self._xthread: deque[tuple[str, int, str | None]] = deque()
-        self._xthread_scheduled = False
+        self._bridge = bridge if bridge is not None else LoopBridge(self.loop, None)
         self._run_task: asyncio.Task[None] | None = None
         self._tasks = TaskSet(f"the transport to {url}")
         self._sleep_wakeup: asyncio.Future[None] | None = None
@@ -230,7 +231,6 @@ class Transport:
 
     def _drop_held(self) -> None:
         self._held.clear()
-        self._xthread.clear()
 
     def withdraw(self, invocation_id: str) -> None:
         """The call ``invocation_id`` ended (timed out, cancelled): it must never be sent.
@@ -500,24 +500,21 @@ class Transport:
             wakeup.set_result(None)
 
     def send_threadsafe(self, text: str, kind: int = CONTROL) -> None:
-        """Send from any thread (results of sync handlers); errors are logged, not raised."""
-        self._xthread.append((text, kind, None))
-        if not self._xthread_scheduled:
-            self._xthread_scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self._drain_xthread)
-            except RuntimeError:  # loop closed: the client is gone
-                self._xthread.clear()
+        """Send from any thread (results of sync handlers, registrations); errors are logged,
+        not raised. The frame joins the one queue of work handed to the client's loop from
+        other threads, so a thread's registration and its next call keep their order."""
+        try:
+            self._bridge.run_sync_soon(self._send_handed_over, text, kind)
+        except RuntimeError:  # loop closed: the client is gone
+            pass
 
-    def _drain_xthread(self) -> None:
-        self._xthread_scheduled = False
-        pending = self._xthread
-        while pending:
-            text, kind, iid = pending.popleft()
-            try:
-                self.send(text, kind, iid)
-            except Exception as exc:
-                log.warning("frame dropped: %s", exc)
+    def _send_handed_over(self, text: str, kind: int) -> None:
+        if self._closing:
+            return
+        try:
+            self.send(text, kind)
+        except Exception as exc:
+            log.warning("frame dropped: %s", exc)
 
 
 def _fragments(text: str) -> Iterator[str]:

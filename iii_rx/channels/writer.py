@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from iii_rx.channels._end import ChannelEnd, EndsWithBlock, abort_reason
-from iii_rx.channels._socket import FRAME_SIZE, closed_error
+from iii_rx.channels._socket import CLEAN_CLOSE_CODES, FRAME_SIZE, closed_error
 from iii_rx.channels.buffered import BufferedChannelWriter
 from iii_rx.channels.cborseq import encode_item
 from iii_rx.channels.errors import ChannelClosedError
@@ -132,7 +132,9 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         """End the stream cleanly: the reader gets everything written, then the end.
 
         A writer that never wrote connects just to close, so that the reader sees an empty
-        stream instead of waiting for the engine's sweep. Idempotent.
+        stream instead of waiting for the engine's sweep. Idempotent. Raises
+        :class:`ChannelClosedError` when the engine had closed the socket with an error first
+        (a frame over its limit, the reader gone): then not everything reached the reader.
         """
         await self._end(1000, "")
 
@@ -158,7 +160,20 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
             return
         error: BaseException | str | None = None if code == 1000 else reason
         try:
-            await ws.close(code, reason)
+            try:
+                await ws.close(code, reason)
+            except Exception as exc:  # the socket failed under the close (websockets raises
+                failure: Exception | None = exc  # what a reset transport gave, even odd types)
+            else:
+                failure = None
+            refused = ws.protocol.close_rcvd
+            if code == 1000 and (failure is not None or (
+                    refused is not None and refused.code not in CLEAN_CLOSE_CODES)):
+                # The engine closed first (a frame too big, the reader gone) or the socket
+                # failed: not everything sent reached the reader, so the end is no success.
+                error = closed_error(ConnectionClosed(refused, None),
+                                     f"channel {self.channel_id} writer")
+                raise error from failure
         except BaseException as exc:  # failed or cancelled: the span still ends, as an error
             error = exc
             raise

@@ -9,12 +9,14 @@ import json
 import os
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from iii_rx.channels import build_channel_url
+from iii_rx.channels import ChannelClosedError, ChannelWriter, build_channel_url
 from iii_rx.engine import Engine
 from iii_rx.engine.channels import CHANNEL_LIMIT
+from iii_rx.engine.channels.hub import MAX_CHANNEL_FRAME
 from iii_rx.engine.channels.pipe import Pipe
 
 LIMIT = 256 * 1024
@@ -22,7 +24,8 @@ LIMIT = 256 * 1024
 
 async def open_end(engine: Engine, ref: dict[str, Any]) -> ClientConnection:
     url = build_channel_url(engine.url, ref["channel_id"], ref["access_key"], ref["direction"])
-    return await connect(url, compression=None, ping_interval=None, write_limit=64 * 1024)
+    return await connect(url, compression=None, ping_interval=None, write_limit=64 * 1024,
+                         max_size=None)
 
 
 async def wait_until(condition: Any, timeout: float = 10.0) -> None:
@@ -133,16 +136,29 @@ async def test_channels_per_worker_are_capped_and_freed_when_it_leaves() -> None
         await streaming_reader.close()
 
 
-async def test_a_writer_frame_is_bounded_by_the_larger_of_the_pipe_and_1_mib() -> None:
+async def test_a_writer_frame_is_bounded_by_the_larger_of_the_pipe_and_16_mib() -> None:
     """The worker port's 64 MiB frames let a few read-ahead frames hold hundreds of MiB per
-    channel; a writer's frame past the bound now closes it with 1009 (message too big)."""
+    channel; a writer's frame past the bound (the Rust engine's: a 16 MiB text message
+    passes there) now closes it with 1009 (message too big)."""
     async with Engine(port=0, channel_buffer_bytes=LIMIT) as engine:
         refs = engine.hub.create(8)
         writer = await open_end(engine, refs["writer"])
         reader = await open_end(engine, refs["reader"])
-        whole = os.urandom(1024 * 1024)  # 1 MiB: the official Python reader's own bound
+        whole = "x" * MAX_CHANNEL_FRAME
         await writer.send(whole)
         assert await reader.recv() == whole
-        await writer.send(os.urandom(1024 * 1024 + 1))
+        await writer.send(bytes(MAX_CHANNEL_FRAME + 1))
         await writer.wait_closed()
         assert writer.close_code == 1009
+
+
+async def test_a_writer_refused_mid_stream_fails_its_close() -> None:
+    """A frame over the bound closes the writer's socket (1009) before what was sent after it
+    reached the reader; ``close()`` used to return as if the stream had ended cleanly."""
+    async with Engine(port=0) as engine:
+        refs = engine.hub.create(8)
+        writer = ChannelWriter(str(engine.url), refs["writer"])
+        await writer.send_message("x" * (MAX_CHANNEL_FRAME + 1))
+        with pytest.raises(ChannelClosedError) as refused:
+            await writer.close()
+        assert refused.value.code == 1009

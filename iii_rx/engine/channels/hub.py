@@ -49,9 +49,10 @@ Direction = Literal["read", "write"]
 DEFAULT_BUFFER_SIZE = 64
 MAX_BUFFER_SIZE = 1024
 DEFAULT_MAX_PER_OWNER = 256
-MAX_CHANNEL_FRAME = 1024 * 1024
-"""The largest frame a channel writer may send (unless ``buffer_bytes`` is larger): the
-official Python reader refuses bigger ones, and the SDKs' writers send 64 KiB."""
+MAX_CHANNEL_FRAME = 16 * 1024 * 1024
+"""The largest frame a channel writer may send (unless ``buffer_bytes`` is larger): the Rust
+engine's bound, so that a Node writer's large message arrives here as it does there (the
+SDKs' writers cut data into 64 KiB frames; the official Python reader refuses over 1 MiB)."""
 CHANNEL_LIMIT = "channel_limit_exceeded"
 """Error code of ``engine::channels::create`` past ``max_per_owner``."""
 _CLOSE_TIMEOUT = 1.0
