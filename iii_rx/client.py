@@ -36,6 +36,7 @@ from iii_rx import channels
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, LoopThread
 from iii_rx.calls import Call, Calls, call_namespace, trigger_action, trigger_arguments
+from iii_rx.channels.refs import create_channel, create_channel_async
 from iii_rx.context import Invocation, current_context
 from iii_rx.errors import IIIConnectionError, IIIInvocationError, IIIRegistrationRejectedError
 from iii_rx.frame_text import HotInvoke, HotResult, read_hot
@@ -160,10 +161,9 @@ class Client:
         self._loop_thread = loop_thread
         self._closing = Closing(bridge, self._shutdown)
         self._transport = Transport(
-            settings.url, self.headers, settings.reconnect, self.state,
+            settings.url, self.headers, settings.reconnect, self.state, bridge=bridge,
             on_open=self._on_open, on_message=self._on_message, on_lost=self._on_lost,
-            ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout,
-            bridge=bridge)
+            ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
         self._calls = Calls(bridge, self._transport)
         self._registrations = Registrations(self._send_control, bridge)
         # What the client adds to what connect started, closed newest first (see _shutdown).
@@ -260,7 +260,7 @@ class Client:
         from ``connect_sync`` called from outside their loop close right away (blocking) and
         stop their loop thread; the return value may then be awaited or ignored.
         """
-        self._pool.exempt_current()  # a handler closing its client: the close must not wait for it
+        self._worker.exempt_caller()  # a handler closing its client: the close must not wait for it
         closing = self._closing.request()
         if self._loop_thread is not None and not self.bridge.on_loop():
             if not closing.wait(_CLOSE_WAIT):
@@ -272,11 +272,13 @@ class Client:
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until this client has closed (whoever closed it); ``False`` if ``timeout``
         seconds passed first: a sync worker script can end with it to serve until then. Not on
-        the client's loop thread (:class:`~iii_rx.errors.LoopDeadlockError` there)."""
+        the loop thread (:class:`~iii_rx.errors.LoopDeadlockError`); a close won't wait for it."""
+        self._worker.exempt_caller()
         return self._closing.wait(timeout)
 
     async def aclose(self) -> None:
         """Close the client and wait for it, from any loop (also a sync client's thread)."""
+        self._worker.exempt_caller()
         await self._closing.request()
         if self._loop_thread is not None:
             self._loop_thread.stop()
@@ -591,10 +593,8 @@ class Client:
 
     async def create_channel_async(self, buffer_size: int | None = None) -> channels.Channel:
         """Create a channel (``engine::channels::create``): a ``Channel`` with reader/writer."""
-        return await self.bridge.run(channels.open_channel(self, buffer_size))
+        return await create_channel_async(self, buffer_size)
 
     def create_channel(self, buffer_size: int | None = None) -> channels.Channel:
-        """Blocking :meth:`create_channel_async` (not on the client's loop thread, where it
-        raises :class:`~iii_rx.errors.LoopDeadlockError`)."""
-        return self.bridge.run_blocking(channels.open_channel(self, buffer_size),
-                                        "create_channel()")
+        """Blocking :meth:`create_channel_async` (``LoopDeadlockError`` on the client's loop)."""
+        return create_channel(self, buffer_size)

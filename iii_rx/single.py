@@ -361,7 +361,11 @@ class Single(Observable[T], Generic[T]):
         try:
             return cf.result(timeout)
         except KeyboardInterrupt:
-            cf.cancel()  # withdraws the call
+            cf.cancel()  # withdraws the call, on the loop; wait (a little) until it has:
+            withdrawn = threading.Event()  # queued after the dispose, so set after it ran
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nothing to wait for
+                self._bridge.run_sync_soon(withdrawn.set)
+                withdrawn.wait(1.0)
             raise
         except concurrent.futures.TimeoutError:
             if cf.done() and not cf.cancelled():

@@ -183,7 +183,12 @@ class HotStream(Observable[T], Generic[T]):
         if self._on_loop():
             self._attach(sub)
         else:
-            self._hop(self._attach, sub)
+            try:
+                self._hop(self._attach, sub)
+            except RuntimeError:  # the loop has closed: a stream that ended there says so here
+                if self._terminal is None:
+                    raise
+                self._attach(sub)
         return Disposable(sub.dispose)
 
     def _attach(self, sub: _Guarded[T]) -> None:

@@ -146,6 +146,13 @@ class WorkerTasks(TaskSet):
     def __len__(self) -> int:
         return super().__len__() + len(self._lean)
 
+    def exempt_current(self) -> None:
+        """If the caller is a handler's task, :meth:`aclose` no longer cancels it."""
+        try:
+            self._lean.discard(asyncio.current_task())
+        except RuntimeError:  # no running loop: a thread
+            pass
+
     async def aclose(self) -> None:
         """Cancel and await the handler tasks (also those started meanwhile), then close the
         rest as :meth:`TaskSet.aclose` does. A handler that goes on after its cancellation
@@ -472,6 +479,13 @@ class Worker:
         self._cut: list[tuple[tuple[Any, ...], str]] = []
         """The channel ends of invocations given up by the close, with why (see
         :meth:`end_cut_channels`)."""
+
+    def exempt_caller(self) -> None:
+        """A handler that closes its client, or waits for the close: the close neither waits
+        for its thread nor cancels its task (either would cut the handler short on itself,
+        and an async one would lose the rest of its body, its cleanup)."""
+        self.pool.exempt_current()
+        self.tasks.exempt_current()
 
     def handler(self, handler: Callable[..., Any],
                 max_concurrency: int | None = None) -> HandlerSink:

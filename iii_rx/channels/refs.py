@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeGuard
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from iii_rx.channels.reader import ChannelReader
 from iii_rx.channels.writer import ChannelWriter
+from iii_rx.errors import IIIConnectionError
 from iii_rx.protocol import StreamChannelRef
 
-__all__ = ["Channel", "ChannelOpener", "is_channel_ref", "open_channel", "resolve_channel_refs"]
+if TYPE_CHECKING:
+    from iii_rx.aio import LoopBridge
+
+__all__ = ["Channel", "ChannelOpener", "ClientOpener", "create_channel", "create_channel_async",
+           "is_channel_ref", "open_channel", "resolve_channel_refs"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,36 @@ class ChannelOpener(Protocol):
     def trigger(self, function_id: str, payload: Any, /) -> Awaitable[Any]:
         """Call an engine function."""
         ...
+
+
+class ClientOpener(ChannelOpener, Protocol):
+    """A :class:`ChannelOpener` with its own loop, which may have closed with the client."""
+
+    @property
+    def bridge(self) -> LoopBridge:
+        """The client's loop."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client was closed."""
+        ...
+
+
+def _opened_on(client: ClientOpener, buffer_size: int | None) -> Coroutine[Any, Any, Channel]:
+    if client.closed:  # a sync client's loop has stopped: nothing could run there
+        raise IIIConnectionError("the client is closed; cannot create a channel")
+    return open_channel(client, buffer_size)
+
+
+async def create_channel_async(client: ClientOpener, buffer_size: int | None = None) -> Channel:
+    """:func:`open_channel` on ``client``'s loop, from any loop."""
+    return await client.bridge.run(_opened_on(client, buffer_size))
+
+
+def create_channel(client: ClientOpener, buffer_size: int | None = None) -> Channel:
+    """:func:`open_channel`, blocking this thread (not ``client``'s loop thread)."""
+    return client.bridge.run_blocking(_opened_on(client, buffer_size), "create_channel()")
 
 
 async def open_channel(client: ChannelOpener, buffer_size: int | None = None) -> Channel:

@@ -403,8 +403,12 @@ class TopologyStream:
             running = None
         if running is self.loop:
             fn()
-        elif not self.loop.is_closed():
+            return
+        try:
             self.loop.call_soon_threadsafe(fn)
+        except RuntimeError:  # the loop has closed, and the client with it (a sync client's
+            self._closed = True  # loop ends after its close): a late subscriber completes
+            fn()
 
     def _subscribe(self, kind: Kind, observer: abc.ObserverBase[Any]) -> abc.DisposableBase:
         sub = _Subscription(self, kind, observer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
@@ -41,6 +42,82 @@ def test_a_registration_and_the_next_call_keep_their_order(engine_thread: Any,
             iii.register_function(f"order::new{n}", lambda d: d)
             assert iii.trigger(f"order::new{n}", n).result(timeout=5) == n
             assert other.result(timeout=5) == n
+
+
+def test_a_handler_waiting_for_the_close_does_not_hold_it_up(engine_thread: Any,
+                                                             name: str) -> None:
+    """``wait_closed()`` in a sync handler: the close used to wait its 10 s for that handler,
+    which was waiting for the close."""
+    iii = iii_rx.connect_sync(engine_thread.url, name=name)
+    waiting, returned = threading.Event(), threading.Event()
+
+    def serve(_: Any) -> None:
+        waiting.set()
+        iii.wait_closed()
+        returned.set()
+
+    iii.register_function("sync::serve", serve)
+    iii.trigger("sync::serve", action=iii_rx.TriggerAction.void()).result(5)
+    assert waiting.wait(10)
+    closing = threading.Thread(target=iii.close)
+    closing.start()
+    assert returned.wait(5)
+    closing.join(5)
+    assert not closing.is_alive()
+
+
+def test_a_closed_sync_client_refuses_channels_with_a_connection_error(
+        engine_thread: Any, name: str) -> None:
+    """Its loop has stopped: ``RuntimeError('Event loop is closed')`` used to come out."""
+    iii = iii_rx.connect_sync(engine_thread.url, name=name)
+    iii.close()
+    with pytest.raises(IIIConnectionError, match="closed"):
+        iii.create_channel()
+    with pytest.raises(IIIConnectionError, match="closed"):
+        asyncio.run(iii.create_channel_async())
+
+
+def test_a_closed_sync_clients_streams_complete_for_late_subscribers(
+        engine_thread: Any, name: str) -> None:
+    """The loop has stopped with the client: ``state`` and ``invocations`` used to hand a late
+    subscriber ``RuntimeError('Event loop is closed')``, and ``topology`` nothing at all."""
+    iii = iii_rx.connect_sync(engine_thread.url, name=name)
+    iii.close()
+    for stream in (iii.state, iii.invocations, iii.topology, iii.topology_changes):
+        ended: list[str] = []
+        stream.subscribe(on_error=lambda e, ended=ended: ended.append(repr(e)),
+                         on_completed=lambda ended=ended: ended.append("completed"))
+        assert ended == ["completed"], stream
+
+    async def states() -> list[Any]:
+        return [state async for state in iii.state]
+
+    assert asyncio.run(asyncio.wait_for(states(), 5)) == []
+
+
+def test_an_interrupted_piped_result_has_withdrawn_its_call(engine_thread: Any,
+                                                            name: str) -> None:
+    """Ctrl-C in ``.result()`` of a piped Single: the call is gone when the interrupt
+    surfaces, as for a plain one (it was withdrawn a moment later, behind the interrupt)."""
+    from reactivex import operators as ops
+
+    release = threading.Event()
+    with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
+        iii.register_function("sync::held", lambda _: release.wait(10))
+        main = threading.get_ident()
+
+        def interrupt_once_in_flight() -> None:
+            wait_for_sync(lambda: iii.pending_calls == 1, what="the call in flight")
+            signal.pthread_kill(main, signal.SIGINT)
+
+        for _ in range(3):
+            interrupter = threading.Thread(target=interrupt_once_in_flight)
+            interrupter.start()
+            with pytest.raises(KeyboardInterrupt):
+                iii.trigger("sync::held", None).pipe(ops.timeout(10)).result()
+            assert iii.pending_calls == 0
+            interrupter.join()
+        release.set()
 
 
 def test_close_is_blocking_and_idempotent(engine_thread: Any, name: str) -> None:

@@ -85,6 +85,28 @@ async def test_close_from_inside_a_sync_handler_of_an_async_client(engine: Engin
     assert waited[0][0] and waited[0][1] < QUICK, waited
 
 
+async def test_an_async_handler_closing_its_client_runs_to_its_end(engine: Engine,
+                                                                     name: str) -> None:
+    """``await iii.aclose()`` in an async handler: the close no longer cancels that handler,
+    so what follows the await (its cleanup) runs, as after the official SDK's
+    ``shutdown_async()``; it used to get ``CancelledError`` there."""
+    after = asyncio.Event()
+    async with iii_rx.connect(engine.url, name=unique_name("caller")) as caller:
+        iii = await iii_rx.connect(engine.url, name=name)
+
+        async def stop(data: Any) -> str:
+            await iii.aclose()
+            after.set()
+            return "closed"
+
+        iii.register_function("close::self-await", stop)
+        await caller.wait_for_function("close::self-await", 5)
+        with pytest.raises(IIIInvocationError):
+            await caller.trigger("close::self-await", timeout_ms=10_000)
+        await asyncio.wait_for(after.wait(), QUICK)
+        assert iii.lifecycle is Lifecycle.CLOSED
+
+
 _CTRL_C_WORKER = textwrap.dedent("""
     import sys, threading
     import iii_rx
