@@ -294,7 +294,8 @@ class Dispatcher:
         old = self.registry.reattaching(conn, frame.previous_worker_id, frame.reattach_token)
         if old is None:
             return
-        log.info("worker %s reattached as %s; retiring the old connection", old.label, conn.id)
+        log.info("worker %s reattached as %s; retiring the old connection", printable(old.label),
+                 conn.id)
         self.cleanup(old)
         self.router.spawn(_close_quietly(old, 1000, "reattached"))
 
@@ -484,8 +485,9 @@ class Dispatcher:
         if frame.invocation is not None:
             outcome = await self._http_function(conn, frame)
             if isinstance(outcome, str):
-                log.warning("HTTP-invoked function %s of worker %s not registered: %s",
-                            printable(frame.id), printable(conn.label), printable(outcome))
+                self.peer_log.log(logging.WARNING, "HTTP function refused",
+                                  "HTTP-invoked function %s of worker %s not registered: %s",
+                                  printable(frame.id), printable(conn.label), printable(outcome))
                 self.registry.refuse(conn, key, outcome)
                 if existing is not None and existing.owner is conn:
                     self.registry.remove_function(key)
@@ -520,13 +522,15 @@ class Dispatcher:
     def _register_trigger_type(self, conn: WorkerConnection, frame: RegisterTriggerType) -> None:
         namespace = frame.namespace if frame.namespace is not None else conn.effective_namespace
         if not namespace.strip():
-            log.warning("ignored trigger type %s of worker %s: blank namespace",
-                        printable(frame.id), printable(conn.label))
+            self.peer_log.log(logging.WARNING, "trigger type ignored",
+                              "ignored trigger type %s of worker %s: blank namespace",
+                              printable(frame.id), printable(conn.label))
             return
         current = self.triggers.types.get((namespace, frame.id))
         if current is not None and not isinstance(current.provider, WorkerConnection):
-            log.warning("ignored trigger type %s of worker %s: provided by the engine",
-                        printable(frame.id), printable(conn.label))
+            self.peer_log.log(logging.WARNING, "trigger type ignored",
+                              "ignored trigger type %s of worker %s: provided by the engine",
+                              printable(frame.id), printable(conn.label))
             return
         self.triggers.add_type(TriggerType(
             frame.id, namespace, frame.description, provider=conn,

@@ -190,8 +190,10 @@ class Router:
             worker_stats.end(started, error is not None)
         if conn is not None and ctx.invocation_id is not None:
             conn.send(result_text(ctx.invocation_id, entry.function_id, result, error))
-        elif error is not None:
-            log.warning("void call of %s failed: %s", entry.function_id, error["message"])
+        elif error is not None:  # a peer can make these at will: budgeted, escaped
+            self._peer_log.log(logging.WARNING, "void call failed",
+                               "void call of %s failed: %s", printable(entry.function_id),
+                               printable(str(error["message"]), 300))
 
     def result(self, conn: WorkerConnection, frame: InvocationResult | HotResult,
                raw: str | bytes) -> None:
@@ -318,8 +320,10 @@ class Router:
         try:
             await self.call(function_id, data, namespace=namespace, metadata=metadata,
                             traceparent=traceparent, baggage=baggage)
-        except IIIInvocationError as exc:
-            log.info("trigger call of %s/%s failed: %s", namespace, function_id, exc)
+        except IIIInvocationError as exc:  # the handler's text: budgeted, escaped
+            self._peer_log.log(logging.INFO, "trigger call failed",
+                               "trigger call of %s/%s failed: %s", printable(namespace),
+                               printable(function_id), printable(str(exc), 300))
 
     # ------------------------------------------------------------------ errors, cleanup
 

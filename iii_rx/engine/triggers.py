@@ -246,8 +246,9 @@ class Triggers:
         key = self.resolve(binding)
         if key is None:
             self._park(binding)
-            log.info("trigger %s parked: no provider of trigger type %s yet",
-                     printable(binding.id), printable(binding.trigger_type))
+            self._peer_log.log(logging.INFO, "trigger parked",
+                               "trigger %s parked: no provider of trigger type %s yet",
+                               printable(binding.id), printable(binding.trigger_type))
             return None
         return self._attach(binding, key)
 
@@ -330,8 +331,9 @@ class Triggers:
             return
         if self.types[binding.provider_key].provider is not conn:
             return
-        log.warning("provider %s refused trigger %s: %s", printable(conn.label),
-                    printable(binding.id), printable(frame.error.message))
+        self._peer_log.log(logging.WARNING, "trigger refused by provider",
+                           "provider %s refused trigger %s: %s", printable(conn.label),
+                           printable(binding.id), printable(frame.error.message))
         self._detach_from_provider(binding, retract=False)
         self._park(binding)
         if binding.owner is not None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
-from raw_engine_client import RawWorker
+from raw_engine_client import RawWorker, wait_until
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
+import iii_rx
 from iii_rx.engine import Engine
 
 _FLOOD = 15
@@ -93,3 +95,37 @@ def test_every_part_of_an_engine_writes_to_its_budget() -> None:
     rest = logging.getLogger("iii_rx.engine.rest")
     assert engine.services.limited_log(rest) is engine.services.limited_log(rest)
     assert Engine(port=0).peer_log is not budget
+
+
+async def test_failed_void_calls_are_budgeted(caplog: pytest.LogCaptureFixture) -> None:
+    """A peer's void calls that fail in the engine used to log one WARNING each, at will."""
+    caplog.set_level(logging.WARNING, "iii_rx.engine")
+    async with Engine(port=0) as engine:
+        flooder = await RawWorker.connect(engine.url)
+        for _ in range(_FLOOD):  # no invocation id: a void call; `{}` is refused
+            await flooder.send({"type": "invokefunction", "function_id": "state::set",
+                                "data": {}})
+        await wait_until(lambda: _lines(caplog, "held back") == 1)
+        await flooder.call("engine::workers::list")
+        assert _lines(caplog, "void call of state::set failed") == 10
+
+
+async def test_failed_trigger_calls_are_budgeted_and_escaped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A subscriber's error text went to the log as sent, a line each: a newline in it forged
+    a log line of the subscriber's choosing."""
+    caplog.set_level(logging.INFO, "iii_rx.engine")
+    async with Engine(port=0) as engine, iii_rx.connect(engine.url, name="subscriber") as iii:
+        def refuse(data: Any) -> None:
+            raise ValueError("boom\nFAKE LOG LINE")
+
+        iii.register_function("budget::sub", refuse)
+        iii.register_trigger({"type": "subscribe", "function_id": "budget::sub",
+                              "config": {"topic": "budget"}})
+        await iii.wait_for_function("budget::sub", timeout=10)
+        for n in range(_FLOOD):
+            await iii.publish("budget", n)
+        await wait_until(lambda: _lines(caplog, "held back") == 1)
+    failed = [r.getMessage() for r in caplog.records if "trigger call of" in r.getMessage()]
+    assert len(failed) == 10
+    assert all("\n" not in line and "boom\\nFAKE LOG LINE" in line for line in failed)

@@ -377,9 +377,10 @@ class QueueWorker:
     def dead_letter(self, key: str, message: Message, config: QueueConfig) -> None:
         """Keep a message that ran out of retries (and tell the listeners)."""
         message.failed_at = time.time()
-        log.warning("queue %s: message %s to %s dead-lettered after %d attempts: %s",
-                    printable(key), message.id, printable(message.function_id),
-                    message.attempts, printable(message.last_error or ""))
+        self.failures.log(logging.WARNING, "dead_letter",
+                          "queue %s: message %s to %s dead-lettered after %d attempts: %s",
+                          printable(key), printable(message.id), printable(message.function_id),
+                          message.attempts, printable(message.last_error or ""))
         dropped = self.store.dead_letter(key, message, config.max_dead_letters)
         if dropped is not None:
             self.failures.log(logging.WARNING, "dlq_full", "queue %s: dead-letter list full "
