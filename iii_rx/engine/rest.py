@@ -14,7 +14,10 @@ One aiohttp low-level server on ``rest_port`` (no aiohttp router: routes live in
    set status and headers, the first binary frame starts a streamed response, closing the
    writer ends it; a non-null result before that is the buffered envelope of 6.5.3 (both
    ``status_code`` and ``statusCode``); an error is ``500`` with an ``error_id``;
-5. everything until the response head is bounded by ``timeout_ms`` (``504``, empty body).
+5. everything until the response head is bounded by ``timeout_ms`` (``504``, empty body);
+   a client that leaves (closes or resets its connection) before the head, or while a
+   streamed response waits for a chunk, ends the request at once: its slot is freed and its
+   pending call withdrawn (a late answer is dropped), as for a calling worker that left.
 
 Bounds, each an option (docs/http.md): ``token`` is required as ``Authorization: Bearer`` when
 set (401 otherwise); ``max_concurrency`` requests are handled at once, counted from after a JSON
@@ -42,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,8 +74,9 @@ from iii_rx.engine.rest_envelope import (
     preflight,
     request_headers,
     status_of,
+    trace_of,
 )
-from iii_rx.engine.rest_protocol import GuardedServer, request_finished
+from iii_rx.engine.rest_protocol import ClientGone, GuardedServer, request_finished, unless_gone
 from iii_rx.engine.rest_routes import Route, RouteError, RouteTable, route_from_config
 from iii_rx.engine.services import NO_TRACE, ChannelService, LocalReader, Trace
 from iii_rx.errors import IIIInvocationError
@@ -81,27 +84,6 @@ from iii_rx.errors import IIIInvocationError
 __all__ = ["Invoke", "RestApi", "RouteError"]
 
 log = logging.getLogger("iii_rx.engine.rest")
-
-_TRACEPARENT = re.compile("[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
-"""A W3C ``traceparent`` (version ``ff`` is invalid; all-zero ids too)."""
-_BAGGAGE_MAX = 8192
-"""The W3C limit of a ``baggage`` header, in bytes."""
-
-
-def trace_of(headers: Mapping[str, str]) -> Trace:
-    """The trace context a request's headers carry, as far as it is valid: a ``traceparent``
-    that parses and a printable ASCII ``baggage`` within the W3C limit go on, anything else
-    is left out (a peer's header must not reach a frame as it came)."""
-    traceparent = headers.get("traceparent")
-    if traceparent is not None and (_TRACEPARENT.fullmatch(traceparent) is None
-                                    or traceparent.startswith("ff")):
-        traceparent = None
-    baggage = headers.get("baggage")
-    if baggage is not None and not (len(baggage) <= _BAGGAGE_MAX and baggage.isascii()
-                                    and baggage.isprintable()):
-        baggage = None
-    return traceparent, baggage
-
 
 Invoke = Callable[[str, str, Any, Any, Trace], Coroutine[Any, Any, Any]]
 """``await invoke(namespace, function_id, data, metadata, trace)``: the result, or raises
@@ -168,6 +150,9 @@ class _Exchange:
     channel_ids: list[str] = field(default_factory=list)
     reader: LocalReader | None = None
     recv: asyncio.Task[bytes | str | None] | None = None
+    call: asyncio.Task[_Outcome] | None = None
+    gone: bool = False
+    """The client left before its answer was complete: the call is withdrawn."""
 
 
 # ----------------------------------------------------------------------------- server
@@ -344,11 +329,13 @@ class RestApi:
         exchange = _Exchange(route, {}, TaskSet(f"http {printable(route.label)}"))
         try:
             try:
-                head = await asyncio.wait_for(
-                    self._admitted(request, exchange, params, raw, body),
-                    max(0.0, deadline - loop.time()))
+                head = await unless_gone(request, self._admitted(
+                    request, exchange, params, raw, body), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 return web.Response(status=504)
+            except ClientGone:  # nobody to answer: the slot is free again, the call withdrawn
+                exchange.gone = True
+                return web.Response(status=503)  # never sent
             if isinstance(head, _Head):  # the timeout bounds the head, not a streamed body
                 return await self._stream(exchange, request, head)
             return head
@@ -437,7 +424,7 @@ class RestApi:
 
     async def _respond(self, exchange: _Exchange) -> _Head | web.StreamResponse:
         route = exchange.route
-        call = self._calls.spawn(
+        call = exchange.call = self._calls.spawn(
             _settle(self.invoke(route.namespace, route.function_id, exchange.payload,
                                 route.metadata, exchange.trace)),
             name=f"iii-rest-call-{route.function_id}")
@@ -516,8 +503,8 @@ class RestApi:
         if head.ended and not no_body and "Content-Length" not in response.headers:
             response.content_length = 0
         stall = self.body_timeout
-        try:
-            await response.prepare(request)
+
+        async def relay() -> None:
             if head.first is not None and not no_body:
                 await asyncio.wait_for(response.write(head.first), stall)
             while not head.ended:
@@ -527,6 +514,10 @@ class RestApi:
                 if isinstance(item, bytes) and not no_body:
                     # A client that stops reading would hold this request forever.
                     await asyncio.wait_for(response.write(item), stall)
+
+        try:
+            await response.prepare(request)
+            await unless_gone(request, relay())  # a client that left stops the wait for chunks
             if reader.end_code not in (None, 1000):  # the writer failed: cut, no end marker
                 log.debug("http %s: the response's writer failed (code %s); cutting the "
                           "response", printable(exchange.route.label), reader.end_code)
@@ -540,6 +531,7 @@ class RestApi:
             if request.transport is not None:
                 request.transport.close()
         except (ConnectionError, RuntimeError) as exc:
+            exchange.gone = True
             log.debug("http %s: client went away while streaming: %s",
                       printable(exchange.route.label), printable(exc))
         return response
@@ -570,6 +562,8 @@ class RestApi:
                               error_id=error_id)
 
     async def _finish(self, exchange: _Exchange) -> None:
+        if exchange.gone and exchange.call is not None:
+            exchange.call.cancel()  # Router.call forgets its pending entry
         try:
             await exchange.tasks.aclose()
         finally:

@@ -4,8 +4,8 @@ A handler's result becomes status, headers and body here: ``status_code`` is rea
 ``statusCode`` (the Rust engine reads only the first, docs/protocol.md §11 row 6); headers come as a
 dict or as ``"Name: value"`` lines, invalid ones dropped; the body is JSON unless a ``Content-Type``
 says otherwise. The engine's own answers use the envelope ``{"error": {"code", "message",
-"error_id"?}}``. Also here: request headers as handlers see them, and the permissive CORS preflight
-answer.
+"error_id"?}}``. Also here: request headers (and the trace context they carry) as handlers see
+them, and the permissive CORS preflight answer.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+
+from iii_rx.engine.services import Trace
 
 __all__ = [
     "NO_BODY_STATUS",
@@ -30,6 +32,7 @@ __all__ = [
     "preflight",
     "request_headers",
     "status_of",
+    "trace_of",
 ]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -150,6 +153,27 @@ def request_headers(request: web.BaseRequest) -> dict[str, str]:
         except UnicodeDecodeError:
             headers[name.decode("latin-1").lower()] = ""
     return headers
+
+
+_TRACEPARENT = re.compile("[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+"""A W3C ``traceparent`` (version ``ff`` is invalid; all-zero ids too)."""
+_BAGGAGE_MAX = 8192
+"""The W3C limit of a ``baggage`` header, in bytes."""
+
+
+def trace_of(headers: Mapping[str, str]) -> Trace:
+    """The trace context a request's headers carry, as far as it is valid: a ``traceparent``
+    that parses and a printable ASCII ``baggage`` within the W3C limit go on, anything else
+    is left out (a peer's header must not reach a frame as it came)."""
+    traceparent = headers.get("traceparent")
+    if traceparent is not None and (_TRACEPARENT.fullmatch(traceparent) is None
+                                    or traceparent.startswith("ff")):
+        traceparent = None
+    baggage = headers.get("baggage")
+    if baggage is not None and not (len(baggage) <= _BAGGAGE_MAX and baggage.isascii()
+                                    and baggage.isprintable()):
+        baggage = None
+    return traceparent, baggage
 
 
 def preflight(request: web.BaseRequest) -> web.Response:

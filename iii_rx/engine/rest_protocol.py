@@ -19,22 +19,27 @@ log at will. :class:`GuardedServer` is that server with both fixed:
   one is answered 431.
 
 The API tells a connection that a request is finished (:func:`request_finished`) so that the
-header clock starts again only for the next head.
+header clock starts again only for the next head, and waits for a handler's answer only while
+the client is still connected (:func:`unless_gone`): aiohttp's ``connection_lost`` of the
+connection (closed or reset by the client, or by the engine) ends the wait at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 
-__all__ = ["MAX_HEAD_LINE", "GuardedServer", "request_finished"]
+__all__ = ["MAX_HEAD_LINE", "ClientGone", "GuardedServer", "request_finished", "unless_gone"]
+
+T = TypeVar("T")
 
 MAX_HEAD_LINE = 64 * 1024
 """The longest request line or header line the REST API reads (at most 128 headers)."""
@@ -59,6 +64,8 @@ class _GuardedHandler(web_protocol.RequestHandler):
         self._heads_at_arm = 0
         self._finished = 0
         """Requests the API finished; equal to the heads parsed when none is in progress."""
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Resolved when the connection is gone (its client closed or reset it, or we did)."""
 
     def _heads(self) -> int:
         """Request heads parsed on this connection so far."""
@@ -70,6 +77,8 @@ class _GuardedHandler(web_protocol.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        if not self.lost.done():
+            self.lost.set_result(None)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -165,3 +174,33 @@ def request_finished(request: web.BaseRequest) -> None:
     protocol = request.protocol
     if isinstance(protocol, _GuardedHandler):
         protocol.finished_one()
+
+
+class ClientGone(ConnectionResetError):
+    """The request's client closed its connection before the answer was ready."""
+
+
+async def unless_gone(request: web.BaseRequest, work: Awaitable[T],
+                      timeout: float | None = None) -> T:
+    """``await work`` within ``timeout`` seconds (``None``: no bound) while the request's client
+    stays connected. Otherwise ``work`` is cancelled (and awaited) and :class:`ClientGone` or
+    :class:`asyncio.TimeoutError` is raised. A client that is merely slow to read is connected:
+    only the connection's end counts (a client whose body aiohttp stopped reading because
+    nobody consumes it is noticed once reading resumes)."""
+    protocol = request.protocol
+    gone = protocol.lost if isinstance(protocol, _GuardedHandler) else None
+    task = asyncio.ensure_future(work)
+    waiting: set[asyncio.Future[Any]] = {task} if gone is None else {task, gone}
+    try:
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        finished = task.done()
+        if not finished:
+            task.cancel()
+            await asyncio.wait({task})
+    if finished:
+        return task.result()
+    if not task.cancelled():
+        task.exception()  # retrieved: it ended some other way while being given up
+    raise ClientGone("the client closed the connection") if gone is not None and gone.done() \
+        else asyncio.TimeoutError()

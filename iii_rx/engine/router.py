@@ -248,7 +248,8 @@ class Router:
 
         Raises :class:`IIIInvocationError` with the error's code (``function_not_found``,
         ``invocation_stopped``, the handler's ``invocation_failed``, ...) and
-        :class:`IIITimeoutError` when ``timeout`` (seconds) passes first.
+        :class:`IIITimeoutError` when ``timeout`` (seconds) passes first. Cancelled, it
+        withdraws a worker's call: the pending entry is forgotten, a late answer dropped.
         """
         entry = self.registry.functions.get((namespace, function_id))
         if entry is None:
@@ -295,14 +296,19 @@ class Router:
         else:
             handler.inbound[wire_id] = pending
             handler.send(text)
+        timed_out = False
         try:
             frame = await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
+            timed_out = True
             raise _timeout(function_id, wire_id, timeout) from None
         finally:  # timed out or cancelled: a late result must find nothing
             if handler.inbound.get(wire_id) is pending:
                 del handler.inbound[wire_id]
-                pending.end(True)
+                if timed_out:
+                    pending.end(True)
+                else:  # cancelled: its caller left (a REST client gone), as in halt()
+                    pending.drop()
         if frame.error is not None:
             raise IIIInvocationError(frame.error.code, frame.error.message,
                                      function_id=function_id, stacktrace=frame.error.stacktrace,
