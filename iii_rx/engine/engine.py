@@ -115,9 +115,10 @@ class Engine:
 
     Bounds and fault detection (docs/guarantees.md): ``max_queue_bytes`` bounds what waits to
     be sent to one worker (calls toward it are refused with ``queue_full`` past half of it, the
-    peer is dropped past all of it), ``stuck_timeout_ms`` drops a peer whose queue cannot be
-    written for that long, ``ping_interval_ms`` / ``ping_timeout_ms`` drop a peer that does not
-    answer a websocket ping in time (0 disables each), ``handshake_timeout_ms`` drops a new
+    peer is dropped past all of it; a streams-socket client is disconnected past it),
+    ``stuck_timeout_ms`` drops a peer whose queue cannot be written for that long,
+    ``ping_interval_ms`` / ``ping_timeout_ms`` drop a peer that does not answer a websocket
+    ping in time (0 disables each), ``handshake_timeout_ms`` drops a new
     connection to the main port that has not completed its websocket opening handshake in
     that time (further listeners have their own); ``channel_buffer_bytes`` bounds one
     channel's pipe, ``max_channels_per_worker`` the live channels a worker created;

@@ -24,8 +24,13 @@ connection first calls that function with
 leave bindings of that connection (a failed call leaves the context empty, as in the Rust
 engine). The auth function and each binding get :data:`CALL_TIMEOUT_S` to answer: one that
 does not counts as failed, so it cannot hold a connection forever. A frame that is not a valid
-message is logged and ignored. A client that reads too slowly (more than :data:`OUTBOX_LIMIT`
-messages waiting) is disconnected.
+message is logged and ignored.
+
+A client that reads too slowly is disconnected (its socket aborted, what waited for it freed)
+once more than :data:`OUTBOX_LIMIT` messages, or more than the engine's ``max_queue_bytes``
+(32 MiB by default, as for a worker connection; ``0``: no byte bound), would wait in its
+outbox. The outbox is counted in the bytes of the JSON text sent; a message is always let into
+an empty outbox, and the message being written plus the socket's write buffer come on top.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ __all__ = ["CALL_TIMEOUT_S", "MAX_SUBSCRIPTIONS", "OUTBOX_LIMIT", "StreamSocket"
 log = logging.getLogger("iii_rx.engine.workers")
 
 OUTBOX_LIMIT = 1024
-"""Messages that may wait for one slow client before it is disconnected."""
+"""Messages that may wait for one slow client before it is disconnected (the bytes that may
+wait are bounded too: the engine's ``max_queue_bytes``)."""
 MAX_SUBSCRIPTIONS = 1024
 """Subscriptions one connection may hold: a further join is answered ``unauthorized`` (every
 change is matched against every subscription, and a connection could join without end)."""
@@ -114,28 +120,65 @@ def _parse(raw: str | bytes, failures: RateLimitedLog) -> tuple[str, Subscriptio
 
 
 class _Client:
-    """One socket connection: its subscriptions and its outbox (written by one task)."""
+    """One socket connection: its subscriptions and its outbox (written by one task).
+
+    The outbox holds the JSON text of each message (ASCII: its length is its size in bytes);
+    :attr:`queued_bytes` counts it, as :class:`~iii_rx.engine.connection.WorkerConnection`
+    counts a worker's queue.
+    """
 
     def __init__(self, connection: ServerConnection, context: Any,
-                 failures: RateLimitedLog) -> None:
+                 failures: RateLimitedLog, max_queue_bytes: int = 0) -> None:
         self.connection = connection
         self.failures = failures
         self.context = context
         self.subscriptions: dict[str, Subscription] = {}
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.max_queue_bytes = max_queue_bytes
+        """Bytes that may wait in the outbox (0 = no byte bound)."""
+        self.queued_bytes = 0
+        """Bytes of the messages waiting in the outbox (not yet handed to the socket)."""
+        self.peak_queued_bytes = 0
+        """The most :attr:`queued_bytes` ever reached (the bound tests read it)."""
+        self.cut: str | None = None
+        """Why this slow client was disconnected (None unless it was)."""
 
     def send(self, message: dict[str, Any]) -> None:
-        if self.outbox.qsize() >= OUTBOX_LIMIT:
-            self.failures.log(logging.WARNING, "slow_client", "stream socket: a client fell "
-                              "%d messages behind; disconnecting it", OUTBOX_LIMIT)
-            self.connection.transport.abort()
+        if self.cut is not None:
             return
-        self.outbox.put_nowait(message)
+        try:  # ensure_ascii (the default): the text's length is its size in bytes
+            text = json.dumps(message, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as exc:  # an in-process caller's data
+            self.failures.log(logging.WARNING, "encode", "stream socket: could not encode a "
+                              "message for a client: %s", printable(exc))
+            return
+        queued = self.queued_bytes + len(text)
+        if self.outbox.qsize() >= OUTBOX_LIMIT:
+            self._disconnect(f"fell {OUTBOX_LIMIT} messages behind")
+            return
+        if not self.outbox.empty() and 0 < self.max_queue_bytes < queued:
+            self._disconnect(f"would have {queued} bytes waiting (limit "
+                             f"{self.max_queue_bytes})")
+            return
+        self.outbox.put_nowait(text)
+        self.queued_bytes = queued
+        self.peak_queued_bytes = max(self.peak_queued_bytes, queued)
+
+    def _disconnect(self, why: str) -> None:
+        """Abort the socket of a client that does not read; free what waited for it."""
+        self.cut = why
+        self.failures.log(logging.WARNING, "slow_client", "stream socket: a client %s; "
+                          "disconnecting it", why)
+        while not self.outbox.empty():
+            self.outbox.get_nowait()
+        self.queued_bytes = 0
+        self.connection.transport.abort()
 
     async def write(self) -> None:
         while True:
-            message = await self.outbox.get()
-            await self.connection.send(json.dumps(message, separators=(",", ":")))
+            text = await self.outbox.get()
+            self.queued_bytes -= len(text)
+            await self.connection.send(text)
 
 
 class StreamSocket:
@@ -225,7 +268,8 @@ class StreamSocket:
         return answer.get("context") if isinstance(answer, dict) else None
 
     async def _serve(self, connection: ServerConnection) -> None:
-        client = _Client(connection, await self._authenticate(connection), self._failures)
+        client = _Client(connection, await self._authenticate(connection), self._failures,
+                         self.services.config.max_queue_bytes)
         self.clients.add(client)
         writer = self._tasks.spawn(client.write(), name="stream socket writer")
         try:
