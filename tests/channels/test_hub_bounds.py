@@ -162,3 +162,73 @@ async def test_a_writer_refused_mid_stream_fails_its_close() -> None:
         with pytest.raises(ChannelClosedError) as refused:
             await writer.close()
         assert refused.value.code == 1009
+
+
+async def closed_with(ws: ClientConnection, timeout: float = 5.0) -> int | None:
+    """Wait for the engine to close ``ws`` (reading, so the closing handshake completes)."""
+    async def drain() -> None:
+        try:
+            async for _ in ws:
+                pass
+        except ConnectionClosed:
+            pass
+
+    await asyncio.wait_for(drain(), timeout)
+    return ws.close_code
+
+
+async def test_an_idle_writer_is_closed_and_its_channel_removed_when_the_reader_leaves() -> None:
+    """The writer was told only at its next frame: one that sent nothing more kept its socket,
+    two tasks and the channel for ever, past its creator leaving and past the sweep."""
+    async with Engine(port=0, namespace_grace_ms=300, channel_sweep_interval_ms=50,
+                      channel_max_age_ms=100) as engine:
+        owner = await connect(engine.url, compression=None, ping_interval=None)
+        await owner.recv()  # workerregistered
+        owner_id = next(iter(engine.registry.workers))
+        refs = (await call(owner, "engine::channels::create", {}, "c"))["result"]
+        channel_id = refs["writer"]["channel_id"]
+        writer = await open_end(engine, refs["writer"])
+        reader = await open_end(engine, refs["reader"])
+        await writer.send(b"one")
+        assert await reader.recv() == b"one"
+        await reader.close()
+
+        assert await closed_with(writer) == 1011
+        await wait_until(lambda: channel_id not in engine.hub)
+        assert engine.hub.owned_by(owner_id) == 0  # its slot is free again
+        await owner.close()
+
+
+async def test_a_writer_that_comes_after_the_reader_left_is_closed_at_once() -> None:
+    async with Engine(port=0) as engine:
+        refs = engine.hub.create()
+        channel_id = refs["writer"]["channel_id"]
+        reader = await open_end(engine, refs["reader"])
+        state = engine.hub.channel_state(channel_id)
+        assert state is not None
+        await wait_until(lambda: state.reader_attached)
+        await reader.close()
+        await wait_until(lambda: state.reader_done)
+
+        writer = await open_end(engine, refs["writer"])
+        assert await closed_with(writer) == 1011
+        await wait_until(lambda: channel_id not in engine.hub)
+
+
+async def test_a_reader_that_left_does_not_keep_a_channel_past_its_creator_or_the_sweep() -> None:
+    """``release_owner`` and the sweep took a reader that had left for a connected one."""
+    async with Engine(port=0, channel_max_age_ms=0) as engine:
+        hub = engine.hub
+        for clean_up in (lambda: hub.release_owner("gone-worker"), hub.sweep):
+            refs = hub.create(owner="gone-worker")
+            channel_id = refs["writer"]["channel_id"]
+            writer = hub.local_writer(channel_id)  # the engine's own end: no socket to close
+            reader = hub.local_reader(channel_id)
+            await writer.send(b"one")
+            assert await reader.receive() == b"one"
+            await reader.aclose()
+            assert channel_id in hub
+            assert clean_up() == 1
+            assert channel_id not in hub
+            with pytest.raises(ConnectionError):
+                await writer.send(b"two")

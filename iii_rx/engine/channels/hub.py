@@ -171,8 +171,8 @@ class ChannelHub:
     def release_owner(self, owner: str) -> int:
         """Free the channels ``owner`` created that are not connected at both ends (it left).
 
-        Those connected at both ends stay until they end: other workers may be streaming.
-        Returns how many were removed.
+        Those connected at both ends stay until they end: other workers may be streaming (a
+        reader that left does not count as connected). Returns how many were removed.
         """
         removed = 0
         for channel_id in list(self._owned.pop(owner, ())):
@@ -180,7 +180,7 @@ class ChannelHub:
             if channel is None:
                 continue
             channel.owner = None
-            if channel.writer_attached and channel.reader_attached:
+            if channel.connected:
                 continue
             self._channels.pop(channel_id, None)
             removed += 1
@@ -201,9 +201,14 @@ class ChannelHub:
     def _drop(self, channel: ChannelState, code: int, reason: str) -> None:
         """End a channel now; a writer socket is closed at once, not at its next frame."""
         channel.pipe.drop(code, reason)
+        self._close_writer(channel, INTERNAL, reason or "channel removed")
+
+    def _close_writer(self, channel: ChannelState, code: int, reason: str) -> None:
+        """Close the writer's socket, if one is served, without waiting for its next frame
+        (an idle writer would otherwise never learn that the channel ended)."""
         socket = channel.writer_socket
         if socket is not None and not self._tasks.closed:
-            self._tasks.spawn(_close(socket, INTERNAL, reason or "channel removed"),
+            self._tasks.spawn(_close(socket, code, reason),
                               name=f"iii-rx-channel-close-{channel.id}")
 
     def _discard(self, channel_id: str) -> ChannelState | None:
@@ -245,6 +250,9 @@ class ChannelHub:
                 # of MiB per channel.
                 set_message_limit(websocket, max(self.buffer_bytes, MAX_CHANNEL_FRAME))
                 channel.writer_socket = websocket
+                if channel.pipe.gone is not None:  # the reader came and went already
+                    await websocket.close(*channel.pipe.gone)
+                    return
                 await serve_writer(channel.pipe, websocket, channel.id)
             else:
                 await serve_reader(channel.pipe, websocket, channel.id)
@@ -286,9 +294,19 @@ class ChannelHub:
         return channel
 
     def _forget_if_done(self, channel: ChannelState) -> None:
-        if channel.writer_done and channel.reader_done and \
-                self._channels.get(channel.id) is channel:
-            self._discard(channel.id)
+        """One side finished: forget the channel once both did.
+
+        A reader that left before the end fails the writer (1011) now: a writer that sends
+        nothing more would otherwise keep its socket, its task and the channel for ever (a
+        channel whose creator left counts against no cap). The channel goes once the writer's
+        socket has closed.
+        """
+        if channel.writer_done and channel.reader_done:
+            if self._channels.get(channel.id) is channel:
+                self._discard(channel.id)
+        elif (channel.reader_done and channel.pipe.gone is not None
+              and self._channels.get(channel.id) is channel):  # (removed: _drop closed it)
+            self._close_writer(channel, *channel.pipe.gone)
 
     # ------------------------------------------------------------------ sweep
 
@@ -298,15 +316,15 @@ class ChannelHub:
             self.sweep()
 
     def sweep(self) -> int:
-        """Remove channels older than ``max_age_s`` with a side that never connected.
+        """Remove channels older than ``max_age_s`` with a side that never connected (or a
+        reader that left).
 
         Runs every ``sweep_interval_s`` once started; returns how many were removed.
         """
         now = asyncio.get_running_loop().time()
         stale = [
             channel for channel in self._channels.values()
-            if now - channel.created >= self.max_age_s
-            and not (channel.writer_attached and channel.reader_attached)
+            if now - channel.created >= self.max_age_s and not channel.connected
         ]
         for channel in stale:
             self._discard(channel.id)

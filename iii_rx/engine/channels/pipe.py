@@ -178,6 +178,12 @@ class ChannelState:
         self.writer_done = False
         self.reader_done = False
 
+    @property
+    def connected(self) -> bool:
+        """Whether both sides attached and the reader is still there (a writer that finished
+        while the reader drains what it sent still counts: the stream is going on)."""
+        return self.writer_attached and self.reader_attached and not self.reader_done
+
 
 async def stop(task: asyncio.Future[Any]) -> None:
     """Cancel ``task`` unless it is done, and wait until it is.
