@@ -152,6 +152,8 @@ class HandlerPool:
                 del task, fn, args, context  # drop references before waiting again
                 with lock:
                     self._idle += 1
+                    if self._exempt and not self._closed:  # an exemption lasts one task: the
+                        self._exempt.discard(threading.current_thread())  # next is waited for
         finally:
             with lock:
                 self._alive -= 1
@@ -173,8 +175,9 @@ class HandlerPool:
         return threading.current_thread() in self._started
 
     def exempt_current(self) -> None:
-        """If the caller is a thread of this pool, a close no longer waits for it (it asked
-        for the close, or waits for it: waiting for it would wait on itself)."""
+        """If the caller is a thread of this pool, a close no longer waits for it while it
+        runs its current task (it asked for the close, or waits for it: waiting for it would
+        wait on itself)."""
         thread = threading.current_thread()
         with self._lock:
             if thread not in self._started or thread in self._exempt:

@@ -92,6 +92,8 @@ class LoopBridge:
         threads handing work over at once cost one self-pipe write, not one each. Raises
         ``RuntimeError`` if the loop is closed. An exception of ``fn`` is logged.
         """
+        if self.loop.is_closed():  # whatever `_scheduled` says: a drain scheduled after the
+            raise RuntimeError("Event loop is closed")  # loop's last run never ran
         self._queue.append((fn, args))
         if not self._scheduled:
             self._scheduled = True

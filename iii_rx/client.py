@@ -273,7 +273,7 @@ class Client:
         """Block until this client has closed (whoever closed it); ``False`` if ``timeout``
         seconds passed first: a sync worker script can end with it to serve until then. Not on
         the loop thread (:class:`~iii_rx.errors.LoopDeadlockError`); a close won't wait for it."""
-        self._worker.exempt_caller()
+        self._pool.exempt_current()
         return self._closing.wait(timeout)
 
     async def aclose(self) -> None:

@@ -96,15 +96,17 @@ _Kind = Literal["loopback", "private", "public"]
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 7915)
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address a 6to4 (2002::/16), NAT64 (64:ff9b::/96) or IPv4-compatible (::/96)
-    address reaches: Python calls those forms global whatever they embed, and a NAT64
+    """The IPv4 address a 6to4 (2002::/16), NAT64 (64:ff9b::/96), IPv4-translated
+    (::ffff:0:0:0/96) or IPv4-compatible (::/96) address reaches: Python calls those forms global whatever they embed, and a NAT64
     gateway or a 6to4 relay would carry the request to a private IPv4 host behind them."""
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):  # not ::, ::1
+    if address in _NAT64 or address in _IPV4_TRANSLATED or (
+            address in _IPV4_COMPATIBLE and int(address) > 1):  # not ::, ::1
         return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
     return None
 

@@ -193,10 +193,42 @@ async def test_an_idle_writer_is_closed_and_its_channel_removed_when_the_reader_
         assert await reader.recv() == b"one"
         await reader.close()
 
-        assert await closed_with(writer) == 1011
+        # Closed normally: the reader had taken every frame (a reader that read what it
+        # wanted; the writer's own close() then succeeds).
+        assert await closed_with(writer) == 1000
         await wait_until(lambda: channel_id not in engine.hub)
         assert engine.hub.owned_by(owner_id) == 0  # its slot is free again
         await owner.close()
+
+
+async def test_a_reader_leaving_frames_unread_fails_its_idle_writer() -> None:
+    """Frames the engine still held for the reader were lost: the writer is failed (1011)."""
+    async with Engine(port=0) as engine:
+        refs = engine.hub.create(8)
+        channel_id = refs["writer"]["channel_id"]
+        reader = engine.hub.local_reader(channel_id)  # reads only when asked
+        writer = await open_end(engine, refs["writer"])
+        state = engine.hub.channel_state(channel_id)
+        assert state is not None
+        for n in range(3):
+            await writer.send(b"unread %d" % n)
+        await wait_until(lambda: len(state.pipe.frames) == 3)
+        await reader.aclose()
+        assert await closed_with(writer) == 1011
+
+
+async def test_an_iii_rx_writer_closes_cleanly_after_its_reader_took_everything() -> None:
+    """A reader that takes the items it expects and leaves before the writer's close: the
+    writer's ``close()`` raised (1011) when the engine's close came first, by timing alone."""
+    async with Engine(port=0) as engine:
+        refs = engine.hub.create(8)
+        writer = ChannelWriter(str(engine.url), refs["writer"])
+        reader = await open_end(engine, refs["reader"])
+        await writer.write(b"all of it")
+        assert await reader.recv() == b"all of it"
+        await reader.close()
+        await wait_until(lambda: engine.hub.channel_state(refs["writer"]["channel_id"]) is None)
+        await writer.close()  # the engine closed it normally: no error
 
 
 async def test_a_writer_that_comes_after_the_reader_left_is_closed_at_once() -> None:

@@ -66,6 +66,32 @@ def test_a_handler_waiting_for_the_close_does_not_hold_it_up(engine_thread: Any,
     assert not closing.is_alive()
 
 
+def test_a_handler_that_polled_wait_closed_leaves_its_thread_waited_for(
+        engine_thread: Any, name: str) -> None:
+    """The exemption of a handler waiting for the close lasts its own run: a later handler on
+    the same pool thread is still waited for (it was not, and its answer was lost)."""
+    iii = iii_rx.connect_sync(engine_thread.url, name=name, max_workers=1)
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(_: Any) -> None:
+        started.set()
+        release.wait(10)
+        finished.set()
+
+    iii.register_function("sync::poll", lambda _: iii.wait_closed(0.01))
+    iii.register_function("sync::slow", slow)
+    assert iii.trigger("sync::poll", None).result(5) is False
+    iii.trigger("sync::slow", action=iii_rx.TriggerAction.void()).result(5)
+    assert started.wait(10)
+    closing = threading.Thread(target=iii.close)
+    closing.start()
+    closing.join(0.3)
+    assert closing.is_alive()  # waiting for the slow handler
+    release.set()
+    closing.join(10)
+    assert finished.is_set() and not closing.is_alive()
+
+
 def test_a_closed_sync_client_refuses_channels_with_a_connection_error(
         engine_thread: Any, name: str) -> None:
     """Its loop has stopped: ``RuntimeError('Event loop is closed')`` used to come out."""

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from iii_rx.aio import LoopThread
+from iii_rx.aio import LoopBridge, LoopThread
 
 
 def test_an_interrupted_blocking_wait_cancels_its_coroutine() -> None:
@@ -39,3 +39,15 @@ def test_an_interrupted_blocking_wait_cancels_its_coroutine() -> None:
         assert cancelled.wait(10), "the coroutine kept running after the interrupt"
     finally:
         thread.stop()
+
+
+def test_a_closed_loop_is_reported_even_after_a_drain_that_never_ran() -> None:
+    """A hand-over scheduled after the loop's last turn left the bridge believing a drain
+    was coming: later hand-overs queued silently instead of raising (a ``Single.result()``
+    then waited for ever instead of failing)."""
+    loop = asyncio.new_event_loop()
+    bridge = LoopBridge(loop, None)
+    bridge.run_sync_soon(print, "scheduled, never run")
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        bridge.run_sync_soon(print, "late")

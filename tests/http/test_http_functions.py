@@ -306,6 +306,7 @@ PLAIN_OK = HttpFunctionSettings(require_https=False)
         ("http://[64:ff9b::7f00:1]/f", DEFAULT, "Private IP blocked"),  # NAT64, 127.0.0.1
         ("http://[64:ff9b:1::a00:5]/f", DEFAULT, "Private IP blocked"),  # local-use NAT64
         ("http://[::a00:5]/f", DEFAULT, "Private IP blocked"),  # IPv4-compatible, 10.0.0.5
+        ("http://[::ffff:0:c0a8:101]/f", DEFAULT, "Private IP blocked"),  # SIIT, 192.168.1.1
         ("http://[::]/f", DEFAULT, "Private IP blocked"),
         ("https://[2002:5db8:d822::1]/f", DEFAULT, None),  # 6to4, 93.184.216.34
         ("http://[64:ff9b::5db8:d822]/f", DEFAULT, "HTTPS is required"),  # NAT64, public
