@@ -101,8 +101,9 @@ _IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 7915)
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address a 6to4 (2002::/16), NAT64 (64:ff9b::/96), IPv4-translated
-    (::ffff:0:0:0/96) or IPv4-compatible (::/96) address reaches: Python calls those forms global whatever they embed, and a NAT64
-    gateway or a 6to4 relay would carry the request to a private IPv4 host behind them."""
+    (::ffff:0:0:0/96) or IPv4-compatible (::/96) address reaches: Python calls those forms
+    global whatever they embed, and a translator or a 6to4 relay would carry the request to a
+    private IPv4 host behind them."""
     if address.sixtofour is not None:
         return address.sixtofour
     if address in _NAT64 or address in _IPV4_TRANSLATED or (
