@@ -243,13 +243,17 @@ class Router:
 
     async def call(self, function_id: str, data: Any, *, namespace: str = DEFAULT_NAMESPACE,
                    metadata: Any = None, traceparent: str | None = None,
-                   baggage: str | None = None, timeout: float | None = None) -> Any:
+                   baggage: str | None = None, timeout: float | None = None,
+                   caller: WorkerConnection | None = None) -> Any:
         """Invoke a function from inside the engine; returns its result.
 
         Raises :class:`IIIInvocationError` with the error's code (``function_not_found``,
         ``invocation_stopped``, the handler's ``invocation_failed``, ...) and
         :class:`IIITimeoutError` when ``timeout`` (seconds) passes first. Cancelled, it
         withdraws a worker's call: the pending entry is forgotten, a late answer dropped.
+        ``caller`` is the worker the call is made for (a read it asked for): when it leaves,
+        a worker's call is withdrawn as its own calls are (``invocation_stopped``), so calls
+        nobody waits for do not pile up on a worker that never answers.
         """
         entry = self.registry.functions.get((namespace, function_id))
         if entry is None:
@@ -293,9 +297,13 @@ class Router:
         worker_stats.begin()
         if text is None:
             _complete_stopped(pending)
+        elif caller is not None and caller.closed:
+            _complete_stopped(pending)
         else:
             handler.inbound[wire_id] = pending
             handler.send(text)
+            if caller is not None:
+                caller.outbound.add(pending)  # halt(caller) withdraws it
         timed_out = False
         try:
             frame = await asyncio.wait_for(future, timeout)
@@ -303,6 +311,8 @@ class Router:
             timed_out = True
             raise _timeout(function_id, wire_id, timeout) from None
         finally:  # timed out or cancelled: a late result must find nothing
+            if caller is not None:
+                caller.outbound.discard(pending)
             if handler.inbound.get(wire_id) is pending:
                 del handler.inbound[wire_id]
                 if timed_out:
@@ -347,12 +357,17 @@ class Router:
         conn.inbound.clear()
         for pending in inbound:
             _complete_stopped(pending)
-        for pending in conn.outbound:
+        for pending in list(conn.outbound):
             handler = pending.handler
             if handler.inbound.get(pending.wire_id) is pending:
                 del handler.inbound[pending.wire_id]
                 if type(pending) is MeteredPending:  # its caller left: no longer in flight
                     pending.drop()
+            future = pending.future  # an engine call made for it (Router.call's caller)
+            if future is not None and not future.done():
+                future.set_result(InvocationResult(invocation_id=pending.wire_id,
+                                                   function_id=pending.function_id,
+                                                   error=_STOPPED))
         conn.outbound.clear()
 
     async def _sweep_loop(self) -> None:

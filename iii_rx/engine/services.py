@@ -152,12 +152,14 @@ class EngineServices(Protocol):
     async def call(self, function_id: str, data: Any = None, *,
                    namespace: str = DEFAULT_NAMESPACE, metadata: Any = None,
                    traceparent: str | None = None, baggage: str | None = None,
-                   timeout: float | None = None) -> Any:
+                   timeout: float | None = None, caller: WorkerConnection | None = None) -> Any:
         """Call a function and return its result.
 
         Raises :class:`~iii_rx.errors.IIIInvocationError` with the wire's code
         (``function_not_found``, ``invocation_stopped``, the handler's error, ...) and
         :class:`~iii_rx.errors.IIITimeoutError` when ``timeout`` (seconds) passes first.
+        ``caller`` (a ``CallContext.caller``): the worker the call is made for, when only
+        that worker waits for its answer (a read); the call is withdrawn if it leaves.
         """
         ...
 
@@ -267,10 +269,10 @@ class CoreServices:
     async def call(self, function_id: str, data: Any = None, *,
                    namespace: str = DEFAULT_NAMESPACE, metadata: Any = None,
                    traceparent: str | None = None, baggage: str | None = None,
-                   timeout: float | None = None) -> Any:
+                   timeout: float | None = None, caller: WorkerConnection | None = None) -> Any:
         return await self._router.call(function_id, data, namespace=namespace,
                                        metadata=metadata, traceparent=traceparent,
-                                       baggage=baggage, timeout=timeout)
+                                       baggage=baggage, timeout=timeout, caller=caller)
 
     def fire(self, function_id: str, data: Any = None, *, namespace: str = DEFAULT_NAMESPACE,
              metadata: Any = None, traceparent: str | None = None,

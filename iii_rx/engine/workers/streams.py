@@ -35,6 +35,7 @@ import time
 from typing import Any
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE
+from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.registry import CallContext
 from iii_rx.engine.services import EngineServices
 from iii_rx.engine.triggers import Binding, BindingRefused, TriggerType
@@ -236,15 +237,20 @@ class StreamWorker:
 
     # ------------------------------------------------------------------ custom streams
 
-    async def _custom(self, operation: str, stream: str, data: dict[str, Any]) -> Any:
-        """The result of ``stream::OP(stream)`` if a worker provides it, else ``MISSING``."""
+    async def _custom(self, operation: str, stream: str, data: dict[str, Any],
+                      reader: WorkerConnection | None = None) -> Any:
+        """The result of ``stream::OP(stream)`` if a worker provides it, else ``MISSING``.
+
+        ``reader``: the worker a read (get, list, list_groups) is made for; if it leaves, the
+        call is withdrawn (a provider that never answers held each for ever). Writes are
+        never withdrawn: their change events follow the provider's answer."""
         function_id = f"stream::{operation}({stream})"
         services = self._services
         if services is None or not services.has_function(function_id):
             return MISSING
         payload = {key: value for key, value in data.items() if key != "_caller_worker_id"}
         try:
-            return await services.call(function_id, payload)
+            return await services.call(function_id, payload, caller=reader)
         except IIIInvocationError as exc:
             raise IIIInvocationError(f"STREAM_{operation.upper()}_ERROR",
                                      f"Failed to {operation} value: {exc.code}: "
@@ -288,7 +294,7 @@ class StreamWorker:
 
     async def _get(self, data: Any, ctx: CallContext) -> Any:
         data, stream, group, item = self._item("stream::get", data)
-        custom = await self._custom("get", stream, data)
+        custom = await self._custom("get", stream, data, ctx.caller)
         if custom is not MISSING:
             return custom
         return _or_none(await self.adapter.get(stream, group, item))
@@ -330,7 +336,7 @@ class StreamWorker:
         data = require_object("stream::list", data)
         stream = require_str("stream::list", data, "stream_name")
         group = require_str("stream::list", data, "group_id")
-        custom = await self._custom("list", stream, data)
+        custom = await self._custom("list", stream, data, ctx.caller)
         if custom is not MISSING:
             return custom
         return await self.adapter.items(stream, group)
@@ -338,7 +344,7 @@ class StreamWorker:
     async def _list_groups(self, data: Any, ctx: CallContext) -> Any:
         data = require_object("stream::list_groups", data)
         stream = require_str("stream::list_groups", data, "stream_name")
-        custom = await self._custom("list_groups", stream, data)
+        custom = await self._custom("list_groups", stream, data, ctx.caller)
         if custom is not MISSING:
             return custom
         return await self.adapter.groups(stream)
