@@ -174,18 +174,30 @@ class HandlerPool:
         """Whether the caller runs on one of this pool's threads."""
         return threading.current_thread() in self._started
 
-    def exempt_current(self) -> None:
+    def exempt_current(self) -> bool:
         """If the caller is a thread of this pool, a close no longer waits for it while it
         runs its current task (it asked for the close, or waits for it: waiting for it would
-        wait on itself)."""
+        wait on itself). Whether this call exempted it."""
         thread = threading.current_thread()
         with self._lock:
             if thread not in self._started or thread in self._exempt:
-                return
+                return False
             self._exempt.add(thread)
             ended = self._take_on_ended() if self._closed else None
         if ended is not None:
             ended()
+        return True
+
+    def exempt_while(self, wait_for_close: Callable[[], bool]) -> bool:
+        """``wait_for_close()`` with the caller (a thread of this pool) exempt while it waits:
+        if the close did not come (``False``), the rest of its task is waited for again."""
+        exempted = self.exempt_current()
+        closed = wait_for_close()
+        if exempted and not closed:
+            with self._lock:
+                if not self._closed:  # a close that began meanwhile keeps it exempt
+                    self._exempt.discard(threading.current_thread())
+        return closed
 
     def running(self) -> list[tuple[str, str]]:
         """``(thread name, what it runs)`` of every busy thread a close would wait for."""

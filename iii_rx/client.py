@@ -273,8 +273,7 @@ class Client:
         """Block until this client has closed (whoever closed it); ``False`` if ``timeout``
         seconds passed first: a sync worker script can end with it to serve until then. Not on
         the loop thread (:class:`~iii_rx.errors.LoopDeadlockError`); a close won't wait for it."""
-        self._pool.exempt_current()
-        return self._closing.wait(timeout)
+        return self._pool.exempt_while(lambda: self._closing.wait(timeout))
 
     async def aclose(self) -> None:
         """Close the client and wait for it, from any loop (also a sync client's thread)."""

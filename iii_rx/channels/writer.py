@@ -19,6 +19,10 @@ from iii_rx.protocol import StreamChannelRef
 
 __all__ = ["ChannelWriter"]
 
+_NOT_REFUSALS = CLEAN_CLOSE_CODES | {1001, 1011}
+"""Close codes the engine ends a writer with that do not refuse what it sent: the end, the
+engine going away, the reader (or the channel) gone."""
+
 T = TypeVar("T")
 
 
@@ -133,8 +137,9 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
 
         A writer that never wrote connects just to close, so that the reader sees an empty
         stream instead of waiting for the engine's sweep. Idempotent. Raises
-        :class:`ChannelClosedError` when the engine had closed the socket with an error first
-        (a frame over its limit, the reader gone): then not everything reached the reader.
+        :class:`ChannelClosedError` when the engine had refused what was sent (a frame over
+        its limit: 1009) or the socket failed. A reader that left first is reported by the
+        writes after it, not here (it may have read all it wanted).
         """
         await self._end(1000, "")
 
@@ -168,9 +173,10 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
                 failure = None
             refused = ws.protocol.close_rcvd
             if code == 1000 and (failure is not None or (
-                    refused is not None and refused.code not in CLEAN_CLOSE_CODES)):
-                # The engine closed first (a frame too big, the reader gone) or the socket
-                # failed: not everything sent reached the reader, so the end is no success.
+                    refused is not None and refused.code not in _NOT_REFUSALS)):
+                # The engine refused what was sent (a frame over its bound: 1009) or the
+                # socket failed: the end is no success. A reader (or channel) that went away
+                # first (1011, 1001) is not: it may have taken all it wanted; writes say it.
                 error = closed_error(ConnectionClosed(refused, None),
                                      f"channel {self.channel_id} writer")
                 raise error from failure

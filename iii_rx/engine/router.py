@@ -287,6 +287,9 @@ class Router:
             asyncio.get_running_loop().create_future())
         pending = MeteredPending(wire_id, None, function_id, handler, None, future,
                                  time.monotonic(), fn_stats, worker_stats)
+        if caller is not None and caller.closed:  # left already: nobody waits, nothing sent
+            raise IIIInvocationError(_STOPPED["code"], _STOPPED["message"],
+                                     function_id=function_id)
         if handler.queued_bytes > handler.call_limit and not handler.closed:
             body = handler.busy_error(function_id)
             raise IIIInvocationError(body["code"], body["message"], function_id=function_id)
@@ -296,8 +299,6 @@ class Router:
         fn_stats.begin()
         worker_stats.begin()
         if text is None:
-            _complete_stopped(pending)
-        elif caller is not None and caller.closed:
             _complete_stopped(pending)
         else:
             handler.inbound[wire_id] = pending

@@ -66,8 +66,9 @@ def test_a_handler_waiting_for_the_close_does_not_hold_it_up(engine_thread: Any,
     assert not closing.is_alive()
 
 
+@pytest.mark.parametrize("how", ["sync::slow", "sync::poll-then-work"])
 def test_a_handler_that_polled_wait_closed_leaves_its_thread_waited_for(
-        engine_thread: Any, name: str) -> None:
+        engine_thread: Any, name: str, how: str) -> None:
     """The exemption of a handler waiting for the close lasts its own run: a later handler on
     the same pool thread is still waited for (it was not, and its answer was lost)."""
     iii = iii_rx.connect_sync(engine_thread.url, name=name, max_workers=1)
@@ -78,10 +79,15 @@ def test_a_handler_that_polled_wait_closed_leaves_its_thread_waited_for(
         release.wait(10)
         finished.set()
 
+    def poll_then_work(_: Any) -> None:  # the same, in one handler: the probe, then work
+        assert iii.wait_closed(0.01) is False
+        slow(None)
+
     iii.register_function("sync::poll", lambda _: iii.wait_closed(0.01))
     iii.register_function("sync::slow", slow)
+    iii.register_function("sync::poll-then-work", poll_then_work)
     assert iii.trigger("sync::poll", None).result(5) is False
-    iii.trigger("sync::slow", action=iii_rx.TriggerAction.void()).result(5)
+    iii.trigger(how, action=iii_rx.TriggerAction.void()).result(5)
     assert started.wait(10)
     closing = threading.Thread(target=iii.close)
     closing.start()

@@ -15,7 +15,6 @@ from http_helpers import REST_TIMEOUT_MS, rest_url, wait_for_routes
 
 import iii_rx
 from iii_rx import ApiRequest, IIIInvocationError
-from iii_rx.channels import ChannelClosedError
 from iii_rx.client import Client
 from iii_rx.engine import EngineThread
 from iii_rx.http import ResponseStream
@@ -151,8 +150,7 @@ async def test_streaming_edge_cases(engine: EngineThread, rx: Client,
     async with http.get(rest_url(engine) + "/s?case=buffered-wins") as response:
         assert response.status == 200
         assert await response.json() == {"buffered": True}
-    with pytest.raises(ChannelClosedError, match="1011"):  # the engine removed the channel:
-        await ABANDONED.pop().close()  # what was written did not reach a reader
+    await ABANDONED.pop().close()  # the engine removed it (1011): not a refusal of the writer
     # The REST timeout bounds the time to the response head, not a streamed body.
     async with http.get(rest_url(engine) + "/s?case=slow-body") as response:
         assert response.status == 200

@@ -18,10 +18,10 @@ How a channel ends (close codes seen by the websocket peers):
 - writer's connection is lost, or it closes with an error code -> the reader gets the rest of
   the frames, then a 1011 close. (The Rust engine closes the reader normally here, so readers
   cannot rely on this; iii_rx readers raise on it, other readers see a normal end.)
-- reader goes away before the end -> the writer is closed at once, sending or idle (its next
-  ``send`` fails): 1011 when frames the engine held were left unread, 1000 when the reader had
-  taken them all (its writer's close then succeeds); the channel goes when the writer's socket
-  has closed; a writer that connects after the reader left is closed the same way;
+- reader goes away before the end -> the writer is closed with 1011 at once, sending or idle
+  (its next ``send`` fails; an iii_rx writer's ``close()`` does not raise for it), and the
+  channel goes when the writer's socket has closed; a writer that connects after the reader
+  left is closed the same way;
 - a second socket for a side already taken -> closed at once with 1008;
 - the sweep removes channels older than ``max_age_s`` with a side that never connected: a
   waiting reader gets 1000 (nothing was written), a blocked writer gets 1011;

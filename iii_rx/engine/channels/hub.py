@@ -299,19 +299,15 @@ class ChannelHub:
         A reader that left before the end closes the writer's socket now: a writer that sends
         nothing more would otherwise keep its socket, its task and the channel for ever (a
         channel whose creator left counts against no cap). The channel goes once the writer's
-        socket has closed. The close is normal (1000) when the reader had taken every frame
-        the engine held (a reader that read what it wanted; the writer's own ``close()``
-        then succeeds), 1011 when frames were left unread.
+        socket has closed. Always 1011: an empty pipe proves nothing, frames may still be on
+        their way in from the writer or out to the reader.
         """
         if channel.writer_done and channel.reader_done:
             if self._channels.get(channel.id) is channel:
                 self._discard(channel.id)
         elif (channel.reader_done and channel.pipe.gone is not None
               and self._channels.get(channel.id) is channel):  # (removed: _drop closed it)
-            code, reason = channel.pipe.gone
-            if not channel.pipe.frames:
-                code, reason = NORMAL, "channel reader closed"
-            self._close_writer(channel, code, reason)
+            self._close_writer(channel, *channel.pipe.gone)
 
     # ------------------------------------------------------------------ sweep
 
