@@ -481,9 +481,10 @@ class Worker:
         :meth:`end_cut_channels`)."""
 
     def exempt_caller(self) -> None:
-        """A handler that closes its client, or waits for the close: the close neither waits
-        for its thread nor cancels its task (either would cut the handler short on itself,
-        and an async one would lose the rest of its body, its cleanup)."""
+        """A handler that closes its client: the close neither waits for its thread nor
+        cancels its task (either would cut the handler short on itself, and an async one would
+        lose the rest of its body, its cleanup). A wait for the close exempts only while it
+        waits (``HandlerPool.exempt_while``)."""
         self.pool.exempt_current()
         self.tasks.exempt_current()
 
