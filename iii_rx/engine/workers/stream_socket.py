@@ -279,7 +279,8 @@ class StreamSocket:
                     continue
                 kind, subscription = parsed
                 if kind == "join":
-                    await self._join(client, subscription)
+                    if not await self._join_unless_gone(connection, client, subscription):
+                        break  # the client left while the join waited
                 else:  # no change goes out once the client asked to leave
                     client.subscriptions.pop(subscription.subscription_id, None)
                     await self._notify(self.leave_bindings, subscription.event(client.context))
@@ -291,6 +292,25 @@ class StreamSocket:
             for subscription in list(client.subscriptions.values()):
                 await self._notify(self.leave_bindings, subscription.event(client.context))
             client.subscriptions.clear()
+
+    async def _join_unless_gone(self, connection: ServerConnection, client: _Client,
+                                sub: Subscription) -> bool:
+        """:meth:`_join`, given up if the client leaves meanwhile (``False``): the join may
+        wait on a worker (a custom stream's provider, a join binding), and one that never
+        answers held the connection's task and the engine's pending call for ever."""
+        join = asyncio.ensure_future(self._join(client, sub))
+        gone = asyncio.ensure_future(connection.wait_closed())
+        try:
+            await asyncio.wait((join, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not join.done():
+                join.cancel()  # withdraws its calls (Router.call, cancelled)
+                await asyncio.gather(join, return_exceptions=True)
+        if join.cancelled():
+            return False
+        join.result()
+        return True
 
     async def _join(self, client: _Client, sub: Subscription) -> None:
         if (len(client.subscriptions) >= MAX_SUBSCRIPTIONS
