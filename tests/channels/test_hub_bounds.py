@@ -177,9 +177,11 @@ async def closed_with(ws: ClientConnection, timeout: float = 5.0) -> int | None:
     return ws.close_code
 
 
-async def test_an_idle_writer_is_closed_and_its_channel_removed_when_the_reader_leaves() -> None:
-    """The writer was told only at its next frame: one that sent nothing more kept its socket,
-    two tasks and the channel for ever, past its creator leaving and past the sweep."""
+async def test_an_idle_writer_is_swept_with_its_channel_after_the_reader_leaves() -> None:
+    """The writer is told at its next frame: one that sent nothing more kept its socket, two
+    tasks and the channel for ever, past its creator leaving and past the sweep (which took a
+    reader that had left for a connected one). The sweep now removes it, as the Rust engine's
+    does; not at once, which the official SDKs' writers handle badly (docs/channels.md)."""
     async with Engine(port=0, namespace_grace_ms=300, channel_sweep_interval_ms=50,
                       channel_max_age_ms=100) as engine:
         owner = await connect(engine.url, compression=None, ping_interval=None)
@@ -199,27 +201,11 @@ async def test_an_idle_writer_is_closed_and_its_channel_removed_when_the_reader_
         await owner.close()
 
 
-async def test_a_reader_leaving_frames_unread_fails_its_idle_writer() -> None:
-    """Frames the engine still held for the reader were lost: the writer is failed (1011)."""
-    async with Engine(port=0) as engine:
-        refs = engine.hub.create(8)
-        channel_id = refs["writer"]["channel_id"]
-        reader = engine.hub.local_reader(channel_id)  # reads only when asked
-        writer = await open_end(engine, refs["writer"])
-        state = engine.hub.channel_state(channel_id)
-        assert state is not None
-        for n in range(3):
-            await writer.send(b"unread %d" % n)
-        await wait_until(lambda: len(state.pipe.frames) == 3)
-        await reader.aclose()
-        assert await closed_with(writer) == 1011
-
-
 async def test_an_iii_rx_writer_closes_cleanly_after_its_reader_took_everything() -> None:
-    """A reader that takes the items it expects and leaves before the writer's close: the
-    writer's ``close()`` raised (1011) when the engine's close came first, by timing alone.
-    The reader going away is for writes to report; ``close()`` raises for refusals (1009)."""
-    async with Engine(port=0) as engine:
+    """A reader that takes the items it expects and leaves: the engine closes the idle writer
+    (1011, here by the sweep) and the writer's own ``close()`` then does not raise. The
+    reader going away is for writes to report; ``close()`` raises for refusals (1009)."""
+    async with Engine(port=0, channel_sweep_interval_ms=50, channel_max_age_ms=100) as engine:
         refs = engine.hub.create(8)
         writer = ChannelWriter(str(engine.url), refs["writer"])
         reader = await open_end(engine, refs["reader"])
@@ -228,22 +214,6 @@ async def test_an_iii_rx_writer_closes_cleanly_after_its_reader_took_everything(
         await reader.close()
         await wait_until(lambda: engine.hub.channel_state(refs["writer"]["channel_id"]) is None)
         await writer.close()  # the engine closed it (1011, reader gone): no error
-
-
-async def test_a_writer_that_comes_after_the_reader_left_is_closed_at_once() -> None:
-    async with Engine(port=0) as engine:
-        refs = engine.hub.create()
-        channel_id = refs["writer"]["channel_id"]
-        reader = await open_end(engine, refs["reader"])
-        state = engine.hub.channel_state(channel_id)
-        assert state is not None
-        await wait_until(lambda: state.reader_attached)
-        await reader.close()
-        await wait_until(lambda: state.reader_done)
-
-        writer = await open_end(engine, refs["writer"])
-        assert await closed_with(writer) == 1011
-        await wait_until(lambda: channel_id not in engine.hub)
 
 
 async def test_a_reader_that_left_does_not_keep_a_channel_past_its_creator_or_the_sweep() -> None:

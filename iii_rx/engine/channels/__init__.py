@@ -18,13 +18,13 @@ How a channel ends (close codes seen by the websocket peers):
 - writer's connection is lost, or it closes with an error code -> the reader gets the rest of
   the frames, then a 1011 close. (The Rust engine closes the reader normally here, so readers
   cannot rely on this; iii_rx readers raise on it, other readers see a normal end.)
-- reader goes away before the end -> the writer is closed with 1011 at once, sending or idle
-  (its next ``send`` fails; an iii_rx writer's ``close()`` does not raise for it), and the
-  channel goes when the writer's socket has closed; a writer that connects after the reader
-  left is closed the same way;
+- reader goes away before the end -> the writer is closed with 1011 at its next frame (an
+  iii_rx writer's ``close()`` does not raise for it); a writer that stays idle keeps the
+  channel until the sweep (below) or its creator leaves, which count a reader that left as
+  gone;
 - a second socket for a side already taken -> closed at once with 1008;
-- the sweep removes channels older than ``max_age_s`` with a side that never connected: a
-  waiting reader gets 1000 (nothing was written), a blocked writer gets 1011;
+- the sweep removes channels older than ``max_age_s`` with a side that never connected (or a
+  reader that left): a waiting reader gets 1000 (nothing was written), a writer gets 1011;
 - the worker that created a channel leaves while a side never connected
   (:meth:`ChannelHub.release_owner`) -> as the sweep;
 - engine shutdown (:meth:`ChannelHub.close`) -> every attached socket gets 1001.

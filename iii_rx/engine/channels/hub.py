@@ -201,14 +201,9 @@ class ChannelHub:
     def _drop(self, channel: ChannelState, code: int, reason: str) -> None:
         """End a channel now; a writer socket is closed at once, not at its next frame."""
         channel.pipe.drop(code, reason)
-        self._close_writer(channel, INTERNAL, reason or "channel removed")
-
-    def _close_writer(self, channel: ChannelState, code: int, reason: str) -> None:
-        """Close the writer's socket, if one is served, without waiting for its next frame
-        (an idle writer would otherwise never learn that the channel ended)."""
         socket = channel.writer_socket
         if socket is not None and not self._tasks.closed:
-            self._tasks.spawn(_close(socket, code, reason),
+            self._tasks.spawn(_close(socket, INTERNAL, reason or "channel removed"),
                               name=f"iii-rx-channel-close-{channel.id}")
 
     def _discard(self, channel_id: str) -> ChannelState | None:
@@ -250,9 +245,6 @@ class ChannelHub:
                 # of MiB per channel.
                 set_message_limit(websocket, max(self.buffer_bytes, MAX_CHANNEL_FRAME))
                 channel.writer_socket = websocket
-                if channel.pipe.gone is not None:  # the reader came and went already
-                    await websocket.close(*channel.pipe.gone)
-                    return
                 await serve_writer(channel.pipe, websocket, channel.id)
             else:
                 await serve_reader(channel.pipe, websocket, channel.id)
@@ -296,18 +288,16 @@ class ChannelHub:
     def _forget_if_done(self, channel: ChannelState) -> None:
         """One side finished: forget the channel once both did.
 
-        A reader that left before the end closes the writer's socket now: a writer that sends
-        nothing more would otherwise keep its socket, its task and the channel for ever (a
-        channel whose creator left counts against no cap). The channel goes once the writer's
-        socket has closed. Always 1011: an empty pipe proves nothing, frames may still be on
-        their way in from the writer or out to the reader.
+        A reader that left before the end is told to the writer at its next frame (1011),
+        not at once: the official SDKs' writers treat a close they did not ask for badly (a
+        Node writer's ``end(callback)`` never calls back; a Python writer's next write
+        raises where the Rust engine lets it through). A writer that stays idle keeps the
+        channel only until the sweep or its creator's departure, which count a reader that
+        left as gone (:attr:`ChannelState.connected`), as the Rust engine's sweep does.
         """
-        if channel.writer_done and channel.reader_done:
-            if self._channels.get(channel.id) is channel:
-                self._discard(channel.id)
-        elif (channel.reader_done and channel.pipe.gone is not None
-              and self._channels.get(channel.id) is channel):  # (removed: _drop closed it)
-            self._close_writer(channel, *channel.pipe.gone)
+        if channel.writer_done and channel.reader_done and \
+                self._channels.get(channel.id) is channel:
+            self._discard(channel.id)
 
     # ------------------------------------------------------------------ sweep
 
