@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from raw_engine_client import wait_until
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -42,43 +44,54 @@ async def deaf_stream_client(url: str, stream: str, group: str) -> ClientConnect
     return ws
 
 
-async def test_a_stream_client_that_does_not_read_is_cut_past_the_byte_bound() -> None:
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    """An engine with a streams socket and a small byte bound (no pings or stuck timeout:
+    the bound alone cuts)."""
     async with Engine(port=0, stream_port=0, max_queue_bytes=LIMIT, namespace_grace_ms=300,
-                      ping_interval_ms=0, stuck_timeout_ms=0) as engine:
-        streams = engine.workers.streams.socket
-        assert isinstance(streams, StreamSocket)
-        ws = await deaf_stream_client(f"ws://127.0.0.1:{streams.port}", "bounded", "g")
-        await wait_until(lambda: len(streams.clients) == 1)
-        (client,) = streams.clients
-        try:
-            for n in range(MAX_EVENTS):
-                if not streams.clients:  # cut
-                    break
-                await engine.call("stream::send", {"stream_name": "bounded", "group_id": "g",
-                                                   "type": "ev", "data": {"n": n, "v": EVENT}})
-            await wait_until(lambda: not streams.clients)
-            assert client.cut is not None and "limit" in client.cut
-            assert client.peak_queued_bytes <= LIMIT
-            assert client.queued_bytes == 0 and client.outbox.empty()  # freed at once
-        finally:
-            ws.transport.abort()
+                      ping_interval_ms=0, stuck_timeout_ms=0) as running:
+        yield running
 
 
-async def test_a_slow_stream_client_under_the_bound_gets_every_message() -> None:
+def stream_socket(engine: Engine) -> StreamSocket:
+    streams = engine.workers.streams.socket
+    assert isinstance(streams, StreamSocket)
+    return streams
+
+
+async def test_a_stream_client_that_does_not_read_is_cut_past_the_byte_bound(
+        engine: Engine) -> None:
+    streams = stream_socket(engine)
+    ws = await deaf_stream_client(f"ws://127.0.0.1:{streams.port}", "bounded", "g")
+    await wait_until(lambda: len(streams.clients) == 1)
+    (client,) = streams.clients
+    try:
+        for n in range(MAX_EVENTS):
+            if not streams.clients:  # cut
+                break
+            await engine.call("stream::send", {"stream_name": "bounded", "group_id": "g",
+                                               "type": "ev", "data": {"n": n, "v": EVENT}})
+        await wait_until(lambda: not streams.clients)
+        assert client.cut is not None and "limit" in client.cut
+        assert client.peak_queued_bytes <= LIMIT
+        assert client.queued_bytes == 0 and client.outbox.empty()  # freed at once
+    finally:
+        ws.transport.abort()
+
+
+async def test_a_slow_stream_client_under_the_bound_gets_every_message(
+        engine: Engine) -> None:
     """Messages that fit the bound wait for a client that reads late: none is lost."""
-    async with Engine(port=0, stream_port=0, max_queue_bytes=LIMIT, namespace_grace_ms=300,
-                      ping_interval_ms=0, stuck_timeout_ms=0) as engine:
-        streams = engine.workers.streams.socket
-        assert isinstance(streams, StreamSocket)
-        ws = await deaf_stream_client(f"ws://127.0.0.1:{streams.port}", "late", "g")
-        payload: dict[str, Any] = {"stream_name": "late", "group_id": "g", "type": "ev"}
-        try:
-            for n in range(5):  # 160 KB: under the bound
-                await engine.call("stream::send", {**payload, "data": {"n": n, "v": EVENT}})
-            ws.transport.resume_reading()
-            got = [json.loads(await asyncio.wait_for(ws.recv(), 5))["event"]["event"]["data"]["n"]
-                   for _ in range(5)]
-            assert got == list(range(5))
-            assert len(streams.clients) == 1  # not cut
-        finally:
-            await ws.close()
+    streams = stream_socket(engine)
+    ws = await deaf_stream_client(f"ws://127.0.0.1:{streams.port}", "late", "g")
+    payload: dict[str, Any] = {"stream_name": "late", "group_id": "g", "type": "ev"}
+    try:
+        for n in range(5):  # 160 KB: under the bound
+            await engine.call("stream::send", {**payload, "data": {"n": n, "v": EVENT}})
+        ws.transport.resume_reading()
+        got = [json.loads(await asyncio.wait_for(ws.recv(), 5))["event"]["event"]["data"]["n"]
+               for _ in range(5)]
+        assert got == list(range(5))
+        assert len(streams.clients) == 1  # not cut
+    finally:
+        await ws.close()

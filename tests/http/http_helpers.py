@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -62,3 +63,33 @@ async def on_engine_until(handle: EngineThread, condition: Callable[[], bool], w
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(read(), handle.loop))
 
     await poll(check, what, timeout)
+
+
+# ---------------------------------------------------------------------- raw HTTP/1.1
+
+def request(method: str, path: str, body: bytes = b"", *, content_type: str | None = None,
+            headers: dict[str, str] | None = None, length: int | None = None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    if content_type is not None:
+        lines.append(f"Content-Type: {content_type}")
+    if body or length is not None or method == "POST":
+        lines.append(f"Content-Length: {len(body) if length is None else length}")
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(-1), timeout)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from http_helpers import exchange, request, status
 from websockets.asyncio.client import ClientConnection, connect
 
 from iii_rx.engine import Engine
@@ -25,29 +26,16 @@ REST_TIMEOUT_MS = 10_000
 PROMPT = 3.0
 
 
-def get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
-
-
 async def open_request(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A GET of ``path`` on a connection left open (the test decides how its client leaves)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(get(path))
+    writer.write(request("GET", path))
     await writer.drain()
     return reader, writer
 
 
 async def fetch(port: int, path: str) -> bytes:
-    reader, writer = await open_request(port, path)
-    try:
-        return await reader.read(-1)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-def status(response: bytes) -> int:
-    return int(response.split(b" ", 2)[1])
+    return await exchange(port, request("GET", path))
 
 
 class Worker:
