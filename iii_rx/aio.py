@@ -15,6 +15,8 @@ Three pieces keep that simple and say it once:
   :class:`~iii_rx.errors.LoopDeadlockError` instead of deadlocking.
 * :class:`TaskSet` owns background tasks: it keeps a reference to each, logs (never swallows)
   a task that crashed, and :meth:`~TaskSet.aclose` cancels and awaits all of them.
+
+:func:`unless` awaits work for a peer only while the peer is there (and within a timeout).
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import concurrent.futures
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from iii_rx.errors import LoopDeadlockError
 
-__all__ = ["LoopBridge", "LoopThread", "TaskSet", "deadlock_error"]
+__all__ = ["LoopBridge", "LoopThread", "TaskSet", "deadlock_error", "unless"]
 
 T = TypeVar("T")
 log = logging.getLogger("iii_rx.aio")
@@ -323,3 +325,27 @@ class TaskSet:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def unless(work: Awaitable[T], gone: asyncio.Future[Any] | None, gone_error: BaseException,
+                 timeout: float | None = None) -> T:
+    """``await work``, unless ``gone`` completes first (the peer the work is for left: raises
+    ``gone_error``) or ``timeout`` seconds pass (:class:`asyncio.TimeoutError`). Either way
+    ``work`` is cancelled and awaited, so what it waited on is withdrawn; ``gone`` is only
+    watched, never cancelled (``None``: nobody can leave)."""
+    task = asyncio.ensure_future(work)
+    waiting: set[asyncio.Future[Any]] = {task} if gone is None else {task, gone}
+    try:
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        finished = task.done()
+        if not finished:
+            task.cancel()
+            await asyncio.wait({task})
+    if finished:
+        return task.result()
+    if not task.cancelled():
+        task.exception()  # retrieved: it ended some other way while being given up
+    if gone is not None and gone.done():
+        raise gone_error
+    raise asyncio.TimeoutError()

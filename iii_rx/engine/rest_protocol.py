@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
+from iii_rx.aio import unless
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 
 __all__ = ["MAX_HEAD_LINE", "ClientGone", "GuardedServer", "request_finished", "unless_gone"]
@@ -189,18 +190,4 @@ async def unless_gone(request: web.BaseRequest, work: Awaitable[T],
     nobody consumes it is noticed once reading resumes)."""
     protocol = request.protocol
     gone = protocol.lost if isinstance(protocol, _GuardedHandler) else None
-    task = asyncio.ensure_future(work)
-    waiting: set[asyncio.Future[Any]] = {task} if gone is None else {task, gone}
-    try:
-        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        finished = task.done()
-        if not finished:
-            task.cancel()
-            await asyncio.wait({task})
-    if finished:
-        return task.result()
-    if not task.cancelled():
-        task.exception()  # retrieved: it ended some other way while being given up
-    raise ClientGone("the client closed the connection") if gone is not None and gone.done() \
-        else asyncio.TimeoutError()
+    return await unless(work, gone, ClientGone("the client closed the connection"), timeout)

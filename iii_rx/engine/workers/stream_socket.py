@@ -49,7 +49,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from iii_rx.aio import TaskSet
+from iii_rx.aio import TaskSet, unless
 from iii_rx.engine.auth import bearer_token_ok
 from iii_rx.engine.logsafe import RateLimitedLog, printable
 from iii_rx.engine.rbac_session import header_map
@@ -117,6 +117,10 @@ def _parse(raw: str | bytes, failures: RateLimitedLog) -> tuple[str, Subscriptio
                      printable(str(exc)))
         return None
     return kind, Subscription(fields[0], fields[1], fields[2], item)
+
+
+class _ClientLeft(Exception):
+    """A client left while a join made for it waited."""
 
 
 class _Client:
@@ -298,18 +302,13 @@ class StreamSocket:
         """:meth:`_join`, given up if the client leaves meanwhile (``False``): the join may
         wait on a worker (a custom stream's provider, a join binding), and one that never
         answers held the connection's task and the engine's pending call for ever."""
-        join = asyncio.ensure_future(self._join(client, sub))
         gone = asyncio.ensure_future(connection.wait_closed())
-        try:
-            await asyncio.wait((join, gone), return_when=asyncio.FIRST_COMPLETED)
+        try:  # a join given up withdraws its calls (Router.call, cancelled)
+            await unless(self._join(client, sub), gone, _ClientLeft())
+        except _ClientLeft:
+            return False
         finally:
             gone.cancel()
-            if not join.done():
-                join.cancel()  # withdraws its calls (Router.call, cancelled)
-                await asyncio.gather(join, return_exceptions=True)
-        if join.cancelled():
-            return False
-        join.result()
         return True
 
     async def _join(self, client: _Client, sub: Subscription) -> None:
