@@ -140,7 +140,7 @@ async def test_with_span_sets_the_status_and_nests(spans: InMemorySpanExporter) 
     # A span continued from a traceparent is that span's child, in its trace.
     assert failing.parent is not None and failing.parent.span_id == inner.context.span_id
     assert failing.status.status_code is StatusCode.ERROR
-    assert failing.status.description == "boom"
+    assert failing.status.description == "ValueError: boom"  # as the official helper's
     assert [e.name for e in failing.events] == ["exception"]
 
 
