@@ -19,6 +19,7 @@ __all__ = [
     "CANONICAL_TRACEPARENT",
     "format_traceparent",
     "hex_id",
+    "made_here",
     "new_span_id",
     "new_trace_id",
     "otel_enabled",
@@ -39,6 +40,21 @@ _FORCED = [False]
 def propagate_otel() -> None:
     """Propagate the active OpenTelemetry span from now on (a client enabled tracing)."""
     _FORCED[0] = True
+
+LOCAL_TRACEPARENTS: dict[str, None] = {}
+"""``traceparent`` texts made here for calls from a span current in this process (a handler's,
+or one of the user's): those calls' CLIENT spans have a local parent, not a remote one."""
+_LOCAL_MAX = 1024
+
+
+def made_here(traceparent: str) -> str:
+    """Remember that ``traceparent`` names a span of this process (see
+    :data:`LOCAL_TRACEPARENTS`); returns it."""
+    if len(LOCAL_TRACEPARENTS) >= _LOCAL_MAX:
+        LOCAL_TRACEPARENTS.clear()
+    LOCAL_TRACEPARENTS[traceparent] = None
+    return traceparent
+
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -125,8 +141,12 @@ def otel_trace_headers() -> tuple[str | None, str | None]:
         return None, None
     from opentelemetry import propagate, trace
 
-    if not trace.get_current_span().get_span_context().is_valid:
+    current = trace.get_current_span().get_span_context()
+    if not current.is_valid:
         return None, None
     carrier: dict[str, Any] = {}
     propagate.inject(carrier)
-    return carrier.get("traceparent"), carrier.get("baggage")
+    traceparent = carrier.get("traceparent")
+    if traceparent is not None and not current.is_remote:
+        made_here(traceparent)
+    return traceparent, carrier.get("baggage")

@@ -50,7 +50,9 @@ from iii_rx.telemetry.config import OtelConfig
 from iii_rx.telemetry.http import http_attributes, http_status, is_http_request
 from iii_rx.telemetry.ids import (
     CANONICAL_TRACEPARENT,
+    LOCAL_TRACEPARENTS,
     hex_id,
+    made_here,
     parse_traceparent,
     propagate_otel,
 )
@@ -84,8 +86,9 @@ _PARENTS: dict[tuple[str | None, str | None], Parent] = {}
 _PARENTS_MAX = 512
 
 
-def remote_parent(traceparent: str | None) -> SpanContext | None:
-    """The span context a frame's ``traceparent`` names (``None``: none, or not a valid one)."""
+def remote_parent(traceparent: str | None, remote: bool = True) -> SpanContext | None:
+    """The span context a frame's ``traceparent`` names (``None``: none, or not a valid one);
+    ``remote=False`` for one that names a span of this process."""
     if traceparent is None:
         return None
     if CANONICAL_TRACEPARENT.fullmatch(traceparent) is not None:
@@ -99,7 +102,7 @@ def remote_parent(traceparent: str | None) -> SpanContext | None:
         trace_id, span_id, flags = (int(part, 16) for part in parsed)
     if not (trace_id and span_id):  # an all-zero id
         return None
-    return span_context(trace_id, span_id, True, TRACE_FLAGS[flags])
+    return span_context(trace_id, span_id, remote, TRACE_FLAGS[flags])
 
 
 def baggage_context(baggage: str | None) -> otel_context.Context:
@@ -107,19 +110,20 @@ def baggage_context(baggage: str | None) -> otel_context.Context:
     return _BAGGAGE.extract({"baggage": baggage}, _ROOT) if baggage else _ROOT
 
 
-def parent_of(traceparent: str | None, baggage: str | None) -> Parent:
+def parent_of(traceparent: str | None, baggage: str | None, remote: bool = True) -> Parent:
     """The OpenTelemetry context a frame's ``traceparent``/``baggage`` describe (the empty
     context when it carries neither: the span starts a trace), and the span context it makes
-    current (``None``: none)."""
+    current (``None``: none; see :func:`remote_parent` for ``remote``)."""
     if traceparent is None and not baggage:
         return _ROOT, None
-    span_context = remote_parent(traceparent)
+    span_context = remote_parent(traceparent, remote)
     return with_parent(baggage_context(baggage), span_context), span_context
 
 
 def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
     """:func:`parent_of`, remembered: the calls of one handler (or the retries of one call)
-    share their parent."""
+    share their parent. It is local when the caller made the ``traceparent`` from a span of
+    this process (:func:`~iii_rx.telemetry.ids.made_here`), as nearly every call's is."""
     if traceparent is None and not baggage:
         return _ROOT, None
     key = (traceparent, baggage)
@@ -127,7 +131,8 @@ def call_parent(traceparent: str | None, baggage: str | None) -> Parent:
     if found is None:
         if len(_PARENTS) >= _PARENTS_MAX:
             _PARENTS.clear()
-        found = _PARENTS[key] = parent_of(traceparent, baggage)
+        found = _PARENTS[key] = parent_of(traceparent, baggage,
+                                          traceparent not in LOCAL_TRACEPARENTS)
     return found
 
 
@@ -250,8 +255,8 @@ class ServerSpan:
         if current is not self.span:
             sc = current.get_span_context()
             if sc.is_valid and sc.trace_id == self.span.get_span_context().trace_id:
-                return traceparent_of(current)
-        return traceparent_of(self.span)
+                return made_here(traceparent_of(current))
+        return made_here(traceparent_of(self.span))
 
     def end(self, result: Any, error: Any) -> None:
         """The invocation was answered with ``result`` or ``error`` (an exception, an

@@ -86,6 +86,9 @@ async def test_three_rx_workers_make_one_trace(engine: Engine,
                           "execute c::leaf"}
     assert_chain(named, "invoke b::mid", "execute b::mid", "invoke c::leaf", "execute c::leaf")
     assert named["invoke b::mid"].parent is None  # a root: nothing was active at the call
+    # A call made in a handler has a local parent; a frame's traceparent names a remote one.
+    assert not named["invoke c::leaf"].parent.is_remote  # type: ignore[union-attr]
+    assert named["execute c::leaf"].parent.is_remote  # type: ignore[union-attr]
     assert named["invoke b::mid"].kind is SpanKind.CLIENT
     assert named["execute c::leaf"].kind is SpanKind.SERVER
     leaf_span = named["execute c::leaf"]
@@ -108,6 +111,34 @@ async def test_three_rx_workers_make_one_trace(engine: Engine,
                                      f"{named['invoke b::mid'].context.span_id:016x}-01")
     assert seen["c traceparent"] == (f"00-{trace_id}-"
                                      f"{named['invoke c::leaf'].context.span_id:016x}-01")
+
+
+async def test_calls_under_local_spans_have_local_parents(engine: Engine,
+                                                         exporter: InMemorySpanExporter) -> None:
+    """A CLIENT span's parent is remote only when it came from another process: under a span
+    of the caller's own, or in a sync handler's thread, it is local (as a child span the
+    OpenTelemetry SDK starts there)."""
+    from opentelemetry import trace
+
+    async with iii_rx.connect(str(engine.url), name=unique_name("local"), otel=ON) as iii:
+        iii.register_function("local::leaf", lambda data: data)
+
+        def middle(data: Any) -> Any:  # sync: its call is made on a pool thread
+            return iii.trigger("local::leaf", data).result(timeout=10)
+
+        iii.register_function("local::middle", middle)
+        await wait_for(engine, iii, "local::leaf", "local::middle")
+        exporter.clear()
+        with trace.get_tracer("test").start_as_current_span("my request") as mine:
+            assert await iii.trigger("local::middle", 3) == 3
+
+    named = by_name(exporter.get_finished_spans(), "local::")
+    assert_chain(named, "invoke local::middle", "execute local::middle", "invoke local::leaf")
+    first, nested = named["invoke local::middle"], named["invoke local::leaf"]
+    assert first.parent is not None and first.parent.span_id == mine.get_span_context().span_id
+    assert not first.parent.is_remote
+    assert nested.parent is not None and not nested.parent.is_remote
+    assert named["execute local::middle"].parent.is_remote  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("order", ["rx-official-rx", "official-rx-official"])
