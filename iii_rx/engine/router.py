@@ -282,17 +282,17 @@ class Router:
                 worker_stats.end(started, failed)
         handler = entry.owner
         assert handler is not None
-        wire_id = str(uuid.uuid4())
-        future: asyncio.Future[InvocationResult | HotResult] = (
-            asyncio.get_running_loop().create_future())
-        pending = MeteredPending(wire_id, None, function_id, handler, None, future,
-                                 time.monotonic(), fn_stats, worker_stats)
         if caller is not None and caller.closed:  # left already: nobody waits, nothing sent
             raise IIIInvocationError(_STOPPED["code"], _STOPPED["message"],
                                      function_id=function_id)
         if handler.queued_bytes > handler.call_limit and not handler.closed:
             body = handler.busy_error(function_id)
             raise IIIInvocationError(body["code"], body["message"], function_id=function_id)
+        wire_id = str(uuid.uuid4())
+        future: asyncio.Future[InvocationResult | HotResult] = (
+            asyncio.get_running_loop().create_future())
+        pending = MeteredPending(wire_id, None, function_id, handler, None, future,
+                                 time.monotonic(), fn_stats, worker_stats)
         # Written before the call is counted: a payload that cannot be written leaves nothing.
         text = None if handler.closed else invoke_text(
             wire_id, entry.local_id or function_id, data, metadata, traceparent, baggage)
