@@ -25,7 +25,6 @@ other threads change synchronously so that they can raise (e.g. on a duplicate i
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -49,7 +48,8 @@ from iii_rx.functions import (
     http_invocation,
 )
 from iii_rx.kv import KV
-from iii_rx.lifecycle import ClientSettings, Closing, Lifecycle
+from iii_rx.lenient import salvage
+from iii_rx.lifecycle import ClientSettings, Closing, Lifecycle, wait_connected
 from iii_rx.protocol import (
     ErrorFrame,
     Frame,
@@ -210,30 +210,7 @@ class Client:
         self._transport.start()
 
     async def _wait_connected(self, timeout: float) -> None:
-        """Until the engine accepted the worker; what cannot succeed (the transport failed:
-        a refused handshake, retries exhausted) raises at once, with the cause."""
-        fut: asyncio.Future[None] = self.loop.create_future()
-
-        def on_state(state: ConnectionState) -> None:
-            if fut.done():
-                return
-            if state is ConnectionState.CONNECTED:
-                fut.set_result(None)
-            elif state is ConnectionState.FAILED:
-                fut.set_exception(self._failure or IIIConnectionError(
-                    f"could not connect to the iii engine at {self.url}: "
-                    f"{self._transport.failure or 'reconnect attempts exhausted'}"))
-
-        subscription = self.state.subscribe(on_next=on_state)
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            cause = self._transport.last_error
-            raise IIIConnectionError(
-                f"could not connect to the iii engine at {self.url} within {timeout}s"
-                + (f"; last attempt: {cause}" if cause else "")) from None
-        finally:
-            subscription.dispose()
+        await wait_connected(self._transport, lambda: self._failure, timeout)
 
     @property
     def lifecycle(self) -> Lifecycle:
@@ -391,8 +368,9 @@ class Client:
             try:
                 frame = decode(raw)
             except FrameError as exc:
-                log.warning("dropped a frame from the engine: %s", exc)
-                return
+                frame = salvage(raw, exc)  # read leniently, or dropped (logged)
+                if frame is None:
+                    return
         if type(frame) is HotInvoke or type(frame) is InvokeFunction:
             self._worker.on_invoke(frame, raw)
             return
@@ -430,6 +408,9 @@ class Client:
 
     def _on_error_frame(self, frame: ErrorFrame) -> None:
         log.error("engine error %s: %s", frame.error.code, frame.error.message)
+        if frame.error.code == "AUTH_ERROR":  # the engine closes next: a failed attempt
+            self._transport.refused(f"the engine refused this worker: AUTH_ERROR: "
+                                    f"{frame.error.message}")
 
     def _on_ping(self, frame: Ping) -> None:
         self._transport.send(encode(Pong()))

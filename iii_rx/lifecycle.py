@@ -4,7 +4,8 @@
 set of flags. :class:`Closing` is what ``close()`` returns whatever the mode (async client or
 ``connect_sync`` client, called on the client's loop or elsewhere): it starts the close once,
 on the client's loop, and can be awaited from any loop or waited for from any other thread.
-:class:`ClientSettings` is what ``connect()`` resolved before building the client.
+:class:`ClientSettings` is what ``connect()`` resolved before building the client, and
+:func:`wait_connected` how it waits for its first connection.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ import contextlib
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iii_rx.aio import LoopBridge
-from iii_rx.state import ReconnectConfig
+from iii_rx.errors import IIIConnectionError
+from iii_rx.state import ConnectionState, ReconnectConfig
 from iii_rx.telemetry.config import OtelConfig
 
-__all__ = ["ClientSettings", "Closing", "Lifecycle"]
+if TYPE_CHECKING:
+    from iii_rx.transport import Transport
+
+__all__ = ["ClientSettings", "Closing", "Lifecycle", "wait_connected"]
 
 
 class Lifecycle(str, Enum):
@@ -162,3 +167,34 @@ class Closing:
     def __repr__(self) -> str:
         state = "done" if self.done() else "in progress" if self.started else "not started"
         return f"<Closing {state}>"
+
+
+async def wait_connected(transport: Transport, failure: Callable[[], BaseException | None],
+                         timeout: float) -> None:
+    """Until the engine accepted the worker on ``transport``; what cannot succeed (the
+    transport failed: a refused handshake, retries exhausted, ``failure()`` a fatal rejection)
+    raises at once, with the cause; ``timeout`` seconds raise with the last attempt's."""
+    fut: asyncio.Future[None] = transport.loop.create_future()
+
+    def on_state(state: ConnectionState) -> None:
+        if fut.done():
+            return
+        if state is ConnectionState.CONNECTED:
+            fut.set_result(None)
+        elif state is ConnectionState.FAILED:
+            fut.set_exception(failure() or IIIConnectionError(
+                f"could not connect to the iii engine at {transport.url}: "
+                f"{transport.failure or 'reconnect attempts exhausted'}"))
+
+    subscription = transport.state.subscribe(on_next=on_state)
+    try:
+        await asyncio.wait_for(fut, timeout)
+    except asyncio.TimeoutError:
+        cause = transport.last_error or (
+            "the websocket is open, but the engine has not accepted the worker (no answer "
+            "to engine::workers::register)" if transport.awaiting_acceptance else None)
+        raise IIIConnectionError(
+            f"could not connect to the iii engine at {transport.url} within {timeout}s"
+            + (f"; last attempt: {cause}" if cause else "")) from None
+    finally:
+        subscription.dispose()

@@ -22,7 +22,11 @@ and every state change. Rules it keeps:
   retrying cannot change (a wrong path, the REST port, a missing token) stops the transport in
   state ``failed`` with the cause in :attr:`Transport.failure`; every other failure is retried,
   the first of each kind logged at WARNING with its cause (:func:`describe_failure`), and the
-  last one kept in :attr:`Transport.last_error`.
+  last one kept in :attr:`Transport.last_error`. A socket that closes before the engine
+  accepted the worker (an RBAC auth function refused it with ``AUTH_ERROR``: the client hands
+  that over as :meth:`Transport.refused`) is a failed attempt too: the backoff grows and
+  ``max_retries`` counts it, since only an accepted connection resets the count
+  (docs/protocol.md §2.8). Every loss is logged with its close code and reason.
   Registrations are not queued: the client replays its registries on every connection, which
   is the authoritative state. Results of invocations that arrived on
   a lost connection are dropped: the engine has already answered their callers with
@@ -50,6 +54,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
@@ -70,6 +75,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Transport",
     "batch_handles",
+    "describe_close",
     "describe_failure",
 ]
 
@@ -129,6 +135,20 @@ def describe_failure(url: str, exc: BaseException) -> tuple[str, bool]:
     return f"cannot connect to {url}: {type(exc).__name__}: {exc}", True
 
 
+def describe_close(closed: ConnectionClosed) -> str:
+    """Who closed a connection, with which code and reason, for a person (a message over
+    :data:`MAX_MESSAGE` is closed by this side with 1009)."""
+    def frame(close: Any) -> str:
+        return f"code {close.code}" + (f", {close.reason!r}" if close.reason else "")
+
+    if closed.rcvd is not None:
+        return f"closed by the engine: {frame(closed.rcvd)}"
+    if closed.sent is not None:
+        why = " (a message over 64 MiB)" if closed.sent.code == 1009 else ""
+        return f"closed by this client: {frame(closed.sent)}{why}"
+    return "dropped without a closing handshake"
+
+
 class Transport:
     """The engine websocket, its reconnect loop, its outbox and its state stream."""
 
@@ -173,7 +193,9 @@ class Transport:
         self.connections = 0
         """How many times a websocket was opened (1 after the first connection)."""
         self.last_error: str | None = None
-        """Why the last connection attempt failed (``None`` once one succeeded)."""
+        """Why the last connection attempt failed (``None`` once the engine accepted one)."""
+        self._refusal: str | None = None  # why the engine refused the current connection
+        self._accepted = False  # whether the engine accepted the current connection
         self.failure: str | None = None
         """Why the transport stopped for good before its first connection, if it did."""
 
@@ -193,12 +215,23 @@ class Transport:
         """
         if self._ws is None or self._ready:
             return
-        self._ready = True
+        self._ready = self._accepted = True
+        self.last_error = None
         if self._held:
             self._outbox.extend(self._held.values())
             self._held.clear()
             self._wake_writer()
         self.set_state(ConnectionState.CONNECTED)
+
+    def refused(self, cause: str) -> None:
+        """The engine refused this worker on the current connection (it closes it next): the
+        attempt failed with ``cause``."""
+        self._refusal = cause
+
+    @property
+    def awaiting_acceptance(self) -> bool:
+        """Whether a socket is open that the engine has not accepted the worker on yet."""
+        return self._ws is not None and not self._ready
 
     def set_state(self, state: ConnectionState) -> None:
         if not self.state._has_value or self.state.value is not state:
@@ -314,24 +347,40 @@ class Transport:
             if self._closing or self._failed:
                 await ws.close()
                 return
-            self.last_error = None
-            said.clear()
+            lost = "the connection failed"
             try:
-                await self._serve(ws)
-                attempt = 0
+                lost = await self._serve(ws)
             except Exception:  # a bug, not the network: say so, and back off as for a failure
                 log.exception("connection to %s failed", self.url)
             if self._closing or self._failed:
                 return
+            if self._accepted:
+                attempt = 0
+                said.clear()
+                kind, level = lost, logging.WARNING
+                what = f"connection to {self.url} lost ({lost})"
+            else:  # refused, or closed before the engine accepted the worker: a failed attempt
+                what = self.last_error = self._refusal or (
+                    f"{self.url} closed the connection before accepting the worker ({lost})")
+                if 0 <= self.config.max_retries <= attempt:
+                    self._give_up(f"reconnect attempts exhausted ({attempt + 1}), the last "
+                                  f"one: {what}")
+                    return
+                kind = self._refusal or lost
+                level = logging.INFO if kind in said else logging.WARNING
+                said.add(kind)
             self.set_state(ConnectionState.RECONNECTING)
             delay = self.config.delay(attempt)
             attempt += 1
-            log.warning("connection to %s lost; reconnecting in %.2fs", self.url, delay)
+            log.log(level, "%s; reconnecting in %.2fs", what, delay)
             await self._sleep(delay)
 
-    async def _serve(self, ws: ClientConnection) -> None:
-        """Replay, flush the queue, then read until the socket closes."""
+    async def _serve(self, ws: ClientConnection) -> str:
+        """Replay, flush the queue, then read until the socket closes; returns how it closed
+        (:func:`describe_close`)."""
         self.connections += 1
+        self._refusal, self._accepted = None, False
+        lost = "the connection failed"
         outbox = self._outbox
         outbox.clear()
         try:
@@ -357,8 +406,8 @@ class Transport:
                     on_message(message)
                 except Exception:
                     log.exception("error while handling a frame from the engine")
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as closed:
+            lost = describe_close(closed)
         except Exception:
             log.exception("reader of %s failed", self.url)
         finally:
@@ -382,6 +431,7 @@ class Transport:
                 await ws.close()
             except Exception:
                 pass
+        return lost
 
     async def _write(self, ws: ClientConnection) -> None:
         """Run the writer of ``ws``; if it crashes, say so and close ``ws``.

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import websockets
+from reactivex import operators as ops
 from client_helpers import wait_for
 
 import iii_rx
-from iii_rx import ConnectionState, IIIRegistrationRejectedError, ReconnectConfig
+from iii_rx import ConnectionState, IIIConnectionError, IIIRegistrationRejectedError, ReconnectConfig
 
 
 class ScriptedEngine:
@@ -29,6 +31,8 @@ class ScriptedEngine:
         self.reject: dict[str, Any] | None = None
         self.ack_register = True
         self.extra_greeting: list[str] = []
+        self.mangle: Callable[[dict[str, Any]], dict[str, Any]] = lambda result: result
+        """What the engine does to each echo result before sending it."""
         self.port = 0
 
     async def handler(self, ws: Any) -> None:
@@ -54,9 +58,9 @@ class ScriptedEngine:
                         "function_id": "engine::workers::register",
                         "result": {"success": True}}))
             elif frame.get("type") == "invokefunction" and frame.get("invocation_id"):
-                await ws.send(json.dumps({
+                await ws.send(json.dumps(self.mangle({
                     "type": "invocationresult", "invocation_id": frame["invocation_id"],
-                    "function_id": frame["function_id"], "result": frame.get("data")}))
+                    "function_id": frame["function_id"], "result": frame.get("data")})))
 
     @property
     def url(self) -> str:
@@ -164,6 +168,63 @@ async def test_engine_without_register_ack(scripted: ScriptedEngine, name: str) 
     async with iii_rx.connect(scripted.url, name=name, timeout_ms=200) as iii:
         assert iii.connection_state is ConnectionState.CONNECTED
         assert await iii.trigger("x::y", 1) == 1
+
+
+async def test_an_unanswered_registration_is_named_when_connecting_times_out(
+        scripted: ScriptedEngine, name: str) -> None:
+    scripted.ack_register = False
+    with pytest.raises(IIIConnectionError, match="the websocket is open, but the engine has "
+                                                 "not accepted the worker"):
+        await iii_rx.connect(scripted.url, name=name, connect_timeout=0.5)
+
+
+@pytest.mark.parametrize("mangled", [
+    {"function_id": None}, {"function_id": 7}, {"traceparent": 5, "baggage": ["b"]},
+    {"error": None, "namespace": 3},
+])
+async def test_a_result_with_unexpected_fields_still_ends_its_call(
+        scripted: ScriptedEngine, name: str, mangled: dict[str, Any]) -> None:
+    """A newer or sloppier engine's result is read leniently: its call ends with the result,
+    not with a timeout (the official SDK reads these too)."""
+    scripted.mangle = lambda result: {**result, **mangled}
+    async with iii_rx.connect(scripted.url, name=name) as iii:
+        assert await iii.trigger("x::y", {"n": 1}, timeout_ms=5000) == {"n": 1}
+    scripted.mangle = lambda result: {k: v for k, v in result.items() if k != "function_id"}
+    async with iii_rx.connect(scripted.url, name=name) as iii:
+        assert await iii.trigger("x::y", 2, timeout_ms=5000) == 2
+
+
+async def test_an_invocation_with_unexpected_fields_is_answered(scripted: ScriptedEngine,
+                                                                name: str) -> None:
+    """An action type this client does not know, or ids that are not strings: the handler
+    runs (or ``function_not_found`` answers), so the engine's caller is not left waiting."""
+    async with iii_rx.connect(scripted.url, name=name) as iii:
+        iii.register_function("x::double", lambda n: n * 2)
+        ws = scripted.sockets[0]
+        await ws.send(json.dumps({"type": "invokefunction", "invocation_id": "i1",
+                                  "function_id": "x::double", "data": 4,
+                                  "action": {"type": "stream", "id": "s"},
+                                  "traceparent": 7, "namespace": 3}))
+        await ws.send(json.dumps({"type": "invokefunction", "invocation_id": "i2",
+                                  "function_id": 5, "data": 1}))
+        frames = scripted.connections[0]
+        await wait_for(lambda: len(of_type(frames, "invocationresult")) == 2)
+        answers = {f["invocation_id"]: f for f in of_type(frames, "invocationresult")}
+        assert answers["i1"]["result"] == 8 and "error" not in answers["i1"]
+        assert answers["i2"]["error"]["code"] == "function_not_found"
+
+
+async def test_a_loss_is_logged_with_its_close_code_and_reason(
+        scripted: ScriptedEngine, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with iii_rx.connect(scripted.url, name=name,
+                              reconnect=ReconnectConfig(initial_delay_ms=10)) as iii:
+        with caplog.at_level(logging.WARNING, logger="iii_rx.transport"):
+            await scripted.sockets[0].close(4000, "maintenance")
+            await wait_for(lambda: len(scripted.connections) == 2)
+            await iii.state.pipe(ops.filter(lambda s: s is ConnectionState.CONNECTED),
+                                 ops.first())
+    assert any("closed by the engine: code 4000, 'maintenance'" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 async def test_http_invocation_config_as_model_or_dict(scripted: ScriptedEngine,

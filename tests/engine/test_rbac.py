@@ -11,10 +11,10 @@ from rbac_support import guarded_engine, port_url, raw, rbac
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from iii_rx import connect
+from iii_rx import ReconnectConfig, connect
 from iii_rx.engine import Engine
 from iii_rx.engine.listeners import Listener
-from iii_rx.errors import IIIForbiddenError
+from iii_rx.errors import IIIConnectionError, IIIForbiddenError
 
 
 def _rbac_listener() -> Listener:
@@ -44,6 +44,25 @@ async def test_a_refused_upgrade_gets_auth_error_then_close() -> None:
                 await asyncio.wait_for(ws.recv(), 5)
         # the refused socket never became a worker: only the trusted one is known
         assert [w.name for w in engine.registry.workers.values()] == ["trusted"]
+
+
+async def test_an_iii_rx_client_refused_by_auth_backs_off_and_names_the_cause() -> None:
+    """A refusal after the handshake is a failed attempt: ``max_retries`` counts it (the client
+    gives up in state ``failed``) and the error names ``AUTH_ERROR`` and the auth's message."""
+    async with guarded_engine(_rbac_listener()) as (engine, trusted):
+        with pytest.raises(IIIConnectionError) as info:
+            await connect(port_url(engine), name="refused", connect_timeout=10,
+                          headers={"x-token": "nope"},
+                          reconnect=ReconnectConfig(initial_delay_ms=1, max_retries=2))
+        assert "AUTH_ERROR" in str(info.value) and "bad token 'nope'" in str(info.value)
+        assert "exhausted (3)" in str(info.value)
+        assert len(trusted.auth_inputs) == 3
+        # Without max_retries, connect_timeout ends it, naming the cause too.
+        with pytest.raises(IIIConnectionError, match="within 0.5s; last attempt: the engine "
+                                                     "refused this worker: AUTH_ERROR"):
+            await connect(port_url(engine), name="refused", connect_timeout=0.5,
+                          headers={"x-token": "nope"},
+                          reconnect=ReconnectConfig(initial_delay_ms=10))
 
 
 async def test_the_otel_socket_passes_the_same_auth_as_a_worker() -> None:
