@@ -97,6 +97,13 @@ class OwnHistogram:
                 point.high = value
             point.buckets[index] += 1
 
+    def forget(self, worker_name: str) -> None:
+        """Drop the points of ``worker_name`` (see :meth:`Metrics.leave
+        <iii_rx.telemetry.metrics.Metrics.leave>`)."""
+        with self._lock:
+            for key in [key for key in self._points if key[1] == worker_name]:
+                del self._points[key]
+
     def metric(self, now: int) -> Metric | None:
         """The histogram as the SDK's collection gives it at ``now`` (ns), ``None`` before its
         first value."""

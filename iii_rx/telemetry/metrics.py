@@ -171,6 +171,10 @@ class Durations:
         return found
 
 
+CLOSED_KEPT = 32
+"""Worker names whose clients all closed whose series are still reported (the oldest go)."""
+
+
 def _failed(key: tuple[str, str, str]) -> dict[str, Any]:
     return {"iii.function.id": key[0], "iii.worker.name": key[1], "iii.error.code": key[2]}
 
@@ -228,6 +232,8 @@ class Metrics:
         self.bytes_read = Tally()
         self.bytes_written = Tally()
         self.durations = Durations()
+        self._open: dict[str, int] = {}  # clients open per worker name
+        self._closed: dict[str, None] = {}  # names with no client open, oldest first
         # A provider iii_rx installed for the engine has histograms of its own (see
         # iii_rx.telemetry.histograms); any other gets the SDK's.
         own = getattr(provider, "iii_rx_histograms", None)
@@ -260,6 +266,37 @@ class Metrics:
         self.reconnects = meter.create_counter(
             "iii.connection.reconnects", unit="{reconnect}",
             description="Connections regained after a loss")
+
+    def join(self, worker_name: str) -> None:
+        """A client named ``worker_name`` counts here from now on."""
+        with self._lock:
+            self._open[worker_name] = self._open.get(worker_name, 0) + 1
+            self._closed.pop(worker_name, None)
+
+    def leave(self, worker_name: str) -> None:
+        """A client named ``worker_name`` closed. Its series stay reported (every reader gets
+        its last counts) until :data:`CLOSED_KEPT` names closed after it; then they are
+        forgotten. Kept for ever, every later export would carry them: a process that opens
+        a client per job would send (and make the engine keep) one more series per instrument
+        with each."""
+        with self._lock:
+            left = self._open.get(worker_name, 0) - 1
+            if left > 0:
+                self._open[worker_name] = left
+                return
+            self._open.pop(worker_name, None)
+            self._closed[worker_name] = None
+            if len(self._closed) <= CLOSED_KEPT:
+                return
+            oldest = next(iter(self._closed))
+            del self._closed[oldest]
+            for counts in (self.calls, self.invocations, self.call_errors,
+                           self.invocation_errors):
+                for key in [key for key in counts if key[1] == oldest]:
+                    del counts[key]
+        for duration in (self.call_duration, self.invocation_duration):
+            if isinstance(duration, OwnHistogram):
+                duration.forget(oldest)
 
     def _observe(self, counts: dict[Any, int],
                  attributes: Callable[[Any], dict[str, Any]]) -> Any:

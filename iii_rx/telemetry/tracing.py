@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -67,7 +69,8 @@ from iii_rx.telemetry.metrics import Metrics, install_meter_provider
 from iii_rx.telemetry.payload import payload_max_bytes, payloads_enabled, redacted_json
 from iii_rx.telemetry.transfers import ChannelTelemetry
 
-__all__ = ["ServerSpan", "SpanFeed", "Tracing", "parent_of", "remote_parent", "tracer_provider"]
+__all__ = ["ServerSpan", "SpanFeed", "SpanFeeds", "Tracing", "parent_of", "remote_parent",
+           "tracer_provider"]
 
 log = logging.getLogger("iii_rx.telemetry")
 
@@ -223,6 +226,47 @@ class SpanFeed(SpanProcessor):
         return True
 
 
+class SpanFeeds(SpanProcessor):
+    """The one span processor iii_rx adds to a tracer provider: hands each finished span to
+    the feeds of the clients open now. The SDK cannot take a processor back, so a processor
+    per client would stay on a process-wide provider after its client closed, with its stream
+    and its event loop, and every span would walk all of them."""
+
+    _of: ClassVar[weakref.WeakKeyDictionary[Any, SpanFeeds]] = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.feeds: tuple[SpanFeed, ...] = ()  # replaced whole: read from any thread
+
+    @classmethod
+    def join(cls, provider: trace.TracerProvider, feed: SpanFeed) -> SpanFeeds | None:
+        """Add ``feed`` to ``provider``'s processor (made and added on first use); ``None``
+        for a provider that takes no processors."""
+        add = getattr(provider, "add_span_processor", None)
+        if add is None:
+            return None
+        with _FEEDS_LOCK:
+            feeds = cls._of.get(provider)
+            if feeds is None:
+                feeds = cls._of[provider] = cls()
+                add(feeds)
+            feeds.feeds = (*feeds.feeds, feed)
+        return feeds
+
+    def leave(self, feed: SpanFeed) -> None:
+        with _FEEDS_LOCK:
+            self.feeds = tuple(f for f in self.feeds if f is not feed)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for feed in self.feeds:
+            feed.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+_FEEDS_LOCK = threading.Lock()
+
+
 class ServerSpan:
     """The span of one invocation, ended by its answer (see the module docstring)."""
 
@@ -323,9 +367,7 @@ class Tracing:
         self.spans: HotStream[ReadableSpan] = HotStream(bridge, "iii.spans")
         """Finished spans this client started (OpenTelemetry ``ReadableSpan``), live."""
         self._feed = SpanFeed(self.spans, bridge)
-        add = getattr(self.provider, "add_span_processor", None)
-        if add is not None:
-            add(self._feed)
+        self._feeds = SpanFeeds.join(self.provider, self._feed)
         self.payloads = payloads_enabled()
         self.max_bytes = payload_max_bytes()
         self.worker_name = worker_name
@@ -415,6 +457,8 @@ class Tracing:
         """The client closed: the span stream completes, the processor goes quiet."""
         self._feed.closed = True
         self._feed.mine.clear()
+        if self._feeds is not None:
+            self._feeds.leave(self._feed)
         self.spans.on_completed()
 
 
@@ -564,6 +608,8 @@ def attach(client: Any, config: OtelConfig) -> Tracing:
     export.attach(client, config, tracing.provider)
     if measured:
         metrics = tracing.metrics = Metrics.of(otel_metrics.get_meter_provider())
+        metrics.join(client.name)
+        client._telemetry_stack.callback(metrics.leave, client.name)
         client._telemetry_stack.callback(metrics.watch(client.state).dispose)
     transfers = ChannelTelemetry(tracing.tracer, tracing.metrics)
     hooks.install(transfers)

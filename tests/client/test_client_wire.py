@@ -15,11 +15,16 @@ from typing import Any
 
 import pytest
 import websockets
-from reactivex import operators as ops
 from client_helpers import wait_for
+from reactivex import operators as ops
 
 import iii_rx
-from iii_rx import ConnectionState, IIIConnectionError, IIIRegistrationRejectedError, ReconnectConfig
+from iii_rx import (
+    ConnectionState,
+    IIIConnectionError,
+    IIIRegistrationRejectedError,
+    ReconnectConfig,
+)
 
 
 class ScriptedEngine:

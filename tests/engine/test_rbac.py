@@ -58,7 +58,7 @@ async def test_an_iii_rx_client_refused_by_auth_backs_off_and_names_the_cause() 
         assert "exhausted (3)" in str(info.value)
         assert len(trusted.auth_inputs) == 3
         # Without max_retries, connect_timeout ends it, naming the cause too.
-        with pytest.raises(IIIConnectionError, match="within 0.5s; last attempt: the engine "
+        with pytest.raises(IIIConnectionError, match=r"within 0\.5s; last attempt: the engine "
                                                      "refused this worker: AUTH_ERROR"):
             await connect(port_url(engine), name="refused", connect_timeout=0.5,
                           headers={"x-token": "nope"},

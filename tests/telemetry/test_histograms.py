@@ -188,3 +188,13 @@ def test_the_export_writes_them_in_the_iii_rx_scope() -> None:
     assert {"key": "service.name", "value": {"stringValue": "alone"}} in resource[
         "resource"]["attributes"]
     assert [s["scope"]["name"] for s in resource["scopeMetrics"]] == ["iii_rx"]
+
+
+def test_a_forgotten_workers_points_are_dropped() -> None:
+    histogram = OwnHistogram("d", "durations", (0.1, 1.0))
+    histogram.add(("f", "gone"), 0.5)
+    histogram.add(("f", "open"), 0.5)
+    histogram.forget("gone")
+    metric = histogram.metric(1)
+    assert metric is not None
+    assert [p.attributes["iii.worker.name"] for p in metric.data.data_points] == ["open"]

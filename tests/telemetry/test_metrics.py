@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 import iii_rx
 from iii_rx import ConnectionState, ReconnectConfig
 from iii_rx.engine import Engine
+from iii_rx.telemetry import metrics as metrics_module
 
 ON = iii_rx.OtelConfig(enabled=True)
 _unique = itertools.count(1)
@@ -93,6 +94,54 @@ async def test_calls_and_invocations_are_counted_per_function(
     durations = [p for p in points(data, "iii.client.call.duration")
                  if p.attributes[fid] == "m::ok"]
     assert durations and all(p.sum > 0 for p in durations)
+
+
+async def test_closed_clients_series_are_kept_for_the_newest_only(
+        engine: Engine, exporter: Any, reader: InMemoryMetricReader,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kept for ever, every collection would carry the series of every client that ever
+    closed: a process opening a client per job would export (and the engine keep) more and
+    more. The last CLOSED_KEPT closed names stay, so every reader still gets their counts."""
+    monkeypatch.setattr(metrics_module, "CLOSED_KEPT", 1)
+    url = str(engine.url)
+    names = [unique_name("short") for _ in range(2)]
+
+    def of(name: str) -> list[Any]:
+        data = reader.get_metrics_data()
+        return [p.value for metric in ("iii.client.calls", "iii.server.invocations")
+                for p in points(data, metric) if p.attributes["iii.worker.name"] == name
+                and p.attributes["iii.function.id"].startswith("m::short")]
+
+    async with iii_rx.connect(url, name=unique_name("keeper"), otel=ON) as keeper:
+        for name in names:
+            async with iii_rx.connect(url, name=name, otel=ON) as short:
+                short.register_function(f"m::{name}", lambda data: data)
+                await keeper.wait_for_function(f"m::{name}", timeout=10)
+                assert await keeper.trigger(f"m::{name}", 1) == 1
+                assert await short.trigger(f"m::{name}", 2) == 2
+            # Closed: still read, by every reader (one call made, two invocations answered).
+            assert sorted(of(name)) == [1, 2]
+            assert sorted(of(name)) == [1, 2]
+        assert of(names[0]) == []  # one newer name closed after it
+        assert of(keeper.name) == [1, 1]  # the open client's stay
+
+
+async def test_a_closed_client_leaves_no_span_processor_behind(exporter: Any,
+                                                               engine: Engine) -> None:
+    """The SDK cannot take a processor back: one per client would keep every closed client's
+    stream and event loop alive, and every span would walk them all."""
+    from opentelemetry import trace
+
+    from iii_rx.telemetry.tracing import SpanFeeds
+
+    provider = trace.get_tracer_provider()
+    before = len(provider._active_span_processor._span_processors)  # type: ignore[attr-defined]
+    for _ in range(3):
+        async with iii_rx.connect(str(engine.url), name=unique_name("feed"), otel=ON):
+            pass
+    after = len(provider._active_span_processor._span_processors)  # type: ignore[attr-defined]
+    assert after <= before + 1
+    assert SpanFeeds._of[provider].feeds == ()
 
 
 async def test_metrics_off_records_nothing(engine: Engine, exporter: Any,

@@ -7,7 +7,8 @@ As in the Rust engine (its observability worker), it is always present:
   the engine's own log (logger ``iii_rx.engine.logs``) and fire the ``log`` bindings;
 * ``engine::logs::list {start_time?, end_time?, trace_id?, span_id?, severity_min?,
   severity_text?, offset?, limit?}`` (times in Unix milliseconds) → ``{"logs", "total",
-  "query", "timestamp"}``, newest first, from the last ``max_logs`` entries kept in memory;
+  "query", "timestamp"}``, newest first, from the last ``max_logs`` entries kept in memory (at
+  most ``max_logs_bytes`` together, 64 MiB: a frame may carry a large entry);
 * ``engine::logs::clear {}`` → ``{"success": true}``.
 
 A ``log`` binding takes ``{"level": "trace" | "debug" | "info" | "warn" | "error"}`` (exact
@@ -23,9 +24,9 @@ Other parts of the engine (e.g. OTLP logs received from workers) add entries wit
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections import deque
 from typing import Any
 
 from iii_rx.engine.config import DEFAULT_NAMESPACE, ENGINE_VERSION
@@ -42,6 +43,7 @@ from iii_rx.engine.workers._common import (
     require_object,
     require_str,
 )
+from iii_rx.engine.workers.ring import Ring
 
 __all__ = ["LEVELS", "LOG_CONFIG_SCHEMA", "LogsWorker"]
 
@@ -92,9 +94,9 @@ class LogBindings:
 class LogsWorker:
     """Engine extension: the log functions, a bounded in-memory store and the ``log`` type."""
 
-    def __init__(self, max_logs: int = 1000) -> None:
+    def __init__(self, max_logs: int = 1000, max_logs_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_logs = max_logs
-        self.entries: deque[dict[str, Any]] = deque(maxlen=max_logs)
+        self.entries: Ring[dict[str, Any]] = Ring(max_logs, max_logs_bytes)
         self.bindings = LogBindings()
         self._fanout: Fanout | None = None
 
@@ -150,11 +152,13 @@ class LogsWorker:
         }
         return self.add_entry(entry, level, data)
 
-    def add_entry(self, entry: dict[str, Any], level: str, data: Any = None) -> dict[str, Any]:
-        """Store a complete entry (e.g. one a worker exported on ``/otel``) of ``level``, write
-        it to the engine's log, fire the matching bindings."""
+    def add_entry(self, entry: dict[str, Any], level: str, data: Any = None,
+                  size: int | None = None) -> dict[str, Any]:
+        """Store a complete entry (e.g. one a worker exported on ``/otel``) of ``level`` and
+        about ``size`` bytes (``None``: measured), write it to the engine's log, fire the
+        matching bindings."""
         py_level = LEVELS[level][2]
-        self.entries.append(entry)
+        self.entries.append(entry, size if size is not None else _size_of(entry))
         if _ENTRY_LOG.isEnabledFor(py_level):
             shown = data if data is not None else (entry["attributes"] or None)
             _ENTRY_LOG.log(py_level, "[%s] %s%s", printable(entry["service_name"]),
@@ -231,3 +235,11 @@ class LogsWorker:
             "version": ENGINE_VERSION,
         }
 
+
+
+def _size_of(entry: dict[str, Any]) -> int:
+    """About how many bytes ``entry`` holds (its JSON's length)."""
+    try:
+        return len(json.dumps(entry, default=str))
+    except (ValueError, RecursionError):  # not from a frame: an engine part's own entry
+        return 1024

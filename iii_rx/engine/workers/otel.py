@@ -10,7 +10,8 @@ frame to :meth:`OtelWorker.intake` on the engine's loop, which keeps
   ``engine::traces::list``, ``engine::traces::tree`` and ``engine::traces::clear``;
 * log records in the logs worker's store (``engine::logs::list`` and the ``log`` trigger see
   them like ``engine::log::*`` entries);
-* metrics in a ring of the last ``max_metrics`` (10000), the ``sdk_metrics`` of
+* metrics in a ring of the last ``max_metrics`` (10000) records, at most ``max_metrics_bytes``
+  (64 MiB of the frames they came in) together, the ``sdk_metrics`` of
   ``engine::metrics::list``.
 
 A frame that does not decode is dropped with one rate-limited warning (a frame of spans when
@@ -46,6 +47,7 @@ from iii_rx.engine.workers._common import (
     require_str,
 )
 from iii_rx.engine.workers.otel_decode import TAGS, decode_frame
+from iii_rx.engine.workers.ring import Ring
 from iii_rx.engine.workers.span_store import SpanStore
 
 __all__ = ["OtelWorker", "level_of"]
@@ -69,18 +71,19 @@ def level_of(severity_number: int) -> str:
     return "trace"
 
 
-LogSink = Callable[[dict[str, Any], str], Any]
-"""``sink(entry, level)``: store a decoded log entry (the logs worker's ``add_entry``)."""
+LogSink = Callable[[dict[str, Any], str, Any, int], Any]
+"""``sink(entry, level, data, size)``: store a decoded log entry of about ``size`` bytes (the
+logs worker's ``add_entry``)."""
 
 
 class OtelWorker:
     """Engine extension: the ``/otel`` intake and the traces functions (module docstring)."""
 
     def __init__(self, log_sink: LogSink | None = None, *, max_spans: int = 1000,
-                 max_metrics: int = 10_000) -> None:
+                 max_metrics: int = 10_000, max_metrics_bytes: int = 64 * 1024 * 1024) -> None:
         self.log_sink = log_sink
         self._spans = SpanStore(max_spans, self._reject)
-        self.metrics: deque[dict[str, Any]] = deque(maxlen=max_metrics)
+        self.metrics: Ring[dict[str, Any]] = Ring(max_metrics, max_metrics_bytes)
         self.frames = 0
         """Frames received (decoded or not)."""
         self.rejected = 0
@@ -138,11 +141,13 @@ class OtelWorker:
         except ValueError as exc:
             self._reject(exc)
             return
+        size = len(raw) // max(1, len(records))  # each record's share of its frame
         if tag == b"MTRC":
-            self.metrics.extend(records)
+            for record in records:
+                self.metrics.append(record, size)
         elif self.log_sink is not None:
             for entry in records:
-                self.log_sink(entry, level_of(entry["severity_number"]))
+                self.log_sink(entry, level_of(entry["severity_number"]), None, size)
 
     def _reject(self, error: ValueError) -> None:
         self.rejected += 1
