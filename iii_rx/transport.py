@@ -15,9 +15,10 @@ and every state change. Rules it keeps:
   written is taken back (:meth:`Transport.withdraw`): out of the queue, or skipped by the
   writer. Sent later, it would run a handler whose caller was already told it failed.
 * **A cut is noticed.** The websocket is pinged every ``ping_interval``; no pong within
-  ``ping_timeout`` fails it, and its closing handshake waits ``ping_timeout`` at most (a frozen
-  peer never answers it), so a black hole is noticed within ``ping_interval + 2 *
-  ping_timeout``.
+  ``ping_timeout`` fails it, unless the link showed life meanwhile (on a slow link a pong waits
+  behind a large message: :func:`~iii_rx.wslane.answers_ping`), and its closing handshake
+  waits ``ping_timeout`` at most (a frozen peer never answers it), so a black hole is noticed
+  within ``ping_interval + 2 * ping_timeout``.
 * **Fail fast.** Before the first connection, a handshake answered with an HTTP status that
   retrying cannot change (a wrong path, the REST port, a missing token) stops the transport in
   state ``failed`` with the cause in :attr:`Transport.failure`; every other failure is retried,
@@ -50,21 +51,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed
 from websockets.protocol import Protocol, State
 
 from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.errors import IIIConnectionError, PayloadTooLargeError
+from iii_rx.link_failures import describe_close, describe_failure
 from iii_rx.state import ConnectionState, ReconnectConfig
 from iii_rx.streams import HotStream
-from iii_rx.wslane import HotClientConnection
+from iii_rx.wslane import HotClientConnection, answers_ping
 
 __all__ = [
     "CALL",
@@ -97,56 +96,11 @@ _BATCH = 512  # frames written at once at most (bounds the loop's time per burst
 _INTERNAL_ERROR = 1011  # close code of a connection whose writer crashed (RFC 6455 7.4.1)
 
 _CLOSE_TIMEOUT = 10.0  # the closing handshake's bound when there are no pings
-_RETRYABLE_STATUS = frozenset({408, 425, 429})  # ask to come back later
 
 OnOpen = Callable[[], list[str]]
 """Called on each new connection: the frames to send first (the replay, docs/protocol.md §2.3)."""
 Item = tuple[str, int, str | None]
 """One frame waiting: its text, its kind, the invocation id of a call."""
-
-
-def describe_failure(url: str, exc: BaseException) -> tuple[str, bool]:
-    """Why connecting to ``url`` failed, for a person, and whether retrying can help.
-
-    A handshake answered with an HTTP status other than 101 cannot succeed by retrying,
-    unless the status asks for it (408, 425, 429) or the server failed (5xx); neither can an
-    invalid redirect or a certificate that does not verify.
-    """
-    if isinstance(exc, InvalidStatus):
-        response = exc.response
-        status = response.status_code
-        what = f"{url} answered the websocket handshake with HTTP {status} {response.reason_phrase}"
-        if status in (401, 403):
-            what += " (a missing or wrong token: pass connect(token=...) or set III_TOKEN)"
-        elif status in (404, 405, 426):
-            what += (" (not the engine's worker port: a wrong path, or the REST API's port; "
-                     "the worker port is the one `iii_rx.engine` prints as ws://...)")
-        return what, status >= 500 or status in _RETRYABLE_STATUS
-    if isinstance(exc, InvalidURI):
-        return f"{url}: {exc}", False
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"{url}: the engine's TLS certificate does not verify: {exc}", False
-    if isinstance(exc, ConnectionRefusedError):
-        return f"connection to {url} refused: is the engine running at {url}?", True
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host of {url}: {exc}", True
-    if isinstance(exc, TimeoutError):
-        return f"no websocket handshake with {url} in time: {exc or 'timed out'}", True
-    return f"cannot connect to {url}: {type(exc).__name__}: {exc}", True
-
-
-def describe_close(closed: ConnectionClosed) -> str:
-    """Who closed a connection, with which code and reason, for a person (a message over
-    :data:`MAX_MESSAGE` is closed by this side with 1009)."""
-    def frame(close: Any) -> str:
-        return f"code {close.code}" + (f", {close.reason!r}" if close.reason else "")
-
-    if closed.rcvd is not None:
-        return f"closed by the engine: {frame(closed.rcvd)}"
-    if closed.sent is not None:
-        why = " (a message over 64 MiB)" if closed.sent.code == 1009 else ""
-        return f"closed by this client: {frame(closed.sent)}{why}"
-    return "dropped without a closing handshake"
 
 
 class Transport:
@@ -299,8 +253,8 @@ class Transport:
             max_size=MAX_MESSAGE,
             max_queue=256,
             open_timeout=self._open_timeout,
-            ping_interval=self._ping_interval,
-            ping_timeout=self._ping_timeout,
+            ping_interval=None,  # the keepalive is ours (_keepalive)
+            ping_timeout=None,
             close_timeout=self._ping_timeout or _CLOSE_TIMEOUT,
             user_agent_header="iii-rx",
             create_connection=HotClientConnection,
@@ -391,6 +345,8 @@ class Transport:
         self._ready = False
         self._ws = ws
         writer = self._tasks.spawn(self._write(ws), name="iii-rx writer")
+        keepalive = (self._tasks.spawn(self._keepalive(ws), name="iii-rx keepalive")
+                     if self._ping_interval and self._ping_timeout else None)
         on_message = self._on_message
         lane = ws if isinstance(ws, HotClientConnection) and ws.enable_hot() else None
         messages = lane.next_message if lane is not None else ws.recv
@@ -414,7 +370,10 @@ class Transport:
             self._ws = None
             self._ready = False
             writer.cancel()
-            await asyncio.wait((writer,))  # a crash of it was logged by _write or the task set
+            if keepalive is not None:
+                keepalive.cancel()
+            # A crash of the writer was logged by _write or the task set.
+            await asyncio.wait((writer,) if keepalive is None else (writer, keepalive))
             # Calls not yet written go back to the queue; everything else is stale.
             withdrawn = self._withdrawn
             for item in outbox:
@@ -432,6 +391,20 @@ class Transport:
             except Exception:
                 pass
         return lost
+
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        """Ping every ``ping_interval``; close the connection (1011) when a pong does not come
+        within ``ping_timeout`` and the link showed no life meanwhile."""
+        assert self._ping_interval is not None and self._ping_timeout is not None
+        try:
+            while True:
+                await asyncio.sleep(self._ping_interval)
+                if not await answers_ping(ws, self._ping_timeout):
+                    log.debug("no pong from %s within %ss", self.url, self._ping_timeout)
+                    await ws.close(_INTERNAL_ERROR, "keepalive ping timeout")
+                    return
+        except ConnectionClosed:
+            pass
 
     async def _write(self, ws: ClientConnection) -> None:
         """Run the writer of ``ws``; if it crashes, say so and close ``ws``.

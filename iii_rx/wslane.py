@@ -20,6 +20,10 @@ asyncio ``Connection`` with a lane beside it, switched on per connection (:meth:
   transport write per loop iteration. Whenever the library writes (a pong, a close, a queued
   ``send``), the buffer goes first, so frames keep their order.
 
+:func:`answers_ping` is the keepalive both sides use: a pong stuck behind a large message on
+a slow link does not make a live peer look dead (:attr:`HotLane.received` and
+:attr:`HotLane.sent` count the bytes each way).
+
 The lane uses the library's sans-I/O internals (``protocol.parser``, ``reader``, ``writes``);
 :func:`supported` checks them, and without them :meth:`enable_hot` declines and the connection
 is the library's own.
@@ -28,10 +32,19 @@ is the library's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 from collections import deque
 from typing import Any
+
+try:
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ  # a socket's unacknowledged bytes, on Linux
+except (ImportError, AttributeError):  # pragma: no cover (not a Unix)
+    _OUTQ = None
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
@@ -43,7 +56,7 @@ try:
 except ImportError:  # pragma: no cover (the library's pure-Python build)
     from websockets.utils import apply_mask
 
-__all__ = ["HotClientConnection", "HotLane", "supported"]
+__all__ = ["SLOWEST_LINK", "HotClientConnection", "HotLane", "answers_ping", "supported"]
 
 _PARSE = getattr(Protocol.parse, "__code__", None)
 _AT_EOF = getattr(StreamReader.at_eof, "__code__", None)
@@ -79,6 +92,13 @@ class HotLane(Connection):
         self._hot_server = False
         self._keys = b""
         self._key_at = 0
+        self.received = 0
+        """Bytes received so far (any frame: the peer is alive while this grows)."""
+        self.sent = 0
+        """Bytes handed to the transport so far (all but the client's batched writes of small
+        frames without the lane, which never hold a pong up for long)."""
+        self.delivered = 0
+        """:attr:`sent` when the last answered ping left: what the peer surely has."""
 
     def enable_hot(self) -> bool:
         """Switch the lane on (call from the handler); ``False`` where unsupported."""
@@ -111,6 +131,7 @@ class HotLane(Connection):
                 and getattr(parent, "gi_code", None) is _PARSE)
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         hot = self.hot_in
         if hot is None or not data or not self._at_boundary() or len(self.recv_messages.frames):
             super().data_received(data)
@@ -199,6 +220,7 @@ class HotLane(Connection):
     def frame(self, data: bytes) -> bytes:
         """The bytes of one text frame of UTF-8 ``data`` (masked when this is a client)."""
         length = len(data)
+        self.sent += length
         if self._hot_server:
             if length < 126:
                 return _HEAD_SHORT[length] + data
@@ -229,6 +251,7 @@ class HotLane(Connection):
         out = self._hot_out
         if self._hot_server:  # header and payload as two chunks: no copy until the flush
             length = len(data)
+            self.sent += length
             out.append(_HEAD_SHORT[length] if length < 126 else
                        _HEAD_MID(0x81, 126, length) if length < 65536 else
                        _HEAD_LONG(0x81, 127, length))
@@ -257,11 +280,72 @@ class HotLane(Connection):
 
     def send_data(self) -> None:
         out = self._hot_out
+        writes = self.protocol.writes
+        if isinstance(writes, list):  # the library's own frames (the lane's were counted)
+            self.sent += sum(map(len, writes))
         if out:
-            self.protocol.writes.insert(0, b"".join(out))
+            writes.insert(0, b"".join(out))
             out.clear()
         super().send_data()
 
 
 class HotClientConnection(HotLane, ClientConnection):
     """The client's connection with the fast lane (see :class:`HotLane`)."""
+
+
+def _unsent(conn: Connection) -> int:
+    """Bytes this side wrote that the peer has not taken yet: those in asyncio's write buffer,
+    plus, where the OS tells, those in the socket's send queue (sent but not acknowledged)."""
+    transport = conn.transport
+    waiting = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if _OUTQ is not None and sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            waiting += struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+    return waiting
+
+
+SLOWEST_LINK = 128 * 1024
+"""Bytes per second the slowest link a peer is expected on carries (about 1 Mbit/s)."""
+
+
+async def answers_ping(conn: Connection, timeout: float) -> bool:
+    """Ping ``conn``; whether its pong came in time, as the link's state allows.
+
+    A pong travels behind whatever was sent before it: on a slow link, behind a large message
+    for as long as the message takes. So a pong late by ``timeout`` fails the peer only when,
+    over the last ``timeout``, nothing arrived from it (:attr:`HotLane.received`), it took
+    none of what this side had sent (:func:`_unsent` did not shrink), and what this side sent
+    since the last answered ping could have crossed at :data:`SLOWEST_LINK` (a proxy may
+    buffer it where neither side sees it move). A frozen peer or a black hole shows nothing
+    but, at most, that allowance. Raises ``ConnectionClosed`` as ``ping`` does.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = getattr(conn, "sent", 0)
+    patience = timeout + max(0, sent - getattr(conn, "delivered", 0)) / SLOWEST_LINK
+    received, unsent = getattr(conn, "received", None), _unsent(conn)
+
+    async def ping() -> None:
+        pong = await conn.ping()  # waits while the write buffer is full
+        await pong
+
+    waiting = asyncio.ensure_future(ping())
+    try:
+        while True:
+            done, _ = await asyncio.wait((waiting,), timeout=timeout)
+            if done:
+                waiting.result()  # ConnectionClosed, if the connection ended
+                if hasattr(conn, "delivered"):
+                    conn.delivered = sent
+                return True
+            now_received, now_unsent = getattr(conn, "received", None), _unsent(conn)
+            moved = (received is not None and now_received != received) or now_unsent < unsent
+            if not moved and loop.time() - started >= patience:
+                return False
+            received, unsent = now_received, now_unsent
+    finally:
+        if not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await waiting

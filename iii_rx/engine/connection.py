@@ -16,7 +16,9 @@ other half is room for the results and control frames it is owed. A frame that w
 queue past ``max_queue_bytes`` means the peer does not read what it asked for: it is dropped
 (:meth:`WorkerConnection.drop`). It is dropped as well when frames wait and none could be handed
 to the socket for ``stuck_timeout`` seconds, or when it does not answer a websocket ping within
-``ping_timeout`` (:meth:`WorkerConnection.start_keepalive`). Dropping aborts the socket; the
+``ping_timeout`` and showed no life meanwhile (:meth:`WorkerConnection.start_keepalive`; on a
+slow link a pong waits behind a large message, which is life: :func:`iii_rx.wslane.answers_ping`).
+Dropping aborts the socket; the
 reader then ends and the disconnect cleanup fails its calls with ``invocation_stopped``. A frame
 is always accepted into an empty queue, so one message up to the size limit still goes out.
 
@@ -43,6 +45,7 @@ from iii_rx.aio import TaskSet
 from iii_rx.engine.hotsocket import HotConnection
 from iii_rx.engine.logsafe import printable
 from iii_rx.engine.wire import error_body
+from iii_rx.wslane import answers_ping
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -197,18 +200,12 @@ class WorkerConnection:
     async def _keepalive(self, interval: float, timeout: float) -> None:
         ws = self.ws
         assert ws is not None
-
-        async def ping() -> None:
-            pong = await ws.ping()  # waits while the socket's write buffer is full
-            await pong
-
         try:
             while True:
                 await asyncio.sleep(interval)
-                try:
-                    await asyncio.wait_for(ping(), timeout)
-                except asyncio.TimeoutError:
-                    self.drop(f"no answer to a ping within {timeout * 1000:g} ms")
+                if not await answers_ping(ws, timeout):  # a slow link's large message is life
+                    self.drop(f"no answer to a ping within {timeout * 1000:g} ms, and "
+                              "nothing received from it or taken by it meanwhile")
                     return
                 self.pongs += 1
         except ConnectionClosed:

@@ -290,8 +290,9 @@ class Metrics:
                 return
             oldest = next(iter(self._closed))
             del self._closed[oldest]
-            for counts in (self.calls, self.invocations, self.call_errors,
-                           self.invocation_errors):
+            tables: tuple[dict[Any, int], ...] = (self.calls, self.invocations,
+                                                  self.call_errors, self.invocation_errors)
+            for counts in tables:
                 for key in [key for key in counts if key[1] == oldest]:
                     del counts[key]
         for duration in (self.call_duration, self.invocation_duration):

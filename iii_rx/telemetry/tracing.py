@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import (
     SpanContext,
@@ -67,10 +65,10 @@ from iii_rx.telemetry.leanspan import (
 )
 from iii_rx.telemetry.metrics import Metrics, install_meter_provider
 from iii_rx.telemetry.payload import payload_max_bytes, payloads_enabled, redacted_json
+from iii_rx.telemetry.span_feed import SpanFeed, SpanFeeds
 from iii_rx.telemetry.transfers import ChannelTelemetry
 
-__all__ = ["ServerSpan", "SpanFeed", "SpanFeeds", "Tracing", "parent_of", "remote_parent",
-           "tracer_provider"]
+__all__ = ["ServerSpan", "Tracing", "parent_of", "remote_parent", "tracer_provider"]
 
 log = logging.getLogger("iii_rx.telemetry")
 
@@ -192,79 +190,6 @@ def _add_env_exporter(provider: SdkTracerProvider, config: OtelConfig) -> None:
             return
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(),
                                                        schedule_delay_millis=delay))
-
-
-class SpanFeed(SpanProcessor):
-    """Hands the finished spans of one client to its ``iii.spans`` stream (on its loop)."""
-
-    def __init__(self, stream: HotStream[ReadableSpan], bridge: LoopBridge) -> None:
-        self._stream = stream
-        self._bridge = bridge
-        self.mine: set[int] = set()
-        """Span ids this client started and has not seen end (only while observed)."""
-        self.closed = False
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if not self.mine or self.closed:
-            return
-        sc = span.context
-        if sc is None:
-            return
-        try:
-            self.mine.remove(sc.span_id)
-        except KeyError:
-            return
-        try:
-            self._bridge.run_sync_soon(self._stream.on_next, span)
-        except RuntimeError:  # the loop is closed
-            self.closed = True
-
-    def shutdown(self) -> None:
-        self.closed = True
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class SpanFeeds(SpanProcessor):
-    """The one span processor iii_rx adds to a tracer provider: hands each finished span to
-    the feeds of the clients open now. The SDK cannot take a processor back, so a processor
-    per client would stay on a process-wide provider after its client closed, with its stream
-    and its event loop, and every span would walk all of them."""
-
-    _of: ClassVar[weakref.WeakKeyDictionary[Any, SpanFeeds]] = weakref.WeakKeyDictionary()
-
-    def __init__(self) -> None:
-        self.feeds: tuple[SpanFeed, ...] = ()  # replaced whole: read from any thread
-
-    @classmethod
-    def join(cls, provider: trace.TracerProvider, feed: SpanFeed) -> SpanFeeds | None:
-        """Add ``feed`` to ``provider``'s processor (made and added on first use); ``None``
-        for a provider that takes no processors."""
-        add = getattr(provider, "add_span_processor", None)
-        if add is None:
-            return None
-        with _FEEDS_LOCK:
-            feeds = cls._of.get(provider)
-            if feeds is None:
-                feeds = cls._of[provider] = cls()
-                add(feeds)
-            feeds.feeds = (*feeds.feeds, feed)
-        return feeds
-
-    def leave(self, feed: SpanFeed) -> None:
-        with _FEEDS_LOCK:
-            self.feeds = tuple(f for f in self.feeds if f is not feed)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        for feed in self.feeds:
-            feed.on_end(span)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-_FEEDS_LOCK = threading.Lock()
 
 
 class ServerSpan:

@@ -40,7 +40,8 @@ class Proxy:
     """A loopback TCP proxy in front of an engine port.
 
     ``blackhole()`` keeps every socket open but forwards nothing any more (a cut cable, a
-    frozen peer); ``refuse()`` aborts the current connections and closes the listening socket
+    frozen peer); ``rate`` (bytes per second each way, 0: unlimited) makes a slow link;
+    ``refuse()`` aborts the current connections and closes the listening socket
     (connections are refused); ``resume()`` listens again on the same port.
     """
 
@@ -48,6 +49,7 @@ class Proxy:
         self.target_port = target_port
         self.port = 0
         self.blackholed = False
+        self.rate = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,10 +99,12 @@ class Proxy:
 
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
-            while data := await source.read(65536):
+            while data := await source.read(self.rate // 20 if self.rate else 65536):
                 if not self.blackholed:
                     sink.write(data)
                     await sink.drain()
+                    if self.rate:  # the link, not a synchronisation: 1/20 s per chunk
+                        await asyncio.sleep(0.05)
             if self.blackholed:  # not even the end of the stream gets through
                 await asyncio.Event().wait()
         except (ConnectionError, asyncio.CancelledError):
@@ -168,13 +172,31 @@ async def test_a_frozen_engine_process_is_noticed_within_the_ping_bound(name: st
         await engine.wait()
 
 
+async def test_a_slow_link_carrying_a_large_message_is_not_taken_for_dead(name: str) -> None:
+    """A pong travels behind what was sent before it: on a slow link, behind a large message.
+    Neither side's keepalive may take that for a dead peer (both used to: the client closed
+    the connection, the engine dropped the worker, and a large enough message could never be
+    delivered). Here each 200 KB crossing takes about a second, five pong timeouts."""
+    async with Engine(port=0, ping_interval_ms=100, ping_timeout_ms=200,
+                      **ENGINE_TIMERS) as engine, Proxy(engine.port) as proxy:
+        proxy.rate = 200_000
+        async with iii_rx.connect(proxy.url, name=name, ping_interval=0.1, ping_timeout=0.2,
+                                  reconnect=NO_RECONNECT) as iii:
+            big = "x" * 200_000
+            iii.register_function("slow::echo", lambda data: data)
+            await iii.wait_for_function("slow::echo", timeout=10)
+            # Up to the engine, down to the worker, its result up, then down to the caller.
+            assert await iii.trigger("slow::echo", big, timeout_ms=60_000) == big
+            assert iii._transport.connections == 1
+            assert iii.connection_state is ConnectionState.CONNECTED
+
+
 async def test_default_keepalive_is_a_few_seconds(engine: Engine, name: str) -> None:
     async with iii_rx.connect(engine.url, name=name) as iii:
-        ws = iii._transport._ws
-        assert ws is not None
-        assert (ws.ping_interval, ws.ping_timeout) == (connect_module.DEFAULT_PING_INTERVAL,
-                                                       connect_module.DEFAULT_PING_TIMEOUT)
-        assert ws.ping_interval + 2 * ws.ping_timeout <= 5.0
+        transport = iii._transport
+        assert (transport._ping_interval, transport._ping_timeout) == (
+            connect_module.DEFAULT_PING_INTERVAL, connect_module.DEFAULT_PING_TIMEOUT)
+        assert transport._ping_interval + 2 * transport._ping_timeout <= 5.0
 
 
 # ====================================================================== item 3

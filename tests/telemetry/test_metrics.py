@@ -132,7 +132,7 @@ async def test_a_closed_client_leaves_no_span_processor_behind(exporter: Any,
     stream and event loop alive, and every span would walk them all."""
     from opentelemetry import trace
 
-    from iii_rx.telemetry.tracing import SpanFeeds
+    from iii_rx.telemetry.span_feed import SpanFeeds
 
     provider = trace.get_tracer_provider()
     before = len(provider._active_span_processor._span_processors)  # type: ignore[attr-defined]
