@@ -138,7 +138,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         A writer that never wrote connects just to close, so that the reader sees an empty
         stream instead of waiting for the engine's sweep. Idempotent. Raises
         :class:`ChannelClosedError` when the engine had refused what was sent (a frame over
-        its limit: 1009) or the socket failed. A reader that left first is reported by the
+        its limit: 1009) or the socket failed (the engine never confirmed the end: a dead link
+        is found by the closing handshake's timeout, 10 s). A reader that left first is reported by the
         writes after it, not here (it may have read all it wanted).
         """
         await self._end(1000, "")
@@ -172,10 +173,11 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
             else:
                 failure = None
             refused = ws.protocol.close_rcvd
-            if code == 1000 and (failure is not None or (
-                    refused is not None and refused.code not in _NOT_REFUSALS)):
-                # The engine refused what was sent (a frame over its bound: 1009) or the
-                # socket failed: the end is no success. A reader (or channel) that went away
+            if code == 1000 and (failure is not None or refused is None
+                                 or refused.code not in _NOT_REFUSALS):
+                # The engine refused what was sent (a frame over its bound: 1009), or the
+                # socket failed (no close frame came back: the link died, the end may never
+                # have arrived): the end is no success. A reader (or channel) that went away
                 # first (1011, 1001) is not: it may have taken all it wanted; writes say it.
                 error = closed_error(ConnectionClosed(refused, None),
                                      f"channel {self.channel_id} writer")

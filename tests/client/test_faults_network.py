@@ -191,6 +191,18 @@ async def test_a_slow_link_carrying_a_large_message_is_not_taken_for_dead(name: 
             assert iii.connection_state is ConnectionState.CONNECTED
 
 
+async def test_a_writer_whose_end_never_arrived_does_not_close_cleanly(name: str) -> None:
+    """The link died under a writer: its close cannot be confirmed, and the reader may never
+    get the end (nor what was written last). ``close()`` used to return as if all went well."""
+    async with Engine(port=0, **ENGINE_TIMERS) as engine, Proxy(engine.port) as proxy:
+        async with iii_rx.connect(proxy.url, name=name, reconnect=NO_RECONNECT) as iii:
+            channel = await iii.create_channel_async()
+            await channel.writer.write(b"first")
+            await proxy.refuse()  # every connection through the proxy is cut
+            with pytest.raises(iii_rx.ChannelClosedError, match="without a close frame"):
+                await channel.writer.close()
+
+
 async def test_default_keepalive_is_a_few_seconds(engine: Engine, name: str) -> None:
     async with iii_rx.connect(engine.url, name=name) as iii:
         transport = iii._transport
