@@ -139,8 +139,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         stream instead of waiting for the engine's sweep. Idempotent. Raises
         :class:`ChannelClosedError` when the engine had refused what was sent (a frame over
         its limit: 1009) or the socket failed (the engine never confirmed the end: a dead link
-        is found by the closing handshake's timeout, 10 s). A reader that left first is reported by the
-        writes after it, not here (it may have read all it wanted).
+        is found by the closing handshake's timeout, 10 s). A reader that left first is
+        reported by the writes after it, not here (it may have read all it wanted).
         """
         await self._end(1000, "")
 

@@ -183,6 +183,18 @@ async def test_an_unanswered_registration_is_named_when_connecting_times_out(
         await iii_rx.connect(scripted.url, name=name, connect_timeout=0.5)
 
 
+async def test_an_address_that_never_answers_the_handshake_is_named(name: str) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # holds the connection, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(IIIConnectionError, match="no websocket handshake from that "
+                                                     "address yet"):
+            await iii_rx.connect(f"ws://127.0.0.1:{port}", name=name, connect_timeout=0.3)
+
+
 @pytest.mark.parametrize("mangled", [
     {"function_id": None}, {"function_id": 7}, {"traceparent": 5, "baggage": ["b"]},
     {"error": None, "namespace": 3},
