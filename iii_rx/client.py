@@ -170,7 +170,7 @@ class Client:
         self._resources = resources
         self._telemetry_stack = AsyncExitStack()
         resources.push_async_callback(self._telemetry_stack.aclose)
-        resources.push_async_callback(lambda: self._worker.end_cut_channels())
+        resources.push_async_callback(self._end_cut_channels)
         self._pool = HandlerPool(settings.max_workers or DEFAULT_MAX_WORKERS, "iii-rx-handler")
         resources.push_async_callback(self._pool.aclose)
         self._tasks = WorkerTasks("the iii_rx client")
@@ -208,6 +208,13 @@ class Client:
     def _start(self) -> None:
         self._lifecycle = Lifecycle.CONNECTING
         self._transport.start()
+
+    async def _end_cut_channels(self) -> None:
+        """The worker's cut channels, if ``_setup`` got as far as making it (else, masked by
+        an AttributeError here, the error that stopped it would be lost)."""
+        worker: Worker | None = self.__dict__.get("_worker")
+        if worker is not None:
+            await worker.end_cut_channels()
 
     async def _wait_connected(self, timeout: float) -> None:
         await wait_connected(self._transport, lambda: self._failure, timeout)

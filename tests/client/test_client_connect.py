@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ from client_helpers import fd_count, other_tasks, unique_name
 
 import iii_rx
 from iii_rx import ConnectionState, IIIConnectionError, IIIRegistrationRejectedError
+from iii_rx.client import open_client
 from iii_rx.connect import resolve_headers, worker_metadata
 from iii_rx.engine import Engine
+from iii_rx.lifecycle import ClientSettings
 
 
 async def workers(iii: iii_rx.Client) -> list[dict[str, Any]]:
@@ -138,6 +141,16 @@ def test_blank_namespace_refused() -> None:
         iii_rx.connect("ws://127.0.0.1:1", namespace="  ")
     with pytest.raises(ValueError):
         iii_rx.connect_sync("ws://127.0.0.1:1", namespace="")
+
+
+async def test_a_failed_setup_raises_its_own_error() -> None:
+    """The close of a client whose setup failed before its worker existed must not replace
+    the error with an AttributeError."""
+    settings = ClientSettings(url="ws://127.0.0.1:1", headers={}, name="setup", namespace=None,
+                              worker_metadata={}, reconnect=iii_rx.ReconnectConfig(),
+                              timeout_ms=1000, max_workers=-1)
+    with pytest.raises(ValueError, match="max_workers"):
+        await open_client(settings, AsyncExitStack(), connect_timeout=1)
 
 
 def test_worker_metadata_shape() -> None:
