@@ -13,22 +13,24 @@ of a process, so two clients of one script do not collide on the engine's name l
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import platform
 import re
 import socket
 from collections.abc import Generator, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from numbers import Integral, Real
+from typing import Any, cast
 
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
 from iii_rx.aio import LoopThread
-from iii_rx.client import Client, open_client
+from iii_rx.client import DEFAULT_MAX_WORKERS, Client, open_client
 from iii_rx.lifecycle import ClientSettings
 from iii_rx.notebook import Cell, CellClients, cell_clients, current_cell
-from iii_rx.state import ReconnectConfig
+from iii_rx.state import ReconnectConfig, resolve_reconnect
 from iii_rx.telemetry.config import OtelConfig, OtelOption, resolve_otel
 from iii_rx.worker import DEFAULT_MAX_CONCURRENCY
 
@@ -199,8 +201,8 @@ async def _open(
             timeout_ms=timeout_ms,
             max_workers=max_workers,
             max_concurrency=max_concurrency,
-            ping_interval=ping_interval or None,
-            ping_timeout=ping_timeout or None,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
             otel=otel,
         )
     except BaseException:
@@ -215,16 +217,74 @@ async def _open(
     return client
 
 
-def _validate(namespace: str | None, timeout_ms: int, max_concurrency: int,
-              url: str | None) -> None:
-    if namespace is not None and not namespace.strip():
+_TEXTS = ("url", "name", "namespace", "description", "token")
+"""connect()'s options that are a string or None."""
+
+_POSITIVE: dict[str, tuple[str, bool, str]] = {
+    # option: (its unit, whole numbers only, what None means; "" when None is not allowed)
+    "timeout_ms": ("milliseconds", False, ""),
+    "connect_timeout": ("seconds", False, ""),
+    "max_workers": ("threads", True, f"the default, {DEFAULT_MAX_WORKERS}"),
+    "max_concurrency": ("handlers", True, ""),
+    "ping_interval": ("seconds", False, "no pings"),
+    "ping_timeout": ("seconds", False, "no pings"),
+}
+"""connect()'s options that are a finite number above 0."""
+
+_HEADER_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")  # an HTTP token (RFC 9110)
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # what websockets sends: no CR, LF, NUL
+
+
+def _check_positive(name: str, value: object, unit: str, whole: bool, none_means: str) -> None:
+    if value is None and none_means:
+        return
+    expected = (f"a {'whole' if whole else 'finite'} number of {unit} above 0"
+                + (f" (or None: {none_means})" if none_means else ""))
+    if isinstance(value, bool) or not isinstance(value, Integral if whole else Real):
+        raise TypeError(f"{name} must be {expected}, not {type(value).__name__} {value!r}")
+    number = cast(float, value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _check_headers(headers: object) -> None:
+    """Refuse headers the handshake cannot send (websockets would refuse them at every retry,
+    until ``connect_timeout``); values are not shown, as they may be secrets."""
+    if headers is None:
+        return
+    try:
+        pairs = dict(headers)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise TypeError(f"headers must be a mapping of header names to values, "
+                        f"not {type(headers).__name__}") from None
+    for key, value in pairs.items():
+        if not isinstance(key, str):
+            raise TypeError(f"header names must be strings, not {type(key).__name__} {key!r}")
+        if not _HEADER_NAME.fullmatch(key):
+            raise ValueError(f"{key!r} is not a valid HTTP header name")
+        if not _HEADER_VALUE.fullmatch(str(value)):
+            raise ValueError(f"the value of header {key!r} contains CR, LF or another control "
+                             "character, which a handshake cannot send")
+
+
+def _options(**given: Any) -> dict[str, Any]:
+    """``connect()``'s options, checked and resolved: what cannot work raises here, at the call
+    (a wrong type would surface later as an internal error, and a NaN or negative timer
+    breaks or spins the running client), so ``await connect()`` can fail only at connecting."""
+    for name in _TEXTS:
+        value = given[name]
+        if value is not None and not isinstance(value, str):
+            shown = "" if name == "token" else f" {value!r}"
+            raise TypeError(f"{name} must be a string or None, not {type(value).__name__}{shown}")
+    for name, (unit, whole, none_means) in _POSITIVE.items():
+        _check_positive(name, given[name], unit, whole, none_means)
+    if given["namespace"] is not None and not given["namespace"].strip():
         raise ValueError("namespace must not be blank")
-    if timeout_ms <= 0:
-        raise ValueError("timeout_ms must be positive")
-    if max_concurrency < 1:
-        raise ValueError("max_concurrency must be at least 1")
-    if url:
-        check_url(url)
+    if given["url"]:
+        check_url(given["url"])
+    _check_headers(given["headers"])
+    return {**given, "reconnect": resolve_reconnect(given["reconnect"]),
+            "otel": resolve_otel(given["otel"])}
 
 
 class Connector:
@@ -267,7 +327,7 @@ def connect(
     description: str | None = None,
     headers: Mapping[str, str] | None = None,
     token: str | None = None,
-    reconnect: ReconnectConfig | None = None,
+    reconnect: ReconnectConfig | Mapping[str, Any] | None = None,
     timeout_ms: int = 30000,
     connect_timeout: float = 30.0,
     max_workers: int | None = None,
@@ -289,15 +349,16 @@ def connect(
     once (default 1024, the rest wait in arrival order). ``ping_interval`` / ``ping_timeout``
     (seconds, ``None`` for no pings) bound how long a cut connection goes unnoticed.
     ``otel`` (an :class:`~iii_rx.telemetry.OtelConfig`, a mapping of its fields, or ``True``)
-    turns on OpenTelemetry spans and logs (``docs/telemetry.md``); off by default.
+    turns on OpenTelemetry spans and logs (``docs/telemetry.md``); off by default. ``reconnect``
+    is a :class:`~iii_rx.ReconnectConfig` or a mapping of its fields. An argument of the wrong
+    type or out of its range (the numbers are finite and above 0) raises ``TypeError`` /
+    ``ValueError`` here, before anything is awaited.
     """
-    _validate(namespace, timeout_ms, max_concurrency, url)
-    return Connector(url=url, name=name, namespace=namespace, description=description,
-                     headers=headers, token=token, reconnect=reconnect or ReconnectConfig(),
-                     timeout_ms=timeout_ms, connect_timeout=connect_timeout,
-                     max_workers=max_workers, max_concurrency=max_concurrency,
-                     ping_interval=ping_interval, ping_timeout=ping_timeout,
-                     otel=resolve_otel(otel))
+    return Connector(**_options(
+        url=url, name=name, namespace=namespace, description=description, headers=headers,
+        token=token, reconnect=reconnect, timeout_ms=timeout_ms, connect_timeout=connect_timeout,
+        max_workers=max_workers, max_concurrency=max_concurrency, ping_interval=ping_interval,
+        ping_timeout=ping_timeout, otel=otel))
 
 
 def connect_sync(
@@ -308,7 +369,7 @@ def connect_sync(
     description: str | None = None,
     headers: Mapping[str, str] | None = None,
     token: str | None = None,
-    reconnect: ReconnectConfig | None = None,
+    reconnect: ReconnectConfig | Mapping[str, Any] | None = None,
     timeout_ms: int = 30000,
     connect_timeout: float = 30.0,
     max_workers: int | None = None,
@@ -324,7 +385,11 @@ def connect_sync(
     loop, which is what a notebook needs. In a notebook, running the same cell again closes
     the client its earlier run opened, with a warning (``docs/client.md``, Jupyter).
     """
-    _validate(namespace, timeout_ms, max_concurrency, url)
+    options = _options(
+        url=url, name=name, namespace=namespace, description=description, headers=headers,
+        token=token, reconnect=reconnect, timeout_ms=timeout_ms, connect_timeout=connect_timeout,
+        max_workers=max_workers, max_concurrency=max_concurrency, ping_interval=ping_interval,
+        ping_timeout=ping_timeout, otel=otel)
     cell = current_cell()
     if cell is not None:
         previous = cell_clients.previous(cell)
@@ -333,14 +398,8 @@ def connect_sync(
             previous.close()
     loop_thread = LoopThread()
     try:
-        client = loop_thread.bridge.run_blocking(
-            _open(url, name=name, namespace=namespace, description=description,
-                  headers=headers, token=token, reconnect=reconnect or ReconnectConfig(),
-                  timeout_ms=timeout_ms, connect_timeout=connect_timeout,
-                  max_workers=max_workers, max_concurrency=max_concurrency,
-                  ping_interval=ping_interval, ping_timeout=ping_timeout,
-                  loop_thread=loop_thread, otel=resolve_otel(otel)),
-            "connect_sync()")
+        client = loop_thread.bridge.run_blocking(_open(**options, loop_thread=loop_thread),
+                                                 "connect_sync()")
     except BaseException:
         loop_thread.stop()  # the client closed what it started; this ends the thread
         raise

@@ -8,10 +8,11 @@ working; :func:`connect_options` turns them into the keyword arguments of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
 
-from iii_rx.state import ReconnectConfig
+from iii_rx.state import ReconnectConfig, resolve_reconnect
 from iii_rx.telemetry.config import OtelConfig
 
 __all__ = [
@@ -80,7 +81,7 @@ class InitOptions:
     namespace: str | None = None
     enable_metrics_reporting: bool = True
     invocation_timeout_ms: int = DEFAULT_INVOCATION_TIMEOUT_MS
-    reconnection_config: ReconnectionConfig | None = None
+    reconnection_config: ReconnectionConfig | dict[str, Any] | None = None
     otel: OtelConfig | dict[str, Any] | None = None
     headers: dict[str, str] | None = None
     telemetry: TelemetryOptions | None = None
@@ -91,16 +92,31 @@ def connect_options(options: InitOptions) -> dict[str, Any]:
     if options.namespace is not None and not options.namespace.strip():
         raise ValueError(f"namespace is empty: InitOptions.namespace is {options.namespace!r}; "
                          "name one or leave it unset")
-    reconnect = options.reconnection_config or ReconnectionConfig()
     return {
         "name": options.worker_name,
         "namespace": options.namespace,
         "description": options.worker_description or None,
         "headers": options.headers,
-        "reconnect": reconnect.to_reconnect_config(),
+        "reconnect": _reconnect_config(options.reconnection_config),
         "timeout_ms": options.invocation_timeout_ms or DEFAULT_INVOCATION_TIMEOUT_MS,
         "otel": options.otel,
     }
+
+
+_BACKOFF = tuple(f.name for f in fields(ReconnectionConfig))
+
+
+def _reconnect_config(config: Any) -> ReconnectConfig:
+    """``InitOptions.reconnection_config`` as ``connect_sync(reconnect=)`` takes it: this
+    module's :class:`ReconnectionConfig`, the official SDK's (any object with its fields), a
+    mapping of them, or ``None``. Anything else raises ``TypeError`` here; the official SDK
+    would fail only at the first reconnect."""
+    if config is None or isinstance(config, Mapping):
+        return resolve_reconnect(config)
+    if all(hasattr(config, name) for name in _BACKOFF):
+        return ReconnectConfig(**{name: getattr(config, name) for name in _BACKOFF})
+    raise TypeError(f"InitOptions.reconnection_config must be a ReconnectionConfig or a "
+                    f"mapping of its fields, not {type(config).__name__} {config!r}")
 
 
 class EngineFunctions:

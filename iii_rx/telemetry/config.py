@@ -55,7 +55,7 @@ _FIELDS = frozenset(f.name for f in fields(OtelConfig))
 
 def resolve_otel(otel: Any) -> OtelConfig | None:
     """The config in force for ``otel`` (any object with OtelConfig's attributes counts, e.g.
-    the official SDK's), or ``None`` when tracing is off."""
+    the official SDK's), or ``None`` when tracing is off; ``TypeError`` for anything else."""
     if otel is None or otel is False:
         return None
     if otel is True:
@@ -68,8 +68,11 @@ def resolve_otel(otel: Any) -> OtelConfig | None:
             raise TypeError(f"unknown OtelConfig fields: {sorted(unknown)}")
         config = OtelConfig(**otel)
     else:
-        config = OtelConfig(**{name: getattr(otel, name) for name in _FIELDS
-                               if hasattr(otel, name)})
+        given = {name: getattr(otel, name) for name in _FIELDS if hasattr(otel, name)}
+        if not given:  # a string, a number: not a config of any SDK
+            raise TypeError(f"otel must be an OtelConfig, a mapping of its fields, True or "
+                            f"None, not {type(otel).__name__} {otel!r}")
+        config = OtelConfig(**given)
     enabled = config.enabled
     if enabled is None:
         enabled = os.environ.get("OTEL_ENABLED", "").strip().lower() not in {

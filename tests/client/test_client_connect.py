@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from contextlib import AsyncExitStack
 from typing import Any
@@ -143,6 +144,68 @@ def test_blank_namespace_refused() -> None:
         iii_rx.connect_sync("ws://127.0.0.1:1", namespace="")
 
 
+NAN = math.nan
+
+BAD_OPTIONS = [
+    # (connect()'s keyword arguments, the error, a part of its message)
+    ({"url": 48300}, TypeError, "url must be a string"),
+    ({"name": 5}, TypeError, "name must be a string"),
+    ({"namespace": 5}, TypeError, "namespace must be a string"),
+    ({"description": 5}, TypeError, "description must be a string"),
+    ({"headers": "Authorization"}, TypeError, "headers must be a mapping"),
+    ({"headers": {"X-A": "a\r\nInjected: 1"}}, ValueError, "'X-A' contains CR, LF"),
+    ({"headers": {"X A": "v"}}, ValueError, "not a valid HTTP header name"),
+    ({"reconnect": "fast"}, TypeError, "reconnect must be a ReconnectConfig"),
+    ({"reconnect": {"retries": 5}}, TypeError, "unknown ReconnectConfig fields: ['retries']"),
+    ({"reconnect": {"max_queued": -1}}, ValueError, "max_queued must be a whole number >= 0"),
+    ({"timeout_ms": NAN}, ValueError, "timeout_ms must be a finite number of milliseconds"),
+    ({"timeout_ms": math.inf}, ValueError, "got inf"),
+    ({"timeout_ms": "5"}, TypeError, "not str '5'"),
+    ({"timeout_ms": True}, TypeError, "not bool True"),
+    ({"connect_timeout": NAN}, ValueError, "connect_timeout must be a finite number of sec"),
+    ({"connect_timeout": -1}, ValueError, "got -1"),
+    ({"connect_timeout": "3"}, TypeError, "connect_timeout"),
+    ({"max_workers": 0}, ValueError, "max_workers must be a whole number of threads above 0"),
+    ({"max_workers": -1}, ValueError, "got -1"),
+    ({"max_workers": "3"}, TypeError, "max_workers"),
+    ({"max_workers": 2.5}, TypeError, "not float 2.5"),
+    ({"max_concurrency": None}, TypeError, "max_concurrency must be a whole number"),
+    ({"max_concurrency": 0}, ValueError, "max_concurrency"),
+    ({"ping_interval": -1}, ValueError, "(or None: no pings), got -1"),
+    ({"ping_interval": NAN}, ValueError, "ping_interval"),
+    ({"ping_interval": 0}, ValueError, "ping_interval"),
+    ({"ping_timeout": "1"}, TypeError, "ping_timeout"),
+    ({"ping_timeout": -1}, ValueError, "ping_timeout"),
+    ({"otel": "yes"}, TypeError, "otel must be an OtelConfig"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "message"), BAD_OPTIONS,
+                         ids=[repr(options) for options, _, _ in BAD_OPTIONS])
+def test_options_that_cannot_work_raise_at_the_call(options: dict[str, Any],
+                                                     error: type[Exception],
+                                                     message: str) -> None:
+    """Before anything is awaited: found later, they surfaced as internal AttributeErrors or
+    broke the running client (a NaN timer, a keepalive spinning on a negative interval)."""
+    with pytest.raises(error) as info:
+        iii_rx.connect(**{"url": "ws://127.0.0.1:1", **options})
+    assert message in str(info.value)
+
+
+def test_a_token_of_the_wrong_type_is_refused_without_showing_it() -> None:
+    with pytest.raises(TypeError, match="token must be a string") as info:
+        iii_rx.connect("ws://127.0.0.1:1", token=123456)  # type: ignore[arg-type]
+    assert "123456" not in str(info.value)
+
+
+def test_connect_sync_checks_the_same_options() -> None:
+    """max_workers=-1 reached the handler pool, whose error was masked by an AttributeError."""
+    with pytest.raises(ValueError, match="max_workers"):
+        iii_rx.connect_sync("ws://127.0.0.1:1", max_workers=-1)
+    with pytest.raises(ValueError, match="timeout_ms"):
+        iii_rx.connect_sync("ws://127.0.0.1:1", timeout_ms=NAN)
+
+
 async def test_a_failed_setup_raises_its_own_error() -> None:
     """The close of a client whose setup failed before its worker existed must not replace
     the error with an AttributeError."""
@@ -151,6 +214,43 @@ async def test_a_failed_setup_raises_its_own_error() -> None:
                               timeout_ms=1000, max_workers=-1)
     with pytest.raises(ValueError, match="max_workers"):
         await open_client(settings, AsyncExitStack(), connect_timeout=1)
+
+
+async def test_reconnect_may_be_a_mapping_of_its_fields(name: str) -> None:
+    """It was accepted, then crashed the reconnect loop at the first failure."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(IIIConnectionError, match="exhausted"):
+        await iii_rx.connect(f"ws://127.0.0.1:{port}", name=name, connect_timeout=5,
+                             reconnect={"initial_delay_ms": 10, "max_retries": 2})
+
+
+@pytest.mark.parametrize(("fields", "error"), [
+    ({"initial_delay_ms": "abc"}, TypeError),
+    ({"initial_delay_ms": -1000}, ValueError),
+    ({"max_delay_ms": NAN}, ValueError),
+    ({"backoff_multiplier": NAN}, ValueError),
+    ({"backoff_multiplier": 0.5}, ValueError),
+    ({"jitter_factor": 5}, ValueError),
+    ({"jitter_factor": -0.1}, ValueError),
+    ({"max_retries": -2}, ValueError),
+    ({"max_retries": 1.5}, TypeError),
+    ({"max_queued": -1}, ValueError),
+    ({"max_queued": True}, TypeError),
+])
+def test_reconnect_config_refuses_values_that_break_the_backoff(fields: dict[str, Any],
+                                                                error: type[Exception]) -> None:
+    (field,) = fields
+    with pytest.raises(error, match=f"ReconnectConfig.{field} must be"):
+        iii_rx.ReconnectConfig(**fields)
+
+
+def test_reconnect_config_accepts_its_bounds() -> None:
+    config = iii_rx.ReconnectConfig(initial_delay_ms=0, max_delay_ms=0.5, backoff_multiplier=1,
+                                    jitter_factor=1, max_retries=0, max_queued=0)
+    assert 0 <= config.delay(3) <= 0.001
 
 
 def test_worker_metadata_shape() -> None:

@@ -104,6 +104,8 @@ def test_backoff_schedule() -> None:
         assert all(base * 0.7 - 1e-9 <= d <= base * 1.3 + 1e-9 for d in delays)
         assert max(delays) - min(delays) > base * 0.1  # jitter spreads them
     assert ReconnectConfig(jitter_factor=0).delay(2) == 4.0
+    # a large multiplier reaches the cap: it overflowed, which ended the reconnect loop
+    assert ReconnectConfig(backoff_multiplier=1e10, jitter_factor=0).delay(40) == 30.0
 
 
 async def test_what_cannot_be_sent_is_not_registered_and_never_stops_a_reconnect(

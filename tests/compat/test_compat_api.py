@@ -38,6 +38,7 @@ from iii_rx.compat import (
 )
 from iii_rx.compat.channels import extract_channel_refs
 from iii_rx.compat.handlers import metadata_mode, to_wire_value
+from iii_rx.compat.options import connect_options
 from iii_rx.engine import Engine
 from iii_rx.errors import IIITimeoutError
 
@@ -283,6 +284,23 @@ def test_unsupported_options_are_refused_clearly(worker: compat.III) -> None:
         worker.trigger({"function_id": "rule::x", "payload": {}, "dispatch": "sideways"})
     with pytest.raises(ValueError):
         register_worker("ws://127.0.0.1:1", InitOptions(namespace=" "))
+
+
+def test_reconnection_config_of_either_sdk_or_a_mapping_is_honoured() -> None:
+    """The official SDK's ReconnectionConfig and a dict raised AttributeError
+    'to_reconnect_config'; the official SDK reads any object with the fields."""
+    from iii_helpers.observability.reconnection import ReconnectionConfig as Official
+
+    expected = iii_rx.ReconnectConfig(initial_delay_ms=20, max_retries=2)
+    for config in (ReconnectionConfig(initial_delay_ms=20, max_retries=2),
+                   Official(initial_delay_ms=20, max_retries=2),
+                   {"initial_delay_ms": 20, "max_retries": 2}):
+        options = connect_options(InitOptions(reconnection_config=config))
+        assert options["reconnect"] == expected
+    with pytest.raises(TypeError, match="reconnection_config must be a ReconnectionConfig"):
+        connect_options(InitOptions(reconnection_config="fast"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="jitter_factor"):
+        connect_options(InitOptions(reconnection_config=ReconnectionConfig(jitter_factor=2)))
 
 
 def test_trigger_type_ref_binds_functions_to_its_type(worker: compat.III) -> None:
