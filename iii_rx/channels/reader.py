@@ -116,6 +116,9 @@ class ChannelReader(ChannelEnd):
         Callbacks run on the channel's loop, in order with the chunks; an exception in one is
         logged and does not stop the stream.
         """
+        if not callable(callback):
+            raise TypeError(f"on_message(callback): callback must be callable, got "
+                            f"{type(callback).__name__}")
         self._callbacks.append(callback)
 
         def remove() -> None:

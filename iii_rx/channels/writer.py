@@ -101,7 +101,15 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
             self.transfer.moved(view, -(-size // FRAME_SIZE))
 
     async def send_message(self, text: str) -> None:
-        """Send one text frame (an application message, typically JSON)."""
+        """Send one text frame (an application message, typically JSON).
+
+        Only a ``str``: bytes would go out as a binary frame, into the reader's data rather than
+        to its ``on_message`` (send those with :meth:`write`; a dict, ``json.dumps`` it first).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"send_message(text): text must be a str (one text frame), got "
+                            f"{type(text).__name__}; send bytes with write(), "
+                            f"a dict as json.dumps(...)")
         if not self._affinity.here():
             return await self._affinity.hop(self.send_message(text))
         ws = await self._socket()

@@ -205,11 +205,24 @@ class ChannelWriter:
         await self._ops.run(lambda: self.inner.write(data))
 
     def send_message(self, msg: str) -> None:
-        """Send a text frame without waiting (it still goes out in call order)."""
-        self._ops.fire(lambda: self.inner.send_message(msg), "send_message")
+        """Send a text frame without waiting (it still goes out in call order).
+
+        As the official SDK's, bytes go out as a binary frame, into the reader's data.
+        """
+        self._ops.fire(self._message(msg), "send_message")
 
     async def send_message_async(self, msg: str) -> None:
-        await self._ops.run(lambda: self.inner.send_message(msg))
+        await self._ops.run(self._message(msg))
+
+    def _message(self, msg: str | bytes | bytearray | memoryview
+                 ) -> Callable[[], Coroutine[Any, Any, None]]:
+        """What sends ``msg``, checked at the call (a fire-and-forget failure is only logged)."""
+        if isinstance(msg, str):
+            return lambda: self.inner.send_message(msg)
+        if isinstance(msg, (bytes, bytearray, memoryview)):
+            return lambda: self.inner.write(msg)
+        raise TypeError(f"send_message(msg): msg must be a str (one text frame), got "
+                        f"{type(msg).__name__}; a dict as json.dumps(...)")
 
     def close(self) -> None:
         """End the stream without waiting, after everything sent before."""

@@ -59,6 +59,27 @@ async def test_text_and_binary_interleave_in_order(client: iii_rx.Client) -> Non
     assert events == sent
 
 
+async def test_send_message_takes_text_only(client: iii_rx.Client) -> None:
+    """Bytes would go out as a binary frame, into the reader's data, not to on_message."""
+    channel = await client.create_channel_async()
+    for wrong in (b'{"progress": 50}', {"progress": 50}):
+        with pytest.raises(TypeError, match=r"^send_message\(text\): text must be a str"):
+            await channel.writer.send_message(wrong)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^on_message\(callback\): callback must be callable, "
+                                        r"got int$"):
+        channel.reader.on_message(5)  # type: ignore[arg-type]
+    messages: list[str] = []
+    channel.reader.on_message(messages.append)
+
+    async def write() -> None:
+        async with channel.writer as writer:
+            await writer.write(b"DATA")
+            await writer.send_message('{"progress": 50}')
+
+    _, data = await asyncio.gather(write(), channel.reader.read_all())
+    assert (data, messages) == (b"DATA", ['{"progress": 50}'])
+
+
 async def test_late_reader_gets_everything(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async(buffer_size=32)
     parts = [os.urandom(5000) for _ in range(20)]

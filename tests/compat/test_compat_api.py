@@ -379,6 +379,23 @@ def test_fire_and_forget_then_awaited_on_the_loop_keep_call_order(worker: compat
     assert seen == [("text", "first"), ("bytes", b"second"), ("text", "third")]
 
 
+def test_send_message_takes_text_and_as_the_official_bytes(worker: compat.III) -> None:
+    """The official SDK hands bytes to its websocket, a binary frame; anything else raises at
+    the call here (the official one logs the failed task's TypeError)."""
+    channel = compat.create_channel(worker)
+    with pytest.raises(TypeError, match=r"^send_message\(msg\): msg must be a str.*got dict"):
+        channel.writer.send_message({"progress": 50})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^send_message\(msg\): msg must be a str.*got int"):
+        asyncio.run(channel.writer.send_message_async(5))  # type: ignore[arg-type]
+    messages: list[str] = []
+    channel.reader.on_message(messages.append)
+    channel.writer.send_message("text")
+    channel.writer.send_message(b"bytes")  # type: ignore[arg-type]
+    channel.writer.close()
+    assert asyncio.run(channel.reader.read_all()) == b"bytes"
+    assert messages == ["text"]
+
+
 def test_a_failed_fire_and_forget_operation_is_logged(worker: compat.III,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     channel = compat.create_channel(worker)
