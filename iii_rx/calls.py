@@ -22,9 +22,11 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
+from pydantic_core import PydanticSerializationError
+
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import IIIInvocationError, IIITimeoutError, PayloadTooLargeError, error_from_body
-from iii_rx.frame_text import NON_FINITE, HotResult, NonFiniteError, invoke_text
+from iii_rx.frame_text import NON_FINITE, HotResult, NonFiniteError, invoke_text, unwritable
 from iii_rx.protocol import EnqueueAction, InvocationResult, VoidAction
 from iii_rx.single import Done
 from iii_rx.telemetry.ids import wire_traceparent
@@ -298,7 +300,8 @@ class Calls:
 
 
 def call_text(call: Call, iid: str | None) -> str:
-    """The ``invokefunction`` of ``call``; ``ValueError`` if its payload holds NaN/Infinity."""
+    """The ``invokefunction`` of ``call``. A payload or metadata JSON cannot carry raises
+    ``TypeError`` (a type) or ``ValueError`` (a value: NaN, a cycle) naming the call."""
     try:
         return invoke_text(call.function_id, call.data, invocation_id=iid,
                            metadata=call.metadata, traceparent=wire_traceparent(call.traceparent),
@@ -307,6 +310,8 @@ def call_text(call: Call, iid: str | None) -> str:
     except NonFiniteError:
         raise ValueError(
             f"the call to {call.function_id!r} was not sent: {NON_FINITE}") from None
+    except PydanticSerializationError as exc:
+        raise unwritable(exc, f"the call to {call.function_id!r} was not sent") from None
 
 
 def call_namespace(function_id: str, explicit: str | None, worker: str | None) -> str | None:

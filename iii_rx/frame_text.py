@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import re
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any, Final
@@ -38,7 +39,7 @@ from pydantic_core import SchemaSerializer, core_schema, from_json
 from iii_rx.protocol import EnqueueAction, ErrorBody, VoidAction
 
 __all__ = ["NON_FINITE", "HotInvoke", "HotResult", "NonFiniteError", "dumps", "invoke_text",
-           "read_hot", "result_text"]
+           "read_hot", "result_text", "unwritable"]
 
 NON_FINITE = "NaN and Infinity cannot be sent: JSON has no such numbers (docs/protocol.md §5.4)"
 
@@ -50,6 +51,38 @@ class NonFiniteError(ValueError):
 
     def __init__(self) -> None:
         super().__init__(NON_FINITE)
+
+
+_UNKNOWN_TYPE = re.compile(r"Unable to serialize unknown type: <class '(?:([^']*)\.)?([^'.]+)'>")
+_CHANNEL_ENDS = {"ChannelWriter": "writer_ref", "ChannelReader": "reader_ref"}
+
+
+def unwritable(error: ValueError, what: str) -> TypeError | ValueError:
+    """The error to raise for ``error``, pydantic's for a value it could not write, with
+    ``what`` in front (``"the call to 'x' was not sent"``): pydantic's own says neither which
+    call nor, at times, which value.
+
+    ``TypeError`` for a value of a type JSON cannot carry, as :func:`json.dumps` (and so the
+    official SDK) raises: an unknown type, bytes that are not UTF-8; ``ValueError`` for a
+    value it cannot take: a cycle, a string with a lone surrogate. Run on failure only.
+    """
+    text = str(error)
+    found = _UNKNOWN_TYPE.search(text)
+    if found is not None:
+        module, name = found.groups()
+        ref = _CHANNEL_ENDS.get(name) if (module or "").startswith("iii_rx.") else None
+        if ref is not None:
+            return TypeError(f"{what}: a {name} cannot be sent; pass the channel's {ref}, "
+                             f"not the {name}")
+        return TypeError(f"{what}: Object of type {name} is not JSON serializable")
+    if "invalid utf-8" in text:
+        return TypeError(f"{what}: bytes that are not UTF-8 cannot be sent (JSON has no "
+                         f"binary: send text such as base64, or the data through a channel)")
+    if "surrogates not allowed" in text:
+        return ValueError(f"{what}: a string holds a lone surrogate, which UTF-8 cannot encode")
+    if "Circular reference" in text:
+        return ValueError(f"{what}: Circular reference detected")
+    return ValueError(f"{what}: {text}")
 
 
 # ``any`` infers every value's type in Rust, exactly as the ``Any`` fields of the frame models

@@ -36,12 +36,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from iii_rx import _pool, channels
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.context import Invocation, current_context, error_body_of
-from iii_rx.frame_text import NON_FINITE, HotInvoke, NonFiniteError, result_text
+from iii_rx.frame_text import NON_FINITE, HotInvoke, NonFiniteError, result_text, unwritable
 from iii_rx.functions import Sink
 from iii_rx.protocol import ErrorBody, InvokeFunction
 from iii_rx.registrations import Registrations
@@ -565,7 +566,11 @@ class Worker:
                 error = ErrorBody(code="invocation_failed",
                                   message=f"the result of {function_id!r} was refused: "
                                           f"{NON_FINITE}")
-            except Exception as exc:  # cycles, types JSON cannot hold
+            except PydanticSerializationError as exc:  # a cycle, a type JSON cannot hold
+                failure = unwritable(exc, f"the result of {function_id!r} could not be sent")
+                log.warning("%s (invocation %s)", failure, iid)
+                error = ErrorBody(code="invocation_failed", message=str(failure))
+            except Exception as exc:  # a model's own dump failed
                 error = error_body_of(exc)
             else:
                 if len(text) > MAX_FRAME and len(text.encode()) > MAX_MESSAGE:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import PydanticSerializationError
 
 from iii_rx.client import Client
 from iii_rx.compat.channels import Channel, create_channel, create_channel_async
@@ -75,19 +73,6 @@ def register_worker(address: str | None = None, options: InitOptions | None = No
     engine refuses the worker (e.g. its name is taken in the namespace).
     """
     return III(resolve_engine_url(address), options)
-
-
-_UNKNOWN_TYPE = re.compile(r"Unable to serialize unknown type: <class '(?:[^']*\.)?([^'.]+)'>")
-
-
-def _unwritable(error: PydanticSerializationError) -> Exception:
-    """A payload JSON cannot hold, as the official SDK reports it: ``TypeError`` for a value
-    of a type it cannot write (what ``json.dumps`` raises), else the error as it is (a
-    ``ValueError``, as ``json.dumps``'s for a cycle)."""
-    found = _UNKNOWN_TYPE.search(str(error))
-    if found is None:
-        return error
-    return TypeError(f"Object of type {found.group(1)} is not JSON serializable")
 
 
 def _serve_until_closed(client: Client) -> None:
@@ -250,8 +235,6 @@ class III:
             return single.result()
         except IIIConnectionError as exc:
             raise self._shutdown_error(exc, request) from exc
-        except PydanticSerializationError as exc:
-            raise _unwritable(exc) from exc
 
     async def trigger_async(self, request: Mapping[str, Any] | TriggerRequest) -> Any:
         """:meth:`trigger` for async code, from any event loop."""
@@ -260,8 +243,6 @@ class III:
             return await single
         except IIIConnectionError as exc:
             raise self._shutdown_error(exc, request) from exc
-        except PydanticSerializationError as exc:
-            raise _unwritable(exc) from exc
 
     def _shutdown_error(self, exc: IIIConnectionError,
                         request: Mapping[str, Any] | TriggerRequest) -> Exception:

@@ -22,6 +22,7 @@ from iii_rx import IIIConnectionError, IIIInvocationError, IIITimeoutError, Invo
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, LoopThread, TaskSet
 from iii_rx.calls import Call, Calls, PendingCall, trigger_action
+from iii_rx.channels import ChannelWriter
 from iii_rx.client import Client
 from iii_rx.errors import LoopDeadlockError, PayloadTooLargeError
 from iii_rx.functions import FunctionSpec, HttpInvokedSink, ObserverSink
@@ -154,6 +155,38 @@ async def test_what_cannot_be_sent_fails_the_call_and_leaves_nothing_pending(
     with pytest.raises(IIIInvocationError) as info:
         await big
     assert info.value.code == "payload_too_large"
+    assert len(table) == 0 and outbox.sent == []
+
+
+def _cycle() -> list[Any]:
+    looped: list[Any] = []
+    looped.append(looped)
+    return looped
+
+
+@pytest.mark.parametrize(("payload", "error", "message"), [
+    (object(), TypeError, "Object of type object is not JSON serializable"),
+    ({"k": {1, object()}}, TypeError, "Object of type object is not JSON serializable"),
+    (b"\xff", TypeError, "bytes that are not UTF-8 cannot be sent"),
+    ("\ud800", ValueError, "a string holds a lone surrogate"),
+    (_cycle(), ValueError, "Circular reference detected"),
+    ("a ChannelWriter", TypeError,
+     "a ChannelWriter cannot be sent; pass the channel's writer_ref, not the ChannelWriter"),
+])
+async def test_a_payload_json_cannot_carry_fails_the_call_naming_it(
+        calls: tuple[Calls, Outbox], payload: Any, error: type[Exception], message: str) -> None:
+    """As ``json.dumps``: ``TypeError`` for a type JSON cannot carry, ``ValueError`` for a value;
+    the message says which call (pydantic's said neither)."""
+    table, outbox = calls
+    if payload == "a ChannelWriter":
+        ref = {"channel_id": "c", "access_key": "k", "direction": "write"}
+        payload = {"out": ChannelWriter("ws://127.0.0.1:1", ref)}
+    failed = asyncio.get_running_loop().create_future()
+    table.start(table.call("f::x", payload, timeout_ms=5000), failed)
+    with pytest.raises(error) as info:
+        await failed
+    assert type(info.value) is error
+    assert str(info.value).startswith(f"the call to 'f::x' was not sent: {message}")
     assert len(table) == 0 and outbox.sent == []
 
 
@@ -380,6 +413,23 @@ async def test_unknown_functions_raising_handlers_and_nan_results(rig: WorkerRig
     assert errors["i1"]["code"] == "function_not_found"
     assert errors["i2"]["message"] == "bad input" and "RuntimeError" in errors["i2"]["stacktrace"]
     assert errors["i3"]["code"] == "invocation_failed" and "NaN" in errors["i3"]["message"]
+
+
+async def test_a_result_json_cannot_carry_answers_the_caller_naming_the_function(
+        rig: WorkerRig) -> None:
+    rig.register("f::obj", lambda data: object())
+    rig.register("f::bytes", lambda data: b"\xff")
+    rig.register("f::cycle", lambda data: _cycle())
+    for iid, function_id in (("i1", "f::obj"), ("i2", "f::bytes"), ("i3", "f::cycle")):
+        rig.invoke(function_id, None, iid)
+    errors = {r["invocation_id"]: r["error"] for r in await rig.wait_results(3)}
+    assert {error["code"] for error in errors.values()} == {"invocation_failed"}
+    assert errors["i1"]["message"] == ("the result of 'f::obj' could not be sent: Object of "
+                                       "type object is not JSON serializable")
+    assert errors["i2"]["message"].startswith("the result of 'f::bytes' could not be sent: "
+                                              "bytes that are not UTF-8")
+    assert errors["i3"]["message"] == ("the result of 'f::cycle' could not be sent: Circular "
+                                       "reference detected")
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

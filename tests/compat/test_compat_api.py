@@ -543,8 +543,12 @@ def test_a_payload_json_cannot_hold_raises_type_error(worker: compat.III) -> Non
     class Thing:
         pass
 
-    with pytest.raises(TypeError, match=r"^Object of type Thing is not JSON serializable$"):
+    with pytest.raises(TypeError, match=r"^the call to 'engine::functions::list' was not sent: "
+                                        r"Object of type Thing is not JSON serializable$"):
         worker.trigger({"function_id": "engine::functions::list", "payload": {"v": [Thing()]}})
     with pytest.raises(TypeError, match="Object of type Thing"):
         asyncio.run(worker.trigger_async({"function_id": "engine::functions::list",
                                           "payload": Thing()}))
+    # The official SDK refuses all bytes (json.dumps); iii_rx sends UTF-8 ones as text.
+    with pytest.raises(TypeError, match="bytes that are not UTF-8 cannot be sent"):
+        worker.trigger({"function_id": "engine::functions::list", "payload": b"\xff"})
