@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -269,7 +269,7 @@ class III:
         self,
         trigger_type: RegisterTriggerTypeInput | Mapping[str, Any],
         handler: TriggerHandler[Any],
-    ) -> TriggerTypeRef:
+    ) -> TriggerTypeRef[Any, Any]:
         """Provide a trigger type: ``handler`` learns each binding routed here and its end."""
         spec = (trigger_type if isinstance(trigger_type, RegisterTriggerTypeInput) else
                 RegisterTriggerTypeInput(**_fields(trigger_type,
@@ -291,7 +291,7 @@ class III:
             call_request_format=_schema(spec.call_request_format))
         with self._lock:
             self._trigger_types[spec.id] = handle
-        return TriggerTypeRef(self, spec.id)
+        return TriggerTypeRef[Any, Any](self, spec.id)
 
     def unregister_trigger_type(
         self, trigger_type: RegisterTriggerTypeInput | Mapping[str, Any]
@@ -314,25 +314,33 @@ class III:
         return await create_channel_async(self, buffer_size)
 
 
-class TriggerTypeRef:
-    """What :meth:`III.register_trigger_type` returns: binds functions to that type."""
+C = TypeVar("C")
+R = TypeVar("R")
+
+
+class TriggerTypeRef(Generic[C, R]):
+    """What :meth:`III.register_trigger_type` returns: binds functions to that type.
+
+    Generic as the official class: ``C`` is the type of a binding's config, ``R`` of the
+    request its functions receive (``register_trigger_type`` returns ``TriggerTypeRef[Any, Any]``).
+    """
 
     def __init__(self, iii: III, trigger_type_id: str) -> None:
         self._iii = iii
         self._trigger_type_id = trigger_type_id
 
-    def register_trigger(self, function_id: str, config: Any,
+    def register_trigger(self, function_id: str, config: C,
                          metadata: dict[str, Any] | None = None) -> Trigger:
         """Bind ``function_id`` (in this worker's namespace) to this trigger type. A pydantic
         ``config`` is sent as the official SDK sends it here: ``model_dump()`` (field names,
         ``None`` fields kept; elsewhere a model goes by alias without them)."""
-        if isinstance(config, BaseModel):
-            config = config.model_dump()
+        value = config.model_dump() if isinstance(config, BaseModel) else config
         return self._iii.register_trigger(RegisterTriggerInput(
-            type=self._trigger_type_id, function_id=function_id, config=to_wire_value(config),
+            type=self._trigger_type_id, function_id=function_id, config=to_wire_value(value),
             metadata=metadata, namespace=self._iii.client.namespace))
 
-    def register_function(self, function_id: str, handler: Callable[..., Any], *,
+    def register_function(self, function_id: str,
+                          handler: Callable[[R], Any] | Callable[[R, Any], Any], *,
                           description: str | None = None) -> FunctionRef:
         return self._iii.register_function(function_id, handler, description=description)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from typing import Any
 
 import iii_rx
 import iii_rx.errors
@@ -74,3 +75,27 @@ def test_the_official_error_names_keep_their_meaning() -> None:
     from iii_rx.compat.errors import NotSupportedError
 
     assert issubclass(NotSupportedError, NotImplementedError)
+
+
+def test_classes_generic_in_the_official_sdk_are_generic_alike() -> None:
+    """``TriggerTypeRef[Any, Any]`` (what the official ``register_trigger_type`` returns) must
+    subscript at run time and under mypy, with the official number of parameters."""
+    import iii
+
+    official_classes: dict[str, type] = {}
+    for info in pkgutil.walk_packages(iii.__path__, "iii."):
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:  # an optional dependency of the official SDK is missing
+            continue
+        official_classes.update((name, value) for name, value in vars(module).items()
+                                if inspect.isclass(value) and value.__module__ == info.name)
+    differ = []
+    for name in compat.__all__:
+        official = official_classes.get(name)
+        if inspect.isclass(official) and getattr(official, "__parameters__", ()):
+            ours = getattr(compat, name)
+            if len(getattr(ours, "__parameters__", ())) != len(official.__parameters__):
+                differ.append(name)
+    assert not differ, f"generic in the official SDK, not alike here: {differ}"
+    assert compat.TriggerTypeRef[Any, Any].__origin__ is compat.TriggerTypeRef
