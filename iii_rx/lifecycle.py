@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import IIIConnectionError
 from iii_rx.state import ConnectionState, ReconnectConfig
-from iii_rx.telemetry.config import OtelConfig
+from iii_rx.telemetry.config import OtelConfig, repr_hiding
 
 if TYPE_CHECKING:
     from iii_rx.transport import Transport
@@ -67,6 +67,9 @@ class ClientSettings:
     """Seconds to wait for the pong before the connection counts as cut."""
     otel: OtelConfig | None = None
     """OpenTelemetry in force (``connect(otel=...)`` resolved; ``None``: no spans)."""
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "headers")
 
 
 class Closing:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Final, Literal
 
 from iii_rx.state import ReconnectConfig, resolve_reconnect
-from iii_rx.telemetry.config import OtelConfig
+from iii_rx.telemetry.config import OtelConfig, repr_hiding
 
 __all__ = [
     "DEFAULT_ENGINE_URL",
@@ -85,6 +85,9 @@ class InitOptions:
     otel: OtelConfig | dict[str, Any] | None = None
     headers: dict[str, str] | None = None
     telemetry: TelemetryOptions | None = None
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "headers")
 
 
 def connect_options(options: InitOptions) -> dict[str, Any]:

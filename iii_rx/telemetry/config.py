@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["OtelConfig", "OtelOption", "resolve_otel"]
+__all__ = ["OtelConfig", "OtelOption", "repr_hiding", "resolve_otel"]
 
 
 @dataclass
@@ -45,6 +45,21 @@ class OtelConfig:
     metrics_enabled: bool = True
     metrics_export_interval_ms: int = 60000
     engine_ws_headers: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return repr_hiding(self, "engine_ws_headers")
+
+
+def repr_hiding(config: Any, *header_fields: str) -> str:
+    """The dataclass repr of ``config`` with the values of its ``header_fields`` (mappings of
+    headers) hidden: their names help when reading a log, their values may be tokens."""
+    shown = []
+    for field in fields(config):
+        value = getattr(config, field.name)
+        if field.name in header_fields and isinstance(value, Mapping):
+            value = {name: "***" for name in value}
+        shown.append(f"{field.name}={value!r}")
+    return f"{type(config).__qualname__}({', '.join(shown)})"
 
 
 OtelOption = OtelConfig | Mapping[str, Any] | bool | None

@@ -17,6 +17,7 @@ from iii_rx.client import open_client
 from iii_rx.connect import resolve_headers, worker_metadata
 from iii_rx.engine import Engine
 from iii_rx.lifecycle import ClientSettings
+from iii_rx.state import ReconnectConfig
 
 
 async def workers(iii: iii_rx.Client) -> list[dict[str, Any]]:
@@ -95,6 +96,21 @@ def test_headers_from_token(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_headers({"authorization": "Basic x"}) == {"authorization": "Basic x"}
     monkeypatch.setenv("III_TOKEN", "   ")
     assert resolve_headers(None) == {}
+
+
+def test_reprs_of_configs_hide_header_values() -> None:
+    """A config is logged or printed while debugging; a header's value may be a token."""
+    otel = iii_rx.OtelConfig(engine_ws_headers={"Authorization": "Bearer SECRET"})
+    settings = ClientSettings(url="ws://h:1", headers={"X-Api-Key": "SECRET"}, name="w",
+                              namespace=None, worker_metadata={}, reconnect=ReconnectConfig(),
+                              timeout_ms=1000, otel=otel)
+    for config in (otel, settings):
+        text = repr(config)
+        assert "SECRET" not in text and "***" in text, text
+    assert "engine_ws_headers={'Authorization': '***'}" in repr(otel)
+    assert "headers={'X-Api-Key': '***'}" in repr(settings)
+    assert repr(iii_rx.OtelConfig(service_name="s")).startswith(
+        "OtelConfig(enabled=None, service_name='s', ")
 
 
 async def test_token_and_headers_reach_the_handshake(monkeypatch: pytest.MonkeyPatch,

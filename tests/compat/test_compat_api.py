@@ -447,6 +447,13 @@ class _Inner(BaseModel):
     optional: int | None = None
 
 
+def test_init_options_repr_hides_header_values() -> None:
+    options = InitOptions(headers={"Authorization": "Bearer SECRET"},
+                          otel=compat.OtelConfig(engine_ws_headers={"X-Key": "SECRET"}))
+    assert "SECRET" not in repr(options)
+    assert "headers={'Authorization': '***'}" in repr(options)
+
+
 def test_models_go_out_by_alias_without_none_fields() -> None:
     plain = {"a": [1, 2], "b": {"c": None}}
     assert to_wire_value(plain) is plain
