@@ -17,7 +17,15 @@ The whole tree::
     └── ChannelError                  a channel failed
         ├── ChannelClosedError        the channel ended abnormally (also ConnectionError)
         ├── TruncatedStreamError      a CBOR sequence / JSON lines stream cut inside an item
-        └── CborDecodeError           bytes that are not CBOR where CBOR was expected
+        ├── CborDecodeError           bytes that are not CBOR where CBOR was expected
+        │                             (also ValueError)
+        ├── JsonLinesDecodeError      a JSON Lines line that is not JSON (also ValueError)
+        └── NoResponseChannelError    ApiRequest.stream() on a request with no live response
+                                      writer (also RuntimeError)
+
+``iii_rx.compat`` adds the official SDK's ``HandlerExit`` (a handler's ``SystemExit`` carried as
+a failure of its call, which the caller sees as an :class:`IIIInvocationError`) and
+``NotSupportedError`` under :class:`IIIError`; they are compat's names, not exported by ``iii_rx``.
 
 ``str(err)`` of an :class:`IIIInvocationError` is ``"{code}: {message}"`` as in the official SDK.
 """
@@ -37,7 +45,9 @@ __all__ = [
     "IIIInvocationError",
     "IIIRegistrationRejectedError",
     "IIITimeoutError",
+    "JsonLinesDecodeError",
     "LoopDeadlockError",
+    "NoResponseChannelError",
     "PayloadTooLargeError",
     "StreamOverflowError",
     "TruncatedStreamError",
@@ -160,6 +170,16 @@ class TruncatedStreamError(ChannelError, ValueError):
 
 class CborDecodeError(ChannelError, ValueError):
     """Bytes that are not a valid CBOR item arrived where a CBOR sequence was expected."""
+
+
+class JsonLinesDecodeError(ChannelError, ValueError):
+    """A complete line of a JSON Lines stream that is not valid JSON (the twin of
+    :class:`CborDecodeError`)."""
+
+
+class NoResponseChannelError(ChannelError, RuntimeError):
+    """:meth:`ApiRequest.stream <iii_rx.http.ApiRequest.stream>` on a request that holds no
+    live response writer (one built by hand, or whose ``response`` is still a ref)."""
 
 
 def error_from_body(

@@ -38,7 +38,7 @@ from pydantic import (
     field_validator,
 )
 
-from iii_rx.errors import ChannelError
+from iii_rx.errors import NoResponseChannelError
 
 __all__ = [
     "FUNCTION_PATH_HEADER",
@@ -246,11 +246,6 @@ class HttpInvocationConfig(BaseModel):
 
 
 # ----------------------------------------------------------------------------- http trigger
-
-
-class NoResponseChannelError(ChannelError, RuntimeError):
-    """:meth:`ApiRequest.stream` on a request that holds no live response writer (one built by
-    hand, or whose ``response`` is still a ref)."""
 
 
 class ApiRequest(BaseModel):

@@ -16,7 +16,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import SingleAssignmentDisposable
 
 from iii_rx.channels.cborseq import CborSequenceDecoder
-from iii_rx.channels.errors import ChannelError, TruncatedStreamError
+from iii_rx.errors import JsonLinesDecodeError, TruncatedStreamError
 
 __all__ = ["ChunkDecoder", "JsonLinesDecodeError", "JsonLinesDecoder", "decode_cbor",
            "decode_json_lines"]
@@ -34,11 +34,6 @@ class ChunkDecoder(Protocol):
     @property
     def error(self) -> Exception | None:
         """An error found after the items ``feed`` returned (its next call raises it)."""
-
-
-class JsonLinesDecodeError(ChannelError, ValueError):
-    """A complete line of a JSON Lines stream that is not valid JSON (the twin of
-    :class:`~iii_rx.errors.CborDecodeError`)."""
 
 
 class JsonLinesDecoder:

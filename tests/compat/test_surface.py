@@ -99,3 +99,21 @@ def test_classes_generic_in_the_official_sdk_are_generic_alike() -> None:
                 differ.append(name)
     assert not differ, f"generic in the official SDK, not alike here: {differ}"
     assert compat.TriggerTypeRef[Any, Any].__origin__ is compat.TriggerTypeRef
+
+
+def test_every_iii_error_class_is_in_the_tree_and_exported() -> None:
+    """An error class defined elsewhere (``iii_rx.operators``, ``iii_rx.http``) was neither
+    exported nor drawn; compat's own are drawn and stay compat's (docs/migration.md)."""
+    classes: dict[str, str] = {}
+    for info in pkgutil.walk_packages(iii_rx.__path__, "iii_rx."):
+        module = importlib.import_module(info.name)
+        classes.update((name, info.name) for name, value in vars(module).items()
+                       if inspect.isclass(value) and issubclass(value, iii_rx.IIIError)
+                       and value.__module__ == info.name)
+    assert "HandlerExit" in classes  # the walk reached compat
+    tree = iii_rx.errors.__doc__ or ""
+    undrawn = sorted(name for name in classes if name not in tree)
+    assert not undrawn, f"not in the tree of iii_rx/errors.py: {undrawn}"
+    unexported = sorted(name for name, module in classes.items()
+                        if not module.startswith("iii_rx.compat") and name not in iii_rx.__all__)
+    assert not unexported, f"error classes iii_rx does not export: {unexported}"
