@@ -14,8 +14,8 @@ from iii_rx.protocol import StreamChannelRef
 if TYPE_CHECKING:
     from iii_rx.aio import LoopBridge
 
-__all__ = ["Channel", "ChannelOpener", "ClientOpener", "create_channel", "create_channel_async",
-           "is_channel_ref", "open_channel", "resolve_channel_refs"]
+__all__ = ["MAX_BUFFER_SIZE", "Channel", "ChannelOpener", "ClientOpener", "create_channel",
+           "create_channel_async", "is_channel_ref", "open_channel", "resolve_channel_refs"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,10 @@ def resolve_channel_refs(value: Any, *, engine_url: str, headers: Mapping[str, s
     """
     return _resolve(value, engine_url, headers, made)
 
+
+MAX_BUFFER_SIZE = 1024
+"""The most frames the engine holds for a channel (docs/protocol.md §7.1): it caps a larger
+``buffer_size``."""
 
 _LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 """Types that hold no ref: skipped without a call (most of a payload's values)."""
@@ -140,7 +144,20 @@ class ClientOpener(ChannelOpener, Protocol):
         ...
 
 
+def check_buffer_size(buffer_size: object) -> None:
+    """Refuse at the call what the engine would answer with a ``deserialization_error``."""
+    if buffer_size is None:
+        return
+    if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
+        raise TypeError(f"create_channel(buffer_size): buffer_size must be an int (a number of "
+                        f"frames) or None, got {type(buffer_size).__name__} {buffer_size!r}")
+    if buffer_size < 0:
+        raise ValueError(f"create_channel(buffer_size): buffer_size must be at least 0 (the "
+                         f"engine holds 1 to {MAX_BUFFER_SIZE} frames), got {buffer_size}")
+
+
 def _opened_on(client: ClientOpener, buffer_size: int | None) -> Coroutine[Any, Any, Channel]:
+    check_buffer_size(buffer_size)
     if client.closed:  # a sync client's loop has stopped: nothing could run there
         raise IIIConnectionError("the client is closed; cannot create a channel")
     return open_channel(client, buffer_size)
@@ -159,9 +176,10 @@ def create_channel(client: ClientOpener, buffer_size: int | None = None) -> Chan
 async def open_channel(client: ChannelOpener, buffer_size: int | None = None) -> Channel:
     """Create a channel through ``engine::channels::create`` and return a ``Channel``.
 
-    ``buffer_size`` counts frames the engine holds for a slow or late reader (default 64, at
-    most 1024).
+    ``buffer_size`` counts frames the engine holds for a slow or late reader (default 64; the
+    engine holds at least 1 and at most :data:`MAX_BUFFER_SIZE`, a larger size is capped).
     """
+    check_buffer_size(buffer_size)
     result = await client.trigger("engine::channels::create", {"buffer_size": buffer_size})
     writer_ref = StreamChannelRef(**result["writer"])
     reader_ref = StreamChannelRef(**result["reader"])

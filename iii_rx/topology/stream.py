@@ -45,7 +45,7 @@ from iii_rx.streams import HotStream, Overflow, StreamIterator
 from iii_rx.topology.diff import diff
 from iii_rx.topology.events import TopologyChange
 from iii_rx.topology.models import FunctionInfo, Topology
-from iii_rx.topology.waiting import wait_on_loop
+from iii_rx.topology.waiting import check_function_id, wait_on_loop
 
 __all__ = ["DISCOVERY_FUNCTIONS", "PRIVATE_PREFIX", "TopologyHost", "TopologyStream",
            "TopologyView"]
@@ -502,6 +502,7 @@ class TopologyStream:
         Awaitable from any loop. Raises :class:`~iii_rx.errors.IIITimeoutError` after
         ``timeout`` seconds and :class:`~iii_rx.errors.IIIConnectionError` if the client closes.
         """
+        check_function_id(function_id, "wait_for_function")
         coro = wait_on_loop(self, function_id, self._namespace(namespace), timeout)
         try:
             running = asyncio.get_running_loop()
@@ -526,6 +527,7 @@ class TopologyStream:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        check_function_id(function_id, "wait_for_function_sync")
         if running is self.loop:
             raise deadlock_error("wait_for_function_sync()")
         future = self._submit(

@@ -25,7 +25,7 @@ from reactivex import Observable
 from iii_rx.errors import IIIConnectionError, IIIError, IIITimeoutError
 from iii_rx.topology.models import FunctionInfo, Topology
 
-__all__ = ["WaitSource", "wait_on_loop"]
+__all__ = ["WaitSource", "check_function_id", "wait_on_loop"]
 
 log = logging.getLogger("iii_rx.topology")
 
@@ -42,6 +42,13 @@ class WaitSource(Protocol):
     def confirmed(self, snapshot: Topology) -> bool: ...
 
     async def lookup(self, function_id: str, namespace: str) -> FunctionInfo | None: ...
+
+
+def check_function_id(function_id: object, what: str) -> None:
+    """Refuse an id no function can have at the call, rather than wait out the timeout."""
+    if not isinstance(function_id, str):
+        raise TypeError(f"{what}(function_id): function_id must be a str, got "
+                        f"{type(function_id).__name__} {function_id!r}")
 
 
 async def wait_on_loop(source: WaitSource, function_id: str, namespace: str,

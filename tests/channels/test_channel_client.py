@@ -80,6 +80,27 @@ async def test_send_message_takes_text_only(client: iii_rx.Client) -> None:
     assert (data, messages) == (b"DATA", ['{"progress": 50}'])
 
 
+@pytest.mark.parametrize(("size", "error", "message"), [
+    (-1, ValueError, "must be at least 0"),
+    ("5", TypeError, "must be an int .* got str '5'"),
+    (1.5, TypeError, "must be an int .* got float 1.5"),
+    (True, TypeError, "must be an int .* got bool True"),
+])
+async def test_a_buffer_size_the_engine_would_refuse_is_refused_at_the_call(
+        client: iii_rx.Client, size: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=r"^create_channel\(buffer_size\): buffer_size " + message):
+        await client.create_channel_async(size)
+    with pytest.raises(error, match=r"^create_channel\(buffer_size\)"):
+        await asyncio.to_thread(client.create_channel, size)
+
+
+async def test_a_buffer_size_above_the_most_is_capped(engine: Engine,
+                                                      client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async(10**6)
+    state = engine.hub.channel_state(channel.writer_ref.channel_id)
+    assert state is not None and state.pipe.capacity == 1024
+
+
 async def test_late_reader_gets_everything(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async(buffer_size=32)
     parts = [os.urandom(5000) for _ in range(20)]

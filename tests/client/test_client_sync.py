@@ -30,6 +30,17 @@ def test_plain_script(engine_thread: Any, name: str) -> None:
     wait_for_sync(lambda: fd_count() <= fds_before, what="sockets closed")
 
 
+def test_waiting_for_a_function_id_that_is_no_string_raises_at_once(engine_thread: Any,
+                                                                     name: str) -> None:
+    """It could never appear: the wait would last its whole timeout."""
+    with iii_rx.connect_sync(engine_thread.url, name=name) as iii:
+        with pytest.raises(TypeError, match=r"^wait_for_function_sync\(function_id\): "
+                                            r"function_id must be a str, got int 3$"):
+            iii.wait_for_function_sync(3, timeout=2)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"^wait_for_function\(function_id\): "):
+            asyncio.run(iii.wait_for_function(None, timeout=2))  # type: ignore[arg-type]
+
+
 def test_a_registration_and_the_next_call_keep_their_order(engine_thread: Any,
                                                            name: str) -> None:
     """From a plain thread, a function registered then called at once is found, also while
