@@ -25,6 +25,7 @@ other threads change synchronously so that they can raise (e.g. on a duplicate i
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -155,7 +156,8 @@ class Client:
         self.invocations: HotStream[Invocation] = HotStream(bridge, "iii.invocations")
         """Every invocation this worker receives, before its function's subscribers see it."""
         self._lifecycle = Lifecycle.NEW
-        self._failure: IIIRegistrationRejectedError | None = None
+        self._failure: Exception | None = None
+        self._failed: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._worker_metadata = settings.worker_metadata
         self._reattach_token: str | None = None
         self._loop_thread = loop_thread
@@ -179,6 +181,7 @@ class Client:
                               self._pool, self._tasks, url=settings.url, headers=self.headers,
                               max_concurrency=settings.max_concurrency)
         self._standby = Standby(self._registrations, self, bridge, self._tasks)
+        self.state.subscribe(on_next=self._on_state)
         self._providers = Providers(self._registrations, self._transport.send, self._tasks,
                                     self._pool)
         self._topology = TopologyStream(self)
@@ -255,9 +258,11 @@ class Client:
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until this client has closed (whoever closed it); ``False`` if ``timeout``
-        seconds passed first: a sync worker script can end with it to serve until then. Not on
-        the loop thread (:class:`~iii_rx.errors.LoopDeadlockError`); a close won't wait for it."""
-        return self._pool.exempt_while(lambda: self._closing.wait(timeout))
+        seconds passed first: a sync worker script can end with it to serve until then. Raises
+        the client's failure once it failed for good (a fatal rejection, reconnect attempts
+        exhausted), so such a script ends with an error. Not on the loop thread
+        (:class:`~iii_rx.errors.LoopDeadlockError`); a close won't wait for it."""
+        return self._pool.exempt_while(lambda: self._closing.wait(timeout, self._failed))
 
     async def aclose(self) -> None:
         """Close the client and wait for it, from any loop (also a sync client's thread)."""
@@ -400,13 +405,21 @@ class Client:
             return
         self._go_fatal(error)
 
-    def _go_fatal(self, error: IIIRegistrationRejectedError) -> None:
-        """Fatal rejection: state ``failed``, calls fail with the typed error, no reconnect."""
+    def _on_state(self, state: ConnectionState) -> None:
+        if state is ConnectionState.FAILED and self._failure is None:  # the transport gave up
+            self._go_fatal(IIIConnectionError(
+                f"could not connect to the iii engine at {self.url}: "
+                f"{self._transport.failure or 'reconnect attempts exhausted'}"))
+
+    def _go_fatal(self, error: Exception) -> None:
+        """Failed for good (a fatal rejection, the transport gave up): state ``failed``, calls
+        fail with ``error``, no reconnect, :meth:`wait_closed` raises it."""
         if self._lifecycle not in (Lifecycle.CONNECTING, Lifecycle.OPEN):
             return
-        log.error("the engine rejected this worker: %s", error)
+        log.error("this client failed for good: %s", error)
         self._lifecycle = Lifecycle.FAILED
         self._failure = error
+        self._failed.set_exception(error)
         self._calls.refuse(lambda function_id: error)
         self._registrations.refuse(lambda: error)
         self._calls.fail_all(lambda iid, call: error)

@@ -141,15 +141,22 @@ class Closing:
         """Whether the client has finished closing."""
         return self._done.done()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the client has closed; ``False`` if ``timeout`` seconds passed first.
+    def wait(self, timeout: float | None = None,
+             failed: concurrent.futures.Future[None] | None = None) -> bool:
+        """Block until the client has closed; ``False`` if ``timeout`` seconds passed first;
+        ``failed``'s exception once that future fails first (the client failed for good).
 
         On the client's loop thread it raises :class:`~iii_rx.errors.LoopDeadlockError`.
         """
         if not self._done.done():
             self._bridge.check_blocking("Closing.wait()")
+        if failed is not None:
+            concurrent.futures.wait((self._done, failed), timeout,
+                                    concurrent.futures.FIRST_COMPLETED)
+            if failed.done() and not self._done.done():
+                failed.result()  # raises the failure
         try:
-            self._done.result(timeout)
+            self._done.result(timeout if failed is None else 0)
         except concurrent.futures.TimeoutError:
             return False
         return True

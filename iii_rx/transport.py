@@ -193,6 +193,8 @@ class Transport:
 
     def fail(self) -> None:
         """Stop for good (fatal rejection): no more reconnects, state ``failed``."""
+        if self._failed:
+            return
         self._failed = True
         self._drop_held()
         self.set_state(ConnectionState.FAILED)

@@ -186,6 +186,27 @@ def test_wait_closed_serves_until_a_handler_closes_the_client(engine_thread: Any
     assert iii.closed and iii.wait_closed() is True
 
 
+def test_wait_closed_raises_once_reconnecting_gave_up(name: str) -> None:
+    """A worker script ending in wait_closed() used to wait for ever on a client that had
+    failed for good (no more reconnects): a supervisor never restarted it."""
+    from iii_rx.engine import Engine
+
+    handle = Engine.start_in_thread(port=0)
+    iii = iii_rx.connect_sync(handle.url, name=name, reconnect=iii_rx.ReconnectConfig(
+        initial_delay_ms=10, max_delay_ms=20, max_retries=1))
+    try:
+        handle.stop()
+        with pytest.raises(IIIConnectionError, match="reconnect attempts exhausted"):
+            iii.wait_closed(timeout=30)
+        assert iii.lifecycle.value == "failed"
+        assert iii.connection_state is ConnectionState.FAILED
+        with pytest.raises(IIIConnectionError, match="reconnect attempts exhausted"):
+            iii.trigger("sync::any", 1).result(5)
+    finally:
+        iii.close()
+    assert iii.wait_closed(timeout=0) is True  # closed now: the close is what it reports
+
+
 @pytest.mark.parametrize("how", ["await close() in an async handler",
                                  "await aclose() in an async handler", "close() in a subscriber"])
 def test_closed_on_its_own_loop_a_sync_client_stops_its_loop_thread(engine_thread: Any,
