@@ -8,8 +8,8 @@ the ``invocationresult`` on whatever thread the answer comes from and hands it t
 :class:`HandlerSink` runs ``iii.register_function`` handlers: async handlers as tasks on the
 loop, sync handlers in the client's :class:`~iii_rx._pool.HandlerPool` (the invocation context
 follows them), results sent from where they are produced, and ``max_concurrency`` keeps the
-excess waiting in arrival order (none is refused or dropped: the engine's per-call timeout
-bounds memory). Its tasks belong to the client's
+excess waiting in arrival order (none is refused or dropped; the queue has no bound of its
+own: see docs/guarantees.md). Its tasks belong to the client's
 :class:`WorkerTasks`, cancelled and awaited on close.
 
 **A bound for the whole worker.** An engine may deliver thousands of invocations at once (a
