@@ -20,6 +20,13 @@ from iii_rx.lifecycle import ClientSettings
 from iii_rx.state import ReconnectConfig
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def workers(iii: iii_rx.Client) -> list[dict[str, Any]]:
     listing = await iii.trigger("engine::workers::list", {})
     return listing["workers"]  # type: ignore[no-any-return]
@@ -234,10 +241,7 @@ async def test_a_failed_setup_raises_its_own_error() -> None:
 
 async def test_reconnect_may_be_a_mapping_of_its_fields(name: str) -> None:
     """It was accepted, then crashed the reconnect loop at the first failure."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = closed_port()
     with pytest.raises(IIIConnectionError, match="exhausted"):
         await iii_rx.connect(f"ws://127.0.0.1:{port}", name=name, connect_timeout=5,
                              reconnect={"initial_delay_ms": 10, "max_retries": 2})
@@ -279,10 +283,7 @@ def test_worker_metadata_shape() -> None:
 
 
 async def test_connect_timeout_when_nothing_listens(name: str) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = closed_port()
     tasks_before = other_tasks()
     with pytest.raises(IIIConnectionError, match="within"):
         await iii_rx.connect(f"ws://127.0.0.1:{port}", name=name, connect_timeout=0.3,
@@ -291,10 +292,7 @@ async def test_connect_timeout_when_nothing_listens(name: str) -> None:
 
 
 async def test_retries_exhausted_fail(name: str) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = closed_port()
     with pytest.raises(IIIConnectionError, match="exhausted"):
         await iii_rx.connect(f"ws://127.0.0.1:{port}", name=name, connect_timeout=5,
                              reconnect=iii_rx.ReconnectConfig(initial_delay_ms=10,
