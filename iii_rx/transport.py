@@ -63,7 +63,7 @@ from iii_rx.errors import IIIConnectionError, PayloadTooLargeError
 from iii_rx.link_failures import describe_close, describe_failure
 from iii_rx.state import ConnectionState, ReconnectConfig
 from iii_rx.streams import HotStream
-from iii_rx.wslane import HotClientConnection, answers_ping
+from iii_rx.wslane import HotClientConnection, HotLane, answers_ping
 
 __all__ = [
     "CALL",
@@ -482,6 +482,8 @@ class Transport:
                     framed += 1
                 if framed:
                     frames[:0] = [data for data in protocol.data_to_send() if data]
+                    if lane is None and isinstance(ws, HotLane):  # the lane counts its own
+                        ws.sent += sum(map(len, frames))  # (a pong may wait behind them)
                     transport.writelines(frames)
                     frames.clear()
                     continue

@@ -95,8 +95,8 @@ class HotLane(Connection):
         self.received = 0
         """Bytes received so far (any frame: the peer is alive while this grows)."""
         self.sent = 0
-        """Bytes handed to the transport so far (all but the client's batched writes of small
-        frames without the lane, which never hold a pong up for long)."""
+        """Bytes handed to the transport so far (counted where they are written: the lane,
+        the library's path, the client's batched writes)."""
         self.delivered = 0
         """:attr:`sent` when the last answered ping left: what the peer surely has."""
 
@@ -349,3 +349,5 @@ async def answers_ping(conn: Connection, timeout: float) -> bool:
             waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await waiting
+        elif not waiting.cancelled():
+            waiting.exception()  # retrieved: the connection's end is the caller's to see

@@ -351,7 +351,10 @@ def _direct_writer(ws: ServerConnection) -> Callable[[str], bool] | None:
             return
         chunks = data_to_send()
         if chunks:
-            ws.transport.write(b"".join(chunks))
+            data = b"".join(chunks)
+            if isinstance(ws, HotConnection):  # the keepalive's measure (a pong waits behind)
+                ws.sent += len(data)
+            ws.transport.write(data)
 
     def write(text: str) -> bool:
         nonlocal scheduled

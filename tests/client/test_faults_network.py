@@ -176,13 +176,14 @@ async def test_a_slow_link_carrying_a_large_message_is_not_taken_for_dead(name: 
     """A pong travels behind what was sent before it: on a slow link, behind a large message.
     Neither side's keepalive may take that for a dead peer (both used to: the client closed
     the connection, the engine dropped the worker, and a large enough message could never be
-    delivered). Here each 200 KB crossing takes about a second, five pong timeouts."""
+    delivered). Here each 400 KB crossing takes about 0.4 s, two pong timeouts (a link well
+    above the slowest one assumed, so a loaded machine does not make it too slow)."""
     async with Engine(port=0, ping_interval_ms=100, ping_timeout_ms=200,
                       **ENGINE_TIMERS) as engine, Proxy(engine.port) as proxy:
-        proxy.rate = 200_000
+        proxy.rate = 1_000_000
         async with iii_rx.connect(proxy.url, name=name, ping_interval=0.1, ping_timeout=0.2,
                                   reconnect=NO_RECONNECT) as iii:
-            big = "x" * 200_000
+            big = "x" * 400_000
             iii.register_function("slow::echo", lambda data: data)
             await iii.wait_for_function("slow::echo", timeout=10)
             # Up to the engine, down to the worker, its result up, then down to the caller.
