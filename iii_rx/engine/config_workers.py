@@ -41,11 +41,13 @@ DEFAULT_REST_PORT = 3111
 
 _OBSERVABILITY_KEYS = frozenset({
     "enabled", "service_name", "service_version", "service_namespace", "exporter", "endpoint",
-    "sampling_ratio", "memory_max_spans", "live_spans", "metrics_enabled", "metrics_exporter",
-    "metrics_retention_seconds", "metrics_max_count", "logs_enabled", "logs_exporter",
-    "logs_max_count", "logs_retention_seconds", "logs_sampling_ratio", "logs_console_output",
-    "level", "format", "alerts",
+    "sampling_ratio", "sampling", "memory_max_spans", "trace_storage", "live_spans",
+    "metrics_enabled", "metrics_exporter", "metrics_retention_seconds", "metrics_max_count",
+    "logs_enabled", "logs_exporter", "logs_max_count", "logs_retention_seconds",
+    "logs_batch_size", "logs_flush_interval_ms", "logs_sampling_ratio", "logs_console_output",
+    "alerts", "level", "format", "collapse_spans",
 })
+"""The Rust engine's ``ObservabilityWorkerConfig`` fields (0.23): all checked, none applied."""
 
 
 @dataclass

@@ -108,6 +108,60 @@ def test_the_suite_config_maps_every_worker(tmp_path: Path) -> None:
     assert not any("host" in w for w in settings.warnings)  # every host: is applied
 
 
+def test_every_key_the_rust_engine_takes_is_accepted(tmp_path: Path) -> None:
+    """The keys of the Rust engine's own ``engine/config.yaml`` (0.23) and the rest of its
+    worker config structs: a file it runs must not stop ours; what we do not apply is named in
+    a warning."""
+    settings = _settings(tmp_path, """
+        registration_namespace_grace_ms: 5000
+        workers:
+          - name: iii-observability
+            config:
+              enabled: ${OTEL_ENABLED:true}
+              service_name: iii
+              service_version: "0.23"
+              service_namespace: production
+              exporter: memory
+              endpoint: http://localhost:4317
+              sampling_ratio: 1.0
+              sampling:
+                default: 0.1
+                parent_based: true
+                rules: [{operation: "health.*", rate: 0.01}]
+                rate_limit: {max_traces_per_second: 100}
+              memory_max_spans: 10000
+              trace_storage:
+                enabled: true
+                directory: ./data/observability/traces
+                max_disk_bytes: 1073741824
+                retention_seconds: 2592000
+                memory_max_bytes: 268435456
+                memory_low_watermark_ratio: 0.75
+                pending_max_age_seconds: 3600
+              live_spans: true
+              metrics_enabled: true
+              metrics_exporter: memory
+              metrics_retention_seconds: 3600
+              metrics_max_count: 10000
+              logs_enabled: true
+              logs_exporter: memory
+              logs_max_count: 1000
+              logs_retention_seconds: 3600
+              logs_batch_size: 100
+              logs_flush_interval_ms: 5000
+              logs_sampling_ratio: 1.0
+              logs_console_output: true
+              alerts: [{name: low, metric: iii.workers.active, threshold: 1, operator: "<"}]
+              level: info
+              format: json
+              collapse_spans: [{name: "trigger *"}]
+    """)
+    [warning] = settings.warnings
+    for key in ("trace_storage", "sampling", "logs_batch_size", "logs_flush_interval_ms",
+                "collapse_spans"):
+        assert key in warning
+
+
 def test_defaults_are_the_rust_engines_except_the_host(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "workers: []")
     assert (settings.options["port"], settings.options["rest_port"]) == (49134, 3111)
