@@ -49,6 +49,32 @@ _OBSERVABILITY_KEYS = frozenset({
 })
 """The Rust engine's ``ObservabilityWorkerConfig`` fields (0.23): all checked, none applied."""
 
+_OBSERVABILITY_BLOCKS = {
+    "sampling": ("default", "rules", "parent_based", "rate_limit"),
+    "trace_storage": ("enabled", "directory", "max_disk_bytes", "retention_seconds",
+                      "memory_max_bytes", "memory_low_watermark_ratio",
+                      "pending_max_age_seconds"),
+}
+"""Its mappings whose keys the Rust engine also checks (a typo there stops it)."""
+
+_QUEUE_KEYS = ("max_retries", "concurrency", "type", "message_group_field", "max_priority",
+               "priority_field", "backoff_ms", "poll_interval_ms")
+"""``queue_configs.<queue>`` keys (the Rust engine's ``FunctionQueueConfig``)."""
+
+# Each adapter's ``config`` keys, as the Rust engine's adapter config structs (0.23) have them.
+_KV = ("store_method", "file_path", "save_interval_ms")
+_REDIS = ("redis_url",)
+_BRIDGE = ("bridge_url",)
+_STATE_ADAPTERS = {"kv": _KV, "redis": _REDIS, "bridge": _BRIDGE}
+_STREAM_ADAPTERS = {"kv": (*_KV, "channel_size"), "redis": _REDIS, "bridge": _BRIDGE}
+_QUEUE_ADAPTERS = {"builtin": _KV, "redis": _REDIS, "bridge": _BRIDGE,
+                   "rabbitmq": ("amqp_url", "max_attempts", "prefetch_count", "queue_mode",
+                                "priority_field")}
+_PUBSUB_ADAPTERS: dict[str, tuple[str, ...]] = {"local": (), "redis": _REDIS,
+                                                "bridge": _BRIDGE}
+_CRON_ADAPTERS = {"kv": (*_KV, "lock_ttl_ms", "lock_index"), "redis": _REDIS,
+                  "bridge": _BRIDGE}
+
 
 @dataclass
 class EngineSettings:
@@ -123,10 +149,7 @@ def _http_functions(entry: WorkerEntry, settings: EngineSettings) -> None:
     if not isinstance(security, dict):
         raise ConfigValueError(key, "expected a mapping (url_allowlist, block_private_ips, "
                                "require_https)")
-    for name in security:
-        if name not in ("url_allowlist", "block_private_ips", "require_https"):
-            raise ConfigValueError(f"{key}.{name}", "unknown key (expected url_allowlist, "
-                                   "block_private_ips or require_https)")
+    _keys(security, key, ("url_allowlist", "block_private_ips", "require_https"))
     allow = security.get("url_allowlist", ["*"])
     if not isinstance(allow, list) or not all(isinstance(a, str) and a for a in allow):
         raise ConfigValueError(f"{key}.url_allowlist", "expected a list of host patterns")
@@ -138,7 +161,7 @@ def _http_functions(entry: WorkerEntry, settings: EngineSettings) -> None:
 def _state(entry: WorkerEntry, settings: EngineSettings) -> None:
     _known(entry, settings, {"adapter"},
            ignored={"triggers_enabled", "max_value_bytes", "save_interval_ms"})
-    name, adapter_config = _adapter(entry, ("kv", "redis", "bridge"), "kv")
+    name, adapter_config = _adapter(entry, _STATE_ADAPTERS, "kv")
     if name != "kv":
         settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
                                  "state is kept in memory")
@@ -153,7 +176,7 @@ def _state(entry: WorkerEntry, settings: EngineSettings) -> None:
 
 def _queue(entry: WorkerEntry, settings: EngineSettings) -> None:
     _known(entry, settings, {"queue_configs", "adapter"})
-    name, _ = _adapter(entry, ("builtin", "redis", "rabbitmq", "bridge"), "builtin")
+    name, _ = _adapter(entry, _QUEUE_ADAPTERS, "builtin")
     if name != "builtin":
         settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
                                  "queues are kept in memory")
@@ -164,8 +187,12 @@ def _queue(entry: WorkerEntry, settings: EngineSettings) -> None:
     for queue, raw in queues.items():
         qkey = f"{key}.{queue}"
         if not isinstance(raw, dict):
-            raise ConfigValueError(qkey, "expected a mapping (max_retries, concurrency, type, "
-                                   "message_group_field, backoff_ms, poll_interval_ms)")
+            raise ConfigValueError(qkey, "expected a mapping (" + ", ".join(_QUEUE_KEYS) + ")")
+        _keys(raw, qkey, _QUEUE_KEYS)
+        unapplied = sorted(k for k in ("max_priority", "priority_field") if raw.get(k) is not None)
+        if unapplied:
+            settings.warnings.append(f"{qkey}: keys not applied by the iii_rx engine: "
+                                     + ", ".join(unapplied))
         kind = raw.get("type", "standard")
         if kind not in ("standard", "fifo"):
             raise ConfigValueError(f"{qkey}.type", f"expected standard or fifo, got {kind!r}")
@@ -185,7 +212,7 @@ def _queue(entry: WorkerEntry, settings: EngineSettings) -> None:
 def _stream(entry: WorkerEntry, settings: EngineSettings) -> None:
     config, key = entry.config, entry.key
     _known(entry, settings, {"adapter", "host", "port", "auth_function"})
-    name, adapter_config = _adapter(entry, ("kv", "redis", "bridge"), "kv")
+    name, adapter_config = _adapter(entry, _STREAM_ADAPTERS, "kv")
     settings.options["stream_port"] = _int(config, "port", key, 3112, 0, 65535)
     _host(config, key, settings, "stream_host")
     auth = config.get("auth_function")
@@ -202,7 +229,7 @@ def _stream(entry: WorkerEntry, settings: EngineSettings) -> None:
 
 def _pubsub(entry: WorkerEntry, settings: EngineSettings) -> None:
     _known(entry, settings, {"adapter"})
-    name, _ = _adapter(entry, ("local", "redis", "bridge"), "local")
+    name, _ = _adapter(entry, _PUBSUB_ADAPTERS, "local")
     if name != "local":
         settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
                                  "pub/sub is local")
@@ -210,7 +237,7 @@ def _pubsub(entry: WorkerEntry, settings: EngineSettings) -> None:
 
 def _cron(entry: WorkerEntry, settings: EngineSettings) -> None:
     _known(entry, settings, {"adapter"})
-    name, _ = _adapter(entry, ("kv", "redis", "bridge"), "kv")
+    name, _ = _adapter(entry, _CRON_ADAPTERS, "kv")
     if name != "kv":
         settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
                                  "cron runs on this engine only")
@@ -223,6 +250,12 @@ def _configuration(entry: WorkerEntry, settings: EngineSettings) -> None:
 
 def _observability(entry: WorkerEntry, settings: EngineSettings) -> None:
     _known(entry, settings, set(), ignored=set(_OBSERVABILITY_KEYS))
+    for block, keys in _OBSERVABILITY_BLOCKS.items():
+        value = entry.config.get(block)
+        if value is not None:
+            if not isinstance(value, dict):
+                raise ConfigValueError(f"{entry.key}.{block}", "expected a mapping")
+            _keys(value, f"{entry.key}.{block}", keys)
 
 
 _MAPPERS = {
@@ -257,21 +290,33 @@ def _known(entry: WorkerEntry, settings: EngineSettings, applied: set[str],
                                  f"engine: {', '.join(unapplied)}")
 
 
-def _adapter(entry: WorkerEntry, names: tuple[str, ...],
+def _keys(mapping: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+    """A nested mapping's keys: one the Rust engine does not know is a typo, not ignored."""
+    for name in mapping:
+        if name not in allowed:
+            expected = ("expected one of " + ", ".join(allowed)) if allowed else "expected none"
+            raise ConfigValueError(f"{key}.{name}", f"unknown key ({expected})")
+
+
+def _adapter(entry: WorkerEntry, adapters: dict[str, tuple[str, ...]],
              default: str) -> tuple[str, dict[str, Any]]:
+    """The ``adapter`` block's name and ``config``; ``adapters`` maps each name to its config
+    keys."""
     adapter = entry.config.get("adapter")
     key = f"{entry.key}.adapter"
     if adapter is None:
         return default, {}
     if not isinstance(adapter, dict):
         raise ConfigValueError(key, "expected a mapping with name (and config)")
+    _keys(adapter, key, ("name", "config"))
     name = adapter.get("name", default)
-    if name not in names:
-        raise ConfigValueError(f"{key}.name", f"expected one of {', '.join(names)}, got "
+    if name not in adapters:
+        raise ConfigValueError(f"{key}.name", f"expected one of {', '.join(adapters)}, got "
                                f"{name!r}")
     config = adapter.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigValueError(f"{key}.config", "expected a mapping")
+    _keys(config, f"{key}.config", adapters[name])
     return str(name), config
 
 

@@ -155,11 +155,32 @@ def test_every_key_the_rust_engine_takes_is_accepted(tmp_path: Path) -> None:
               level: info
               format: json
               collapse_spans: [{name: "trigger *"}]
+          - name: iii-state
+            config:
+              adapter:
+                name: kv
+                config: {store_method: in_memory, file_path: ./s.db, save_interval_ms: 500}
+          - name: iii-stream
+            config:
+              adapter: {name: kv, config: {save_interval_ms: 500, channel_size: 64}}
+          - name: iii-cron
+            config: {adapter: {name: kv, config: {lock_ttl_ms: 5, lock_index: x}}}
+          - name: iii-pubsub
+            config: {adapter: {name: redis, config: {redis_url: "redis://h"}}}
+          - name: iii-queue
+            config:
+              adapter: {name: builtin, config: {store_method: in_memory}}
+              queue_configs:
+                orders: {max_retries: 1, concurrency: 2, type: standard, backoff_ms: 3,
+                         poll_interval_ms: 4, max_priority: 9, priority_field: p,
+                         message_group_field: g}
     """)
-    [warning] = settings.warnings
+    observability, pubsub, queue = settings.warnings
     for key in ("trace_storage", "sampling", "logs_batch_size", "logs_flush_interval_ms",
                 "collapse_spans"):
-        assert key in warning
+        assert key in observability
+    assert "'redis' is not implemented" in pubsub
+    assert "queue_configs.orders" in queue and "max_priority, priority_field" in queue
 
 
 def test_defaults_are_the_rust_engines_except_the_host(tmp_path: Path) -> None:
@@ -228,6 +249,28 @@ def test_a_worker_we_do_not_implement_is_one_warning(tmp_path: Path) -> None:
      "workers[0].config.adapter.name", "one of kv, redis, bridge"),
     ("workers: [{name: iii-queue, config: {queue_configs: {q: {type: fifo}}}}]",
      "workers[0].config.queue_configs.q.message_group_field", "required for type: fifo"),
+    # typos inside nested blocks, refused as the Rust engine refuses (or flags) them
+    ("workers: [{name: iii-queue, config: {queue_configs: {q: {max_retrys: 5}}}}]",
+     "workers[0].config.queue_configs.q.max_retrys", "unknown key (expected one of max_retries"),
+    ("workers: [{name: iii-state, config: {adapter: {name: kv, config: "
+     "{store_methd: file_based, file_path: ./s.db}}}}]",
+     "workers[0].config.adapter.config.store_methd", "unknown key (expected one of store_method"),
+    ("workers: [{name: iii-state, config: {adapter: {name: kv, extra: 1}}}]",
+     "workers[0].config.adapter.extra", "expected one of name, config"),
+    ("workers: [{name: iii-stream, config: {adapter: {name: redis, config: {url: x}}}}]",
+     "workers[0].config.adapter.config.url", "expected one of redis_url"),
+    ("workers: [{name: iii-queue, config: {adapter: {name: builtin, config: {file: x}}}}]",
+     "workers[0].config.adapter.config.file", "unknown key"),
+    ("workers: [{name: iii-pubsub, config: {adapter: {name: local, config: {foo: 1}}}}]",
+     "workers[0].config.adapter.config.foo", "expected none"),
+    ("workers: [{name: iii-cron, config: {adapter: {name: kv, config: {lock_tl_ms: 5}}}}]",
+     "workers[0].config.adapter.config.lock_tl_ms", "unknown key"),
+    ("workers: [{name: iii-observability, config: {sampling: {defalt: 0.5}}}]",
+     "workers[0].config.sampling.defalt", "expected one of default"),
+    ("workers: [{name: iii-observability, config: {trace_storage: {enabld: false}}}]",
+     "workers[0].config.trace_storage.enabld", "expected one of enabled"),
+    ("workers: [{name: iii-observability, config: {trace_storage: [1]}}]",
+     "workers[0].config.trace_storage", "expected a mapping"),
 ])
 def test_a_malformed_file_names_the_key_and_what_was_expected(
         tmp_path: Path, text: str, key: str, expected: str) -> None:
