@@ -36,7 +36,7 @@ class EngineConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
-    rest_port: int = 0
+    rest_port: int | None = 0
     namespace_grace_ms: int = 5000
     functions_available_poll_ms: int = 5000
     unique_worker_names: bool = True

@@ -8,7 +8,7 @@ settings. Workers and keys (docs/engine-config.md has the full table):
   ``middleware_function_id``, ``rbac``, ``handshake_timeout_ms``), each further one a
   :class:`~iii_rx.engine.listeners.Listener`;
 * ``iii-http`` — the REST API: ``host`` (the main listener's by default), ``port`` (3111),
-  ``default_timeout`` (ms), ``concurrency_request_limit``;
+  ``default_timeout`` (ms), ``concurrency_request_limit``; without it, no REST API;
 * ``iii-http-functions`` — ``security.url_allowlist``, ``block_private_ips``, ``require_https``;
 * ``iii-state`` — ``adapter: {name: kv, config: {store_method: file_based, file_path}}`` keeps
   state in that file (our sqlite format), anything else in memory;
@@ -117,10 +117,11 @@ def settings_from_file(config: ConfigFile) -> EngineSettings:
                     mapper(entry, settings)
         except ConfigValueError as exc:
             raise ConfigFileError(config.path, exc.key, exc.expected) from None
-    # The Rust engine's ports where the file names none (``Engine()`` alone picks free ones).
+    # The Rust engine's port where the file names none (``Engine()`` alone picks a free one);
+    # without ``iii-http`` it opens no REST API, and neither do we.
     if not main_seen:
         settings.options.setdefault("port", DEFAULT_WORKER_PORT)
-    settings.options.setdefault("rest_port", DEFAULT_REST_PORT)
+    settings.options.setdefault("rest_port", None)
     settings.warnings[:] = [w if w.startswith(config.path) else f"{config.path}: {w}"
                             for w in settings.warnings]
     return settings

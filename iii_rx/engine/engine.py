@@ -100,7 +100,9 @@ class Engine:
     * ``pending_max_age_ms`` — calls without a result for this long are dropped with
       ``invocation_error`` (memory bound, docs/protocol.md §12.3 item 13; 0 disables).
 
-    ``port=0`` and ``rest_port=0`` pick ephemeral ports (only the CLI uses the well-known ones).
+    ``port=0`` and ``rest_port=0`` pick ephemeral ports (only the CLI uses the well-known ones);
+    ``rest_port=None`` opens no REST API (and no ``http`` trigger type), as a config file
+    without ``iii-http``.
     ``unique_worker_names`` enforces one live worker per ``(namespace, name)``
     (``WORKER_NAMESPACE_CONFLICT``). ``allow_http_private`` / ``require_https`` /
     ``http_url_allowlist`` (host globs) are the URL policy of HTTP-invoked functions: loopback
@@ -146,7 +148,7 @@ class Engine:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        rest_port: int = 0,
+        rest_port: int | None = 0,
         namespace_grace_ms: int = 5000,
         functions_available_poll_ms: int = 5000,
         unique_worker_names: bool = True,

@@ -85,8 +85,11 @@ class RestExtension:
         self._type: TriggerType | None = None
 
     async def start(self, services: EngineServices) -> None:
-        """Serve the REST API on ``rest_port`` and provide the ``http`` trigger type."""
+        """Serve the REST API on ``rest_port`` and provide the ``http`` trigger type
+        (neither when ``rest_port`` is ``None``)."""
         config = services.config
+        if config.rest_port is None:
+            return
         timeout = config.rest_timeout_ms / 1000
 
         async def invoke(namespace: str, function_id: str, data: Any, metadata: Any,

@@ -185,7 +185,9 @@ def test_every_key_the_rust_engine_takes_is_accepted(tmp_path: Path) -> None:
 
 def test_defaults_are_the_rust_engines_except_the_host(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "workers: []")
-    assert (settings.options["port"], settings.options["rest_port"]) == (49134, 3111)
+    assert settings.options["port"] == 49134
+    assert settings.options["rest_port"] is None  # no iii-http: no REST API, as on Rust
+    assert _settings(tmp_path, "workers: [{name: iii-http}]").options["rest_port"] == 3111
     assert "host" not in settings.options  # Engine's default: 127.0.0.1
     listener = _settings(tmp_path, """
         workers:
@@ -326,6 +328,25 @@ async def test_from_config_runs_an_engine_with_its_listeners(
         plain = await RawWorker.connect(engine.listener_urls[2])
         assert "error" not in await plain.call("engine::workers::list", {})
     assert any("iii-unknown-thing" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_file_without_iii_http_opens_no_rest_api(tmp_path: Path) -> None:
+    """The Rust engine runs ``iii-http`` only when the file lists it; ours did open
+    127.0.0.1:3111 anyway. ``rest_port`` given to ``from_config`` (``--rest-port``) still
+    opens one."""
+    path = _write(tmp_path, """
+        workers:
+          - name: iii-worker-manager
+            config: {port: 0}
+    """)
+    async with Engine.from_config(path) as engine:
+        assert engine.rest_port is None and engine._rest.api is None
+        assert ("default", "http") not in engine.triggers.types
+        workers = await (await RawWorker.connect(engine.url)).call("engine::workers::list", {})
+        assert "iii-http" not in {w["name"] for w in workers["result"]["workers"]}
+    async with Engine.from_config(path, rest_port=0) as engine:
+        assert engine.rest_port
+        assert ("default", "http") in engine.triggers.types
 
 
 def test_the_command_fails_at_start_on_a_bad_file(tmp_path: Path) -> None:
