@@ -21,10 +21,12 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from iii_rx.engine import Engine
 from iii_rx.engine.config_file import ConfigFileError
+from iii_rx.engine.workers.sqlite_common import StoreFileError
 
 __all__ = ["add_engine_arguments", "args_options", "main", "secret_env_allowlist", "serve"]
 
@@ -43,6 +45,27 @@ def port_number(text: str) -> int:
     return port
 
 
+def host_name(text: str) -> str:
+    """An argparse type: a host name or address; an empty one (``--host "$UNSET"``) would
+    bind every interface, so it is a usage error."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a host name or address, got {text!r}")
+    return text.strip()
+
+
+def milliseconds(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of milliseconds, at least ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+    return parse
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags shared by ``iii-rx engine`` and ``python -m iii_rx.engine``.
 
@@ -51,7 +74,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, metavar="PATH",
                         help="the Rust engine's config file (iii-config.yaml); flags given "
                              "here win over it")
-    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--host", type=host_name, default=None,
+                        help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=None,
                         help=f"worker websocket port (default {CLI_PORT}, 0 = ephemeral)")
     parser.add_argument("--rest-port", type=port_number, default=None,
@@ -80,14 +104,16 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                              "(0 = ephemeral; default: no socket)")
     parser.add_argument("--stream-auth-function", default=None, metavar="FUNCTION_ID",
                         help="function that authenticates streams socket connections")
-    parser.add_argument("--rest-host", default=None,
+    parser.add_argument("--rest-host", type=host_name, default=None,
                         help="address the REST API binds (default: --host)")
-    parser.add_argument("--stream-host", default=None,
+    parser.add_argument("--stream-host", type=host_name, default=None,
                         help="address the streams socket binds (default: --host)")
-    parser.add_argument("--handshake-timeout-ms", type=int, default=None, metavar="MS",
+    parser.add_argument("--handshake-timeout-ms", type=milliseconds(1), default=None,
+                        metavar="MS",
                         help="drop a connection that has not finished its websocket "
                              "handshake after MS (default 10000)")
-    parser.add_argument("--namespace-grace-ms", type=int, default=None,
+    parser.add_argument("--namespace-grace-ms", type=milliseconds(0), default=None,
+                        metavar="MS",
                         help="how long registrations wait for engine::workers::register "
                              "(default $III_NAMESPACE_GRACE_MS or 5000)")
     parser.add_argument("--log-level", default="INFO",
@@ -102,8 +128,15 @@ def secret_env_allowlist(values: list[str] | None) -> tuple[str, ...]:
 
 
 def _env_grace() -> int | None:
+    """``$III_NAMESPACE_GRACE_MS``; a value that is not a number of milliseconds is an error
+    (silently falling back to 5000 hid the typo)."""
     value = os.environ.get("III_NAMESPACE_GRACE_MS", "").strip()
-    return int(value) if value.isdigit() else None
+    if not value:
+        return None
+    if not value.isdecimal():
+        raise ValueError("III_NAMESPACE_GRACE_MS: expected a whole number of milliseconds, "
+                         f"got {value!r}")
+    return int(value)
 
 
 async def serve(host: str | None = None, port: int | None = None,
@@ -183,19 +216,29 @@ def args_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_args(args: argparse.Namespace) -> int:
-    """Run with parsed :func:`add_engine_arguments` flags."""
+    """Run with parsed :func:`add_engine_arguments` flags: 0 when stopped, 2 for a setting
+    that cannot be used (the config file, an environment variable, a state, stream or queue
+    file), 1 when the engine cannot start (a port in use), each one line."""
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = args_options(args)
+    log = logging.getLogger("iii_rx.engine")
+    try:
+        options = args_options(args)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         asyncio.run(_serve(options))
     except ConfigFileError as exc:
-        logging.getLogger("iii_rx.engine").error("bad config file: %s", exc)
+        log.error("bad config file: %s", exc)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
+    except StoreFileError as exc:
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
-        logging.getLogger("iii_rx.engine").error("cannot start the engine: %s", exc)
+        log.error("cannot start the engine: %s", exc)
         return 1
     return 0
 

@@ -4,12 +4,14 @@ the interpreter starts from adding up."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from iii_rx.cli import main
 from iii_rx.client import Client
 from iii_rx.engine import Engine
 from iii_rx.engine.engine import EngineThread
+from iii_rx.engine.run import add_engine_arguments
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +244,38 @@ def test_a_bad_number_is_a_usage_error(args: tuple[str, ...],
         main(list(args))
     assert exited.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [("--host", ""), ("--rest-host", " "), ("--stream-host", ""),
+                                  ("--handshake-timeout-ms", "0"),
+                                  ("--handshake-timeout-ms", "-5"),
+                                  ("--namespace-grace-ms", "-1")])
+def test_a_bad_engine_flag_is_a_usage_error(args: tuple[str, ...],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``--host "$UNSET"`` bound every interface while the engine printed 127.0.0.1; a
+    handshake deadline of 0 gave a traceback; a negative grace period was taken. (The parser
+    alone: before the checks some of these started an engine on the well-known ports.)"""
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(list(args))
+    assert exited.value.code == 2
+    assert f"argument {args[0]}: " in capsys.readouterr().err
+
+
+def test_an_unusable_file_or_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """A state, stream or queue file that sqlite cannot use, and a grace period in the
+    environment that is not a number, stop ``iii-rx engine`` with one line naming them (they
+    gave a traceback and exit 1, or for the variable were ignored)."""
+    not_db = tmp_path / "not.db"
+    not_db.write_text("garbage")
+    engine = ("engine", "--port", "0", "--rest-port", "0", "--log-level", "WARNING")
+    results = run_all(cli(*engine, "--state-file", str(tmp_path)),
+                      cli(*engine, "--stream-file", str(not_db)),
+                      cli(*engine, "--queue-file", "/proc/iii-rx-test/q.db"),
+                      (cli(*engine), {**ENV, "III_NAMESPACE_GRACE_MS": "abc"}))
+    named = [str(tmp_path), str(not_db), "/proc/iii-rx-test/q.db", "III_NAMESPACE_GRACE_MS"]
+    for done, name in zip(results, named, strict=True):
+        assert done.returncode == 2, done
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done
+        assert "ERROR" in done.stderr and name in done.stderr, done

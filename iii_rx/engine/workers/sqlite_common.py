@@ -17,7 +17,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["SqliteFile", "Synchronous", "check_options", "dump", "open_db", "transaction"]
+__all__ = ["SqliteFile", "StoreFileError", "Synchronous", "check_options", "dump", "open_db",
+           "transaction"]
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -30,16 +31,29 @@ def check_options(table: str, synchronous: str) -> None:
         raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
 
 
+class StoreFileError(OSError):
+    """A state, stream or queue file that cannot be opened as an sqlite database (a
+    directory, another kind of file, a path that cannot be created): the message names it,
+    where sqlite's own error ("unable to open database file") does not."""
+
+
 def open_db(path: Path, schema: str, *, synchronous: Synchronous,
             busy_timeout_ms: int) -> sqlite3.Connection:
-    """The file ``path`` (created with its directory if missing) with ``schema`` applied."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    """The file ``path`` (created with its directory if missing) with ``schema`` applied;
+    :class:`StoreFileError` if it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreFileError(f"{path}: cannot open it as an sqlite file: {exc}") from exc
     try:
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {synchronous}")
         db.executescript(schema)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StoreFileError(f"{path}: cannot use it as an sqlite file: {exc}") from exc
     except BaseException:
         db.close()
         raise
