@@ -165,6 +165,12 @@ def engine_options(config: str | None = None, **flags: Any) -> dict[str, Any]:
             "namespace_grace_ms": 5000, **given}
 
 
+def _not_listening(record: logging.LogRecord) -> bool:
+    """The engine's own "listening on" log line, which the command prints (on stdout, for
+    scripts) instead of showing it twice."""
+    return not str(record.msg).startswith("iii engine listening on")
+
+
 async def _serve(options: dict[str, Any]) -> None:
     config = options.pop("config", None)
     stop = asyncio.Event()
@@ -176,14 +182,17 @@ async def _serve(options: dict[str, Any]) -> None:
             handled.append(sig)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
             pass
+    engine_log = logging.getLogger("iii_rx.engine")
+    engine_log.addFilter(_not_listening)
     try:
         engine = Engine.from_config(config, **options) if config is not None \
             else Engine(**options)
         async with engine:
             print(f"iii engine listening on {', '.join(engine.listener_urls)}", flush=True)
             await stop.wait()
-            logging.getLogger("iii_rx.engine").info("stopping")
+            engine_log.info("stopping")
     finally:
+        engine_log.removeFilter(_not_listening)
         for sig in handled:
             loop.remove_signal_handler(sig)
 

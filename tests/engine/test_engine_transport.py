@@ -172,6 +172,7 @@ def test_command_line_runs_and_stops_cleanly(command: list[str], stop: signal.Si
         disconnects = [line for line in err.splitlines() if "worker disconnected" in line]
         assert len(connects) == 1 and len(disconnects) == 1, err
         assert "Traceback" not in err
+        assert "listening on ws:" not in err  # printed on stdout, not logged a second time
     finally:
         if process.poll() is None:
             process.kill()
