@@ -34,6 +34,13 @@ def positive_seconds(text: str) -> float:
     return seconds
 
 
+def function_id(text: str) -> str:
+    """An argparse type: a function id (an empty one names no function)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a function id, got {text!r}")
+    return text
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """``--url``, ``--connect-timeout`` and ``--verbose``, taken by every client command."""
     parser.add_argument("--url", default=None,
@@ -86,12 +93,12 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     call = commands.add_parser(
         "call", help="call a function and print its result",
         description="Trigger FUNCTION_ID with a JSON payload and print the result as JSON.")
-    call.add_argument("function_id", metavar="FUNCTION_ID")
+    call.add_argument("function_id", type=function_id, metavar="FUNCTION_ID")
     call.add_argument("payload", nargs="?", default="{}", metavar="JSON",
                       help="the payload, as JSON (default {}; - reads stdin)")
     call.add_argument("--timeout", type=int, default=30000, metavar="MS",
                       help="fail if no result within MS milliseconds (default 30000)")
-    call.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+    call.add_argument("--wait", type=positive_seconds, default=None, metavar="SECONDS",
                       help="first wait up to SECONDS for the function to be registered")
     call.add_argument("--namespace", default=None,
                       help="connect in this namespace (calls resolve in it)")

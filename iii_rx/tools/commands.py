@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -104,7 +105,7 @@ def call(args: argparse.Namespace) -> int:
     """``iii-rx call FUNCTION_ID [JSON] [--timeout MS] [--wait S]``."""
     text = sys.stdin.read() if args.payload == "-" else args.payload
     try:
-        payload = json.loads(text)
+        payload = parse_payload(text)
     except ValueError as exc:
         print(f"iii-rx: the payload is not JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -112,6 +113,27 @@ def call(args: argparse.Namespace) -> int:
         print("iii-rx: --timeout must be positive", file=sys.stderr)
         return EXIT_USAGE
     return run(_call(args, payload), verbose=args.verbose)
+
+
+def parse_payload(text: str) -> Any:
+    """``text`` as strict JSON: Python's ``json`` also takes ``NaN``, ``Infinity``, numbers
+    beyond a double (``1e999``) and lone surrogates (``"\\ud800"``), none of which the wire
+    can carry (the client refuses them at the call); ``ValueError`` names the culprit."""
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    def finite(number: str) -> float:
+        value = float(number)
+        if math.isinf(value):
+            raise ValueError(f"{number} is beyond a double's range")
+        return value
+
+    payload = json.loads(text, parse_constant=constant, parse_float=finite)
+    try:
+        json.dumps(payload, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError("a string holds a lone surrogate, which UTF-8 cannot encode") from None
+    return payload
 
 
 async def _call(args: argparse.Namespace, payload: Any) -> int:
@@ -124,6 +146,8 @@ async def _call(args: argparse.Namespace, payload: Any) -> int:
             raise ToolError(f"{args.function_id}: no result within {args.timeout} ms") from None
         except IIIError as exc:
             raise ToolError(f"{args.function_id}: {one_line(exc)}") from None
+        except ValueError as exc:  # refused before sending: nothing the engine saw
+            raise ToolError(f"{args.function_id}: {one_line(exc)}", EXIT_USAGE) from None
     _print(json.dumps(result, indent=2, ensure_ascii=False, default=repr))
     return 0
 

@@ -129,6 +129,31 @@ def test_call_errors_in_process(engine: EngineThread, calc: Client,
     assert "math::add: " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("payload", "words"), [
+    ("NaN", "NaN is not a JSON number"), ("Infinity", "Infinity is not a JSON number"),
+    ('{"a": -Infinity}', "-Infinity is not a JSON number"),
+    ("[1e999]", "1e999 is beyond a double's range"),
+    ('"\\ud800"', "lone surrogate")])
+def test_a_payload_the_wire_cannot_carry_is_one_line_and_exit_2(
+        payload: str, words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python's json takes these; the client then refused them with a traceback (exit 1).
+    No engine needed: the payload is refused before connecting."""
+    assert main(["call", "math::add", payload, "--url", f"ws://127.0.0.1:{closed_port()}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith("iii-rx: the payload is not JSON: ") and words in err, err
+
+
+@pytest.mark.parametrize("args", [("",), (" ",), ("x::y", "--wait", "-1"),
+                                  ("x::y", "--wait", "0")])
+def test_call_refuses_an_empty_function_id_and_a_wait_below_zero(
+        args: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["call", *args, "--url", f"ws://127.0.0.1:{closed_port()}"])
+    assert exited.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_call_waits_for_a_function_registered_later(engine: EngineThread) -> None:
     waiting = Lines(cli("call", "late::fn", '{"x": 1}', "--wait", str(WAIT), "--url",
                         engine.url))
