@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -31,7 +32,7 @@ from textual.widgets import DataTable, Footer, RichLog, Static
 
 from iii_rx.errors import IIIError
 from iii_rx.state import ConnectionState, ReconnectConfig
-from iii_rx.tools.common import EXIT_INTERRUPTED, one_line, open_client, run
+from iii_rx.tools.common import EXIT_INTERRUPTED, EXIT_USAGE, one_line, open_client, run
 from iii_rx.tools.metrics import RateTracker
 from iii_rx.tools.rows import (
     FUNCTION_COLUMNS,
@@ -369,7 +370,19 @@ _FOREVER = ReconnectConfig(initial_delay_ms=200, max_delay_ms=2000, max_retries=
 
 def top(args: argparse.Namespace) -> int:
     """``iii-rx top``: run the dashboard until ``q`` (or Ctrl-C)."""
+    if not draws_on_terminal():
+        print("iii-rx: top needs a terminal to draw on (stderr is not one); in scripts use "
+              "'iii-rx ls' or 'iii-rx watch'", file=sys.stderr)
+        return EXIT_USAGE
     return run(_top(args), verbose=args.verbose)
+
+
+def draws_on_terminal() -> bool:
+    """Whether textual has a terminal to draw on: it draws on the process's stderr (so
+    ``iii-rx top > file`` still works). Without one (cron, CI, nohup) it would write escape
+    codes to a file for ever."""
+    stream = sys.__stderr__
+    return stream is not None and stream.isatty()
 
 
 async def _top(args: argparse.Namespace) -> int:

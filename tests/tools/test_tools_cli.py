@@ -208,7 +208,7 @@ def test_a_wrong_url_is_one_line_and_exit_1_for_every_command() -> None:
     fast = ("--connect-timeout", "1")
     *results, from_env = run_all(
         cli("ls", "--url", url, *fast), cli("call", "x::y", "--url", url, *fast),
-        cli("watch", "--url", url, *fast), cli("top", "--url", url, *fast),
+        cli("watch", "--url", url, *fast),
         (cli("ls"), {**ENV, "III_URL": url}))  # the default connect timeout (3 s)
     for done in [*results, from_env]:
         assert done.returncode == 1, done
@@ -219,6 +219,25 @@ def test_a_wrong_url_is_one_line_and_exit_1_for_every_command() -> None:
         # Five interpreters start at once on a possibly busy machine; the bound still tells
         # the tools' short connect timeout from the client's default (30 s).
         assert done.seconds < 25, done
+
+
+def test_top_with_a_wrong_url_is_one_line_and_exit_1(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """As the other commands (given a terminal: without one ``top`` stops at once)."""
+    monkeypatch.setattr("iii_rx.tools.top.draws_on_terminal", lambda: True)
+    url = f"ws://127.0.0.1:{closed_port()}"
+    assert main(["top", "--url", url, "--connect-timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("iii-rx: ") and url in err, err
+
+
+def test_top_without_a_terminal_is_one_line_and_exit_2() -> None:
+    """Under cron, CI or nohup (no terminal on stdin, stdout or stderr) ``top`` ran for ever
+    writing escape codes into the log; it now points at the commands meant for scripts."""
+    [done] = run_all(cli("top", "--url", f"ws://127.0.0.1:{closed_port()}"))
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert done.stderr.count("\n") == 1 and "needs a terminal" in done.stderr, done
+    assert "iii-rx ls" in done.stderr and "iii-rx watch" in done.stderr
 
 
 def test_python_m_cli_runs_the_engine_and_the_client_commands() -> None:
