@@ -249,6 +249,9 @@ class TopApp(App[None]):
         status = Text()
         status.append("● ", style=_STATE_STYLES.get(self.state, "bold red"))
         status.append(self.state.value, style=_STATE_STYLES.get(self.state, "bold red"))
+        if self.state is not ConnectionState.CONNECTED and self.snapshot is not None:
+            # Next to the state: at the end of the line a narrow terminal cut it off.
+            status.append(" (last known state)", style="yellow")
         status.append(f"  {self.url}")
         if self.rows is not None:
             status.append(f"  workers {len(self.rows.workers)}  functions "
@@ -256,8 +259,6 @@ class TopApp(App[None]):
         status.append(f"  namespace: {self.namespace or 'all'}  sort: {self.sort}"
                       f"{' (reversed)' if self.reverse else ''}"
                       f"{'  engine rows hidden' if self.hide_engine else ''}", style="dim")
-        if self.state is not ConnectionState.CONNECTED and self.snapshot is not None:
-            status.append("  (showing the last known state)", style="yellow")
         self.query_one("#status", Static).update(status)
 
     def _render_tables(self, now: float | None = None) -> None:

@@ -206,6 +206,19 @@ async def test_the_screenshot_is_an_svg_of_what_is_shown() -> None:
         assert shown in text.replace("\xa0", " ")
 
 
+async def test_the_last_known_state_note_shows_on_an_80_column_terminal() -> None:
+    """The note came at the end of the status line, cut off below ~133 columns."""
+    app = TopApp(url="ws://127.0.0.1:49134", tick=None)
+    async with app.run_test(size=(80, 30)) as pilot:
+        app.show_state(ConnectionState.CONNECTED)
+        app.show(_scene(1000.0, 10), now=1000.0)
+        app.show_state(ConnectionState.RECONNECTING)
+        await pilot.pause()
+        svg = app.export_screenshot()
+    text = html.unescape("".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
+    assert "● reconnecting (last known state)  ws://127.0.0.1:49134" in text
+
+
 async def test_ctrl_c_quits_with_the_interrupted_status() -> None:
     """As every other command: Ctrl-C quits (textual's own Ctrl-C only asked to press
     ctrl+q) and the status is 130."""
