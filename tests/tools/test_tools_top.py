@@ -6,8 +6,11 @@ import asyncio
 import html
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+from textual.widgets import DataTable
 from tools_helpers import WAIT, unique_name
 
 import iii_rx
@@ -217,6 +220,48 @@ async def test_the_last_known_state_note_shows_on_an_80_column_terminal() -> Non
         svg = app.export_screenshot()
     text = html.unescape("".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
     assert "● reconnecting (last known state)  ws://127.0.0.1:49134" in text
+
+
+async def test_cells_update_in_place_and_widths_follow_the_widest_cell(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rates change every second in every row: each narrowed cell given ``update_width=True``
+    made textual re-measure its whole column (a sixth of a core with 224 functions). Only
+    the cells that set a column's new width are measured now, and widths stay right."""
+    measured: list[int] = []
+    original = DataTable._update_column_widths
+
+    def spy(table: DataTable[Any], cells: set[Any]) -> None:
+        measured.append(len(cells))
+        original(table, cells)
+
+    monkeypatch.setattr(DataTable, "_update_column_widths", spy)
+    count = len(FUNCTION_COLUMNS)
+
+    def rows(rate: Callable[[int], str]) -> list[tuple[str, tuple[str, ...], bool]]:
+        return [(f"f{i}", (f"fn::{i}", "default", "w", "0", rate(i), "", "", "0"), False)
+                for i in range(100)]
+
+    def widths(app: TopApp) -> list[int]:
+        table = app.query_one("#functions", DataTable)
+        return [c.content_width for c in table.ordered_columns]
+
+    app = TopApp(url="ws://test", tick=None)
+    async with app.run_test(size=SIZE) as pilot:
+        app._fill("functions", rows(lambda i: f"{i}.5"))
+        await pilot.pause()
+        wide = widths(app)
+        app._fill("functions", rows(lambda i: f"{i + 1}.5"))  # 100 cells, same widths
+        app._fill("functions", rows(lambda i: f"{i + 2}.5"))
+        await pilot.pause()
+        assert widths(app) == wide
+        assert sum(measured) <= count, measured
+        app._fill("functions", rows(lambda i: "1234567.5" if i == 7 else "0"))  # wider
+        await pilot.pause()
+        assert widths(app)[4] == len("1234567.5")
+        app._fill("functions", rows(lambda i: "0"))  # narrower: back to the header's width
+        await pilot.pause()
+        assert widths(app)[4] == len(FUNCTION_COLUMNS[4].title)
+        assert app.table_cells("functions")[7][4] == "0"
 
 
 async def test_ctrl_c_quits_with_the_interrupted_status() -> None:
