@@ -259,9 +259,8 @@ class Client:
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until this client has closed (whoever closed it); ``False`` if ``timeout``
         seconds passed first: a sync worker script can end with it to serve until then. Raises
-        the client's failure once it failed for good (a fatal rejection, reconnect attempts
-        exhausted), so such a script ends with an error. Not on the loop thread
-        (:class:`~iii_rx.errors.LoopDeadlockError`); a close won't wait for it."""
+        the failure of a client failed for good (fatal rejection, reconnects exhausted). Not on
+        the loop thread (:class:`~iii_rx.errors.LoopDeadlockError`); a close won't wait for it."""
         return self._pool.exempt_while(lambda: self._closing.wait(timeout, self._failed))
 
     async def aclose(self) -> None:
@@ -416,7 +415,8 @@ class Client:
         fail with ``error``, no reconnect, :meth:`wait_closed` raises it."""
         if self._lifecycle not in (Lifecycle.CONNECTING, Lifecycle.OPEN):
             return
-        log.error("this client failed for good: %s", error)
+        if self._lifecycle is Lifecycle.OPEN:  # connect() raises it otherwise
+            log.error("this client failed for good: %s", error)
         self._lifecycle = Lifecycle.FAILED
         self._failure = error
         self._failed.set_exception(error)

@@ -40,8 +40,8 @@ __all__ = ["DEFAULT_PING_INTERVAL", "DEFAULT_PING_TIMEOUT", "Connector", "check_
 DEFAULT_PING_INTERVAL = 2.0
 """Seconds between the client's websocket pings."""
 DEFAULT_PING_TIMEOUT = 1.5
-"""Seconds a pong may take, and then the closing handshake of the failed connection: a cut is
-noticed at most interval + 2 * timeout (5 s) after the engine last answered."""
+"""Seconds a pong may take: a cut is noticed at most interval + timeout (3.5 s) after the
+engine last answered, up to 3 * timeout more after the client was busy sending."""
 
 _client_numbers = itertools.count(1)
 
@@ -223,7 +223,7 @@ _TEXTS = ("url", "name", "namespace", "description", "token")
 _POSITIVE: dict[str, tuple[str, bool, str]] = {
     # option: (its unit, whole numbers only, what None means; "" when None is not allowed)
     "timeout_ms": ("milliseconds", False, ""),
-    "connect_timeout": ("seconds", False, ""),
+    "connect_timeout": ("seconds", False, "no limit"),
     "max_workers": ("threads", True, f"the default, {DEFAULT_MAX_WORKERS}"),
     "max_concurrency": ("handlers", True, ""),
     "ping_interval": ("seconds", False, "no pings"),

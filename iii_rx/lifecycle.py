@@ -200,11 +200,12 @@ async def wait_connected(transport: Transport, failure: Callable[[], BaseExcepti
     try:
         await asyncio.wait_for(fut, timeout)
     except asyncio.TimeoutError:
-        cause = transport.last_error or (
+        cause = (
             "the websocket is open, but the engine has not accepted the worker (no answer "
             "to engine::workers::register)" if transport.awaiting_acceptance else
-            "the first attempt has not finished: no websocket handshake from that address "
-            "yet" if transport.connections == 0 else None)
+            transport.last_error or (
+                "the first attempt has not finished: no websocket handshake from that "
+                "address yet" if transport.connections == 0 else None))
         raise IIIConnectionError(
             f"could not connect to the iii engine at {transport.url} within {timeout}s"
             + (f"; last attempt: {cause}" if cause else "")) from None

@@ -16,9 +16,10 @@ and every state change. Rules it keeps:
   writer. Sent later, it would run a handler whose caller was already told it failed.
 * **A cut is noticed.** The websocket is pinged every ``ping_interval``; no pong within
   ``ping_timeout`` fails it, unless the link showed life meanwhile (on a slow link a pong waits
-  behind a large message: :func:`~iii_rx.wslane.answers_ping`), and its closing handshake
-  waits ``ping_timeout`` at most (a frozen peer never answers it), so a black hole is noticed
-  within ``ping_interval + 2 * ping_timeout``.
+  behind a large message: :func:`~iii_rx.wslane.answers_ping`); it is then aborted (a cut
+  link never completes a closing handshake), so a black hole is noticed within
+  ``ping_interval + ping_timeout``, plus up to ``3 * ping_timeout`` after the client was busy
+  sending.
 * **Fail fast.** Before the first connection, a handshake answered with an HTTP status that
   retrying cannot change (a wrong path, the REST port, a missing token) stops the transport in
   state ``failed`` with the cause in :attr:`Transport.failure`; every other failure is retried,
@@ -150,6 +151,7 @@ class Transport:
         """Why the last connection attempt failed (``None`` once the engine accepted one)."""
         self._refusal: str | None = None  # why the engine refused the current connection
         self._accepted = False  # whether the engine accepted the current connection
+        self._lost: str | None = None  # why the keepalive dropped the current connection
         self.failure: str | None = None
         """Why the transport stopped for good before its first connection, if it did."""
 
@@ -335,7 +337,7 @@ class Transport:
         """Replay, flush the queue, then read until the socket closes; returns how it closed
         (:func:`describe_close`)."""
         self.connections += 1
-        self._refusal, self._accepted = None, False
+        self._refusal, self._accepted, self._lost = None, False, None
         lost = "the connection failed"
         outbox = self._outbox
         outbox.clear()
@@ -365,7 +367,7 @@ class Transport:
                 except Exception:
                     log.exception("error while handling a frame from the engine")
         except ConnectionClosed as closed:
-            lost = describe_close(closed)
+            lost = self._lost or describe_close(closed)
         except Exception:
             log.exception("reader of %s failed", self.url)
         finally:
@@ -395,15 +397,18 @@ class Transport:
         return lost
 
     async def _keepalive(self, ws: ClientConnection) -> None:
-        """Ping every ``ping_interval``; close the connection (1011) when a pong does not come
-        within ``ping_timeout`` and the link showed no life meanwhile."""
+        """Ping every ``ping_interval``; drop the connection when a pong does not come within
+        ``ping_timeout`` and the link showed no life meanwhile. Aborted, not closed: a
+        closing handshake first waits for room in the write buffer, which a cut link never
+        makes while an upload fills it."""
         assert self._ping_interval is not None and self._ping_timeout is not None
         try:
             while True:
                 await asyncio.sleep(self._ping_interval)
                 if not await answers_ping(ws, self._ping_timeout):
-                    log.debug("no pong from %s within %ss", self.url, self._ping_timeout)
-                    await ws.close(_INTERNAL_ERROR, "keepalive ping timeout")
+                    self._lost = (f"no pong within {self._ping_timeout:g}s, and no other sign "
+                                  "of life from the engine: the link looks cut")
+                    ws.transport.abort()
                     return
         except ConnectionClosed:
             pass

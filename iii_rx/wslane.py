@@ -56,7 +56,8 @@ try:
 except ImportError:  # pragma: no cover (the library's pure-Python build)
     from websockets.utils import apply_mask
 
-__all__ = ["SLOWEST_LINK", "HotClientConnection", "HotLane", "answers_ping", "supported"]
+__all__ = ["BACKLOG_WAITS", "SLOWEST_LINK", "HotClientConnection", "HotLane", "answers_ping",
+           "supported"]
 
 _PARSE = getattr(Protocol.parse, "__code__", None)
 _AT_EOF = getattr(StreamReader.at_eof, "__code__", None)
@@ -307,6 +308,8 @@ def _unsent(conn: Connection) -> int:
 
 SLOWEST_LINK = 128 * 1024
 """Bytes per second the slowest link a peer is expected on carries (about 1 Mbit/s)."""
+BACKLOG_WAITS = 3
+"""The most a late pong is allowed for what was sent before it, in ``timeout`` s."""
 
 
 async def answers_ping(conn: Connection, timeout: float) -> bool:
@@ -317,13 +320,16 @@ async def answers_ping(conn: Connection, timeout: float) -> bool:
     over the last ``timeout``, nothing arrived from it (:attr:`HotLane.received`), it took
     none of what this side had sent (:func:`_unsent` did not shrink), and what this side sent
     since the last answered ping could have crossed at :data:`SLOWEST_LINK` (a proxy may
-    buffer it where neither side sees it move). A frozen peer or a black hole shows nothing
-    but, at most, that allowance. Raises ``ConnectionClosed`` as ``ping`` does.
+    buffer it where neither side sees it move), an allowance of :data:`BACKLOG_WAITS`
+    ``timeout`` s at most. A frozen peer or a black hole shows nothing: it fails within
+    ``timeout`` when this side sent little, within ``(1 + BACKLOG_WAITS) * timeout`` at most
+    when it was busy sending. Raises ``ConnectionClosed`` as ``ping`` does.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
     sent = getattr(conn, "sent", 0)
-    patience = timeout + max(0, sent - getattr(conn, "delivered", 0)) / SLOWEST_LINK
+    backlog = max(0, sent - getattr(conn, "delivered", 0))
+    patience = timeout + min(backlog / SLOWEST_LINK, BACKLOG_WAITS * timeout)
     received, unsent = getattr(conn, "received", None), _unsent(conn)
 
     async def ping() -> None:

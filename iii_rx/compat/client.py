@@ -9,6 +9,7 @@ handler, use the ``*_async`` methods).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -76,10 +77,10 @@ def register_worker(address: str | None = None, options: InitOptions | None = No
 
 
 def _serve_until_closed(client: Client) -> None:
-    try:
-        client.wait_closed()
-    except Exception:  # the close failed: it has logged why, and it is over
-        pass
+    """Keep the process alive until the worker is closed, as the official SDK's worker thread
+    does, also once it failed for good (it then serves nothing, as the official one)."""
+    with contextlib.suppress(Exception):  # the close failed: it has logged why, and it is over
+        client._closing.wait()
 
 
 class III:

@@ -317,7 +317,8 @@ class Engine:
 
     @property
     def rest_port(self) -> int | None:
-        """Bound port of the REST API (``None`` until the engine started)."""
+        """Bound port of the REST API (``None`` until the engine started, or when it has
+        none: ``rest_port=None``)."""
         return self._rest.port
 
     # ------------------------------------------------------------------ lifecycle

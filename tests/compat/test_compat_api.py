@@ -545,6 +545,30 @@ def test_a_worker_keeps_its_process_serving_until_shutdown(engine_url: str, tmp_
         proc.wait(10)
 
 
+def test_a_worker_that_failed_for_good_keeps_its_process_until_shutdown() -> None:
+    """As the official SDK's worker thread: a worker whose reconnects ran out serves nothing
+    but keeps its process (it used to end it with status 0 once wait_closed() raised)."""
+    from iii_rx.engine import Engine
+
+    handle = Engine.start_in_thread(port=0)
+    worker = compat.register_worker(handle.url, compat.InitOptions(
+        worker_name="fails-for-good",
+        reconnection_config={"initial_delay_ms": 10, "max_delay_ms": 20, "max_retries": 1}))
+    try:
+        handle.stop()
+        with pytest.raises(iii_rx.IIIConnectionError):
+            worker.client.wait_closed(timeout=30)
+        keeper = [t for t in threading.enumerate() if t.name == "iii-rx-compat-worker"]
+        assert keeper
+        keeper[0].join(1.0)  # it would have ended by now (a negative check needs a bound)
+        assert all(t.is_alive() for t in keeper)
+    finally:
+        worker.shutdown()
+    for thread in keeper:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
 def test_a_payload_json_cannot_hold_raises_type_error(worker: compat.III) -> None:
     """As ``json.dumps`` (and so the official SDK): ``TypeError`` for a type it cannot write."""
     class Thing:
