@@ -19,6 +19,7 @@ import traceback
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from iii_rx.logsafe import RateLimitedLog, printable
 from iii_rx.protocol import ErrorBody
 from iii_rx.telemetry.ids import (
     OTEL_LOGS,
@@ -44,6 +45,7 @@ current_context: ContextVar[Context | None] = ContextVar("iii_rx_context", defau
 """The context of the running handler (``None`` outside handlers); the worker sets it."""
 _log = logging.getLogger("iii_rx.logger")
 log = logging.getLogger("iii_rx.invocation")
+_void_failures = RateLimitedLog(log)  # nobody gets these errors: an engine may send any number
 
 
 class Context:
@@ -350,7 +352,8 @@ class Invocation(Context):
         if self._sink is not None and self.invocation_id is not None:
             self._sink.send_reply(self, None, error_body_of(error, code, stacktrace))
         elif self.invocation_id is None:
-            log.warning("void invocation of %r failed: %s", self.function_id, error)
+            _void_failures.log(logging.WARNING, "void", "void invocation of %s failed: %s",
+                               printable(repr(self.function_id)), printable(error, 500))
         return True
 
     def __del__(self) -> None:

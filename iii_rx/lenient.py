@@ -8,7 +8,8 @@ caller waiting for an answer that never comes (the Rust engine sets no timeout o
 to a worker). So the frame is read again as plain JSON: what the client needs (the string
 ``invocation_id``; the ``result``/``error``, or the ``data``) is kept, a field of the wrong type
 reads as absent, and the frame is acted on. The official SDKs read these frames as loosely.
-Anything else that fails validation is dropped with a warning, as before.
+Anything else that fails validation is dropped with a warning (ten per ten seconds at
+most, then a summary: an engine may send any number).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from iii_rx.logsafe import RateLimitedLog, printable
 from iii_rx.protocol import ErrorBody, FrameError, InvocationResult, InvokeFunction
 
 __all__ = ["salvage"]
 
 log = logging.getLogger("iii_rx.client")
+_dropped = RateLimitedLog(log)  # an engine may send any number of them
 
 
 def salvage(raw: str | bytes, error: FrameError) -> InvocationResult | InvokeFunction | None:
@@ -31,7 +34,8 @@ def salvage(raw: str | bytes, error: FrameError) -> InvocationResult | InvokeFun
     leniently; ``None`` (logged) when there is nothing to act on."""
     frame = _lenient(raw, error)
     if frame is None:
-        log.warning("dropped a frame from the engine: %s", error)
+        _dropped.log(logging.WARNING, "dropped", "dropped a frame from the engine: %s",
+                     printable(error, 300))
     else:
         log.debug("read a %s frame leniently: %s", frame.type, error)
     return frame

@@ -18,7 +18,8 @@ from tests.importgraph import build, cycles
 PACKAGE = Path(__file__).resolve().parent.parent / "iii_rx"
 MAX_LINES = 600
 
-WIRE = {"iii_rx.protocol", "iii_rx.errors", "iii_rx.http", "iii_rx.frame_text", "iii_rx.wslane"}
+WIRE = {"iii_rx.protocol", "iii_rx.errors", "iii_rx.http", "iii_rx.frame_text", "iii_rx.wslane",
+        "iii_rx.logsafe"}
 """What both the client and the engine stand on; imports nothing above it."""
 AIO = {"iii_rx.aio"}
 ENTRY_POINTS = {"iii_rx.connect", "iii_rx.cli"}

@@ -24,7 +24,10 @@ from iii_rx import (
     IIIConnectionError,
     IIIRegistrationRejectedError,
     ReconnectConfig,
+    context,
+    lenient,
 )
+from iii_rx.logsafe import RateLimitedLog
 
 
 class ScriptedEngine:
@@ -165,6 +168,27 @@ async def test_garbage_from_the_engine_is_dropped(scripted: ScriptedEngine, name
     async with iii_rx.connect(scripted.url, name=name) as iii:
         assert await iii.trigger("x::y", 5) == 5
         await wait_for(lambda: bool(of_type(scripted.connections[0], "pong")))
+
+
+async def test_an_engine_cannot_flood_the_clients_log(
+        scripted: ScriptedEngine, name: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad frames and failed void invocations are logged ten per ten seconds at most, then
+    summed up (an engine may send any number; the official SDK logs each, with a traceback)."""
+    for module, budget in ((lenient, "_dropped"), (context, "_void_failures")):
+        # The budgets are the process's: this test starts with them full.
+        fresh = RateLimitedLog(getattr(module, budget)._log)
+        monkeypatch.setattr(module, budget, fresh)
+    bad = ["not json"] * 50
+    voids = [json.dumps({"type": "invokefunction", "function_id": "nope::x", "data": {}})] * 50
+    scripted.extra_greeting = [*bad, *voids, '{"type": "ping"}']
+    with caplog.at_level(logging.WARNING):
+        async with iii_rx.connect(scripted.url, name=name):
+            await wait_for(lambda: bool(of_type(scripted.connections[0], "pong")))
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("dropped a frame" in line for line in lines) == 10
+    assert sum("void invocation of 'nope::x' failed" in line for line in lines) == 10
+    assert sum("held back" in line for line in lines) == 2
 
 
 async def test_engine_without_register_ack(scripted: ScriptedEngine, name: str) -> None:
