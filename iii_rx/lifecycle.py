@@ -200,14 +200,21 @@ async def wait_connected(transport: Transport, failure: Callable[[], BaseExcepti
     try:
         await asyncio.wait_for(fut, timeout)
     except asyncio.TimeoutError:
-        cause = (
-            "the websocket is open, but the engine has not accepted the worker (no answer "
-            "to engine::workers::register)" if transport.awaiting_acceptance else
-            transport.last_error or (
-                "the first attempt has not finished: no websocket handshake from that "
-                "address yet" if transport.connections == 0 else None))
         raise IIIConnectionError(
             f"could not connect to the iii engine at {transport.url} within {timeout}s"
-            + (f"; last attempt: {cause}" if cause else "")) from None
+            + (f"; last attempt: {cause}" if (cause := _pending_cause(transport)) else "")
+        ) from None
     finally:
         subscription.dispose()
+
+
+def _pending_cause(transport: Transport) -> str | None:
+    """What the connection attempt in progress is stuck on, for a timeout's message."""
+    if transport.awaiting_acceptance:
+        return ("the websocket is open, but the engine has not accepted the worker (no answer "
+                "to engine::workers::register)")
+    if transport.last_error:
+        return transport.last_error
+    if transport.connections == 0:
+        return "the first attempt has not finished: no websocket handshake from that address yet"
+    return None

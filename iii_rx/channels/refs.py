@@ -157,7 +157,6 @@ def check_buffer_size(buffer_size: object) -> None:
 
 
 def _opened_on(client: ClientOpener, buffer_size: int | None) -> Coroutine[Any, Any, Channel]:
-    check_buffer_size(buffer_size)
     if client.closed:  # a sync client's loop has stopped: nothing could run there
         raise IIIConnectionError("the client is closed; cannot create a channel")
     return open_channel(client, buffer_size)
