@@ -20,8 +20,9 @@ from iii_rx.streams import HotStream
 __all__ = ["SpanFeed", "SpanFeeds"]
 
 
-class SpanFeed(SpanProcessor):
-    """Hands the finished spans of one client to its ``iii.spans`` stream (on its loop)."""
+class SpanFeed:
+    """Hands the finished spans of one client to its ``iii.spans`` stream (on its loop); fed
+    by its provider's :class:`SpanFeeds`."""
 
     def __init__(self, stream: HotStream[ReadableSpan], bridge: LoopBridge) -> None:
         self._stream = stream
@@ -44,12 +45,6 @@ class SpanFeed(SpanProcessor):
             self._bridge.run_sync_soon(self._stream.on_next, span)
         except RuntimeError:  # the loop is closed
             self.closed = True
-
-    def shutdown(self) -> None:
-        self.closed = True
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 class SpanFeeds(SpanProcessor):
@@ -85,6 +80,11 @@ class SpanFeeds(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         for feed in self.feeds:
             feed.on_end(span)
+
+    def shutdown(self) -> None:
+        """The provider shut down: the feeds go quiet."""
+        for feed in self.feeds:
+            feed.closed = True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
