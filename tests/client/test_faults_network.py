@@ -195,6 +195,25 @@ async def test_a_slow_link_carrying_a_large_message_is_not_taken_for_dead(name: 
             assert iii.connection_state is ConnectionState.CONNECTED
 
 
+async def test_the_engine_keeps_an_official_sdk_worker_that_uploads_on_a_slow_link(
+        name: str, official: Any) -> None:
+    """The official SDK as the peer: its large call argument crosses a slow link for longer
+    than the engine's pong timeout; the engine used to drop it mid-upload (the Rust engine
+    does not)."""
+    async with Engine(port=0, ping_interval_ms=100, ping_timeout_ms=200,
+                      **ENGINE_TIMERS) as engine, Proxy(engine.port) as proxy, \
+            iii_rx.connect(engine.url, name=name) as helper:
+        helper.register_function("slow::size", lambda data: len(data["blob"]))
+        proxy.rate = 1_000_000
+        worker = await official(proxy.url, worker_name=f"{name}-official")
+        await helper.wait_for_function("slow::size", timeout=10)
+        blob = "x" * 400_000
+        result = await asyncio.to_thread(worker.trigger, {
+            "function_id": "slow::size", "payload": {"blob": blob}, "timeout_ms": 30_000})
+        assert result == len(blob)
+        assert f"{name}-official" in {w.name for w in engine.registry.workers.values()}
+
+
 async def test_a_link_cut_during_an_upload_is_noticed(name: str) -> None:
     """A cut while the client uploads: the keepalive finds no life, but a closing handshake
     would first wait for room in a write buffer the cut never drains, so the connection used
