@@ -52,14 +52,22 @@ class OtelConfig:
 
 def repr_hiding(config: Any, *header_fields: str) -> str:
     """The dataclass repr of ``config`` with the values of its ``header_fields`` (mappings of
-    headers) hidden: their names help when reading a log, their values may be tokens."""
+    headers) hidden: their names help when reading a log, their values may be tokens. A field
+    holding a config given as a mapping (``InitOptions(otel={...})``) has its
+    ``engine_ws_headers`` hidden the same way."""
     shown = []
     for field in fields(config):
         value = getattr(config, field.name)
         if field.name in header_fields and isinstance(value, Mapping):
-            value = {name: "***" for name in value}
+            value = _hidden(value)
+        elif isinstance(value, Mapping) and isinstance(value.get("engine_ws_headers"), Mapping):
+            value = {**value, "engine_ws_headers": _hidden(value["engine_ws_headers"])}
         shown.append(f"{field.name}={value!r}")
     return f"{type(config).__qualname__}({', '.join(shown)})"
+
+
+def _hidden(headers: Mapping[str, Any]) -> dict[str, str]:
+    return {name: "***" for name in headers}
 
 
 OtelOption = OtelConfig | Mapping[str, Any] | bool | None

@@ -452,6 +452,10 @@ def test_init_options_repr_hides_header_values() -> None:
                           otel=compat.OtelConfig(engine_ws_headers={"X-Key": "SECRET"}))
     assert "SECRET" not in repr(options)
     assert "headers={'Authorization': '***'}" in repr(options)
+    as_mapping = InitOptions(otel={"enabled": True,
+                                   "engine_ws_headers": {"X-Key": "SECRET"}})
+    assert "SECRET" not in repr(as_mapping)
+    assert "'engine_ws_headers': {'X-Key': '***'}" in repr(as_mapping)
 
 
 def test_models_go_out_by_alias_without_none_fields() -> None:
