@@ -5,7 +5,8 @@ in WAL mode with every write its own committed transaction (:class:`transaction`
 function answers: a write that was answered is in the file even if the engine process is
 killed right after (``SIGKILL`` included). ``synchronous="NORMAL"`` (the default) leaves the
 last transactions to the operating system's cache, so a power cut may lose them; ``"FULL"``
-syncs every commit to disk (slower). Values are JSON text (:func:`dump`). :class:`SqliteFile`
+syncs every commit to disk (slower). A damaged file (a page sqlite cannot read) is refused at
+open, which reads every page once. Values are JSON text (:func:`dump`). :class:`SqliteFile`
 is the file handling the adapters share: the options, open, close and the open connection.
 """
 
@@ -33,8 +34,8 @@ def check_options(table: str, synchronous: str) -> None:
 
 class StoreFileError(OSError):
     """A state, stream or queue file that cannot be opened as an sqlite database (a
-    directory, another kind of file, a path that cannot be created): the message names it,
-    where sqlite's own error ("unable to open database file") does not."""
+    directory, another kind of file, a damaged one, a path that cannot be created): the
+    message names it, where sqlite's own error ("unable to open database file") does not."""
 
 
 def open_db(path: Path, schema: str, *, synchronous: Synchronous,
@@ -50,6 +51,12 @@ def open_db(path: Path, schema: str, *, synchronous: Synchronous,
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {synchronous}")
+        # sqlite reads a page only when a call needs it: a damaged one would fail those calls
+        # (and answer the others) in an engine that started; a read of every page refuses it.
+        problem = " ".join(str(db.execute("PRAGMA quick_check(1)").fetchone()[0]).split())
+        if problem != "ok":
+            raise StoreFileError(f"{path}: the sqlite file is damaged ({problem}); restore it "
+                                 "from a backup or salvage its rows with sqlite3's .recover")
         db.executescript(schema)
     except sqlite3.Error as exc:
         db.close()

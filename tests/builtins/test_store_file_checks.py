@@ -1,0 +1,50 @@
+"""What the state, stream and queue files refuse at open: a file they could open but not use
+stops the engine at start with a :class:`StoreFileError` naming it, instead of an engine that
+starts and then fails calls (or answers from a part of the data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from iii_rx.engine.workers import SqliteQueueAdapter, SqliteStateAdapter, SqliteStreamAdapter
+from iii_rx.engine.workers.queues_store import Message
+from iii_rx.engine.workers.sqlite_common import StoreFileError
+
+Adapter = SqliteStateAdapter | SqliteStreamAdapter | SqliteQueueAdapter
+Kind = type[Adapter]
+ADAPTERS: list[Kind] = [SqliteStateAdapter, SqliteStreamAdapter, SqliteQueueAdapter]
+
+
+async def fill(adapter: Adapter, rows: int) -> None:
+    """``rows`` rows of about 200 bytes in the adapter's table."""
+    pad = "x" * 200
+    for i in range(rows):
+        if isinstance(adapter, SqliteStateAdapter):
+            await adapter.set("scope", f"k{i}", pad)
+        elif isinstance(adapter, SqliteStreamAdapter):
+            await adapter.set("stream", "group", f"k{i}", pad)
+        else:
+            adapter.push("q", Message("f", "default", pad), 10**6)
+
+
+@pytest.mark.parametrize("kind", ADAPTERS, ids=lambda kind: kind.what)
+async def test_a_damaged_page_stops_the_open(tmp_path: Path, kind: Kind) -> None:
+    """One page of the file overwritten (a bad disk, a partial copy): sqlite opens the file
+    and fails only the calls that read that page, so the engine started and answered part
+    of the data."""
+    path = tmp_path / "data.db"
+    adapter = kind(path)
+    await adapter.open()
+    await fill(adapter, 400)
+    await adapter.close()
+    pages = path.stat().st_size // 4096
+    assert pages > 10
+    with path.open("r+b") as f:  # a leaf page in the middle of the table
+        f.seek(4096 * (pages // 2))
+        f.write(bytes(range(256)) * 16)
+    damaged = kind(path)
+    with pytest.raises(StoreFileError, match=f"^{path}: .*damaged") as refused:
+        await damaged.open()
+    assert "\n" not in str(refused.value)  # the command's error is one line
