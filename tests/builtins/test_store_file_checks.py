@@ -4,6 +4,7 @@ starts and then fails calls (or answers from a part of the data)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,21 @@ async def test_a_damaged_page_stops_the_open(tmp_path: Path, kind: Kind) -> None
     with pytest.raises(StoreFileError, match=f"^{path}: .*damaged") as refused:
         await damaged.open()
     assert "\n" not in str(refused.value)  # the command's error is one line
+
+
+@pytest.mark.parametrize("kind", ADAPTERS, ids=lambda kind: kind.what)
+async def test_a_table_of_other_columns_stops_the_open(tmp_path: Path, kind: Kind) -> None:
+    """A file whose table of our name has other columns (another program's file, another
+    version's layout): ``CREATE TABLE IF NOT EXISTS`` kept it, the engine started and every
+    call failed with "no such column" (the queue file: a traceback at start)."""
+    path = tmp_path / "other.db"
+    table = kind(path).table
+    db = sqlite3.connect(path)
+    db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, payload BLOB)")
+    db.execute(f"INSERT INTO {table} (payload) VALUES (x'00ff')")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreFileError, match=f"^{path}: its table {table} has the columns "
+                       r"\(id INTEGER, payload BLOB\), not the ones"):
+        await kind(path).open()
+    assert sqlite3.connect(path).execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (1,)

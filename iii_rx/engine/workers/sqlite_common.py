@@ -6,8 +6,9 @@ function answers: a write that was answered is in the file even if the engine pr
 killed right after (``SIGKILL`` included). ``synchronous="NORMAL"`` (the default) leaves the
 last transactions to the operating system's cache, so a power cut may lose them; ``"FULL"``
 syncs every commit to disk (slower). A damaged file (a page sqlite cannot read) is refused at
-open, which reads every page once. Values are JSON text (:func:`dump`). :class:`SqliteFile`
-is the file handling the adapters share: the options, open, close and the open connection.
+open, which reads every page once, and so is a table of our name with other columns. Values
+are JSON text (:func:`dump`). :class:`SqliteFile` is the file handling the adapters share:
+the options, open, close and the open connection.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def open_db(path: Path, schema: str, *, synchronous: Synchronous,
         if problem != "ok":
             raise StoreFileError(f"{path}: the sqlite file is damaged ({problem}); restore it "
                                  "from a backup or salvage its rows with sqlite3's .recover")
+        _check_columns(db, path, schema)
         db.executescript(schema)
     except sqlite3.Error as exc:
         db.close()
@@ -65,6 +67,31 @@ def open_db(path: Path, schema: str, *, synchronous: Synchronous,
         db.close()
         raise
     return db
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+    return [(name, kind) for _cid, name, kind, *_rest in db.execute(f"PRAGMA table_info({table})")]
+
+
+def _check_columns(db: sqlite3.Connection, path: Path, schema: str) -> None:
+    """Refuse a file with a table of a name ``schema`` creates but other columns: ``CREATE
+    TABLE IF NOT EXISTS`` would keep it, and every call would fail with "no such column" in
+    an engine that started (a file of another program, or of another version)."""
+    expected = sqlite3.connect(":memory:")
+    try:
+        expected.executescript(schema)
+        tables = [name for (name,) in expected.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        for table in tables:
+            want, have = _columns(expected, table), _columns(db, table)
+            if have and have != want:  # no columns: no such table yet
+                raise StoreFileError(
+                    f"{path}: its table {table} has the columns "
+                    f"({', '.join(f'{n} {k}'.strip() for n, k in have)}), not the ones this "
+                    f"iii_rx keeps there ({', '.join(f'{n} {k}' for n, k in want)}): a file of "
+                    "another program or version; point the engine at another path")
+    finally:
+        expected.close()
 
 
 def dump(value: Any) -> str:
