@@ -4,7 +4,11 @@ starts and then fails calls (or answers from a part of the data)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,56 @@ async def test_a_table_of_other_columns_stops_the_open(tmp_path: Path, kind: Kin
                        r"\(id INTEGER, payload BLOB\), not the ones"):
         await kind(path).open()
     assert sqlite3.connect(path).execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (1,)
+
+
+def unprivileged(fn: Callable[[], str]) -> str:
+    """``fn()`` as a user without root's right to write any file: in a forked child as
+    ``nobody`` when the tests run as root, else here."""
+    if os.geteuid() != 0:
+        return fn()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no return to pytest from here
+        status = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, fn().encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        text = answer.read()
+    assert os.waitpid(pid, 0)[1] == 0, text
+    return text
+
+
+def test_a_file_the_engine_may_not_write_stops_the_open() -> None:
+    """A file of ours made read-only (or on a read-only mount): sqlite opens it read-only
+    without an error, so the engine started and failed every write with "attempt to write a
+    readonly database"."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        home.chmod(0o777)  # nobody may create the -wal and -shm files: only the file is read-only
+        path = home / "state.db"
+
+        async def make() -> None:
+            adapter = SqliteStateAdapter(path)
+            await adapter.open()
+            await adapter.set("scope", "k", 1)
+            await adapter.close()
+
+        async def reopen() -> str:
+            try:
+                await SqliteStateAdapter(path).open()
+            except StoreFileError as exc:
+                return str(exc)
+            return "opened"
+
+        asyncio.run(make())
+        path.chmod(0o444)
+        refused = unprivileged(lambda: asyncio.run(reopen()))
+        assert refused.startswith(f"{path}: ") and "readonly" in refused, refused

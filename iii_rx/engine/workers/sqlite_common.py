@@ -6,9 +6,9 @@ function answers: a write that was answered is in the file even if the engine pr
 killed right after (``SIGKILL`` included). ``synchronous="NORMAL"`` (the default) leaves the
 last transactions to the operating system's cache, so a power cut may lose them; ``"FULL"``
 syncs every commit to disk (slower). A damaged file (a page sqlite cannot read) is refused at
-open, which reads every page once, and so is a table of our name with other columns. Values
-are JSON text (:func:`dump`). :class:`SqliteFile` is the file handling the adapters share:
-the options, open, close and the open connection.
+open, which reads every page once, and so is a table of our name with other columns and a
+file the engine may not write. Values are JSON text (:func:`dump`). :class:`SqliteFile` is
+the file handling the adapters share: the options, open, close and the open connection.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ def open_db(path: Path, schema: str, *, synchronous: Synchronous,
                                  "from a backup or salvage its rows with sqlite3's .recover")
         _check_columns(db, path, schema)
         db.executescript(schema)
+        # sqlite opens a file it may not write read-only, without an error, and every write
+        # would fail in an engine that started: rewriting the header's user_version (as it
+        # is) asks for write access now.
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        db.execute(f"PRAGMA user_version = {version}")
     except sqlite3.Error as exc:
         db.close()
         raise StoreFileError(f"{path}: cannot use it as an sqlite file: {exc}") from exc
