@@ -14,7 +14,8 @@ settings. Workers and keys (docs/engine-config.md has the full table):
   state in that file (our sqlite format), anything else in memory;
 * ``iii-stream`` — the streams socket: ``host`` (as ``iii-http``), ``port`` (3112),
   ``auth_function``, a ``file_based`` ``kv`` adapter's ``file_path``;
-* ``iii-queue`` — ``queue_configs``; ``iii-pubsub``, ``iii-cron``, ``iii-observability`` —
+* ``iii-queue`` — ``queue_configs``, a ``file_based`` ``builtin`` adapter's ``file_path``;
+  ``iii-pubsub``, ``iii-cron``, ``iii-observability`` —
   always running; their keys are checked.
 
 Keys a worker documents that we do not apply are named in one warning per worker.
@@ -167,20 +168,18 @@ def _state(entry: WorkerEntry, settings: EngineSettings) -> None:
         settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
                                  "state is kept in memory")
         return
-    method = adapter_config.get("store_method", "in_memory")
-    if method not in ("in_memory", "file_based"):
-        raise ConfigValueError(f"{entry.key}.adapter.config.store_method",
-                               f"expected in_memory or file_based, got {method!r}")
-    if method == "file_based":
+    if _store_method(adapter_config, f"{entry.key}.adapter.config") == "file_based":
         settings.options["state_file"] = _file_path(adapter_config, f"{entry.key}.adapter.config")
 
 
 def _queue(entry: WorkerEntry, settings: EngineSettings) -> None:
     _known(entry, settings, {"queue_configs", "adapter"})
-    name, _ = _adapter(entry, _QUEUE_ADAPTERS, "builtin")
+    name, adapter_config = _adapter(entry, _QUEUE_ADAPTERS, "builtin")
     if name != "builtin":
         settings.warnings.append(f"{entry.key}.adapter: adapter {name!r} is not implemented; "
                                  "queues are kept in memory")
+    elif _store_method(adapter_config, f"{entry.key}.adapter.config") == "file_based":
+        settings.options["queue_file"] = _file_path(adapter_config, f"{entry.key}.adapter.config")
     queues = entry.config.get("queue_configs") or {}
     key = f"{entry.key}.queue_configs"
     if not isinstance(queues, dict):
@@ -319,6 +318,14 @@ def _adapter(entry: WorkerEntry, adapters: dict[str, tuple[str, ...]],
         raise ConfigValueError(f"{key}.config", "expected a mapping")
     _keys(config, f"{key}.config", adapters[name])
     return str(name), config
+
+
+def _store_method(adapter_config: dict[str, Any], key: str) -> str:
+    method = adapter_config.get("store_method", "in_memory")
+    if method not in ("in_memory", "file_based"):
+        raise ConfigValueError(f"{key}.store_method",
+                               f"expected in_memory or file_based, got {method!r}")
+    return str(method)
 
 
 def _file_path(adapter_config: dict[str, Any], key: str) -> str:

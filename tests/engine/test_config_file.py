@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import subprocess
 import sys
@@ -433,3 +434,42 @@ async def test_command_line_hosts_and_handshake_deadline_reach_the_engine() -> N
     # not given: the file's or the engine's own values stay in charge
     options = args_options(parser.parse_args(["--config", "iii.yaml"]))
     assert not {"rest_host", "stream_host", "handshake_timeout_ms"} & options.keys()
+
+
+async def test_a_file_based_queue_adapter_keeps_messages_across_a_restart(tmp_path: Path) -> None:
+    """``iii-queue``'s ``builtin`` adapter with ``store_method: file_based`` (the Rust
+    engine's durable queues, docs/engine.md's equivalent of ``--queue-file``): ours kept the
+    queues in memory without a word, so a restart lost every message and dead letter."""
+    path = _write(tmp_path, f"""
+        workers:
+          - name: iii-worker-manager
+            config: {{port: 0}}
+          - name: iii-queue
+            config:
+              queue_configs:
+                jobs: {{max_retries: 0, backoff_ms: 1}}
+              adapter:
+                name: builtin
+                config: {{store_method: file_based, file_path: {tmp_path / "queues.db"}}}
+    """)
+    async with Engine.from_config(path) as engine:
+        dead = asyncio.Event()
+        engine.workers.queues.dead_letter_listeners.append(lambda queue, message: dead.set())
+        worker = await RawWorker.connect(engine.url)
+        await worker.result_of("engine::queue::enqueue", {
+            "queue": "jobs", "function_id": "nobody::here", "data": {"n": 1}})
+        await asyncio.wait_for(dead.wait(), 5)
+    async with Engine.from_config(path) as engine:
+        worker = await RawWorker.connect(engine.url)
+        letters = await worker.result_of("engine::queue::dlq_messages", {"queue": "jobs"})
+        assert [letter["payload"] for letter in letters] == [{"n": 1}]
+
+
+def test_a_queue_store_method_we_do_not_know_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match=r"workers\[0\]\.config\.adapter\.config\."
+                       "store_method: expected in_memory or file_based, got 'file'"):
+        _settings(tmp_path, """
+            workers:
+              - name: iii-queue
+                config: {adapter: {name: builtin, config: {store_method: file}}}
+        """)
