@@ -223,7 +223,7 @@ def _stream(entry: WorkerEntry, settings: EngineSettings) -> None:
     if name != "kv":
         settings.warnings.append(f"{key}.adapter: adapter {name!r} is not implemented; "
                                  "stream items are kept in memory")
-    elif adapter_config.get("store_method") == "file_based":
+    elif _store_method(adapter_config, f"{key}.adapter.config") == "file_based":
         settings.options["stream_file"] = _file_path(adapter_config, f"{key}.adapter.config")
 
 

@@ -465,11 +465,17 @@ async def test_a_file_based_queue_adapter_keeps_messages_across_a_restart(tmp_pa
         assert [letter["payload"] for letter in letters] == [{"n": 1}]
 
 
-def test_a_queue_store_method_we_do_not_know_is_an_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("worker", "adapter"), [("iii-queue", "builtin"),
+                                                  ("iii-stream", "kv")])
+def test_a_store_method_we_do_not_know_is_an_error(tmp_path: Path, worker: str,
+                                                   adapter: str) -> None:
+    """A typo (``file-based``) kept the queues, and the stream items, in memory without a
+    word: the user asked for a file and lost everything at the next restart."""
     with pytest.raises(ConfigFileError, match=r"workers\[0\]\.config\.adapter\.config\."
-                       "store_method: expected in_memory or file_based, got 'file'"):
-        _settings(tmp_path, """
+                       "store_method: expected in_memory or file_based, got 'file-based'"):
+        _settings(tmp_path, f"""
             workers:
-              - name: iii-queue
-                config: {adapter: {name: builtin, config: {store_method: file}}}
+              - name: {worker}
+                config:
+                  adapter: {{name: {adapter}, config: {{store_method: file-based}}}}
         """)
