@@ -32,6 +32,7 @@ Dead letters and inspection (``iii::queue::redrive``, ``engine::queue::dlq_messa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -71,6 +72,8 @@ WORKER_NAME = "iii-queue"
 TRIGGER_TYPE = "durable:subscriber"
 DURABLE_PUBLISH = "iii::durable::publish"
 ENQUEUE = "engine::queue::enqueue"
+STORE_RETRY_S = 1.0
+"""Seconds between a queue's attempts to take a message while its store fails (a full disk)."""
 
 _SUBSCRIBER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -149,13 +152,26 @@ class _Consumer:
         store = self.worker.store
         while self.active:
             self.wake.clear()
+            stalled = False
             while self.running < self.config.slots:
-                message = store.take(self.key)
+                try:
+                    message = store.take(self.key)
+                except Exception as exc:  # the file's: a full disk, an I/O error
+                    self.worker.failures.log(
+                        logging.ERROR, "store", "queue %s: cannot take the next message from "
+                        "its store (trying again in %gs): %s", printable(self.key),
+                        STORE_RETRY_S, printable(str(exc)))
+                    stalled = True
+                    break
                 if message is None:
                     break
                 self.running += 1
                 self.worker.tasks.spawn(self._deliver(message))
-            await self.wake.wait()
+            if stalled:  # a failed take is no reason to stop delivering once it works again
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), STORE_RETRY_S)
+            else:
+                await self.wake.wait()
 
     async def _deliver(self, message: Message) -> None:
         try:

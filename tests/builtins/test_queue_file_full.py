@@ -1,0 +1,95 @@
+"""A named queue on a ``--queue-file`` when the disk fills and then has room again: it delivers
+its waiting messages once the file can be written (no restart)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import resource
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builtins_helpers import WAIT, call, unique, wait_until
+from iii import InitOptions, TriggerAction, register_worker
+
+from iii_rx.engine.workers.queues_store import NAMED_PREFIX
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class LoggedEngine:
+    """``python -m iii_rx.engine --queue-file`` with its log on a pipe, read line by line (a
+    log file could not be written either while the disk is full)."""
+
+    def __init__(self, queue_file: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", "0",
+             "--rest-port", "0", "--log-level", "WARNING", "--queue-file", str(queue_file)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "OTEL_ENABLED": "false"})
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening on (ws://\S+)", line)
+        assert match, f"engine did not start: {line!r}"
+        self.url = match.group(1)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str) -> str:
+        while True:
+            line = self.lines.get(timeout=WAIT)
+            if text in line:
+                return line
+
+    def disk_full(self, full: bool) -> None:
+        """No write past the first byte of any file (as a full disk) / no limit again."""
+        soft = 1 if full else resource.RLIM_INFINITY
+        resource.prlimit(self.proc.pid, resource.RLIMIT_FSIZE, (soft, resource.RLIM_INFINITY))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.communicate(timeout=WAIT)
+
+
+def test_a_named_queue_delivers_again_once_its_file_can_be_written(tmp_path: Path) -> None:
+    """The failed write of a take ended the queue's delivery loop: the messages waiting then,
+    and any enqueued after the disk had room again, were delivered only after a restart."""
+    engine = LoggedEngine(tmp_path / "q.db")
+    function_id, name = unique("files::job"), unique("jobs")
+    gate = threading.Event()
+    arrived: queue.Queue[int] = queue.Queue()
+
+    def job(data: Any) -> dict[str, Any]:
+        arrived.put(data["n"])
+        gate.wait(WAIT)
+        return {}
+
+    iii = register_worker(engine.url, InitOptions(
+        worker_name=unique("files"), otel={"enabled": False}, enable_metrics_reporting=False))
+    try:
+        iii.register_function(function_id, job)
+        wait_until(lambda: any(f["function_id"] == function_id for f in call(
+            iii, "engine::functions::list", {})["functions"]), "the function to register")
+        for n in range(30):
+            iii.trigger({"function_id": function_id, "payload": {"n": n},
+                         "action": TriggerAction.Enqueue(queue=name)})
+        first = {arrived.get(timeout=WAIT) for _ in range(10)}  # the default 10 slots
+        engine.disk_full(True)
+        gate.set()  # the ten answer: their acks, then the next take, fail
+        engine.wait_for_line(NAMED_PREFIX + name)
+        engine.disk_full(False)
+        rest = {arrived.get(timeout=WAIT) for _ in range(20)}
+        assert first | rest == set(range(30))
+    finally:
+        gate.set()
+        iii.shutdown()
+        engine.stop()
