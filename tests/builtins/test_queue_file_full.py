@@ -26,10 +26,11 @@ class LoggedEngine:
     """``python -m iii_rx.engine --queue-file`` with its log on a pipe, read line by line (a
     log file could not be written either while the disk is full)."""
 
-    def __init__(self, queue_file: Path) -> None:
+    def __init__(self, queue_file: Path, *flags: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", "0",
-             "--rest-port", "0", "--log-level", "WARNING", "--queue-file", str(queue_file)],
+             "--rest-port", "0", "--log-level", "WARNING", "--queue-file", str(queue_file),
+             *flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "OTEL_ENABLED": "false"})
         assert self.proc.stdout is not None and self.proc.stderr is not None
@@ -91,5 +92,41 @@ def test_a_named_queue_delivers_again_once_its_file_can_be_written(tmp_path: Pat
         assert first | rest == set(range(30))
     finally:
         gate.set()
+        iii.shutdown()
+        engine.stop()
+
+
+def test_a_retry_due_while_the_disk_is_full_runs_once_it_has_room(tmp_path: Path) -> None:
+    """A failed delivery waits out its backoff, then goes back on the queue: that write
+    failing (a full disk) left the message in flight until a restart."""
+    function_id, name = unique("files::flaky"), unique("jobs")
+    config = tmp_path / "iii-config.yaml"
+    config.write_text("workers:\n  - name: iii-queue\n    config:\n      queue_configs:\n"
+                      f"        {name}: {{backoff_ms: 3000}}\n")
+    engine = LoggedEngine(tmp_path / "q.db", "--config", str(config))
+    attempts: queue.Queue[int] = queue.Queue()
+    gate = threading.Event()
+
+    def flaky(data: Any) -> dict[str, Any]:
+        attempts.put(data["n"])
+        if attempts.qsize() == 1 and not gate.is_set():
+            gate.set()
+            raise RuntimeError("first attempt fails")
+        return {}
+
+    iii = register_worker(engine.url, InitOptions(
+        worker_name=unique("files"), otel={"enabled": False}, enable_metrics_reporting=False))
+    try:
+        iii.register_function(function_id, flaky)
+        wait_until(lambda: any(f["function_id"] == function_id for f in call(
+            iii, "engine::functions::list", {})["functions"]), "the function to register")
+        iii.trigger({"function_id": function_id, "payload": {"n": 1},
+                     "action": TriggerAction.Enqueue(queue=name)})
+        assert attempts.get(timeout=WAIT) == 1
+        engine.disk_full(True)  # within the 3 s backoff
+        engine.wait_for_line("retry")
+        engine.disk_full(False)
+        assert attempts.get(timeout=WAIT) == 1
+    finally:
         iii.shutdown()
         engine.stop()

@@ -384,7 +384,15 @@ class QueueWorker:
         def due() -> None:
             self._timers.discard(timer)
             consumer.retrying -= 1
-            self.store.requeue(consumer.key, message)
+            try:
+                self.store.requeue(consumer.key, message)
+            except Exception as exc:  # the file's (a full disk): it stays in flight there
+                self.failures.log(
+                    logging.ERROR, "store", "queue %s: cannot put message %s back for its "
+                    "retry (trying again in %gs): %s", printable(consumer.key),
+                    printable(message.id), STORE_RETRY_S, printable(str(exc)))
+                self.retry_later(consumer, message, STORE_RETRY_S)
+                return
             consumer.wake.set()
         consumer.retrying += 1
         timer = asyncio.get_running_loop().call_later(delay, due)
