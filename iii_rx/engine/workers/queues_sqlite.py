@@ -57,7 +57,7 @@ class SqliteQueueAdapter(SqliteFile):
     async def open(self) -> None:
         if not self._open_file(_SCHEMA):
             return
-        with transaction(self._conn):  # what was in flight is delivered again
+        with transaction(self._conn, self.path):  # what was in flight is delivered again
             back = self._conn.execute(
                 f"UPDATE {self.table} SET state = 'pending' WHERE state = 'flight'").rowcount
         log.info("queued messages are kept in %s (%d were in flight)", self.path, back)
@@ -83,13 +83,13 @@ class SqliteQueueAdapter(SqliteFile):
         return [(seq, Message.from_json(json.loads(body))) for seq, body in rows]
 
     def push(self, queue: str, message: Message, limit: int) -> None:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             if self._count(queue, "pending") >= limit:
                 raise QueueFull(queue, limit)
             self._put(queue, message, "pending")
 
     def take(self, queue: str) -> Message | None:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             row = self._conn.execute(
                 f"SELECT seq, body FROM {self.table} WHERE queue = ? AND state = 'pending' "
                 "ORDER BY seq LIMIT 1", (queue,)).fetchone()
@@ -100,11 +100,11 @@ class SqliteQueueAdapter(SqliteFile):
         return Message.from_json(json.loads(row[1]))
 
     def requeue(self, queue: str, message: Message) -> None:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             self._put(queue, message, "pending")
 
     def ack(self, queue: str, message: Message) -> None:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             self._conn.execute(f"DELETE FROM {self.table} WHERE queue = ? AND id = ?",
                                (queue, message.id))
 
@@ -115,7 +115,7 @@ class SqliteQueueAdapter(SqliteFile):
         return self._count(queue, "flight")
 
     def dead_letter(self, queue: str, message: Message, limit: int) -> Message | None:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             self._put(queue, message, "dead")
             dead = self._messages(queue, "dead")
             if len(dead) <= max(limit, 1):
@@ -128,7 +128,7 @@ class SqliteQueueAdapter(SqliteFile):
         return [message for _seq, message in self._messages(queue, "dead")]
 
     def take_dead_letters(self, queue: str, message_id: str | None = None) -> list[Message]:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             taken = [(seq, m) for seq, m in self._messages(queue, "dead")
                      if message_id is None or m.id == message_id]
             self._conn.executemany(f"DELETE FROM {self.table} WHERE seq = ?",

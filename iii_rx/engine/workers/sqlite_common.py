@@ -13,16 +13,23 @@ the file handling the adapters share: the options, open, close and the open conn
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
+from iii_rx.engine.logsafe import RateLimitedLog
+
 __all__ = ["SqliteFile", "StoreFileError", "Synchronous", "check_options", "dump", "open_db",
            "transaction"]
 
 Synchronous = Literal["NORMAL", "FULL"]
+
+_failures = RateLimitedLog(logging.getLogger("iii_rx.engine.workers"))
+"""The lines of writes a file refuses (a caller can make one per call while the disk is full)."""
 
 
 def check_options(table: str, synchronous: str) -> None:
@@ -105,18 +112,42 @@ def dump(value: Any) -> str:
 
 
 class transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one write, all or nothing."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one write, all or nothing.
 
-    __slots__ = ("db",)
+    A write the file ``path`` refuses (a full disk, an I/O error, a lock held too long) is
+    logged and raised as :class:`StoreFileError` naming the file: sqlite's own message ("disk
+    I/O error") names none, and the caller's error was the only trace of it."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    __slots__ = ("db", "path")
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self.db = db
+        self.path = path
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._refused(exc) from exc
 
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 *rest: object) -> None:
+        try:
+            if exc_type is None:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:  # sqlite rolls back by itself after some errors
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error as failed:
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            raise self._refused(failed) from failed
+        if isinstance(exc, sqlite3.Error):
+            raise self._refused(exc) from exc
+
+    def _refused(self, exc: sqlite3.Error) -> StoreFileError:
+        _failures.log(logging.ERROR, "write", "%s: cannot write it: %s", self.path, exc)
+        return StoreFileError(f"{self.path}: cannot write it: {exc}")
 
 
 class SqliteFile:

@@ -75,13 +75,13 @@ class SqliteStateAdapter(SqliteFile):
 
     async def set(self, scope: str, key: str, value: Any) -> Any:
         text = dump(value)  # before the transaction: a value that cannot be stored fails here
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             old = self._read(scope, key)
             self._write(scope, key, text)
         return old
 
     async def delete(self, scope: str, key: str) -> Any:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             old = self._read(scope, key)
             if old is not MISSING:
                 self._conn.execute(f"DELETE FROM {self.table} WHERE scope = ? AND key = ?",
@@ -89,7 +89,7 @@ class SqliteStateAdapter(SqliteFile):
         return old
 
     async def update(self, scope: str, key: str, mutate: Mutate) -> tuple[Any, Any]:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             old = self._read(scope, key)
             new = mutate(old)
             self._write(scope, key, dump(new))

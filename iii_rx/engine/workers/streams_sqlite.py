@@ -68,13 +68,13 @@ class SqliteStreamAdapter(SqliteFile):
 
     async def set(self, stream: str, group: str, item: str, value: Any) -> Any:
         text = dump(value)
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             old = self._read(stream, group, item)
             self._write(stream, group, item, text)
         return old
 
     async def delete(self, stream: str, group: str, item: str) -> Any:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             old = self._read(stream, group, item)
             if old is not MISSING:
                 self._conn.execute(
@@ -84,7 +84,7 @@ class SqliteStreamAdapter(SqliteFile):
 
     async def update(self, stream: str, group: str, item: str,
                      mutate: Mutate) -> tuple[Any, Any]:
-        with transaction(self._conn):
+        with transaction(self._conn, self.path):
             old = self._read(stream, group, item)
             new = mutate(old)
             self._write(stream, group, item, dump(new))

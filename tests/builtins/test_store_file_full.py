@@ -1,5 +1,7 @@
-"""A named queue on a ``--queue-file`` when the disk fills and then has room again: it delivers
-its waiting messages once the file can be written (no restart)."""
+"""The sqlite files when the disk fills (the engine process's file size limit, set and lifted
+with ``prlimit``): a refused write is an error naming the file, in the caller's answer and the
+engine's log, and a queue delivers its waiting messages once the file can be written again
+(no restart)."""
 
 from __future__ import annotations
 
@@ -23,14 +25,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 class LoggedEngine:
-    """``python -m iii_rx.engine --queue-file`` with its log on a pipe, read line by line (a
+    """``python -m iii_rx.engine FLAGS...`` with its log on a pipe, read line by line (a
     log file could not be written either while the disk is full)."""
 
-    def __init__(self, queue_file: Path, *flags: str) -> None:
+    def __init__(self, *flags: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "iii_rx.engine", "--host", "127.0.0.1", "--port", "0",
-             "--rest-port", "0", "--log-level", "WARNING", "--queue-file", str(queue_file),
-             *flags],
+             "--rest-port", "0", "--log-level", "WARNING", *flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "OTEL_ENABLED": "false"})
         assert self.proc.stdout is not None and self.proc.stderr is not None
@@ -64,7 +65,7 @@ class LoggedEngine:
 def test_a_named_queue_delivers_again_once_its_file_can_be_written(tmp_path: Path) -> None:
     """The failed write of a take ended the queue's delivery loop: the messages waiting then,
     and any enqueued after the disk had room again, were delivered only after a restart."""
-    engine = LoggedEngine(tmp_path / "q.db")
+    engine = LoggedEngine("--queue-file", str(tmp_path / "q.db"))
     function_id, name = unique("files::job"), unique("jobs")
     gate = threading.Event()
     arrived: queue.Queue[int] = queue.Queue()
@@ -103,7 +104,7 @@ def test_a_retry_due_while_the_disk_is_full_runs_once_it_has_room(tmp_path: Path
     config = tmp_path / "iii-config.yaml"
     config.write_text("workers:\n  - name: iii-queue\n    config:\n      queue_configs:\n"
                       f"        {name}: {{backoff_ms: 3000}}\n")
-    engine = LoggedEngine(tmp_path / "q.db", "--config", str(config))
+    engine = LoggedEngine("--queue-file", str(tmp_path / "q.db"), "--config", str(config))
     attempts: queue.Queue[int] = queue.Queue()
     gate = threading.Event()
 
@@ -127,6 +128,27 @@ def test_a_retry_due_while_the_disk_is_full_runs_once_it_has_room(tmp_path: Path
         engine.wait_for_line("retry")
         engine.disk_full(False)
         assert attempts.get(timeout=WAIT) == 1
+    finally:
+        iii.shutdown()
+        engine.stop()
+
+
+def test_a_state_write_the_full_disk_refuses_names_the_file(tmp_path: Path) -> None:
+    """The caller's error was sqlite's alone ("disk I/O error") and the engine logged
+    nothing: the operator had no line saying which file could not be written."""
+    path = tmp_path / "state.db"
+    engine = LoggedEngine("--state-file", str(path))
+    iii = register_worker(engine.url, InitOptions(
+        worker_name=unique("files"), otel={"enabled": False}, enable_metrics_reporting=False))
+    try:
+        call(iii, "state::set", {"scope": "s", "key": "before", "value": 1})
+        engine.disk_full(True)
+        with pytest.raises(Exception, match=f"invocation_failed: {path}: cannot write it"):
+            call(iii, "state::set", {"scope": "s", "key": "during", "value": 2})
+        assert "ERROR" in engine.wait_for_line(str(path))
+        engine.disk_full(False)
+        call(iii, "state::set", {"scope": "s", "key": "after", "value": 3})
+        assert call(iii, "state::list", {"scope": "s"}) == [1, 3]
     finally:
         iii.shutdown()
         engine.stop()
