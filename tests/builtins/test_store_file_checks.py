@@ -124,3 +124,15 @@ def test_a_file_the_engine_may_not_write_stops_the_open() -> None:
         path.chmod(0o444)
         refused = unprivileged(lambda: asyncio.run(reopen()))
         assert refused.startswith(f"{path}: ") and "readonly" in refused, refused
+
+
+@pytest.mark.parametrize("kind", ADAPTERS, ids=lambda kind: kind.what)
+async def test_a_directory_is_named_as_one(tmp_path: Path, kind: Kind) -> None:
+    """The Rust engine's ``file_based`` kv adapter keeps a directory at ``file_path``: a
+    config file both engines ran with pointed ours at that directory, and sqlite's "unable
+    to open database file" did not say what was wrong."""
+    rust_store = tmp_path / "state_store"
+    rust_store.mkdir()
+    (rust_store / "orders.bin").write_bytes(b"\x00rkyv")
+    with pytest.raises(StoreFileError, match=f"^{rust_store}: a directory, not a file"):
+        await kind(rust_store).open()

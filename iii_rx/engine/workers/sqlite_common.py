@@ -50,6 +50,10 @@ def open_db(path: Path, schema: str, *, synchronous: Synchronous,
             busy_timeout_ms: int) -> sqlite3.Connection:
     """The file ``path`` (created with its directory if missing) with ``schema`` applied;
     :class:`StoreFileError` if it cannot be."""
+    if path.is_dir():
+        raise StoreFileError(f"{path}: a directory, not a file (the Rust engine's file_based kv "
+                             "adapter keeps a directory of its own format at file_path); give "
+                             "this engine the path of an sqlite file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
