@@ -27,6 +27,7 @@ from iii_rx.engine.workers import SqliteQueueAdapter, SqliteStreamAdapter
 from iii_rx.engine.workers._common import MISSING
 from iii_rx.engine.workers.queues import NAMED_PREFIX
 from iii_rx.engine.workers.queues_store import Message, QueueConfig, QueueFull
+from iii_rx.engine.workers.sqlite_common import StoreFileError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -207,6 +208,32 @@ def test_sqlite_queue_adapter_redelivers_what_was_in_flight_first(tmp_path: Path
         assert [m.id for m in reopened.take_dead_letters("q", other.id)] == [other.id]
         assert reopened.queues() == ["q"]
         await reopened.close()
+
+    asyncio.run(run())
+
+
+def test_a_queue_file_is_one_engines_at_a_time(tmp_path: Path) -> None:
+    """A second engine on the same queue file would put the first one's messages in flight
+    back to pending at its start, and both would deliver them: it is refused, naming the
+    file, until the first one closes it."""
+    async def run() -> None:
+        path = tmp_path / "q.db"
+        first = SqliteQueueAdapter(path)
+        await first.open()
+        first.push("q", Message("f", "default", 1), limit=10)
+        taken = first.take("q")
+        assert taken is not None
+        second = SqliteQueueAdapter(path, busy_timeout_ms=50)
+        with pytest.raises(StoreFileError, match="another program holds it") as refused:
+            await second.open()
+        assert str(path) in str(refused.value)
+        assert (first.pending("q"), first.in_flight("q")) == (0, 1)  # not put back
+        first.ack("q", taken)
+        await first.close()
+
+        await second.open()
+        assert (second.pending("q"), second.in_flight("q")) == (0, 0)
+        await second.close()
 
     asyncio.run(run())
 

@@ -48,6 +48,9 @@ class SqliteQueueAdapter(SqliteFile):
     """Queues in the sqlite file ``path`` (created with its directory if missing)."""
 
     what = "queue"
+    exclusive = True
+    """One engine per file: a second one would put the first one's messages in flight back
+    to pending at its start, and both would deliver them."""
 
     def __init__(self, path: str | os.PathLike[str], *, table: str = "queue_messages",
                  synchronous: Synchronous = "NORMAL", busy_timeout_ms: int = 5000) -> None:

@@ -47,9 +47,10 @@ class StoreFileError(OSError):
 
 
 def open_db(path: Path, schema: str, *, synchronous: Synchronous,
-            busy_timeout_ms: int) -> sqlite3.Connection:
+            busy_timeout_ms: int, exclusive: bool = False) -> sqlite3.Connection:
     """The file ``path`` (created with its directory if missing) with ``schema`` applied;
-    :class:`StoreFileError` if it cannot be."""
+    :class:`StoreFileError` if it cannot be. ``exclusive``: this connection keeps the file
+    locked until it closes, so that a second engine (or any other program) cannot open it."""
     if path.is_dir():
         raise StoreFileError(f"{path}: a directory, not a file (the Rust engine's file_based kv "
                              "adapter keeps a directory of its own format at file_path); give "
@@ -63,6 +64,8 @@ def open_db(path: Path, schema: str, *, synchronous: Synchronous,
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {synchronous}")
+        if exclusive:  # held from the first write below (the schema's) until close
+            db.execute("PRAGMA locking_mode = EXCLUSIVE")
         # sqlite reads a page only when a call needs it: a damaged one would fail those calls
         # (and answer the others) in an engine that started; a read of every page refuses it.
         problem = " ".join(str(db.execute("PRAGMA quick_check(1)").fetchone()[0]).split())
@@ -78,6 +81,9 @@ def open_db(path: Path, schema: str, *, synchronous: Synchronous,
         db.execute(f"PRAGMA user_version = {version}")
     except sqlite3.Error as exc:
         db.close()
+        if exclusive and "database is locked" in str(exc):  # SQLITE_BUSY (3.10 has no code)
+            raise StoreFileError(f"{path}: another program holds it (another engine started "
+                                 "on the same file?); one engine at a time may use it") from exc
         raise StoreFileError(f"{path}: cannot use it as an sqlite file: {exc}") from exc
     except BaseException:
         db.close()
@@ -160,6 +166,8 @@ class SqliteFile:
 
     what = "sqlite"
     """What the adapter keeps, for the error of a use before :meth:`open`."""
+    exclusive = False
+    """Whether the file is locked while open (see :func:`open_db`)."""
 
     def __init__(self, path: str | os.PathLike[str], *, table: str, synchronous: Synchronous,
                  busy_timeout_ms: int) -> None:
@@ -175,7 +183,8 @@ class SqliteFile:
         if self._db is not None:
             return False
         self._db = open_db(self.path, schema.format(table=self.table),
-                           synchronous=self.synchronous, busy_timeout_ms=self.busy_timeout_ms)
+                           synchronous=self.synchronous, busy_timeout_ms=self.busy_timeout_ms,
+                           exclusive=self.exclusive)
         return True
 
     async def close(self) -> None:
