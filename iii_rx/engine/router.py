@@ -206,7 +206,8 @@ class Router:
         caller = pending.caller
         if caller is not None:
             caller.outbound.discard(pending)
-            if pending.caller_id == pending.wire_id and type(raw) is str:
+            if (pending.caller_id == pending.wire_id and type(raw) is str
+                    and frame.function_id == pending.function_id):
                 caller.send(raw)
             else:
                 caller.send(_reencode(frame, pending))
@@ -415,9 +416,11 @@ def _complete(pending: Pending, error: dict[str, Any]) -> None:
 
 
 def _reencode(frame: InvocationResult | HotResult, pending: Pending) -> str:
+    """The answer in the caller's terms: its invocation id and the function it called (as
+    the Rust engine does, whatever ``function_id`` the handler's frame carried)."""
     assert pending.caller_id is not None
     error = frame.error.model_dump(exclude_unset=True) if frame.error is not None else None
-    return result_text(pending.caller_id, frame.function_id, frame.result, error,
+    return result_text(pending.caller_id, pending.function_id, frame.result, error,
                        frame.traceparent, frame.baggage)
 
 

@@ -182,6 +182,26 @@ async def test_reused_invocation_ids_stay_apart(engine: Engine) -> None:
     assert answer["result"] == "other" and answer["invocation_id"] == "same-id"
 
 
+async def test_relayed_result_names_the_called_function(engine: Engine) -> None:
+    """The caller's answer names the function it called, as on the Rust engine, whatever the
+    handler's frame says (it named the handler's ``function_id``, or ``""`` when the frame
+    had none and the call ended with ``invalid_result``)."""
+    worker, caller = await _pair(engine)
+    invocation_id = await caller.invoke("math::add", {})
+    await worker.recv("invokefunction")
+    await worker.send({"type": "invocationresult", "invocation_id": invocation_id,
+                       "function_id": "other::fn", "result": 3})
+    answer = await caller.recv("invocationresult")
+    assert answer == {"type": "invocationresult", "invocation_id": invocation_id,
+                      "function_id": "math::add", "result": 3}
+    invocation_id = await caller.invoke("math::add", {})
+    await worker.recv("invokefunction")
+    await worker.send({"type": "invocationresult", "invocation_id": invocation_id, "result": 4})
+    answer = await caller.recv("invocationresult")
+    assert answer["error"]["code"] == "invalid_result"
+    assert answer["function_id"] == "math::add"
+
+
 async def test_unknown_result_is_dropped(engine: Engine) -> None:
     worker, _ = await _pair(engine)
     await worker.send({"type": "invocationresult", "invocation_id": "nobody",
