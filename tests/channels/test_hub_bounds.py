@@ -120,20 +120,47 @@ async def test_channels_per_worker_are_capped_and_freed_when_it_leaves() -> None
 
         await worker.close()
         await wait_until(lambda: worker_id not in engine.registry.workers)
-        # Unfinished channels went with their creator; a connected one streams on.
+        # A channel nobody attached to went with its creator; one whose writer waits for its
+        # reader stays for it (until the sweep); a connected one streams on.
         assert idle["writer"]["channel_id"] not in engine.hub
-        assert half["writer"]["channel_id"] not in engine.hub
-        try:
-            await asyncio.wait_for(blocked.wait_closed(), 5)
-        except ConnectionClosed:
-            pass
-        assert blocked.close_code == 1011
+        assert half["writer"]["channel_id"] in engine.hub
+        late_reader = await open_end(engine, half["reader"])
+        assert await late_reader.recv() == b"pending"
+        await blocked.close()
+        with pytest.raises(ConnectionClosed):
+            await late_reader.recv()
+        assert late_reader.close_code == 1000
         assert full["writer"]["channel_id"] in engine.hub
         assert engine.hub.owned_by(worker_id) == 0
         await streaming_writer.send(b"still here")
         assert await streaming_reader.recv() == b"still here"
         await streaming_writer.close()
         await streaming_reader.close()
+
+
+async def test_a_reader_waiting_when_its_creator_leaves_gets_the_late_writers_data() -> None:
+    """A worker's control socket dropping (a keepalive blip, a restart) while its channel's
+    reader waits for a remote writer used to end that reader cleanly with no data, an empty
+    stream read as complete, and the writer was then refused (404)."""
+    async with Engine(port=0, namespace_grace_ms=300) as engine:
+        worker = await connect(engine.url, compression=None, ping_interval=None)
+        await worker.recv()  # workerregistered
+        worker_id = next(iter(engine.registry.workers))
+        refs = (await call(worker, "engine::channels::create", {}, "c"))["result"]
+        reader = await open_end(engine, refs["reader"])
+        channel = engine.hub.channel_state(refs["reader"]["channel_id"])
+        assert channel is not None
+        await wait_until(lambda: channel.reader_attached)
+
+        await worker.close()
+        await wait_until(lambda: worker_id not in engine.registry.workers)
+        writer = await open_end(engine, refs["writer"])
+        await writer.send(b"late data")
+        await writer.close()
+        assert await reader.recv() == b"late data"
+        with pytest.raises(ConnectionClosed):
+            await reader.recv()
+        assert reader.close_code == 1000
 
 
 async def test_a_writer_frame_is_bounded_by_the_larger_of_the_pipe_and_16_mib() -> None:

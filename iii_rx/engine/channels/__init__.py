@@ -24,9 +24,12 @@ How a channel ends (close codes seen by the websocket peers):
   gone;
 - a second socket for a side already taken -> closed at once with 1008;
 - the sweep removes channels older than ``max_age_s`` with a side that never connected (or a
-  reader that left): a waiting reader gets 1000 (nothing was written), a writer gets 1011;
-- the worker that created a channel leaves while a side never connected
-  (:meth:`ChannelHub.release_owner`) -> as the sweep;
+  reader that left): a waiting reader and a writer get 1011 (a waiting reader must not read
+  an empty stream as complete; the Rust engine closes it with 1000);
+- the worker that created a channel leaves (:meth:`ChannelHub.release_owner`) -> a channel
+  no side attached to, or whose reader left, is removed (a writer gets 1011); one with a
+  reader waiting for its writer, or a writer waiting for its reader, stays for them (until
+  the sweep), as on the Rust engine, so a creator's reconnect does not end its transfers;
 - engine shutdown (:meth:`ChannelHub.close`) -> every attached socket gets 1001.
 
 The package is split by concept: :mod:`.pipe` (the bounded pipe and a channel's record),

@@ -23,7 +23,6 @@ from iii_rx.engine.channels.pipe import (
     DEFAULT_BUFFER_BYTES,
     GOING_AWAY,
     INTERNAL,
-    NORMAL,
     POLICY,
     ChannelState,
 )
@@ -169,10 +168,14 @@ class ChannelHub:
             self._drop(channel, INTERNAL, "channel removed by the engine")
 
     def release_owner(self, owner: str) -> int:
-        """Free the channels ``owner`` created that are not connected at both ends (it left).
+        """Free the channels ``owner`` created that nobody uses any more (it left).
 
-        Those connected at both ends stay until they end: other workers may be streaming (a
-        reader that left does not count as connected). Returns how many were removed.
+        A channel stays while an end may still get what it waits for: both ends connected,
+        a reader waiting for its writer, or a writer whose reader has not come yet (the sweep
+        bounds the last two). It goes when no side ever attached, or its reader left (a
+        writer still there is closed with 1011). A reader waiting on a reconnecting
+        creator's channel must not be ended: it would read an empty stream as complete.
+        Returns how many were removed.
         """
         removed = 0
         for channel_id in list(self._owned.pop(owner, ())):
@@ -180,14 +183,12 @@ class ChannelHub:
             if channel is None:
                 continue
             channel.owner = None
-            if channel.connected:
+            reader_waiting = channel.reader_attached and not channel.reader_done
+            if reader_waiting or (channel.writer_attached and not channel.reader_attached):
                 continue
             self._channels.pop(channel_id, None)
             removed += 1
-            if channel.writer_attached:
-                self._drop(channel, INTERNAL, "channel removed: its creator left")
-            else:
-                self._drop(channel, NORMAL, "")
+            self._drop(channel, INTERNAL, "channel removed: its creator left")
         return removed
 
     def owned_by(self, owner: str) -> int:
@@ -319,10 +320,9 @@ class ChannelHub:
         ]
         for channel in stale:
             self._discard(channel.id)
-            if channel.writer_attached:
-                self._drop(channel, INTERNAL, "channel expired: no reader connected")
-            else:
-                self._drop(channel, NORMAL, "")
+            # A reader left waiting fails too: an empty stream is not what it was promised.
+            self._drop(channel, INTERNAL, "channel expired: no reader connected"
+                       if channel.writer_attached else "channel expired: no writer connected")
             log.debug("channel %s swept (writer %s, reader %s)", channel.id,
                       channel.writer_attached, channel.reader_attached)
         return len(stale)
