@@ -29,6 +29,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, RichLog, Static
 
 from iii_rx.errors import IIIError
@@ -69,6 +70,8 @@ _STATE_STYLES = {
     ConnectionState.RECONNECTING: "bold yellow",
 }
 _LOG_LINES = 1000
+_PID_REDRAW_S = 0.1
+"""Pid answers arriving within this long share one redraw (one per answer is quadratic)."""
 
 
 class TopApp(App[None]):
@@ -123,6 +126,8 @@ class TopApp(App[None]):
         self._function_rates = RateTracker(rate_window)
         self._pids: dict[str, int] = {}
         self._pid_asked: set[str] = set()
+        self._pid_redraw: Timer | None = None
+        """The timer of the redraw that shows the pids answered since the last one."""
         self._shown: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
         self._shown_widths: dict[str, list[int]] = {}
         """Per table: its widest cell per column, as shown."""
@@ -219,7 +224,12 @@ class TopApp(App[None]):
             return
         if pid is not None:
             self._pids[worker.id] = pid
-            self.refresh_rates()
+            if self._pid_redraw is None:
+                self._pid_redraw = self.set_timer(_PID_REDRAW_S, self._show_pids)
+
+    def _show_pids(self) -> None:
+        self._pid_redraw = None
+        self.refresh_rates()
 
     # ------------------------------------------------------------------ actions
 

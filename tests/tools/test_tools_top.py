@@ -89,6 +89,35 @@ async def test_a_worker_appears_shows_its_load_and_goes(engine: Engine) -> None:
         assert app.return_code == 0
 
 
+async def test_pids_of_many_workers_cost_a_few_redraws_not_one_each(engine: Engine) -> None:
+    """Each worker's pid comes from its own ``engine::workers::info`` answer, and each answer
+    redrew every table: with 1,000 workers, 1,000 redraws of 1,000 rows (quadratic; the pids
+    took minutes to show and top took a core meanwhile). Answers now share one redraw."""
+    count = 40
+    workers = [await iii_rx.connect(engine.url, name=unique_name("many"))
+               for _ in range(count)]
+    try:
+        async with iii_rx.connect(engine.url, name=unique_name("viewer")) as viewer:
+            app = TopApp(ClientSource(viewer, TopologyStream(viewer, poll_interval=None)),
+                         tick=None)
+            renders = 0
+            render = app._render_tables
+
+            def counted(now: float | None = None) -> None:
+                nonlocal renders
+                renders += 1
+                render(now)
+
+            app._render_tables = counted  # type: ignore[method-assign]
+            async with app.run_test(size=SIZE):
+                await app.wait_until(lambda: all(
+                    cell(app, "workers", w.name, W["pid"]) == str(os.getpid())
+                    for w in workers), WAIT)
+            assert renders <= 10, renders
+    finally:
+        await asyncio.gather(*(w.aclose() for w in workers))
+
+
 async def test_engine_restart_shows_the_connection_state(engine: Engine) -> None:
     port = engine.port
     reconnect = iii_rx.ReconnectConfig(initial_delay_ms=50, max_delay_ms=200)
