@@ -295,7 +295,11 @@ class _Session:
             raise
         except Exception as exc:
             self.failures += 1
-            log.log(logging.DEBUG if not self.connected else logging.WARNING,
+            # Cut by an outage or by the user's own close() (its state still says connected
+            # while it fails the calls in flight): nothing to warn about. ``closed`` is the
+            # client's; a host without it (TopologyHost does not ask for it) counts as open.
+            quiet = not self.connected or getattr(self.client, "closed", False) is True
+            log.log(logging.DEBUG if quiet else logging.WARNING,
                     "topology refresh failed (%s attempt): %s", self.failures, exc)
         finally:
             self.refreshing = None
