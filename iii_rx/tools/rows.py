@@ -124,13 +124,15 @@ def _key(parts: Sequence[str]) -> str:
     return "\x1f".join(parts)
 
 
-def _worker_metrics(snapshot: Topology, worker: WorkerInfo) -> Metrics:
+def _worker_metrics(worker: WorkerInfo,
+                    by_owner: Mapping[tuple[str | None, str], list[Metrics]]) -> Metrics:
     """The worker row's own metrics, else the sum of its functions' (an engine may count per
-    function only)."""
+    function only). ``by_owner``: the functions' metrics that are present, by
+    ``(worker_name, namespace)``, gathered once per build (a scan per worker is quadratic)."""
     own = metrics_of(worker.extra)
     if own.present:
         return own
-    parts = [m for m in (metrics_of(f.extra) for f in snapshot.functions_of(worker)) if m.present]
+    parts = by_owner.get((worker.name, worker.namespace))
     if not parts:
         return own
 
@@ -194,17 +196,22 @@ def build_rows(
                         | {f.namespace for f in snapshot.functions}
                         | {t.namespace for t in snapshot.triggers if t.namespace})
 
+    function_metrics = [(f, metrics_of(f.extra)) for f in snapshot.functions]
+    by_owner: dict[tuple[str | None, str], list[Metrics]] = {}
+    for f, metrics in function_metrics:
+        if metrics.present:
+            by_owner.setdefault((f.worker_name, f.namespace), []).append(metrics)
+
     workers: list[WorkerRow] = []
     for w in snapshot.workers:
         if w.id in hide_workers:
             continue
-        metrics = _worker_metrics(snapshot, w)
+        metrics = _worker_metrics(w, by_owner)
         rate = _rate(worker_rates, w.key, metrics, snapshot.taken_at, now)
         if (namespace is None or w.namespace == namespace) and not (hide_engine and w.builtin):
             workers.append(WorkerRow(w.id, w, _pid(w, pids), w.function_count, metrics, rate))
     functions: list[FunctionRow] = []
-    for f in snapshot.functions:
-        metrics = metrics_of(f.extra)
+    for f, metrics in function_metrics:
         rate = _rate(function_rates, f.key, metrics, snapshot.taken_at, now)
         if (namespace is None or f.namespace == namespace) and f.worker_name not in engine:
             functions.append(FunctionRow(_key(f.key), f, triggers_by_function.get(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from iii_rx.tools.metrics import Metrics, RateTracker, fmt_ms, fmt_rate, metrics_of
@@ -82,3 +84,33 @@ def test_format_table_aligns_text_left_and_numbers_right() -> None:
         "WORKER  NAMESPACE  RUNTIME  PID  FUNCS  ACTIVE  CALLS  ERRORS  ADDRESS",
         "a       default    python     7      1       0      4       1",
     ]
+
+
+class _CountingRows(tuple):  # type: ignore[type-arg]
+    """A snapshot's rows that count how many times a row is read by iterating."""
+
+    reads = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for row in super().__iter__():
+            _CountingRows.reads += 1
+            yield row
+
+
+def test_worker_rows_without_metrics_read_the_functions_once_not_once_per_worker() -> None:
+    """The Rust engine sends no metrics: each worker row summed its functions' by scanning
+    every function of the snapshot (W x F reads: 70 ms a build with 1,000 workers and 2,000
+    functions, 220 ms with 2,000 and 4,000, and top builds every second)."""
+    count = 300
+    workers = [WorkerInfo(id=f"id{i}", name=f"w{i}", runtime="python", function_count=2)
+               for i in range(count)]
+    functions = [FunctionInfo(function_id=f"w{i}::f{j}", worker_name=f"w{i}",
+                              extra=FrozenDict({"invocations": j + 1}))
+                 for i in range(count) for j in range(2)]
+    snapshot = Topology.of(workers, functions, taken_at=1.0)
+    counted = dataclasses.replace(snapshot, functions=_CountingRows(snapshot.functions))
+    _CountingRows.reads = 0
+    rows = build_rows(counted)
+    assert _CountingRows.reads <= 3 * len(functions), _CountingRows.reads
+    assert {r.worker.name: r.metrics.invocations for r in rows.workers} == {
+        f"w{i}": 3 for i in range(count)}
