@@ -111,5 +111,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
 
     for worker in [obj for obj in gc.get_objects() if type(obj) is III]:  # no proxies
-        if not worker.client.closed:
+        # One whose __init__ raised has no client (gc finds it through a kept traceback).
+        client = getattr(worker, "_client", None)
+        if client is not None and not client.closed:
             worker.shutdown()
