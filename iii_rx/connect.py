@@ -12,6 +12,8 @@ of a process, so two clients of one script do not collide on the engine's name l
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import itertools
 import math
 import os
@@ -187,6 +189,8 @@ async def _open(
         if address is not None:
             check_url(address)
         else:
+            # Its modules (aiohttp and more) take ~0.3 s to import: not on the caller's loop.
+            await asyncio.to_thread(importlib.import_module, "iii_rx.engine")
             from iii_rx.engine import Engine
 
             engine = await resources.enter_async_context(Engine(port=0))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import socket
+import subprocess
+import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -313,3 +316,36 @@ async def test_default_names_do_not_collide(engine: Engine,
     async with iii_rx.connect(engine.url) as a, iii_rx.connect(engine.url) as b:
         assert a.name != b.name
         assert b.connection_state is ConnectionState.CONNECTED
+
+
+# Records the thread that imports iii_rx.engine, then connects with no address.
+_EMBEDDED_IMPORT = """
+import asyncio, importlib.abc, os, sys, threading
+import iii_rx
+
+class Spy(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname == "iii_rx.engine":
+            print("imported on", threading.current_thread().name, flush=True)
+        return None
+
+sys.meta_path.insert(0, Spy())
+os.environ.pop("III_URL", None)
+
+async def main():
+    threading.current_thread().name = "the-callers-loop"
+    async with iii_rx.connect(name="embedded-import") as iii:
+        assert iii.connection_state == "connected"
+
+asyncio.run(main())
+"""
+
+
+def test_the_embedded_engine_is_not_imported_on_the_callers_loop() -> None:
+    """Its modules (aiohttp and more) take ~0.3 s to import: on the caller's loop, that blocked
+    it (``python -X dev`` said so: 'Executing <Task ... main()> took 0.4 seconds')."""
+    done = subprocess.run([sys.executable, "-c", _EMBEDDED_IMPORT], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "OTEL_ENABLED": "false"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported on "), done.stdout
+    assert "the-callers-loop" not in done.stdout
