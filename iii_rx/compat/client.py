@@ -105,7 +105,11 @@ class III:
         return self._client
 
     def __repr__(self) -> str:
-        return f"<iii_rx.compat.III {self._client.name!r} {self._address}>"
+        # Also of one whose __init__ raised (pytest shows it as ``self`` in the traceback).
+        client: Client | None = getattr(self, "_client", None)
+        if client is None:
+            return "<iii_rx.compat.III (not connected)>"
+        return f"<iii_rx.compat.III {client.name!r} {self._address}>"
 
     # ------------------------------------------------------------------ connection
 

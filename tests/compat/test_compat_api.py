@@ -458,6 +458,12 @@ def test_init_options_repr_hides_header_values() -> None:
     assert "'engine_ws_headers': {'X-Key': '***'}" in repr(as_mapping)
 
 
+def test_the_repr_of_a_worker_whose_register_worker_raised() -> None:
+    """pytest prints it in the traceback of a failed register_worker() (as ``self``)."""
+    half_built = compat.III.__new__(compat.III)
+    assert repr(half_built) == "<iii_rx.compat.III (not connected)>"
+
+
 def test_models_go_out_by_alias_without_none_fields() -> None:
     plain = {"a": [1, 2], "b": {"c": None}}
     assert to_wire_value(plain) is plain
