@@ -35,6 +35,7 @@ from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.calls import call_namespace, request_fields
 from iii_rx.errors import IIIRegistrationRejectedError, error_from_body
 from iii_rx.functions import FunctionEntry, FunctionSpec, FunctionState, Sink
+from iii_rx.logsafe import RateLimitedLog, printable
 from iii_rx.notebook import Cell, current_cell
 from iii_rx.protocol import TriggerRegistrationResult
 from iii_rx.triggers import TriggerBinding, TriggerHandle, TriggerType
@@ -43,6 +44,8 @@ __all__ = ["STANDBY_PREFIX", "Registrations", "Standby", "StandbyHost", "binding
            "check_id"]
 
 log = logging.getLogger("iii_rx.registrations")
+_refusals = RateLimitedLog(log)
+"""Refused bindings: each reconnect replays every binding, and a provider's text is in it."""
 
 
 _BINDING_FIELDS = ("type", "function_id", "config", "metadata", "namespace", "trigger_namespace")
@@ -213,8 +216,9 @@ class Registrations:
         handle = self._bindings.get(frame.id)
         error = error_from_body(frame.error.code, frame.error.message,
                                 function_id=frame.function_id)
-        log.warning("trigger %s (%s -> %r) was refused: %s", frame.id, frame.trigger_type,
-                    frame.function_id, error)
+        _refusals.log(logging.WARNING, "trigger refused", "trigger %s (%s -> %s) was refused: %s",
+                      printable(frame.id), printable(frame.trigger_type),
+                      printable(repr(frame.function_id)), printable(str(error), 500))
         if handle is not None:
             handle.error = error
 

@@ -104,3 +104,28 @@ async def test_built_in_trigger_type(engine: Engine, name: str,
         await asyncio.wait_for(got.wait(), 5)
         assert events
         handle.unregister()
+
+
+async def test_refused_bindings_log_a_bounded_number_of_escaped_lines(
+        engine: Engine, caplog: Any) -> None:
+    """Every refusal was one WARNING, again on each reconnect's replay (1000 bad bindings made
+    2000 lines after one reconnect), and the provider's message went out unescaped: a newline
+    in it forged a second log line."""
+    async with iii_rx.connect(engine.url, name="provider-4") as provider, \
+            iii_rx.connect(engine.url, name="consumer-4") as consumer:
+        def refuse(config: TriggerConfig) -> None:
+            raise ValueError("bad config\nFORGED line")
+
+        provider.register_trigger_type("picky", "refuses", refuse)
+        consumer.register_function("c::g", lambda x: x)
+        caplog.set_level("WARNING", logger="iii_rx.registrations")
+        handles = [consumer.register_trigger({"type": "picky", "function_id": "c::g"})
+                   for _ in range(40)]
+        await wait_for(lambda: all(h.error is not None for h in handles),
+                       what="every refusal forwarded")
+        lines = [r.getMessage() for r in caplog.records if r.name == "iii_rx.registrations"]
+        # At most a burst and one "held back" line (fewer if an earlier test of this
+        # process used the window up).
+        assert len([line for line in lines if "was refused" in line]) <= 10, lines
+        assert len(lines) <= 11, lines
+        assert all("\n" not in line for line in lines), lines
