@@ -4,7 +4,9 @@ Conventions, for whoever writes docs:
 
 - A ```python block runs on its own in a fresh interpreter, in an empty temporary directory,
   with ``III_URL`` unset (so ``iii_rx.connect()`` starts an embedded engine) and
-  ``OTEL_ENABLED=false``. It must finish within ``TIMEOUT_S`` seconds without raising.
+  ``OTEL_ENABLED=false``, in asyncio's debug mode (a loop method called from a thread other
+  than the loop's raises, as a reader's program may race there). It must finish within
+  ``TIMEOUT_S`` seconds without raising.
 - Top-level ``await``, ``async with`` and ``async for`` are allowed, as in a notebook cell; such
   a block runs on an event loop the runner makes.
 - ``<!-- norun: reason -->`` on the line above a block (blank lines may sit between) skips it;
@@ -127,6 +129,7 @@ def run_all() -> dict[str, tuple[int | None, str]]:
         return _RESULTS
     env = {k: v for k, v in os.environ.items() if k not in ("III_URL", "III_TOKEN")}
     env["OTEL_ENABLED"] = "false"
+    env["PYTHONASYNCIODEBUG"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="iii-rx-snippets-") as tmp:
         files = {}
