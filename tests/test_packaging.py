@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hatchling.builders.sdist import SdistBuilder
 from hatchling.builders.wheel import WheelBuilder
+from hatchling.metadata.core import ProjectMetadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,3 +46,11 @@ def test_the_sdist_leaves_out_what_runs_leave_in_the_working_tree(tmp_path: Path
             "examples/demo.py", "pyproject.toml", "README.md"} <= selected
     assert not {p for p in selected if p.startswith(("data/", ".hypothesis/"))}, selected
     assert not {p for p in selected if "__pycache__" in p}, selected
+
+
+def test_the_distribution_reports_the_version_workers_send_the_engine() -> None:
+    """Workers send the engine the installed distribution's version (pyproject.toml's), users
+    read ``iii_rx.__version__``: two copies that a release must bump together."""
+    import iii_rx
+
+    assert ProjectMetadata(str(ROOT), None).version == iii_rx.__version__
