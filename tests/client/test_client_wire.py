@@ -210,6 +210,7 @@ async def test_an_unanswered_registration_is_named_when_connecting_times_out(
 async def test_an_address_that_never_answers_the_handshake_is_named(name: str) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # holds the connection, answers nothing
+        writer.close()  # from Python 3.12.1 on, the server's close waits for every connection
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
