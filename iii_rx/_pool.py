@@ -87,26 +87,42 @@ class HandlerPool:
         """Threads started so far (they are reused, never more than ``max_workers``)."""
         return len(self._started)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` began (a refused :meth:`submit` was not for lack of a
+        thread)."""
+        return self._closed
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on a pool thread, in a copy of the caller's context; exceptions
-        are logged. ``RuntimeError`` after :meth:`shutdown`."""
-        context = contextvars.copy_context()
+        are logged. ``RuntimeError`` after :meth:`shutdown`, or when the thread it needs
+        cannot start (the OS's thread limit; Python 3.12.0-3.12.2 once the main thread has
+        ended): then the task is not kept, it never runs, and the pool is as before."""
+        task = (fn, args, contextvars.copy_context())
         with self._lock:
             if self._closed:
                 raise RuntimeError("the handler pool is shut down")
-            self._queue.put((fn, args, context))
-            if self._idle:
-                self._idle -= 1  # that thread takes this task
+            if self._idle or len(self._started) >= self.max_workers:
+                if self._idle:
+                    self._idle -= 1  # that thread takes this task
+                self._queue.put(task)  # else the next thread to finish takes it
                 return
-            if len(self._started) >= self.max_workers:
-                return  # the next thread to finish takes it
             self._alive += 1
             slot = len(self._started)
             self._busy.append(None)
             thread = threading.Thread(target=self._work, args=(slot,), daemon=True,
                                       name=f"{self._prefix}_{slot}")
             self._started.append(thread)
-        thread.start()
+            # Started under the lock, the task queued once it runs: a start that fails is
+            # undone whole, no thread left that a close would wait for, no task run later.
+            try:
+                thread.start()
+            except BaseException:
+                self._alive -= 1
+                self._busy.pop()
+                self._started.pop()
+                raise
+            self._queue.put(task)
 
     def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T],
              *args: Any) -> asyncio.Future[T]:

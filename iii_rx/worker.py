@@ -149,10 +149,8 @@ class WorkerTasks(TaskSet):
 
     def exempt_current(self) -> None:
         """If the caller is a handler's task, :meth:`aclose` no longer cancels it."""
-        try:
+        with contextlib.suppress(RuntimeError):  # no running loop: a thread
             self._lean.discard(asyncio.current_task())
-        except RuntimeError:  # no running loop: a thread
-            pass
 
     async def aclose(self) -> None:
         """Cancel and await the handler tasks (also those started meanwhile), then close the
@@ -308,8 +306,13 @@ class HandlerSink(Sink):
         else:
             try:
                 self._pool.submit(self._run_sync, invocation)
-            except RuntimeError:  # the client is closing: the engine answers the caller
-                invocation.abandon()
+            except RuntimeError as exc:
+                if self._pool.closed:  # the client is closing: the engine answers the caller
+                    invocation.abandon()
+                    return
+                self._fail(invocation, exc)  # no thread could start for it: say so, now
+                if self._limit is not None:
+                    self._loop.call_soon(self._finished)
 
     def _spawn(self, invocation: Invocation) -> None:
         """Start the async handler's task (it holds a slot of the worker's gate)."""
@@ -373,10 +376,8 @@ class HandlerSink(Sink):
             if span is not None:
                 invocation.trace.detach(span)
             if self._limit is not None:
-                try:
+                with contextlib.suppress(RuntimeError):  # loop closed
                     self._bridge.run_sync_soon(self._finished)
-                except RuntimeError:  # loop closed
-                    pass
 
     def _fail(self, invocation: Invocation, error: BaseException) -> None:
         """Fail the invocation; the channel ends it received are ended too (a writer

@@ -8,7 +8,10 @@ import threading
 
 import pytest
 
+import iii_rx
+from iii_rx import IIIInvocationError
 from iii_rx._pool import HandlerPool
+from iii_rx.engine import Engine
 
 
 def test_threads_start_on_demand_and_are_reused() -> None:
@@ -130,3 +133,51 @@ async def test_call_gives_the_outcome_on_the_loop() -> None:
         await pool.call(loop, lambda: 1 / 0)
     for thread in pool.shutdown(lambda: None):
         thread.join(5)
+
+
+class _NoNewThreads:
+    """``threading.Thread.start`` refuses the pool's threads while on, as the OS does at its
+    thread limit (and Python 3.12.0-3.12.2 once the main thread has ended)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, prefix: str = "iii-rx-handler") -> None:
+        self.on = True
+        start = threading.Thread.start
+
+        def refusing(thread: threading.Thread) -> None:
+            if self.on and thread.name.startswith(prefix):
+                raise RuntimeError("can't start new thread")
+            start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", refusing)
+
+
+def test_a_thread_that_cannot_start_leaves_no_task_and_no_thread_behind(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    refuse = _NoNewThreads(monkeypatch)
+    pool = HandlerPool(1, "iii-rx-handler")
+    ran: list[str] = []
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        pool.submit(ran.append, "refused")
+    refuse.on = False
+    done = threading.Event()
+    pool.submit(lambda: (ran.append("next"), done.set()))  # the one thread slot is still free
+    assert done.wait(5)
+    ended = threading.Event()
+    for thread in pool.shutdown(ended.set):
+        thread.join(5)
+    assert ended.wait(5)  # no thread counted that never ran
+    assert ran == ["next"]  # the refused task never runs
+
+
+async def test_a_call_whose_handler_gets_no_thread_fails_at_once(
+        monkeypatch: pytest.MonkeyPatch, engine: Engine, name: str) -> None:
+    async with iii_rx.connect(engine.url, name=name) as worker, \
+            iii_rx.connect(engine.url, name=f"{name}-caller") as caller:
+        worker.register_function("pool::double", lambda n: n * 2, max_concurrency=1)
+        await caller.wait_for_function("pool::double", timeout=5)
+        refuse = _NoNewThreads(monkeypatch)
+        with pytest.raises(IIIInvocationError, match="can't start new thread") as info:
+            await caller.trigger("pool::double", 1, timeout_ms=5000)
+        assert info.value.code == "invocation_failed"
+        refuse.on = False
+        assert await caller.trigger("pool::double", 2, timeout_ms=5000) == 4  # slot released
