@@ -54,3 +54,12 @@ def test_the_distribution_reports_the_version_workers_send_the_engine() -> None:
     import iii_rx
 
     assert ProjectMetadata(str(ROOT), None).version == iii_rx.__version__
+
+
+def test_both_distributions_carry_the_license_text() -> None:
+    """The metadata says Apache-2.0, whose terms require shipping its text with the code."""
+    metadata = ProjectMetadata(str(ROOT), None)
+    assert metadata.core.license == "Apache-2.0"
+    assert "LICENSE" in metadata.core.license_files  # the wheel's .dist-info/licenses
+    assert "LICENSE" in _selected(SdistBuilder(str(ROOT)))
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
