@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import cast
 
+from iii_rx import __version__
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``iii-rx`` console script."""
@@ -23,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="iii-rx", description="iii_rx tools")
+    parser.add_argument("--version", action="version", version=f"iii-rx {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     engine = commands.add_parser("engine", help="run the embedded iii engine",
                                  description="Run the embedded iii engine.")

@@ -323,3 +323,8 @@ def test_an_unusable_file_or_setting_is_one_line_and_exit_2(tmp_path: Path) -> N
         assert done.returncode == 2, done
         assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done
         assert "ERROR" in done.stderr and name in done.stderr, done
+
+
+def test_version_prints_the_package_version() -> None:
+    [done] = run_all(cli("--version"))
+    assert (done.returncode, done.stdout.strip()) == (0, f"iii-rx {iii_rx.__version__}")
