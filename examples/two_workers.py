@@ -86,6 +86,7 @@ def main() -> None:
             worker.wait(timeout=30)
         engine.send_signal(signal.SIGTERM)
         engine.wait(timeout=30)
+        engine.stdout.close()                # type: ignore[union-attr]
     print("engine exit code:", engine.returncode)
 
 

@@ -37,7 +37,9 @@ def run(script: str) -> subprocess.CompletedProcess[str]:
     env["OTEL_ENABLED"] = "false"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     args, _ = EXPECTED[script]
-    return subprocess.run([sys.executable, str(ROOT / "examples" / script), *args],
+    # Shown, so that a pipe or socket an example leaves open fails it (users copy them).
+    return subprocess.run([sys.executable, "-W", "always::ResourceWarning",
+                           str(ROOT / "examples" / script), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
@@ -63,5 +65,6 @@ def test_example_runs(script: str) -> None:
     done = result(script)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"examples/{script} exited with {done.returncode}\n{output}"
+    assert "ResourceWarning" not in done.stderr, f"examples/{script} left something open\n{output}"
     for line in EXPECTED[script][1]:
         assert line in done.stdout, f"examples/{script} did not print {line!r}\n{output}"
