@@ -6,10 +6,14 @@
   (every function, builtins included) when the set of ``(namespace, function_id)`` keys changed.
   The Rust engine polls for such changes every ``functions_available_poll_ms`` (5 s), so it
   announces a change up to that late. Ours is event-driven: a change is announced after a short
-  settle delay (one worker's burst of registrations makes one notification), and notifications
-  are at least ``_SPACING_S`` (100 ms, or the poll period if that is shorter) apart, so every
-  change is announced within about 100 ms and a churning registry cannot flood the bindings. A
-  binding made later gets no initial snapshot, only later changes, as in the Rust engine.
+  settle delay (one worker's burst of registrations makes one notification), so a change after
+  a quiet spell goes out within about 100 ms. Notifications are at least ``_SPACING_S`` (100 ms)
+  apart, and further apart when they are large: each one holds the next back until what it sent
+  to all bindings together fits ``_BUDGET_BYTES_PER_S`` (1 MB/s), so a churning registry with
+  many functions and watchers is coalesced instead of pushing the whole list to every watcher
+  ten times a second. The spacing never exceeds the poll period: no change is announced later
+  than the Rust engine would. A binding made later gets no initial snapshot, only later
+  changes, as in the Rust engine.
 
 Both fire each binding in the binding's namespace with its metadata, through
 :meth:`iii_rx.engine.router.Router.fire`. They ignore ``config``. A binding of a worker on an
@@ -28,6 +32,7 @@ from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.registry import Registry
 from iii_rx.engine.router import Router
 from iii_rx.engine.triggers import Binding
+from iii_rx.engine.wire import dumps
 
 __all__ = ["FUNCTIONS_AVAILABLE", "WORKERS_AVAILABLE", "FunctionsAvailable", "WorkersAvailable"]
 
@@ -38,6 +43,9 @@ FUNCTIONS_AVAILABLE = "engine::functions-available"
 _SETTLE_S = 0.02
 _SPACING_S = 0.1
 """Least time between two ``functions-available`` notifications: a bound on flooding."""
+_BUDGET_BYTES_PER_S = 1_000_000
+"""What ``functions-available`` may push to all its bindings together per second, about: a
+notification of the whole list to every binding delays the next by its size over this."""
 
 
 class _BindingSet:
@@ -79,6 +87,10 @@ class FunctionsAvailable(_BindingSet):
         self.summaries = summaries
         """Every function's summary, the payload's ``functions`` (from the discovery part)."""
         self.interval = min(_SPACING_S, interval_ms / 1000)
+        self.latest = max(self.interval, interval_ms / 1000)
+        """The most the spacing grows to: the Rust engine's poll period."""
+        self._spacing = self.interval
+        """Least time from the last notification to the next: grows with the last's size."""
         self._last: frozenset[tuple[str, str]] = frozenset()
         self.visible_to: Callable[[WorkerConnection | None],
                                   Callable[[Any], bool] | None] = lambda owner: None
@@ -109,7 +121,7 @@ class FunctionsAvailable(_BindingSet):
         loop = self._loop
         if loop is None or self._timer is not None or not self.bindings:
             return
-        delay = max(_SETTLE_S, self._last_fire + self.interval - loop.time())
+        delay = max(_SETTLE_S, self._last_fire + self._spacing - loop.time())
         self._timer = loop.call_later(delay, self._check)
 
     def _check(self) -> None:
@@ -124,6 +136,10 @@ class FunctionsAvailable(_BindingSet):
         if self.bindings:
             log.debug("functions changed: %d functions", len(keys))
             summaries = self.summaries()
+            # The full list's size for every binding (a filtered one gets less): one more
+            # encode per notification buys the bound on all the others.
+            pushed = len(dumps(summaries)) * len(self.bindings)
+            self._spacing = min(self.latest, max(self.interval, pushed / _BUDGET_BYTES_PER_S))
 
             def payload_for(binding: Binding) -> dict[str, Any]:
                 visible = self.visible_to(binding.owner)

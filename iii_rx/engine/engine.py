@@ -87,7 +87,8 @@ class Engine:
       before the connection's namespace is fixed to ``default`` (docs/protocol.md §2.5);
     * ``functions_available_poll_ms`` — the Rust engine's poll period for
       ``engine::functions-available`` (docs/protocol.md §6.6), the latest a change may be announced;
-      ours announces within about 100 ms (see :mod:`iii_rx.engine.available`);
+      ours announces within about 100 ms, later (up to it) only for large notifications
+      under churn (see :mod:`iii_rx.engine.available`);
     * ``provider_ack_timeout_ms`` — how long ``engine::register_trigger`` waits for a worker
       provider's answer before accepting (docs/protocol.md §8.11);
     * ``invocation_timeout_ms`` — default timeout of HTTP-invoked functions (docs/protocol.md §9.2);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from raw_engine_client import RawWorker, wait_until
 
@@ -310,6 +311,52 @@ async def test_functions_available_announces_each_change_well_before_the_rust_po
             assert f"late::f{i}" in {f["function_id"] for f in fired["data"]["functions"]}
         await other.close()
         await watcher.close()
+
+
+async def test_functions_available_spaces_large_lists_under_churn() -> None:
+    """A churning registry pushed its whole function list to every binding every 100 ms
+    (1000 functions, 20 watchers: 7 MB per watcher in 10 s). A notification now holds the next
+    back until what it pushed to all bindings fits 1 MB/s: here a ~330 kB list to 3 bindings,
+    so about one a second instead of ten, and the last change still reaches every watcher."""
+    async with Engine(port=0, namespace_grace_ms=300, functions_available_poll_ms=3000) as engine:
+        big = await RawWorker.connect(engine.url)
+        for i in range(300):
+            await big.register_function(f"big::f{i}", description="d" * 1000)
+        await big.register("big")
+        await wait_until(lambda: ("default", "big::f299") in engine.registry.functions)
+        watchers = [await _consumer(engine, name=f"w{n}", function_id=f"watch{n}::fns")
+                    for n in range(3)]
+        for n, watcher in enumerate(watchers):
+            await watcher.send(_bind(f"fa{n}", type_id="engine::functions-available",
+                                     function_id=f"watch{n}::fns"))
+        await wait_until(lambda: all(_active(engine, f"fa{n}") for n in range(3)))
+        pushed: list[int] = []  # the size of each notification a watcher got
+        final = "churn::f-last"
+        saw_final = [asyncio.Event() for _ in watchers]
+
+        async def count(n: int) -> None:
+            while True:
+                fired = await watchers[n].serve_once(lambda f: {"result": None}, timeout=30)
+                pushed.append(len(json.dumps(fired["data"], separators=(",", ":"))))
+                if final in {f["function_id"] for f in fired["data"]["functions"]}:
+                    saw_final[n].set()
+
+        counting = [asyncio.ensure_future(count(n)) for n in range(3)]
+        churn = await RawWorker.connect(engine.url)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(75):  # a change every 20 ms for 1.5 s: 15 notifications at 100 ms
+            await churn.register_function(f"churn::f{i}")
+            await asyncio.sleep(0.02)  # paces the churn; nothing to wait for
+        await churn.register_function(final)
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in saw_final)), 10)
+        elapsed = loop.time() - started
+        for task in counting:
+            task.cancel()
+        await asyncio.gather(*counting, return_exceptions=True)
+        # 1 MB/s since the first notification, which went out at once (3 copies of one list).
+        allowed = 1_000_000 * elapsed + 3 * max(pushed)
+        assert sum(pushed) <= allowed * 1.1, (len(pushed), sum(pushed), elapsed)
 
 
 async def test_workers_available_events(engine: Engine) -> None:
