@@ -8,12 +8,13 @@
   announces a change up to that late. Ours is event-driven: a change is announced after a short
   settle delay (one worker's burst of registrations makes one notification), so a change after
   a quiet spell goes out within about 100 ms. Notifications are at least ``_SPACING_S`` (100 ms)
-  apart, and further apart when they are large: each one holds the next back until what it sent
-  to all bindings together fits ``_BUDGET_BYTES_PER_S`` (1 MB/s), so a churning registry with
-  many functions and watchers is coalesced instead of pushing the whole list to every watcher
-  ten times a second. The spacing never exceeds the poll period: no change is announced later
-  than the Rust engine would. A binding made later gets no initial snapshot, only later
-  changes, as in the Rust engine.
+  apart, and further apart when they are large: what they push to all bindings together is
+  held to ``_BUDGET_BYTES_PER_S`` (1 MB/s) after a burst of ``_BURST_BYTES`` (4 MB; a token
+  bucket), so a churning registry with many functions and watchers is coalesced instead of
+  pushing the whole list to every watcher ten times a second, while a worker's restart (a
+  leave and a join) still goes out as two prompt notifications. The spacing never exceeds the
+  poll period: no change is announced later than the Rust engine would. A binding made later
+  gets no initial snapshot, only later changes, as in the Rust engine.
 
 Both fire each binding in the binding's namespace with its metadata, through
 :meth:`iii_rx.engine.router.Router.fire`. They ignore ``config``. A binding of a worker on an
@@ -44,8 +45,10 @@ _SETTLE_S = 0.02
 _SPACING_S = 0.1
 """Least time between two ``functions-available`` notifications: a bound on flooding."""
 _BUDGET_BYTES_PER_S = 1_000_000
-"""What ``functions-available`` may push to all its bindings together per second, about: a
-notification of the whole list to every binding delays the next by its size over this."""
+"""What ``functions-available`` may push to all its bindings together per second, about."""
+_BURST_BYTES = 4_000_000
+"""What it may push at once beyond that after a quiet spell: a worker's restart (a leave, then
+a join) on a large registry goes out as two prompt notifications."""
 
 
 class _BindingSet:
@@ -90,7 +93,9 @@ class FunctionsAvailable(_BindingSet):
         self.latest = max(self.interval, interval_ms / 1000)
         """The most the spacing grows to: the Rust engine's poll period."""
         self._spacing = self.interval
-        """Least time from the last notification to the next: grows with the last's size."""
+        """Least time from the last notification to the next: grows once the budget is spent."""
+        self._budget = float(_BURST_BYTES)
+        """Bytes that may go out now (a token bucket: refilled at the rate, up to the burst)."""
         self._last: frozenset[tuple[str, str]] = frozenset()
         self.visible_to: Callable[[WorkerConnection | None],
                                   Callable[[Any], bool] | None] = lambda owner: None
@@ -132,14 +137,19 @@ class FunctionsAvailable(_BindingSet):
         if keys == self._last:
             return
         self._last = keys
-        self._last_fire = self._loop.time()
+        now = self._loop.time()
+        refill = (now - self._last_fire) * _BUDGET_BYTES_PER_S
+        self._budget = min(float(_BURST_BYTES), self._budget + refill)
+        self._last_fire = now
         if self.bindings:
             log.debug("functions changed: %d functions", len(keys))
             summaries = self.summaries()
             # The full list's size for every binding (a filtered one gets less): one more
             # encode per notification buys the bound on all the others.
             pushed = len(dumps(summaries)) * len(self.bindings)
-            self._spacing = min(self.latest, max(self.interval, pushed / _BUDGET_BYTES_PER_S))
+            self._budget -= pushed
+            owed = -self._budget / _BUDGET_BYTES_PER_S  # until the budget is back above 0
+            self._spacing = min(self.latest, max(self.interval, owed))
 
             def payload_for(binding: Binding) -> dict[str, Any]:
                 visible = self.visible_to(binding.owner)
