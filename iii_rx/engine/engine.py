@@ -349,7 +349,7 @@ class Engine:
         log.info("iii engine listening on %s", ", ".join(self.listener_urls))
 
     async def stop(self) -> None:
-        """Close every connection (workers see 1001 and reconnect), then stop everything."""
+        """Close every connection (workers see 1012 and reconnect), then stop everything."""
         if not self._running:
             return
         self._running = False

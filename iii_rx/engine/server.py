@@ -38,7 +38,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from iii_rx.engine.auth import SecretToken, bearer_token_ok
 from iii_rx.engine.channels import ChannelHub
@@ -75,6 +77,10 @@ TelemetrySink = Callable[[bytes | str], None]
 AdmitSocket = Callable[[ServerConnection], Awaitable[bool]]
 """``await admit(ws)``: whether an upgraded socket may be served; on ``False`` it has told the
 peer why (and closed it) itself."""
+
+
+def _is_worker_socket(ws: ServerConnection) -> bool:
+    return ws.request is not None and urlsplit(ws.request.path).path == "/"
 
 
 class EngineServer:
@@ -131,14 +137,22 @@ class EngineServer:
         return self.port
 
     async def close(self, grace: float = 2.0) -> None:
-        """Stop accepting, close every connection (1001) and wait for their handlers.
+        """Stop accepting, close every connection and wait for their handlers.
 
-        A peer that does not read cannot complete the closing handshake: after ``grace``
-        seconds the remaining connections are aborted.
+        Worker sockets get 1012 (service restart), the others 1001. Official Python SDKs up
+        to 0.24.0 read a 1000/1001 close as the end and never reconnect (the Rust engine
+        sends no close frame at all, which they do reconnect after); 1012 says what happens,
+        and every client reconnects after it. A peer that does not read cannot complete the
+        closing handshake: after ``grace`` seconds the remaining connections are aborted.
         """
         server, self._server = self._server, None
         if server is None:
             return
+        # Started before ``server.close()``, so these sockets are already closing when it
+        # closes the open ones with its 1001.
+        restarting = [asyncio.ensure_future(ws.close(CloseCode.SERVICE_RESTART, "engine stopping"))
+                      for ws in self._live
+                      if ws.protocol.state is State.OPEN and _is_worker_socket(ws)]
         server.close()
         try:
             await asyncio.wait_for(asyncio.shield(server.wait_closed()), grace)
@@ -152,6 +166,7 @@ class EngineServer:
             for connection in stuck:
                 connection.transport.abort()
             await server.wait_closed()
+        await asyncio.gather(*restarting, return_exceptions=True)
 
     # ------------------------------------------------------------------ handshake
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 from raw_engine_client import RawWorker, wait_until
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
 from iii_rx.engine import Engine
 
@@ -125,6 +125,21 @@ async def test_websocket_pings_are_answered(engine: Engine) -> None:
     worker = await RawWorker.connect(engine.url)
     pong = await worker.ws.ping()
     await asyncio.wait_for(pong, 5)
+
+
+async def test_stopping_closes_worker_sockets_with_an_error_code_old_sdks_reconnect_after(
+        engine: Engine) -> None:
+    """Official Python SDKs up to 0.24.0 read frames with ``async for`` and reconnect only when
+    it raises; a 1000/1001 close ends it quietly, and such a worker stayed disconnected for
+    good (still saying "connected") after every engine restart."""
+    worker = await RawWorker.connect(engine.url)
+    stopping = asyncio.ensure_future(engine.stop())
+    with pytest.raises(ConnectionClosedError) as closed:
+        async for _ in worker.ws:
+            pass
+    await stopping
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1012  # service restart
 
 
 def test_start_in_thread() -> None:
