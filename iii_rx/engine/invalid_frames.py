@@ -5,6 +5,7 @@ once instead of at its timeout."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from iii_rx.engine.connection import WorkerConnection
 from iii_rx.engine.router import Router
@@ -23,6 +24,21 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
+def _text(value: Any) -> str | None:
+    """``value`` if it is a string an answer can carry, else ``None``. The frame's JSON is
+    re-read with :func:`json.loads`, which takes a lone surrogate escape (``"\\ud800"``, the
+    reason the decoder refused the frame) into a string no UTF-8 frame can be written with;
+    no call of the engine has such an id."""
+    if not isinstance(value, str):
+        return None
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return None
+    return value
+
+
 def answer_invalid_frame(conn: WorkerConnection, message: str | bytes, exc: FrameError,
                           router: Router) -> None:
     """Answer whoever waits on a frame that failed validation: an invalid ``invokefunction``
@@ -35,10 +51,9 @@ def answer_invalid_frame(conn: WorkerConnection, message: str | bytes, exc: Fram
         return
     if not isinstance(raw, dict):
         return
-    invocation_id = raw.get("invocation_id")
-    function_id = raw.get("function_id")
-    function_id = function_id if isinstance(function_id, str) else ""
-    if not isinstance(invocation_id, str):
+    invocation_id = _text(raw.get("invocation_id"))
+    function_id = _text(raw.get("function_id")) or ""
+    if invocation_id is None:
         return
     if raw.get("type") == "invocationresult":
         router.result(conn, InvocationResult(

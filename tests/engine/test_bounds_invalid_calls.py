@@ -90,3 +90,43 @@ async def test_an_engine_call_that_cannot_be_written_leaves_nothing_pending(
     row = next(f for f in listed["functions"] if f["function_id"] == "leak::target")
     assert row["metrics"]["in_flight"] == 0
     assert not any(conn.inbound for conn in engine.registry.workers.values())
+
+
+async def test_a_call_whose_id_holds_a_lone_surrogate_keeps_the_connection(
+        engine: Engine) -> None:
+    """The decoder refuses a lone surrogate escape; re-read for its ids, the frame gave an
+    id no answer could be written with, and the engine dropped the worker (1011)."""
+    peer = await RawWorker.connect(engine.url)
+    await peer.send('{"type":"invokefunction","function_id":"engine::functions::list",'
+                    '"invocation_id":"\\ud800","data":{"a":"\\udc00"}}')
+    assert isinstance(await peer.result_of("engine::functions::list", {}), dict)
+
+
+async def test_an_invalid_call_with_a_lone_surrogate_function_id_is_answered(
+        engine: Engine) -> None:
+    peer = await RawWorker.connect(engine.url)
+    await peer.send('{"type":"invokefunction","function_id":"\\ud800x",'
+                    '"invocation_id":"sur-call","data":1}')
+    answer = await peer.recv("invocationresult", timeout=1.5,
+                             where=lambda f: f.get("invocation_id") == "sur-call")
+    assert answer["error"]["code"] == "deserialization_error"
+    assert answer["function_id"] == ""
+
+
+async def test_a_result_with_a_lone_surrogate_function_id_ends_the_call(
+        engine: Engine) -> None:
+    """The worker's connection stays up and the caller is told (it waited its timeout)."""
+    worker = await RawWorker.connect(engine.url)
+    await worker.register()
+    await worker.register_function("sur::answer")
+    await worker.result_of("engine::functions::list", {})
+    caller = await RawWorker.connect(engine.url)
+    invocation_id = await caller.invoke("sur::answer", None)
+    frame = await worker.recv("invokefunction")
+    await worker.send('{"type":"invocationresult",'
+                      f'"invocation_id":{json.dumps(frame["invocation_id"])},'
+                      '"function_id":"\\udfff","result":1}')
+    answer = await caller.recv("invocationresult", timeout=1.5,
+                               where=lambda f: f.get("invocation_id") == invocation_id)
+    assert answer["error"]["code"] == "invalid_result"
+    assert isinstance(await worker.result_of("engine::functions::list", {}), dict)
