@@ -28,9 +28,15 @@ class JsonRefused(ValueError):
 
 def loads_bounded(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads(raw)``; :class:`JsonRefused` for what no frame could carry, and
-    ``ValueError`` for text that is not JSON."""
+    ``ValueError`` for text that is not JSON.
+
+    The bytes are decoded strictly first: ``json.loads`` of bytes decodes with
+    ``surrogatepass``, so encoded surrogates (``b"\\xed\\xa0\\x80"``, not UTF-8) became
+    lone surrogates no frame can carry; they are bytes that are not text, as ``b"\\xff"``.
+    """
+    text = raw.decode(json.detect_encoding(raw))  # UnicodeDecodeError is a ValueError
     try:
-        value = json.loads(raw)
+        value = json.loads(text)
     except RecursionError:
         raise JsonRefused(f"JSON nested deeper than {max_depth} levels") from None
     if raw.count(b"[") + raw.count(b"{") > max_depth and _deeper_than(value, max_depth):

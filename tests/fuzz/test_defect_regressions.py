@@ -19,6 +19,7 @@ them are generated again by the main properties (their filters in ``fuzz_strateg
 | D13 (REST) | a body deeper than the frame limit: the worker drops it, 504 | 400 at once |
 | D15 | an endpoint answer with a lone surrogate crashed the router task | typed error |
 | D16 | an endpoint answer nested 5,000 deep: the engine's traceback in the error | typed error |
+| D17 | encoded surrogate bytes in a JSON body / endpoint answer: 500 | not UTF-8 |
 
 Minimal reproductions are in each docstring.
 """
@@ -120,6 +121,24 @@ def test_d4_json_body_with_a_lone_surrogate_gets_400(loop: LoopThread, engine_en
     ``INVALID_JSON`` (it was 500 and a ``UnicodeEncodeError`` traceback from
     ``WorkerConnection.send``)."""
     loop.run(_refused_400(engine_env, json_post("/fz/echo", body)), RUN_TIMEOUT)
+
+
+@pytest.mark.parametrize("body", [b'"\xed\xa0\x80"', b'{"a": ["\xed\xbf\xbf"]}'])
+def test_d17_json_body_with_encoded_surrogate_bytes_is_not_json(
+        loop: LoopThread, engine_env: EngineEnv, body: bytes) -> None:
+    """D17 (fixed): ``POST /fz/echo`` with the bytes ``"\\xed\\xa0\\x80"`` (a surrogate
+    encoded as UTF-8 would, which UTF-8 forbids) was answered 500 with a traceback:
+    ``json.loads`` decodes bytes with ``surrogatepass``. Bytes that are not UTF-8 are no JSON
+    body (docs/http.md), so the handler runs, as for ``\\xff``."""
+
+    async def scenario() -> None:
+        with LogWatch() as logs:
+            response = await raw_http(engine_env.rest_port, json_post("/fz/echo", body))
+            assert status_of(response) == 200, response[:300]
+        logs.assert_no_tracebacks("by the REST API")
+        await check_rest_request(engine_env, [Msg(json_post("/fz/echo", body))])
+
+    loop.run(scenario(), RUN_TIMEOUT)
 
 
 @pytest.mark.parametrize("headers", [{"X-A": "\x01"}, {"Content-Type": "\x1f"},
@@ -352,8 +371,9 @@ def test_d16_endpoint_answer_nested_5000_deep_is_a_typed_error(
 
 
 @pytest.mark.parametrize("body", [b'"\\ud800"', nested_text(5000, "array").encode(),
-                                  nested_text(129, "object").encode()],
-                         ids=["D15-lone-surrogate", "D16-5000-deep", "129-deep"])
+                                  nested_text(129, "object").encode(), b'["\xed\xa0\x80"]'],
+                         ids=["D15-lone-surrogate", "D16-5000-deep", "129-deep",
+                              "D17-surrogate-bytes"])
 def test_d15_d16_endpoint_answer_fails_invalid_response(loop: LoopThread,
                                                         engine_env: EngineEnv,
                                                         body: bytes) -> None:
