@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from iii_rx.engine.json_bounds import loads_bounded
+
 __all__ = ["TAGS", "decode_frame"]
 
 TAGS = (b"OTLP", b"LOGS", b"MTRC")
@@ -192,9 +194,10 @@ def decode_frame(frame: bytes | str) -> tuple[bytes, list[dict[str, Any]]]:
     tag = raw[:4]
     if tag not in TAGS:
         raise ValueError(f"unknown telemetry frame tag {tag!r}")
-    try:
-        request = json.loads(raw[4:] or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    try:  # bounded: nesting past the parser's depth raised RecursionError, and a lone
+        # surrogate escape made records no answer could carry (the Rust engine refuses both)
+        request = loads_bounded(raw[4:] or b"{}")
+    except ValueError as exc:
         raise ValueError(f"{tag.decode()} frame is not JSON: {exc}") from None
     if not isinstance(request, dict):
         raise ValueError(f"{tag.decode()} frame is not a JSON object")
@@ -213,5 +216,5 @@ def decode_frame(frame: bytes | str) -> tuple[bytes, list[dict[str, Any]]]:
                      for service, _, scope, found in _scopes(request, "resourceMetrics",
                                                              "scopeMetrics", "metrics")
                      for m in found]
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, OverflowError) as exc:  # Overflow: 1e999
         raise ValueError(f"malformed {tag.decode()} frame: {exc!r}") from None
