@@ -79,11 +79,20 @@ def test_lists_ranges_steps_names_years_and_shorthands() -> None:
     ("* * * * * * 1969", "years must be between 1970 and 2100"),
     ("@often", "unknown shorthand"),
     ("1-x * * * * *", "invalid range"),
+    # Past 4300 digits int() raised its own ValueError: the binding failed with a traceback.
+    ("0 " + "1" * 5000 + " * * * *", "minutes must be between 0 and 59, got a 5000-digit"),
+    ("0 */" + "9" * 5000 + " * * * *", "the step must be between 1 and 59"),
+    ("0 1-" + "9" * 5000 + " * * * *", "got a 5000-digit number"),
+    ("0 0 0 1 1 * " + "2" * 5000, "years must be between 1970 and 2100"),
 ])
 def test_refused_with_the_reason(expression: str, reason: str) -> None:
     with pytest.raises(CronError) as caught:
         parse(expression)
     assert reason in str(caught.value)
+
+
+def test_leading_zeros_still_read() -> None:
+    assert parse("0 000000000000005 * * * *").minutes == frozenset({5})
 
 
 def test_rfc3339_like_the_rust_engine() -> None:

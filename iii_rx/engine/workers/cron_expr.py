@@ -165,14 +165,14 @@ def _part(part: str, unit: _Unit) -> set[int]:
     if slash:
         if not _number(step_text):
             raise CronError(f"the step of {part!r} ({unit.name}) must be a number")
-        step = int(step_text)
+        step = _int(step_text, unit, "the step", 1)
         if step == 0:
             raise CronError(f"the step of {part!r} ({unit.name}) cannot be zero")
         if step > unit.hi:
             raise CronError(f"the step of {part!r} must be between 1 and {unit.hi} "
                             f"({unit.name})")
         if _number(base):
-            start = _check(int(base), unit)
+            start = _check(_int(base, unit), unit)
             return set(range(start, unit.hi + 1, step))
         if base.isalpha():
             raise CronError(f"a step needs '*', a number or a range before it, not {base!r} "
@@ -185,12 +185,12 @@ def _base(base: str, unit: _Unit, part: str) -> set[int]:
     if base == "*" or (base == "?" and unit.any_ok):
         return set(unit.full)
     if _number(base):
-        return {_check(int(base), unit)}
+        return {_check(_int(base, unit), unit)}
     first, dash, last = base.partition("-")
     if dash:
         both_digits = _number(first) and _number(last)
         if both_digits:
-            lo, hi = _check(int(first), unit), _check(int(last), unit)
+            lo, hi = _check(_int(first, unit), unit), _check(_int(last, unit), unit)
         elif first.isascii() and first.isalpha() and last.isascii() and last.isalpha():
             lo, hi = _name(first, unit), _name(last, unit)
         else:
@@ -206,6 +206,17 @@ def _base(base: str, unit: _Unit, part: str) -> set[int]:
 
 def _number(text: str) -> bool:
     return text.isascii() and text.isdigit()
+
+
+def _int(digits: str, unit: _Unit, what: str | None = None, lo: int | None = None) -> int:
+    """The number ``digits`` (checked by :func:`_number`) writes. One of more than nine digits
+    is out of every field's range, and past 4300 digits ``int()`` raises its own ValueError
+    (the binding failed with a traceback): refused here, without converting it."""
+    if len(digits.lstrip("0")) > 9:
+        where = f" ({unit.name})" if what else ""
+        raise CronError(f"{what or unit.name} must be between {unit.lo if lo is None else lo} "
+                        f"and {unit.hi}, got a {len(digits)}-digit number{where}")
+    return int(digits)
 
 
 def _check(value: int, unit: _Unit) -> int:
