@@ -105,7 +105,7 @@ class _Head:
     def control(self, text: str) -> None:
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser: no control message
             return
         if not isinstance(message, dict):
             return

@@ -367,3 +367,25 @@ async def test_the_token_guards_the_rest_port() -> None:
     # the engine's token is not handed on to handlers (nor, through them, further)
     [seen] = handlers.pinged
     assert "authorization" not in seen["headers"] and "host" in seen["headers"]
+
+
+async def test_a_control_message_nested_past_the_parser_is_ignored() -> None:
+    """A handler's response channel text that nests past ``json``'s depth is not a control
+    message, like any other text that is not one (its ``RecursionError`` escaped: 500 and a
+    traceback); the ``set_status`` after it still applies."""
+    async with rest_engine() as (engine, _, port):
+        async def deep_control(data: Any, ctx: CallContext) -> Any:
+            writer = engine.hub.local_writer(data["response"]["channel_id"])
+            await writer.send_message("[" * 100_000)
+            await writer.send_message(json.dumps({"type": "set_status", "status_code": 201}))
+            await writer.write(b"streamed")
+            await writer.close()
+            return None
+
+        engine.services.add_function("t::deep_control", deep_control, worker=WORKER)
+        await engine.call("engine::register_trigger", {
+            "trigger_type": "http", "function_id": "t::deep_control",
+            "config": {"api_path": "deep-control", "http_method": "GET"}})
+        answer = await exchange(port, request("GET", "/deep-control"))
+        assert status(answer) == 201, answer[:300]
+        assert b"streamed" in answer.partition(b"\r\n\r\n")[2]  # chunked
