@@ -13,10 +13,12 @@ def build_channel_url(
 ) -> str:
     """``{engine}/ws/channels/{id}?key=..&dir=..``, keeping a query the engine URL already has.
 
-    A trailing ``/`` of the engine address is dropped; the id and key are percent-encoded.
+    A trailing ``/`` of the engine address and its fragment are dropped; the id and key are
+    percent-encoded.
     """
-    base, _, query = engine_url.partition("?")
-    base, _, _fragment = base.partition("#")
+    # The fragment goes first: after a query (``?a=1#``, which the engine URL check accepts) it
+    # took the key and direction in, and the channel socket's URL was refused.
+    base, _, query = engine_url.partition("#")[0].partition("?")
     params = f"key={quote(access_key, safe='')}&dir={direction}"
     query = f"{query}&{params}" if query else params
     return f"{base.rstrip('/')}/ws/channels/{quote(channel_id, safe='')}?{query}"

@@ -22,6 +22,7 @@ from iii_rx.channels import (
     encode_item,
     resolve_channel_refs,
 )
+from iii_rx.connect import check_url
 from iii_rx.engine import Engine
 from iii_rx.operators import batched, cbor_items
 
@@ -352,6 +353,12 @@ def test_url_building() -> None:
         "ws://h:1/ws/channels/c1?key=k%2F1%202&dir=read")
     assert build_channel_url("wss://h:1/base?token=t", "c", "k", "write") == (
         "wss://h:1/base/ws/channels/c?token=t&key=k&dir=write")
+    # A fragment after the query (accepted by check_url when empty) held the key and dir.
+    url = build_channel_url("ws://127.0.0.1:1/?a=1#", "c", "k", "read")
+    assert url == "ws://127.0.0.1:1/ws/channels/c?a=1&key=k&dir=read"
+    assert check_url(url) == url
+    assert build_channel_url("ws://h:1/#f", "c", "k", "read") == (
+        "ws://h:1/ws/channels/c?key=k&dir=read")
 
 
 def test_resolve_channel_refs_walks_any_depth() -> None:
