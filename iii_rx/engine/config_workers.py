@@ -310,7 +310,7 @@ def _adapter(entry: WorkerEntry, adapters: dict[str, tuple[str, ...]],
         raise ConfigValueError(key, "expected a mapping with name (and config)")
     _keys(adapter, key, ("name", "config"))
     name = adapter.get("name", default)
-    if name not in adapters:
+    if not isinstance(name, str) or name not in adapters:  # a list or mapping: unhashable
         raise ConfigValueError(f"{key}.name", f"expected one of {', '.join(adapters)}, got "
                                f"{name!r}")
     config = adapter.get("config") or {}

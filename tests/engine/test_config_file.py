@@ -250,6 +250,11 @@ def test_a_worker_we_do_not_implement_is_one_warning(tmp_path: Path) -> None:
      "workers[0].config.adapter.config.file_path", "file path"),
     ("workers: [{name: iii-state, config: {adapter: {name: mongo}}}]",
      "workers[0].config.adapter.name", "one of kv, redis, bridge"),
+    # a list or mapping as the name raised TypeError (unhashable), naming neither file nor key
+    ("workers: [{name: iii-pubsub, config: {adapter: {name: [local]}}}]",
+     "workers[0].config.adapter.name", "one of local"),
+    ("workers: [{name: iii-state, config: {adapter: {name: {kv: 1}}}}]",
+     "workers[0].config.adapter.name", "one of kv, redis, bridge"),
     ("workers: [{name: iii-queue, config: {queue_configs: {q: {type: fifo}}}}]",
      "workers[0].config.queue_configs.q.message_group_field", "required for type: fifo"),
     # typos inside nested blocks, refused as the Rust engine refuses (or flags) them
