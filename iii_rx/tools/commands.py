@@ -118,7 +118,8 @@ def call(args: argparse.Namespace) -> int:
 def parse_payload(text: str) -> Any:
     """``text`` as strict JSON: Python's ``json`` also takes ``NaN``, ``Infinity``, numbers
     beyond a double (``1e999``) and lone surrogates (``"\\ud800"``), none of which the wire
-    can carry (the client refuses them at the call); ``ValueError`` names the culprit."""
+    can carry (the client refuses them at the call), and raises ``RecursionError`` on deep
+    nesting; ``ValueError`` names the culprit."""
     def constant(name: str) -> Any:
         raise ValueError(f"{name} is not a JSON number")
 
@@ -128,7 +129,10 @@ def parse_payload(text: str) -> Any:
             raise ValueError(f"{number} is beyond a double's range")
         return value
 
-    payload = json.loads(text, parse_constant=constant, parse_float=finite)
+    try:
+        payload = json.loads(text, parse_constant=constant, parse_float=finite)
+    except RecursionError:  # a traceback, not the one-line refusal, before
+        raise ValueError("it is nested deeper than the JSON parser goes") from None
     try:
         json.dumps(payload, ensure_ascii=False).encode()
     except UnicodeEncodeError:

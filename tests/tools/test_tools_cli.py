@@ -133,7 +133,7 @@ def test_call_errors_in_process(engine: EngineThread, calc: Client,
     ("NaN", "NaN is not a JSON number"), ("Infinity", "Infinity is not a JSON number"),
     ('{"a": -Infinity}', "-Infinity is not a JSON number"),
     ("[1e999]", "1e999 is beyond a double's range"),
-    ('"\\ud800"', "lone surrogate")])
+    ('"\\ud800"', "lone surrogate"), ("[" * 100_000, "nested deeper than the JSON parser")])
 def test_a_payload_the_wire_cannot_carry_is_one_line_and_exit_2(
         payload: str, words: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Python's json takes these; the client then refused them with a traceback (exit 1).
