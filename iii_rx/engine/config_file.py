@@ -113,6 +113,10 @@ def _yaml(text: str, path: str) -> Any:
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigFileError(path, where, f"expected valid YAML ({problem})") from exc
+    except RecursionError:  # PyYAML composes nodes recursively
+        raise ConfigFileError(path, "", "expected valid YAML (nested too deep)") from None
+    except ValueError as exc:  # a constructor's: int() of more than 4300 digits
+        raise ConfigFileError(path, "", f"expected valid YAML ({exc})") from None
 
 
 def _with_migrated(config: ConfigFile, environ: Mapping[str, str] | None) -> ConfigFile:

@@ -211,6 +211,9 @@ def test_a_worker_we_do_not_implement_is_one_warning(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "key", "expected"), [
     ("workers: [1", "line", "valid YAML"),
+    # PyYAML's RecursionError and int()'s ValueError escaped, naming no file
+    ("workers: " + "[" * 5000, "", "valid YAML (nested too deep)"),
+    ("registration_namespace_grace_ms: " + "9" * 5000, "", "valid YAML (Exceeds the limit"),
     ("- a\n- b", "(top level)", "mapping with a 'workers' list"),
     ("workers: {}", "workers", "list of workers"),
     ("wrkers: []", "wrkers", "unknown top-level key"),
