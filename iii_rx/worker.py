@@ -44,6 +44,13 @@ from iii_rx.aio import LoopBridge, TaskSet
 from iii_rx.context import Invocation, current_context, error_body_of
 from iii_rx.frame_text import NON_FINITE, HotInvoke, NonFiniteError, result_text, unwritable
 from iii_rx.functions import Sink
+from iii_rx.handler_shape import (
+    METADATA_KEYWORD,
+    NO_METADATA,
+    check_takes_data,
+    is_async,
+    metadata_mode,
+)
 from iii_rx.protocol import ErrorBody, InvokeFunction
 from iii_rx.registrations import Registrations
 from iii_rx.streams import HotStream
@@ -193,54 +200,6 @@ def _handler_of(task: asyncio.Task[Any]) -> str:
 # ====================================================================== handlers
 
 
-_NO_METADATA, _METADATA_POSITIONAL, _METADATA_KEYWORD = 0, 1, 2
-
-
-def _metadata_mode(handler: Callable[..., Any]) -> int:
-    """How to pass ``metadata``: not at all, as the second positional, or by keyword.
-
-    It is passed when the handler names a ``metadata`` parameter or takes a second required
-    positional one.
-    """
-    try:
-        params = list(inspect.signature(handler).parameters.values())
-    except (TypeError, ValueError):
-        return _NO_METADATA
-    for p in params:
-        if p.name == "metadata" and p.kind is not p.VAR_KEYWORD:
-            return _METADATA_KEYWORD if p.kind is p.KEYWORD_ONLY else _METADATA_POSITIONAL
-    positional = [p for p in params
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
-        return _METADATA_POSITIONAL
-    return _NO_METADATA
-
-
-def _check_takes_data(handler: Callable[..., Any], metadata_mode: int) -> None:
-    """``TypeError`` now for a handler no call could be given to (no parameter for the data,
-    or more required ones than data and metadata), rather than failing every call."""
-    try:
-        signature = inspect.signature(handler)
-    except (TypeError, ValueError):  # some builtins: nothing to check
-        return
-    try:
-        if metadata_mode == _METADATA_KEYWORD:
-            signature.bind(None, metadata=None)
-        else:
-            signature.bind(*(None,) * (1 if metadata_mode == _NO_METADATA else 2))
-    except TypeError as exc:
-        raise TypeError(f"handler {getattr(handler, '__qualname__', handler)!r} cannot be "
-                        f"called with a call's data ({exc}): it takes the data, and "
-                        f"optionally the metadata") from None
-
-
-def _is_async(handler: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(handler):
-        return True
-    call = getattr(handler, "__call__", None)  # noqa: B004 (callable objects)
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
 class HandlerSink(Sink):
     """Runs a handler for each invocation and answers with its result or its exception."""
 
@@ -268,9 +227,9 @@ class HandlerSink(Sink):
         self._pool = worker.pool
         self._gate = worker.gate
         self._handler = handler
-        self._async = _is_async(handler)
-        self._metadata = _metadata_mode(handler)
-        _check_takes_data(handler, self._metadata)
+        self._async = is_async(handler)
+        self._metadata = metadata_mode(handler)
+        check_takes_data(handler, self._metadata)
         self._limit = max_concurrency
         self._inflight = 0
         self._waiting: deque[tuple[Invocation, contextvars.Context]] = deque()
@@ -327,9 +286,9 @@ class HandlerSink(Sink):
         self._track(task)
 
     def _call(self, invocation: Invocation) -> Any:
-        if self._metadata == _NO_METADATA:
+        if self._metadata == NO_METADATA:
             return self._handler(invocation.data)
-        if self._metadata == _METADATA_KEYWORD:
+        if self._metadata == METADATA_KEYWORD:
             return self._handler(invocation.data, metadata=invocation.metadata)
         return self._handler(invocation.data, invocation.metadata)
 
