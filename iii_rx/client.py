@@ -367,11 +367,11 @@ class Client:
             if self.closed:
                 return None
             return IIIInvocationError(
-                "invocation_stopped",
-                "the connection to the engine was lost while the call was in flight",
-                function_id=call.function_id, invocation_id=iid)
+                "invocation_stopped", "the connection to the engine was lost while the call "
+                "was in flight", function_id=call.function_id, invocation_id=iid)
 
         self._calls.fail_all(stopped, keep=queued)
+        self._worker.link_lost()
 
     def _on_message(self, raw: str | bytes) -> None:
         frame: Frame | HotInvoke | HotResult | None = read_hot(raw)  # no model for hot frames

@@ -277,7 +277,7 @@ class Invocation(Context):
     a void call the engine delivered without an id: then nobody waits and answers go nowhere.
     """
 
-    __slots__ = ("_sink", "_token", "action", "data", "ends")
+    __slots__ = ("_sink", "_token", "action", "data", "ends", "link")
 
     def __init__(
         self,
@@ -295,6 +295,8 @@ class Invocation(Context):
         self.action = action
         self.ends: tuple[Any, ...] = ()
         """The channel ends made from refs in ``data`` (a failed handler's are ended)."""
+        self.link = 0
+        """Which of the worker's connections delivered it (see ``Worker.link_lost``)."""
         self._sink = sink
         # A one-item list: ``pop()`` is atomic, so exactly one answer wins across threads.
         self._token: list[bool] = [True]

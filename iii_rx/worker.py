@@ -226,6 +226,7 @@ class HandlerSink(Sink):
         self._untrack = worker.tasks.lean.discard
         self._pool = worker.pool
         self._gate = worker.gate
+        self._worker = worker
         self._handler = handler
         self._async = is_async(handler)
         self._metadata = metadata_mode(handler)
@@ -292,8 +293,19 @@ class HandlerSink(Sink):
             return self._handler(invocation.data, metadata=invocation.metadata)
         return self._handler(invocation.data, invocation.metadata)
 
+    def stale(self, invocation: Invocation) -> bool:
+        """Whether ``invocation`` came on a connection that is gone (it waited for a slot
+        meanwhile) and has a caller, who was told ``invocation_stopped``: given up, it does
+        not run (a void one, with nobody told, still does)."""
+        if invocation.link == self._worker.link or invocation.invocation_id is None:
+            return False
+        invocation.abandon()
+        return True
+
     async def _run_async(self, invocation: Invocation) -> None:
         try:
+            if self.stale(invocation):
+                return
             result = await self._call(invocation)
         except asyncio.CancelledError as exc:
             if self._tasks.cancelling or _cancel_requested():
@@ -318,6 +330,8 @@ class HandlerSink(Sink):
         token = current_context.set(invocation)
         span = invocation.trace.attach() if invocation.trace is not None else None
         try:
+            if self.stale(invocation):
+                return
             result = self._call(invocation)
             if inspect.isawaitable(result):
                 result = self._bridge.submit(self._await(result)).result()
@@ -440,6 +454,15 @@ class Worker:
         self._cut: list[tuple[tuple[Any, ...], str]] = []
         """The channel ends of invocations given up by the close, with why (see
         :meth:`end_cut_channels`)."""
+        self.link = 0
+        """The connection invocations arrive on now (counts the connections lost)."""
+
+    def link_lost(self) -> None:
+        """The connection went (on the loop): the engine has told the callers of what it
+        delivered ``invocation_stopped``. Invocations still waiting for a handler slot will
+        not run (:meth:`HandlerSink.stale`): nobody would get their answers, fresh calls
+        would queue behind them, and a caller that retried would run the handler twice."""
+        self.link += 1
 
     def exempt_caller(self) -> None:
         """A handler that closes its client: the close neither waits for its thread nor
@@ -460,6 +483,7 @@ class Worker:
         data = frame.data
         invocation = Invocation(self, frame.function_id, frame.invocation_id, data,
                                 frame.metadata, frame.traceparent, frame.baggage)
+        invocation.link = self.link
         if self.telemetry is not None:
             self.telemetry.on_invoke(invocation)
         if isinstance(data, (dict, list)) and isinstance(raw, str) and '"access_key"' in raw:

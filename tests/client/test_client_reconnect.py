@@ -142,3 +142,51 @@ async def test_what_cannot_be_sent_is_not_registered_and_never_stops_a_reconnect
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_invocations_waiting_for_a_slot_when_the_connection_drops_do_not_run(
+        name: str) -> None:
+    """The engine tells their callers ``invocation_stopped`` when the connection drops; they
+    used to run after the reconnect all the same (answers going nowhere, a retrying caller
+    running the handler twice) while fresh calls queued behind them."""
+    first = Engine(port=0, **ENGINE_TIMERS)
+    await first.start()
+    port = first.port
+    second = Engine(port=port, **ENGINE_TIMERS)
+    try:
+        async with iii_rx.connect(first.url, name=name, reconnect=FAST) as iii, \
+                iii_rx.connect(first.url, name=f"{name}-caller", reconnect=FAST) as caller:
+            runs: list[Any] = []
+            release = asyncio.Event()
+
+            async def slow(data: Any) -> Any:
+                runs.append(data)
+                if data == 0:
+                    await release.wait()
+                return data
+
+            iii.register_function("bk::slow", slow, max_concurrency=1)
+            arrived: list[Any] = []
+            iii.invocations.subscribe(arrived.append)
+            await caller.wait_for_function("bk::slow", timeout=5)
+            void = ("void", "made while the first ran")  # no caller: it still runs
+            calls = [asyncio.ensure_future(caller.trigger("bk::slow", n)) for n in range(4)]
+            await wait_for(lambda: len(arrived) == 4, what="the calls at the worker")
+            await caller.trigger("bk::slow", list(void), action=iii_rx.TriggerAction.void())
+            await wait_for(lambda: len(arrived) == 5 and runs == [0],
+                           what=f"5 invocations, 1 running: {len(arrived)}, {runs}")
+
+            await first.stop()
+            for call in calls:
+                with pytest.raises(IIIInvocationError) as info:
+                    await asyncio.wait_for(call, 5)
+                assert info.value.code == "invocation_stopped"
+            await second.start()
+            await wait_for(lambda: iii.connection_state is ConnectionState.CONNECTED
+                           and caller.connection_state is ConnectionState.CONNECTED)
+            release.set()
+            assert await asyncio.wait_for(caller.trigger("bk::slow", "fresh"), 5) == "fresh"
+            assert runs == [0, list(void), "fresh"]
+    finally:
+        await first.stop()
+        await second.stop()
