@@ -427,10 +427,10 @@ class Client:
         self._worker.fail(error)
 
     def _on_error_frame(self, frame: ErrorFrame) -> None:
-        log.error("engine error %s: %s", frame.error.code, frame.error.message)
-        if frame.error.code == "AUTH_ERROR":  # the engine closes next: a failed attempt
-            self._transport.refused(f"the engine refused this worker: AUTH_ERROR: "
-                                    f"{frame.error.message}")
+        if frame.error.code != "AUTH_ERROR":
+            log.error("engine error %s: %s", frame.error.code, frame.error.message)
+        else:  # a failed attempt: the transport logs it (WARNING once, then INFO), not ERROR
+            self._transport.refused(f"AUTH_ERROR: {frame.error.message}")
 
     def _on_ping(self, frame: Ping) -> None:
         self._transport.send(encode(Pong()))

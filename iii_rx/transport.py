@@ -181,8 +181,8 @@ class Transport:
 
     def refused(self, cause: str) -> None:
         """The engine refused this worker on the current connection (it closes it next): the
-        attempt failed with ``cause``."""
-        self._refusal = cause
+        attempt failed with ``cause`` (``AUTH_ERROR: ...``)."""
+        self._refusal = f"the engine refused this worker: {cause}"
 
     @property
     def awaiting_acceptance(self) -> bool:

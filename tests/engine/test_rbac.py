@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from raw_engine_client import wait_until
@@ -63,6 +64,25 @@ async def test_an_iii_rx_client_refused_by_auth_backs_off_and_names_the_cause() 
             await connect(port_url(engine), name="refused", connect_timeout=0.5,
                           headers={"x-token": "nope"},
                           reconnect=ReconnectConfig(initial_delay_ms=10))
+
+
+async def test_a_client_refused_again_and_again_logs_the_refusal_once_as_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each refused attempt used to log an ERROR line as well as the transport's refusal line
+    (WARNING once, then INFO): a worker waiting for an auth function to come back filled its
+    log with ERRORs, one per attempt, for as long as the refusals went on."""
+    async with guarded_engine(_rbac_listener()) as (engine, trusted):
+        with caplog.at_level(logging.INFO, logger="iii_rx"), pytest.raises(IIIConnectionError):
+            await connect(port_url(engine), name="refused", connect_timeout=10,
+                          headers={"x-token": "nope"},
+                          reconnect=ReconnectConfig(initial_delay_ms=1, max_retries=3))
+        assert len(trusted.auth_inputs) == 4
+        about = [(r.name, r.levelname) for r in caplog.records
+                 if r.name.startswith("iii_rx.") and not r.name.startswith("iii_rx.engine")
+                 and "AUTH_ERROR" in r.getMessage()]
+        transport = "iii_rx.transport"  # the last line says it gave up
+        assert about == [(transport, "WARNING"), (transport, "INFO"), (transport, "INFO"),
+                         (transport, "ERROR")]
 
 
 async def test_the_otel_socket_passes_the_same_auth_as_a_worker() -> None:
