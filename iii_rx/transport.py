@@ -152,6 +152,7 @@ class Transport:
         self._refusal: str | None = None  # why the engine refused the current connection
         self._accepted = False  # whether the engine accepted the current connection
         self._lost: str | None = None  # why the keepalive dropped the current connection
+        self._lost_at: float | None = None  # when the last accepted connection was lost
         self.failure: str | None = None
         """Why the transport stopped for good before its first connection, if it did."""
 
@@ -173,6 +174,10 @@ class Transport:
             return
         self._ready = self._accepted = True
         self.last_error = None
+        if self._lost_at is not None:  # the loss and each failed attempt were logged: end it
+            log.info("reconnected to %s: the engine accepted this worker again %.1fs after the "
+                     "connection was lost", self.url, self.loop.time() - self._lost_at)
+            self._lost_at = None
         if self._held:
             self._outbox.extend(self._held.values())
             self._held.clear()
@@ -315,6 +320,7 @@ class Transport:
             if self._accepted:
                 attempt = 0
                 said.clear()
+                self._lost_at = self.loop.time()
                 kind, level = lost, logging.WARNING
                 what = f"connection to {self.url} lost ({lost})"
             else:  # refused, or closed before the engine accepted the worker: a failed attempt

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any
 
 import pytest
@@ -187,6 +189,31 @@ async def test_invocations_waiting_for_a_slot_when_the_connection_drops_do_not_r
             release.set()
             assert await asyncio.wait_for(caller.trigger("bk::slow", "fresh"), 5) == "fresh"
             assert runs == [0, list(void), "fresh"]
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_a_reconnection_is_logged_with_how_long_the_worker_was_away(
+        name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The loss and every failed attempt were logged, the recovery was not: a log ending in
+    "refused: is the engine running?" never said that the worker was back."""
+    first = Engine(port=0, **ENGINE_TIMERS)
+    await first.start()
+    second = Engine(port=first.port, **ENGINE_TIMERS)
+    try:
+        with caplog.at_level(logging.INFO, logger="iii_rx.transport"):
+            async with iii_rx.connect(first.url, name=name, reconnect=FAST) as iii:
+                assert "reconnected" not in caplog.text  # the first connection is not one
+                await first.stop()
+                await wait_for(lambda: iii.connection_state is ConnectionState.RECONNECTING)
+                await second.start()
+                await wait_for(lambda: iii.connection_state is ConnectionState.CONNECTED)
+                back = [r for r in caplog.records if "reconnected" in r.getMessage()]
+                assert len(back) == 1 and back[0].levelno == logging.INFO
+                assert re.fullmatch(
+                    rf"reconnected to {re.escape(iii.url)}: the engine accepted this worker "
+                    r"again \d+\.\ds after the connection was lost", back[0].getMessage())
     finally:
         await first.stop()
         await second.stop()
