@@ -137,3 +137,31 @@ async def test_standby_takes_over_from_a_killed_owner_process(engine: Engine,
         if child.returncode is None:
             child.kill()
             await child.wait()
+
+
+async def test_a_standby_on_an_rbac_listener_says_why_it_cannot_take_over(
+        name: str, caplog: Any) -> None:
+    """RBAC refuses the standby's watch (a binding to a function the session may not call):
+    the only trace was a "trigger ... was refused: FORBIDDEN" line naming a private function,
+    and the standby stayed in conflict for ever without a word on why."""
+    from iii_rx.engine import FunctionFilter, Listener, RbacConfig
+
+    guarded = Listener(port=0, rbac=RbacConfig(expose_functions=[FunctionFilter.match("api::*")]))
+    async with Engine(port=0, namespace_grace_ms=300, listeners=[guarded]) as engine:
+        url = engine.listener_urls[1]
+        async with iii_rx.connect(url, name=name) as owner, \
+                iii_rx.connect(url, name=unique_name("standby")) as standby:
+            owner.register_function("api::f", lambda data: "owner")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while ("default", "api::f") not in engine.registry.functions:  # RBAC: no listing
+                assert loop.time() < deadline
+                await asyncio.sleep(0.02)
+            caplog.set_level("WARNING", logger="iii_rx.registrations")
+            handle = standby.register_function("api::f", lambda data: "standby")
+            await States(handle).reach(FunctionState.CONFLICT)
+            deadline = loop.time() + 5
+            while "standby take-over is off" not in caplog.text:  # no event for a log line
+                assert loop.time() < deadline, caplog.text
+                await asyncio.sleep(0.02)
+            assert f"{STANDBY_PREFIX}* and engine::functions::list" in caplog.text
