@@ -260,3 +260,31 @@ async def test_a_reader_that_left_does_not_keep_a_channel_past_its_creator_or_th
             assert channel_id not in hub
             with pytest.raises(ConnectionError):
                 await writer.send(b"two")
+
+
+async def test_channels_kept_after_their_creators_left_are_capped_too() -> None:
+    """Kept for their ends after the creator left, they counted against no cap: a worker that
+    reconnected in a loop left a full cap of channels with buffered data each time."""
+    cap = 3
+    async with Engine(port=0, namespace_grace_ms=300, max_channels_per_worker=cap) as engine:
+        kept: list[dict[str, Any]] = []
+        for round_ in range(3):
+            before = set(engine.registry.workers)
+            worker = await connect(engine.url, compression=None, ping_interval=None)
+            await worker.recv()  # workerregistered
+            [worker_id] = set(engine.registry.workers) - before
+            for n in range(cap):
+                refs = (await call(worker, "engine::channels::create", {},
+                                   f"c{round_}-{n}"))["result"]
+                writer = await open_end(engine, refs["writer"])
+                await writer.send(b"buffered")
+                await writer.close()  # done writing: the data waits for a reader
+                kept.append(refs)
+            await worker.close()
+            await wait_until(lambda gone=worker_id: gone not in engine.registry.workers)
+            assert len(engine.hub) <= cap, (round_, len(engine.hub))
+        # The newest are the ones kept, and their readers still get what was written.
+        assert [r["writer"]["channel_id"] in engine.hub for r in kept] == [False] * 6 + [True] * 3
+        reader = await open_end(engine, kept[-1]["reader"])
+        assert await reader.recv() == b"buffered"
+        await reader.close()

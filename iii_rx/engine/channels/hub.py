@@ -3,7 +3,9 @@
 Bounds (docs/guarantees.md, "Bounds and fault detection"): a pipe holds at most
 ``buffer_size`` frames and ``buffer_bytes`` bytes; a writer's socket buffers at most a few
 frames more before TCP pushes back; a worker may hold ``max_per_owner`` live channels it
-created, and those of them that are not connected at both ends go when it leaves.
+created. When it leaves, those no side attached to (or whose reader left) go; those with an
+end waiting for the other stay until the sweep, at most ``max_per_owner`` of them for all
+departed creators together (the oldest go first).
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ class ChannelHub:
         self.max_per_owner = max_per_owner
         self._channels: dict[str, ChannelState] = {}
         self._owned: dict[str, set[str]] = {}
+        self._orphans: dict[str, None] = {}
+        """Channels kept for their ends after their creator left, oldest first: no worker's
+        cap counts them, so they have a cap of their own (``max_per_owner``), else a worker
+        reconnecting in a loop would leave a full cap of buffered channels each time."""
         self._tasks = TaskSet("the channel hub")
         self._sweeping = False
         self._closed = False
@@ -108,6 +114,7 @@ class ChannelHub:
             channel.pipe.drop(GOING_AWAY, "engine shutting down")
         self._channels.clear()
         self._owned.clear()
+        self._orphans.clear()
 
     async def __aenter__(self) -> ChannelHub:
         await self.start()
@@ -185,10 +192,18 @@ class ChannelHub:
             channel.owner = None
             reader_waiting = channel.reader_attached and not channel.reader_done
             if reader_waiting or (channel.writer_attached and not channel.reader_attached):
+                self._orphans[channel_id] = None
                 continue
             self._channels.pop(channel_id, None)
             removed += 1
             self._drop(channel, INTERNAL, "channel removed: its creator left")
+        while 0 < self.max_per_owner < len(self._orphans):  # the oldest kept ones go first
+            oldest = next(iter(self._orphans))
+            channel = self._discard(oldest)
+            if channel is not None:
+                removed += 1
+                self._drop(channel, INTERNAL, "channel removed: its creator left, and too "
+                           "many channels of departed creators are kept")
         return removed
 
     def owned_by(self, owner: str) -> int:
@@ -208,6 +223,7 @@ class ChannelHub:
                               name=f"iii-rx-channel-close-{channel.id}")
 
     def _discard(self, channel_id: str) -> ChannelState | None:
+        self._orphans.pop(channel_id, None)
         channel = self._channels.pop(channel_id, None)
         if channel is not None and channel.owner is not None:
             owned = self._owned.get(channel.owner)
