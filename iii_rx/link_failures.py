@@ -7,6 +7,7 @@ connection, with the close code and reason, for the log line of every loss.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from typing import Any
@@ -43,7 +44,7 @@ def describe_failure(url: str, exc: BaseException) -> tuple[str, bool]:
         return f"connection to {url} refused: is the engine running at {url}?", True
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the host of {url}: {exc}", True
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # apart on 3.10
         return f"no websocket handshake with {url} in time: {exc or 'timed out'}", True
     return f"cannot connect to {url}: {type(exc).__name__}: {exc}", True
 

@@ -89,3 +89,31 @@ def test_modules_are_small() -> None:
     big = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not big, f"modules over {MAX_LINES} lines (split them by concept): {big}"
+
+
+def test_timeouts_of_asyncio_are_caught_by_their_310_name() -> None:
+    """On Python 3.10 ``asyncio.wait_for`` raises ``asyncio.TimeoutError``, a class apart from
+    the builtin ``TimeoutError`` (one class from 3.11): catching the builtin alone let a
+    queue's retry wait crash its consumer there, and CI runs 3.11. Where a timeout is caught
+    or tested (``except``, ``suppress``, ``isinstance``), ``asyncio.TimeoutError`` is named."""
+    import ast
+
+    def names(node: ast.expr | None) -> list[ast.expr]:
+        return list(node.elts) if isinstance(node, ast.Tuple) else [] if node is None else [node]
+
+    bare = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ExceptHandler):
+                caught = names(node.type)
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(
+                    node.func, "id", None)) in ("suppress", "isinstance"):
+                caught = [a for arg in node.args for a in names(arg)]
+            else:
+                continue
+            builtin = any(isinstance(n, ast.Name) and n.id == "TimeoutError" for n in caught)
+            asyncio_one = any(isinstance(n, ast.Attribute) and n.attr == "TimeoutError"
+                              for n in caught)
+            if builtin and not asyncio_one:
+                bare.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not bare, f"the builtin TimeoutError alone (add asyncio.TimeoutError): {bare}"

@@ -7,6 +7,7 @@ has one).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random as _random
 from collections.abc import Callable
@@ -34,7 +35,7 @@ def is_retryable(error: BaseException) -> bool:
     ``invocation_stopped`` are transient; a handler that raised (``invocation_failed``), a missing
     function or a refused call would fail the same way again.
     """
-    if isinstance(error, TimeoutError):
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):  # apart on 3.10
         return True
     return isinstance(error, IIIInvocationError) and error.code == "invocation_stopped"
 

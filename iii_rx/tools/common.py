@@ -107,7 +107,7 @@ def run(main: Coroutine[Any, Any, int], *, verbose: bool = False) -> int:
     except ToolError as exc:
         _error(str(exc))
         return exc.code
-    except (IIIError, OSError, TimeoutError) as exc:
+    except (IIIError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
         if verbose:
             raise
         _error(one_line(exc))

@@ -62,6 +62,7 @@ from iii_rx.engine.workers.queues_store import (
     QueueConfig,
     QueueFull,
 )
+from iii_rx.engine.workers.sqlite_common import StoreFileError
 from iii_rx.errors import IIIInvocationError
 
 __all__ = ["DURABLE_PUBLISH", "ENQUEUE", "QueueWorker", "TRIGGER_TYPE"]
@@ -168,7 +169,7 @@ class _Consumer:
                 self.running += 1
                 self.worker.tasks.spawn(self._deliver(message))
             if stalled:  # a failed take is no reason to stop delivering once it works again
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):  # not the builtin on 3.10
                     await asyncio.wait_for(self.wake.wait(), STORE_RETRY_S)
             else:
                 await self.wake.wait()
@@ -195,6 +196,10 @@ class _Consumer:
                     continue
                 self.worker.retry_later(self, message, delay)
                 return
+        except StoreFileError:
+            # The file refused the ack or the dead letter (a full disk; the store logged the
+            # line): the message stays in flight there, delivered again after a restart.
+            pass
         finally:
             self.running -= 1
             self.wake.set()
