@@ -183,7 +183,7 @@ class Client:
         self._standby = Standby(self._registrations, self, bridge, self._tasks)
         self.state.subscribe(on_next=self._on_state)
         self._providers = Providers(self._registrations, self._transport.send, self._tasks,
-                                    self._pool)
+                                    self._pool, self.state)
         self._topology = TopologyStream(self)
         self.topology: TopologyView[Topology] = self._topology.snapshots
         """Immutable topology snapshots of the engine, the latest replayed (docs/topology.md);

@@ -7,6 +7,12 @@ binding of that type to it: a ``registertrigger`` frame when one is added, an
 slow provider never blocks the loop) and answers every ``registertrigger`` with a
 ``triggerregistrationresult``: accepted, or refused with the callback's error.
 
+The engine drops a worker's types with its connection and routes the bindings that still
+exist to it again once it is back; one removed meanwhile is never retracted. So a binding held
+when the connection went and not routed again by the time the worker is accepted (state
+``connected``: the engine sends those frames first) went away: ``on_unregister`` runs for it,
+as it does for the bindings of a type this worker stops providing.
+
 No I/O here: frames come in as decoded models, answers go to an outbox callable.
 """
 
@@ -27,6 +33,8 @@ from iii_rx.protocol import (
     encode,
 )
 from iii_rx.registrations import Registrations
+from iii_rx.state import ConnectionState
+from iii_rx.streams import HotStream
 from iii_rx.triggers import TriggerConfig, TriggerType
 
 __all__ = ["Providers"]
@@ -38,15 +46,42 @@ class Providers:
     """Runs trigger-type callbacks for the bindings the engine routes here (on the loop).
 
     ``send`` receives each ``triggerregistrationresult`` frame; callbacks run as tasks of
-    ``tasks`` (cancelled when the client closes), sync ones on ``pool``.
+    ``tasks`` (cancelled when the client closes), sync ones on ``pool``. ``state`` is the
+    client's connection state (its changes arrive on the loop, in order with the frames).
     """
 
     def __init__(self, registrations: Registrations, send: Callable[[str], Any],
-                 tasks: TaskSet, pool: HandlerPool) -> None:
+                 tasks: TaskSet, pool: HandlerPool, state: HotStream[ConnectionState]) -> None:
         self._registrations = registrations
         self._send = send
         self._tasks = tasks
         self._pool = pool
+        self._unconfirmed: set[str] | None = None
+        """Bindings held when the connection went, not routed here again since (or ``None``
+        while connected)."""
+        registrations.on_type_removed = self._retract_all
+        state.subscribe(on_next=self._on_state)
+
+    def _on_state(self, state: ConnectionState) -> None:
+        if state is ConnectionState.CONNECTED:
+            stale, self._unconfirmed = self._unconfirmed or set(), None
+            for binding_id in stale:
+                trigger_type = self._registrations.trigger_type_with_binding(binding_id)
+                if trigger_type is not None:
+                    self._retract(trigger_type, binding_id)
+        elif self._unconfirmed is None:
+            self._unconfirmed = {binding_id for trigger_type in self._registrations.trigger_types
+                                 for binding_id in trigger_type.bindings}
+
+    def _retract_all(self, trigger_type: TriggerType) -> None:
+        """This worker stopped providing ``trigger_type``: its bindings are routed elsewhere."""
+        for binding_id in list(trigger_type.bindings):
+            self._retract(trigger_type, binding_id)
+
+    def _retract(self, trigger_type: TriggerType, binding_id: str) -> None:
+        config = trigger_type.bindings.pop(binding_id, None)
+        if config is not None:
+            self._tasks.spawn(self._run(trigger_type, config, False))
 
     def on_register(self, frame: RegisterTrigger) -> None:
         """A binding of one of our types was added: run ``on_register``, then answer."""
@@ -60,6 +95,8 @@ class Providers:
                                frame.metadata, frame.namespace or "default",
                                frame.trigger_namespace)
         trigger_type.bindings[frame.id] = config
+        if self._unconfirmed is not None:
+            self._unconfirmed.discard(frame.id)
         self._tasks.spawn(self._run(trigger_type, config, True))
 
     def on_unregister(self, frame: UnregisterTrigger) -> None:

@@ -88,6 +88,9 @@ class Registrations:
         self._bridge = bridge
         self.on_removed: Callable[[str], None] | None = None
         """Told the id of every function removed (any thread): the :class:`Standby`."""
+        self.on_type_removed: Callable[[TriggerType], None] | None = None
+        """Told every trigger type removed (on the loop): the providers, which retract its
+        bindings."""
         self._lock = threading.Lock()
         self._functions: dict[str, FunctionEntry] = {}
         self.functions: Mapping[str, FunctionEntry] = MappingProxyType(self._functions)
@@ -250,10 +253,18 @@ class Registrations:
             closed = self._closed
         if not closed:
             self._send(trigger_type.unregister_frame())
+            if self.on_type_removed is not None and self._bridge is not None:
+                self._bridge.run_sync_soon(self.on_type_removed, trigger_type)
 
     def trigger_type(self, type_id: str) -> TriggerType | None:
         """The trigger type ``type_id`` provided here, if any."""
         return self._types.get(type_id)
+
+    @property
+    def trigger_types(self) -> list[TriggerType]:
+        """The trigger types provided here."""
+        with self._lock:
+            return list(self._types.values())
 
     def trigger_type_with_binding(self, binding_id: str) -> TriggerType | None:
         """The trigger type that holds binding ``binding_id`` (when the engine did not say)."""

@@ -504,7 +504,8 @@ async def test_a_rejected_worker_ends_its_observers_with_the_reason(rig: WorkerR
 
 async def test_providers_run_callbacks_and_answer_the_engine(rig: WorkerRig) -> None:
     answers: list[str] = []
-    providers = Providers(rig.registrations, answers.append, rig.tasks, rig.pool)
+    providers = Providers(rig.registrations, answers.append, rig.tasks, rig.pool,
+                          HotStream(rig.bridge, "state", replay=True))
     registered: list[TriggerConfig] = []
     removed: list[TriggerConfig] = []
 

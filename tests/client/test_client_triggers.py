@@ -6,11 +6,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from client_helpers import wait_for
+from client_helpers import ENGINE_TIMERS, wait_for
 
 import iii_rx
+from iii_rx import ConnectionState, ReconnectConfig
 from iii_rx.engine import Engine
 from iii_rx.triggers import TriggerConfig
+
+FAST = ReconnectConfig(initial_delay_ms=20, max_delay_ms=200)
 
 
 async def test_provider_gets_bindings_and_fires_them(engine: Engine) -> None:
@@ -129,3 +132,50 @@ async def test_refused_bindings_log_a_bounded_number_of_escaped_lines(
         assert len([line for line in lines if "was refused" in line]) <= 10, lines
         assert len(lines) <= 11, lines
         assert all("\n" not in line for line in lines), lines
+
+
+async def test_a_binding_removed_while_its_provider_was_away_is_retracted(name: str) -> None:
+    first = Engine(port=0, **ENGINE_TIMERS)
+    await first.start()
+    port = first.port
+    second: Engine | None = None
+    try:
+        async with iii_rx.connect(first.url, name=name, reconnect=FAST) as provider, \
+                iii_rx.connect(first.url, name=f"{name}-b", reconnect=FAST) as binder:
+            events: list[tuple[str, str]] = []
+            ticks = provider.register_trigger_type(
+                "tick", "ticks", lambda c: events.append(("register", c.id)),
+                lambda c: events.append(("unregister", c.id)))
+            binder.register_function("b::f", lambda data: data)
+            gone = binder.register_trigger({"type": "tick", "function_id": "b::f"})
+            kept = binder.register_trigger({"type": "tick", "function_id": "b::f",
+                                            "config": {"k": 1}})
+            await wait_for(lambda: set(ticks.bindings) == {gone.id, kept.id})
+            await first.stop()
+            await wait_for(lambda: provider.connection_state is ConnectionState.RECONNECTING)
+            gone.unregister()  # while away: the new engine never hears of it
+            second = Engine(port=port, **ENGINE_TIMERS)
+            await second.start()
+            await wait_for(lambda: provider.connection_state is ConnectionState.CONNECTED
+                           and binder.connection_state is ConnectionState.CONNECTED
+                           and ("unregister", gone.id) in events and kept.id in ticks.bindings)
+            assert set(ticks.bindings) == {kept.id}
+            assert [kind for kind, i in events if i == gone.id] == ["register", "unregister"]
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()
+
+
+async def test_a_trigger_type_no_longer_provided_retracts_its_bindings(engine: Engine,
+                                                                        name: str) -> None:
+    async with iii_rx.connect(engine.url, name=name) as provider:
+        removed: list[str] = []
+        ticks = provider.register_trigger_type("tick", "ticks", None,
+                                               lambda c: removed.append(c.id))
+        provider.register_function("p::f", lambda data: data)
+        binding = provider.register_trigger({"type": "tick", "function_id": "p::f"})
+        await wait_for(lambda: binding.id in ticks.bindings)
+        ticks.unregister()
+        await wait_for(lambda: removed == [binding.id])
+        assert ticks.bindings == {}
