@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,21 @@ class LoggedEngine:
         self.proc.communicate(timeout=WAIT)
 
 
+def serving(engine: LoggedEngine, function_id: str, handler: Callable[[Any], Any]) -> Any:
+    """An official-SDK worker serving ``function_id`` with ``handler``, once the engine lists
+    it (shut down if it does not)."""
+    iii = register_worker(engine.url, InitOptions(
+        worker_name=unique("files"), otel={"enabled": False}, enable_metrics_reporting=False))
+    try:
+        iii.register_function(function_id, handler)
+        wait_until(lambda: any(f["function_id"] == function_id for f in call(
+            iii, "engine::functions::list", {})["functions"]), "the function to register")
+    except BaseException:
+        iii.shutdown()
+        raise
+    return iii
+
+
 def test_a_named_queue_delivers_again_once_its_file_can_be_written(tmp_path: Path) -> None:
     """The failed write of a take ended the queue's delivery loop: the messages waiting then,
     and any enqueued after the disk had room again, were delivered only after a restart."""
@@ -75,12 +91,8 @@ def test_a_named_queue_delivers_again_once_its_file_can_be_written(tmp_path: Pat
         gate.wait(WAIT)
         return {}
 
-    iii = register_worker(engine.url, InitOptions(
-        worker_name=unique("files"), otel={"enabled": False}, enable_metrics_reporting=False))
+    iii = serving(engine, function_id, job)
     try:
-        iii.register_function(function_id, job)
-        wait_until(lambda: any(f["function_id"] == function_id for f in call(
-            iii, "engine::functions::list", {})["functions"]), "the function to register")
         for n in range(30):
             iii.trigger({"function_id": function_id, "payload": {"n": n},
                          "action": TriggerAction.Enqueue(queue=name)})
@@ -121,12 +133,8 @@ def test_a_retry_due_while_the_disk_is_full_runs_once_it_has_room(tmp_path: Path
             raise RuntimeError("first attempt fails")
         return {}
 
-    iii = register_worker(engine.url, InitOptions(
-        worker_name=unique("files"), otel={"enabled": False}, enable_metrics_reporting=False))
+    iii = serving(engine, function_id, flaky)
     try:
-        iii.register_function(function_id, flaky)
-        wait_until(lambda: any(f["function_id"] == function_id for f in call(
-            iii, "engine::functions::list", {})["functions"]), "the function to register")
         iii.trigger({"function_id": function_id, "payload": {"n": 1},
                      "action": TriggerAction.Enqueue(queue=name)})
         assert attempts.get(timeout=WAIT) == 1
