@@ -370,8 +370,8 @@ class Client:
                 "invocation_stopped", "the connection to the engine was lost while the call "
                 "was in flight", function_id=call.function_id, invocation_id=iid)
 
-        self._calls.fail_all(stopped, keep=queued)
         self._worker.link_lost()
+        self._calls.fail_all(stopped, keep=queued)
 
     def _on_message(self, raw: str | bytes) -> None:
         frame: Frame | HotInvoke | HotResult | None = read_hot(raw)  # no model for hot frames

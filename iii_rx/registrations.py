@@ -220,10 +220,11 @@ class Registrations:
         error = error_from_body(frame.error.code, frame.error.message,
                                 function_id=frame.function_id)
         if str(frame.function_id).startswith(STANDBY_PREFIX):
-            log.warning("standby take-over is off: the engine refused the watch for the owners "
-                        "of this worker's conflicted functions (%s); on an RBAC listener the "
-                        "session needs %s* and %s among the functions it may call",
-                        printable(str(error), 300), STANDBY_PREFIX, _LIST)
+            _refusals.log(logging.WARNING, "standby watch refused", "standby take-over is off: "
+                          "the engine refused the watch for the owners of this worker's "
+                          "conflicted functions (%s); on an RBAC listener the session needs "
+                          "%s* and %s among the functions it may call",
+                          printable(str(error), 300), STANDBY_PREFIX, _LIST)
         else:
             _refusals.log(logging.WARNING, "trigger refused", "trigger %s (%s -> %s) was "
                           "refused: %s", printable(frame.id), printable(frame.trigger_type),

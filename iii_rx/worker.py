@@ -299,7 +299,13 @@ class HandlerSink(Sink):
         not run (a void one, with nobody told, still does)."""
         if invocation.link == self._worker.link or invocation.invocation_id is None:
             return False
-        invocation.abandon()
+        ends, invocation.ends = invocation.ends, ()
+        invocation.abandon()  # its channel ends are ended now, not at the close (any thread)
+        if ends:
+            reason = (f"the connection to the engine was lost while the handler of "
+                      f"{invocation.function_id!r} waited for a slot")
+            with contextlib.suppress(RuntimeError):  # the loop is closed: so are the sockets
+                self._bridge.run_sync_soon(self._end_channels, ends, reason)
         return True
 
     async def _run_async(self, invocation: Invocation) -> None:

@@ -432,3 +432,45 @@ async def test_a_refused_connection_succeeds_once_the_engine_starts(name: str) -
     finally:
         transport_log.removeHandler(handler)
         transport_log.setLevel(level)
+
+
+async def test_a_dropped_waiting_invocation_ends_its_channel_ends_at_once(
+        engine: Engine, name: str) -> None:
+    """An invocation waiting for a slot when the link drops does not run after the reconnect;
+    its channel ends were kept for the client's close, so a caller's reader waited until the
+    worker process closed. The writer is now aborted at once: the reader raises."""
+    async with Proxy(engine.port) as proxy, \
+            iii_rx.connect(proxy.url, name=name, reconnect=FAST) as worker, \
+            iii_rx.connect(engine.url, name=unique_name("caller")) as caller:
+        release = asyncio.Event()
+
+        async def produce(data: Any) -> str:
+            if data == "block":
+                await release.wait()
+                return "blocked"
+            async with data["out"] as out:
+                await out.write(b"hello")
+            return "written"
+
+        worker.register_function("sc::produce", produce, max_concurrency=1)
+        both_in = asyncio.Event()
+        arrived: list[Any] = []
+        worker.invocations.subscribe(
+            lambda invocation: (arrived.append(invocation), len(arrived) == 2 and both_in.set()))
+        await caller.wait_for_function("sc::produce", 5)
+        first = asyncio.ensure_future(caller.trigger("sc::produce", "block"))
+        channel = await caller.create_channel_async()
+        second = asyncio.ensure_future(caller.trigger("sc::produce",
+                                                      {"out": channel.writer_ref}))
+        await asyncio.wait_for(both_in.wait(), 5)
+        back = await _state(worker, ConnectionState.CONNECTED)
+        await proxy.refuse()
+        for call in (first, second):
+            with pytest.raises(IIIInvocationError):
+                await asyncio.wait_for(call, 5)
+        await proxy.resume()
+        await asyncio.wait_for(back.wait(), 5)
+        release.set()
+        with pytest.raises(iii_rx.ChannelClosedError) as ended:
+            await asyncio.wait_for(channel.reader.read_all(), 5)
+        assert "connection to the engine was lost" in str(ended.value)
