@@ -89,7 +89,8 @@ class ChannelHub:
         self.buffer_bytes = buffer_bytes
         self.max_per_owner = max_per_owner
         self._channels: dict[str, ChannelState] = {}
-        self._owned: dict[str, set[str]] = {}
+        self._owned: dict[str, dict[str, None]] = {}
+        """The live channels each worker created, oldest first."""
         self._orphans: dict[str, None] = {}
         """Channels kept for their ends after their creator left, oldest first: no worker's
         cap counts them, so they have a cap of their own (``max_per_owner``), else a worker
@@ -151,7 +152,7 @@ class ChannelHub:
         self._channels[channel_id] = ChannelState(channel_id, key, capacity, loop.time(),
                                                   max_bytes=self.buffer_bytes, owner=owner)
         if owner is not None:
-            self._owned.setdefault(owner, set()).add(channel_id)
+            self._owned.setdefault(owner, {})[channel_id] = None
         ref = {"channel_id": channel_id, "access_key": key}
         return {"writer": {**ref, "direction": "write"}, "reader": {**ref, "direction": "read"}}
 
@@ -197,14 +198,22 @@ class ChannelHub:
             self._channels.pop(channel_id, None)
             removed += 1
             self._drop(channel, INTERNAL, "channel removed: its creator left")
-        while 0 < self.max_per_owner < len(self._orphans):  # the oldest kept ones go first
-            oldest = next(iter(self._orphans))
-            channel = self._discard(oldest)
+        return removed + self._trim_orphans()
+
+    def _trim_orphans(self) -> int:
+        """Remove the oldest kept channels past ``max_per_owner``; one whose ends are both
+        connected since streams on and is not counted."""
+        if self.max_per_owner <= 0:
+            return 0
+        waiting = [channel_id for channel_id in self._orphans
+                   if (kept := self._channels.get(channel_id)) is None or not kept.connected]
+        excess = waiting[:max(0, len(waiting) - self.max_per_owner)]
+        for channel_id in excess:
+            channel = self._discard(channel_id)
             if channel is not None:
-                removed += 1
                 self._drop(channel, INTERNAL, "channel removed: its creator left, and too "
                            "many channels of departed creators are kept")
-        return removed
+        return len(excess)
 
     def owned_by(self, owner: str) -> int:
         """How many live channels ``owner`` created (what ``max_per_owner`` caps)."""
@@ -228,7 +237,7 @@ class ChannelHub:
         if channel is not None and channel.owner is not None:
             owned = self._owned.get(channel.owner)
             if owned is not None:
-                owned.discard(channel_id)
+                owned.pop(channel_id, None)
                 if not owned:
                     del self._owned[channel.owner]
         return channel
