@@ -364,13 +364,12 @@ class Client:
     def _on_lost(self, queued: set[str]) -> None:
         """The socket closed: calls already written get no answer (docs/protocol.md §4.3 step 6)."""
         def stopped(iid: str, call: Any) -> BaseException | None:
-            if self.closed:
-                return None
-            return IIIInvocationError(
+            return None if self.closed else IIIInvocationError(
                 "invocation_stopped", "the connection to the engine was lost while the call "
                 "was in flight", function_id=call.function_id, invocation_id=iid)
 
         self._worker.link_lost()
+        self._providers.link_lost()
         self._calls.fail_all(stopped, keep=queued)
 
     def _on_message(self, raw: str | bytes) -> None:

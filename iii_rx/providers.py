@@ -9,9 +9,10 @@ slow provider never blocks the loop) and answers every ``registertrigger`` with 
 
 The engine drops a worker's types with its connection and routes the bindings that still
 exist to it again once it is back; one removed meanwhile is never retracted. So a binding held
-when the connection went and not routed again by the time the worker is accepted (state
-``connected``: the engine sends those frames first) went away: ``on_unregister`` runs for it,
-as it does for the bindings of a type this worker stops providing.
+when the last connection went (:meth:`Providers.link_lost`) and not routed again by the time
+the worker is accepted (state ``connected``: the engine sends those frames first) went away:
+``on_unregister`` runs for it, as it does for the bindings of a type this worker stops
+providing.
 
 No I/O here: frames come in as decoded models, answers go to an outbox callable.
 """
@@ -62,6 +63,12 @@ class Providers:
         registrations.on_type_removed = self._retract_all
         state.subscribe(on_next=self._on_state)
 
+    def link_lost(self) -> None:
+        """A connection went (on the loop): every binding held now is to be confirmed again,
+        also one routed on a connection that dropped before the engine accepted the worker."""
+        self._unconfirmed = {binding_id for trigger_type in self._registrations.trigger_types
+                             for binding_id in trigger_type.bindings}
+
     def _on_state(self, state: ConnectionState) -> None:
         if state is ConnectionState.CONNECTED:
             stale, self._unconfirmed = self._unconfirmed or set(), None
@@ -69,9 +76,6 @@ class Providers:
                 trigger_type = self._registrations.trigger_type_with_binding(binding_id)
                 if trigger_type is not None:
                     self._retract(trigger_type, binding_id)
-        elif self._unconfirmed is None:
-            self._unconfirmed = {binding_id for trigger_type in self._registrations.trigger_types
-                                 for binding_id in trigger_type.bindings}
 
     def _retract_all(self, trigger_type: TriggerType) -> None:
         """This worker stopped providing ``trigger_type``: its bindings are routed elsewhere."""

@@ -40,6 +40,7 @@ from iii_rx.protocol import (
 )
 from iii_rx.providers import Providers
 from iii_rx.registrations import Registrations
+from iii_rx.state import ConnectionState
 from iii_rx.streams import HotStream
 from iii_rx.transport import CALL, RESULT
 from iii_rx.triggers import TriggerBinding, TriggerConfig, TriggerHandle, TriggerType
@@ -536,6 +537,37 @@ async def test_providers_run_callbacks_and_answer_the_engine(rig: WorkerRig) -> 
             break
         await asyncio.sleep(0.005)
     assert [c.id for c in removed] == ["b1"] and tick.bindings == {}  # sync: in the pool
+
+
+async def test_a_binding_routed_on_a_connection_that_dropped_before_acceptance_is_confirmed_again(
+        rig: WorkerRig) -> None:
+    """A binding the engine routed again on a connection that dropped before the engine
+    accepted the worker counted as confirmed for the whole outage: removed during the next
+    gap, it was never retracted (its ``on_unregister`` never ran)."""
+    state: HotStream[ConnectionState] = HotStream(rig.bridge, "state", replay=True)
+    providers = Providers(rig.registrations, lambda frame: None, rig.tasks, rig.pool, state)
+    removed: list[str] = []
+
+    async def on_register(config: TriggerConfig) -> None:
+        pass
+
+    async def on_unregister(config: TriggerConfig) -> None:
+        removed.append(config.id)
+
+    rig.registrations.add_trigger_type(TriggerType("tick", "", on_register, on_unregister))
+    bind = RegisterTrigger(id="b1", trigger_type="tick", function_id="f")
+    state.on_next(ConnectionState.CONNECTED)
+    providers.on_register(bind)
+    providers.link_lost()  # the connection goes
+    state.on_next(ConnectionState.RECONNECTING)
+    providers.on_register(bind)  # routed again on an attempt that drops before acceptance
+    providers.link_lost()
+    state.on_next(ConnectionState.CONNECTED)  # accepted; b1 was removed meanwhile: not routed
+    for _ in range(200):
+        if removed:
+            break
+        await asyncio.sleep(0.005)
+    assert removed == ["b1"]
 
 
 # ====================================================================== lifecycle
