@@ -293,24 +293,21 @@ class HandlerSink(Sink):
             return self._handler(invocation.data, metadata=invocation.metadata)
         return self._handler(invocation.data, invocation.metadata)
 
-    def stale(self, invocation: Invocation) -> bool:
-        """Whether ``invocation`` came on a connection that is gone (it waited for a slot
-        meanwhile) and has a caller, who was told ``invocation_stopped``: given up, it does
-        not run (a void one, with nobody told, still does)."""
+    def _drop_if_stale(self, invocation: Invocation) -> bool:
+        """Give ``invocation`` up if it came on a connection that is gone (it waited for a
+        slot meanwhile) and has a caller, who was told ``invocation_stopped``; ``True`` if so,
+        and it must not run (a void one, with nobody told, still does)."""
         if invocation.link == self._worker.link or invocation.invocation_id is None:
             return False
         ends, invocation.ends = invocation.ends, ()
-        invocation.abandon()  # its channel ends are ended now, not at the close (any thread)
-        if ends:
-            reason = (f"the connection to the engine was lost while the handler of "
-                      f"{invocation.function_id!r} waited for a slot")
-            with contextlib.suppress(RuntimeError):  # the loop is closed: so are the sockets
-                self._bridge.run_sync_soon(self._end_channels, ends, reason)
+        invocation.abandon()  # its channel ends are ended now, not at the close
+        self._end_soon(ends, f"the connection to the engine was lost while the handler of "
+                             f"{invocation.function_id!r} waited for a slot")
         return True
 
     async def _run_async(self, invocation: Invocation) -> None:
         try:
-            if self.stale(invocation):
+            if self._drop_if_stale(invocation):
                 return
             result = await self._call(invocation)
         except asyncio.CancelledError as exc:
@@ -336,7 +333,7 @@ class HandlerSink(Sink):
         token = current_context.set(invocation)
         span = invocation.trace.attach() if invocation.trace is not None else None
         try:
-            if self.stale(invocation):
+            if self._drop_if_stale(invocation):
                 return
             result = self._call(invocation)
             if inspect.isawaitable(result):
@@ -362,10 +359,13 @@ class HandlerSink(Sink):
         """Fail the invocation; the channel ends it received are ended too (a writer
         aborted, a reader closed), or their peers would wait for ever (any thread)."""
         invocation.fail(error)
-        if invocation.ends:
-            reason = f"the handler of {invocation.function_id!r} failed"
+        self._end_soon(invocation.ends, f"the handler of {invocation.function_id!r} failed")
+
+    def _end_soon(self, ends: tuple[Any, ...], reason: str) -> None:
+        """End these channel ends on the loop (from any thread), if there are any."""
+        if ends:
             with contextlib.suppress(RuntimeError):  # the loop is closed: so are the sockets
-                self._bridge.run_sync_soon(self._end_channels, invocation.ends, reason)
+                self._bridge.run_sync_soon(self._end_channels, ends, reason)
 
     def _end_channels(self, ends: tuple[Any, ...], reason: str) -> None:
         self._tasks.spawn(_end_channels(ends, reason), name="iii-rx failed handler's channels")
@@ -466,7 +466,7 @@ class Worker:
     def link_lost(self) -> None:
         """The connection went (on the loop): the engine has told the callers of what it
         delivered ``invocation_stopped``. Invocations still waiting for a handler slot will
-        not run (:meth:`HandlerSink.stale`): nobody would get their answers, fresh calls
+        not run (``HandlerSink._drop_if_stale``): nobody would get their answers, fresh calls
         would queue behind them, and a caller that retried would run the handler twice."""
         self.link += 1
 
