@@ -56,9 +56,6 @@ def made_here(traceparent: str) -> str:
     return traceparent
 
 
-_HEX = frozenset("0123456789abcdef")
-
-
 def hex_id(number: int, digits: int) -> str:
     """``number`` as ``digits`` lower-case hex digits, the W3C text of an id (more digits if it
     does not fit, as a format spec writes it)."""
@@ -78,16 +75,28 @@ def new_span_id() -> str:
     return os.urandom(8).hex()
 
 
+_TRACEPARENT = re.compile(
+    r"[ \t]*(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})"
+    r"-(?P<flags>[0-9a-f]{2})(?:(?P<rest>-.*)|[ \t]*)$")
+"""W3C Trace Context's ``traceparent``: lowercase hex only; a later version may add fields."""
+
+
 def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
-    """``(trace_id, parent_span_id, flags)`` of a valid version-00 ``traceparent``, else None."""
-    if not value or len(value) < 55:
+    """``(trace_id, parent_span_id, flags)`` of a valid ``traceparent``, else None.
+
+    Read as OpenTelemetry's W3C propagator reads it (which is what an official SDK worker
+    does with the same header): version ``ff``, uppercase hex, all-zero ids, fields after a
+    version-00 value, or more than 512 characters make it invalid, so a trace an official
+    worker would break is broken here too.
+    """
+    if not value or len(value) > 512:
         return None
-    parts = value.strip().lower().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+    match = _TRACEPARENT.match(value)
+    if match is None:
         return None
-    trace_id, span_id, flags = parts[1], parts[2], parts[3]
-    if (len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2
-            or not _HEX.issuperset(trace_id + span_id + flags)
+    version, trace_id, span_id, flags, rest = match.group(
+        "version", "trace", "span", "flags", "rest")
+    if (version == "ff" or (version == "00" and rest)
             or trace_id == "0" * 32 or span_id == "0" * 16):
         return None
     return trace_id, span_id, flags

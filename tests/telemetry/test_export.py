@@ -397,3 +397,28 @@ def test_a_frame_sends_a_traceparent_with_the_sampled_flag_only(value: str) -> N
     else:
         assert sent == f"00-{parsed[0]}-{parsed[1]}-0{int(parsed[2], 16) & 1}"
     assert wire_traceparent(None) is None
+
+
+_TRACEPARENT_PIECES = st.sampled_from(
+    ["00", "01", "ff", "FF", "0g", "-", "--", " ", "\t", "\n", "x", "0" * 32, "0" * 16,
+     "4bf92f3577b34da6a3ce929d0e0e4736", "4BF92F3577B34DA6A3CE929D0E0E4736",
+     "00f067aa0ba902b7", "00F067AA0BA902B7", "-01", "-00", "-extra"])
+
+
+@given(st.from_regex(r"\A[ \t]?[0-9a-fA-F]{2}-[0-9a-f]{32}-[0-9a-fA-F]{16}-[0-9a-f]{2}"
+                     r"(-[a-z]*)?[ \t\n]?\Z")
+       | st.lists(_TRACEPARENT_PIECES, max_size=9).map("".join)
+       | st.text(max_size=70))
+def test_a_traceparent_is_valid_exactly_when_opentelemetry_reads_it(value: str) -> None:
+    # An official SDK worker reads the header with OpenTelemetry's W3C propagator; a trace it
+    # would break (uppercase, version ff, fields after a version-00 value) breaks here too.
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from iii_rx.telemetry.ids import parse_traceparent
+
+    theirs = trace.get_current_span(
+        TraceContextTextMapPropagator().extract({"traceparent": value})).get_span_context()
+    expected = (None if not theirs.is_valid else
+                (f"{theirs.trace_id:032x}", f"{theirs.span_id:016x}", f"{theirs.trace_flags:02x}"))
+    assert parse_traceparent(value) == expected

@@ -1201,8 +1201,9 @@ def test_span_context_builds_what_the_constructor_builds() -> None:
 @pytest.mark.parametrize(("traceparent", "expected"), [
     ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
      (PARENT_TRACE, PARENT_SPAN, 1)),
-    ("00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-00",  # not canonical: parsed too
+    ("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-x",  # a later version: parsed
      (PARENT_TRACE, PARENT_SPAN, 0)),
+    ("00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01", None),  # W3C: lowercase only
     ("00-00000000000000000000000000000000-b7ad6b7169203331-01", None),
     ("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", None),
     ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01", None),
