@@ -255,8 +255,13 @@ class Single(Observable[T], Generic[T]):
     def _closed_error(self) -> IIIConnectionError:
         return IIIConnectionError(f"the client is closed; {self._description} was not sent")
 
-    def pipe(self, *operators: Callable[[Any], Any]) -> Single[Any]:  # type: ignore[override]
+    def pipe(  # type: ignore[override]
+        self, *operators: Callable[[Observable[Any]], Observable[Any]]
+    ) -> Single[Any]:
         """Apply Rx operators; the result is a Single of the last value they emit."""
+        # Observables in and out, not ``Any``: from ``Any`` pyright infers a generic operator's
+        # value as ``object`` (``ops.map(lambda r: r["sum"])`` fails); overloads per operator
+        # count would lose mypy, which cannot infer such a lambda in an overloaded call.
         self._used = True
         piped: Observable[Any] = Observable.pipe(self, *operators)
         return Single(self._bridge, source=piped,

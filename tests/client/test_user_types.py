@@ -1,0 +1,77 @@
+"""The public API as a user's type checker sees it: user code, checked with ``mypy --strict``.
+
+One mypy run checks ``USER_CODE``: a line ending in ``# E: text`` must get an error holding
+``text`` (wrong code a precise type catches), a line ending in ``# R: type`` must reveal
+``type``, and no other line may get an error (correct code, as the docs write it, checks).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+USER_CODE = '''\
+from typing import Any
+
+from reactivex import Observable
+from reactivex import operators as ops
+
+import iii_rx
+
+
+async def piping(iii: iii_rx.Client) -> None:
+    doubled = await iii.trigger("math::add", {"a": 1}).pipe(ops.map(lambda r: r["sum"] * 2))
+    print(doubled)
+    iii.trigger("math::add").pipe(ops.retry(2), ops.timeout(5.0), ops.default_if_empty(0))
+    iii.trigger("math::add").pipe(lambda source: 42)  # E: incompatible type
+    reveal_type(iii.trigger("math::add").pipe(ops.take(1)))  # R: iii_rx.single.Single[Any]
+'''
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[str]]:
+    """mypy's messages on ``USER_CODE``, by line."""
+    path = tmp_path_factory.mktemp("user-types") / "user_code.py"
+    path.write_text(USER_CODE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--config-file", "",
+         "--hide-error-context", "--no-error-summary", str(path)],
+        capture_output=True, text=True, env=env, cwd=path.parent, timeout=300)
+    messages: dict[int, list[str]] = {}
+    for line in run.stdout.splitlines():
+        found = re.match(r".*?:(\d+): (.*)", line)
+        assert found, f"unexpected mypy output: {line}\n{run.stdout}{run.stderr}"
+        messages.setdefault(int(found.group(1)), []).append(found.group(2))
+    return messages
+
+
+def _marked(marker: str) -> list[tuple[int, str]]:
+    return [(n, line.split(marker, 1)[1].strip())
+            for n, line in enumerate(USER_CODE.splitlines(), start=1) if marker in line]
+
+
+def test_correct_user_code_checks(checked: dict[int, list[str]]) -> None:
+    expected = {n for n, _ in _marked("# E:") + _marked("# R:")}
+    wrong = {n: m for n, m in checked.items() if n not in expected}
+    lines = USER_CODE.splitlines()
+    assert not wrong, "\n".join(f"{lines[n - 1].strip()}\n    {m}" for n, m in wrong.items())
+
+
+@pytest.mark.parametrize(("line", "text"), _marked("# E:"))
+def test_wrong_user_code_fails(checked: dict[int, list[str]], line: int, text: str) -> None:
+    errors = [m for m in checked.get(line, []) if m.startswith("error:")]
+    assert any(text in m for m in errors), f"{USER_CODE.splitlines()[line - 1]}\n{errors}"
+
+
+@pytest.mark.parametrize(("line", "text"), _marked("# R:"))
+def test_types_are_revealed(checked: dict[int, list[str]], line: int, text: str) -> None:
+    notes = [m for m in checked.get(line, []) if m.startswith("note: Revealed type")]
+    assert notes == [f'note: Revealed type is "{text}"'], USER_CODE.splitlines()[line - 1]
