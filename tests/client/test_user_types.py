@@ -32,6 +32,13 @@ async def piping(iii: iii_rx.Client) -> None:
     iii.trigger("math::add").pipe(ops.retry(2), ops.timeout(5.0), ops.default_if_empty(0))
     iii.trigger("math::add").pipe(lambda source: 42)  # E: incompatible type
     reveal_type(iii.trigger("math::add").pipe(ops.take(1)))  # R: iii_rx.single.Single[Any]
+
+
+def answering(iii: iii_rx.Client) -> None:
+    iii.function("text::upper").subscribe(lambda inv: inv.reply(inv.data["text"].upper()))
+    iii.function("text::upper").subscribe(lambda inv: inv.fail("no"), print, lambda: None)
+    iii.function("text::upper").subscribe(lambda inv: inv.data.nope, scheduler=None)
+    iii.function("text::upper").subscribe(lambda inv: inv.nope)  # E: has no attribute "nope"
 '''
 
 
