@@ -30,7 +30,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iii_rx import channels
 from iii_rx._pool import HandlerPool
@@ -50,7 +50,7 @@ from iii_rx.functions import (
 )
 from iii_rx.kv import KV
 from iii_rx.lenient import salvage
-from iii_rx.lifecycle import ClientSettings, Closing, Lifecycle, wait_connected
+from iii_rx.lifecycle import DEFAULT_MAX_WORKERS, ClientSettings, Closing, Lifecycle, wait_connected
 from iii_rx.protocol import (
     ErrorFrame,
     Frame,
@@ -82,17 +82,16 @@ from iii_rx.trigger_stream import TriggerStream
 from iii_rx.triggers import TriggerConfig, TriggerHandle, TriggerType, TriggerTypeHandle
 from iii_rx.worker import Worker, WorkerTasks
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
 __all__ = ["Client", "ClientSettings", "Closing", "Lifecycle", "open_client"]
 
 log = logging.getLogger("iii_rx.client")
 
 _REGISTER_WORKER = "engine::workers::register"
-DEFAULT_MAX_WORKERS = 64
-"""Threads for sync handlers (created on demand). Sync handlers that block on nested calls
-each hold one while they wait, so the pool must be larger than such handlers run at once."""
 _FATAL_ON_REGISTER = frozenset({"INVALID_NAMESPACE", "FORBIDDEN"})
-_CLOSE_WAIT = 30.0
-"""Seconds a blocking ``close()`` waits for the close before it stops the loop anyway."""
+_CLOSE_WAIT = 30.0  # seconds a blocking close() waits before it stops the loop anyway
 
 
 async def open_client(settings: ClientSettings, resources: AsyncExitStack, *,
@@ -155,6 +154,8 @@ class Client:
         """Replaying observable of :class:`ConnectionState` (also ``async for``)."""
         self.invocations: HotStream[Invocation] = HotStream(bridge, "iii.invocations")
         """Every invocation this worker receives, before its function's subscribers see it."""
+        self.spans: HotStream[ReadableSpan]
+        """Its finished spans, live; set by ``connect(otel=...)`` only (docs/telemetry.md)."""
         self._lifecycle = Lifecycle.NEW
         self._failure: Exception | None = None
         self._failed: concurrent.futures.Future[None] = concurrent.futures.Future()

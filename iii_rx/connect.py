@@ -29,8 +29,8 @@ from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
 from iii_rx.aio import LoopThread
-from iii_rx.client import DEFAULT_MAX_WORKERS, Client, open_client
-from iii_rx.lifecycle import ClientSettings
+from iii_rx.client import Client, open_client
+from iii_rx.lifecycle import DEFAULT_MAX_WORKERS, ClientSettings
 from iii_rx.notebook import Cell, CellClients, cell_clients, current_cell
 from iii_rx.state import ReconnectConfig, resolve_reconnect
 from iii_rx.telemetry.config import OtelConfig, OtelOption, resolve_otel

@@ -47,6 +47,11 @@ class Lifecycle(str, Enum):
     """Closed; nothing of it is left running."""
 
 
+DEFAULT_MAX_WORKERS = 64
+"""Threads for sync handlers (created on demand). Sync handlers that block on nested calls
+each hold one while they wait, so the pool must be larger than such handlers run at once."""
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """What :func:`iii_rx.connect` resolved: the address, who this worker is, the defaults."""

@@ -39,6 +39,12 @@ def answering(iii: iii_rx.Client) -> None:
     iii.function("text::upper").subscribe(lambda inv: inv.fail("no"), print, lambda: None)
     iii.function("text::upper").subscribe(lambda inv: inv.data.nope, scheduler=None)
     iii.function("text::upper").subscribe(lambda inv: inv.nope)  # E: has no attribute "nope"
+
+
+async def traced() -> None:
+    async with iii_rx.connect(otel=True) as iii:
+        iii.spans.subscribe(lambda span: print(span.name, span.status.status_code))
+        reveal_type(iii.spans)  # R: iii_rx.streams.HotStream[opentelemetry.sdk.trace.ReadableSpan]
 '''
 
 
