@@ -292,7 +292,7 @@ def rate_limited(source: AsyncIterable[T], per_second: float, *, burst: int = 1)
 @operator
 async def retrying_op(
     factory: Callable[[], AsyncIterable[T]],
-    max_attempts: int = 3,
+    max_attempts: float = 3,
     initial_delay: float | timedelta = 0.1,
     max_delay: float | timedelta = 10.0,
     jitter: float = 0.1,
@@ -321,7 +321,7 @@ async def retrying_op(
 
 def retrying(
     factory: Callable[[], AsyncIterable[T]],
-    max_attempts: int = 3,
+    max_attempts: float = 3,
     initial_delay: float | timedelta = 0.1,
     max_delay: float | timedelta = 10.0,
     jitter: float = 0.1,
@@ -334,9 +334,9 @@ def retrying(
     """Iterate ``factory()`` and start over with a new one after a retryable error.
 
     An async iterator cannot be restarted, hence the factory (e.g. ``lambda: fetch_pages()``).
-    ``max_attempts`` counts every attempt, the first included; delays are those of
-    ``retry_backoff``. Items yielded before a failure are not taken back: a source that
-    restarts from the beginning yields them again.
+    ``max_attempts`` counts every attempt, the first included (``math.inf``: for ever); delays
+    are those of ``retry_backoff``. Items yielded before a failure are not taken back: a source
+    that restarts from the beginning yields them again.
     """
     if not callable(factory):
         raise TypeError(f"retrying needs a factory (a function that makes a new async iterable "

@@ -96,7 +96,7 @@ class Backoff:
 
 
 def retry_backoff(
-    max_attempts: int = 3,
+    max_attempts: float = 3,
     initial_delay: float | timedelta = 0.1,
     max_delay: float | timedelta = 10.0,
     jitter: float = 0.1,
@@ -108,7 +108,8 @@ def retry_backoff(
 ) -> Callable[[Observable[T]], Observable[T]]:
     """Resubscribe to the source after an error that ``retry_on`` accepts, with backoff.
 
-    ``max_attempts`` counts every subscription, the first included (as reactivex's ``retry``).
+    ``max_attempts`` counts every subscription, the first included (as reactivex's ``retry``;
+    ``math.inf``: for ever).
     The last error, or the first one that is not retryable, is passed on. Items emitted by a
     failed attempt have already gone downstream; on a ``trigger`` there are none.
     """

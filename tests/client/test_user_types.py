@@ -18,12 +18,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 USER_CODE = '''\
+import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 from reactivex import Observable
 from reactivex import operators as ops
 
 import iii_rx
+from iii_rx.operators import retry_backoff, retrying
 
 
 async def piping(iii: iii_rx.Client) -> None:
@@ -32,6 +35,16 @@ async def piping(iii: iii_rx.Client) -> None:
     iii.trigger("math::add").pipe(ops.retry(2), ops.timeout(5.0), ops.default_if_empty(0))
     iii.trigger("math::add").pipe(lambda source: 42)  # E: incompatible type
     reveal_type(iii.trigger("math::add").pipe(ops.take(1)))  # R: iii_rx.single.Single[Any]
+    await iii.trigger("flaky::call").pipe(retry_backoff(max_attempts=math.inf))
+
+
+async def pages() -> AsyncIterator[int]:
+    yield 1
+
+
+def retried() -> None:
+    forever = retrying(pages, max_attempts=math.inf)
+    reveal_type(forever)  # R: iii_rx.operators.aio.AsyncStream[int]
 
 
 def answering(iii: iii_rx.Client) -> None:
