@@ -55,7 +55,6 @@ from iii_rx.protocol import (
     ErrorFrame,
     Frame,
     FrameError,
-    HttpInvocationRef,
     InvocationResult,
     InvokeFunction,
     Ping,
@@ -84,6 +83,7 @@ from iii_rx.worker import Worker, WorkerTasks
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
+    from pydantic import BaseModel
 
 __all__ = ["Client", "ClientSettings", "Closing", "Lifecycle", "open_client"]
 
@@ -522,7 +522,7 @@ class Client:
     def register_function(
         self,
         function_id: str,
-        handler: Callable[..., Any] | HttpInvocationRef | Any,
+        handler: Callable[..., Any] | BaseModel | Mapping[str, Any],
         *,
         description: str | None = None,
         metadata: Any = None,

@@ -47,6 +47,14 @@ def retried() -> None:
     reveal_type(forever)  # R: iii_rx.operators.aio.AsyncStream[int]
 
 
+def registering(iii: iii_rx.Client) -> None:
+    iii.register_function("a::sync", lambda data: data)
+    iii.register_function("a::meta", lambda data, metadata: (data, metadata))
+    iii.register_function("a::http", iii_rx.HttpInvocationConfig("https://pay.example/charge"))
+    iii.register_function("a::dict", {"url": "https://pay.example/charge"})
+    iii.register_function("a::typo", "a::sync")  # E: incompatible type "str"
+
+
 def answering(iii: iii_rx.Client) -> None:
     iii.function("text::upper").subscribe(lambda inv: inv.reply(inv.data["text"].upper()))
     iii.function("text::upper").subscribe(lambda inv: inv.fail("no"), print, lambda: None)
