@@ -208,6 +208,12 @@ class HttpInvocationConfig(BaseModel):
     def _upper_method(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("timeout_ms", mode="before")
+    @classmethod
+    def _unset_timeout(cls, value: Any) -> Any:
+        # The official model's ``timeout_ms=None`` leaves it to the engine, which uses 30000.
+        return 30_000 if value is None else value
+
     @field_validator("auth", mode="before")
     @classmethod
     def _foreign_auth(cls, value: Any) -> Any:

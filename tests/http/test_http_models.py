@@ -45,6 +45,13 @@ def test_config_defaults_and_positional_url() -> None:
                                 "timeout_ms": 30000}
 
 
+def test_an_unset_timeout_is_the_engines_default() -> None:
+    """The official model takes ``timeout_ms=None`` (the engine's default): code passing it
+    keeps working after switching to ``iii_rx.compat``."""
+    config = HttpInvocationConfig("https://fn.example/add", timeout_ms=None)
+    assert config.timeout_ms == 30000
+
+
 @pytest.mark.parametrize(
     ("auth", "wire"),
     [
