@@ -35,6 +35,7 @@ from iii_rx.transport import CALL
 __all__ = [
     "Call",
     "CallOutbox",
+    "CallRequest",
     "Calls",
     "PendingCall",
     "call_namespace",
@@ -329,6 +330,15 @@ def call_namespace(function_id: str, explicit: str | None, worker: str | None) -
 
 
 _CALL_FIELDS = ("function_id", "payload", "action", "timeout_ms", "metadata", "namespace")
+
+
+class CallRequest(Protocol):
+    """A call given as one object (the official SDK's ``TriggerRequest``, a dataclass...): its
+    ``function_id``, and what it has of ``payload``, ``action``, ``timeout_ms``, ``metadata``,
+    ``namespace``. A type, so that ``trigger(42)`` fails the type check, not only the call."""
+
+    @property
+    def function_id(self) -> str: ...
 
 
 def trigger_arguments(function_id: Any, payload: Any, action: Any, timeout_ms: Any,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from iii_rx import channels
 from iii_rx._pool import HandlerPool
 from iii_rx.aio import LoopBridge, LoopThread
-from iii_rx.calls import Call, Calls, call_namespace, trigger_action, trigger_arguments
+from iii_rx.calls import Call, CallRequest, Calls, call_namespace, trigger_action, trigger_arguments
 from iii_rx.channels.refs import create_channel, create_channel_async
 from iii_rx.context import Invocation, current_context
 from iii_rx.errors import IIIConnectionError, IIIInvocationError, IIIRegistrationRejectedError
@@ -445,7 +445,7 @@ class Client:
 
     def trigger(
         self,
-        function_id: str | Mapping[str, Any] | Any,
+        function_id: str | Mapping[str, Any] | CallRequest,
         payload: Any = None,
         *,
         action: Any = None,

@@ -26,6 +26,7 @@ from reactivex import Observable
 from reactivex import operators as ops
 
 import iii_rx
+import iii_rx.compat
 from iii_rx.operators import retry_backoff, retrying
 
 
@@ -45,6 +46,12 @@ async def pages() -> AsyncIterator[int]:
 def retried() -> None:
     forever = retrying(pages, max_attempts=math.inf)
     reveal_type(forever)  # R: iii_rx.operators.aio.AsyncStream[int]
+
+
+def calling(iii: iii_rx.Client, request: iii_rx.compat.TriggerRequest) -> None:
+    iii.trigger({"function_id": "math::add", "payload": {"a": 1}}).result()
+    iii.trigger(request).result()
+    iii.trigger(42).result()  # E: incompatible type "int"
 
 
 def registering(iii: iii_rx.Client) -> None:
