@@ -70,7 +70,7 @@ from iii_rx.protocol import (
 )
 from iii_rx.providers import Providers
 from iii_rx.pubsub import PubSub
-from iii_rx.registrations import Registrations, Standby, binding_of, check_id
+from iii_rx.registrations import BindingRequest, Registrations, Standby, binding_of, check_id
 from iii_rx.single import Single
 from iii_rx.state import ConnectionState
 from iii_rx.streams import HotStream
@@ -560,7 +560,7 @@ class Client:
 
     def register_trigger(
         self,
-        trigger: Mapping[str, Any] | Any = None,
+        trigger: Mapping[str, Any] | BindingRequest | None = None,
         /,
         **fields: Any,
     ) -> TriggerHandle:

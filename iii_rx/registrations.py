@@ -40,8 +40,8 @@ from iii_rx.notebook import Cell, current_cell
 from iii_rx.protocol import TriggerRegistrationResult
 from iii_rx.triggers import TriggerBinding, TriggerHandle, TriggerType
 
-__all__ = ["STANDBY_PREFIX", "Registrations", "Standby", "StandbyHost", "binding_of",
-           "check_id"]
+__all__ = ["STANDBY_PREFIX", "BindingRequest", "Registrations", "Standby", "StandbyHost",
+           "binding_of", "check_id"]
 
 log = logging.getLogger("iii_rx.registrations")
 _refusals = RateLimitedLog(log)
@@ -49,6 +49,19 @@ _refusals = RateLimitedLog(log)
 
 
 _BINDING_FIELDS = ("type", "function_id", "config", "metadata", "namespace", "trigger_namespace")
+
+
+class BindingRequest(Protocol):
+    """A trigger binding given as one object (the official SDK's ``RegisterTriggerInput``, a
+    dataclass...): its ``type`` and ``function_id``, and what it has of ``config``,
+    ``metadata``, ``namespace``, ``trigger_namespace``. A type, so that a wrong object fails
+    the type check, not only the call."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def function_id(self) -> str: ...
 
 
 def check_id(function_id: str) -> str:

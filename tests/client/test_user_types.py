@@ -54,6 +54,13 @@ def calling(iii: iii_rx.Client, request: iii_rx.compat.TriggerRequest) -> None:
     iii.trigger(42).result()  # E: incompatible type "int"
 
 
+def binding(iii: iii_rx.Client, given: iii_rx.compat.RegisterTriggerInput) -> None:
+    iii.register_trigger({"type": "http", "function_id": "a::b", "config": {}})
+    iii.register_trigger(type="cron", function_id="a::b", config={"expression": "* * * * *"})
+    iii.register_trigger(given)
+    iii.register_trigger("http")  # E: incompatible type "str"
+
+
 def registering(iii: iii_rx.Client) -> None:
     iii.register_function("a::sync", lambda data: data)
     iii.register_function("a::meta", lambda data, metadata: (data, metadata))
