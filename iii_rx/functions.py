@@ -21,10 +21,10 @@ serves nothing (it stands by, see :class:`~iii_rx.registrations.Standby`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 from reactivex import Observable, abc
@@ -33,7 +33,7 @@ from reactivex.disposable import Disposable
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import IIIRegistrationRejectedError
 from iii_rx.protocol import HttpInvocationRef, RegisterFunction, UnregisterFunction, encode
-from iii_rx.streams import HotStream, StreamIterator
+from iii_rx.streams import HotStream, Stream, StreamIterator
 
 if TYPE_CHECKING:
     from iii_rx.context import Invocation
@@ -197,7 +197,7 @@ class FunctionRegistry(Protocol):
         """Remove ``sink``; the last one gone unregisters the function."""
 
 
-class FunctionStream(Observable["Invocation"]):
+class FunctionStream(Stream["Invocation"]):
     """Observable of one function's invocations; subscribing registers the function."""
 
     def __init__(self, registry: FunctionRegistry, spec: FunctionSpec) -> None:
@@ -209,23 +209,6 @@ class FunctionStream(Observable["Invocation"]):
     def function_id(self) -> str:
         """The id subscribing registers."""
         return self.spec.id
-
-    def subscribe(
-        self,
-        on_next: abc.ObserverBase[Invocation] | Callable[[Invocation], object] | None = None,
-        on_error: abc.OnError | None = None,
-        on_completed: abc.OnCompleted | None = None,
-        *,
-        scheduler: abc.SchedulerBase | None = None,
-    ) -> abc.DisposableBase:
-        """Register the function and hand its invocations to ``on_next`` (or an observer).
-
-        ``on_next`` may return a value, which is ignored: Rx types it as returning ``None``,
-        which made ``subscribe(lambda inv: inv.reply(...))`` (``reply`` returns a ``bool``)
-        fail a type checker.
-        """
-        on_next = cast("abc.ObserverBase[Invocation] | abc.OnNext[Invocation] | None", on_next)
-        return super().subscribe(on_next, on_error, on_completed, scheduler=scheduler)
 
     def _subscribe_core(
         self,

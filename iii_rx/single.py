@@ -37,6 +37,7 @@ from reactivex.disposable import Disposable, SerialDisposable
 
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import EmptySingleError, IIIConnectionError, IIITimeoutError
+from iii_rx.streams import Stream
 
 __all__ = ["CallStarter", "Done", "EmptySingleError", "Single"]
 
@@ -189,7 +190,7 @@ class _BlockingCall:
                 self.lock.release()
 
 
-class Single(Observable[T], Generic[T]):
+class Single(Stream[T], Generic[T]):
     """A lazy single-value observable (see the module docstring)."""
 
     _used = True

@@ -22,7 +22,8 @@ import logging
 import threading
 import weakref
 from collections import deque
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
@@ -30,7 +31,7 @@ from reactivex.disposable import Disposable
 from iii_rx.aio import LoopBridge
 from iii_rx.errors import StreamOverflowError
 
-__all__ = ["HotStream", "Overflow", "Pace", "StreamIterator", "StreamOverflowError"]
+__all__ = ["HotStream", "Overflow", "Pace", "Stream", "StreamIterator", "StreamOverflowError"]
 
 T = TypeVar("T")
 log = logging.getLogger("iii_rx.streams")
@@ -82,7 +83,30 @@ class _Guarded(Generic[T]):
         self.stream._detach_soon(self)
 
 
-class HotStream(Observable[T], Generic[T]):
+class Stream(Observable[T], Generic[T]):
+    """The observables of iii_rx: their ``subscribe`` takes callbacks that return a value.
+
+    Rx types the callbacks as returning ``None``, so a type checker refused the natural
+    ``subscribe(lambda inv: inv.reply(...))`` or ``subscribe(inv.reply, inv.fail)`` (both
+    return a ``bool``). What a callback returns is ignored, as in Rx.
+    """
+
+    def subscribe(
+        self,
+        on_next: abc.ObserverBase[T] | Callable[[T], object] | None = None,
+        on_error: Callable[[Exception], object] | None = None,
+        on_completed: Callable[[], object] | None = None,
+        *,
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> abc.DisposableBase:
+        """Subscribe an observer, or callbacks (see ``reactivex.Observable.subscribe``)."""
+        return super().subscribe(
+            cast("abc.ObserverBase[T] | abc.OnNext[T] | None", on_next),
+            cast("abc.OnError | None", on_error), cast("abc.OnCompleted | None", on_completed),
+            scheduler=scheduler)
+
+
+class HotStream(Stream[T], Generic[T]):
     """A multicast stream fed on one loop; with ``replay`` it replays its last value (the
     connection state needs that: a late subscriber learns where things stand).
 

@@ -41,7 +41,7 @@ from iii_rx.aio import deadlock_error
 from iii_rx.errors import IIIConnectionError, IIIError, IIITimeoutError
 from iii_rx.registrations import STANDBY_PREFIX
 from iii_rx.state import ConnectionState
-from iii_rx.streams import HotStream, Overflow, StreamIterator
+from iii_rx.streams import HotStream, Overflow, Stream, StreamIterator
 from iii_rx.topology.diff import diff
 from iii_rx.topology.events import TopologyChange
 from iii_rx.topology.models import FunctionInfo, Topology
@@ -96,7 +96,7 @@ class TopologyHost(Protocol):
                 timeout_ms: int | None = ...) -> Awaitable[Any]: ...
 
 
-class TopologyView(Observable[T], Generic[T]):
+class TopologyView(Stream[T], Generic[T]):
     """One of the two streams: an observable, and an async iterator over a bounded buffer."""
 
     def __init__(self, owner: TopologyStream, kind: Kind, maxsize: int,

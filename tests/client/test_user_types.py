@@ -74,6 +74,13 @@ def answering(iii: iii_rx.Client) -> None:
     iii.function("text::upper").subscribe(lambda inv: inv.fail("no"), print, lambda: None)
     iii.function("text::upper").subscribe(lambda inv: inv.data.nope, scheduler=None)
     iii.function("text::upper").subscribe(lambda inv: inv.nope)  # E: has no attribute "nope"
+    iii.invocations.subscribe(lambda inv: inv.abandon())
+    iii.topology_changes.subscribe(lambda change: change.kind == "x" and print(change))
+
+
+def forwarding(iii: iii_rx.Client, inv: iii_rx.Invocation) -> None:
+    iii.trigger("a::b", inv.data).subscribe(inv.reply, inv.fail, lambda: print("done"))
+    iii.trigger("a::b", inv.data).subscribe(inv.reply, lambda: None)  # E: incompatible type
 
 
 async def traced() -> None:
