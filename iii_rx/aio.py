@@ -118,20 +118,26 @@ class LoopBridge:
 
     # ------------------------------------------------------------------ coroutines
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    def submit(self, coro: Coroutine[Any, Any, T],
+               orphan: Callable[[T], Any] | None = None) -> concurrent.futures.Future[T]:
         """Schedule ``coro`` on the loop from another thread (closes it if the loop is gone).
 
-        Cancelling the returned future cancels the coroutine's task."""
+        Cancelling the returned future cancels the coroutine's task. A value the task produced
+        although the future was cancelled goes to ``orphan`` (on the loop)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._schedule(coro, future)
+        self._schedule(coro, future, orphan)
         return future
 
     def _schedule(self, coro: Coroutine[Any, Any, T],
-                  future: concurrent.futures.Future[T]) -> None:
+                  future: concurrent.futures.Future[T],
+                  orphan: Callable[[T], Any] | None = None) -> None:
         """Run ``coro`` as a task on the loop, its outcome copied into ``future``, which the
         caller made first: a cancel of ``future`` reaches the task however early it comes
         (``asyncio.run_coroutine_threadsafe`` returns its future only once the coroutine may
-        already run, so an interrupt landing in between would leave the task running)."""
+        already run, so an interrupt landing in between would leave the task running).
+
+        A cancel that comes after the task took its value (a frame read off a socket) cannot
+        undo it: that value goes to ``orphan``, if given, instead of being dropped."""
         loop = self.loop
 
         def start() -> None:
@@ -141,15 +147,18 @@ class LoopBridge:
             task = loop.create_task(coro)
 
             def settle(done: asyncio.Task[T]) -> None:
+                if done.cancelled():
+                    future.cancel()
+                    return
+                exc = done.exception()
                 try:
-                    if done.cancelled():
-                        future.cancel()
-                    elif (exc := done.exception()) is not None:
+                    if exc is not None:
                         future.set_exception(exc)
                     else:
                         future.set_result(done.result())
-                except concurrent.futures.InvalidStateError:
-                    pass  # cancelled by the caller meanwhile
+                except concurrent.futures.InvalidStateError:  # cancelled by the caller meanwhile
+                    if exc is None and orphan is not None:
+                        orphan(done.result())
 
             def cancel_task(f: concurrent.futures.Future[T]) -> None:
                 if f.cancelled() and not loop.is_closed():
@@ -165,12 +174,14 @@ class LoopBridge:
             raise
 
     def run_blocking(self, coro: Coroutine[Any, Any, T], what: str,
-                     timeout: float | None = None) -> T:
+                     timeout: float | None = None,
+                     orphan: Callable[[T], Any] | None = None) -> T:
         """Run ``coro`` on the loop and block this (other) thread for its result.
 
         On the loop's own thread this raises :class:`~iii_rx.errors.LoopDeadlockError`. After
         ``timeout`` seconds, or when the wait is interrupted (Ctrl-C, a notebook's interrupt),
-        the coroutine is cancelled and the exception raised.
+        the coroutine is cancelled and the exception raised; a value it produced all the same
+        goes to ``orphan`` (on the loop), if given.
         """
         try:
             self.check_blocking(what)
@@ -179,17 +190,38 @@ class LoopBridge:
             raise
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         try:  # an interrupt may land as soon as the coroutine runs: schedule inside the try
-            self._schedule(coro, future)
+            self._schedule(coro, future, orphan)
             return future.result(timeout)
         except (concurrent.futures.TimeoutError, KeyboardInterrupt):
-            future.cancel()
+            if not future.cancel() and orphan is not None:  # done: its value arrived too late
+                self._hand_back(future, orphan)
             raise
 
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on this bridge's loop from any loop (directly when on it)."""
+    async def run(self, coro: Coroutine[Any, Any, T],
+                  orphan: Callable[[T], Any] | None = None) -> T:
+        """Await ``coro`` on this bridge's loop from any loop (directly when on it).
+
+        From another loop, a cancel that comes after the coroutine produced its value hands
+        that value to ``orphan`` (on this loop), if given, instead of dropping it."""
         if asyncio.get_running_loop() is self.loop:
             return await coro
-        return await asyncio.wrap_future(self.submit(coro))
+        future = self.submit(coro, orphan)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel() and orphan is not None:  # done: its value arrived too late
+                self._hand_back(future, orphan)
+            raise
+
+    def _hand_back(self, future: concurrent.futures.Future[T],
+                   orphan: Callable[[T], Any]) -> None:
+        """Give the value of a finished ``future`` its waiter gave up on to ``orphan``."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        try:
+            self.run_sync_soon(orphan, future.result())
+        except RuntimeError:  # the loop is closed: nobody can read it any more
+            pass
 
 
 _DRAIN_TURNS = 5

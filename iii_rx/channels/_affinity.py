@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from iii_rx.aio import LoopBridge, LoopThread
@@ -108,24 +108,29 @@ class LoopAffinity:
                                 else shared_loop.bridge())
         return bridge
 
-    async def hop(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the end's loop from another loop."""
+    async def hop(self, coro: Coroutine[Any, Any, T],
+                  orphan: Callable[[T], Any] | None = None) -> T:
+        """Await ``coro`` on the end's loop from another loop (``orphan``: see
+        :meth:`LoopBridge.run`)."""
         assert self.bridge is not None
-        return await self.bridge.run(coro)
+        return await self.bridge.run(coro, orphan)
 
-    def block(self, coro: Coroutine[Any, Any, T], what: str) -> T:
+    def block(self, coro: Coroutine[Any, Any, T], what: str,
+              orphan: Callable[[T], Any] | None = None) -> T:
         """Run ``coro`` on the end's loop and wait for it in this thread (not the loop's own:
-        that raises :class:`~iii_rx.errors.LoopDeadlockError`)."""
+        that raises :class:`~iii_rx.errors.LoopDeadlockError`; ``orphan``: see
+        :meth:`LoopBridge.run_blocking`)."""
         bridge = self.bridge
         if bridge is None or self._unclaimed():
             bridge = self._take(shared_loop.bridge())
-        return bridge.run_blocking(coro, what)
+        return bridge.run_blocking(coro, what, orphan=orphan)
 
-    def iterate(self, iterator: AsyncIterator[T], what: str) -> Iterator[T]:
+    def iterate(self, iterator: AsyncIterator[T], what: str,
+                orphan: Callable[[T], Any] | None = None) -> Iterator[T]:
         """Blocking iteration of ``iterator``: each step is one :meth:`block`."""
         while True:
             try:
-                yield self.block(_anext(iterator), what)
+                yield self.block(_anext(iterator), what, orphan)
             except StopAsyncIteration:
                 return
 

@@ -86,6 +86,8 @@ class ChannelReader(ChannelEnd):
         self._pump_chunk_subscribers = 0
         self._pump_subscribers = 0
         self._pulled = False  # an async iterator has read: pumps never start again
+        self._unread: deque[bytes] = deque()  # chunks read for a waiter that gave up
+        self._closed = False  # close() was called: nothing more is read
 
     def __repr__(self) -> str:
         state = ("ended" if self._ended else "open" if self._ws else "not connected")
@@ -131,7 +133,9 @@ class ChannelReader(ChannelEnd):
         """Close the websocket. A writer that has not finished is failed by the engine."""
         if not self._affinity.here():
             return await self._affinity.hop(self.close())
+        self._closed = True
         self._finish(None)
+        self._unread.clear()
         await self._pumps.aclose()
         if self._opening is not None and not self._opening.done():
             await _cancel(self._opening)
@@ -166,7 +170,8 @@ class ChannelReader(ChannelEnd):
 
     def __iter__(self) -> Iterator[bytes]:
         """Blocking iteration over the binary chunks (not on the channel's own loop)."""
-        return self._affinity.iterate(_Chunks(self), "iterating a ChannelReader")
+        return self._affinity.iterate(_Chunks(self), "iterating a ChannelReader",
+                                      self._unread_chunk)
 
     def read_all_sync(self) -> bytes:
         """Blocking :meth:`read_all`."""
@@ -328,6 +333,12 @@ class ChannelReader(ChannelEnd):
         self._pump = None
         await _cancel(pump)
 
+    def _unread_chunk(self, chunk: bytes) -> None:
+        """Keep a chunk read for a waiter on another thread or loop that was interrupted or
+        cancelled meanwhile: the next read returns it (the socket cannot take it back)."""
+        if not self._closed:
+            self._unread.append(chunk)
+
     def _dispatch_text(self, text: str) -> None:
         for callback in list(self._callbacks):
             try:
@@ -362,8 +373,10 @@ class _Chunks(AsyncIterator[bytes]):
     async def __anext__(self) -> bytes:
         reader = self._reader
         if not reader._affinity.here():
-            return await reader._affinity.hop(self.__anext__())
+            return await reader._affinity.hop(self.__anext__(), reader._unread_chunk)
         reader._pulled = True
+        if reader._unread:
+            return reader._unread.popleft()
         while True:
             frame = await reader._next(self._owner)
             if frame is None:

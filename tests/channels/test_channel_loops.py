@@ -4,6 +4,7 @@ its end at interpreter exit, and the narrow interface through which channels are
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -87,3 +88,97 @@ async def test_open_channel_needs_only_the_narrow_opener(client: iii_rx.Client) 
     async with channel.writer as writer:
         await writer.write(b"through the protocol")
     assert await channel.reader.read_all() == b"through the protocol"
+
+
+async def test_reads_from_another_loop_cancelled_by_timeouts_lose_no_chunk(
+        client: iii_rx.Client) -> None:
+    # The reader lives on the client's loop and is read from another one (a notebook's); a
+    # timeout may cancel a read after the chunk was taken off the socket: it is read again
+    # next, not dropped.
+    channel = await client.create_channel_async()
+    count = 3000
+
+    async def write() -> None:
+        async with channel.writer as writer:
+            for i in range(count):
+                await writer.write(i.to_bytes(4, "big"))
+
+    def read_elsewhere() -> tuple[list[int], int]:
+        async def read() -> tuple[list[int], int]:
+            got: list[int] = []
+            cancels = 0
+            chunks = channel.reader.__aiter__()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), 0.0002)
+                except TimeoutError:
+                    cancels += 1
+                    continue
+                except StopAsyncIteration:
+                    return got, cancels
+                got.append(int.from_bytes(chunk, "big"))
+
+        return asyncio.run(read())
+
+    writing = asyncio.ensure_future(write())
+    got, cancels = await asyncio.to_thread(read_elsewhere)
+    await writing
+    assert cancels > 0
+    assert got == list(range(count))
+
+
+def test_interrupted_sync_reads_lose_no_chunk() -> None:
+    # Ctrl-C (a notebook's stop button) lands while `for chunk in reader` waits; the next
+    # loop over the reader goes on with the chunk that was being read, not after it.
+    script = textwrap.dedent("""
+        import _thread, threading, time
+        import iii_rx
+
+        count = 3000
+        with iii_rx.connect_sync(name="interrupted-reader") as iii:
+            channel = iii.create_channel()
+
+            def write():
+                for i in range(count):
+                    channel.writer.write_sync(i.to_bytes(4, "big"))
+                channel.writer.close_sync()
+
+            reading = threading.Event()
+            reading.set()
+
+            def interrupt():
+                while reading.is_set():
+                    time.sleep(0.002)
+                    _thread.interrupt_main()
+
+            threading.Thread(target=write, daemon=True).start()
+            interrupter = threading.Thread(target=interrupt)
+            interrupter.start()
+            got, interrupts = [], 0
+            while reading.is_set():
+                try:
+                    for chunk in channel.reader:
+                        while True:  # the test's own bookkeeping must survive interrupts
+                            try:
+                                n = int.from_bytes(chunk, "big")
+                                if not got or got[-1] != n:
+                                    got.append(n)
+                                break
+                            except KeyboardInterrupt:
+                                pass
+                    reading.clear()
+                except KeyboardInterrupt:
+                    interrupts += 1
+            while True:
+                try:
+                    interrupter.join()
+                    time.sleep(0.05)  # an interrupt still pending lands here
+                    break
+                except KeyboardInterrupt:
+                    pass
+            print(interrupts > 0, got == list(range(count)), len(got))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OTEL_ENABLED": "false"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "3000"], done.stdout
