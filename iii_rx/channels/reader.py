@@ -88,6 +88,7 @@ class ChannelReader(ChannelEnd):
         self._pulled = False  # an async iterator has read: pumps never start again
         self._unread: deque[bytes] = deque()  # chunks read for a waiter that gave up
         self._closed = False  # close() was called: nothing more is read
+        self._cbor: tuple[CborSequenceDecoder, deque[Any]] | None = None  # objects() state
 
     def __repr__(self) -> str:
         state = ("ended" if self._ended else "open" if self._ws else "not connected")
@@ -109,7 +110,10 @@ class ChannelReader(ChannelEnd):
         return b"".join(parts)
 
     def objects(self) -> AsyncIterator[Any]:
-        """The CBOR sequence carried by the binary chunks, one decoded item at a time."""
+        """The CBOR sequence carried by the binary chunks, one decoded item at a time.
+
+        Every pass shares one decoder: a pass that stopped early (a ``break``, a cancel) leaves
+        the items it had decoded, and the start of the next one, to the next pass."""
         return _Objects(self)
 
     def on_message(self, callback: Callable[[str], Any]) -> Callable[[], None]:
@@ -136,6 +140,7 @@ class ChannelReader(ChannelEnd):
         self._closed = True
         self._finish(None)
         self._unread.clear()
+        self._cbor = None
         await self._pumps.aclose()
         if self._opening is not None and not self._opening.done():
             await _cancel(self._opening)
@@ -179,7 +184,7 @@ class ChannelReader(ChannelEnd):
 
     def objects_sync(self) -> Iterator[Any]:
         """Blocking :meth:`objects`."""
-        return self._affinity.iterate(_Objects(self), "objects_sync")
+        return self._affinity.iterate(_Objects(self), "objects_sync", self._unread_object)
 
     def close_sync(self) -> None:
         """Blocking :meth:`close`."""
@@ -339,6 +344,17 @@ class ChannelReader(ChannelEnd):
         if not self._closed:
             self._unread.append(chunk)
 
+    def _cbor_state(self) -> tuple[CborSequenceDecoder, deque[Any]]:
+        """The decoder and the decoded items not yet taken, shared by every objects() pass."""
+        if self._cbor is None:
+            self._cbor = (CborSequenceDecoder(), deque())
+        return self._cbor
+
+    def _unread_object(self, item: Any) -> None:
+        """:meth:`_unread_chunk` for a CBOR item: the next objects() pass returns it first."""
+        if not self._closed:
+            self._cbor_state()[1].appendleft(item)
+
     def _dispatch_text(self, text: str) -> None:
         for callback in list(self._callbacks):
             try:
@@ -386,14 +402,14 @@ class _Chunks(AsyncIterator[bytes]):
 
 
 class _Objects(AsyncIterator[Any]):
-    """The CBOR items of the binary chunks; a stream cut inside an item raises at the end."""
+    """The CBOR items of the binary chunks; a stream cut inside an item raises at the end.
+    The decoding state is the reader's: the next pass goes on where this one stopped."""
 
     __slots__ = ("_chunks", "_decoder", "_ready")
 
     def __init__(self, reader: ChannelReader) -> None:
         self._chunks = _Chunks(reader)
-        self._decoder = CborSequenceDecoder()
-        self._ready: deque[Any] = deque()
+        self._decoder, self._ready = reader._cbor_state()
 
     async def __anext__(self) -> Any:
         while not self._ready:

@@ -417,6 +417,23 @@ async def test_break_leaves_the_socket_for_the_next_pass(client: iii_rx.Client) 
     assert [chunk async for chunk in channel.reader] == [b"\x01" * 10, b"\x02" * 10]
 
 
+async def test_a_break_out_of_objects_leaves_the_rest_to_the_next_pass(
+        client: iii_rx.Client) -> None:
+    # Buffered: the ten items, and half of an eleventh, arrive in chunks that hold several.
+    channel = await client.create_channel_async()
+    async with channel.writer.buffered(size=40) as writer:
+        for i in range(10):
+            await writer.write_obj({"i": i})
+        await writer.write_obj({"i": 10, "pad": bytes(100)})
+    first = []
+    async for item in channel.reader.objects():
+        first.append(item["i"])
+        if len(first) == 3:
+            break
+    rest = [item["i"] async for item in channel.reader.objects()]
+    assert first + rest == list(range(11))
+
+
 async def test_a_second_reader_is_refused(engine: Engine, client: iii_rx.Client) -> None:
     channel = await client.create_channel_async()
     first = asyncio.ensure_future(channel.reader.read_all())
