@@ -27,7 +27,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Generic, Literal, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -37,6 +37,7 @@ from pydantic import (
     Field,
     field_validator,
 )
+from typing_extensions import TypeVar
 
 from iii_rx.errors import NoResponseChannelError
 
@@ -253,8 +254,13 @@ class HttpInvocationConfig(BaseModel):
 
 # ----------------------------------------------------------------------------- http trigger
 
+#: The body's type in ``ApiRequest[T]`` / ``ApiResponse[T]``, for annotations only: the official
+#: ``HttpRequest[T]`` / ``HttpResponse[T]`` are generic and scripts annotate with them. The
+#: default keeps a bare ``ApiRequest`` valid under ``mypy --strict``.
+TBody = TypeVar("TBody", default=Any)
 
-class ApiRequest(BaseModel):
+
+class ApiRequest(BaseModel, Generic[TBody]):
     """The ``data`` an ``http`` trigger hands its function (docs/protocol.md §6.5.2).
 
     ``path`` is the registered pattern (``/users/:id``); ``path_params`` the concrete values.
@@ -291,7 +297,7 @@ class ApiRequest(BaseModel):
         return ResponseStream(self.response)
 
 
-class ApiResponse(BaseModel):
+class ApiResponse(BaseModel, Generic[TBody]):
     """The buffered response a handler returns (docs/protocol.md §6.5.3).
 
     ``ApiResponse(status_code=201, body={...})`` or ``ApiResponse(statusCode=201, ...)``; it

@@ -161,6 +161,19 @@ def test_api_request_reads_the_engine_payload() -> None:
         request.stream()  # still a ref, not a live writer
 
 
+
+def test_request_and_response_take_a_body_type_as_the_official_models_do() -> None:
+    # The official SDK's example annotates handlers with HttpRequest[Any] / HttpResponse[Any];
+    # compat's names are these classes, so the subscript must work and change nothing.
+    payload = {"body": {"a": 1}, "path_params": {"id": "7"}}
+    request = ApiRequest[dict[str, Any]].model_validate(payload)
+    assert isinstance(request, ApiRequest)
+    assert (request.body, request.path_params) == ({"a": 1}, {"id": "7"})
+    response = ApiResponse[Any](statusCode=201, body={"id": 1})  # type: ignore[call-arg]
+    assert isinstance(response, ApiResponse)
+    assert response.model_dump(by_alias=True)["status_code"] == 201
+    assert response.to_wire() == {"status_code": 201, "headers": {}, "body": {"id": 1}}
+
 async def test_api_handler_adapts_async_and_sync_handlers() -> None:
     async def get_async(request: ApiRequest) -> ApiResponse:
         return ApiResponse(statusCode=201, body=request.path_params)  # type: ignore[call-arg]
