@@ -10,9 +10,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from builtins_helpers import WAIT, call, on_engine, unique, wait_bound, wait_until
+from builtins_helpers import (
+    WAIT,
+    bindings_of,
+    call,
+    on_engine,
+    unique,
+    wait_bound,
+    wait_until,
+)
 from iii import InvocationError, TriggerAction
 
+import iii_rx
 from iii_rx.engine import EngineThread
 from iii_rx.engine.workers.queues_store import Message
 
@@ -84,6 +93,27 @@ def test_dead_letters_are_listed_redriven_and_discarded_one_by_one(
     assert call(iii, "engine::queue::topic_stats", {"queue": topic})["dlq_depth"] == 0
 
 
+
+def test_a_topic_nobody_consumes_any_more_reports_no_consumers(
+        engine: EngineThread, official: Factory) -> None:
+    # Watching consumer_count is how one notices that a topic's subscribers died; the
+    # name then resolved to an unknown named queue and showed the default config's 10.
+    observer = official("admin-observer")
+    function_id, topic = unique("admin"), unique("orders")
+    subscriber = iii_rx.connect_sync(engine.url, name=unique("admin-subscriber"))
+    subscriber.register_function(function_id, lambda data: None)
+    subscriber.register_trigger(type="durable:subscriber", function_id=function_id,
+                                config={"topic": topic})
+    wait_bound(engine, function_id)
+    assert call(observer, "engine::queue::topic_stats", {"topic": topic})["consumer_count"] == 1
+    subscriber.close()
+    wait_until(lambda: not bindings_of(engine, function_id) or None, "the binding to go")
+    for name in (topic, unique("never-used")):
+        assert call(observer, "engine::queue::topic_stats", {"topic": name}) == {
+            "depth": 0, "consumer_count": 0, "dlq_depth": 0, "config": None}, name
+    assert call(observer, "engine::queue::topic_stats", {"topic": "default"})[
+        "consumer_count"] == 10  # the default named queue exists and has its slots
+
 def test_named_queue_stats_and_bad_input(engine: EngineThread, official: Factory) -> None:
     iii = official("admin-named")
     function_id, done = failing_first(iii, 0)
@@ -94,9 +124,9 @@ def test_named_queue_stats_and_bad_input(engine: EngineThread, official: Factory
     # the delivery is done once the handler's answer reached the engine (no event says so)
     stats = wait_until(lambda: (s if (s := call(iii, "engine::queue::topic_stats", {
         "topic": queue_name}))["depth"] == 0 else None), "the delivery to be acknowledged")
-    assert stats == {"depth": 0, "consumer_count": 10, "dlq_depth": 0, "config": None}
     # a queue made by its first enqueue is forgotten once drained (it was kept, with a task,
-    # for the engine's life: one per name ever used)
+    # for the engine's life: one per name ever used), and then nothing consumes it
+    assert stats == {"depth": 0, "consumer_count": 0, "dlq_depth": 0, "config": None}
     assert queue_name not in [t["name"] for t in call(iii, "engine::queue::list_topics", {})]
     for function, payload, code in (
             ("iii::queue::redrive", {"queue": ""}, "queue_not_set"),

@@ -136,7 +136,12 @@ class QueueAdmin:
         keys = self.queues.keys_of(name)
         depth, dead = self._depths(keys)
         if keys[0].startswith(NAMED_PREFIX):
-            consumers = self.queues.queue_configs.get(name, self.queues.default_config).slots
+            # A name that is neither a topic nor a known named queue (a topic whose last
+            # subscriber left, a drained ad-hoc queue, a typo) has no consumers, as in the
+            # Rust engine; the default config's slots would show 10 where nobody consumes.
+            known = name in self.queues.named_queues()
+            consumers = (self.queues.queue_configs.get(name, self.queues.default_config).slots
+                         if known else 0)
         else:
             consumers = self.queues.subscriber_count(name)
         return {"depth": depth, "consumer_count": consumers, "dlq_depth": dead,
