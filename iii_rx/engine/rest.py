@@ -456,6 +456,8 @@ class RestApi:
                 item = recv.result()
                 writer_seen = True
                 if item is None:
+                    if reader.end_code not in (None, 1000):  # failed before its first byte
+                        return await self._aborted(exchange, call)
                     head.ended = True
                     return head
                 if isinstance(item, str):
@@ -485,6 +487,17 @@ class RestApi:
             return error_response(
                 500, "NO_RESPONSE", "The handler returned no response and did not write to "
                 "the response channel", error_id=error_id)
+
+    async def _aborted(self, exchange: _Exchange, call: asyncio.Task[_Outcome]) -> web.Response:
+        """No head was sent when the writer failed: the handler's answer, else 500."""
+        outcome = await call  # done already if the handler returned None
+        if outcome.error is not None:
+            return self._failure(outcome.error, exchange.route, "handler failed")
+        if outcome.result is None:
+            return error_response(500, "RESPONSE_ABORTED", "The handler aborted the response "
+                                  "before its first chunk", error_id=new_error_id())
+        head_only = exchange.payload["method"] == "HEAD"
+        return self._buffered(outcome.result, exchange.route, head_only)
 
     async def _stream(self, exchange: _Exchange, request: web.BaseRequest,
                       head: _Head) -> web.StreamResponse:

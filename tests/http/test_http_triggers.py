@@ -373,3 +373,35 @@ async def test_a_failed_or_lying_streamed_response(engine: EngineThread,
             assert await asyncio.wait_for(response.read(), 10) == b"0123456789"
         async with client.get(rest_url(engine) + "/cut/early") as response:
             assert response.status == 202 and await response.json() == {}
+
+
+async def test_a_stream_that_fails_before_its_first_chunk_answers_500_not_an_empty_200(
+        engine: EngineThread, client: aiohttp.ClientSession) -> None:
+    """Nothing of the response is sent before its first chunk, so a handler that fails there
+    (a missing file after ``set_status(200)``) must not give a complete, empty 200: the
+    client would store an empty download as a success."""
+    async def missing_file(data: dict[str, Any]) -> None:
+        async with ApiRequest.model_validate(data).stream() as out:
+            await out.set_status(200)
+            await out.set_headers({"content-type": "application/octet-stream"})
+            raise FileNotFoundError("no such file: report.pdf")
+
+    async def gives_up(data: dict[str, Any]) -> None:
+        await data["response"].abort("changed my mind")  # the live writer, before any chunk
+
+    async with iii_rx.connect(engine.url, name=f"http-early-{uuid.uuid4().hex[:8]}") as iii:
+        iii.register_function("early::missing", missing_file)
+        iii.register_function("early::gives_up", gives_up)
+        for function_id, path in (("early::missing", "/early/missing"),
+                                  ("early::gives_up", "/early/gives-up")):
+            iii.register_trigger({"type": "http", "function_id": function_id, "config": {
+                "api_path": path, "http_method": "GET"}})
+        await wait_for_routes(engine, "early::missing", "early::gives_up")
+        async with client.get(rest_url(engine) + "/early/missing") as response:
+            assert response.status == 500
+            error = (await response.json())["error"]
+            assert error["code"] == "invocation_failed"
+            assert "no such file: report.pdf" in error["message"]
+        async with client.get(rest_url(engine) + "/early/gives-up") as response:
+            assert response.status == 500
+            assert (await response.json())["error"]["code"] == "RESPONSE_ABORTED"
