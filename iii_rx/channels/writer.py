@@ -25,6 +25,17 @@ engine going away, the reader (or the channel) gone."""
 
 T = TypeVar("T")
 
+YIELD_BUDGET = 1024 * 1024
+"""Bytes a writer sends between two turns it gives the event loop. websockets' ``send`` only
+suspends when its buffer passes the high-water mark, so while the socket accepts data (a fast
+reader) a tight write loop would never let heartbeats, handlers or a reader in the same process
+run. Each frame counts :data:`FRAME_COST` besides its bytes: at most ~16 frames of 64 KiB or 256
+small frames (a few ms of work) run between turns, and one ``sleep(0)`` per MiB costs nothing
+measurable."""
+
+FRAME_COST = 4096
+"""What one frame counts toward :data:`YIELD_BUDGET` besides its bytes (its fixed cost)."""
+
 
 class ChannelWriter(ChannelEnd, EndsWithBlock):
     """Writes binary data, text messages and CBOR items into a channel.
@@ -53,6 +64,7 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
                          max_queue=None)
         self._closed = False
         self._lock: asyncio.Lock | None = None  # keeps a multi-frame write's frames together
+        self._unyielded = 0  # bytes (and frame costs) sent since the loop last got a turn
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._ws else "not connected"
@@ -78,6 +90,9 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
                 raise self._failed(exc) from None
             if self.transfer is not None:
                 self.transfer.moved(data)
+            self._unyielded += len(data) + FRAME_COST
+            if self._unyielded >= YIELD_BUDGET:
+                await self._yield()
             return
         if not self._affinity.here():
             return await self._affinity.hop(self.write(data))
@@ -90,15 +105,22 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         try:
             if size <= FRAME_SIZE and (lock is None or not lock.locked()):
                 await ws.send(data if isinstance(data, bytes) else bytes(view))
+                self._unyielded += size + FRAME_COST
             else:
                 # Frames of one write stay together even if other writes run concurrently.
                 async with lock or self._new_lock():
                     for start in range(0, size, FRAME_SIZE):
-                        await ws.send(view[start : start + FRAME_SIZE])
+                        frame = view[start : start + FRAME_SIZE]
+                        await ws.send(frame)
+                        self._unyielded += frame.nbytes + FRAME_COST
+                        if self._unyielded >= YIELD_BUDGET:  # within a huge write too
+                            await self._yield()
         except ConnectionClosed as exc:
             raise self._failed(exc) from None
         if self.transfer is not None:
             self.transfer.moved(view, -(-size // FRAME_SIZE))
+        if self._unyielded >= YIELD_BUDGET:
+            await self._yield()
 
     async def send_message(self, text: str) -> None:
         """Send one text frame (an application message, typically JSON).
@@ -123,6 +145,9 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
             raise self._failed(exc) from None
         if self.transfer is not None:
             self.transfer.moved(text)
+        self._unyielded += len(text) + FRAME_COST
+        if self._unyielded >= YIELD_BUDGET:
+            await self._yield()
 
     async def write_obj(self, obj: Any) -> None:
         """Send ``obj`` as one CBOR item of the channel's CBOR sequence (see docs/channels.md).
@@ -244,6 +269,11 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         error = closed_error(exc, f"channel {self.channel_id} writer")
         self._end_transfer(error)
         return error
+
+    async def _yield(self) -> None:
+        """Give the loop a turn (see :data:`YIELD_BUDGET`)."""
+        self._unyielded = 0
+        await asyncio.sleep(0)
 
     def _new_lock(self) -> asyncio.Lock:
         self._lock = asyncio.Lock()
