@@ -47,6 +47,8 @@ class EngineConfig:
     channel_sweep_interval_ms: int = 60_000
     channel_max_age_ms: int = 300_000
     pending_max_age_ms: int = 3_600_000
+    max_pending_fires_per_worker: int = 1_000
+    """Trigger calls nobody waits for, without a result, kept per handler (0 = unbounded)."""
     max_message_bytes: int = MAX_MESSAGE_BYTES
     handshake_timeout_ms: int = 10_000
     """Deadline of a new connection's websocket opening handshake on the main port."""

@@ -118,6 +118,8 @@ class WorkerConnection:
         self.trigger_types: set[tuple[str, str]] = set()
         self.inbound: dict[str, Pending] = {}
         self.outbound: set[Pending] = set()
+        self.fires: dict[str, Pending] = {}
+        """The trigger calls in ``inbound`` nobody waits for, oldest first (their bound)."""
 
         self._direct = _direct_writer(ws) if ws is not None else None
         self._queue: deque[bytes] = deque()

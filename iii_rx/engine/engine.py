@@ -99,7 +99,10 @@ class Engine:
     * ``channel_sweep_interval_ms`` / ``channel_max_age_ms`` — sweep of half-connected channels
       (docs/protocol.md §7.5);
     * ``pending_max_age_ms`` — calls without a result for this long are dropped with
-      ``invocation_error`` (memory bound, docs/protocol.md §12.3 item 13; 0 disables).
+      ``invocation_error`` (memory bound, docs/protocol.md §12.3 item 13; 0 disables);
+    * ``max_pending_fires_per_worker`` — trigger calls (fires nobody waits for) without a result
+      kept per handler; past it the oldest is given up (``invocation_error``, logged), so a
+      watcher that never answers holds a bounded table, not an hour of fires (0 = unbounded).
 
     ``port=0`` and ``rest_port=0`` pick ephemeral ports (only the CLI uses the well-known ones);
     ``rest_port=None`` opens no REST API (and no ``http`` trigger type), as a config file
@@ -160,6 +163,7 @@ class Engine:
         channel_sweep_interval_ms: int = 60_000,
         channel_max_age_ms: int = 300_000,
         pending_max_age_ms: int = 3_600_000,
+        max_pending_fires_per_worker: int = 1_000,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         handshake_timeout_ms: int = 10_000,
         allow_http_private: bool = False,
@@ -199,6 +203,7 @@ class Engine:
             http_no_response_grace_ms=http_no_response_grace_ms,
             channel_sweep_interval_ms=channel_sweep_interval_ms,
             channel_max_age_ms=channel_max_age_ms, pending_max_age_ms=pending_max_age_ms,
+            max_pending_fires_per_worker=max_pending_fires_per_worker,
             max_message_bytes=max_message_bytes, handshake_timeout_ms=handshake_timeout_ms,
             allow_http_private=allow_http_private,
             require_https=require_https, http_url_allowlist=tuple(http_url_allowlist),

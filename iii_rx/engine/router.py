@@ -245,7 +245,7 @@ class Router:
     async def call(self, function_id: str, data: Any, *, namespace: str = DEFAULT_NAMESPACE,
                    metadata: Any = None, traceparent: str | None = None,
                    baggage: str | None = None, timeout: float | None = None,
-                   caller: WorkerConnection | None = None) -> Any:
+                   caller: WorkerConnection | None = None, fire: bool = False) -> Any:
         """Invoke a function from inside the engine; returns its result.
 
         Raises :class:`IIIInvocationError` with the error's code (``function_not_found``,
@@ -254,7 +254,9 @@ class Router:
         withdraws a worker's call: the pending entry is forgotten, a late answer dropped.
         ``caller`` is the worker the call is made for (a read it asked for): when it leaves,
         a worker's call is withdrawn as its own calls are (``invocation_stopped``), so calls
-        nobody waits for do not pile up on a worker that never answers.
+        nobody waits for do not pile up on a worker that never answers. ``fire``: nobody waits
+        for the result (a trigger's fire); a handler keeps at most
+        ``max_pending_fires_per_worker`` of those without a result, the oldest is given up.
         """
         entry = self.registry.functions.get((namespace, function_id))
         if entry is None:
@@ -304,6 +306,8 @@ class Router:
         else:
             handler.inbound[wire_id] = pending
             handler.send(text)
+            if fire:
+                self._bound_fires(handler, pending)
             if caller is not None:
                 caller.outbound.add(pending)  # halt(caller) withdraws it
         timed_out = False
@@ -313,6 +317,8 @@ class Router:
             timed_out = True
             raise _timeout(function_id, wire_id, timeout) from None
         finally:  # timed out or cancelled: a late result must find nothing
+            if fire:
+                handler.fires.pop(wire_id, None)
             if caller is not None:
                 caller.outbound.discard(pending)
             if handler.inbound.get(wire_id) is pending:
@@ -337,11 +343,27 @@ class Router:
                     traceparent: str | None, baggage: str | None) -> None:
         try:
             await self.call(function_id, data, namespace=namespace, metadata=metadata,
-                            traceparent=traceparent, baggage=baggage)
+                            traceparent=traceparent, baggage=baggage, fire=True)
         except IIIInvocationError as exc:  # the handler's text: budgeted, escaped
             self._peer_log.log(logging.INFO, "trigger call failed",
                                "trigger call of %s/%s failed: %s", printable(namespace),
                                printable(function_id), printable(str(exc), 300))
+
+    def _bound_fires(self, handler: WorkerConnection, pending: Pending) -> None:
+        """Keep ``pending`` among the handler's unawaited fires; past the bound, give up the
+        oldest. A fire's result is discarded anyway: a watcher that answers late loses nothing,
+        one that never answers (a hung handler, an SDK that drops the call) no longer holds
+        an hour of fires (``pending_max_age_ms``) at ~3 KB each."""
+        fires = handler.fires
+        fires[pending.wire_id] = pending
+        limit = self.config.max_pending_fires_per_worker
+        if 0 < limit < len(fires):
+            oldest = fires.pop(next(iter(fires)))
+            if handler.inbound.get(oldest.wire_id) is oldest:
+                del handler.inbound[oldest.wire_id]
+                _complete(oldest, error_body(
+                    "invocation_error", f"Trigger call given up: {handler.label} has more "
+                    f"than {limit} trigger calls without a result"))
 
     # ------------------------------------------------------------------ errors, cleanup
 

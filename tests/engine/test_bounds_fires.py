@@ -1,0 +1,74 @@
+"""Trigger calls nobody waits for are bounded per handler: a watcher that never answers (a hung
+handler, an SDK that drops the call) no longer keeps every fire in the pending table for
+``pending_max_age_ms`` (an hour, ~3 KB each); a watcher that answers loses nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+from raw_engine_client import RawWorker, wait_until
+
+from iii_rx.engine import Engine
+
+_LIMIT = 5
+_PUBLISHES = 40
+
+
+async def _subscriber(engine: Engine, name: str) -> RawWorker:
+    worker = await RawWorker.connect(engine.url)
+    await worker.register_function(f"{name}::on")
+    binding = str(uuid.uuid4())
+    await worker.send({"type": "registertrigger", "id": binding,
+                       "trigger_type": "subscribe", "function_id": f"{name}::on",
+                       "config": {"topic": "t"}})
+    await worker.register(name)
+    conn = engine.registry.workers[worker.worker_id]
+    await wait_until(lambda: binding in conn.bindings)
+    return worker
+
+
+async def _publish(engine: Engine, count: int) -> None:
+    publisher = await RawWorker.connect(engine.url)
+    for i in range(count):
+        await publisher.result_of("publish", {"topic": "t", "data": i})
+
+
+async def test_a_watcher_that_never_answers_holds_a_bounded_pending_table() -> None:
+    async with Engine(port=0, namespace_grace_ms=50,
+                      max_pending_fires_per_worker=_LIMIT) as engine:
+        silent = await _subscriber(engine, "silent")
+        await _publish(engine, _PUBLISHES)
+        seen = [await silent.recv("invokefunction") for _ in range(_PUBLISHES)]
+        assert [frame["data"] for frame in seen] == list(range(_PUBLISHES))  # all delivered
+        conn = engine.registry.workers[silent.worker_id]
+        await wait_until(lambda: len(conn.inbound) <= _LIMIT and len(conn.fires) <= _LIMIT)
+        assert len(conn.inbound) == _LIMIT  # the newest, still answerable
+        # A late answer to a given-up call finds nothing; one to a kept call completes it.
+        for frame in (seen[0], seen[-1]):
+            await silent.send({"type": "invocationresult", "function_id": frame["function_id"],
+                               "invocation_id": frame["invocation_id"], "result": None})
+        await wait_until(lambda: len(conn.inbound) == _LIMIT - 1)
+
+
+async def test_a_watcher_that_answers_late_gets_every_call() -> None:
+    async with Engine(port=0, namespace_grace_ms=50,
+                      max_pending_fires_per_worker=_LIMIT) as engine:
+        slow = await _subscriber(engine, "slow")
+        await _publish(engine, _PUBLISHES)
+        seen = [await slow.recv("invokefunction") for _ in range(_PUBLISHES)]
+        for frame in seen:  # answered only now, all of them
+            await slow.send({"type": "invocationresult", "function_id": frame["function_id"],
+                             "invocation_id": frame["invocation_id"], "result": None})
+        conn = engine.registry.workers[slow.worker_id]
+        await wait_until(lambda: not conn.inbound and not conn.fires)
+        assert [frame["data"] for frame in seen] == list(range(_PUBLISHES))
+
+
+async def test_the_default_bound_holds_a_thousand() -> None:
+    async with Engine(port=0, namespace_grace_ms=50) as engine:
+        silent = await _subscriber(engine, "silent")
+        await _publish(engine, 1_010)
+        for _ in range(1_010):
+            await silent.recv("invokefunction")
+        conn = engine.registry.workers[silent.worker_id]
+        assert len(conn.inbound) == 1_000  # the oldest ten given up as the newest went out
