@@ -43,6 +43,7 @@ from iii_rx.tools.rows import (
     WORKER_COLUMNS,
     Column,
     Rows,
+    RowsMemo,
     Sort,
     build_rows,
     without_workers,
@@ -131,6 +132,16 @@ class TopApp(App[None]):
         self._shown: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
         self._shown_widths: dict[str, list[int]] = {}
         """Per table: its widest cell per column, as shown."""
+        self._memo = RowsMemo()
+        """Rows, metrics and tables of the last build: a refresh redoes the changed rows."""
+        self._shown_tables: dict[str, tuple[Any, ...]] = {}
+        """Per table: the rows it shows (the memo's tuple; the same one: nothing to redraw)."""
+        self._cells: dict[str, dict[str, tuple[Any, tuple[str, ...]]]] = {}
+        """Per table and row key: the row object shown and its cells."""
+        self._cell_widths: dict[str, dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] = {}
+        """Per table and row key: the cells shown and their widths."""
+        self.cells_made = 0
+        """Rows whose cells were computed (tests: a refresh of unchanged rows makes none)."""
 
     # ------------------------------------------------------------------ layout
 
@@ -279,11 +290,13 @@ class TopApp(App[None]):
         rows = build_rows(self.snapshot, namespace=self.namespace, sort=self.sort,
                           reverse=self.reverse, hide_engine=self.hide_engine, pids=self._pids,
                           worker_rates=self._worker_rates, function_rates=self._function_rates,
-                          now=self._clock() if now is None else now)
+                          now=self._clock() if now is None else now, memo=self._memo)
         self.rows = rows
-        self._fill("workers", [(r.key, r.cells(), r.worker.builtin) for r in rows.workers])
-        self._fill("functions", [(r.key, r.cells(), False) for r in rows.functions])
-        self._fill("triggers", [(r.key, r.cells(), False) for r in rows.triggers])
+        for table_id, table_rows in (("workers", rows.workers), ("functions", rows.functions),
+                                     ("triggers", rows.triggers)):
+            if self._shown_tables.get(table_id) is not table_rows:
+                self._fill(table_id, self._row_cells(table_id, table_rows))
+                self._shown_tables[table_id] = table_rows
         self._render_status()
         rendered, self._rendered = self._rendered, asyncio.Event()
         rendered.set()
@@ -297,6 +310,25 @@ class TopApp(App[None]):
                 await self._rendered.wait()
 
         await asyncio.wait_for(wait(), timeout)
+
+    def _row_cells(self, table_id: str, rows: Sequence[Any]
+                   ) -> list[tuple[str, tuple[str, ...], bool]]:
+        """``(key, cells, dim)`` of each row; a row object shown before keeps its cells (the
+        same tuple, which :meth:`_fill` then passes over)."""
+        known = self._cells.get(table_id, {})
+        now: dict[str, tuple[Any, tuple[str, ...]]] = {}
+        out = []
+        for row in rows:
+            old = known.get(row.key)
+            if old is not None and old[0] is row:
+                cells = old[1]
+            else:
+                cells = row.cells()
+                self.cells_made += 1
+            now[row.key] = (row, cells)
+            out.append((row.key, cells, table_id == "workers" and row.worker.builtin))
+        self._cells[table_id] = now
+        return out
 
     def _fill(self, table_id: str, rows: Sequence[tuple[str, tuple[str, ...], bool]]) -> None:
         """Update the cells that changed when the rows are the same and in the same order,
@@ -313,10 +345,13 @@ class TopApp(App[None]):
         dim = {key for key, _, builtin in rows if builtin}
         columns = [c.key for c in _COLUMNS[table_id]]
         old_widths = self._shown_widths.get(table_id, [0] * len(columns))
-        new_widths = self._shown_widths[table_id] = _widths(wanted, len(columns))
+        new_widths = self._shown_widths[table_id] = _widths(
+            self._widths_of(table_id, wanted), len(columns))
         if [k for k, _ in shown] == [k for k, _ in wanted]:
             resize = {i for i in range(len(columns)) if old_widths[i] != new_widths[i]}
             for (key, old), (_, new) in zip(shown, wanted, strict=True):
+                if old is new:
+                    continue
                 for i, (column, before, after) in enumerate(zip(columns, old, new,
                                                                  strict=True)):
                     if before != after:
@@ -336,6 +371,22 @@ class TopApp(App[None]):
             for key, cells in wanted:
                 table.add_row(*(_cell(c, key in dim) for c in cells), key=key)
         self._shown[table_id] = wanted
+
+    def _widths_of(self, table_id: str, rows: Sequence[tuple[str, tuple[str, ...]]]
+                   ) -> list[tuple[int, ...]]:
+        """Each row's cell widths, measured again only for cells that are not the tuple
+        measured last time."""
+        known = self._cell_widths.get(table_id, {})
+        now: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        out = []
+        for key, cells in rows:
+            old = known.get(key)
+            widths = old[1] if old is not None and old[0] is cells else tuple(
+                cell_len(c) for c in cells)
+            now[key] = (cells, widths)
+            out.append(widths)
+        self._cell_widths[table_id] = now
+        return out
 
     def _log_line(self, line: Text) -> None:
         if not self.is_running:
@@ -358,13 +409,12 @@ _COLUMNS: dict[str, Sequence[Column]] = {
     "workers": WORKER_COLUMNS, "functions": FUNCTION_COLUMNS, "triggers": TRIGGER_COLUMNS}
 
 
-def _widths(rows: Sequence[tuple[str, tuple[str, ...]]], count: int) -> list[int]:
-    """The widest cell of each of ``count`` columns (in terminal cells)."""
-    widths = [0] * count
-    for _, cells in rows:
-        for i, value in enumerate(cells):
-            widths[i] = max(widths[i], cell_len(value))
-    return widths
+def _widths(rows: Sequence[tuple[int, ...]], count: int) -> list[int]:
+    """The widest cell of each of ``count`` columns (in terminal cells), from each row's
+    cell widths."""
+    if not rows:
+        return [0] * count
+    return [max(column) for column in zip(*rows, strict=True)]
 
 
 def _header(column: Column) -> Text:

@@ -38,10 +38,26 @@ def _split(
     key stayed but which is not ``same`` counts as removed and added."""
     before = {key(r): r for r in old}
     after = {key(r): r for r in new}
-    removed = [r for r in old if key(r) not in after or not same(r, after[key(r)])]
-    added = [r for r in new if key(r) not in before or not same(before[key(r)], r)]
-    kept = [(before[key(r)], r) for r in new
-            if key(r) in before and same(before[key(r)], r)]
+    # Each pair is compared once (``top`` diffs thousands of rows every second).
+    verdicts: dict[Hashable, bool] = {}
+    removed: list[R] = []
+    for k, r in zip(before, before.values(), strict=True):
+        if k in after:
+            verdicts[k] = same(r, after[k])
+    for r in old:
+        k = key(r)
+        if k not in after or not (verdicts[k] if before[k] is r else same(r, after[k])):
+            removed.append(r)
+    added: list[R] = []
+    kept: list[tuple[R, R]] = []
+    for r in new:
+        k = key(r)
+        if k not in before:
+            added.append(r)
+        elif verdicts[k] if after[k] is r else same(before[k], r):
+            kept.append((before[k], r))
+        else:
+            added.append(r)
     return removed, added, kept
 
 
