@@ -36,23 +36,24 @@ def _split(
 ) -> tuple[list[R], list[R], list[tuple[R, R]]]:
     """(removed, added, kept as (old, new)) in the snapshots' canonical order; a row whose
     key stayed but which is not ``same`` counts as removed and added."""
-    before = {key(r): r for r in old}
-    after = {key(r): r for r in new}
-    # Each pair is compared once (``top`` diffs thousands of rows every second).
+    old_keys = [key(r) for r in old]
+    new_keys = [key(r) for r in new]
+    before = dict(zip(old_keys, old, strict=True))
+    after = dict(zip(new_keys, new, strict=True))
+    # Each pair is compared once, and a row that is the same object needs no comparing: a
+    # stream gives unchanged rows as last time's objects (``top`` diffs thousands a second).
     verdicts: dict[Hashable, bool] = {}
-    removed: list[R] = []
-    for k, r in zip(before, before.values(), strict=True):
+    for k, r in before.items():
         if k in after:
-            verdicts[k] = same(r, after[k])
-    for r in old:
-        k = key(r)
-        if k not in after or not (verdicts[k] if before[k] is r else same(r, after[k])):
-            removed.append(r)
+            other = after[k]
+            verdicts[k] = r is other or same(r, other)
+    removed = [r for k, r in zip(old_keys, old, strict=True)
+               if k not in verdicts or not (verdicts[k] if before[k] is r
+                                            else same(r, after[k]))]
     added: list[R] = []
     kept: list[tuple[R, R]] = []
-    for r in new:
-        k = key(r)
-        if k not in before:
+    for k, r in zip(new_keys, new, strict=True):
+        if k not in verdicts:
             added.append(r)
         elif verdicts[k] if after[k] is r else same(before[k], r):
             kept.append((before[k], r))
@@ -83,6 +84,8 @@ def diff(old: Topology | None, new: Topology) -> list[TopologyChange]:
     events.extend(TriggerTypeRemoved(t) for t in y_gone)
     events.extend(WorkerDisconnected(w) for w in w_gone)
     for before, after in w_kept:
+        if before is after:
+            continue
         changed = after.changed_fields(before)
         if changed:
             events.append(WorkerUpdated(after, before, changed))

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "FunctionInfo",
     "RegisteredTrigger",
+    "RowCache",
     "Topology",
     "TriggerTypeInfo",
     "WorkerInfo",
@@ -61,6 +62,36 @@ def _extra(row: Mapping[str, Any], known: Iterable[str]) -> FrozenDict:
 R = TypeVar("R", bound="_Row")
 
 
+class RowCache:
+    """The rows parsed from a stream's last answers, by their raw rows: a raw row equal to
+    one parsed last time gives that parsed row again. A stream polls every row each period,
+    most of them unchanged; parsed again, each would be a new, equal object that every later
+    comparison (the stream's, a dashboard's) has to walk. Call :meth:`done` after each
+    answer set: rows that left are forgotten."""
+
+    __slots__ = ("_next", "_rows")
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[Any, ...], tuple[Mapping[str, Any], Any]] = {}
+        self._next: dict[tuple[Any, ...], tuple[Mapping[str, Any], Any]] = {}
+
+    def parse(self, cls: type[R], row: Mapping[str, Any]) -> R | None:
+        key = (cls, *(v if isinstance(v, str) else None
+                      for v in (row.get("id"), row.get("function_id"), row.get("namespace"))))
+        old = self._rows.get(key)
+        parsed: R | None
+        if old is not None and old[0] == row:
+            parsed = old[1]
+        else:
+            parsed = cls.from_row(row)
+        if parsed is not None:
+            self._next[key] = (row, parsed)
+        return parsed
+
+    def done(self) -> None:
+        self._rows, self._next = self._next, {}
+
+
 @dataclass(frozen=True)
 class _Row:
     """What every row shares: ``extra`` and a JSON form."""
@@ -80,14 +111,16 @@ class _Row:
         return out
 
     @classmethod
-    def parse_all(cls: type[R], rows: Any, what: str) -> list[R]:
-        """Rows of an answer list; unreadable entries are logged and skipped."""
+    def parse_all(cls: type[R], rows: Any, what: str, cache: RowCache | None = None) -> list[R]:
+        """Rows of an answer list; unreadable entries are logged and skipped. With ``cache``,
+        a row equal to one parsed last time is that row again."""
         out: list[R] = []
         if not isinstance(rows, list):
             log.warning("discovery answer without a %s list: %r", what, type(rows).__name__)
             return out
         for row in rows:
-            parsed = cls.from_row(row) if isinstance(row, Mapping) else None
+            parsed = (None if not isinstance(row, Mapping) else cls.from_row(row)
+                      if cache is None else cache.parse(cls, row))
             if parsed is None:
                 log.warning("skipped an unreadable %s row: %r", what, row)
             else:
@@ -350,19 +383,24 @@ class Topology:
         triggers: Any,
         *,
         taken_at: float = 0.0,
+        cache: RowCache | None = None,
     ) -> Topology:
-        """A snapshot of the four discovery answers (``{"workers": [...]}``, ...)."""
+        """A snapshot of the four discovery answers (``{"workers": [...]}``, ...); ``cache``
+        (a stream's) gives rows equal to last time's as the same objects."""
 
         def rows(answer: Any, key: str) -> Any:
             return answer.get(key) if isinstance(answer, Mapping) else None
 
-        return cls.of(
-            WorkerInfo.parse_all(rows(workers, "workers"), "worker"),
-            FunctionInfo.parse_all(rows(functions, "functions"), "function"),
-            TriggerTypeInfo.parse_all(rows(trigger_types, "triggers"), "trigger type"),
-            RegisteredTrigger.parse_all(rows(triggers, "registered_triggers"), "trigger"),
+        snapshot = cls.of(
+            WorkerInfo.parse_all(rows(workers, "workers"), "worker", cache),
+            FunctionInfo.parse_all(rows(functions, "functions"), "function", cache),
+            TriggerTypeInfo.parse_all(rows(trigger_types, "triggers"), "trigger type", cache),
+            RegisteredTrigger.parse_all(rows(triggers, "registered_triggers"), "trigger", cache),
             taken_at=taken_at,
         )
+        if cache is not None:
+            cache.done()
+        return snapshot
 
     # ------------------------------------------------------------------ lookups
 

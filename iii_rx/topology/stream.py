@@ -44,7 +44,7 @@ from iii_rx.state import ConnectionState
 from iii_rx.streams import HotStream, Overflow, Stream, StreamIterator
 from iii_rx.topology.diff import diff
 from iii_rx.topology.events import TopologyChange
-from iii_rx.topology.models import FunctionInfo, Topology
+from iii_rx.topology.models import FunctionInfo, RowCache, Topology
 from iii_rx.topology.waiting import check_function_id, wait_on_loop
 
 __all__ = ["DISCOVERY_FUNCTIONS", "PRIVATE_PREFIX", "TopologyHost", "TopologyStream",
@@ -367,6 +367,7 @@ class TopologyStream:
         self._subscribers = 0
         self._revision = 0
         self._closed = False
+        self._parsed = RowCache()  # unchanged rows of each poll: last poll's objects
         self.snapshots: TopologyView[Topology] = TopologyView(self, "snapshots", 1,
                                                               "drop_oldest")
         """Immutable snapshots; the latest is replayed to each new subscriber."""
@@ -474,7 +475,7 @@ class TopologyStream:
                 timeout_ms=self.call_timeout_ms)
 
         answers = await asyncio.gather(*(ask(f) for f in DISCOVERY_FUNCTIONS))
-        snapshot = Topology.from_answers(*answers, taken_at=taken_at)
+        snapshot = Topology.from_answers(*answers, taken_at=taken_at, cache=self._parsed)
         return Topology.of(
             snapshot.workers,
             (f for f in snapshot.functions if not f.function_id.startswith(_HIDDEN)),

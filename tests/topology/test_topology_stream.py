@@ -362,3 +362,23 @@ async def test_closing_the_client_during_a_refresh_logs_no_warning(
     failed = [r for r in caplog.records if "topology refresh failed" in r.getMessage()]
     assert failed, "no refresh was cut by the close: the test shows nothing"
     assert [r.levelname for r in failed] == ["DEBUG"] * len(failed)
+
+
+async def test_rows_that_did_not_change_are_the_same_objects_in_the_next_snapshot(
+        engine: Engine) -> None:
+    """Each poll parsed every row again into new, equal objects that every later comparison
+    (the stream's, ``iii-rx top``'s) walked field by field; an unchanged row is now last
+    poll's object."""
+    async with iii_rx.connect(engine.url, name=unique_name("observer")) as observer, \
+            iii_rx.connect(engine.url, name=unique_name("worker")) as worker:
+        worker.register_function("demo::kept", lambda data: None)
+        rec = Recorder(TopologyStream(observer, poll_interval=None))
+        first = await rec.snapshot_where(lambda s: s.function("demo::kept") is not None,
+                                         "demo::kept")
+        worker.register_function("demo::added", lambda data: None)
+        second = await rec.snapshot_where(lambda s: s.function("demo::added") is not None,
+                                          "demo::added")
+        assert second.function("demo::kept") is first.function("demo::kept")
+        kept = [f for f in second.functions if any(f is g for g in first.functions)]
+        assert len(kept) == len(first.functions)  # none of them changed
+        rec.dispose()
