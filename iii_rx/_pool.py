@@ -31,7 +31,7 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
-__all__ = ["CLOSE_WAIT", "HandlerPool", "describe", "describe_handler"]
+__all__ = ["CLOSE_WAIT", "HandlerPool", "describe", "describe_handler", "describe_task"]
 
 log = logging.getLogger("iii_rx.pool")
 
@@ -51,6 +51,13 @@ def describe_handler(invocation: Any) -> str | None:
     if not isinstance(function_id, str):
         return None
     return f"handler of {function_id!r} (invocation {getattr(invocation, 'invocation_id', None)})"
+
+
+def describe_task(task: asyncio.Task[Any]) -> str:
+    """What an async handler's task runs, for a person: its function and invocation."""
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    invocation = frame.f_locals.get("invocation") if frame is not None else None
+    return describe_handler(invocation) or task.get_name()
 
 
 def describe(task: _Task) -> str:

@@ -184,17 +184,10 @@ class WorkerTasks(TaskSet):
             if pending:
                 log.warning("closing: %d async handler(s) still running %.0fs after they were "
                             "cancelled; going on without them: %s", len(pending),
-                            _pool.CLOSE_WAIT, "; ".join(map(_handler_of, pending)))
+                            _pool.CLOSE_WAIT, "; ".join(map(_pool.describe_task, pending)))
                 self._lean.difference_update(pending)
                 break
         await super().aclose()
-
-
-def _handler_of(task: asyncio.Task[Any]) -> str:
-    """What a handler's task runs, for a person: its function and invocation."""
-    frame = getattr(task.get_coro(), "cr_frame", None)
-    invocation = frame.f_locals.get("invocation") if frame is not None else None
-    return _pool.describe_handler(invocation) or task.get_name()
 
 
 # ====================================================================== handlers
