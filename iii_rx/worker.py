@@ -33,7 +33,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
@@ -213,8 +213,9 @@ class HandlerSink(Sink):
         self._bridge = worker.bridge
         self._loop = worker.bridge.loop
         self._tasks = worker.tasks
-        # The hot path of async handlers: a task is added before it starts and discarded in
-        # its finally, one C call each (an invocation arrives only while the client is open).
+        # The hot path of async handlers: a task is added before it starts (again as it starts:
+        # an eager task factory starts it inside create_task) and discarded in its finally, one
+        # C call each (an invocation arrives only while the client is open).
         self._track = worker.tasks.lean.add
         self._untrack = worker.tasks.lean.discard
         self._pool = worker.pool
@@ -272,12 +273,13 @@ class HandlerSink(Sink):
         token = current_context.set(invocation)
         span = invocation.trace.attach() if invocation.trace is not None else None
         try:
-            task = self._loop.create_task(self._run_async(invocation))
+            task = self._loop.create_task(coro := self._run_async(invocation))
         finally:
             current_context.reset(token)
             if span is not None:
                 invocation.trace.detach(span)
-        self._track(task)
+        if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:  # else an eager task
+            self._track(task)  # factory ran it: it owned itself (and may have ended)
 
     def _call(self, invocation: Invocation) -> Any:
         if self._metadata == NO_METADATA:
@@ -299,6 +301,8 @@ class HandlerSink(Sink):
         return True
 
     async def _run_async(self, invocation: Invocation) -> None:
+        task = cast("asyncio.Task[None]", asyncio.current_task(self._loop))
+        self._track(task)  # owned before the handler runs (its close may exempt it)
         try:
             if self._drop_if_stale(invocation):
                 return
@@ -314,7 +318,7 @@ class HandlerSink(Sink):
             invocation.reply(result)
         finally:
             # Here rather than in a done callback: that would cost one more loop callback.
-            self._untrack(asyncio.current_task(self._loop))
+            self._untrack(task)
             gate = self._gate
             gate.running -= 1
             if gate.waiting:

@@ -1,0 +1,80 @@
+"""Async handlers under an eager task factory (Python 3.12+:
+``loop.set_task_factory(asyncio.eager_task_factory)``): a task runs up to its first suspension
+inside ``create_task``, so a handler that never suspends has ended before the worker gets its
+task object back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import pytest
+from client_helpers import unique_name
+
+import iii_rx
+from iii_rx import IIIInvocationError
+from iii_rx.engine import Engine
+from iii_rx.lifecycle import Lifecycle
+
+
+def eager_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
+                  **kwargs: Any) -> asyncio.Task[Any]:
+    """``asyncio.eager_task_factory`` where there is one; before 3.12, the same start: the
+    task's first step, which ``Task()`` scheduled, is run before the task is returned."""
+    real = getattr(asyncio, "eager_task_factory", None)
+    if real is not None:
+        return real(loop, coro, **kwargs)  # type: ignore[no-any-return]
+    task = asyncio.Task(coro, loop=loop, **kwargs)
+    if not loop.is_running():  # as 3.12: the first step waits for the loop
+        return task
+    step = loop._ready.pop()  # type: ignore[attr-defined]
+    current = asyncio.tasks._current_tasks.pop(loop, None)  # type: ignore[attr-defined]
+    try:
+        step._run()
+    finally:
+        if current is not None:
+            asyncio.tasks._current_tasks[loop] = current  # type: ignore[attr-defined]
+    return task
+
+
+@pytest.fixture
+async def eager() -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    before = loop.get_task_factory()
+    loop.set_task_factory(eager_factory)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        loop.set_task_factory(before)
+
+
+async def test_handlers_ended_in_their_first_step_are_forgotten(eager: None, engine: Engine,
+                                                                 name: str) -> None:
+    async def echo(data: Any) -> Any:
+        return data
+
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        iii.register_function("eager::echo", echo)
+        assert await asyncio.gather(*(iii.trigger("eager::echo", n) for n in range(20))) == [
+            *range(20)]
+        assert iii.running_tasks == 0  # was 20: each task was owned after it had ended
+
+
+async def test_a_handler_closing_its_client_in_its_first_step_runs_to_its_end(
+        eager: None, engine: Engine, name: str) -> None:
+    after = asyncio.Event()
+    async with iii_rx.connect(engine.url, name=unique_name("caller")) as caller:
+        iii = await iii_rx.connect(engine.url, name=name)
+
+        async def stop(data: Any) -> str:
+            await iii.aclose()
+            after.set()  # was cancelled: the task was owned after it asked for the close
+            return "closed"
+
+        iii.register_function("eager::close", stop)
+        await caller.wait_for_function("eager::close", 5)
+        with pytest.raises(IIIInvocationError):
+            await caller.trigger("eager::close", timeout_ms=10_000)
+        await asyncio.wait_for(after.wait(), 5)
+        assert iii.lifecycle is Lifecycle.CLOSED
