@@ -78,7 +78,7 @@ class Gate:
     starts in it, not in the context of the handler whose end freed its slot.
     """
 
-    __slots__ = ("limit", "running", "waiting")
+    __slots__ = ("limit", "resuming", "running", "waiting")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -86,14 +86,22 @@ class Gate:
         self.limit = limit
         self.running = 0
         self.waiting: deque[tuple[HandlerSink, Invocation, contextvars.Context]] = deque()
+        self.resuming = False
 
     def resume(self) -> None:
-        """Start waiting invocations while there are free slots (after a handler ended)."""
-        waiting = self.waiting
-        while waiting and self.running < self.limit:
-            sink, invocation, context = waiting.popleft()
-            self.running += 1
-            context.run(sink._spawn, invocation)
+        """Start waiting invocations while there are free slots (after a handler ended); the
+        call of one that ended inside ``create_task`` (eager tasks) returns: no recursion."""
+        if self.resuming:
+            return
+        self.resuming = True
+        try:
+            waiting = self.waiting
+            while waiting and self.running < self.limit:
+                sink, invocation, context = waiting.popleft()
+                self.running += 1
+                context.run(sink._spawn, invocation)
+        finally:
+            self.resuming = False
 
     def close(self) -> None:
         """The client is closing: the waiting invocations are abandoned (the engine answers
@@ -227,6 +235,7 @@ class HandlerSink(Sink):
         check_takes_data(handler, self._metadata)
         self._limit = max_concurrency
         self._inflight = 0
+        self._resuming = False  # see Gate.resume
         self._waiting: deque[tuple[Invocation, contextvars.Context]] = deque()
         """Invocations waiting for a ``max_concurrency`` slot, each with a copy of the context
         it arrived in (see :class:`Gate`)."""
@@ -379,10 +388,16 @@ class HandlerSink(Sink):
 
     def _finished(self) -> None:
         self._inflight -= 1
-        while self._waiting and self._inflight < (self._limit or 0):
-            invocation, context = self._waiting.popleft()
-            self._inflight += 1
-            context.run(self._start, invocation)
+        if self._resuming:  # one started below ended at once (see Gate.resume)
+            return
+        self._resuming = True
+        try:
+            while self._waiting and self._inflight < (self._limit or 0):
+                invocation, context = self._waiting.popleft()
+                self._inflight += 1
+                context.run(self._start, invocation)
+        finally:
+            self._resuming = False
 
     def close(self) -> None:
         """Invocations still waiting for a slot are abandoned: the engine answers them."""

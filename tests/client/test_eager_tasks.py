@@ -78,3 +78,41 @@ async def test_a_handler_closing_its_client_in_its_first_step_runs_to_its_end(
             await caller.trigger("eager::close", timeout_ms=10_000)
         await asyncio.wait_for(after.wait(), 5)
         assert iii.lifecycle is Lifecycle.CLOSED
+
+
+@pytest.mark.parametrize("bound", ["worker", "function"])
+async def test_a_backlog_of_handlers_that_never_suspend_drains(eager: None, engine: Engine,
+                                                               name: str, bound: str) -> None:
+    """Each freed slot started the next waiting handler, which ended and started the next one
+    inside the first's ``finally``: a backlog of 1,000 raised ``RecursionError`` and the rest
+    of it was never answered."""
+    total = 1000
+    held, received = asyncio.Event(), asyncio.Event()
+    release = asyncio.Event()
+    seen: list[int] = []
+
+    async def handler(n: int) -> int:
+        if n < 0:
+            held.set()
+            await release.wait()
+        return n
+
+    def on_invocation(invocation: Any) -> None:
+        seen.append(invocation.data)
+        if len(seen) == total + 1:
+            received.set()
+
+    worker_bound = 1 if bound == "worker" else 1024
+    async with iii_rx.connect(engine.url, name=name, max_concurrency=worker_bound) as worker, \
+            iii_rx.connect(engine.url, name=unique_name("caller")) as caller:
+        worker.invocations.subscribe(on_invocation)
+        worker.register_function("eager::backlog", handler,
+                                 max_concurrency=1 if bound == "function" else None)
+        await caller.wait_for_function("eager::backlog", 5)
+        first = asyncio.ensure_future(caller.trigger("eager::backlog", -1))
+        await asyncio.wait_for(held.wait(), 5)
+        calls = [asyncio.ensure_future(caller.trigger("eager::backlog", n)) for n in range(total)]
+        await asyncio.wait_for(received.wait(), 20)  # all wait behind the held one
+        release.set()
+        assert await asyncio.wait_for(asyncio.gather(first, *calls), 10) == [-1, *range(total)]
+        assert worker.running_tasks == 0
