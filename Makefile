@@ -40,7 +40,7 @@ $(FLOORS_STAMP): pyproject.toml
 	rm -rf $(FLOORS_VENV)
 	$(PYTHON) -m venv $(FLOORS_VENV)
 	$(FLOORS_BIN)/python -m pip install -q --upgrade pip
-	$(FLOORS_BIN)/python -m pip install -q $(FLOORS) pytest pytest-asyncio pytest-timeout hypothesis
+	$(FLOORS_BIN)/python -m pip install -q $(FLOORS) pytest pytest-asyncio pytest-timeout hypothesis uvloop
 	$(FLOORS_BIN)/python -m pip install -q --no-deps -e .
 	$(FLOORS_BIN)/python -m pip check
 	touch $(FLOORS_STAMP)

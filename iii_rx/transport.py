@@ -54,6 +54,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from typing import cast
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -560,15 +561,22 @@ def _fragments(text: str) -> Iterator[str]:
         yield text[start:start + _FRAGMENT]
 
 
+_BATCH_CALLS = ("writelines", "is_closing", "get_write_buffer_size", "get_write_buffer_limits")
+"""What the batched write calls on the transport."""
+
+
 def batch_handles(ws: ClientConnection) -> tuple[Protocol, asyncio.WriteTransport] | None:
     """The sans-I/O protocol and the asyncio transport of ``ws``, for the batched write.
 
     Neither attribute is documented by websockets (both exist from 13.0 to at least 17.x);
     ``None`` when this version or event loop lacks them, and the writer falls back to
-    ``ws.send``. ``tests/client/test_transport_websockets.py`` pins them.
+    ``ws.send``. ``tests/client/test_transport_websockets.py`` pins them. The transport is
+    checked for the methods the write calls, not for a class: uvloop's have them all without
+    deriving from ``asyncio.WriteTransport``.
     """
     protocol = getattr(ws, "protocol", None)
     transport = getattr(ws, "transport", None)
-    if isinstance(protocol, Protocol) and isinstance(transport, asyncio.WriteTransport):
-        return protocol, transport
+    if isinstance(protocol, Protocol) and all(
+            callable(getattr(transport, name, None)) for name in _BATCH_CALLS):
+        return protocol, cast(asyncio.WriteTransport, transport)
     return None

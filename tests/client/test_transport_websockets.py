@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import uvloop
 import websockets
 from client_helpers import wait_for
 from websockets.asyncio.client import ClientConnection, connect
@@ -88,6 +89,44 @@ async def test_the_batched_write_finds_the_websockets_attributes_it_reads(peer: 
         assert isinstance(protocol, Protocol)
         assert isinstance(transport, asyncio.WriteTransport)
         assert protocol is ws.protocol and transport is ws.transport
+
+
+def test_the_batched_write_is_used_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop's transports have every method the batched write calls but do not derive from
+    ``asyncio.WriteTransport``: checked by class, every frame paid a socket write of its own
+    there, on the loop people choose for speed."""
+    used: list[bool] = []
+    real: Callable[[ClientConnection], Any] = batch_handles
+
+    def spy(ws: ClientConnection) -> Any:
+        handles = real(ws)
+        used.append(handles is not None)
+        return handles
+
+    monkeypatch.setattr(transport_module, "batch_handles", spy)
+
+    async def run() -> None:
+        peer = Peer()
+        async with serve(peer.handler, "127.0.0.1", 0, compression=None) as server:
+            peer.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            transport = make_transport(peer.url)
+            transport.start()
+            try:
+                await open_ready(transport, peer)
+                texts = [f"frame {i}" for i in range(500)]
+                for text in texts:
+                    transport.send(text, CALL, None)
+                await wait_for(lambda: len(peer.frames()) >= 1 + len(texts), what="every frame")
+                assert peer.frames() == ["hello", *texts]
+            finally:
+                await transport.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert used == [True]
 
 
 async def test_batch_handles_decline_a_connection_without_them() -> None:
