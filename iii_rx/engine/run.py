@@ -147,7 +147,7 @@ async def serve(host: str | None = None, port: int | None = None,
                 **options: Any) -> None:
     """Run an engine until SIGINT or SIGTERM: from ``config`` if given, the arguments that are
     not ``None`` winning over it (else over the command line's defaults); ``options``: more
-    :class:`Engine` arguments."""
+    :class:`Engine` arguments. Off the main thread no signal reaches it: cancel it to stop."""
     await _serve(engine_options(config=config, host=host, port=port, rest_port=rest_port,
                                 allow_http_private=allow_http_private,
                                 namespace_grace_ms=namespace_grace_ms, token=token,
@@ -180,8 +180,8 @@ async def _serve(options: dict[str, Any]) -> None:
         try:
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
-            pass
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # Windows; or not the main thread (asyncio: RuntimeError, uvloop: ValueError)
     engine_log = logging.getLogger("iii_rx.engine")
     engine_log.addFilter(_not_listening)
     try:
