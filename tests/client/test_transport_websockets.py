@@ -86,8 +86,7 @@ async def test_the_batched_write_finds_the_websockets_attributes_it_reads(peer: 
             "was renamed; iii_rx.transport.batch_handles must follow, or every frame pays "
             "a socket write of its own")
         protocol, transport = handles
-        assert isinstance(protocol, Protocol)
-        assert isinstance(transport, asyncio.WriteTransport)
+        assert isinstance(protocol, Protocol)  # the transport is checked by its methods
         assert protocol is ws.protocol and transport is ws.transport
 
 
