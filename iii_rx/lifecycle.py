@@ -85,13 +85,14 @@ class Closing:
     blocks for it (not on the client's loop thread).
     """
 
-    __slots__ = ("_bridge", "_done", "_shutdown", "_task", "started_on_loop")
+    __slots__ = ("_begun", "_bridge", "_done", "_shutdown", "_task", "started_on_loop")
 
     def __init__(self, bridge: LoopBridge,
                  shutdown: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._bridge = bridge
         self._shutdown = shutdown
         self._task: asyncio.Task[None] | None = None
+        self._begun = False  # set before the task: an eager task factory runs it at once
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.started_on_loop = False
         """Whether ``close()`` was first asked for on the client's own loop (by a handler or a
@@ -117,11 +118,12 @@ class Closing:
         return self.start()
 
     def _start_on_loop(self) -> None:
-        if self._task is not None or self._done.done():
+        if self._begun or self._done.done():
             return
         if self._bridge.loop.is_closed():
             self._finish()
             return
+        self._begun = True  # a close asked for while it runs in create_task starts no other
         self._task = self._bridge.loop.create_task(self._shutdown(), name="iii-rx close")
         self._task.add_done_callback(self._task_done)
 
@@ -140,7 +142,7 @@ class Closing:
     @property
     def started(self) -> bool:
         """Whether the close has started (it may have finished)."""
-        return self._task is not None or self._done.done()
+        return self._begun or self._done.done()
 
     def done(self) -> bool:
         """Whether the client has finished closing."""

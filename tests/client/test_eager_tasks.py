@@ -116,3 +116,34 @@ async def test_a_backlog_of_handlers_that_never_suspend_drains(eager: None, engi
         release.set()
         assert await asyncio.wait_for(asyncio.gather(first, *calls), 10) == [-1, *range(total)]
         assert worker.running_tasks == 0
+
+
+async def test_a_close_asked_for_while_the_close_starts_runs_once(
+        eager: None, engine: Engine, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The close fails the calls in flight in its first step; a subscriber closing the client
+    there started a second close beside it (two tasks taking the same resources down)."""
+    from iii_rx.client import Client
+
+    runs: list[str] = []
+    real = Client._shutdown
+
+    async def counted(self: Client) -> None:
+        runs.append(self.name)
+        await real(self)
+
+    monkeypatch.setattr(Client, "_shutdown", counted)
+    iii = await iii_rx.connect(engine.url, name=name)
+    held = asyncio.Event()
+
+    async def hold(data: Any) -> None:
+        held.set()
+        await asyncio.Event().wait()
+
+    iii.register_function("eager::hold", hold)
+    failed: list[BaseException] = []
+    iii.trigger("eager::hold", None).subscribe(
+        on_error=lambda error: (failed.append(error), iii.close()))
+    await asyncio.wait_for(held.wait(), 5)
+    await iii.close()
+    assert len(failed) == 1
+    assert runs == [name]
