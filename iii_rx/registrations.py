@@ -466,9 +466,11 @@ class Standby:
             self._again = True
             return
         try:
-            self._running = self._tasks.spawn(self._take_over(), name="iii-rx standby")
+            running = self._tasks.spawn(self._take_over(), name="iii-rx standby")
         except RuntimeError:  # no running loop: the client is gone
-            pass
+            return
+        # An eager task factory may have run the check to its end already: not running.
+        self._running = None if running.done() else running
 
     async def _take_over(self) -> None:
         failed = False

@@ -6,6 +6,7 @@ task object back."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -147,3 +148,54 @@ async def test_a_close_asked_for_while_the_close_starts_runs_once(
     await iii.close()
     assert len(failed) == 1
     assert runs == [name]
+
+
+async def test_a_standby_whose_check_ended_in_its_first_step_checks_again(eager: None) -> None:
+    # The standby's check fails at once (the engine cannot be asked) and retries a second
+    # later; under eager tasks it had ended before it was stored as running, so the retry
+    # took it for one still running and never checked again: the function stayed in standby.
+    from iii_rx.aio import LoopBridge, TaskSet
+    from iii_rx.errors import IIIConnectionError, IIIRegistrationRejectedError
+    from iii_rx.functions import FunctionSpec, HttpInvokedSink
+    from iii_rx.registrations import Registrations, Standby
+
+    asked: list[str] = []
+    asked_twice = asyncio.Event()
+
+    class Handle:
+        def unregister(self) -> None:
+            pass
+
+    class Host:
+        name = "standby-worker"
+
+        def register_function(self, function_id: str, handler: Any, *,
+                              description: str | None = None, metadata: Any = None) -> Handle:
+            return Handle()
+
+        def register_trigger(self, trigger: Any, /) -> Handle:
+            return Handle()
+
+        def trigger(self, function_id: str, payload: Any = None) -> Any:
+            asked.append(function_id)
+            if len(asked) == 2:
+                asked_twice.set()
+            raise IIIConnectionError("the engine cannot be asked now")
+
+    registrations = Registrations(lambda text: None)
+    sink = HttpInvokedSink()
+    registrations.add_sink(FunctionSpec("eager::owned"), sink)
+    tasks = TaskSet("standby test")
+    bridge = LoopBridge(asyncio.get_running_loop(), threading.get_ident())
+    standby = Standby(registrations, Host(), bridge, tasks)
+    try:
+        standby.on_conflict("eager::owned", IIIRegistrationRejectedError(
+            "FUNCTION_NAMESPACE_CONFLICT", function_id="eager::owned",
+            owner_worker_id="other-worker"))
+        standby.on_connected()  # the first check: fails, a retry is due in a second
+        await asyncio.wait_for(asked_twice.wait(), 5)
+        assert standby.function_ids == ["eager::owned"]
+    finally:
+        registrations.remove_sink("eager::owned", sink)  # forgotten: the retry is cancelled
+        assert not standby.watching
+        await tasks.aclose()
