@@ -350,10 +350,14 @@ class Router:
                                printable(function_id), printable(str(exc), 300))
 
     def _bound_fires(self, handler: WorkerConnection, pending: Pending) -> None:
-        """Keep ``pending`` among the handler's unawaited fires; past the bound, give up the
+        """Keep ``pending`` among the handler's unawaited fires; past the bound, forget the
         oldest. A fire's result is discarded anyway: a watcher that answers late loses nothing,
         one that never answers (a hung handler, an SDK that drops the call) no longer holds
-        an hour of fires (``pending_max_age_ms``) at ~3 KB each."""
+        an hour of fires (``pending_max_age_ms``) at ~3 KB each.
+
+        A forgotten fire is no failure: a handler that is only busy (a burst of events, a
+        slow subscriber) may still be running it. It leaves the stats as a call whose caller
+        left does (no longer in flight, no latency, no error), and its fire ends quietly."""
         fires = handler.fires
         fires[pending.wire_id] = pending
         limit = self.config.max_pending_fires_per_worker
@@ -361,9 +365,11 @@ class Router:
             oldest = fires.pop(next(iter(fires)))
             if handler.inbound.get(oldest.wire_id) is oldest:
                 del handler.inbound[oldest.wire_id]
-                _complete(oldest, error_body(
-                    "invocation_error", f"Trigger call given up: {handler.label} has more "
-                    f"than {limit} trigger calls without a result"))
+                if type(oldest) is MeteredPending:
+                    oldest.drop()
+                if oldest.future is not None and not oldest.future.done():
+                    oldest.future.set_result(InvocationResult(  # nobody reads it
+                        invocation_id=oldest.wire_id, function_id=oldest.function_id))
 
     # ------------------------------------------------------------------ errors, cleanup
 

@@ -4,8 +4,10 @@ handler, an SDK that drops the call) no longer keeps every fire in the pending t
 
 from __future__ import annotations
 
+import logging
 import uuid
 
+import pytest
 from raw_engine_client import RawWorker, wait_until
 
 from iii_rx.engine import Engine
@@ -72,3 +74,27 @@ async def test_the_default_bound_holds_a_thousand() -> None:
             await silent.recv("invokefunction")
         conn = engine.registry.workers[silent.worker_id]
         assert len(conn.inbound) == 1_000  # the oldest ten given up as the newest went out
+
+
+async def test_a_busy_watcher_is_not_charged_for_the_fires_given_up(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A burst larger than the bound reaches a subscriber that answers every call, later: the
+    # fires the engine forgot meanwhile count as no failure (its error column stays 0) and
+    # log nothing; the worker is healthy, only busy.
+    async with Engine(port=0, namespace_grace_ms=50,
+                      max_pending_fires_per_worker=_LIMIT) as engine:
+        busy = await _subscriber(engine, "busy")
+        caplog.set_level(logging.INFO)
+        await _publish(engine, _PUBLISHES)
+        seen = [await busy.recv("invokefunction") for _ in range(_PUBLISHES)]
+        conn = engine.registry.workers[busy.worker_id]
+        await wait_until(lambda: len(conn.inbound) == _LIMIT)
+        for frame in seen:
+            await busy.send({"type": "invocationresult", "function_id": frame["function_id"],
+                             "invocation_id": frame["invocation_id"], "result": None})
+        await wait_until(lambda: not conn.inbound and not conn.fires)
+        entry = engine.registry.functions[("default", "busy::on")]
+        function_stats, worker_stats = engine.router.metrics.stats_of(entry)
+        assert (function_stats.errors, worker_stats.errors) == (0, 0)
+        assert (function_stats.in_flight, worker_stats.in_flight) == (0, 0)
+        assert not [r for r in caplog.records if "trigger call" in r.getMessage()]
