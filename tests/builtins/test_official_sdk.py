@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from builtins_helpers import (
     WAIT,
+    bindings_of,
     call,
     collector,
     on_engine,
@@ -166,6 +167,42 @@ def test_state_trigger_condition_and_bad_config(engine: EngineThread, official: 
     refused, _ = collector(iii, "state.bad")
     iii.register_trigger({"type": "state", "function_id": refused, "config": {"scope": 5}})
     wait_parked(engine, refused)
+
+
+def test_a_state_trigger_with_a_key_and_no_scope_fires_for_that_key_in_every_scope(
+        engine: EngineThread, official: Factory) -> None:
+    iii = official("state-key")
+    key, first, second = unique("key"), unique("scope"), unique("scope")
+    handler, received = collector(iii, "state.anyscope")
+    iii.register_trigger({"type": "state", "function_id": handler, "config": {"key": key}})
+    wait_bound(engine, handler)
+    call(iii, "state::set", {"scope": first, "key": key, "value": 1})
+    call(iii, "state::set", {"scope": first, "key": unique("other"), "value": 2})
+    call(iii, "state::set", {"scope": second, "key": key, "value": 3})
+    got = [received.get(timeout=WAIT) for _ in range(2)]
+    assert [(e["scope"], e["key"], e["new_value"]) for e in got] == [(first, key, 1),
+                                                                      (second, key, 3)]
+
+
+def test_an_unregistered_state_trigger_fires_no_more(engine: EngineThread,
+                                                     official: Factory) -> None:
+    iii = official("state-leaver")
+    scope = unique("scope")
+    handler, received = collector(iii, "state.leaver")
+    stayer, stayed = collector(iii, "state.stayer")
+    trigger = iii.register_trigger({"type": "state", "function_id": handler,
+                                    "config": {"scope": scope}})
+    iii.register_trigger({"type": "state", "function_id": stayer, "config": {"scope": scope}})
+    wait_bound(engine, handler)
+    wait_bound(engine, stayer)
+    call(iii, "state::set", {"scope": scope, "key": "k", "value": 1})
+    assert received.get(timeout=WAIT)["new_value"] == 1
+    assert stayed.get(timeout=WAIT)["new_value"] == 1
+    trigger.unregister()
+    wait_until(lambda: not bindings_of(engine, handler), "the binding to go")
+    call(iii, "state::set", {"scope": scope, "key": "k", "value": 2})
+    assert stayed.get(timeout=WAIT)["new_value"] == 2
+    nothing_more(received)
 
 
 # --------------------------------------------------------------------------- pub/sub
