@@ -297,6 +297,41 @@ async def test_topics_and_queues_nothing_holds_any_more_are_forgotten() -> None:
         assert not await listed() & set(names_used)
 
 
+async def test_a_topic_whose_message_was_retried_is_forgotten_once_drained() -> None:
+    """A message waiting out a backoff holds its queue; once the retry is delivered nothing
+    does, so the topic goes when its subscriber leaves, as one never retried does."""
+    async with Engine(port=0, **ENGINE_TIMERS) as engine, \
+            iii_rx.connect(engine.url, name=unique("rx")) as iii:
+        queues = engine.workers.queues
+        attempts: asyncio.Queue[Any] = asyncio.Queue()
+        failed: list[Any] = []
+
+        async def handler(data: Any) -> None:
+            attempts.put_nowait(data)
+            if not failed:
+                failed.append(data)
+                raise RuntimeError("fail once")
+
+        function_id = unique("retried")
+        iii.register_function(function_id, handler)
+        tasks_before = len(queues.tasks)
+        topic = unique("retried-topic")
+        handle = iii.register_trigger({
+            "type": "durable:subscriber", "function_id": function_id,
+            "config": {"topic": topic, "queue_config": {"maxRetries": 2, "backoff_ms": 1}}})
+        await wait_for_bindings(engine, function_id, 1)
+        await iii.trigger("iii::durable::publish", {"topic": topic, "data": "again"})
+        assert [await asyncio.wait_for(attempts.get(), WAIT) for _ in range(2)] == ["again"] * 2
+        handle.unregister()
+        await wait_for_bindings(engine, function_id, 0)
+        deadline = time.monotonic() + WAIT
+        while len(queues.tasks) > tasks_before:  # the topic's consumer ends once forgotten
+            assert time.monotonic() < deadline, f"{len(queues.tasks)} queue tasks left"
+            await asyncio.sleep(0.01)
+        rows = await iii.trigger("engine::queue::list_topics", {})
+        assert topic not in {row["name"] for row in rows}
+
+
 async def wait_for_bindings(engine: Engine, function_id: str, count: int) -> None:
     deadline = time.monotonic() + WAIT
     while sum(b.function_id == function_id and not b.parked
