@@ -400,6 +400,26 @@ async def test_buffered_writer_gathers_small_writes(client: iii_rx.Client) -> No
     assert len(events) <= 6  # not 201 frames
 
 
+async def test_a_buffered_writer_sends_each_frame_of_its_size_as_it_fills(
+        client: iii_rx.Client) -> None:
+    """Full frames go out during the writes, not at ``close()``: the buffer never holds a
+    stream's worth of bytes."""
+    channel = await client.create_channel_async()
+    data = os.urandom(1010)
+
+    async def write() -> None:
+        async with channel.writer.buffered(size=100) as out:
+            for start in range(0, len(data), 30):
+                await out.write(data[start:start + 30])
+                assert out.pending < 100
+            assert out.pending == 10
+
+    task = asyncio.create_task(write())
+    chunks = [chunk async for chunk in channel.reader]
+    await task
+    assert chunks == [data[start:start + 100] for start in range(0, len(data), 100)]
+
+
 async def test_close_without_writing_ends_an_empty_stream(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async()
     await channel.writer.close()
