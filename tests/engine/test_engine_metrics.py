@@ -145,6 +145,20 @@ async def test_stopped_and_engine_calls_are_counted(engine: Engine) -> None:
     assert _worker(await _metrics(caller), "iii-engine-functions")["invocations"] > 0
 
 
+async def test_a_call_whose_caller_left_is_no_longer_in_flight(engine: Engine) -> None:
+    """The worker may never answer a call nobody waits for: it leaves the in-flight count when
+    its caller goes, without a latency."""
+    worker, caller = await _pair(engine)
+    stats = engine.router.metrics
+    await caller.invoke("math::add", {})
+    await worker.recv("invokefunction")
+    assert stats.workers[worker.worker_id].in_flight == 1
+    await caller.close()
+    await wait_until(lambda: stats.workers[worker.worker_id].in_flight == 0)
+    add = _function(await _metrics(worker), "math::add")
+    assert (add["invocations"], add["errors"], add["in_flight"], add["p50_ms"]) == (1, 0, 0, None)
+
+
 def test_quantiles_read_the_histogram() -> None:
     stats = CallStats()
     assert stats.quantile_ms(0.5) is None
