@@ -130,3 +130,16 @@ async def test_a_result_with_a_lone_surrogate_function_id_ends_the_call(
                                where=lambda f: f.get("invocation_id") == invocation_id)
     assert answer["error"]["code"] == "invalid_result"
     assert isinstance(await worker.result_of("engine::functions::list", {}), dict)
+
+
+@pytest.mark.parametrize(("data", "kind"), [
+    (None, "null"), (True, "a boolean"), (5, "a number"), (1.5, "a number"),
+    ("text", "a string"), ([1], "an array"),
+])
+async def test_a_builtin_given_no_object_names_what_it_got(engine: Engine, data: Any,
+                                                            kind: str) -> None:
+    peer = await RawWorker.connect(engine.url)
+    answer = await peer.call("engine::functions::list", data)
+    assert answer["error"]["code"] == "deserialization_error"
+    assert answer["error"]["message"] == (
+        f"Failed to deserialize input for engine::functions::list: expected an object, got {kind}")
