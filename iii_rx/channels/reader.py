@@ -282,8 +282,12 @@ class ChannelReader(ChannelEnd):
 
     async def _run_pump(self) -> None:
         owner = object()
+        me = asyncio.current_task()
         try:
-            while (frame := await self._next(owner)) is not None:
+            # Released (the last subscriber left, an iterator took over): stop before the next
+            # frame. The cancel lands only where the pump suspends, and recv() of frames already
+            # received does not: it read them on, for nobody, up to the end of the stream.
+            while self._pump is me and (frame := await self._next(owner)) is not None:
                 if isinstance(frame, bytes) and self._pump_chunk_subscribers:
                     self._chunks.on_next(frame)
         except ChannelError:

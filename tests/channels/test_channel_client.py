@@ -420,6 +420,20 @@ async def test_a_buffered_writer_sends_each_frame_of_its_size_as_it_fills(
     assert chunks == [data[start:start + 100] for start in range(0, len(data), 100)]
 
 
+async def test_a_chunks_subscriber_that_leaves_leaves_the_rest_for_the_next_reader(
+        client: iii_rx.Client) -> None:
+    """The last subscriber's leaving stops the pump: the chunks after it are not read (and
+    dropped) for nobody."""
+    channel = await client.create_channel_async()
+    async with channel.writer as writer:
+        for i in range(3):
+            await writer.write(bytes([i]) * 10)
+    first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    channel.reader.chunks.pipe(ops.take(1)).subscribe(first.set_result)
+    assert await asyncio.wait_for(first, 10) == b"\x00" * 10
+    assert [chunk async for chunk in channel.reader] == [b"\x01" * 10, b"\x02" * 10]
+
+
 async def test_close_without_writing_ends_an_empty_stream(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async()
     await channel.writer.close()
