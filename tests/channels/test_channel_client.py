@@ -420,6 +420,16 @@ async def test_a_buffered_writer_sends_each_frame_of_its_size_as_it_fills(
     assert chunks == [data[start:start + 100] for start in range(0, len(data), 100)]
 
 
+async def test_a_reader_used_with_async_with_is_itself(
+        client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    async with channel.writer as writer:
+        await writer.write(b"abc")
+    async with channel.reader as reader:
+        assert reader is channel.reader
+        assert await reader.read_all() == b"abc"
+
+
 async def test_a_chunks_subscriber_that_leaves_leaves_the_rest_for_the_next_reader(
         client: iii_rx.Client) -> None:
     """The last subscriber's leaving stops the pump: the chunks after it are not read (and
