@@ -345,3 +345,9 @@ async def wait_dead_letters(iii: iii_rx.Client, topic: str) -> None:
     while not await iii.trigger("engine::queue::dlq_messages", {"topic": topic}):
         assert time.monotonic() < deadline, f"a dead letter on {topic}"
         await asyncio.sleep(0.01)
+
+
+def test_the_backoff_doubles_from_the_first_retry_up_to_its_cap() -> None:
+    config = QueueConfig(backoff_ms=100, max_backoff_ms=1000)
+    assert [config.backoff(attempt) for attempt in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert config.backoff(10_000) == 1.0  # the exponent is bounded: no huge integer
