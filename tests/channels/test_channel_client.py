@@ -179,6 +179,22 @@ async def test_the_reason_of_an_abort_reaches_the_reader(client: iii_rx.Client) 
     assert (info.value.code, info.value.reason) == (1011, "the source went away")
 
 
+async def test_an_abort_fails_the_observables_with_its_reason(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    await channel.writer.write(b"some")
+    await channel.writer.abort("the source went away")
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    failed: asyncio.Future[Exception] = loop.create_future()
+    messages_failed: asyncio.Future[Exception] = loop.create_future()
+    channel.reader.messages.subscribe(on_error=messages_failed.set_result)
+    channel.reader.chunks.subscribe(chunks.append, failed.set_result)
+    for error in (await asyncio.wait_for(failed, 10), await asyncio.wait_for(messages_failed, 10)):
+        assert isinstance(error, ChannelClosedError)
+        assert (error.code, error.reason) == (1011, "the source went away")
+    assert chunks == [b"some"]
+
+
 async def test_closing_the_reader_fails_the_writer(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async(buffer_size=1)
     await channel.writer.write(b"first")
@@ -324,6 +340,18 @@ async def test_objects_sync_reads_cbor_items_from_a_thread(client: iii_rx.Client
             await writer.write_obj({"i": i})
     items = await asyncio.to_thread(lambda: list(channel.reader.objects_sync()))
     assert items == [{"i": i} for i in range(5)]
+
+
+async def test_write_obj_sync_writes_cbor_items_from_a_thread(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+
+    def write_from_a_thread() -> None:
+        with channel.writer as writer:
+            for i in range(3):
+                writer.write_obj_sync({"i": i})
+
+    await asyncio.to_thread(write_from_a_thread)
+    assert [item async for item in channel.reader.objects()] == [{"i": i} for i in range(3)]
 
 
 async def test_ends_can_be_awaited_from_another_loop(client: iii_rx.Client) -> None:
