@@ -92,6 +92,8 @@ def test_merge_at_the_root_and_nested() -> None:
     assert run({}, {"type": "merge", "value": deep})[1] == ["merge.value.too_deep"]
     assert run({}, {"type": "merge", "value": {str(i): i for i in range(1025)}})[1] == [
         "merge.value.too_many_keys"]
+    at_most = {str(i): i for i in range(1024)}
+    assert run({}, {"type": "merge", "value": at_most}) == (at_most, [])
     assert run([1], {"type": "merge", "value": {"a": 1}})[1] == ["merge.target_not_object"]
 
 
