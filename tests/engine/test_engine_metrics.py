@@ -142,7 +142,9 @@ async def test_stopped_and_engine_calls_are_counted(engine: Engine) -> None:
     assert after["invocations"] == before + 2 and after["in_flight"] == 0
     own = _function(await _metrics(caller), "engine::metrics::list")
     assert own["in_flight"] == 1  # the call reading it
-    assert _worker(await _metrics(caller), "iii-engine-functions")["invocations"] > 0
+    engine_worker = _worker(await _metrics(caller), "iii-engine-functions")
+    assert engine_worker["invocations"] > 0
+    assert engine_worker["in_flight"] == 1  # the call reading it: the others ended
 
 
 async def test_a_call_whose_caller_left_is_no_longer_in_flight(engine: Engine) -> None:
