@@ -351,3 +351,8 @@ def test_the_backoff_doubles_from_the_first_retry_up_to_its_cap() -> None:
     config = QueueConfig(backoff_ms=100, max_backoff_ms=1000)
     assert [config.backoff(attempt) for attempt in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     assert config.backoff(10_000) == 1.0  # the exponent is bounded: no huge integer
+
+
+def test_a_concurrency_of_zero_still_delivers_one_at_a_time() -> None:
+    assert [QueueConfig(concurrency=n).slots for n in (0, 1, 5)] == [1, 1, 5]
+    assert QueueConfig(fifo=True, concurrency=5).slots == 1
