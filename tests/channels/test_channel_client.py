@@ -472,6 +472,19 @@ async def test_a_chunks_subscriber_that_leaves_leaves_the_rest_for_the_next_read
     assert [chunk async for chunk in channel.reader] == [b"\x01" * 10, b"\x02" * 10]
 
 
+async def test_a_buffered_writer_takes_sizes_from_one_byte_to_a_frame(
+        client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    for size in (0, 65537):
+        with pytest.raises(ValueError, match=r"size must be within 1\.\.65536"):
+            channel.writer.buffered(size=size)
+    async with channel.writer.buffered(size=1) as out:
+        await out.write(b"ab")
+        assert out.pending == 0
+    assert [chunk async for chunk in channel.reader] == [b"a", b"b"]
+    assert channel.writer.buffered(size=65536).pending == 0
+
+
 async def test_close_without_writing_ends_an_empty_stream(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async()
     await channel.writer.close()
