@@ -120,6 +120,21 @@ def test_cbor_items_cut_at_every_chunk_end_come_out_once_in_order() -> None:
         assert out == items
 
 
+def test_cbor_indefinite_length_items_cut_anywhere_wait_for_their_break() -> None:
+    """Another encoder may write indefinite-length arrays, maps and strings (ours does not):
+    a cut inside one is told apart from bad data and waits for the rest."""
+    data = (b"\x9f\x01\x82\x02\x03\xff"      # [_ 1, [2, 3]]
+            b"\xbf\x61a\x9f\xff\xff"            # {_ "a": [_ ]}
+            b"\x7f\x62ab\x61c\xff"              # (_ "ab", "c")
+            b"\x5f\x41\x01\xff")                # (_ h'01')
+    items = [[1, [2, 3]], {"a": []}, "abc", b"\x01"]
+    for cut in range(1, len(data)):
+        decoder = CborSequenceDecoder()
+        out = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+        decoder.finish()
+        assert out == items, cut
+
+
 def test_cbor_a_large_item_over_many_chunks_waits_then_decodes() -> None:
     big = {"blob": b"\x01" * 3_000_000, "list": list(range(50_000))}
     data = encode_item(big) + encode_item("after")
