@@ -485,6 +485,21 @@ async def test_a_buffered_writer_takes_sizes_from_one_byte_to_a_frame(
     assert channel.writer.buffered(size=65536).pending == 0
 
 
+async def test_a_removed_message_callback_gets_nothing(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    kept: list[str] = []
+    removed: list[str] = []
+    remove = channel.reader.on_message(removed.append)
+    channel.reader.on_message(kept.append)
+    remove()
+    remove()  # twice is harmless
+    async with channel.writer as writer:
+        await writer.send_message("one")
+    async for _ in channel.reader:
+        pass
+    assert (removed, kept) == ([], ["one"])
+
+
 async def test_close_without_writing_ends_an_empty_stream(client: iii_rx.Client) -> None:
     channel = await client.create_channel_async()
     await channel.writer.close()
