@@ -28,7 +28,7 @@ from iii import InvocationError, TriggerAction
 
 import iii_rx
 from iii_rx.engine import Engine, EngineThread
-from iii_rx.engine.workers.queues_store import Message, QueueConfig
+from iii_rx.engine.workers.queues_store import MemoryQueueAdapter, Message, QueueConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 Factory = Callable[..., Any]
@@ -356,3 +356,11 @@ def test_the_backoff_doubles_from_the_first_retry_up_to_its_cap() -> None:
 def test_a_concurrency_of_zero_still_delivers_one_at_a_time() -> None:
     assert [QueueConfig(concurrency=n).slots for n in (0, 1, 5)] == [1, 1, 5]
     assert QueueConfig(fifo=True, concurrency=5).slots == 1
+
+
+def test_the_memory_store_keeps_at_most_max_dead_letters() -> None:
+    store = MemoryQueueAdapter()
+    letters = [Message("f", "default", n) for n in range(4)]
+    dropped = [store.dead_letter("q", letter, 3) for letter in letters]
+    assert dropped == [None, None, None, letters[0]]
+    assert store.dead_letters("q") == letters[1:]
