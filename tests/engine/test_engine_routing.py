@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 
 import pytest
@@ -288,3 +289,16 @@ async def test_stop_is_bounded_when_a_peer_does_not_read() -> None:
     stuck.ws.transport.abort()  # it never reads, so it never sees the engine go
     await stuck.ws.wait_closed()
     await caller.close()
+
+
+async def test_an_engine_made_call_relays_nan_and_infinity(engine: Engine) -> None:
+    """A call the engine makes itself (a trigger, a queue delivery) carries NaN and the
+    infinities as the official SDK writes them, as a relayed call does (docs/protocol.md §5.4)."""
+    worker, _ = await _pair(engine)
+    call = asyncio.ensure_future(engine.call("math::add", {"v": [math.nan, math.inf, -math.inf]}))
+    frame = await worker.recv("invokefunction")
+    first, *rest = frame["data"]["v"]
+    assert math.isnan(first) and rest == [math.inf, -math.inf]
+    await worker.send({"type": "invocationresult", "invocation_id": frame["invocation_id"],
+                       "function_id": "math::add", "result": math.inf})
+    assert await call == math.inf
