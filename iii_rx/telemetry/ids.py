@@ -75,28 +75,33 @@ def new_span_id() -> str:
     return os.urandom(8).hex()
 
 
-_TRACEPARENT = re.compile(
-    r"[ \t]*(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})"
-    r"-(?P<flags>[0-9a-f]{2})(?:(?P<rest>-.*)|[ \t]*)$")
-"""W3C Trace Context's ``traceparent``: lowercase hex only; a later version may add fields."""
+_LOWER_HEX = frozenset("0123456789abcdef")
 
 
 def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
     """``(trace_id, parent_span_id, flags)`` of a valid ``traceparent``, else None.
 
     Read as OpenTelemetry's W3C propagator reads it (which is what an official SDK worker
-    does with the same header): version ``ff``, uppercase hex, all-zero ids, fields after a
-    version-00 value, or more than 512 characters make it invalid, so a trace an official
-    worker would break is broken here too.
+    does with the same header), so a trace an official worker would break is broken here
+    too: ``version-trace_id-span_id-flags`` in lowercase hex (2, 32, 16, 2 digits) after
+    optional blanks; version ``ff`` and all-zero ids are invalid; a version-00 value ends
+    there (blanks, or a newline, may follow), a later version may go on after a ``-``; at
+    most 512 characters.
     """
     if not value or len(value) > 512:
         return None
-    match = _TRACEPARENT.match(value)
-    if match is None:
+    text = value.lstrip(" \t")
+    head, tail = text[:55], text[55:]
+    if (len(head) != 55 or head[2] != "-" or head[35] != "-" or head[52] != "-"
+            or not _LOWER_HEX.issuperset(head[:2] + head[3:35] + head[36:52] + head[53:])):
         return None
-    version, trace_id, span_id, flags, rest = match.group(
-        "version", "trace", "span", "flags", "rest")
-    if (version == "ff" or (version == "00" and rest)
+    version, trace_id, span_id, flags = head[:2], head[3:35], head[36:52], head[53:]
+    if tail.endswith("\n"):  # a final newline is tolerated, as by the propagator's pattern
+        tail = tail[:-1]
+    extended = tail.startswith("-") and "\n" not in tail
+    if not (extended or tail.strip(" \t") == ""):
+        return None
+    if (version == "ff" or (version == "00" and extended)
             or trace_id == "0" * 32 or span_id == "0" * 16):
         return None
     return trace_id, span_id, flags
