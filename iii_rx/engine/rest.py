@@ -489,8 +489,9 @@ class RestApi:
                 "the response channel", error_id=error_id)
 
     async def _aborted(self, exchange: _Exchange, call: asyncio.Task[_Outcome]) -> web.Response:
-        """No head was sent when the writer failed: the handler's answer, else 500."""
-        outcome = await call  # done already if the handler returned None
+        """No head was sent when the writer failed: the handler's answer within the grace."""
+        await asyncio.wait({call}, timeout=self.no_response_grace)
+        outcome = call.result() if call.done() else _Outcome()
         if outcome.error is not None:
             return self._failure(outcome.error, exchange.route, "handler failed")
         if outcome.result is None:

@@ -405,3 +405,28 @@ async def test_a_stream_that_fails_before_its_first_chunk_answers_500_not_an_emp
         async with client.get(rest_url(engine) + "/early/gives-up") as response:
             assert response.status == 500
             assert (await response.json())["error"]["code"] == "RESPONSE_ABORTED"
+
+
+async def test_a_handler_that_aborts_its_stream_and_works_on_does_not_hold_the_answer(
+        engine: EngineThread, client: aiohttp.ClientSession) -> None:
+    """The answer to a stream aborted before its first chunk waits for the handler's outcome
+    only as long as the no-response grace: a handler cleaning up for long after its abort does
+    not hold the HTTP client until it returns (or the REST timeout)."""
+    answered = asyncio.Event()
+
+    async def gives_up_then_cleans_up(data: dict[str, Any]) -> None:
+        await data["response"].abort("changed my mind")
+        await answered.wait()  # still at work when the client gets its answer
+
+    async with iii_rx.connect(engine.url, name=f"http-late-{uuid.uuid4().hex[:8]}") as iii:
+        iii.register_function("early::cleans_up", gives_up_then_cleans_up)
+        iii.register_trigger({"type": "http", "function_id": "early::cleans_up", "config": {
+            "api_path": "/early/cleans-up", "http_method": "GET"}})
+        await wait_for_routes(engine, "early::cleans_up")
+        try:
+            async with client.get(rest_url(engine) + "/early/cleans-up",
+                                  timeout=aiohttp.ClientTimeout(total=15)) as response:
+                assert response.status == 500
+                assert (await response.json())["error"]["code"] == "RESPONSE_ABORTED"
+        finally:
+            answered.set()
