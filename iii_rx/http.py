@@ -195,7 +195,9 @@ class HttpInvocationConfig(BaseModel):
 
     url: str
     method: HttpMethod = "POST"
-    timeout_ms: int = Field(default=30_000, ge=0)
+    timeout_ms: int | None = Field(default=30_000, ge=0)
+    """30000 unless given; ``None`` (as the official model's unset) leaves it to the engine:
+    its ``invocation_timeout_ms``, 30000 by default."""
     headers: dict[str, str] | None = None
     auth: HttpAuthConfig | None = None
 
@@ -208,12 +210,6 @@ class HttpInvocationConfig(BaseModel):
     @classmethod
     def _upper_method(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("timeout_ms", mode="before")
-    @classmethod
-    def _unset_timeout(cls, value: Any) -> Any:
-        # The official model's ``timeout_ms=None`` leaves it to the engine, which uses 30000.
-        return 30_000 if value is None else value
 
     @field_validator("auth", mode="before")
     @classmethod
