@@ -75,6 +75,7 @@ from iii_rx.single import Single
 from iii_rx.state import ConnectionState
 from iii_rx.streams import HotStream
 from iii_rx.telemetry import otel_trace_headers
+from iii_rx.telemetry.spans_slot import SpansSlot
 from iii_rx.topology import FunctionInfo, Topology, TopologyChange, TopologyStream, TopologyView
 from iii_rx.transport import CONTROL, Transport
 from iii_rx.trigger_stream import TriggerStream
@@ -82,7 +83,6 @@ from iii_rx.triggers import TriggerConfig, TriggerHandle, TriggerType, TriggerTy
 from iii_rx.worker import Worker, WorkerTasks
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan
     from pydantic import BaseModel
 
 __all__ = ["Client", "ClientSettings", "Closing", "Lifecycle", "open_client"]
@@ -129,6 +129,8 @@ class Client:
     :meth:`register_trigger_type`. Channels: :meth:`create_channel_async`.
     """
 
+    spans = SpansSlot()  # its finished spans, live: with connect(otel=...) only
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError(
             "iii_rx.Client is not built directly: use `await iii_rx.connect(...)` (or "
@@ -154,8 +156,6 @@ class Client:
         """Replaying observable of :class:`ConnectionState` (also ``async for``)."""
         self.invocations: HotStream[Invocation] = HotStream(bridge, "iii.invocations")
         """Every invocation this worker receives, before its function's subscribers see it."""
-        self.spans: HotStream[ReadableSpan]
-        """Its finished spans, live; set by ``connect(otel=...)`` only (docs/telemetry.md)."""
         self._lifecycle = Lifecycle.NEW
         self._failure: Exception | None = None
         self._failed: concurrent.futures.Future[None] = concurrent.futures.Future()

@@ -289,6 +289,14 @@ async def test_off_by_default_makes_no_spans(engine: Engine,
     assert exporter.get_finished_spans() == ()
 
 
+async def test_spans_of_a_client_that_does_not_trace_say_how_to_trace(engine: Engine) -> None:
+    async with iii_rx.connect(str(engine.url), name=unique_name("s")) as rx:
+        with pytest.raises(AttributeError, match=r"otel=True") as raised:
+            rx.spans  # noqa: B018
+        assert raised.value.name == "spans"
+        assert not hasattr(rx, "spans")
+
+
 async def test_spans_stream_shows_this_workers_finished_spans(
         engine: Engine, exporter: InMemorySpanExporter) -> None:
     url = str(engine.url)
