@@ -102,12 +102,15 @@ def test_timeouts_of_asyncio_are_caught_by_their_310_name() -> None:
         return list(node.elts) if isinstance(node, ast.Tuple) else [] if node is None else [node]
 
     bare = []
-    for path in PACKAGE.rglob("*.py"):
+    tests = Path(__file__).resolve().parent  # a test catching the builtin breaks on 3.10 too
+    for path in [*PACKAGE.rglob("*.py"), *tests.rglob("*.py")]:
+        # A test may check that an error of ours *is* the builtin (isinstance), on purpose.
+        checks = ("suppress",) if path.is_relative_to(tests) else ("suppress", "isinstance")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ExceptHandler):
                 caught = names(node.type)
             elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(
-                    node.func, "id", None)) in ("suppress", "isinstance"):
+                    node.func, "id", None)) in checks:
                 caught = [a for arg in node.args for a in names(arg)]
             else:
                 continue

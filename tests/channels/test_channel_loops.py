@@ -111,7 +111,7 @@ async def test_reads_from_another_loop_cancelled_by_timeouts_lose_no_chunk(
             while True:
                 try:
                     chunk = await asyncio.wait_for(chunks.__anext__(), 0.0002)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin on Python 3.10
                     cancels += 1
                     continue
                 except StopAsyncIteration:
