@@ -82,6 +82,7 @@ class ChannelReader(ChannelEnd):
         self._messages: Subject[str] = Subject()
         self._chunks: Subject[bytes] = Subject()
         self._pump: asyncio.Task[None] | None = None
+        self._pump_run: object | None = None  # the current pump's token (set before its task)
         self._pumps = TaskSet(f"channel {self.ref.channel_id} reader")  # also cancelled ones
         self._pump_chunk_subscribers = 0
         self._pump_subscribers = 0
@@ -267,27 +268,32 @@ class ChannelReader(ChannelEnd):
     def _pump_acquire(self, chunks: bool) -> None:
         self._pump_subscribers += 1
         self._pump_chunk_subscribers += chunks
-        if self._pump is None and not self._pulled and not self._ended:
-            self._pump = self._pumps.spawn(self._run_pump(),
-                                           name=f"iii-rx-channel-pump-{self.channel_id}")
+        if self._pump_run is None and not self._pulled and not self._ended:
+            # The token is set before the task: an eager task factory runs its first step
+            # inside spawn(), which must already find itself the reader's pump.
+            self._pump_run = run = object()
+            pump = self._pumps.spawn(self._run_pump(run),
+                                     name=f"iii-rx-channel-pump-{self.channel_id}")
+            if not pump.done() and self._pump_run is run:
+                self._pump = pump
 
     def _pump_release(self, chunks: bool) -> None:
         self._pump_subscribers -= 1
         self._pump_chunk_subscribers -= chunks
-        if self._pump_subscribers == 0 and self._pump is not None:
+        if self._pump_subscribers == 0 and self._pump_run is not None:
             # recv() may be cancelled without losing a frame. This runs in a plain callback,
             # so the pump stays in the task set and close() awaits it if still unwinding.
-            pump, self._pump = self._pump, None
-            pump.cancel()
+            pump, self._pump, self._pump_run = self._pump, None, None
+            if pump is not None:
+                pump.cancel()
 
-    async def _run_pump(self) -> None:
+    async def _run_pump(self, run: object) -> None:
         owner = object()
-        me = asyncio.current_task()
         try:
             # Released (the last subscriber left, an iterator took over): stop before the next
             # frame. The cancel lands only where the pump suspends, and recv() of frames already
             # received does not: it read them on, for nobody, up to the end of the stream.
-            while self._pump is me and (frame := await self._next(owner)) is not None:
+            while self._pump_run is run and (frame := await self._next(owner)) is not None:
                 if isinstance(frame, bytes) and self._pump_chunk_subscribers:
                     self._chunks.on_next(frame)
         except ChannelError:
@@ -296,8 +302,8 @@ class ChannelReader(ChannelEnd):
             log.exception("channel %s: reading failed", self.channel_id)
             self._finish(exc)
         finally:
-            if self._pump is asyncio.current_task():
-                self._pump = None
+            if self._pump_run is run:
+                self._pump, self._pump_run = None, None
 
     # ------------------------------------------------------------------ frames
 
@@ -339,7 +345,7 @@ class ChannelReader(ChannelEnd):
             raise ChannelError(
                 f"channel {self.channel_id} is already being read by another consumer"
             )
-        self._pump = None
+        self._pump, self._pump_run = None, None
         await _cancel(pump)
 
     def _unread_chunk(self, chunk: bytes) -> None:

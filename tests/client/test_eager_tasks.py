@@ -199,3 +199,19 @@ async def test_a_standby_whose_check_ended_in_its_first_step_checks_again(eager:
         registrations.remove_sink("eager::owned", sink)  # forgotten: the retry is cancelled
         assert not standby.watching
         await tasks.aclose()
+
+
+async def test_a_channels_observables_deliver_under_eager_tasks(eager: None, engine: Engine,
+                                                                name: str) -> None:
+    # The reader's pump ran its first step inside spawn(), before it was recorded as the
+    # pump: it found itself released, stopped at once, and nothing was ever delivered.
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        channel = await iii.create_channel_async()
+        chunks: list[bytes] = []
+        ended = asyncio.Event()
+        channel.reader.chunks.subscribe(chunks.append, on_completed=ended.set)
+        async with channel.writer as writer:
+            for part in (b"a", b"b", b"c"):
+                await writer.write(part)
+        await asyncio.wait_for(ended.wait(), 10)
+        assert chunks == [b"a", b"b", b"c"]
