@@ -25,7 +25,11 @@ of its time here, where nothing suspends (2048 appends: about a millisecond)."""
 class FrameWriter(Protocol):
     """What the buffered front sends through: the methods of a ``ChannelWriter`` it uses."""
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+    async def write(self, data: bytes | bytearray | memoryview, *,
+                    frame_size: int = ...) -> None: ...
 
     async def send_message(self, text: str) -> None: ...
 
@@ -62,8 +66,13 @@ class BufferedChannelWriter(EndsWithBlock):
         return len(self._buffer)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Add ``data``; full frames are sent (waiting for flow control), the rest waits."""
+        """Add ``data``; full frames are sent (waiting for flow control), the rest waits.
+
+        Cancelled while sending, it follows the writer's rule: once a frame went out the
+        channel fails; before, nothing of ``data`` was sent nor stays buffered.
+        """
         buffer = self._buffer
+        before = len(buffer)
         buffer += data
         if len(buffer) < self._size:
             self._unyielded += 1
@@ -71,13 +80,17 @@ class BufferedChannelWriter(EndsWithBlock):
                 self._unyielded = 0
                 await asyncio.sleep(0)
             return
+        added = len(buffer) - before
         cut = len(buffer) - len(buffer) % self._size
         frames = bytes(buffer[:cut])
         del buffer[:cut]
-        if self._size == FRAME_SIZE:
-            await self.writer.write(frames)  # it cuts FRAME_SIZE frames itself
-        else:
-            await self._send_in(frames)
+        try:
+            await self.writer.write(frames, frame_size=self._size)
+        except BaseException:
+            if not self.writer.closed:  # nothing went out: the buffer is as before the call
+                buffer[:0] = frames
+                del buffer[before:before + added]
+            raise
 
     async def write_obj(self, obj: Any) -> None:
         """Add ``obj`` as one CBOR item of the channel's CBOR sequence."""
@@ -92,7 +105,12 @@ class BufferedChannelWriter(EndsWithBlock):
         """Send whatever is buffered now."""
         if self._buffer:
             data, self._buffer = bytes(self._buffer), bytearray()
-            await self.writer.write(data)
+            try:
+                await self.writer.write(data, frame_size=self._size)
+            except BaseException:
+                if not self.writer.closed:  # nothing went out (see write): keep it buffered
+                    self._buffer[:0] = data
+                raise
 
     async def close(self) -> None:
         """Flush, then end the stream cleanly."""
@@ -103,7 +121,3 @@ class BufferedChannelWriter(EndsWithBlock):
         """Drop the buffer and end the stream as failed (see ``ChannelWriter.abort``)."""
         self._buffer.clear()
         await self.writer.abort(reason)
-
-    async def _send_in(self, data: bytes) -> None:
-        for start in range(0, len(data), self._size):
-            await self.writer.write(data[start : start + self._size])

@@ -31,7 +31,8 @@ suspends when its buffer passes the high-water mark, so while the socket accepts
 reader) a tight write loop would never let heartbeats, handlers or a reader in the same process
 run. Each frame counts :data:`FRAME_COST` besides its bytes: at most ~16 frames of 64 KiB or 256
 small frames (a few ms of work) run between turns, and one ``sleep(0)`` per MiB costs nothing
-measurable."""
+measurable. The turn is taken before a write sends anything, or between the frames of a large
+one: a cancel landing there cuts nothing, or cuts the write as any cancel within it does."""
 
 FRAME_COST = 4096
 """What one frame counts toward :data:`YIELD_BUDGET` besides its bytes (its fixed cost)."""
@@ -43,7 +44,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
     The websocket opens on first use. Every method waits for flow control: when the reader
     (or the engine's buffer in front of it) is full, ``write`` does not return until there is
     room, so memory stays bounded on both sides. Methods raise :class:`ChannelClosedError` once
-    the reader has gone away or the engine dropped the channel.
+    the reader has gone away or the engine dropped the channel, or after a write was cancelled
+    part-way, which fails the channel (:meth:`write`).
 
     ``close()`` ends the stream; leaving ``async with writer:`` through an exception ends it
     with :meth:`abort` instead, which an iii_rx reader on the embedded engine reports as an
@@ -65,6 +67,10 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         self._closed = False
         self._lock: asyncio.Lock | None = None  # keeps a multi-frame write's frames together
         self._unyielded = 0  # bytes (and frame costs) sent since the loop last got a turn
+        self._broken: str | None = None
+        """Why the channel failed under a cancelled write (see :meth:`_cut`)."""
+        self._failing: asyncio.Task[None] | None = None
+        """The background close (1011) of a channel failed by a cancelled write."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._ws else "not connected"
@@ -77,50 +83,69 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
 
     # ------------------------------------------------------------------ async API
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send ``data`` as binary frames of at most 64 KiB, waiting for flow control."""
+    async def write(self, data: bytes | bytearray | memoryview, *,
+                    frame_size: int = FRAME_SIZE) -> None:
+        """Send ``data`` as binary frames of at most ``frame_size`` bytes (1..64 KiB), waiting
+        for flow control.
+
+        A write cancelled (a timeout) or interrupted (Ctrl-C in ``write_sync``) after any of its
+        frames went out fails the channel: the reader would otherwise get a stream with a
+        hole (see :meth:`_cut`). One cancelled before (waiting for another write's frames, or
+        for the socket to open) sent nothing and leaves the writer usable. ``frame_size`` is for
+        fronts that want smaller frames (``buffered(size)``).
+        """
+        if self._unyielded >= YIELD_BUDGET and self._affinity.here():
+            await self._yield()  # before this write sends anything: a cancel here cuts nothing
         ws = self._ws
         lock = self._lock
-        if (ws is not None and type(data) is bytes and 0 < len(data) <= FRAME_SIZE
+        if (ws is not None and type(data) is bytes and 0 < len(data) <= frame_size <= FRAME_SIZE
                 and not self._closed and (lock is None or not lock.locked())
                 and asyncio.get_running_loop() is self._affinity.loop):
             try:  # the common case, kept short: one frame on an open socket, on its loop
-                await ws.send(data)
+                await ws.send(data)  # hands the frame over at once, then waits for room
             except ConnectionClosed as exc:
                 raise self._failed(exc) from None
+            except BaseException:
+                self._cut(ws, len(data), len(data))
+                raise
             if self.transfer is not None:
                 self.transfer.moved(data)
             self._unyielded += len(data) + FRAME_COST
-            if self._unyielded >= YIELD_BUDGET:
-                await self._yield()
             return
+        if not 1 <= frame_size <= FRAME_SIZE:
+            raise ValueError(f"frame_size must be within 1..{FRAME_SIZE}, got {frame_size}")
         if not self._affinity.here():
-            return await self._affinity.hop(self.write(data))
+            return await self._affinity.hop(self.write(data, frame_size=frame_size))
         view = memoryview(data).cast("B")
         size = view.nbytes
         if size == 0:
             return
         ws = self._ws if self._ws is not None and not self._closed else await self._socket()
         lock = self._lock
+        sent = 0  # bytes handed to the socket: ws.send writes its frame before it first waits
         try:
-            if size <= FRAME_SIZE and (lock is None or not lock.locked()):
+            if size <= frame_size and (lock is None or not lock.locked()):
+                sent = size
                 await ws.send(data if isinstance(data, bytes) else bytes(view))
                 self._unyielded += size + FRAME_COST
             else:
                 # Frames of one write stay together even if other writes run concurrently.
                 async with lock or self._new_lock():
-                    for start in range(0, size, FRAME_SIZE):
-                        frame = view[start : start + FRAME_SIZE]
+                    for start in range(0, size, frame_size):
+                        frame = view[start : start + frame_size]
+                        sent = start + frame.nbytes
                         await ws.send(frame)
                         self._unyielded += frame.nbytes + FRAME_COST
                         if self._unyielded >= YIELD_BUDGET:  # within a huge write too
                             await self._yield()
         except ConnectionClosed as exc:
             raise self._failed(exc) from None
+        except BaseException:
+            if sent:
+                self._cut(ws, sent, size)
+            raise
         if self.transfer is not None:
-            self.transfer.moved(view, -(-size // FRAME_SIZE))
-        if self._unyielded >= YIELD_BUDGET:
-            await self._yield()
+            self.transfer.moved(view, -(-size // frame_size))
 
     async def send_message(self, text: str) -> None:
         """Send one text frame (an application message, typically JSON).
@@ -134,6 +159,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
                             f"a dict as json.dumps(...)")
         if not self._affinity.here():
             return await self._affinity.hop(self.send_message(text))
+        if self._unyielded >= YIELD_BUDGET:
+            await self._yield()  # before the message goes: a cancel here sends nothing
         ws = await self._socket()
         try:
             if self._lock is not None and self._lock.locked():
@@ -146,8 +173,6 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         if self.transfer is not None:
             self.transfer.moved(text)
         self._unyielded += len(text) + FRAME_COST
-        if self._unyielded >= YIELD_BUDGET:
-            await self._yield()
 
     async def write_obj(self, obj: Any) -> None:
         """Send ``obj`` as one CBOR item of the channel's CBOR sequence (see docs/channels.md).
@@ -191,6 +216,10 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         if not self._affinity.here():
             return await self._affinity.hop(self._end(code, reason))
         if self._closed:
+            # A channel failed by a cancelled write is being closed in the background (not
+            # awaited here: an abort() on the way out of a cancelled task must not wait).
+            if self._broken is not None and code == 1000:
+                raise self._broken_error()
             return
         self._closed = True
         try:
@@ -265,6 +294,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
 
     def _failed(self, exc: ConnectionClosed) -> BaseException:
         """The socket closed under a write: the writer is closed; the error to raise."""
+        if self._broken is not None:
+            return self._broken_error()
         self._closed = True
         error = closed_error(exc, f"channel {self.channel_id} writer")
         self._end_transfer(error)
@@ -275,13 +306,54 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         self._unyielded = 0
         await asyncio.sleep(0)
 
+    def _cut(self, ws: ClientConnection, sent: int, size: int) -> None:
+        """A write stopped (cancelled, interrupted) after ``sent`` of its ``size`` bytes went
+        out: fail the channel.
+
+        The engine cannot take frames back, so the stream now has a hole (or, when every frame
+        went out, a write its caller was told did not finish: a retry duplicates it). As
+        websockets does for a cancelled fragmented message, the connection is closed with 1011,
+        which the engine relays to the reader as an error; the close runs in the background
+        (the caller is being cancelled), bounded by the close timeout, and every later write
+        or ``close()`` raises :class:`ChannelClosedError` naming the cut write.
+        """
+        if self._broken is not None:
+            return
+        self._broken = f"a write was cancelled part-way ({sent} of {size} bytes sent)"
+        self._closed = True
+        self._end_transfer(self._broken)
+        self._failing = asyncio.get_running_loop().create_task(
+            _close_failed(ws, self._broken), name=f"iii-rx-channel-cut-{self.channel_id}")
+
+    def _broken_error(self) -> ChannelClosedError:
+        return ChannelClosedError(
+            f"channel {self.channel_id} writer failed: {self._broken}; the channel was ended "
+            f"as failed (1011): its reader gets an error, not a stream with a hole",
+            code=1011, reason=self._broken or "")
+
     def _new_lock(self) -> asyncio.Lock:
         self._lock = asyncio.Lock()
         return self._lock
 
     async def _socket(self) -> ClientConnection:
+        if self._broken is not None:
+            raise self._broken_error()
         if self._closed:
             raise ChannelClosedError(f"channel {self.channel_id} writer is closed")
         if self._ws is not None:
             return self._ws
         return await self._open()
+
+
+async def _close_failed(ws: ClientConnection, reason: str) -> None:
+    """Close ``ws`` with 1011 and ``reason``, at most its close timeout (10 s) long: the close
+    frame waits behind frames the engine may not read (a full pipe), so then the connection
+    is dropped, which the engine also reports to the reader as a failure."""
+    try:
+        await asyncio.wait_for(ws.close(1011, reason), ws.close_timeout or 10.0)
+    except asyncio.CancelledError:  # the loop shuts down: don't leave the socket open
+        ws.transport.abort()
+        raise
+    except (asyncio.TimeoutError, Exception):  # also a socket that failed under the close
+        ws.transport.abort()
+        await ws.wait_closed()

@@ -1,0 +1,179 @@
+"""A channel write cancelled part-way fails the channel; one cancelled before it sent anything
+leaves the writer usable (docs/channels.md, "A cancelled write")."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+import iii_rx
+from iii_rx.channels import ChannelClosedError, ChannelWriter
+from iii_rx.engine import Engine
+
+BIG = 40 * 1024 * 1024
+"""More than every buffer between a writer and a reader that does not read (~10 MiB)."""
+
+
+async def _timed_out(write: Coroutine[Any, Any, None], seconds: float = 0.5) -> None:
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(write, seconds)
+
+
+async def test_a_write_cancelled_part_way_fails_the_channel(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async(buffer_size=1)
+    writer = channel.writer
+    await writer.write_obj({"first": 1})
+    await _timed_out(writer.write_obj({"blob": b"x" * BIG}))  # the reader is not reading
+    assert writer.closed
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await writer.write_obj({"after": 1})
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await writer.send_message("after")
+    with pytest.raises(ChannelClosedError, match="cancelled part-way") as closing:
+        await writer.close()
+    assert closing.value.code == 1011
+    items = []
+    with pytest.raises(ChannelClosedError, match="cancelled part-way") as reading:
+        async for item in channel.reader.objects():  # an error, not a clean end
+            items.append(item)
+    assert reading.value.code == 1011
+    assert items == [{"first": 1}]
+    await writer.abort()  # quiet: the channel already failed
+
+
+async def test_a_single_frame_write_cancelled_waiting_for_room_fails_the_channel(
+        client: iii_rx.Client) -> None:
+    # Its frame went out before the wait: a retry would send it twice.
+    channel = await client.create_channel_async(buffer_size=1)
+    writer = channel.writer
+    frame = b"y" * 65536
+
+    async def fill() -> None:
+        while True:
+            await writer.write(frame)
+
+    await _timed_out(fill(), 2)
+    assert writer.closed
+    with pytest.raises(ChannelClosedError, match="65536 of 65536 bytes sent"):
+        await writer.write(frame)
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await channel.reader.read_all()
+
+
+async def test_a_write_cancelled_before_its_first_frame_leaves_the_writer_usable(
+        client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async(buffer_size=1)
+    writer = channel.writer
+    await writer.write(b"a")
+    big = asyncio.ensure_future(writer.write(b"b" * BIG))  # blocks, holding its frames together
+    await asyncio.sleep(0)  # one turn: it sent what the buffers take and now waits for room
+    assert not big.done()
+    await _timed_out(writer.write(b"lost"), 0.2)  # waited for the big write: sent nothing
+    assert not writer.closed
+    reading = asyncio.ensure_future(channel.reader.read_all())
+    await big
+    await writer.write(b"c")
+    await writer.close()
+    data = await reading
+    assert data == b"a" + b"b" * BIG + b"c"
+
+
+async def test_a_write_cancelled_from_another_loop_fails_the_channel(
+        client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async(buffer_size=1)
+    writer = channel.writer
+    await writer.write(b"first")  # the end lives on this loop; the write below hops to it
+
+    def elsewhere() -> None:
+        async def cut() -> None:
+            await _timed_out(writer.write(b"z" * BIG))
+        asyncio.run(cut())
+
+    await asyncio.to_thread(elsewhere)
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await writer.write(b"after")
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await channel.reader.read_all()
+
+
+async def test_a_buffered_write_cancelled_part_way_fails_the_channel(
+        client: iii_rx.Client) -> None:
+    # Frames smaller than 64 KiB: one buffered write is many frames, still one write.
+    channel = await client.create_channel_async(buffer_size=1)
+    out = channel.writer.buffered(size=16384)
+    await _timed_out(out.write(b"q" * BIG))
+    assert channel.writer.closed
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await out.close()
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await channel.reader.read_all()
+
+
+async def test_a_buffered_write_that_sent_nothing_is_not_kept(client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async(buffer_size=1)
+    writer: ChannelWriter = channel.writer
+    out = writer.buffered(size=100)
+    await out.write(b"k" * 30)  # buffered, complete as far as its caller knows
+    big = asyncio.ensure_future(writer.write(b"b" * BIG))
+    await asyncio.sleep(0)  # one turn: the big write holds the writer, waiting for room
+    await _timed_out(out.write(b"m" * 250), 0.2)  # its frames waited behind it: none went out
+    assert out.pending == 30 and not writer.closed
+    reading = asyncio.ensure_future(channel.reader.read_all())
+    await big
+    await out.close()
+    assert await reading == b"b" * BIG + b"k" * 30
+
+
+def test_an_interrupted_write_sync_fails_the_channel() -> None:
+    # Ctrl-C lands while write_sync waits for room: the next write says why it cannot go on.
+    script = textwrap.dedent("""
+        import os, signal, threading
+        import iii_rx
+        from iii_rx.channels import ChannelClosedError
+
+        with iii_rx.connect_sync(name="interrupted-writer") as iii:
+            channel = iii.create_channel(buffer_size=1)
+            channel.writer.write_sync(b"first")
+            # A real SIGINT (interrupt_main would not wake the blocked wait); the write cannot
+            # finish, the reader does not read.
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+            try:
+                channel.writer.write_sync(b"x" * 40 * 1024 * 1024)
+            except KeyboardInterrupt:
+                print("interrupted")
+            for attempt in (lambda: channel.writer.write_sync(b"after"),
+                            channel.writer.close_sync, channel.reader.read_all_sync):
+                try:
+                    attempt()
+                except ChannelClosedError as exc:
+                    print("cancelled part-way" in str(exc))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OTEL_ENABLED": "false"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["interrupted", "True", "True", "True"], done.stdout
+
+
+async def test_a_loop_that_ends_during_the_failing_close_drops_the_socket(
+        engine: Engine, client: iii_rx.Client) -> None:
+    # The background close waits for a reader that never reads; asyncio.run() ending cancels
+    # it: the socket must not be left open (an unclosed transport) for the GC to find.
+    channel = await client.create_channel_async(buffer_size=1)
+    ref = channel.writer.ref
+
+    def elsewhere() -> ChannelWriter:
+        async def cut() -> ChannelWriter:
+            writer = ChannelWriter(engine.url, ref)  # lives on this thread's loop
+            await _timed_out(writer.write(b"x" * BIG))
+            return writer
+        return asyncio.run(cut())
+
+    writer = await asyncio.to_thread(elsewhere)
+    assert writer._ws is not None and writer._ws.transport.is_closing()
