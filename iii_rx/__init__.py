@@ -19,6 +19,7 @@ from iii_rx.context import Context, get_context
 from iii_rx.errors import (
     CborDecodeError,
     ChannelClosedError,
+    ChannelCloseUnconfirmedError,
     ChannelError,
     EmptySingleError,
     IIIConnectionError,
@@ -62,6 +63,7 @@ __all__ = [
     "ApiResponse",
     "CborDecodeError",
     "ChannelClosedError",
+    "ChannelCloseUnconfirmedError",
     "ChannelError",
     "Client",
     "ConnectionState",

@@ -16,6 +16,8 @@ The whole tree::
     │                                 (also RuntimeError)
     └── ChannelError                  a channel failed
         ├── ChannelClosedError        the channel ended abnormally (also ConnectionError)
+        │   └── ChannelCloseUnconfirmedError  a writer's close() not confirmed in time: the
+        │                             data may still arrive (don't resend)
         ├── TruncatedStreamError      a CBOR sequence / JSON lines stream cut inside an item
         ├── CborDecodeError           bytes that are not CBOR where CBOR was expected
         │                             (also ValueError)
@@ -37,6 +39,7 @@ from typing import Any
 __all__ = [
     "CborDecodeError",
     "ChannelClosedError",
+    "ChannelCloseUnconfirmedError",
     "ChannelError",
     "EmptySingleError",
     "IIIConnectionError",
@@ -162,6 +165,16 @@ class ChannelClosedError(ChannelError, ConnectionError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class ChannelCloseUnconfirmedError(ChannelClosedError):
+    """A writer's ``close()`` got no confirmation of the end from the engine in time.
+
+    Not a loss: the engine had not yet read what was written (its buffer toward the reader is
+    full, typically because the reader is not reading yet) or the link stalled. The data and
+    the end may still reach the reader, so resending may duplicate them; a plain
+    :class:`ChannelClosedError` from ``close()`` means the link failed or the engine refused.
+    """
 
 
 class TruncatedStreamError(ChannelError, ValueError):

@@ -16,6 +16,7 @@ from iii_rx.channels.cborseq import CborSequenceDecoder, encode_item
 from iii_rx.channels.errors import (
     CborDecodeError,
     ChannelClosedError,
+    ChannelCloseUnconfirmedError,
     ChannelError,
     TruncatedStreamError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "CborSequenceDecoder",
     "Channel",
     "ChannelClosedError",
+    "ChannelCloseUnconfirmedError",
     "ChannelError",
     "ChannelOpener",
     "ChannelReader",

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from iii_rx.errors import CborDecodeError, ChannelClosedError, ChannelError, TruncatedStreamError
+from iii_rx.errors import (
+    CborDecodeError,
+    ChannelClosedError,
+    ChannelCloseUnconfirmedError,
+    ChannelError,
+    TruncatedStreamError,
+)
 
-__all__ = ["ChannelClosedError", "ChannelError", "CborDecodeError", "TruncatedStreamError"]
+__all__ = [
+    "CborDecodeError",
+    "ChannelCloseUnconfirmedError",
+    "ChannelClosedError",
+    "ChannelError",
+    "TruncatedStreamError",
+]

@@ -14,7 +14,7 @@ from iii_rx.channels._end import ChannelEnd, EndsWithBlock, abort_reason
 from iii_rx.channels._socket import CLEAN_CLOSE_CODES, FRAME_SIZE, closed_error
 from iii_rx.channels.buffered import BufferedChannelWriter
 from iii_rx.channels.cborseq import encode_item
-from iii_rx.channels.errors import ChannelClosedError
+from iii_rx.channels.errors import ChannelClosedError, ChannelCloseUnconfirmedError
 from iii_rx.protocol import StreamChannelRef
 
 __all__ = ["ChannelWriter"]
@@ -196,9 +196,11 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         A writer that never wrote connects just to close, so that the reader sees an empty
         stream instead of waiting for the engine's sweep. Idempotent. Raises
         :class:`ChannelClosedError` when the engine had refused what was sent (a frame over
-        its limit: 1009) or the socket failed (the engine never confirmed the end: a dead link
-        is found by the closing handshake's timeout, 10 s). A reader that left first is
-        reported by the writes after it, not here (it may have read all it wanted).
+        its limit: 1009) or the socket failed, and :class:`ChannelCloseUnconfirmedError` when
+        the engine did not confirm the end within the closing handshake's 10 s: it had not
+        read everything yet (a reader that does not read, a stalled link), so the data may
+        still arrive. A reader that left first is reported by the writes after it, not here
+        (it may have read all it wanted).
         """
         await self._end(1000, "")
 
@@ -239,10 +241,15 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
                                  or refused.code not in _NOT_REFUSALS):
                 # The engine refused what was sent (a frame over its bound: 1009), or the
                 # socket failed (no close frame came back: the link died, the end may never
-                # have arrived): the end is no success. A reader (or channel) that went away
-                # first (1011, 1001) is not: it may have taken all it wanted; writes say it.
-                error = closed_error(ConnectionClosed(refused, None),
-                                     f"channel {self.channel_id} writer")
+                # have arrived; or the handshake timed out, the engine not having read that
+                # far yet: it may still arrive): the end is no success. A reader (or channel)
+                # that went away first (1011, 1001) is not: it may have taken all it wanted.
+                error = (_unconfirmed(ws, self.channel_id)
+                         if failure is None and refused is None
+                         and isinstance(getattr(ws, "connection_exc", None),
+                                        (TimeoutError, asyncio.TimeoutError))
+                         else closed_error(ConnectionClosed(refused, None),
+                                           f"channel {self.channel_id} writer"))
                 raise error from failure
         except BaseException as exc:  # failed or cancelled: the span still ends, as an error
             error = exc
@@ -343,6 +350,16 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         if self._ws is not None:
             return self._ws
         return await self._open()
+
+
+def _unconfirmed(ws: ClientConnection, channel_id: str) -> ChannelCloseUnconfirmedError:
+    """The closing handshake timed out (websockets then drops the connection): the engine had
+    not read the close frame, which waits behind the data it has not read yet either."""
+    return ChannelCloseUnconfirmedError(
+        f"channel {channel_id} writer: the engine did not confirm the end within "
+        f"{ws.close_timeout:g} s: it had not read all that was written yet, most likely because "
+        f"its buffer toward the reader is full (is the reader reading?); the data and the end "
+        f"may still be delivered, so sending them again may duplicate them")
 
 
 async def _close_failed(ws: ClientConnection, reason: str) -> None:
