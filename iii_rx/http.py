@@ -195,9 +195,9 @@ class HttpInvocationConfig(BaseModel):
 
     url: str
     method: HttpMethod = "POST"
-    timeout_ms: int | None = Field(default=30_000, ge=0)
-    """30000 unless given; ``None`` (as the official model's unset) leaves it to the engine:
-    its ``invocation_timeout_ms``, 30000 by default."""
+    timeout_ms: int | None = Field(default=None, ge=0)
+    """Unset (as in the official model), the engine's ``invocation_timeout_ms`` applies (30000
+    by default; the Rust engine's is 30000)."""
     headers: dict[str, str] | None = None
     auth: HttpAuthConfig | None = None
 
