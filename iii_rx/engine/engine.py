@@ -95,14 +95,16 @@ class Engine:
     * ``rest_timeout_ms`` — REST API request timeout, then 504 (docs/protocol.md §6.5.1);
     * ``http_no_response_grace_ms`` — how long the REST API waits for a response writer after a
       handler returned ``None`` before answering 500 (the official SDK's streaming helpers are
-      fire-and-forget, so the writer may still be on its way);
+      fire-and-forget, so the writer may still be on its way), and for a handler's outcome
+      after its response writer failed before the first chunk;
     * ``channel_sweep_interval_ms`` / ``channel_max_age_ms`` — sweep of half-connected channels
       (docs/protocol.md §7.5);
     * ``pending_max_age_ms`` — calls without a result for this long are dropped with
       ``invocation_error`` (memory bound, docs/protocol.md §12.3 item 13; 0 disables);
     * ``max_pending_fires_per_worker`` — trigger calls (fires nobody waits for) without a result
-      kept per handler; past it the oldest is given up (``invocation_error``, logged), so a
-      watcher that never answers holds a bounded table, not an hour of fires (0 = unbounded).
+      kept per handler; past it the engine forgets the oldest (no error: the handler may be
+      only busy), so a watcher that never answers holds a bounded table, not an hour of fires
+      (0 = unbounded).
 
     ``port=0`` and ``rest_port=0`` pick ephemeral ports (only the CLI uses the well-known ones);
     ``rest_port=None`` opens no REST API (and no ``http`` trigger type), as a config file
