@@ -246,7 +246,7 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
                 # that went away first (1011, 1001) is not: it may have taken all it wanted.
                 error = (_unconfirmed(ws, self.channel_id)
                          if failure is None and refused is None
-                         and isinstance(getattr(ws, "connection_exc", None),
+                         and isinstance(_connection_exc(ws),
                                         (TimeoutError, asyncio.TimeoutError))
                          else closed_error(ConnectionClosed(refused, None),
                                            f"channel {self.channel_id} writer"))
@@ -350,6 +350,11 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         if self._ws is not None:
             return self._ws
         return await self._open()
+
+
+def _connection_exc(ws: ClientConnection) -> BaseException | None:
+    """Why websockets ended the connection (``connection_exc``; ``recv_exc`` before 15.0)."""
+    return getattr(ws, "connection_exc", None) or getattr(ws, "recv_exc", None)
 
 
 def _unconfirmed(ws: ClientConnection, channel_id: str) -> ChannelCloseUnconfirmedError:
