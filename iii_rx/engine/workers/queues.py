@@ -23,7 +23,8 @@ Delivery: a failed call (an error result, a missing function, a disconnected han
 condition function that fails) is retried after ``backoff_ms * 2**(n-1)`` ms, at most
 ``max_retries`` times; then the message is dead-lettered. A condition that answers ``false``
 skips the message (no retry). Messages stay in the queue while their subscriber is unbound and
-flow again when it binds.
+flow again when it binds; a publish while a function has no binding is not queued for it (as
+on the Rust engine), so a worker that is away misses what is published meanwhile.
 
 Dead letters and inspection (``iii::queue::redrive``, ``engine::queue::dlq_messages``, ...):
 :mod:`~iii_rx.engine.workers.queues_admin`.
