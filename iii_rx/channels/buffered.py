@@ -48,9 +48,12 @@ class BufferedChannelWriter(EndsWithBlock):
     Like ``io.BufferedWriter``, bytes wait in the buffer until it fills, until :meth:`flush`,
     until a text message (sent after the bytes before it, so order holds) or until
     :meth:`close`. Made by :meth:`ChannelWriter.buffered`.
+
+    It serves one producer: a write, flush or close that starts while another one is sending
+    raises ``RuntimeError`` (the buffer could not be put back for both if they were cut).
     """
 
-    __slots__ = ("_buffer", "_size", "_unyielded", "writer")
+    __slots__ = ("_buffer", "_sending", "_size", "_unyielded", "writer")
 
     def __init__(self, writer: FrameWriter, size: int = FRAME_SIZE) -> None:
         if not 1 <= size <= FRAME_SIZE:
@@ -59,6 +62,7 @@ class BufferedChannelWriter(EndsWithBlock):
         self._size = size
         self._buffer = bytearray()
         self._unyielded = 0
+        self._sending = False
 
     @property
     def pending(self) -> int:
@@ -71,19 +75,23 @@ class BufferedChannelWriter(EndsWithBlock):
         Cancelled while sending, it follows the writer's rule: once a frame went out the
         channel fails; before, nothing of ``data`` was sent nor stays buffered.
         """
+        self._check_idle()
+        if len(self._buffer) + len(data) < self._size:
+            self._unyielded += 1
+            if self._unyielded >= YIELD_WRITES:  # before data joins the buffer: a cancel
+                self._unyielded = 0              # here leaves nothing of it behind
+                await asyncio.sleep(0)
+                self._check_idle()
+            self._buffer += data
+            return
         buffer = self._buffer
         before = len(buffer)
         buffer += data
-        if len(buffer) < self._size:
-            self._unyielded += 1
-            if self._unyielded >= YIELD_WRITES:
-                self._unyielded = 0
-                await asyncio.sleep(0)
-            return
         added = len(buffer) - before
         cut = len(buffer) - len(buffer) % self._size
         frames = bytes(buffer[:cut])
         del buffer[:cut]
+        self._sending = True
         try:
             await self.writer.write(frames, frame_size=self._size)
         except BaseException:
@@ -91,6 +99,8 @@ class BufferedChannelWriter(EndsWithBlock):
                 buffer[:0] = frames
                 del buffer[before:before + added]
             raise
+        finally:
+            self._sending = False
 
     async def write_obj(self, obj: Any) -> None:
         """Add ``obj`` as one CBOR item of the channel's CBOR sequence."""
@@ -103,14 +113,24 @@ class BufferedChannelWriter(EndsWithBlock):
 
     async def flush(self) -> None:
         """Send whatever is buffered now."""
+        self._check_idle()
         if self._buffer:
             data, self._buffer = bytes(self._buffer), bytearray()
+            self._sending = True
             try:
                 await self.writer.write(data, frame_size=self._size)
             except BaseException:
                 if not self.writer.closed:  # nothing went out (see write): keep it buffered
                     self._buffer[:0] = data
                 raise
+            finally:
+                self._sending = False
+
+    def _check_idle(self) -> None:
+        if self._sending:
+            raise RuntimeError("a BufferedChannelWriter serves one producer: this write began "
+                               "while another one was sending (await each write, or give each "
+                               "task a writer of its own)")
 
     async def close(self) -> None:
         """Flush, then end the stream cleanly."""

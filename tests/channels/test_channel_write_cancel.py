@@ -177,3 +177,43 @@ async def test_a_loop_that_ends_during_the_failing_close_drops_the_socket(
 
     writer = await asyncio.to_thread(elsewhere)
     assert writer._ws is not None and writer._ws.transport.is_closing()
+
+
+async def test_a_buffered_write_cancelled_at_the_fronts_turn_leaves_nothing_buffered(
+        client: iii_rx.Client) -> None:
+    # The front gives its loop a turn every YIELD_WRITES buffer-only writes; a cancel there
+    # raised with the bytes already buffered, so a retry sent them twice.
+    from iii_rx.channels.buffered import YIELD_WRITES
+
+    channel = await client.create_channel_async()
+    out = channel.writer.buffered()
+    for _ in range(YIELD_WRITES - 1):
+        await out.write(b".")
+    before = out.pending
+    write = asyncio.ensure_future(out.write(b"Z"))
+    await asyncio.sleep(0)  # the write is at the front's turn
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    assert out.pending == before
+    await out.write(b"Z")  # the retry
+    reading = asyncio.ensure_future(channel.reader.read_all())
+    await out.close()
+    assert (await reading).count(b"Z") == 1
+
+
+async def test_a_buffered_front_takes_one_write_at_a_time(client: iii_rx.Client) -> None:
+    # Two writes sending at once through one front could not both be put back if cut.
+    channel = await client.create_channel_async(buffer_size=1)
+    out = channel.writer.buffered(size=64)
+    first = asyncio.ensure_future(out.write(b"A" * 10 * 1024 * 1024))  # waits: nobody reads
+    await asyncio.sleep(0)  # its first step: the frames leave the buffer, the write waits
+    assert out.pending == 0 and not first.done()
+    with pytest.raises(RuntimeError, match="one producer"):
+        await out.write(b"B" * 100)
+    with pytest.raises(RuntimeError, match="one producer"):
+        await out.flush()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await out.abort()
