@@ -136,8 +136,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
                         sent = start + frame.nbytes
                         await ws.send(frame)
                         self._unyielded += frame.nbytes + FRAME_COST
-                        if self._unyielded >= YIELD_BUDGET:  # within a huge write too
-                            await self._yield()
+                        if self._unyielded >= YIELD_BUDGET and sent < size:  # within a
+                            await self._yield()  # large write; after it, the next one yields
         except ConnectionClosed as exc:
             raise self._failed(exc) from None
         except BaseException:
@@ -162,14 +162,21 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         if self._unyielded >= YIELD_BUDGET:
             await self._yield()  # before the message goes: a cancel here sends nothing
         ws = await self._socket()
+        sent = False  # as a write's: once the frame went out, a cancel fails the channel
         try:
             if self._lock is not None and self._lock.locked():
                 async with self._lock:
+                    sent = True
                     await ws.send(text)
             else:
+                sent = True
                 await ws.send(text)
         except ConnectionClosed as exc:
             raise self._failed(exc) from None
+        except BaseException:
+            if sent:  # its caller is told it did not finish: a retry would send it twice
+                self._cut(ws, len(text), len(text))
+            raise
         if self.transfer is not None:
             self.transfer.moved(text)
         self._unyielded += len(text) + FRAME_COST

@@ -217,3 +217,39 @@ async def test_a_buffered_front_takes_one_write_at_a_time(client: iii_rx.Client)
     with pytest.raises(asyncio.CancelledError):
         await first
     await out.abort()
+
+
+async def test_a_message_cancelled_waiting_for_room_fails_the_channel(
+        client: iii_rx.Client) -> None:
+    # Its text frame went out before the wait, as a one-frame write's does: the caller is told
+    # it did not finish, and a retry would deliver it twice.
+    channel = await client.create_channel_async(buffer_size=1)
+    writer = channel.writer
+    with pytest.raises(asyncio.TimeoutError):
+        while True:  # the reader is not reading: the socket fills, then a send waits
+            await asyncio.wait_for(writer.send_message("m" * 60_000), 0.5)
+    assert writer.closed
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await writer.send_message("retry")
+    await writer.abort()
+
+
+async def test_a_large_write_that_went_out_whole_is_not_cut_by_a_cancel_after_it(
+        client: iii_rx.Client) -> None:
+    # The loop's turn comes between the frames of a large write, not after its last one: a
+    # cancel there would fail the channel for a write that was complete.
+    from iii_rx.channels.writer import FRAME_COST, FRAME_SIZE, YIELD_BUDGET
+
+    channel = await client.create_channel_async()
+    writer = channel.writer
+    reading = asyncio.ensure_future(channel.reader.read_all())
+    await writer.write(b"o")  # opens the socket; counts 1 + FRAME_COST toward the budget
+    # Just enough frames that the budget is reached by the last one, not before.
+    frames = -(-(YIELD_BUDGET - 1 - FRAME_COST) // (FRAME_SIZE + FRAME_COST))
+    whole = asyncio.ensure_future(writer.write(b"x" * (frames * FRAME_SIZE)))
+    await asyncio.sleep(0)  # its first step: every frame handed over (the socket has room)
+    whole.cancel()
+    await asyncio.gather(whole, return_exceptions=True)
+    assert not writer.closed
+    await writer.close()
+    assert len(await reading) == 1 + frames * FRAME_SIZE
