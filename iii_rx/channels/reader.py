@@ -83,6 +83,7 @@ class ChannelReader(ChannelEnd):
         self._chunks: Subject[bytes] = Subject()
         self._pump: asyncio.Task[None] | None = None
         self._pump_run: object | None = None  # the current pump's token (set before its task)
+        self._released: asyncio.Task[None] | None = None  # a released pump, maybe unwinding
         self._pumps = TaskSet(f"channel {self.ref.channel_id} reader")  # also cancelled ones
         self._pump_chunk_subscribers = 0
         self._pump_subscribers = 0
@@ -286,6 +287,7 @@ class ChannelReader(ChannelEnd):
             pump, self._pump, self._pump_run = self._pump, None, None
             if pump is not None:
                 pump.cancel()
+                self._released = pump  # an iterator coming at once waits for it to unwind
 
     async def _run_pump(self, run: object) -> None:
         owner = object()
@@ -341,11 +343,13 @@ class ChannelReader(ChannelEnd):
 
     async def _take_over_from_pump(self, owner: object) -> None:
         pump = self._pump
+        if pump is None and self._released is not None and not self._released.done():
+            pump = self._released  # released, but still in its recv(): not another consumer
         if pump is None or self._pump_chunk_subscribers:
             raise ChannelError(
                 f"channel {self.channel_id} is already being read by another consumer"
             )
-        self._pump, self._pump_run = None, None
+        self._pump, self._pump_run, self._released = None, None, None
         await _cancel(pump)
 
     def _unread_chunk(self, chunk: bytes) -> None:

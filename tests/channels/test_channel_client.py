@@ -639,3 +639,23 @@ async def test_objects_fail_after_the_good_items_without_waiting_for_more(
         await asyncio.wait_for(read(), 5)
     assert got == ["whole"]
     await channel.writer.close()
+
+
+async def test_an_iterator_right_after_the_last_subscriber_left_reads_on(
+        client: iii_rx.Client) -> None:
+    # The released pump was still in its recv() (cancelled, not yet unwound) when read_all()
+    # came in the same step: it was taken for another consumer and refused.
+    channel = await client.create_channel_async()
+    reader = channel.reader
+    seen = asyncio.Event()
+    subscription = reader.messages.subscribe(lambda text: seen.set())
+    await channel.writer.send_message("hello")
+    await asyncio.wait_for(seen.wait(), 10)  # the pump runs, now waiting in recv()
+    async def feed() -> None:
+        async with channel.writer as writer:
+            await writer.write(b"x")
+
+    feeding = asyncio.ensure_future(feed())
+    subscription.dispose()
+    assert await reader.read_all() == b"x"  # in this step: no loop turn after the dispose
+    await feeding

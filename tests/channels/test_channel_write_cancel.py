@@ -4,6 +4,7 @@ leaves the writer usable (docs/channels.md, "A cancelled write")."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
@@ -190,8 +191,11 @@ async def test_a_buffered_write_cancelled_at_the_fronts_turn_leaves_nothing_buff
     for _ in range(YIELD_WRITES - 1):
         await out.write(b".")
     before = out.pending
-    write = asyncio.ensure_future(out.write(b"Z"))
-    await asyncio.sleep(0)  # the write is at the front's turn
+    step = out.write(b"Z")
+    write = asyncio.ensure_future(step)
+    if inspect.getcoroutinestate(step) == inspect.CORO_CREATED:  # not an eager task factory
+        await asyncio.sleep(0)
+    assert inspect.getcoroutinestate(step) == inspect.CORO_SUSPENDED  # at the front's turn
     write.cancel()
     with pytest.raises(asyncio.CancelledError):
         await write
