@@ -131,6 +131,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
             else:
                 # Frames of one write stay together even if other writes run concurrently.
                 async with lock or self._new_lock():
+                    if self._broken is not None:  # cut while this write waited for the lock
+                        raise self._broken_error()
                     for start in range(0, size, frame_size):
                         frame = view[start : start + frame_size]
                         sent = start + frame.nbytes
