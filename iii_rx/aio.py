@@ -105,6 +105,9 @@ class LoopBridge:
                 self._scheduled = False
                 self._queue.clear()
                 raise
+            except BaseException:  # Ctrl-C in the self-pipe write: maybe no drain was
+                self._scheduled = False  # scheduled; the next call schedules one (the queue,
+                raise                    # this call's too, is kept: a second drain is harmless)
 
     def _drain(self) -> None:
         self._scheduled = False  # before draining: a later call schedules another drain

@@ -650,3 +650,30 @@ async def test_closing_a_task_set_whose_task_just_ended_returns() -> None:
     await asyncio.sleep(0)  # the task ends; its done callback is queued behind this step
     await asyncio.wait_for(tasks.aclose(), 5)
     assert len(tasks) == 0
+
+
+def test_a_bridge_interrupted_while_waking_its_loop_runs_later_callbacks() -> None:
+    # Ctrl-C landing in the self-pipe write of run_sync_soon (a sync reader handing a late
+    # chunk back) left the bridge believing a drain was scheduled: every later callback was
+    # queued and never ran (late chunks, subscriptions made off the loop...).
+    thread = LoopThread("interrupted-bridge")
+    loop = thread.loop
+    wake = loop.call_soon_threadsafe
+    interrupted = [False]
+
+    def interrupt_once(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        if not interrupted[0]:
+            interrupted[0] = True
+            raise KeyboardInterrupt  # as a signal arriving inside the write would
+        return wake(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = interrupt_once  # type: ignore[method-assign]
+    try:
+        ran = threading.Event()
+        with pytest.raises(KeyboardInterrupt):
+            thread.bridge.run_sync_soon(lambda: None)
+        thread.bridge.run_sync_soon(ran.set)
+        assert ran.wait(5)
+    finally:
+        loop.call_soon_threadsafe = wake  # type: ignore[method-assign]
+        thread.stop()
