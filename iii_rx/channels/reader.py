@@ -342,14 +342,19 @@ class ChannelReader(ChannelEnd):
         return frame
 
     async def _take_over_from_pump(self, owner: object) -> None:
+        released, self._released = self._released, None
+        if released is not None and not released.done():
+            # Released, but still in its recv(): not another consumer. Whoever reads next
+            # (an iterator, or a new pump, which an eager task factory starts at once) waits
+            # for it to unwind.
+            await _cancel(released)
+            return
         pump = self._pump
-        if pump is None and self._released is not None and not self._released.done():
-            pump = self._released  # released, but still in its recv(): not another consumer
-        if pump is None or self._pump_chunk_subscribers:
+        if pump is None or pump is asyncio.current_task() or self._pump_chunk_subscribers:
             raise ChannelError(
                 f"channel {self.channel_id} is already being read by another consumer"
             )
-        self._pump, self._pump_run, self._released = None, None, None
+        self._pump, self._pump_run = None, None
         await _cancel(pump)
 
     def _unread_chunk(self, chunk: bytes) -> None:

@@ -215,3 +215,26 @@ async def test_a_channels_observables_deliver_under_eager_tasks(eager: None, eng
                 await writer.write(part)
         await asyncio.wait_for(ended.wait(), 10)
         assert chunks == [b"a", b"b", b"c"]
+
+
+async def test_a_chunks_subscriber_right_after_another_left_gets_the_rest(
+        eager: None, engine: Engine, name: str) -> None:
+    # The new pump's first step ran inside subscribe(), while the released one was still in
+    # its recv(): it took itself for the pump to take over from, and its subscriber hung.
+    async with iii_rx.connect(engine.url, name=name) as iii:
+        channel = await iii.create_channel_async()
+        reader, writer = channel.reader, channel.writer
+        first: list[bytes] = []
+        delivered = asyncio.Event()
+        leaving = reader.chunks.subscribe(lambda chunk: (first.append(chunk), delivered.set()))
+        await writer.write(b"zero")
+        await asyncio.wait_for(delivered.wait(), 10)  # and the pump waits in recv() again
+        leaving.dispose()
+        rest: list[bytes] = []
+        ended = asyncio.Event()
+        reader.chunks.subscribe(rest.append, on_completed=ended.set)  # in the same step
+        for part in (b"one", b"two"):
+            await writer.write(part)
+        await writer.close()
+        await asyncio.wait_for(ended.wait(), 10)
+        assert (first, rest) == ([b"zero"], [b"one", b"two"])
