@@ -140,14 +140,33 @@ class LoopBridge:
         already run, so an interrupt landing in between would leave the task running).
 
         A cancel that comes after the task took its value (a frame read off a socket) cannot
-        undo it: that value goes to ``orphan``, if given, instead of being dropped."""
+        undo it: that value goes to ``orphan``, if given, instead of being dropped. It goes
+        there in the task's own step when the cancel came first: the next read's task may have
+        been started already, and a done callback would run after it (out of order)."""
         loop = self.loop
+        given = coro
+        handed = False
+
+        async def handing_back() -> T:
+            nonlocal handed
+            value = await given
+            if future.cancelled():
+                assert orphan is not None
+                handed = True
+                orphan(value)
+            return value
+
+        run = given if orphan is None else handing_back()
+
+        def close() -> None:
+            run.close()
+            given.close()  # not awaited yet if the wrapper never started
 
         def start() -> None:
             if future.cancelled():
-                coro.close()
+                close()
                 return
-            task = loop.create_task(coro)
+            task = loop.create_task(run)
 
             def settle(done: asyncio.Task[T]) -> None:
                 if done.cancelled():
@@ -160,12 +179,15 @@ class LoopBridge:
                     else:
                         future.set_result(done.result())
                 except concurrent.futures.InvalidStateError:  # cancelled by the caller meanwhile
-                    if exc is None and orphan is not None:
+                    if exc is None and orphan is not None and not handed:
                         orphan(done.result())
 
             def cancel_task(f: concurrent.futures.Future[T]) -> None:
                 if f.cancelled() and not loop.is_closed():
-                    loop.call_soon_threadsafe(task.cancel)
+                    if self.on_loop():  # cancelled before this start registered it: the task
+                        task.cancel()   # must not take its first step (the next one waits)
+                    else:
+                        loop.call_soon_threadsafe(task.cancel)
 
             task.add_done_callback(settle)
             future.add_done_callback(cancel_task)
@@ -173,7 +195,7 @@ class LoopBridge:
         try:
             loop.call_soon_threadsafe(start)
         except RuntimeError:
-            coro.close()
+            close()
             raise
 
     def run_blocking(self, coro: Coroutine[Any, Any, T], what: str,

@@ -182,3 +182,46 @@ def test_interrupted_sync_reads_lose_no_chunk() -> None:
                           timeout=120, env={**os.environ, "OTEL_ENABLED": "false"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True", "3000"], done.stdout
+
+
+def test_reads_from_another_loop_cancelled_at_once_keep_their_order() -> None:
+    # A cancel that came before the read's task was even started let that task take its first
+    # step while the next read's task was queued: the next read was refused as "another
+    # consumer", or got the chunk after (the stale one came back later, out of order). Dev
+    # mode slows the loop's wake-ups enough to open that window in every run.
+    script = textwrap.dedent("""
+        import asyncio, random, threading
+        import iii_rx
+
+        count = 3000
+        with iii_rx.connect_sync(name="cancelled-reads") as iii:
+            channel = iii.create_channel(buffer_size=4)
+
+            def write():
+                for i in range(count):
+                    channel.writer.write_obj_sync(i)
+                channel.writer.close_sync()
+
+            async def read():
+                got, rng = [], random.Random(7)
+                while True:
+                    items = channel.reader.objects()  # a new pass after each timeout
+                    try:
+                        while True:
+                            got.append(await asyncio.wait_for(
+                                items.__anext__(), rng.uniform(0.0001, 0.003)))
+                    except StopAsyncIteration:
+                        return got
+                    except asyncio.TimeoutError:
+                        continue
+
+            threading.Thread(target=write, daemon=True).start()
+            got = asyncio.run(read())
+            print("ok" if got == list(range(count)) else
+                  f"bad: {len(got)} items, first out of place "
+                  f"{[g for i, g in enumerate(got) if g != i][:5]}")
+    """)
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", script], capture_output=True,
+                          text=True, timeout=180, env={**os.environ, "OTEL_ENABLED": "false"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "ok", done.stdout[-2000:]
