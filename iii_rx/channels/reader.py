@@ -107,9 +107,23 @@ class ChannelReader(ChannelEnd):
         return _Chunks(self)
 
     async def read_all(self) -> bytes:
-        """Every binary chunk until the end, joined (text frames go to the callbacks)."""
-        parts = [chunk async for chunk in _Chunks(self)]
+        """Every binary chunk until the end, joined (text frames go to the callbacks).
+
+        Cancelled or interrupted, it loses nothing: the chunks it had read are the next
+        read's first ones."""
+        parts: list[bytes] = []
+        try:
+            async for chunk in _Chunks(self):
+                parts.append(chunk)
+        except BaseException:
+            if parts:
+                self._call_on_loop(lambda: self._give_back(parts))
+            raise
         return b"".join(parts)
+
+    def _give_back(self, parts: list[bytes]) -> None:
+        if not self._closed:
+            self._unread.extendleft(reversed(parts))
 
     def objects(self) -> AsyncIterator[Any]:
         """The CBOR sequence carried by the binary chunks, one decoded item at a time.
@@ -182,7 +196,8 @@ class ChannelReader(ChannelEnd):
 
     def read_all_sync(self) -> bytes:
         """Blocking :meth:`read_all`."""
-        return self._affinity.block(self.read_all(), "read_all_sync")
+        return self._affinity.block(self.read_all(), "read_all_sync",
+                                    lambda data: self._give_back([data]) if data else None)
 
     def objects_sync(self) -> Iterator[Any]:
         """Blocking :meth:`objects`."""

@@ -659,3 +659,16 @@ async def test_an_iterator_right_after_the_last_subscriber_left_reads_on(
     subscription.dispose()
     assert await reader.read_all() == b"x"  # in this step: no loop turn after the dispose
     await feeding
+
+
+async def test_a_read_all_cut_short_leaves_what_it_read_to_the_next_read(
+        client: iii_rx.Client) -> None:
+    channel = await client.create_channel_async()
+    writer, reader = channel.writer, channel.reader
+    await writer.write(b"A" * 10)
+    await writer.write(b"B" * 10)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(reader.read_all(), 0.5)  # the writer has not ended yet
+    await writer.write(b"C" * 10)
+    await writer.close()
+    assert await reader.read_all() == b"A" * 10 + b"B" * 10 + b"C" * 10
