@@ -168,6 +168,8 @@ class ChannelWriter(ChannelEnd, EndsWithBlock):
         try:
             if self._lock is not None and self._lock.locked():
                 async with self._lock:
+                    if self._broken is not None:  # cut while this message waited for the lock
+                        raise self._broken_error()
                     sent = True
                     await ws.send(text)
             else:

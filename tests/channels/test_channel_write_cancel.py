@@ -257,3 +257,22 @@ async def test_a_large_write_that_went_out_whole_is_not_cut_by_a_cancel_after_it
     assert not writer.closed
     await writer.close()
     assert len(await reading) == 1 + frames * FRAME_SIZE
+
+
+async def test_a_message_waiting_behind_a_write_that_is_cut_fails_too(
+        client: iii_rx.Client) -> None:
+    # It waited for the writer's lock while a large write was cancelled part-way: it went out
+    # on the failing channel and returned as sent.
+    channel = await client.create_channel_async(buffer_size=1)
+    writer = channel.writer
+    await writer.write(b"o")  # the socket is open
+    big = asyncio.ensure_future(writer.write(b"y" * BIG))  # waits for room: nobody reads
+    await asyncio.sleep(0)  # its first step: some frames out, the lock held
+    message = asyncio.ensure_future(writer.send_message("hello"))
+    await asyncio.sleep(0)  # the message waits for the lock
+    big.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await big
+    with pytest.raises(ChannelClosedError, match="cancelled part-way"):
+        await message
+    await writer.abort()
