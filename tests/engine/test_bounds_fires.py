@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 import pytest
 from raw_engine_client import RawWorker, wait_until
@@ -35,6 +36,12 @@ async def _publish(engine: Engine, count: int) -> None:
         await publisher.result_of("publish", {"topic": "t", "data": i})
 
 
+async def _answer(worker: RawWorker, frames: list[dict[str, Any]]) -> None:
+    for frame in frames:
+        await worker.send({"type": "invocationresult", "function_id": frame["function_id"],
+                           "invocation_id": frame["invocation_id"], "result": None})
+
+
 async def test_a_watcher_that_never_answers_holds_a_bounded_pending_table() -> None:
     async with Engine(port=0, namespace_grace_ms=50,
                       max_pending_fires_per_worker=_LIMIT) as engine:
@@ -46,9 +53,7 @@ async def test_a_watcher_that_never_answers_holds_a_bounded_pending_table() -> N
         await wait_until(lambda: len(conn.inbound) <= _LIMIT and len(conn.fires) <= _LIMIT)
         assert len(conn.inbound) == _LIMIT  # the newest, still answerable
         # A late answer to a given-up call finds nothing; one to a kept call completes it.
-        for frame in (seen[0], seen[-1]):
-            await silent.send({"type": "invocationresult", "function_id": frame["function_id"],
-                               "invocation_id": frame["invocation_id"], "result": None})
+        await _answer(silent, [seen[0], seen[-1]])
         await wait_until(lambda: len(conn.inbound) == _LIMIT - 1)
 
 
@@ -58,9 +63,7 @@ async def test_a_watcher_that_answers_late_gets_every_call() -> None:
         slow = await _subscriber(engine, "slow")
         await _publish(engine, _PUBLISHES)
         seen = [await slow.recv("invokefunction") for _ in range(_PUBLISHES)]
-        for frame in seen:  # answered only now, all of them
-            await slow.send({"type": "invocationresult", "function_id": frame["function_id"],
-                             "invocation_id": frame["invocation_id"], "result": None})
+        await _answer(slow, seen)  # answered only now, all of them
         conn = engine.registry.workers[slow.worker_id]
         await wait_until(lambda: not conn.inbound and not conn.fires)
         assert [frame["data"] for frame in seen] == list(range(_PUBLISHES))
@@ -89,9 +92,7 @@ async def test_a_busy_watcher_is_not_charged_for_the_fires_given_up(
         seen = [await busy.recv("invokefunction") for _ in range(_PUBLISHES)]
         conn = engine.registry.workers[busy.worker_id]
         await wait_until(lambda: len(conn.inbound) == _LIMIT)
-        for frame in seen:
-            await busy.send({"type": "invocationresult", "function_id": frame["function_id"],
-                             "invocation_id": frame["invocation_id"], "result": None})
+        await _answer(busy, seen)
         await wait_until(lambda: not conn.inbound and not conn.fires)
         entry = engine.registry.functions[("default", "busy::on")]
         function_stats, worker_stats = engine.router.metrics.stats_of(entry)
