@@ -374,9 +374,10 @@ class ChannelReader(ChannelEnd):
 
     def _unread_chunk(self, chunk: bytes) -> None:
         """Keep a chunk read for a waiter on another thread or loop that was interrupted or
-        cancelled meanwhile: the next read returns it (the socket cannot take it back)."""
+        cancelled meanwhile: the next read returns it (the socket cannot take it back). It is
+        the oldest chunk not delivered: before any that a cut read_all() gave back."""
         if not self._closed:
-            self._unread.append(chunk)
+            self._unread.appendleft(chunk)
 
     def _cbor_state(self) -> tuple[CborSequenceDecoder, deque[Any]]:
         """The decoder and the decoded items not yet taken, shared by every objects() pass."""

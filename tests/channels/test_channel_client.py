@@ -672,3 +672,22 @@ async def test_a_read_all_cut_short_leaves_what_it_read_to_the_next_read(
     await writer.write(b"C" * 10)
     await writer.close()
     assert await reader.read_all() == b"A" * 10 + b"B" * 10 + b"C" * 10
+
+
+async def test_a_chunk_handed_back_by_a_cancelled_read_comes_before_the_rest(
+        client: iii_rx.Client) -> None:
+    # A cut read_all() gives its chunks back; a read from another loop then takes the first
+    # and its waiter gives up: the bridge hands it back (_unread_chunk), and it must come
+    # first again, not after the others.
+    channel = await client.create_channel_async()
+    writer, reader = channel.writer, channel.reader
+    for part in (b"0", b"1"):
+        await writer.write(part)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(reader.read_all(), 0.5)
+    chunks = reader.__aiter__()
+    taken = await chunks.__anext__()
+    reader._unread_chunk(taken)  # what the bridge does with a value its waiter gave up on
+    await writer.write(b"2")
+    await writer.close()
+    assert await reader.read_all() == b"012"
