@@ -169,6 +169,7 @@ class LoopBridge:
             task = loop.create_task(run)
 
             def settle(done: asyncio.Task[T]) -> None:
+                given.close()  # done or never started (a cancel before the first step)
                 if done.cancelled():
                     future.cancel()
                     return

@@ -677,3 +677,32 @@ def test_a_bridge_interrupted_while_waking_its_loop_runs_later_callbacks() -> No
     finally:
         loop.call_soon_threadsafe = wake  # type: ignore[method-assign]
         thread.stop()
+
+
+def test_a_bridged_read_cancelled_before_its_task_started_leaves_no_coroutine_unawaited(
+        recwarn: pytest.WarningsRecorder) -> None:
+    # The cancel lands between the start's check and the registration of its callback (here
+    # made certain): the task is cancelled before its first step, and the coroutine it wraps
+    # to hand a late value back was never awaited (RuntimeWarning at collection).
+    import concurrent.futures
+    import gc
+
+    class CancelledMeanwhile(concurrent.futures.Future[bytes]):
+        def add_done_callback(self, fn: Any) -> None:
+            if not self.done():
+                self.cancel()  # another thread's cancel, landing just here
+            super().add_done_callback(fn)
+
+    async def read_one() -> bytes:
+        await asyncio.sleep(0)
+        return b"chunk"
+
+    thread = LoopThread("cancelled-meanwhile")
+    future = CancelledMeanwhile()
+    handed: list[bytes] = []
+    thread.bridge._schedule(read_one(), future, orphan=handed.append)
+    thread.bridge.run_blocking(asyncio.sleep(0), "a turn of the loop")
+    thread.stop()
+    gc.collect()
+    assert future.cancelled() and handed == []
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
