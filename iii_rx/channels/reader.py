@@ -357,13 +357,16 @@ class ChannelReader(ChannelEnd):
         return frame
 
     async def _take_over_from_pump(self, owner: object) -> None:
-        released, self._released = self._released, None
+        released = self._released
         if released is not None and not released.done():
             # Released, but still in its recv(): not another consumer. Whoever reads next
             # (an iterator, or a new pump, which an eager task factory starts at once) waits
-            # for it to unwind.
+            # for it to unwind (kept until then: a reader cancelled meanwhile is not the last).
             await _cancel(released)
+            if self._released is released:
+                self._released = None
             return
+        self._released = None
         pump = self._pump
         if pump is None or pump is asyncio.current_task() or self._pump_chunk_subscribers:
             raise ChannelError(
