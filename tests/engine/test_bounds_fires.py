@@ -30,10 +30,12 @@ async def _subscriber(engine: Engine, name: str) -> RawWorker:
     return worker
 
 
-async def _publish(engine: Engine, count: int) -> None:
+async def _fire(engine: Engine, watcher: RawWorker, count: int) -> list[dict[str, Any]]:
+    """Publish ``count`` messages and take the invocations they fire at ``watcher``."""
     publisher = await RawWorker.connect(engine.url)
     for i in range(count):
         await publisher.result_of("publish", {"topic": "t", "data": i})
+    return [await watcher.recv("invokefunction") for _ in range(count)]
 
 
 async def _answer(worker: RawWorker, frames: list[dict[str, Any]]) -> None:
@@ -46,8 +48,7 @@ async def test_a_watcher_that_never_answers_holds_a_bounded_pending_table() -> N
     async with Engine(port=0, namespace_grace_ms=50,
                       max_pending_fires_per_worker=_LIMIT) as engine:
         silent = await _subscriber(engine, "silent")
-        await _publish(engine, _PUBLISHES)
-        seen = [await silent.recv("invokefunction") for _ in range(_PUBLISHES)]
+        seen = await _fire(engine, silent, _PUBLISHES)
         assert [frame["data"] for frame in seen] == list(range(_PUBLISHES))  # all delivered
         conn = engine.registry.workers[silent.worker_id]
         await wait_until(lambda: len(conn.inbound) <= _LIMIT and len(conn.fires) <= _LIMIT)
@@ -61,8 +62,7 @@ async def test_a_watcher_that_answers_late_gets_every_call() -> None:
     async with Engine(port=0, namespace_grace_ms=50,
                       max_pending_fires_per_worker=_LIMIT) as engine:
         slow = await _subscriber(engine, "slow")
-        await _publish(engine, _PUBLISHES)
-        seen = [await slow.recv("invokefunction") for _ in range(_PUBLISHES)]
+        seen = await _fire(engine, slow, _PUBLISHES)
         await _answer(slow, seen)  # answered only now, all of them
         conn = engine.registry.workers[slow.worker_id]
         await wait_until(lambda: not conn.inbound and not conn.fires)
@@ -72,9 +72,7 @@ async def test_a_watcher_that_answers_late_gets_every_call() -> None:
 async def test_the_default_bound_holds_a_thousand() -> None:
     async with Engine(port=0, namespace_grace_ms=50) as engine:
         silent = await _subscriber(engine, "silent")
-        await _publish(engine, 1_010)
-        for _ in range(1_010):
-            await silent.recv("invokefunction")
+        await _fire(engine, silent, 1_010)
         conn = engine.registry.workers[silent.worker_id]
         assert len(conn.inbound) == 1_000  # the oldest ten given up as the newest went out
 
@@ -88,8 +86,7 @@ async def test_a_busy_watcher_is_not_charged_for_the_fires_given_up(
                       max_pending_fires_per_worker=_LIMIT) as engine:
         busy = await _subscriber(engine, "busy")
         caplog.set_level(logging.INFO)
-        await _publish(engine, _PUBLISHES)
-        seen = [await busy.recv("invokefunction") for _ in range(_PUBLISHES)]
+        seen = await _fire(engine, busy, _PUBLISHES)
         conn = engine.registry.workers[busy.worker_id]
         await wait_until(lambda: len(conn.inbound) == _LIMIT)
         await _answer(busy, seen)
