@@ -71,11 +71,13 @@ CUT_CHANNELS_WAIT = 2.0
 
 
 class Gate:
-    """The async handlers running in one worker, and the invocations waiting for a slot.
+    """Invocations running under a ``max_concurrency``, and those waiting for a slot: the
+    worker's async handlers (``Worker.gate``), or one function's handlers (its own gate).
 
     Plain attributes, read and changed on the loop by :class:`HandlerSink` without a method
     call on the hot path. A waiting invocation keeps a copy of the context it arrived in and
-    starts in it, not in the context of the handler whose end freed its slot.
+    starts in it (by the start it was queued with), not in the context of the handler whose
+    end freed its slot.
     """
 
     __slots__ = ("limit", "resuming", "running", "waiting")
@@ -85,7 +87,8 @@ class Gate:
             raise ValueError("max_concurrency must be at least 1")
         self.limit = limit
         self.running = 0
-        self.waiting: deque[tuple[HandlerSink, Invocation, contextvars.Context]] = deque()
+        self.waiting: deque[tuple[Callable[[Invocation], None], Invocation,
+                                  contextvars.Context]] = deque()
         self.resuming = False
 
     def resume(self) -> None:
@@ -97,9 +100,9 @@ class Gate:
         try:
             waiting = self.waiting
             while waiting and self.running < self.limit:
-                sink, invocation, context = waiting.popleft()
+                start, invocation, context = waiting.popleft()
                 self.running += 1
-                context.run(sink._spawn, invocation)
+                context.run(start, invocation)
         finally:
             self.resuming = False
 
@@ -233,36 +236,33 @@ class HandlerSink(Sink):
         self._async = is_async(handler)
         self._metadata = metadata_mode(handler)
         check_takes_data(handler, self._metadata)
-        self._limit = max_concurrency
-        self._inflight = 0
-        self._resuming = False  # see Gate.resume
-        self._waiting: deque[tuple[Invocation, contextvars.Context]] = deque()
-        """Invocations waiting for a ``max_concurrency`` slot, each with a copy of the context
-        it arrived in (see :class:`Gate`)."""
+        self._own = Gate(max_concurrency) if max_concurrency is not None else None
+        """The function's own ``max_concurrency``: its invocations wait there first."""
 
     @property
     def in_flight(self) -> int:
         """Invocations running now (counted only with a ``max_concurrency``)."""
-        return self._inflight
+        return self._own.running if self._own is not None else 0
 
     @property
     def waiting(self) -> int:
         """Invocations waiting for a ``max_concurrency`` slot."""
-        return len(self._waiting)
+        return len(self._own.waiting) if self._own is not None else 0
 
     def __call__(self, invocation: Invocation) -> None:
-        if self._limit is not None:
-            if self._inflight >= self._limit:
-                self._waiting.append((invocation, contextvars.copy_context()))
+        own = self._own
+        if own is not None:
+            if own.running >= own.limit:
+                own.waiting.append((self._start, invocation, contextvars.copy_context()))
                 return
-            self._inflight += 1
+            own.running += 1
         self._start(invocation)
 
     def _start(self, invocation: Invocation) -> None:
         if self._async:
             gate = self._gate
             if gate.running >= gate.limit:
-                gate.waiting.append((self, invocation, contextvars.copy_context()))
+                gate.waiting.append((self._spawn, invocation, contextvars.copy_context()))
                 return
             gate.running += 1
             self._spawn(invocation)
@@ -274,7 +274,7 @@ class HandlerSink(Sink):
                     invocation.abandon()
                     return
                 self._fail(invocation, exc)  # no thread could start for it: say so, now
-                if self._limit is not None:
+                if self._own is not None:
                     self._loop.call_soon(self._finished)
 
     def _spawn(self, invocation: Invocation) -> None:
@@ -332,7 +332,7 @@ class HandlerSink(Sink):
             gate.running -= 1
             if gate.waiting:
                 gate.resume()
-            if self._limit is not None:
+            if self._own is not None:
                 self._finished()
 
     def _run_sync(self, invocation: Invocation) -> None:
@@ -357,7 +357,7 @@ class HandlerSink(Sink):
             current_context.reset(token)
             if span is not None:
                 invocation.trace.detach(span)
-            if self._limit is not None:
+            if self._own is not None:
                 with contextlib.suppress(RuntimeError):  # loop closed
                     self._bridge.run_sync_soon(self._finished)
 
@@ -387,24 +387,15 @@ class HandlerSink(Sink):
             self._tasks.release(task)
 
     def _finished(self) -> None:
-        self._inflight -= 1
-        if self._resuming:  # one started below ended at once (see Gate.resume)
-            return
-        self._resuming = True
-        try:
-            while self._waiting and self._inflight < (self._limit or 0):
-                invocation, context = self._waiting.popleft()
-                self._inflight += 1
-                context.run(self._start, invocation)
-        finally:
-            self._resuming = False
+        own = self._own
+        assert own is not None
+        own.running -= 1
+        own.resume()
 
     def close(self) -> None:
         """Invocations still waiting for a slot are abandoned: the engine answers them."""
-        waiting = list(self._waiting)
-        self._waiting.clear()
-        for invocation, _ in waiting:
-            invocation.abandon()
+        if self._own is not None:
+            self._own.close()
 
 
 async def _end_channels(ends: tuple[Any, ...], reason: str) -> None:
