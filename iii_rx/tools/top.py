@@ -22,8 +22,8 @@ import functools
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -136,10 +136,10 @@ class TopApp(App[None]):
         """Rows, metrics and tables of the last build: a refresh redoes the changed rows."""
         self._shown_tables: dict[str, tuple[Any, ...]] = {}
         """Per table: the rows it shows (the memo's tuple; the same one: nothing to redraw)."""
-        self._cells: dict[str, dict[str, tuple[Any, tuple[str, ...]]]] = {}
-        """Per table and row key: the row object shown and its cells."""
-        self._cell_widths: dict[str, dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] = {}
-        """Per table and row key: the cells shown and their widths."""
+        self._cells = _Derived[tuple[str, ...]]()
+        """Per table and row key: the cells of the row object shown."""
+        self._cell_widths = _Derived[tuple[int, ...]]()
+        """Per table and row key: the widths of the cells shown."""
         self.cells_made = 0
         """Rows whose cells were computed (tests: a refresh of unchanged rows makes none)."""
 
@@ -315,20 +315,13 @@ class TopApp(App[None]):
                    ) -> list[tuple[str, tuple[str, ...], bool]]:
         """``(key, cells, dim)`` of each row; a row object shown before keeps its cells (the
         same tuple, which :meth:`_fill` then passes over)."""
-        known = self._cells.get(table_id, {})
-        now: dict[str, tuple[Any, tuple[str, ...]]] = {}
-        out = []
-        for row in rows:
-            old = known.get(row.key)
-            if old is not None and old[0] is row:
-                cells = old[1]
-            else:
-                cells = row.cells()
-                self.cells_made += 1
-            now[row.key] = (row, cells)
-            out.append((row.key, cells, table_id == "workers" and row.worker.builtin))
-        self._cells[table_id] = now
-        return out
+        def cells_of(row: Any) -> tuple[str, ...]:
+            self.cells_made += 1
+            return row.cells()  # type: ignore[no-any-return]
+
+        cells = self._cells.of(table_id, [(row.key, row) for row in rows], cells_of)
+        return [(row.key, row_cells, table_id == "workers" and row.worker.builtin)
+                for row, row_cells in zip(rows, cells, strict=True)]
 
     def _fill(self, table_id: str, rows: Sequence[tuple[str, tuple[str, ...], bool]]) -> None:
         """Update the cells that changed when the rows are the same and in the same order,
@@ -376,17 +369,8 @@ class TopApp(App[None]):
                    ) -> list[tuple[int, ...]]:
         """Each row's cell widths, measured again only for cells that are not the tuple
         measured last time."""
-        known = self._cell_widths.get(table_id, {})
-        now: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
-        out = []
-        for key, cells in rows:
-            old = known.get(key)
-            widths = old[1] if old is not None and old[0] is cells else tuple(
-                cell_len(c) for c in cells)
-            now[key] = (cells, widths)
-            out.append(widths)
-        self._cell_widths[table_id] = now
-        return out
+        return self._cell_widths.of(table_id, rows,
+                                    lambda cells: tuple(cell_len(c) for c in cells))
 
     def _log_line(self, line: Text) -> None:
         if not self.is_running:
@@ -407,6 +391,32 @@ class TopApp(App[None]):
 
 _COLUMNS: dict[str, Sequence[Column]] = {
     "workers": WORKER_COLUMNS, "functions": FUNCTION_COLUMNS, "triggers": TRIGGER_COLUMNS}
+
+
+T = TypeVar("T")
+
+
+class _Derived(Generic[T]):
+    """Values derived from the rows of each table, by row key: one is derived again only when
+    its row brings another object than the one it was derived from (rows that left are
+    forgotten at the next derivation)."""
+
+    def __init__(self) -> None:
+        self._by_table: dict[str, dict[str, tuple[Any, T]]] = {}
+
+    def of(self, table_id: str, rows: Iterable[tuple[str, Any]],
+           derive: Callable[[Any], T]) -> list[T]:
+        """The value of each ``(key, source)`` of ``rows``, in order."""
+        known = self._by_table.get(table_id, {})
+        now: dict[str, tuple[Any, T]] = {}
+        values = []
+        for key, source in rows:
+            old = known.get(key)
+            value = old[1] if old is not None and old[0] is source else derive(source)
+            now[key] = (source, value)
+            values.append(value)
+        self._by_table[table_id] = now
+        return values
 
 
 def _widths(rows: Sequence[tuple[int, ...]], count: int) -> list[int]:
