@@ -23,7 +23,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
@@ -88,22 +88,20 @@ class Stream(Observable[T], Generic[T]):
 
     Rx types the callbacks as returning ``None``, so a type checker refused the natural
     ``subscribe(lambda inv: inv.reply(...))`` or ``subscribe(inv.reply, inv.fail)`` (both
-    return a ``bool``). What a callback returns is ignored, as in Rx.
+    return a ``bool``). What a callback returns is ignored, as in Rx. The signature is for
+    type checkers only: at run time ``subscribe`` is Rx's own, with no call in between.
     """
 
-    def subscribe(
-        self,
-        on_next: abc.ObserverBase[T] | Callable[[T], object] | None = None,
-        on_error: Callable[[Exception], object] | None = None,
-        on_completed: Callable[[], object] | None = None,
-        *,
-        scheduler: abc.SchedulerBase | None = None,
-    ) -> abc.DisposableBase:
-        """Subscribe an observer, or callbacks (see ``reactivex.Observable.subscribe``)."""
-        return super().subscribe(
-            cast("abc.ObserverBase[T] | abc.OnNext[T] | None", on_next),
-            cast("abc.OnError | None", on_error), cast("abc.OnCompleted | None", on_completed),
-            scheduler=scheduler)
+    if TYPE_CHECKING:
+        def subscribe(
+            self,
+            on_next: abc.ObserverBase[T] | Callable[[T], object] | None = None,
+            on_error: Callable[[Exception], object] | None = None,
+            on_completed: Callable[[], object] | None = None,
+            *,
+            scheduler: abc.SchedulerBase | None = None,
+        ) -> abc.DisposableBase:
+            """Subscribe an observer, or callbacks (see ``reactivex.Observable.subscribe``)."""
 
 
 class HotStream(Stream[T], Generic[T]):
